@@ -1,0 +1,115 @@
+// Owns: starting `session-replication serve` nodes as child processes for black-box tests.
+import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { freePort } from "./ports.ts";
+import { spawnTracked, tail, type TrackedProcess } from "./processes.ts";
+import { waitForHttp } from "./wait.ts";
+
+/** Repository root (two levels above test/kit). */
+export const REPO_ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+
+/** Path of the CLI started by {@link startNode}, relative to the repo root. */
+export const CLI_SCRIPT = "bin/session-replication.js";
+
+/** Options for {@link startNode}; each maps onto a `session-replication serve` flag. */
+export interface StartNodeOptions {
+  /** --cluster NAME */
+  cluster: string;
+  /** --node ID */
+  node: string;
+  /** --nats URL[,URL] (omitted when undefined) */
+  nats?: string;
+  /** --manager NAME, e.g. "delta" */
+  manager?: string;
+  /** --send async|ack */
+  send?: "async" | "ack";
+  /** --max-inactive SECONDS */
+  maxInactive?: number;
+  /** Extra environment variables (merged over process.env). */
+  env?: Record<string, string>;
+  /** Appended after the generated flags. */
+  extraArgs?: string[];
+  /** --port (default: a free port). Pass a previous node's port to restart it in place. */
+  port?: number;
+  /** Wait until GET /healthz answers 200 (default true). */
+  waitReady?: boolean;
+  /** Readiness timeout in ms (default 20000). */
+  readyTimeoutMs?: number;
+  /** Script to run instead of bin/session-replication.js (relative to the repo root or absolute); for kit tests. */
+  script?: string;
+}
+
+/** A running node started by {@link startNode}. */
+export interface NodeHandle {
+  /** Node id (--node). */
+  node: string;
+  /** Cluster name (--cluster). */
+  cluster: string;
+  /** HTTP port. */
+  port: number;
+  /** Base URL, e.g. http://127.0.0.1:41234 (no trailing slash). */
+  url: string;
+  /** OS process id. */
+  pid: number;
+  /** The tracked child process. */
+  process: TrackedProcess;
+  /** The argv passed after the script (for debugging). */
+  args: string[];
+  /** Collected stdout+stderr of the node. */
+  output(): string;
+  /** Sends a signal (default SIGTERM), e.g. kill("SIGKILL") to simulate a crash. */
+  kill(signal?: NodeJS.Signals): boolean;
+  /** SIGTERM, then SIGKILL after 3 s; resolves once exited. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Builds the `serve` argv for `opts` on `port` (exported so tests can assert the CLI contract). */
+export function serveArgs(opts: StartNodeOptions, port: number): string[] {
+  const args = ["serve", "--cluster", opts.cluster, "--node", opts.node, "--port", String(port), "--host", "127.0.0.1"];
+  if (opts.nats !== undefined) args.push("--nats", opts.nats);
+  if (opts.manager !== undefined) args.push("--manager", opts.manager);
+  if (opts.send !== undefined) args.push("--send", opts.send);
+  if (opts.maxInactive !== undefined) args.push("--max-inactive", String(opts.maxInactive));
+  return [...args, ...(opts.extraArgs ?? [])];
+}
+
+/** Spawns `node bin/session-replication.js serve ...` from the repo root and (by default) waits for /healthz 200. */
+export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
+  const port = opts.port ?? (await freePort());
+  const args = serveArgs(opts, port);
+  const script = resolve(REPO_ROOT, opts.script ?? CLI_SCRIPT);
+  const proc = spawnTracked(process.execPath, [script, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, NODE_NO_WARNINGS: "1", ...opts.env },
+    name: `node ${opts.node}`,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const handle: NodeHandle = {
+    node: opts.node,
+    cluster: opts.cluster,
+    port,
+    url,
+    pid: proc.pid,
+    process: proc,
+    args,
+    output: () => proc.output(),
+    kill: (signal = "SIGTERM") => proc.kill(signal),
+    stop: () => proc.stop(3000),
+  };
+  if (opts.waitReady === false) return handle;
+
+  const earlyExit = proc.exited.then((x): never => {
+    throw new Error(`exited early (code ${x.code}, signal ${x.signal})`);
+  });
+  earlyExit.catch(() => {}); // only meaningful while racing below
+  try {
+    await Promise.race([waitForHttp(`${url}/healthz`, { status: 200, timeoutMs: opts.readyTimeoutMs ?? 20000 }), earlyExit]);
+  } catch (e) {
+    await proc.stop(1000);
+    throw new Error(
+      `node ${opts.node} did not become ready: ${(e as Error).message}\n` +
+        `command: ${process.execPath} ${script} ${args.join(" ")}\noutput:\n${tail(proc.output())}`,
+    );
+  }
+  return handle;
+}
