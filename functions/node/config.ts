@@ -1,0 +1,102 @@
+/** Command-line and environment configuration of a node: every flag has an environment variable. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { LogLevel } from '../../lib/index.ts';
+
+/** A configuration problem: the CLI prints the message as one line and exits 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** Settings of `session-replication serve`. */
+export interface ServeConfig {
+  cluster: string;
+  node: string;
+  port: number;
+  host: string;
+  /** NATS server URLs; empty means the in-process channel. */
+  nats: string[];
+  manager: 'delta';
+  send: 'async' | 'ack';
+  maxInactive: number;
+  logLevel: LogLevel;
+}
+
+/** Flags of `serve`: name, environment variable, help text. */
+export const SERVE_FLAGS = {
+  cluster: { env: 'SESSREP_CLUSTER', help: 'cluster name: nodes with the same name share sessions', fallback: 'demo' },
+  node: { env: 'SESSREP_NODE', help: 'this node id, also the cookie route (default: random)', fallback: undefined },
+  port: { env: 'PORT', help: 'HTTP port', fallback: '8080' },
+  host: { env: 'HOST', help: 'HTTP bind address', fallback: '127.0.0.1' },
+  nats: { env: 'NATS_URL', help: 'NATS server URL(s), comma-separated (default: in-process channel)', fallback: undefined },
+  manager: { env: 'SESSREP_MANAGER', help: 'replication strategy: delta (all-to-all)', fallback: 'delta' },
+  send: { env: 'SESSREP_SEND', help: 'send mode: async (respond at once) or ack (respond when every member applied)', fallback: 'async' },
+  'max-inactive': { env: 'SESSREP_MAX_INACTIVE', help: 'session timeout in seconds (<= 0: never)', fallback: '1800' },
+  'log-level': { env: 'LOG_LEVEL', help: 'debug, info, warn, error or silent', fallback: 'info' },
+} as const;
+
+const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'];
+
+/** Parses `args` with `parseArgs`, turning its errors into one-line `UsageError`s. */
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+}
+
+/** Reads `serve` settings from flags, then environment, then defaults; throws `UsageError` on a bad value. */
+export function readServeConfig(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): ServeConfig {
+  const pick = (name: keyof typeof SERVE_FLAGS): string | undefined => {
+    const flag = values[name];
+    if (typeof flag === 'string') return flag;
+    const fromEnv = env[SERVE_FLAGS[name].env];
+    return fromEnv !== undefined && fromEnv !== '' ? fromEnv : SERVE_FLAGS[name].fallback;
+  };
+  const token = (name: 'cluster' | 'node', value: string) => {
+    if (!TOKEN.test(value)) throw new UsageError(`--${name} must be 1-64 characters of A-Z a-z 0-9 _ -, got "${value}"`);
+    return value;
+  };
+  const integer = (name: keyof typeof SERVE_FLAGS, min: number, max: number) => {
+    const raw = pick(name) ?? '';
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw.trim()) || value < min || value > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+    return value;
+  };
+  const oneOf = <V extends string>(name: keyof typeof SERVE_FLAGS, allowed: readonly V[]): V => {
+    const value = pick(name) ?? '';
+    if (!allowed.includes(value as V)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got "${value}"`);
+    return value as V;
+  };
+  const nats = (pick('nats') ?? '')
+    .split(',')
+    .map((url) => url.trim())
+    .filter(Boolean);
+  for (const url of nats) {
+    if (!/^(nats|tls|ws|wss):\/\/[^\s]+$|^[\w.-]+:\d+$/.test(url)) throw new UsageError(`--nats must be URLs like nats://host:4222, got "${url}"`);
+  }
+  return {
+    cluster: token('cluster', pick('cluster')!),
+    node: token('node', pick('node') ?? crypto.randomUUID().slice(0, 8)),
+    port: integer('port', 0, 65535),
+    host: pick('host')!,
+    nats,
+    manager: oneOf('manager', ['delta'] as const),
+    send: oneOf('send', ['async', 'ack'] as const),
+    maxInactive: integer('max-inactive', -1, 10 * 365 * 24 * 3600),
+    logLevel: oneOf('log-level', LOG_LEVELS as LogLevel[]),
+  };
+}
+
+/** The `parseArgs` option table of `serve`. */
+export function serveOptions() {
+  return Object.fromEntries(Object.keys(SERVE_FLAGS).map((name) => [name, { type: 'string' as const }])) as Record<keyof typeof SERVE_FLAGS, { type: 'string' }>;
+}
+
+/** Help text for a flag table. */
+export function flagHelp(flags: Record<string, { env: string; help: string; fallback: string | undefined }>): string {
+  return Object.entries(flags)
+    .map(([name, f]) => `  --${name.padEnd(14)} ${f.help}\n  ${''.padEnd(16)} env ${f.env}${f.fallback !== undefined ? `, default ${f.fallback}` : ''}`)
+    .join('\n');
+}

@@ -1,0 +1,73 @@
+/** Runs one cluster node on Node.js: NATS or in-process channel, the demo app over HTTP, pino logs. */
+import { serve, type ServerType } from '@hono/node-server';
+import { connect } from '@nats-io/transport-node';
+import pino from 'pino';
+import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
+import { NatsChannel } from '../../lib/channel/nats.ts';
+import { createDemoApp } from '../demo-app.ts';
+import type { ServeConfig } from './config.ts';
+
+/** A running node. */
+export interface RunningNode {
+  readonly sessions: ReplicatedSessions;
+  readonly server: ServerType;
+  /** The port the HTTP server listens on (useful with port 0). */
+  readonly port: number;
+  /** Leaves the cluster gracefully and closes the HTTP server. */
+  close(): Promise<void>;
+}
+
+/** A pino logger at `level` writing JSON lines to stdout. */
+export function createLogger(level: ServeConfig['logLevel']): Logger {
+  return pino({ level, base: undefined }) as unknown as Logger;
+}
+
+/** Connects to NATS, retrying forever with the client's backoff; logs while it waits. */
+export async function connectNats(servers: string[], name: string, logger: Logger): Promise<Channel> {
+  logger.info({ servers }, 'connecting to NATS');
+  const connection = await connect({
+    servers,
+    name,
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    reconnectJitter: 250,
+  });
+  logger.info({ server: connection.getServer() }, 'connected to NATS');
+  return new NatsChannel(connection);
+}
+
+/**
+ * Starts a node: the HTTP server first (so `/healthz` answers 503 during state transfer), then
+ * the cluster. With `bus`, uses that in-process bus instead of NATS.
+ */
+export async function startNode(config: ServeConfig, logger: Logger, bus?: MemoryBus): Promise<RunningNode> {
+  const pending: { sessions?: ReplicatedSessions } = {};
+  const channel = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger) : new MemoryChannel(bus);
+  const sessions = createCluster({
+    cluster: config.cluster,
+    node: config.node,
+    channel,
+    manager: config.manager,
+    sendMode: config.send,
+    maxInactiveSeconds: config.maxInactive,
+    logger,
+  });
+  pending.sessions = sessions;
+  const app = createDemoApp(sessions);
+  const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => resolve({ server, port: info.port }));
+    server.once('error', reject);
+  });
+  logger.info({ url: `http://${config.host}:${port}`, channel: channel.kind }, 'listening');
+  await sessions.start();
+  return {
+    sessions,
+    server,
+    port,
+    async close() {
+      await sessions.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,44 @@
+/** The `Channel` contract: the pub-sub primitives replication needs, independent of the broker. */
+
+/** A message as delivered to a subscriber. */
+export interface ChannelMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  /** Where to send a reply, when the sender asked for one. */
+  readonly reply?: string;
+}
+
+/** An active subscription. */
+export interface ChannelSubscription {
+  unsubscribe(): void;
+}
+
+/** Connection state changes a channel reports (a memory channel never disconnects). */
+export type ChannelStatus = 'connected' | 'disconnected' | 'reconnecting' | 'closed';
+
+/**
+ * A publish/subscribe transport with NATS subject semantics (`.`-separated tokens, `*` and `>`
+ * wildcards) and request/reply. Implementations: `MemoryChannel` (in-process) and `NatsChannel`.
+ */
+export interface Channel {
+  /** A short name for logs and `/cluster`: `memory` or `nats`. */
+  readonly kind: string;
+  /** Publishes fire-and-forget; with `reply`, receivers may answer to that subject. */
+  publish(subject: string, data: Uint8Array, options?: { reply?: string }): void;
+  /**
+   * Subscribes to a subject (wildcards allowed). With `queue`, each message goes to one member of
+   * the queue group only. The handler must not throw; errors it throws are swallowed.
+   */
+  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription;
+  /**
+   * Sends a request and resolves with the first reply. Rejects with `ChannelRequestError`: kind
+   * `no-responders` at once when nobody subscribes, `timeout` after `timeoutMs`.
+   */
+  request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array>;
+  /** Resolves once everything published so far has left this process. */
+  flush(): Promise<void>;
+  /** Registers a listener for connection state changes. */
+  onStatus(listener: (status: ChannelStatus, detail?: string) => void): void;
+  /** Closes the channel; later calls fail with `ChannelRequestError` kind `closed`. */
+  close(): Promise<void>;
+}

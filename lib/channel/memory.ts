@@ -1,0 +1,152 @@
+/** The in-process channel: the embedded default, so one process or a unit test needs no broker. */
+import { ChannelRequestError } from '../errors.ts';
+import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel.ts';
+
+interface Subscriber {
+  readonly tokens: string[];
+  readonly queue?: string;
+  readonly owner: MemoryChannel;
+  readonly deliver: (message: ChannelMessage) => void;
+}
+
+/** Whether a subject matches a subscription pattern with NATS wildcards (`*` one token, `>` the rest). */
+export function subjectMatches(pattern: string[], subject: string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const token = pattern[i];
+    if (token === '>') return subject.length > i;
+    if (i >= subject.length || (token !== '*' && token !== subject[i])) return false;
+  }
+  return pattern.length === subject.length;
+}
+
+/** A broker living in one process; every `MemoryChannel` created on the same bus sees the others. */
+export class MemoryBus {
+  readonly #subscribers = new Set<Subscriber>();
+  #inboxCounter = 0;
+
+  /** Adds a subscriber; returns the function that removes it. */
+  add(subscriber: Subscriber): () => void {
+    this.#subscribers.add(subscriber);
+    return () => this.#subscribers.delete(subscriber);
+  }
+
+  /** Delivers a message to every matching subscriber (one per queue group); returns how many got it. */
+  route(message: ChannelMessage): number {
+    const subject = message.subject.split('.');
+    const groups = new Map<string, Subscriber[]>();
+    let delivered = 0;
+    for (const subscriber of this.#subscribers) {
+      if (!subjectMatches(subscriber.tokens, subject)) continue;
+      if (subscriber.queue === undefined) {
+        subscriber.deliver(message);
+        delivered++;
+      } else {
+        const group = groups.get(subscriber.queue) ?? [];
+        group.push(subscriber);
+        groups.set(subscriber.queue, group);
+      }
+    }
+    for (const group of groups.values()) {
+      group[Math.floor(Math.random() * group.length)]!.deliver(message);
+      delivered++;
+    }
+    return delivered;
+  }
+
+  /** A unique reply subject. */
+  inbox(): string {
+    return `_INBOX.memory.${++this.#inboxCounter}`;
+  }
+
+  /** Removes every subscriber of one channel (it closed). */
+  removeOwner(owner: MemoryChannel): void {
+    for (const subscriber of this.#subscribers) if (subscriber.owner === owner) this.#subscribers.delete(subscriber);
+  }
+}
+
+/** The bus shared by channels created without an explicit one. */
+export const defaultMemoryBus = new MemoryBus();
+
+/**
+ * A `Channel` over a `MemoryBus`. Delivery is asynchronous (a microtask per message, in publish
+ * order per subscriber), like a broker, so handlers never run inside `publish`.
+ */
+export class MemoryChannel implements Channel {
+  readonly kind = 'memory';
+  #closed = false;
+
+  constructor(readonly bus: MemoryBus = defaultMemoryBus) {}
+
+  publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {
+    this.#publish(subject, data, options?.reply);
+  }
+
+  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+    this.#assertOpen(subject);
+    let active = true;
+    const remove = this.bus.add({
+      tokens: subject.split('.'),
+      ...(options?.queue !== undefined ? { queue: options.queue } : {}),
+      owner: this,
+      deliver: (message) =>
+        queueMicrotask(() => {
+          if (!active) return;
+          try {
+            handler(message);
+          } catch {
+            // A handler error must never break delivery to others.
+          }
+        }),
+    });
+    return {
+      unsubscribe: () => {
+        active = false;
+        remove();
+      },
+    };
+  }
+
+  request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
+    this.#assertOpen(subject);
+    const inbox = this.bus.inbox();
+    return new Promise((resolve, reject) => {
+      const subscription = this.subscribe(inbox, (reply) => {
+        clearTimeout(timer);
+        subscription.unsubscribe();
+        resolve(reply.data);
+      });
+      const timer = setTimeout(() => {
+        subscription.unsubscribe();
+        reject(new ChannelRequestError('timeout', subject));
+      }, options.timeoutMs);
+      if (this.#publish(subject, data, inbox) === 0) {
+        clearTimeout(timer);
+        subscription.unsubscribe();
+        reject(new ChannelRequestError('no-responders', subject));
+      }
+    });
+  }
+
+  async flush(): Promise<void> {
+    // Deliveries are microtasks: yielding once lets every queued one run.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+
+  onStatus(listener: (status: ChannelStatus) => void): void {
+    listener('connected');
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.bus.removeOwner(this);
+  }
+
+  #publish(subject: string, data: Uint8Array, reply: string | undefined): number {
+    this.#assertOpen(subject);
+    return this.bus.route({ subject, data: data.slice(), ...(reply !== undefined ? { reply } : {}) });
+  }
+
+  #assertOpen(subject: string): void {
+    if (this.#closed) throw new ChannelRequestError('closed', subject);
+  }
+}

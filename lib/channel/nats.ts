@@ -1,0 +1,88 @@
+/** `NatsChannel`: the `Channel` over a NATS connection made by the caller (TCP on Node, WebSocket on edge). */
+import { errors, type NatsConnection } from '@nats-io/nats-core';
+import { ChannelRequestError } from '../errors.ts';
+import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel.ts';
+
+/**
+ * Wraps a connected `NatsConnection`. The connection's own reconnect logic (with backoff) keeps it
+ * alive; status changes are reported through `onStatus`. Closing the channel closes the connection.
+ */
+export class NatsChannel implements Channel {
+  readonly kind = 'nats';
+  readonly #listeners: Array<(status: ChannelStatus, detail?: string) => void> = [];
+
+  constructor(readonly connection: NatsConnection) {
+    void this.#watchStatus();
+  }
+
+  publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {
+    try {
+      this.connection.publish(subject, data, options?.reply !== undefined ? { reply: options.reply } : undefined);
+    } catch (cause) {
+      throw this.#translate(cause, subject);
+    }
+  }
+
+  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+    const subscription = this.connection.subscribe(subject, {
+      ...(options?.queue !== undefined ? { queue: options.queue } : {}),
+      callback: (error, message) => {
+        if (error) {
+          this.#emit('disconnected', `subscription ${subject}: ${error.message}`);
+          return;
+        }
+        try {
+          handler({ subject: message.subject, data: message.data, ...(message.reply ? { reply: message.reply } : {}) });
+        } catch {
+          // A handler error must never end the subscription.
+        }
+      },
+    });
+    return { unsubscribe: () => subscription.unsubscribe() };
+  }
+
+  async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
+    try {
+      const reply = await this.connection.request(subject, data, { timeout: options.timeoutMs });
+      return reply.data;
+    } catch (cause) {
+      throw this.#translate(cause, subject);
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.connection.flush();
+  }
+
+  onStatus(listener: (status: ChannelStatus, detail?: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    if (!this.connection.isClosed()) await this.connection.drain().catch(() => this.connection.close());
+  }
+
+  #translate(cause: unknown, subject: string): Error {
+    if (cause instanceof errors.RequestError && cause.isNoResponders()) return new ChannelRequestError('no-responders', subject, { cause });
+    if (cause instanceof errors.NoRespondersError) return new ChannelRequestError('no-responders', subject, { cause });
+    if (cause instanceof errors.TimeoutError || (cause instanceof errors.RequestError && cause.cause instanceof errors.TimeoutError)) {
+      return new ChannelRequestError('timeout', subject, { cause });
+    }
+    if (cause instanceof errors.ClosedConnectionError || cause instanceof errors.DrainingConnectionError) return new ChannelRequestError('closed', subject, { cause });
+    return cause instanceof Error ? cause : new Error(String(cause));
+  }
+
+  #emit(status: ChannelStatus, detail?: string): void {
+    for (const listener of this.#listeners) listener(status, detail);
+  }
+
+  async #watchStatus(): Promise<void> {
+    for await (const status of this.connection.status()) {
+      if (status.type === 'disconnect') this.#emit('disconnected', String(status.server));
+      else if (status.type === 'reconnecting') this.#emit('reconnecting');
+      else if (status.type === 'reconnect') this.#emit('connected', String(status.server));
+      else if (status.type === 'error') this.#emit('disconnected', status.error.message);
+      else if (status.type === 'close') this.#emit('closed');
+    }
+  }
+}

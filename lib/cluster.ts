@@ -1,0 +1,177 @@
+/** `createCluster`: the one place that validates options and wires channel, bus, membership, manager and middleware. */
+import { z } from 'zod';
+import { ClusterBus } from './bus/cluster-bus.ts';
+import type { Channel, ChannelStatus } from './channel/channel.ts';
+import { MemoryChannel } from './channel/memory.ts';
+import { InvalidOptionsError } from './errors.ts';
+import { consoleLogger, type Logger } from './logger.ts';
+import { DeltaManager } from './managers/delta-manager.ts';
+import type { SendMode, StateTransferStatus } from './managers/manager.ts';
+import { Membership } from './membership/membership.ts';
+import { sessionMiddleware, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
+import { HybridClock } from './session/clock.ts';
+import { TOKEN_PATTERN } from './session/ids.ts';
+import { ReplicationStats } from './stats.ts';
+import type { MiddlewareHandler } from 'hono';
+
+const token = (what: string) => z.string().regex(TOKEN_PATTERN, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
+const ms = (fallback: number) => z.number().int().positive().default(fallback);
+
+const optionsSchema = z
+  .object({
+    cluster: token('cluster'),
+    node: token('node').optional(),
+    channel: z.custom<Channel>((value) => typeof value === 'object' && value !== null && 'publish' in value && 'subscribe' in value, 'channel must implement Channel').optional(),
+    subjectPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'subjectPrefix must be dot-separated tokens of A-Z a-z 0-9 _ -').default('sessrep'),
+    manager: z.enum(['delta']).default('delta'),
+    sendMode: z.enum(['async', 'ack']).default('async'),
+    ackTimeoutMs: ms(5000),
+    heartbeatIntervalMs: ms(500),
+    memberDropMs: ms(3000),
+    pingTimeoutMs: ms(1000),
+    stateTransferTimeoutMs: z.number().int().nonnegative().default(60_000),
+    maxInactiveSeconds: z.number().int().default(1800),
+    sweepIntervalMs: ms(10_000),
+    touchIntervalMs: z.number().int().positive().optional(),
+    tombstoneTtlMs: ms(600_000),
+    maxSessionBytes: z.number().int().positive().default(1024 * 1024),
+    logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null && 'warn' in value && 'child' in value, 'logger must have debug/info/warn/error/child').optional(),
+  })
+  .strict()
+  .refine((o) => o.memberDropMs > o.heartbeatIntervalMs, { message: 'memberDropMs must be longer than heartbeatIntervalMs', path: ['memberDropMs'] });
+
+/** Options of `createCluster`; only `cluster` is required. */
+export type ClusterOptions = z.input<typeof optionsSchema>;
+
+/** A member as shown on `/cluster`. */
+export interface MemberStatus {
+  node: string;
+  self: boolean;
+  state: 'alive' | 'suspected' | 'joining';
+  ready: boolean;
+  startedAt: number;
+  lastSeenMsAgo: number;
+}
+
+/** The JSON served at `/cluster`. */
+export interface ClusterStatus {
+  cluster: string;
+  node: string;
+  manager: string;
+  ready: boolean;
+  sendMode: SendMode;
+  channel: { kind: string; status: ChannelStatus; detail?: string };
+  members: MemberStatus[];
+  sessions: Record<string, number>;
+  stateTransfer: StateTransferStatus;
+  stats: Record<string, unknown>;
+}
+
+/** A running cluster node: the manager, its middleware and its status. */
+export interface ReplicatedSessions {
+  readonly cluster: string;
+  readonly node: string;
+  readonly manager: DeltaManager;
+  readonly membership: Membership;
+  readonly stats: ReplicationStats;
+  readonly channel: Channel;
+  readonly logger: Logger;
+  /** True once state transfer finished. */
+  readonly ready: boolean;
+  /** Joins the cluster and runs state transfer; resolves when ready. */
+  start(): Promise<void>;
+  /** Leaves gracefully and closes the channel. */
+  stop(): Promise<void>;
+  /** The Hono middleware that gives handlers `c.get('session')`. */
+  middleware(options?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables }>;
+  /** The `/cluster` view of this node. */
+  status(): ClusterStatus;
+}
+
+/**
+ * Validates options and wires a cluster node. Throws `InvalidOptionsError` naming every bad option.
+ * Without a `channel` it uses the in-process `MemoryChannel` (the embedded default).
+ */
+export function createCluster(options: ClusterOptions): ReplicatedSessions {
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) throw new InvalidOptionsError(`invalid options: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
+  const o = parsed.data;
+  const node = o.node ?? crypto.randomUUID().slice(0, 8);
+  const channel = o.channel ?? new MemoryChannel();
+  const logger = (o.logger ?? consoleLogger()).child({ cluster: o.cluster, node });
+  const stats = new ReplicationStats();
+  const clock = new HybridClock(node);
+  const bus = new ClusterBus(channel, { cluster: o.cluster, node, incarnation: crypto.randomUUID() }, o.subjectPrefix, stats, logger);
+  const membership = new Membership(bus, { heartbeatIntervalMs: o.heartbeatIntervalMs, memberDropMs: o.memberDropMs, pingTimeoutMs: o.pingTimeoutMs }, logger);
+  const touchIntervalMs = o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10)));
+  const manager = new DeltaManager(
+    { bus, membership, clock, stats, logger },
+    { ackTimeoutMs: o.ackTimeoutMs, stateTransferTimeoutMs: o.stateTransferTimeoutMs, sweepIntervalMs: o.sweepIntervalMs, touchIntervalMs, tombstoneTtlMs: o.tombstoneTtlMs },
+  );
+  const channelState: ClusterStatus['channel'] = { kind: channel.kind, status: 'connected' };
+  channel.onStatus((status, detail) => {
+    channelState.status = status;
+    if (detail !== undefined) channelState.detail = detail;
+    if (status !== 'connected') logger.warn({ status, detail }, 'channel connection changed');
+    else logger.info({ detail }, 'channel connected');
+  });
+  let direct: { unsubscribe(): void } | undefined;
+
+  return {
+    cluster: o.cluster,
+    node,
+    manager,
+    membership,
+    stats,
+    channel,
+    logger,
+    get ready() {
+      return manager.ready;
+    },
+    async start() {
+      direct = bus.listen(bus.subjects.node(node), (incoming) => {
+        if (incoming.message.kind === 'ping') membership.answerPing(incoming);
+        else manager.onDirect(incoming);
+      });
+      await manager.start();
+      logger.info({ sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind }, 'node ready');
+    },
+    async stop() {
+      await manager.stop();
+      direct?.unsubscribe();
+      await channel.flush().catch(() => undefined);
+      await channel.close();
+    },
+    middleware(middlewareOptions) {
+      return sessionMiddleware(
+        { node, manager, clock, stats, logger, maxSessionBytes: o.maxSessionBytes, defaultMaxInactiveSeconds: o.maxInactiveSeconds, sendMode: o.sendMode },
+        middlewareOptions,
+      );
+    },
+    status() {
+      const now = Date.now();
+      return {
+        cluster: o.cluster,
+        node,
+        manager: manager.name,
+        ready: manager.ready,
+        sendMode: o.sendMode,
+        channel: { ...channelState },
+        members: [
+          { node, self: true, state: manager.ready ? 'alive' : 'joining', ready: manager.ready, startedAt: membership.startedAt, lastSeenMsAgo: 0 },
+          ...membership.members().map((m) => ({
+            node: m.node,
+            self: false,
+            state: m.ready ? m.state : ('joining' as const),
+            ready: m.ready,
+            startedAt: m.startedAt,
+            lastSeenMsAgo: now - m.lastSeen,
+          })),
+        ],
+        sessions: manager.sessionCounts(),
+        stateTransfer: { ...manager.stateTransfer },
+        stats: stats.snapshot(),
+      };
+    },
+  };
+}

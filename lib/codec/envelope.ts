@@ -1,0 +1,144 @@
+/**
+ * The wire envelope: versioned JSON carrying cluster, sender, kind and body. Decoding validates
+ * every field, so a malformed or foreign message becomes a typed error, never a crash or bad state.
+ */
+import { z } from 'zod';
+import { MalformedMessageError } from '../errors.ts';
+import type { Stamp } from '../session/clock.ts';
+import { TOKEN_PATTERN } from '../session/ids.ts';
+import type { AttributeRegister, SessionState } from '../session/state.ts';
+import { byteLength, decodeValue } from './values.ts';
+
+/** Version of the envelope format; a node drops messages of any other version. */
+export const WIRE_VERSION = 1;
+
+const token = z.string().regex(TOKEN_PATTERN);
+const time = z.number().int().nonnegative();
+const stamp = z.tuple([time, z.number().int().nonnegative(), token]);
+const wireState = z.object({
+  k: z.string().min(1).max(64),
+  c: time,
+  a: time,
+  ab: token,
+  m: z.tuple([z.number().int(), stamp]),
+  x: z.array(z.tuple([z.string().min(1).max(256), stamp, z.string().optional()])),
+  e: z.tuple([stamp, z.enum(['invalidated', 'expired'])]).optional(),
+});
+
+const bodies = {
+  delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState) }),
+  ack: z.object({ id: z.string().min(1).max(64) }),
+  hb: z.object({ started: time, ready: z.boolean(), leaving: z.boolean().optional(), hello: z.boolean().optional() }),
+  ping: z.object({}),
+  pong: z.object({ ready: z.boolean() }),
+  'state-req': z.object({ transfer: z.string().max(64).optional(), cursor: z.number().int().nonnegative() }),
+  'state-page': z.object({
+    transfer: z.string().min(1).max(64),
+    s: z.array(wireState),
+    next: z.number().int().nonnegative().nullable(),
+    total: z.number().int().nonnegative(),
+  }),
+} as const;
+
+/** Every message kind on the wire. */
+export type MessageKind = keyof typeof bodies;
+
+type WireState = z.infer<typeof wireState>;
+type RawBody<K extends MessageKind> = z.infer<(typeof bodies)[K]>;
+type SessionsField<B> = B extends { s: WireState[] } ? Omit<B, 's'> & { s: SessionState[] } : B;
+/** The decoded body of a message kind; session lists arrive as `SessionState`s. */
+export type MessageBody<K extends MessageKind> = SessionsField<RawBody<K>>;
+
+/** A decoded message. */
+export interface Envelope<K extends MessageKind = MessageKind> {
+  readonly cluster: string;
+  /** Sending node id. */
+  readonly node: string;
+  /** Random id of the sender's process run: tells a restarted node from its previous life. */
+  readonly incarnation: string;
+  readonly kind: K;
+  readonly body: MessageBody<K>;
+}
+
+const envelope = z.object({
+  v: z.number(),
+  c: z.string(),
+  n: token,
+  i: z.string().min(1).max(64),
+  k: z.enum(Object.keys(bodies) as [MessageKind, ...MessageKind[]]),
+  b: z.unknown(),
+});
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Encodes a message for the wire. */
+export function encodeEnvelope<K extends MessageKind>(message: Envelope<K>): Uint8Array {
+  const body = 's' in (message.body as object) ? { ...message.body, s: (message.body as { s: SessionState[] }).s.map(toWire) } : message.body;
+  return utf8Encoder.encode(JSON.stringify({ v: WIRE_VERSION, c: message.cluster, n: message.node, i: message.incarnation, k: message.kind, b: body }));
+}
+
+/**
+ * Decodes and validates a message addressed to `cluster`. Throws `MalformedMessageError` with a
+ * drop reason for anything that is not a well-formed message of this cluster and wire version.
+ */
+export function decodeEnvelope(data: Uint8Array, cluster: string): Envelope {
+  let json: unknown;
+  try {
+    json = JSON.parse(utf8Decoder.decode(data));
+  } catch (cause) {
+    throw new MalformedMessageError('malformed', 'not a UTF-8 JSON message', { cause });
+  }
+  const head = envelope.safeParse(json);
+  if (!head.success) throw new MalformedMessageError('malformed', `bad envelope: ${z.prettifyError(head.error)}`);
+  const { v, c, n, i, k, b } = head.data;
+  if (v !== WIRE_VERSION) throw new MalformedMessageError('unsupported-version', `wire version ${v}, expected ${WIRE_VERSION}`);
+  if (c !== cluster) throw new MalformedMessageError('foreign-cluster', `message for cluster "${c}" on cluster "${cluster}"`);
+  const parsed = bodies[k].safeParse(b);
+  if (!parsed.success) throw new MalformedMessageError('malformed', `bad ${k} body: ${z.prettifyError(parsed.error)}`);
+  const body = parsed.data as Record<string, unknown>;
+  const decoded = 's' in body ? { ...body, s: (body.s as WireState[]).map(fromWire) } : body;
+  return { cluster: c, node: n, incarnation: i, kind: k, body: decoded as MessageBody<MessageKind> };
+}
+
+/** Narrows an envelope to one kind. */
+export function isKind<K extends MessageKind>(message: Envelope, kind: K): message is Envelope<K> {
+  return message.kind === kind;
+}
+
+function toWire(state: SessionState): WireState {
+  const x: WireState['x'] = [];
+  for (const [name, r] of state.attributes) x.push(r.value === undefined ? [name, r.stamp as WireState['x'][0][1]] : [name, r.stamp as WireState['x'][0][1], r.value]);
+  return {
+    k: state.key,
+    c: state.createdAt,
+    a: state.lastAccessedAt,
+    ab: state.lastAccessedBy,
+    m: [state.maxInactive.seconds, state.maxInactive.stamp as WireState['m'][1]],
+    x,
+    ...(state.ended ? { e: [state.ended.stamp as WireState['m'][1], state.ended.reason] } : {}),
+  };
+}
+
+function fromWire(wire: WireState): SessionState {
+  const attributes = new Map<string, AttributeRegister>();
+  for (const [name, stamp, value] of wire.x) {
+    if (value !== undefined) {
+      try {
+        decodeValue(value);
+      } catch (cause) {
+        throw new MalformedMessageError('malformed', `attribute "${name.slice(0, 32)}" has an undecodable value`, { cause });
+      }
+    }
+    attributes.set(name, { stamp: stamp as Stamp, value, bytes: value === undefined ? 0 : byteLength(value) });
+  }
+  return {
+    key: wire.k,
+    createdAt: wire.c,
+    lastAccessedAt: wire.a,
+    lastAccessedBy: wire.ab,
+    maxInactive: { seconds: wire.m[0], stamp: wire.m[1] as Stamp },
+    attributes,
+    ...(wire.e ? { ended: { stamp: wire.e[0] as Stamp, reason: wire.e[1] } } : {}),
+  };
+}

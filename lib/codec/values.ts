@@ -1,0 +1,36 @@
+/** Attribute values on the wire: devalue text, so Date, Map, Set, Uint8Array and bigint survive exactly. */
+import { parse, stringify } from 'devalue';
+import { UnserializableValueError } from '../errors.ts';
+
+const utf8 = new TextEncoder();
+
+/** An attribute value in its replicated form, plus its size in bytes for the session size limit. */
+export interface EncodedValue {
+  readonly text: string;
+  readonly bytes: number;
+}
+
+/**
+ * Encodes one attribute value. Throws `UnserializableValueError` for functions, symbols, class
+ * instances and anything else that would not come back identical on another node.
+ */
+export function encodeValue(name: string, value: unknown): EncodedValue {
+  let text: string;
+  try {
+    text = stringify(value);
+  } catch (cause) {
+    throw new UnserializableValueError(name, cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+  return { text, bytes: byteLength(text) };
+}
+
+/** Decodes a value produced by `encodeValue`; throws on text that is not a valid encoding. */
+export function decodeValue(text: string): unknown {
+  return parse(text);
+}
+
+/** UTF-8 length of a string without allocating for pure ASCII. */
+export function byteLength(text: string): number {
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(text) ? text.length : utf8.encode(text).length;
+}

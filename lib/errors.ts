@@ -1,0 +1,75 @@
+/** The typed error family: every failure the library reports is one of these. */
+
+/** Base class of every error raised by session-replication; `code` is stable for programs to match. */
+export class SessionReplicationError extends Error {
+  /** A stable, machine-readable code such as `SESSION_TOO_LARGE`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Options given to `createCluster`, the middleware or the CLI are invalid. */
+export class InvalidOptionsError extends SessionReplicationError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INVALID_OPTIONS', message, options);
+  }
+}
+
+/** A session (or one attribute) would exceed `maxSessionBytes`; the middleware answers 413. */
+export class SessionTooLargeError extends SessionReplicationError {
+  constructor(
+    readonly sizeBytes: number,
+    readonly limitBytes: number,
+  ) {
+    super('SESSION_TOO_LARGE', `session would be ${sizeBytes} bytes, over the limit of ${limitBytes} bytes (maxSessionBytes)`);
+  }
+}
+
+/** An attribute value cannot be replicated (a function, a symbol, a class instance, ...). */
+export class UnserializableValueError extends SessionReplicationError {
+  constructor(name: string, reason: string, options?: { cause?: unknown }) {
+    super('UNSERIALIZABLE_VALUE', `attribute "${name}" cannot be replicated: ${reason}`, options);
+  }
+}
+
+/** A session was used after `invalidate()`. */
+export class InvalidatedSessionError extends SessionReplicationError {
+  constructor() {
+    super('SESSION_INVALIDATED', 'the session has been invalidated');
+  }
+}
+
+/** Why an incoming message was dropped; counted per reason in stats. */
+export type DropReason = 'malformed' | 'foreign-cluster' | 'unsupported-version' | 'own-message' | 'handler-error';
+
+/** An incoming replication message could not be decoded or does not belong here; it is dropped and counted. */
+export class MalformedMessageError extends SessionReplicationError {
+  constructor(
+    readonly reason: DropReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('MALFORMED_MESSAGE', message, options);
+  }
+}
+
+/** A request over the channel got no answer in time, or nobody was listening. */
+export class ChannelRequestError extends SessionReplicationError {
+  constructor(
+    readonly kind: 'timeout' | 'no-responders' | 'closed',
+    subject: string,
+    options?: { cause?: unknown },
+  ) {
+    super(kind === 'timeout' ? 'REQUEST_TIMEOUT' : kind === 'closed' ? 'CHANNEL_CLOSED' : 'NO_RESPONDERS', `request on ${subject}: ${kind}`, options);
+  }
+}
+
+/** State transfer from a peer failed; the node starts empty and says so. */
+export class StateTransferError extends SessionReplicationError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STATE_TRANSFER_FAILED', message, options);
+  }
+}

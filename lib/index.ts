@@ -1,0 +1,11 @@
+/** Public entry point: Web-standard only, runs on every Hono runtime. NATS lives in `session-replication/nats`. */
+export { createCluster, type ClusterOptions, type ClusterStatus, type MemberStatus, type ReplicatedSessions } from './cluster.ts';
+export type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel/channel.ts';
+export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts';
+export * from './errors.ts';
+export { consoleLogger, type Logger, type LogLevel } from './logger.ts';
+export type { SendMode, StateTransferStatus } from './managers/manager.ts';
+export { DEFAULT_FILTER, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
+export { formatSessionId, parseSessionId, type SessionId } from './session/ids.ts';
+export { Session } from './session/session.ts';
+export { ReplicationStats } from './stats.ts';

@@ -1,0 +1,233 @@
+/**
+ * `DeltaManager` (Tomcat's DeltaManager, all-to-all): every node holds every session. A request's
+ * changes go to every member as one message on `<prefix>.<cluster>.delta`; receivers merge them by
+ * the CRDT rule, so order and duplicates do not matter. Expiry runs on every node's sweep.
+ */
+import type { ChannelSubscription } from '../channel/channel.ts';
+import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import type { MessageBody } from '../codec/envelope.ts';
+import type { Logger } from '../logger.ts';
+import type { Membership } from '../membership/membership.ts';
+import type { HybridClock } from '../session/clock.ts';
+import type { SessionChanges } from '../session/session.ts';
+import { cloneState, isIdleExpired, latestStamp, mergeInto, type SessionState } from '../session/state.ts';
+import type { ReplicationStats } from '../stats.ts';
+import { AckTracker } from './ack-tracker.ts';
+import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
+import { SessionTable } from './session-table.ts';
+import { DEFAULT_PAGE_LIMITS, receiveState, StateDonor, type PageLimits } from './state-transfer.ts';
+
+/** Timing and limits of the delta manager. */
+export interface DeltaManagerOptions {
+  /** How long an `ack` commit waits for every member; default 5000 ms. */
+  readonly ackTimeoutMs: number;
+  /** A joiner's budget for fetching all sessions from a peer; default 60000 ms. */
+  readonly stateTransferTimeoutMs: number;
+  /** Expiry sweep period; default 10000 ms. */
+  readonly sweepIntervalMs: number;
+  /** Minimum time between two replicated touches of an unchanged session. */
+  readonly touchIntervalMs: number;
+  /** How long ended sessions stay as tombstones, absorbing late messages; default 10 min. */
+  readonly tombstoneTtlMs: number;
+  readonly pageLimits?: PageLimits;
+}
+
+/** The parts a manager works with, wired by `createCluster`. */
+export interface ManagerParts {
+  readonly bus: ClusterBus;
+  readonly membership: Membership;
+  readonly clock: HybridClock;
+  readonly stats: ReplicationStats;
+  readonly logger: Logger;
+}
+
+/** All-to-all replication. */
+export class DeltaManager implements SessionManager {
+  readonly name = 'delta';
+  readonly stateTransfer: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
+  readonly #table = new SessionTable();
+  readonly #acks = new AckTracker();
+  readonly #lastTouchSent = new Map<string, number>();
+  /** Changes of filtered requests, sent with the session's next replicated commit. */
+  readonly #unsent = new Map<string, SessionState>();
+  readonly #subscriptions: ChannelSubscription[] = [];
+  readonly #donor: StateDonor;
+  #buffer: Incoming[] | undefined = [];
+  #sweepTimer?: ReturnType<typeof setInterval>;
+  #ready = false;
+  #messageCounter = 0;
+
+  constructor(
+    private readonly parts: ManagerParts,
+    private readonly options: DeltaManagerOptions,
+  ) {
+    this.#donor = new StateDonor(parts.bus, this.#table, options.pageLimits ?? DEFAULT_PAGE_LIMITS, parts.logger);
+    parts.membership.onLeave((member) => this.#acks.forget(member.node));
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  async start(): Promise<void> {
+    const { bus, membership } = this.parts;
+    // Subscribe first and buffer, so nothing published during the transfer is missed.
+    this.#subscriptions.push(bus.listen(bus.subjects.delta, (incoming) => this.#onDelta(incoming)));
+    membership.start();
+    await receiveState(bus, this.options.stateTransferTimeoutMs, (sessions) => this.#applyStates(sessions), this.stateTransfer, this.parts.logger);
+    const buffered = this.#buffer ?? [];
+    this.#buffer = undefined;
+    for (const incoming of buffered) this.#applyDelta(incoming);
+    this.#subscriptions.push(bus.listen(bus.subjects.state, (incoming) => this.#donor.answer(incoming), { queue: 'donors' }));
+    this.#sweepTimer = setInterval(() => this.sweep(Date.now()), this.options.sweepIntervalMs);
+    this.#ready = true;
+    membership.setReady(true);
+  }
+
+  async stop(): Promise<void> {
+    this.#ready = false;
+    clearInterval(this.#sweepTimer);
+    this.#acks.releaseAll();
+    this.parts.membership.stop();
+    for (const subscription of this.#subscriptions.splice(0)) subscription.unsubscribe();
+  }
+
+  /** Handles a message on this node's own subject that belongs to the manager (acks, state pages). */
+  onDirect(incoming: Incoming): void {
+    const { message } = incoming;
+    if (message.kind === 'ack') this.#acks.acknowledge((message.body as MessageBody<'ack'>).id, message.node);
+    else if (message.kind === 'state-req') this.#donor.answer(incoming);
+  }
+
+  find(key: string): SessionState | undefined {
+    const state = this.#table.live(key);
+    if (state && this.#isExpired(state, Date.now())) {
+      this.#expire(state);
+      return undefined;
+    }
+    return state;
+  }
+
+  async commit(changes: SessionChanges, options: CommitOptions): Promise<void> {
+    const { stats } = this.parts;
+    const now = Date.now();
+    for (const delta of changes.deltas) {
+      const outcome = this.#table.merge(delta);
+      if (outcome.created) stats.sessionsCreated++;
+      if (outcome.ended) {
+        stats.sessionsInvalidated++;
+        this.#lastTouchSent.delete(delta.key);
+      }
+    }
+    if (!options.replicate) {
+      for (const delta of changes.deltas) this.#stash(delta);
+      return;
+    }
+    // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
+    const outgoing = changes.deltas.filter(
+      (delta) => changes.modified || this.#unsent.has(delta.key) || now - (this.#lastTouchSent.get(delta.key) ?? 0) >= this.options.touchIntervalMs,
+    );
+    if (outgoing.length === 0) return;
+    const merged = outgoing.map((delta) => this.#withUnsent(delta));
+    for (const delta of merged) if (!delta.ended) this.#lastTouchSent.set(delta.key, now);
+    await this.#publish(merged, options.mode);
+  }
+
+  sessionCounts(): Record<string, number> {
+    return { total: this.#table.liveCount, tombstones: this.#table.tombstoneCount };
+  }
+
+  /** The state this node holds for a key, tombstones included (for tests and diagnostics). */
+  inspect(key: string): SessionState | undefined {
+    return this.#table.get(key);
+  }
+
+  /** Live sessions this node holds. */
+  liveSessions(): IterableIterator<SessionState> {
+    return this.#table.liveStates();
+  }
+
+  /** Expires idle sessions everywhere and forgets old tombstones; runs on the sweep timer. */
+  sweep(now: number): void {
+    for (const state of this.#table.expired(now, (s) => this.#graceFor(s))) this.#expire(state);
+    for (const key of this.#table.collect(now - this.options.tombstoneTtlMs)) {
+      this.#lastTouchSent.delete(key);
+      this.#unsent.delete(key);
+    }
+  }
+
+  /**
+   * A session last used on another node expires here only after an extra grace of two touch
+   * intervals, because touches reach us at most once per interval (Tomcat waits 2x on replicas).
+   */
+  #graceFor(state: SessionState): number {
+    return state.lastAccessedBy === this.parts.clock.node ? 0 : 2 * this.options.touchIntervalMs;
+  }
+
+  #isExpired(state: SessionState, now: number): boolean {
+    return isIdleExpired(state, now, this.#graceFor(state));
+  }
+
+  #expire(state: SessionState): void {
+    const end: SessionState = { ...cloneState(state), attributes: new Map(), ended: { stamp: this.parts.clock.tick(), reason: 'expired' } };
+    if (this.#table.merge(end).ended) this.parts.stats.sessionsExpired++;
+    this.parts.logger.info({ session: state.key.slice(0, 8) }, 'session expired');
+    void this.#publish([end], 'async');
+  }
+
+  async #publish(deltas: SessionState[], mode: CommitOptions['mode']): Promise<void> {
+    const { bus, membership, stats, logger } = this.parts;
+    const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
+    const expected = mode === 'ack' ? membership.readyMembers().map((m) => m.node) : [];
+    const acked = mode === 'ack' ? this.#acks.wait(id, expected, this.options.ackTimeoutMs) : undefined;
+    try {
+      bus.send(bus.subjects.delta, 'delta', { id, s: deltas }, mode === 'ack' ? bus.subjects.node(bus.identity.node) : undefined);
+    } catch (error) {
+      stats.replicationErrors++;
+      logger.error({ sessions: deltas.map((d) => d.key.slice(0, 8)), error }, 'replication failed: changes kept locally only');
+      this.#acks.cancel(id);
+      return;
+    }
+    if (!acked) return;
+    const missing = await acked;
+    if (missing.length > 0) {
+      stats.acksTimedOut++;
+      logger.warn({ sessions: deltas.map((d) => d.key.slice(0, 8)), missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
+    }
+  }
+
+  #onDelta(incoming: Incoming): void {
+    if (this.#buffer) this.#buffer.push(incoming);
+    else this.#applyDelta(incoming);
+  }
+
+  #applyDelta(incoming: Incoming): void {
+    const { message, reply } = incoming;
+    if (message.kind !== 'delta') return;
+    const body = message.body as MessageBody<'delta'>;
+    this.#applyStates(body.s);
+    if (reply) this.parts.bus.send(reply, 'ack', { id: body.id });
+  }
+
+  #applyStates(states: SessionState[]): void {
+    for (const state of states) {
+      this.parts.clock.observe(latestStamp(state));
+      this.#table.merge(state);
+    }
+  }
+
+  #stash(delta: SessionState): void {
+    const unsent = this.#unsent.get(delta.key);
+    if (unsent) mergeInto(unsent, delta);
+    else this.#unsent.set(delta.key, cloneState(delta));
+  }
+
+  #withUnsent(delta: SessionState): SessionState {
+    const unsent = this.#unsent.get(delta.key);
+    if (!unsent) return delta;
+    this.#unsent.delete(delta.key);
+    const merged = cloneState(unsent);
+    mergeInto(merged, delta);
+    return merged;
+  }
+}

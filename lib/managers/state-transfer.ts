@@ -1,0 +1,117 @@
+/**
+ * State transfer between live members: a joiner asks `<prefix>.<cluster>.state` (served by one ready
+ * member through a queue group, so "nobody there" is known at once from NATS's no-responders), then
+ * pulls the rest in pages from that donor's own subject.
+ */
+import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import type { MessageBody } from '../codec/envelope.ts';
+import { ChannelRequestError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { attributeBytes, type SessionState } from '../session/state.ts';
+import type { StateTransferStatus } from './manager.ts';
+import type { SessionTable } from './session-table.ts';
+
+/** Page size limits; pages stay well under NATS's default 1 MB max payload. */
+export interface PageLimits {
+  readonly maxSessions: number;
+  readonly maxBytes: number;
+}
+
+/** Default page limits. */
+export const DEFAULT_PAGE_LIMITS: PageLimits = { maxSessions: 1000, maxBytes: 512 * 1024 };
+
+/** A transfer is forgotten when its joiner has not asked for the next page for this long. */
+const TRANSFER_IDLE_MS = 120_000;
+
+/** The donor side: answers page requests from a snapshot of the table's keys. */
+export class StateDonor {
+  readonly #transfers = new Map<string, { keys: string[]; lastUsed: number }>();
+
+  constructor(
+    private readonly bus: ClusterBus,
+    private readonly table: SessionTable,
+    private readonly limits: PageLimits,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Answers one `state-req`. */
+  answer(incoming: Incoming): void {
+    if (incoming.message.kind !== 'state-req' || !incoming.reply) return;
+    const request = incoming.message.body as MessageBody<'state-req'>;
+    const now = Date.now();
+    this.#forgetIdle(now);
+    const known = request.transfer !== undefined ? this.#transfers.get(request.transfer) : undefined;
+    if (request.transfer !== undefined && !known) return; // Expired transfer: the joiner times out and reports it.
+    const id = request.transfer ?? crypto.randomUUID();
+    const transfer = known ?? { keys: this.table.keys(), lastUsed: now };
+    if (!known) {
+      this.#transfers.set(id, transfer);
+      this.logger.info({ joiner: incoming.message.node, sessions: transfer.keys.length }, 'state transfer: serving');
+    }
+    transfer.lastUsed = now;
+    const sessions: SessionState[] = [];
+    let bytes = 0;
+    let cursor = request.cursor;
+    while (cursor < transfer.keys.length && sessions.length < this.limits.maxSessions && (bytes < this.limits.maxBytes || sessions.length === 0)) {
+      const state = this.table.get(transfer.keys[cursor++]!);
+      if (!state) continue;
+      sessions.push(state);
+      bytes += 200 + attributeBytes(state);
+    }
+    const next = cursor < transfer.keys.length ? cursor : null;
+    if (next === null) this.#transfers.delete(id);
+    this.bus.send(incoming.reply, 'state-page', { transfer: id, s: sessions, next, total: transfer.keys.length });
+  }
+
+  #forgetIdle(now: number): void {
+    for (const [id, transfer] of this.#transfers) if (now - transfer.lastUsed > TRANSFER_IDLE_MS) this.#transfers.delete(id);
+  }
+}
+
+/**
+ * The joiner side: fetches every page from one donor within `timeoutMs`, handing each page's
+ * sessions to `apply`. Updates `status` as it goes and never throws: a node without a donor starts
+ * empty, and one whose donor fails keeps what arrived, with a warning.
+ */
+export async function receiveState(
+  bus: ClusterBus,
+  timeoutMs: number,
+  apply: (sessions: SessionState[]) => void,
+  status: StateTransferStatus,
+  logger: Logger,
+): Promise<void> {
+  const started = Date.now();
+  const deadline = started + timeoutMs;
+  status.state = 'running';
+  let subject = bus.subjects.state;
+  let request: MessageBody<'state-req'> = { cursor: 0 };
+  try {
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new ChannelRequestError('timeout', subject);
+      const reply = await bus.request(subject, 'state-req', request, remaining);
+      if (reply.kind !== 'state-page') throw new Error(`donor answered with ${reply.kind}`);
+      const page = reply.body as MessageBody<'state-page'>;
+      status.donor = reply.node;
+      status.pages++;
+      status.sessionsReceived += page.s.length;
+      apply(page.s);
+      if (page.next === null) break;
+      subject = bus.subjects.node(reply.node);
+      request = { transfer: page.transfer, cursor: page.next };
+    }
+    status.state = 'done';
+    logger.info({ donor: status.donor, sessions: status.sessionsReceived, pages: status.pages, ms: Date.now() - started }, 'state transfer: done');
+  } catch (error) {
+    if (error instanceof ChannelRequestError && error.kind === 'no-responders' && status.pages === 0) {
+      status.state = 'skipped';
+      status.detail = 'no live member: started empty';
+      logger.info({}, 'state transfer: no live member, starting empty');
+    } else {
+      status.state = 'failed';
+      status.detail = `${(error as Error).message}; kept ${status.sessionsReceived} sessions received`;
+      logger.warn({ donor: status.donor, sessions: status.sessionsReceived, error: (error as Error).message }, 'state transfer failed: starting with what arrived');
+    }
+  }
+  status.durationMs = Date.now() - started;
+}

@@ -1,0 +1,192 @@
+/**
+ * Cluster membership: heartbeats on `<prefix>.<cluster>.hb`, join and leave events, graceful leave,
+ * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea).
+ */
+import type { ChannelSubscription } from '../channel/channel.ts';
+import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import { ChannelRequestError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+
+/** What this node knows about another member. */
+export interface MemberInfo {
+  readonly node: string;
+  readonly incarnation: string;
+  /** When the member's process started (ms since epoch); the oldest member is first in lists. */
+  readonly startedAt: number;
+  /** Whether it finished state transfer and serves traffic. */
+  ready: boolean;
+  /** Last heartbeat or ping answer, by this node's clock. */
+  lastSeen: number;
+  /** `suspected` once it fell silent but still answered a ping. */
+  state: 'alive' | 'suspected';
+}
+
+/** Why a member left the list. */
+export type LeaveReason = 'left' | 'dead' | 'restarted';
+
+/** Membership timing (Tomcat's McastService `frequency` and `dropTime`). */
+export interface MembershipOptions {
+  /** Heartbeat period; default 500 ms. */
+  readonly heartbeatIntervalMs: number;
+  /** Silence after which a member is checked by ping and dropped if it does not answer; default 3000 ms. */
+  readonly memberDropMs: number;
+  /** How long the verifying ping waits; default 1000 ms. */
+  readonly pingTimeoutMs: number;
+}
+
+type Listener<T extends unknown[]> = (...args: T) => void;
+
+/** Tracks the other live members of the cluster. */
+export class Membership {
+  readonly #members = new Map<string, MemberInfo>();
+  readonly #verifying = new Set<string>();
+  readonly #joinListeners: Listener<[MemberInfo]>[] = [];
+  readonly #leaveListeners: Listener<[MemberInfo, LeaveReason]>[] = [];
+  #subscription?: ChannelSubscription;
+  #timer?: ReturnType<typeof setInterval>;
+  #ready = false;
+  #running = false;
+
+  constructor(
+    private readonly bus: ClusterBus,
+    private readonly options: MembershipOptions,
+    private readonly logger: Logger,
+    /** This process's start time. */
+    readonly startedAt: number = Date.now(),
+  ) {}
+
+  /** Starts listening and heartbeating; the first heartbeat asks every member to answer at once. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#subscription = this.bus.listen(this.bus.subjects.heartbeat, (incoming) => this.#onHeartbeat(incoming));
+    this.#beat(true);
+    this.#timer = setInterval(() => this.#tick(), this.options.heartbeatIntervalMs);
+  }
+
+  /** Marks this node ready (or not) in its heartbeats, and announces the change at once. */
+  setReady(ready: boolean): void {
+    this.#ready = ready;
+    if (this.#running) this.#beat(false);
+  }
+
+  /** Other live members, oldest first. */
+  members(): MemberInfo[] {
+    return [...this.#members.values()].sort((a, b) => a.startedAt - b.startedAt || (a.node < b.node ? -1 : 1));
+  }
+
+  /** Other members that are ready, oldest first. */
+  readyMembers(): MemberInfo[] {
+    return this.members().filter((member) => member.ready);
+  }
+
+  /** Whether `node` is currently a member. */
+  has(node: string): boolean {
+    return this.#members.has(node);
+  }
+
+  /** Calls `listener` when a member joins. */
+  onJoin(listener: Listener<[MemberInfo]>): void {
+    this.#joinListeners.push(listener);
+  }
+
+  /** Calls `listener` when a member leaves, is declared dead, or restarts under a new incarnation. */
+  onLeave(listener: Listener<[MemberInfo, LeaveReason]>): void {
+    this.#leaveListeners.push(listener);
+  }
+
+  /** Answers a ping sent to this node's subject. */
+  answerPing(incoming: Incoming): void {
+    if (incoming.reply) this.bus.send(incoming.reply, 'pong', { ready: this.#ready });
+  }
+
+  /** Leaves gracefully: one last heartbeat marked leaving, so others drop this node at once. */
+  stop(): void {
+    if (!this.#running) return;
+    this.#running = false;
+    clearInterval(this.#timer);
+    try {
+      this.bus.send(this.bus.subjects.heartbeat, 'hb', { started: this.startedAt, ready: false, leaving: true });
+    } catch {
+      // The channel may already be closed; others will drop us after memberDropMs.
+    }
+    this.#subscription?.unsubscribe();
+    this.#members.clear();
+  }
+
+  #beat(hello: boolean): void {
+    try {
+      this.bus.send(this.bus.subjects.heartbeat, 'hb', { started: this.startedAt, ready: this.#ready, ...(hello ? { hello } : {}) });
+    } catch (error) {
+      this.logger.warn({ error }, 'heartbeat not sent');
+    }
+  }
+
+  #onHeartbeat({ message }: Incoming): void {
+    if (message.kind !== 'hb') return;
+    const body = message.body as { started: number; ready: boolean; leaving?: boolean; hello?: boolean };
+    const known = this.#members.get(message.node);
+    if (body.leaving) {
+      if (known && known.incarnation === message.incarnation) this.#remove(known, 'left');
+      return;
+    }
+    if (known && known.incarnation !== message.incarnation) {
+      if (body.started < known.startedAt) return; // A stale heartbeat of an older run.
+      this.#remove(known, 'restarted');
+    }
+    const current = this.#members.get(message.node);
+    if (current) {
+      current.lastSeen = Date.now();
+      current.ready = body.ready;
+      current.state = 'alive';
+    } else {
+      const member: MemberInfo = {
+        node: message.node,
+        incarnation: message.incarnation,
+        startedAt: body.started,
+        ready: body.ready,
+        lastSeen: Date.now(),
+        state: 'alive',
+      };
+      this.#members.set(member.node, member);
+      this.logger.info({ member: member.node, ready: member.ready }, 'member joined');
+      for (const listener of this.#joinListeners) listener(member);
+    }
+    if (body.hello) this.#beat(false);
+  }
+
+  #tick(): void {
+    this.#beat(false);
+    const now = Date.now();
+    for (const member of this.#members.values()) {
+      if (now - member.lastSeen >= this.options.memberDropMs && !this.#verifying.has(member.node)) void this.#verify(member);
+    }
+  }
+
+  /** Pings a silent member directly; it stays (suspected) if it answers, and is dropped if not. */
+  async #verify(member: MemberInfo): Promise<void> {
+    this.#verifying.add(member.node);
+    try {
+      await this.bus.request(this.bus.subjects.node(member.node), 'ping', {}, this.options.pingTimeoutMs);
+      if (this.#members.get(member.node) === member) {
+        member.state = 'suspected';
+        member.lastSeen = Date.now();
+        this.logger.warn({ member: member.node }, 'member missed heartbeats but answered a ping: suspected');
+      }
+    } catch (error) {
+      if (!(error instanceof ChannelRequestError) || error.kind === 'closed') {
+        if (this.#running) this.logger.warn({ member: member.node, error }, 'ping failed');
+      }
+      if (this.#members.get(member.node) === member) this.#remove(member, 'dead');
+    } finally {
+      this.#verifying.delete(member.node);
+    }
+  }
+
+  #remove(member: MemberInfo, reason: LeaveReason): void {
+    this.#members.delete(member.node);
+    if (reason === 'dead') this.logger.warn({ member: member.node, reason }, 'member declared dead');
+    else this.logger.info({ member: member.node, reason }, 'member left');
+    for (const listener of this.#leaveListeners) listener(member, reason);
+  }
+}

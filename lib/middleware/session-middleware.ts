@@ -1,0 +1,106 @@
+/**
+ * The Hono middleware: session cookie in, `c.get('session')` for the handler, and after the handler
+ * the valve (commit one message, or skip filtered paths) and the route binder (rewrite the cookie's
+ * route to this node after a failover).
+ */
+import type { Context, MiddlewareHandler } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { createMiddleware } from 'hono/factory';
+import { SessionTooLargeError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { SendMode, SessionManager } from '../managers/manager.ts';
+import type { HybridClock } from '../session/clock.ts';
+import { parseSessionId } from '../session/ids.ts';
+import { Session } from '../session/session.ts';
+import type { ReplicationStats } from '../stats.ts';
+
+/** Context variables the middleware sets: `c.get('session')`. */
+export interface SessionVariables {
+  session: Session;
+}
+
+/** Paths the valve skips by default: common static files (Tomcat's usual `filter`). */
+export const DEFAULT_FILTER = /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|woff2?|ttf|eot|txt|html?)$/i;
+
+/** Cookie and valve settings of the middleware. */
+export interface SessionMiddlewareOptions {
+  /** Cookie name; default `SESSIONID`. */
+  readonly cookieName?: string;
+  /** Cookie path; default `/`. */
+  readonly cookiePath?: string;
+  /** Cookie domain; default none (host only). */
+  readonly cookieDomain?: string;
+  /** `auto` (default) sets Secure when the request came over https. */
+  readonly secure?: boolean | 'auto';
+  /** Paths matching this are not replicated (their changes leave with the next request); null replicates all. */
+  readonly filter?: RegExp | null;
+  /** Overrides the cluster's send mode for this middleware. */
+  readonly sendMode?: SendMode;
+}
+
+/** What the middleware needs from the cluster. */
+export interface MiddlewareParts {
+  readonly node: string;
+  readonly manager: SessionManager;
+  readonly clock: HybridClock;
+  readonly stats: ReplicationStats;
+  readonly logger: Logger;
+  readonly maxSessionBytes: number;
+  readonly defaultMaxInactiveSeconds: number;
+  readonly sendMode: SendMode;
+}
+
+/** Builds the session middleware for one cluster node. */
+export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddlewareOptions = {}): MiddlewareHandler<{ Variables: SessionVariables }> {
+  const { cookieName = 'SESSIONID', cookiePath = '/', cookieDomain, secure = 'auto', filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
+  const { node, manager, stats, logger } = parts;
+
+  const writeCookie = (c: Context, value: string) =>
+    setCookie(c, cookieName, value, {
+      path: cookiePath,
+      httpOnly: true,
+      sameSite: 'Lax',
+      secure: secure === 'auto' ? new URL(c.req.url).protocol === 'https:' : secure,
+      ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}),
+    });
+
+  return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
+    const requested = parseSessionId(getCookie(c, cookieName));
+    const state = requested ? manager.find(requested.key) : undefined;
+    const session = new Session({
+      ...(state ? { state } : {}),
+      node,
+      clock: parts.clock,
+      maxSessionBytes: parts.maxSessionBytes,
+      defaultMaxInactiveSeconds: parts.defaultMaxInactiveSeconds,
+    });
+    c.set('session', session);
+
+    await next();
+
+    if (c.error instanceof SessionTooLargeError) {
+      stats.oversizedRejected++;
+      logger.warn({ session: session.key.slice(0, 8), node, route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');
+      c.res = c.json({ error: 'session too large', limitBytes: c.error.limitBytes }, 413);
+      return;
+    }
+    if (!state && !session.used) return; // No session asked for, none created.
+
+    const replicate = filter === null || !filter.test(c.req.path);
+    if (!replicate) stats.filteredRequests++;
+    const changes = session.takeChanges(Date.now());
+    const committed = manager.commit(changes, { replicate, mode: sendMode });
+    if (sendMode === 'ack' && replicate) await committed;
+
+    if (!session.valid) {
+      if (requested) deleteCookie(c, cookieName, { path: cookiePath, ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}) });
+      return;
+    }
+    const rerouted = state !== undefined && requested !== undefined && requested.route !== node && requested.key === session.key;
+    if (rerouted) {
+      stats.routeRewrites++;
+      logger.info({ session: session.key.slice(0, 8), node, route: requested.route }, 'route rewritten to this node');
+    }
+    if (!state || rerouted || requested?.key !== session.key) writeCookie(c, session.id);
+  });
+}

@@ -1,0 +1,242 @@
+/** `Session`: what a handler sees as `c.get('session')`; records the request's writes as a delta. */
+import { InvalidatedSessionError, SessionTooLargeError } from '../errors.ts';
+import { decodeValue, encodeValue } from '../codec/values.ts';
+import type { HybridClock, Stamp } from './clock.ts';
+import { formatSessionId, newSessionKey } from './ids.ts';
+import { cloneState, createState, type AttributeRegister, type SessionState } from './state.ts';
+
+/** Per-session overhead counted against `maxSessionBytes` besides attribute names and values. */
+const HEADER_BYTES = 128;
+
+/** How a request's session was obtained. */
+export interface SessionInit {
+  /** The state held by this node, or undefined to create a new session. */
+  readonly state?: SessionState;
+  /** This node's id: the route written into the cookie. */
+  readonly node: string;
+  readonly clock: HybridClock;
+  readonly maxSessionBytes: number;
+  /** Max inactive interval for a new session, in seconds. */
+  readonly defaultMaxInactiveSeconds: number;
+}
+
+/** What a finished request changed, ready for the manager to merge and replicate. */
+export interface SessionChanges {
+  /** Deltas to merge and replicate: the session itself and, after `regenerateId()`, the old key's end. */
+  readonly deltas: SessionState[];
+  /** True when anything but the access time changed (attributes, interval, creation, end, id). */
+  readonly modified: boolean;
+}
+
+/**
+ * One request's view of a replicated session. Reads see this node's replica plus the request's own
+ * writes; writes are stamped by the hybrid clock and kept as a delta until the valve commits them.
+ * Values are copies: changing an object read from the session changes nothing until it is `set` again.
+ */
+export class Session {
+  #key: string;
+  readonly #node: string;
+  readonly #clock: HybridClock;
+  readonly #maxBytes: number;
+  readonly #base: SessionState;
+  readonly #isNew: boolean;
+  readonly #pending = new Map<string, AttributeRegister>();
+  readonly #decoded = new Map<string, unknown>();
+  #maxInactive?: { seconds: number; stamp: Stamp };
+  #endedAt?: Stamp;
+  #previousKey?: string;
+  #used = false;
+
+  constructor(init: SessionInit) {
+    this.#node = init.node;
+    this.#clock = init.clock;
+    this.#maxBytes = init.maxSessionBytes;
+    this.#isNew = !init.state;
+    this.#base = init.state ?? createState(newSessionKey(), init.clock.tick(), init.defaultMaxInactiveSeconds);
+    this.#key = this.#base.key;
+  }
+
+  /** The cookie value: `<key>.<route>` with this node as the route. */
+  get id(): string {
+    this.#use();
+    return formatSessionId(this.#key, this.#node);
+  }
+
+  /** The cluster-wide identity of the session (the id without its route). */
+  get key(): string {
+    this.#use();
+    return this.#key;
+  }
+
+  /** True while the request that created the session runs. */
+  get isNew(): boolean {
+    this.#use();
+    return this.#isNew;
+  }
+
+  /** Creation time in ms since the epoch. */
+  get createdAt(): number {
+    this.#use();
+    return this.#base.createdAt;
+  }
+
+  /** Last access anywhere in the cluster before this request, in ms since the epoch. */
+  get lastAccessedAt(): number {
+    this.#use();
+    return this.#base.lastAccessedAt;
+  }
+
+  /** False once `invalidate()` was called in this request or the session ended elsewhere. */
+  get valid(): boolean {
+    return !this.#endedAt && !this.#base.ended;
+  }
+
+  /** Max inactive interval in seconds; 0 or less means the session never expires. */
+  get maxInactiveInterval(): number {
+    this.#use();
+    return (this.#maxInactive ?? this.#base.maxInactive).seconds;
+  }
+
+  set maxInactiveInterval(seconds: number) {
+    this.#live();
+    if (!Number.isFinite(seconds)) throw new RangeError('maxInactiveInterval must be a finite number of seconds');
+    this.#maxInactive = { seconds: Math.trunc(seconds), stamp: this.#clock.tick() };
+  }
+
+  /** The value of an attribute, or undefined. */
+  get<T = unknown>(name: string): T | undefined {
+    this.#live();
+    if (this.#decoded.has(name)) return this.#decoded.get(name) as T;
+    const text = this.#register(name)?.value;
+    if (text === undefined) return undefined;
+    const value = decodeValue(text);
+    this.#decoded.set(name, value);
+    return value as T;
+  }
+
+  /**
+   * Sets an attribute; `undefined` removes it. Throws `UnserializableValueError` for values that
+   * cannot be replicated and `SessionTooLargeError` when the session would exceed `maxSessionBytes`.
+   */
+  set(name: string, value: unknown): void {
+    this.#live();
+    checkName(name);
+    if (value === undefined) return this.delete(name);
+    const encoded = encodeValue(name, value);
+    const size = this.#sizeWith(name, name.length + encoded.bytes);
+    if (size > this.#maxBytes) throw new SessionTooLargeError(size, this.#maxBytes);
+    this.#pending.set(name, { stamp: this.#clock.tick(), value: encoded.text, bytes: encoded.bytes });
+    this.#decoded.set(name, decodeValue(encoded.text));
+  }
+
+  /** Removes an attribute (replicated as a removal even if this node never saw it). */
+  delete(name: string): void {
+    this.#live();
+    checkName(name);
+    this.#pending.set(name, { stamp: this.#clock.tick(), bytes: 0 });
+    this.#decoded.delete(name);
+  }
+
+  /** Whether the attribute is set. */
+  has(name: string): boolean {
+    this.#live();
+    return this.#register(name)?.value !== undefined;
+  }
+
+  /** Names of all attributes that are set. */
+  keys(): string[] {
+    this.#live();
+    const names = new Set([...this.#base.attributes.keys(), ...this.#pending.keys()]);
+    return [...names].filter((name) => this.#register(name)?.value !== undefined).sort();
+  }
+
+  /** All attributes as a plain object with a null prototype (safe for names like `__proto__`). */
+  attributes(): Record<string, unknown> {
+    const out: Record<string, unknown> = Object.create(null);
+    for (const name of this.keys()) out[name] = this.get(name);
+    return out;
+  }
+
+  /** Ends the session on every node. Throws `InvalidatedSessionError` if it already ended. */
+  invalidate(): void {
+    this.#live();
+    this.#endedAt = this.#clock.tick();
+  }
+
+  /**
+   * Gives the session a fresh key (call it at login against session fixation). The attributes move
+   * to the new key and the old key ends everywhere.
+   */
+  regenerateId(): void {
+    this.#live();
+    if (!this.#isNew) this.#previousKey ??= this.#key;
+    this.#key = newSessionKey();
+  }
+
+  /** Whether the handler touched the session at all (a new, untouched session is never stored). */
+  get used(): boolean {
+    return this.#used;
+  }
+
+  /** The key the request arrived with, if `regenerateId()` replaced it. */
+  get previousKey(): string | undefined {
+    return this.#previousKey;
+  }
+
+  /** Collects the request's changes as deltas stamped at `now`; the session must not be used after. */
+  takeChanges(now: number): SessionChanges {
+    const base = this.#base;
+    const deltas: SessionState[] = [];
+    if (this.#previousKey !== undefined) deltas.push(endDelta(base, this.#previousKey, this.#clock.tick()));
+    if (this.#endedAt) {
+      // A key that was never stored (new, or freshly regenerated) needs no tombstone.
+      if (!this.#isNew && this.#key === base.key) deltas.push(endDelta(base, this.#key, this.#endedAt));
+      return { deltas, modified: true };
+    }
+    const rekeyed = this.#key !== base.key;
+    const attributes = rekeyed ? new Map(base.attributes) : new Map<string, AttributeRegister>();
+    for (const [name, register] of this.#pending) attributes.set(name, register);
+    deltas.push({
+      key: this.#key,
+      createdAt: base.createdAt,
+      lastAccessedAt: Math.max(now, base.lastAccessedAt),
+      lastAccessedBy: this.#node,
+      maxInactive: this.#maxInactive ?? base.maxInactive,
+      attributes,
+    });
+    const modified = this.#isNew || rekeyed || this.#pending.size > 0 || this.#maxInactive !== undefined;
+    return { deltas, modified };
+  }
+
+  #use(): void {
+    this.#used = true;
+  }
+
+  #live(): void {
+    this.#use();
+    if (!this.valid) throw new InvalidatedSessionError();
+  }
+
+  #register(name: string): AttributeRegister | undefined {
+    return this.#pending.get(name) ?? this.#base.attributes.get(name);
+  }
+
+  #sizeWith(name: string, bytes: number): number {
+    let total = HEADER_BYTES + this.#key.length + bytes;
+    for (const other of this.keys()) {
+      if (other !== name) total += other.length + (this.#register(other)?.bytes ?? 0);
+    }
+    return total;
+  }
+}
+
+function endDelta(base: SessionState, key: string, stamp: Stamp): SessionState {
+  const delta = cloneState(base);
+  return { ...delta, key, attributes: new Map(), ended: { stamp, reason: 'invalidated' } };
+}
+
+function checkName(name: string): void {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 256) {
+    throw new RangeError('attribute names must be strings of 1 to 256 characters');
+  }
+}
