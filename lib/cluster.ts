@@ -97,7 +97,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   if (!parsed.success) throw new InvalidOptionsError(`invalid options: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
   const o = parsed.data;
   const node = o.node ?? crypto.randomUUID().slice(0, 8);
-  const channel = o.channel ?? new MemoryChannel();
+  const channel: Channel = o.channel ?? new MemoryChannel();
   const logger = (o.logger ?? consoleLogger()).child({ cluster: o.cluster, node });
   const stats = new ReplicationStats();
   const clock = new HybridClock(node);
@@ -133,6 +133,10 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         if (incoming.message.kind === 'ping') membership.answerPing(incoming);
         else manager.onDirect(incoming);
       });
+      const limit = channel.maxPayload;
+      if (limit !== undefined && o.maxSessionBytes + 64 * 1024 > limit) {
+        logger.warn({ maxSessionBytes: o.maxSessionBytes, maxPayload: limit }, 'the broker max payload is below maxSessionBytes plus message overhead: the largest sessions will not replicate; raise max_payload or lower maxSessionBytes');
+      }
       await manager.start();
       logger.info({ sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind }, 'node ready');
     },

@@ -23,6 +23,8 @@ export type ChannelStatus = 'connected' | 'disconnected' | 'reconnecting' | 'clo
 export interface Channel {
   /** A short name for logs and `/cluster`: `memory` or `nats`. */
   readonly kind: string;
+  /** The largest message the broker accepts, in bytes, when it is known. */
+  readonly maxPayload?: number;
   /** Publishes fire-and-forget; with `reply`, receivers may answer to that subject. */
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void;
   /**

@@ -15,6 +15,10 @@ export class NatsChannel implements Channel {
     void this.#watchStatus();
   }
 
+  get maxPayload(): number | undefined {
+    return this.connection.info?.max_payload;
+  }
+
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {
     try {
       this.connection.publish(subject, data, options?.reply !== undefined ? { reply: options.reply } : undefined);
