@@ -25,6 +25,8 @@ export function createLogger(level: ServeConfig['logLevel']): Logger {
 /** Connects to NATS, retrying forever with the client's backoff; logs while it waits. */
 export async function connectNats(servers: string[], name: string, logger: Logger): Promise<Channel> {
   logger.info({ servers }, 'connecting to NATS');
+  const started = Date.now();
+  const waiting = setInterval(() => logger.warn({ servers, waitedMs: Date.now() - started }, 'NATS unreachable, still retrying'), 5000);
   const connection = await connect({
     servers,
     name,
@@ -32,17 +34,24 @@ export async function connectNats(servers: string[], name: string, logger: Logge
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     reconnectJitter: 250,
-  });
+  }).finally(() => clearInterval(waiting));
   logger.info({ server: connection.getServer() }, 'connected to NATS');
   return new NatsChannel(connection);
 }
 
 /**
- * Starts a node: the HTTP server first (so `/healthz` answers 503 during state transfer), then
- * the cluster. With `bus`, uses that in-process bus instead of NATS.
+ * Starts a node: the HTTP server first (so `/healthz` answers 503 while NATS is unreachable and
+ * during state transfer), then the cluster. With `bus`, uses that in-process bus instead of NATS.
  */
 export async function startNode(config: ServeConfig, logger: Logger, bus?: MemoryBus): Promise<RunningNode> {
-  const pending: { sessions?: ReplicatedSessions } = {};
+  // Until the cluster exists (NATS may still be unreachable), every request gets 503.
+  let fetch: (request: Request) => Response | Promise<Response> = () =>
+    Response.json({ ready: false, node: config.node, detail: 'starting: connecting to the channel' }, { status: 503 });
+  const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
+    const server = serve({ fetch: (request) => fetch(request), port: config.port, hostname: config.host }, (info) => resolve({ server, port: info.port }));
+    server.once('error', reject);
+  });
+  logger.info({ url: `http://${config.host}:${port}` }, 'listening');
   const channel = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger) : new MemoryChannel(bus);
   const sessions = createCluster({
     cluster: config.cluster,
@@ -53,13 +62,7 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
     maxInactiveSeconds: config.maxInactive,
     logger,
   });
-  pending.sessions = sessions;
-  const app = createDemoApp(sessions);
-  const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => resolve({ server, port: info.port }));
-    server.once('error', reject);
-  });
-  logger.info({ url: `http://${config.host}:${port}`, channel: channel.kind }, 'listening');
+  fetch = createDemoApp(sessions).fetch;
   await sessions.start();
   return {
     sessions,
