@@ -5,6 +5,7 @@ import type { Channel, ChannelStatus } from './channel/channel.ts';
 import { MemoryChannel } from './channel/memory.ts';
 import { InvalidOptionsError } from './errors.ts';
 import { consoleLogger, type Logger } from './logger.ts';
+import { BackupManager } from './managers/backup-manager.ts';
 import { DeltaManager } from './managers/delta-manager.ts';
 import type { SendMode, StateTransferStatus } from './managers/manager.ts';
 import { Membership } from './membership/membership.ts';
@@ -23,12 +24,13 @@ const optionsSchema = z
     node: token('node').optional(),
     channel: z.custom<Channel>((value) => typeof value === 'object' && value !== null && 'publish' in value && 'subscribe' in value, 'channel must implement Channel').optional(),
     subjectPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'subjectPrefix must be dot-separated tokens of A-Z a-z 0-9 _ -').default('sessrep'),
-    manager: z.enum(['delta']).default('delta'),
+    manager: z.enum(['delta', 'backup']).default('delta'),
     sendMode: z.enum(['async', 'ack']).default('async'),
     ackTimeoutMs: ms(5000),
     heartbeatIntervalMs: ms(500),
     memberDropMs: ms(3000),
     pingTimeoutMs: ms(1000),
+    fetchTimeoutMs: ms(5000),
     stateTransferTimeoutMs: z.number().int().nonnegative().default(60_000),
     maxInactiveSeconds: z.number().int().default(1800),
     sweepIntervalMs: ms(10_000),
@@ -71,7 +73,7 @@ export interface ClusterStatus {
 export interface ReplicatedSessions {
   readonly cluster: string;
   readonly node: string;
-  readonly manager: DeltaManager;
+  readonly manager: DeltaManager | BackupManager;
   readonly membership: Membership;
   readonly stats: ReplicationStats;
   readonly channel: Channel;
@@ -104,10 +106,10 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   const bus = new ClusterBus(channel, { cluster: o.cluster, node, incarnation: crypto.randomUUID() }, o.subjectPrefix, stats, logger);
   const membership = new Membership(bus, { heartbeatIntervalMs: o.heartbeatIntervalMs, memberDropMs: o.memberDropMs, pingTimeoutMs: o.pingTimeoutMs }, logger);
   const touchIntervalMs = o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10)));
-  const manager = new DeltaManager(
-    { bus, membership, clock, stats, logger },
-    { ackTimeoutMs: o.ackTimeoutMs, stateTransferTimeoutMs: o.stateTransferTimeoutMs, sweepIntervalMs: o.sweepIntervalMs, touchIntervalMs, tombstoneTtlMs: o.tombstoneTtlMs },
-  );
+  const parts = { bus, membership, clock, stats, logger };
+  const managerOptions = { ackTimeoutMs: o.ackTimeoutMs, stateTransferTimeoutMs: o.stateTransferTimeoutMs, sweepIntervalMs: o.sweepIntervalMs, touchIntervalMs, tombstoneTtlMs: o.tombstoneTtlMs };
+  const manager: DeltaManager | BackupManager =
+    o.manager === 'backup' ? new BackupManager(parts, { ...managerOptions, fetchTimeoutMs: o.fetchTimeoutMs }) : new DeltaManager(parts, managerOptions);
   const channelState: ClusterStatus['channel'] = { kind: channel.kind, status: 'connected' };
   channel.onStatus((status, detail) => {
     channelState.status = status;

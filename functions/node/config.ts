@@ -15,7 +15,7 @@ export interface ServeConfig {
   host: string;
   /** NATS server URLs; empty means the in-process channel. */
   nats: string[];
-  manager: 'delta';
+  manager: 'delta' | 'backup';
   send: 'async' | 'ack';
   maxInactive: number;
   logLevel: LogLevel;
@@ -28,7 +28,7 @@ export const SERVE_FLAGS = {
   port: { env: 'PORT', help: 'HTTP port', fallback: '8080' },
   host: { env: 'HOST', help: 'HTTP bind address', fallback: '127.0.0.1' },
   nats: { env: 'NATS_URL', help: 'NATS server URL(s), comma-separated (default: in-process channel)', fallback: undefined },
-  manager: { env: 'SESSREP_MANAGER', help: 'replication strategy: delta (all-to-all)', fallback: 'delta' },
+  manager: { env: 'SESSREP_MANAGER', help: 'replication strategy: delta (all-to-all) or backup (primary/backup)', fallback: 'delta' },
   send: { env: 'SESSREP_SEND', help: 'send mode: async (respond at once) or ack (respond when every member applied)', fallback: 'async' },
   'max-inactive': { env: 'SESSREP_MAX_INACTIVE', help: 'session timeout in seconds (<= 0: never)', fallback: '1800' },
   'log-level': { env: 'LOG_LEVEL', help: 'debug, info, warn, error or silent', fallback: 'info' },
@@ -82,7 +82,7 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     port: integer('port', 0, 65535),
     host: pick('host')!,
     nats,
-    manager: oneOf('manager', ['delta'] as const),
+    manager: oneOf('manager', ['delta', 'backup'] as const),
     send: oneOf('send', ['async', 'ack'] as const),
     maxInactive: integer('max-inactive', -1, 10 * 365 * 24 * 3600),
     logLevel: oneOf('log-level', LOG_LEVELS as LogLevel[]),

@@ -21,6 +21,8 @@ export interface BusIdentity {
 export class ClusterSubjects {
   /** Delta manager: committed requests' changes and expiries. */
   readonly delta: string;
+  /** Backup manager: ownership entries (key -> primary, backup) for every node's proxy map. */
+  readonly map: string;
   /** Heartbeats, hellos and graceful leaves. */
   readonly heartbeat: string;
   /** First page of a state transfer, served by one ready member (queue group). */
@@ -31,6 +33,7 @@ export class ClusterSubjects {
     readonly cluster: string,
   ) {
     this.delta = `${prefix}.${cluster}.delta`;
+    this.map = `${prefix}.${cluster}.map`;
     this.heartbeat = `${prefix}.${cluster}.hb`;
     this.state = `${prefix}.${cluster}.state`;
   }

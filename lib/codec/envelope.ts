@@ -7,6 +7,7 @@ import { MalformedMessageError } from '../errors.ts';
 import type { Stamp } from '../session/clock.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
 import type { AttributeRegister, SessionState } from '../session/state.ts';
+import type { OwnershipEntry } from '../managers/ownership-map.ts';
 import { byteLength, decodeValue } from './values.ts';
 
 /** Version of the envelope format; a node drops messages of any other version. */
@@ -25,6 +26,9 @@ const wireState = z.object({
   e: z.tuple([stamp, z.enum(['invalidated', 'expired'])]).optional(),
 });
 
+/** Ownership entry (backup manager): [key, primary, backup, stamp, ended?]. */
+const wireEntry = z.tuple([z.string().min(1).max(64), z.union([token, z.literal('')]), z.union([token, z.literal('')]), stamp, z.literal(1).optional()]);
+
 const bodies = {
   delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState) }),
   ack: z.object({ id: z.string().min(1).max(64) }),
@@ -35,19 +39,30 @@ const bodies = {
   'state-page': z.object({
     transfer: z.string().min(1).max(64),
     s: z.array(wireState),
+    e: z.array(wireEntry).optional(),
     next: z.number().int().nonnegative().nullable(),
     total: z.number().int().nonnegative(),
   }),
+  /** Backup manager: ownership entries broadcast on `.map`. */
+  map: z.object({ e: z.array(wireEntry) }),
+  /** Backup manager: session data for a data holder (full copies or deltas), with the sender's entries. */
+  copy: z.object({ id: z.string().min(1).max(64), e: z.array(wireEntry), s: z.array(wireState), fwd: z.boolean().optional() }),
+  /** Backup manager: ask a data holder for a session. */
+  fetch: z.object({ k: z.string().min(1).max(64) }),
+  /** The answer to `fetch`: the holder's entry and state, when it has them. */
+  fetched: z.object({ e: z.array(wireEntry), s: z.array(wireState) }),
 } as const;
 
 /** Every message kind on the wire. */
 export type MessageKind = keyof typeof bodies;
 
 type WireState = z.infer<typeof wireState>;
+type WireEntry = z.infer<typeof wireEntry>;
 type RawBody<K extends MessageKind> = z.infer<(typeof bodies)[K]>;
 type SessionsField<B> = B extends { s: WireState[] } ? Omit<B, 's'> & { s: SessionState[] } : B;
-/** The decoded body of a message kind; session lists arrive as `SessionState`s. */
-export type MessageBody<K extends MessageKind> = SessionsField<RawBody<K>>;
+type EntriesField<B> = B extends { e: WireEntry[] } ? Omit<B, 'e'> & { e: OwnershipEntry[] } : B extends { e?: WireEntry[] } ? Omit<B, 'e'> & { e?: OwnershipEntry[] } : B;
+/** The decoded body of a message kind; session lists arrive as `SessionState`s, entries as `OwnershipEntry`s. */
+export type MessageBody<K extends MessageKind> = EntriesField<SessionsField<RawBody<K>>>;
 
 /** A decoded message. */
 export interface Envelope<K extends MessageKind = MessageKind> {
@@ -74,7 +89,9 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** Encodes a message for the wire. */
 export function encodeEnvelope<K extends MessageKind>(message: Envelope<K>): Uint8Array {
-  const body = 's' in (message.body as object) ? { ...message.body, s: (message.body as { s: SessionState[] }).s.map(toWire) } : message.body;
+  const body: Record<string, unknown> = { ...(message.body as object) };
+  if (Array.isArray(body.s)) body.s = (body.s as SessionState[]).map(toWire);
+  if (Array.isArray(body.e)) body.e = (body.e as OwnershipEntry[]).map(entryToWire);
   return utf8Encoder.encode(JSON.stringify({ v: WIRE_VERSION, c: message.cluster, n: message.node, i: message.incarnation, k: message.kind, b: body }));
 }
 
@@ -96,14 +113,24 @@ export function decodeEnvelope(data: Uint8Array, cluster: string): Envelope {
   if (c !== cluster) throw new MalformedMessageError('foreign-cluster', `message for cluster "${c}" on cluster "${cluster}"`);
   const parsed = bodies[k].safeParse(b);
   if (!parsed.success) throw new MalformedMessageError('malformed', `bad ${k} body: ${z.prettifyError(parsed.error)}`);
-  const body = parsed.data as Record<string, unknown>;
-  const decoded = 's' in body ? { ...body, s: (body.s as WireState[]).map(fromWire) } : body;
+  const decoded: Record<string, unknown> = { ...(parsed.data as object) };
+  if (Array.isArray(decoded.s)) decoded.s = (decoded.s as WireState[]).map(fromWire);
+  if (Array.isArray(decoded.e)) decoded.e = (decoded.e as WireEntry[]).map(entryFromWire);
   return { cluster: c, node: n, incarnation: i, kind: k, body: decoded as MessageBody<MessageKind> };
 }
 
 /** Narrows an envelope to one kind. */
 export function isKind<K extends MessageKind>(message: Envelope, kind: K): message is Envelope<K> {
   return message.kind === kind;
+}
+
+function entryToWire(entry: OwnershipEntry): WireEntry {
+  const stamp = entry.stamp as WireEntry[3];
+  return entry.ended ? [entry.key, entry.primary, entry.backup, stamp, 1] : [entry.key, entry.primary, entry.backup, stamp];
+}
+
+function entryFromWire([key, primary, backup, stamp, ended]: WireEntry): OwnershipEntry {
+  return { key, primary, backup, stamp: stamp as Stamp, ...(ended ? { ended: true } : {}) };
 }
 
 function toWire(state: SessionState): WireState {

@@ -10,9 +10,10 @@ import type { Logger } from '../logger.ts';
 import type { Membership } from '../membership/membership.ts';
 import type { HybridClock } from '../session/clock.ts';
 import type { SessionChanges } from '../session/session.ts';
-import { cloneState, isIdleExpired, latestStamp, mergeInto, type SessionState } from '../session/state.ts';
+import { cloneState, isIdleExpired, latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
 import { AckTracker } from './ack-tracker.ts';
+import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
 import { SessionTable } from './session-table.ts';
 import { DEFAULT_PAGE_LIMITS, receiveState, StateDonor, type PageLimits } from './state-transfer.ts';
@@ -47,9 +48,7 @@ export class DeltaManager implements SessionManager {
   readonly stateTransfer: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
   readonly #table = new SessionTable();
   readonly #acks = new AckTracker();
-  readonly #lastTouchSent = new Map<string, number>();
-  /** Changes of filtered requests, sent with the session's next replicated commit. */
-  readonly #unsent = new Map<string, SessionState>();
+  readonly #pending: PendingReplication;
   readonly #subscriptions: ChannelSubscription[] = [];
   readonly #donor: StateDonor;
   #buffer: Incoming[] | undefined = [];
@@ -61,7 +60,9 @@ export class DeltaManager implements SessionManager {
     private readonly parts: ManagerParts,
     private readonly options: DeltaManagerOptions,
   ) {
-    this.#donor = new StateDonor(parts.bus, this.#table, options.pageLimits ?? DEFAULT_PAGE_LIMITS, parts.logger);
+    this.#pending = new PendingReplication(options.touchIntervalMs);
+    const source = { keys: () => this.#table.keys(), item: (key: string) => ({ state: this.#table.get(key) }) };
+    this.#donor = new StateDonor(parts.bus, source, options.pageLimits ?? DEFAULT_PAGE_LIMITS, parts.logger);
     parts.membership.onLeave((member) => this.#acks.forget(member.node));
   }
 
@@ -74,7 +75,7 @@ export class DeltaManager implements SessionManager {
     // Subscribe first and buffer, so nothing published during the transfer is missed.
     this.#subscriptions.push(bus.listen(bus.subjects.delta, (incoming) => this.#onDelta(incoming)));
     membership.start();
-    await receiveState(bus, this.options.stateTransferTimeoutMs, (sessions) => this.#applyStates(sessions), this.stateTransfer, this.parts.logger);
+    await receiveState(bus, this.options.stateTransferTimeoutMs, (page) => this.#applyStates(page.sessions), this.stateTransfer, this.parts.logger);
     const buffered = this.#buffer ?? [];
     this.#buffer = undefined;
     for (const incoming of buffered) this.#applyDelta(incoming);
@@ -108,29 +109,26 @@ export class DeltaManager implements SessionManager {
     return state;
   }
 
+  async resolve(key: string): Promise<SessionState | undefined> {
+    return this.find(key);
+  }
+
   async commit(changes: SessionChanges, options: CommitOptions): Promise<void> {
     const { stats } = this.parts;
     const now = Date.now();
     for (const delta of changes.deltas) {
       const outcome = this.#table.merge(delta);
       if (outcome.created) stats.sessionsCreated++;
-      if (outcome.ended) {
-        stats.sessionsInvalidated++;
-        this.#lastTouchSent.delete(delta.key);
-      }
+      if (outcome.ended) stats.sessionsInvalidated++;
     }
     if (!options.replicate) {
-      for (const delta of changes.deltas) this.#stash(delta);
+      for (const delta of changes.deltas) this.#pending.stash(delta);
       return;
     }
     // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
-    const outgoing = changes.deltas.filter(
-      (delta) => changes.modified || this.#unsent.has(delta.key) || now - (this.#lastTouchSent.get(delta.key) ?? 0) >= this.options.touchIntervalMs,
-    );
+    const outgoing = changes.deltas.flatMap((delta) => this.#pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;
-    const merged = outgoing.map((delta) => this.#withUnsent(delta));
-    for (const delta of merged) if (!delta.ended) this.#lastTouchSent.set(delta.key, now);
-    await this.#publish(merged, options.mode);
+    await this.#publish(outgoing, options.mode);
   }
 
   sessionCounts(): Record<string, number> {
@@ -150,10 +148,7 @@ export class DeltaManager implements SessionManager {
   /** Expires idle sessions everywhere and forgets old tombstones; runs on the sweep timer. */
   sweep(now: number): void {
     for (const state of this.#table.expired(now, (s) => this.#graceFor(s))) this.#expire(state);
-    for (const key of this.#table.collect(now - this.options.tombstoneTtlMs)) {
-      this.#lastTouchSent.delete(key);
-      this.#unsent.delete(key);
-    }
+    for (const key of this.#table.collect(now - this.options.tombstoneTtlMs)) this.#pending.forget(key);
   }
 
   /**
@@ -161,7 +156,7 @@ export class DeltaManager implements SessionManager {
    * intervals, because touches reach us at most once per interval (Tomcat waits 2x on replicas).
    */
   #graceFor(state: SessionState): number {
-    return state.lastAccessedBy === this.parts.clock.node ? 0 : 2 * this.options.touchIntervalMs;
+    return state.lastAccessedBy === this.parts.clock.node ? 0 : 2 * touchIntervalFor(state, this.options.touchIntervalMs);
   }
 
   #isExpired(state: SessionState, now: number): boolean {
@@ -214,20 +209,5 @@ export class DeltaManager implements SessionManager {
       this.parts.clock.observe(latestStamp(state));
       this.#table.merge(state);
     }
-  }
-
-  #stash(delta: SessionState): void {
-    const unsent = this.#unsent.get(delta.key);
-    if (unsent) mergeInto(unsent, delta);
-    else this.#unsent.set(delta.key, cloneState(delta));
-  }
-
-  #withUnsent(delta: SessionState): SessionState {
-    const unsent = this.#unsent.get(delta.key);
-    if (!unsent) return delta;
-    this.#unsent.delete(delta.key);
-    const merged = cloneState(unsent);
-    mergeInto(merged, delta);
-    return merged;
   }
 }

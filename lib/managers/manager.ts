@@ -1,6 +1,7 @@
 /** The contract every replication strategy (delta, later backup) fulfils for the middleware and the cluster. */
 import type { SessionChanges } from '../session/session.ts';
 import type { SessionState } from '../session/state.ts';
+import type { Incoming } from '../bus/cluster-bus.ts';
 
 /** When a commit's promise resolves (Tomcat's channelSendOptions, simplified). */
 export type SendMode = 'async' | 'ack';
@@ -26,22 +27,34 @@ export interface StateTransferStatus {
 
 /** A replication strategy. */
 export interface SessionManager {
-  /** `delta` (all-to-all). */
-  readonly name: string;
+  /** `delta` (all-to-all) or `backup` (primary/backup). */
+  readonly name: 'delta' | 'backup';
   /** True once state transfer finished: the node may serve traffic. */
   readonly ready: boolean;
   /** Subscribes, joins the cluster and runs state transfer; resolves when ready. */
   start(): Promise<void>;
   /** Leaves the cluster gracefully and stops timers. */
   stop(): Promise<void>;
-  /** The live session with this key, or undefined (unknown, ended or expired). */
+  /** The live session data this node holds for a key, or undefined (unknown, ended, expired, or only a proxy here). */
   find(key: string): SessionState | undefined;
+  /**
+   * The session a request names, wherever it lives: the backup manager fetches it from its primary
+   * or backup and takes it over. `routeHint` is the node the cookie's route names, asked first
+   * when this node does not know the key yet.
+   */
+  resolve(key: string, routeHint?: string): Promise<SessionState | undefined>;
+  /** Live sessions whose data this node holds. */
+  liveSessions(): IterableIterator<SessionState>;
   /**
    * Applies a request's changes here and replicates them. Resolves at once in `async` mode, and
    * after every live member applied them (or `ackTimeoutMs`) in `ack` mode. Never rejects:
    * replication failures are logged and counted.
    */
   commit(changes: SessionChanges, options: CommitOptions): Promise<void>;
+  /** Handles a message sent to this node's own subject (acks, state pages, copies, fetches). */
+  onDirect(incoming: Incoming): void;
+  /** The session data this node holds for a key, tombstones included (tests and diagnostics). */
+  inspect(key: string): SessionState | undefined;
   /** Session counts for `/cluster`. */
   sessionCounts(): Record<string, number>;
   /** State transfer progress for `/cluster` and `/healthz`. */

@@ -71,6 +71,14 @@ export class SessionTable {
     return out;
   }
 
+  /** Drops a session's data outright (this node no longer holds it: a backup manager proxy). */
+  remove(key: string): void {
+    const state = this.#states.get(key);
+    if (!state) return;
+    this.#states.delete(key);
+    if (!state.ended) this.#live--;
+  }
+
   /** Removes tombstones that ended before `endedBefore`; returns the removed keys. */
   collect(endedBefore: number): string[] {
     const removed: string[] = [];

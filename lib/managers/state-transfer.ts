@@ -9,7 +9,19 @@ import { ChannelRequestError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { attributeBytes, type SessionState } from '../session/state.ts';
 import type { StateTransferStatus } from './manager.ts';
-import type { SessionTable } from './session-table.ts';
+import type { OwnershipEntry } from './ownership-map.ts';
+
+/** What a donor serves: a snapshot of keys, then, per key, the session data and/or ownership entry. */
+export interface StateSource {
+  keys(): string[];
+  item(key: string): { state?: SessionState; entry?: OwnershipEntry };
+}
+
+/** One page as the joiner receives it. */
+export interface StatePage {
+  readonly sessions: SessionState[];
+  readonly entries: OwnershipEntry[];
+}
 
 /** Page size limits; pages stay well under NATS's default 1 MB max payload. */
 export interface PageLimits {
@@ -23,13 +35,13 @@ export const DEFAULT_PAGE_LIMITS: PageLimits = { maxSessions: 1000, maxBytes: 51
 /** A transfer is forgotten when its joiner has not asked for the next page for this long. */
 const TRANSFER_IDLE_MS = 120_000;
 
-/** The donor side: answers page requests from a snapshot of the table's keys. */
+/** The donor side: answers page requests from a snapshot of the source's keys. */
 export class StateDonor {
   readonly #transfers = new Map<string, { keys: string[]; lastUsed: number }>();
 
   constructor(
     private readonly bus: ClusterBus,
-    private readonly table: SessionTable,
+    private readonly source: StateSource,
     private readonly limits: PageLimits,
     private readonly logger: Logger,
   ) {}
@@ -43,24 +55,30 @@ export class StateDonor {
     const known = request.transfer !== undefined ? this.#transfers.get(request.transfer) : undefined;
     if (request.transfer !== undefined && !known) return; // Expired transfer: the joiner times out and reports it.
     const id = request.transfer ?? crypto.randomUUID();
-    const transfer = known ?? { keys: this.table.keys(), lastUsed: now };
+    const transfer = known ?? { keys: this.source.keys(), lastUsed: now };
     if (!known) {
       this.#transfers.set(id, transfer);
       this.logger.info({ joiner: incoming.message.node, sessions: transfer.keys.length }, 'state transfer: serving');
     }
     transfer.lastUsed = now;
     const sessions: SessionState[] = [];
+    const entries: OwnershipEntry[] = [];
     let bytes = 0;
     let cursor = request.cursor;
-    while (cursor < transfer.keys.length && sessions.length < this.limits.maxSessions && (bytes < this.limits.maxBytes || sessions.length === 0)) {
-      const state = this.table.get(transfer.keys[cursor++]!);
-      if (!state) continue;
-      sessions.push(state);
-      bytes += 200 + attributeBytes(state);
+    while (cursor < transfer.keys.length && sessions.length + entries.length < this.limits.maxSessions && (bytes < this.limits.maxBytes || cursor === request.cursor)) {
+      const { state, entry } = this.source.item(transfer.keys[cursor++]!);
+      if (state) {
+        sessions.push(state);
+        bytes += 200 + attributeBytes(state);
+      }
+      if (entry) {
+        entries.push(entry);
+        bytes += 100;
+      }
     }
     const next = cursor < transfer.keys.length ? cursor : null;
     if (next === null) this.#transfers.delete(id);
-    this.bus.send(incoming.reply, 'state-page', { transfer: id, s: sessions, next, total: transfer.keys.length });
+    this.bus.send(incoming.reply, 'state-page', { transfer: id, s: sessions, ...(entries.length > 0 ? { e: entries } : {}), next, total: transfer.keys.length });
   }
 
   #forgetIdle(now: number): void {
@@ -76,7 +94,7 @@ export class StateDonor {
 export async function receiveState(
   bus: ClusterBus,
   timeoutMs: number,
-  apply: (sessions: SessionState[]) => void,
+  apply: (page: StatePage) => void,
   status: StateTransferStatus,
   logger: Logger,
 ): Promise<void> {
@@ -94,8 +112,8 @@ export async function receiveState(
       const page = reply.body as MessageBody<'state-page'>;
       status.donor = reply.node;
       status.pages++;
-      status.sessionsReceived += page.s.length;
-      apply(page.s);
+      status.sessionsReceived += page.s.length + (page.e?.length ?? 0);
+      apply({ sessions: page.s, entries: page.e ?? [] });
       if (page.next === null) break;
       subject = bus.subjects.node(reply.node);
       request = { transfer: page.transfer, cursor: page.next };

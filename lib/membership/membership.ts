@@ -42,6 +42,7 @@ export class Membership {
   readonly #verifying = new Set<string>();
   readonly #joinListeners: Listener<[MemberInfo]>[] = [];
   readonly #leaveListeners: Listener<[MemberInfo, LeaveReason]>[] = [];
+  readonly #readyListeners: Listener<[MemberInfo]>[] = [];
   #subscription?: ChannelSubscription;
   #timer?: ReturnType<typeof setInterval>;
   #ready = false;
@@ -90,6 +91,11 @@ export class Membership {
     this.#joinListeners.push(listener);
   }
 
+  /** Calls `listener` when a member becomes ready (finished its state transfer). */
+  onReady(listener: Listener<[MemberInfo]>): void {
+    this.#readyListeners.push(listener);
+  }
+
   /** Calls `listener` when a member leaves, is declared dead, or restarts under a new incarnation. */
   onLeave(listener: Listener<[MemberInfo, LeaveReason]>): void {
     this.#leaveListeners.push(listener);
@@ -136,9 +142,11 @@ export class Membership {
     }
     const current = this.#members.get(message.node);
     if (current) {
+      const becameReady = body.ready && !current.ready;
       current.lastSeen = Date.now();
       current.ready = body.ready;
       current.state = 'alive';
+      if (becameReady) for (const listener of this.#readyListeners) listener(current);
     } else {
       const member: MemberInfo = {
         node: message.node,
@@ -151,6 +159,7 @@ export class Membership {
       this.#members.set(member.node, member);
       this.logger.info({ member: member.node, ready: member.ready }, 'member joined');
       for (const listener of this.#joinListeners) listener(member);
+      if (member.ready) for (const listener of this.#readyListeners) listener(member);
     }
     if (body.hello) this.#beat(false);
   }

@@ -66,7 +66,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
 
   return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
     const requested = parseSessionId(getCookie(c, cookieName));
-    const state = requested ? manager.find(requested.key) : undefined;
+    const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
     const session = new Session({
       ...(state ? { state } : {}),
       node,
@@ -89,10 +89,12 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     const replicate = filter === null || !filter.test(c.req.path);
     if (!replicate) stats.filteredRequests++;
     const changes = session.takeChanges(Date.now());
+    // Read before committing: after regenerateId() the commit ends the old key's state, which this session still reads from.
+    const valid = session.valid;
     const committed = manager.commit(changes, { replicate, mode: sendMode });
     if (sendMode === 'ack' && replicate) await committed;
 
-    if (!session.valid) {
+    if (!valid) {
       if (requested) deleteCookie(c, cookieName, { path: cookiePath, ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}) });
       return;
     }

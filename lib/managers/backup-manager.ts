@@ -1,0 +1,442 @@
+/**
+ * `BackupManager` (Tomcat's BackupManager): every session lives on its primary and one backup chosen
+ * round-robin; every other node holds only a proxy entry (key -> primary, backup) from the `.map`
+ * broadcasts. A write goes point to point to the backup, so traffic per write does not grow with the
+ * cluster. A request on a proxy fetches the session and takes it over; when a member dies, its
+ * backups take over its primaries and its backed-up sessions get new backups.
+ */
+import type { ChannelSubscription } from '../channel/channel.ts';
+import type { Incoming } from '../bus/cluster-bus.ts';
+import type { MessageBody } from '../codec/envelope.ts';
+import { ChannelRequestError } from '../errors.ts';
+import type { SessionChanges } from '../session/session.ts';
+import { cloneState, isIdleExpired, latestStamp, type SessionState } from '../session/state.ts';
+import { AckTracker } from './ack-tracker.ts';
+import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
+import type { DeltaManagerOptions, ManagerParts } from './delta-manager.ts';
+import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
+import { OwnershipMap, roleOf, RoundRobin, type OwnershipEntry } from './ownership-map.ts';
+import { SessionTable } from './session-table.ts';
+import { DEFAULT_PAGE_LIMITS, receiveState, StateDonor, type StatePage } from './state-transfer.ts';
+
+/** Timing and limits of the backup manager (the delta manager's, plus the fetch timeout). */
+export interface BackupManagerOptions extends DeltaManagerOptions {
+  /** How long a proxy waits for the primary or backup to hand over a session; default 5000 ms. */
+  readonly fetchTimeoutMs: number;
+}
+
+/** Largest number of entries or sessions in one `.map` or `copy` message. */
+const BATCH = 500;
+
+/** Primary/backup replication. */
+export class BackupManager implements SessionManager {
+  readonly name = 'backup';
+  readonly stateTransfer: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
+  readonly #table = new SessionTable();
+  readonly #map = new OwnershipMap();
+  readonly #roundRobin = new RoundRobin();
+  readonly #acks = new AckTracker();
+  readonly #pending: PendingReplication;
+  readonly #subscriptions: ChannelSubscription[] = [];
+  readonly #donor: StateDonor;
+  /** Takeovers in flight, so concurrent requests for one session fetch it once. */
+  readonly #resolving = new Map<string, Promise<SessionState | undefined>>();
+  #buffer: Incoming[] | undefined = [];
+  #sweepTimer?: ReturnType<typeof setInterval>;
+  #ready = false;
+  #messageCounter = 0;
+
+  constructor(
+    private readonly parts: ManagerParts,
+    private readonly options: BackupManagerOptions,
+  ) {
+    this.#pending = new PendingReplication(options.touchIntervalMs);
+    const source = {
+      keys: () => [...this.#map.all()].map((entry) => entry.key),
+      item: (key: string) => ({ entry: this.#map.raw(key) }),
+    };
+    this.#donor = new StateDonor(parts.bus, source, options.pageLimits ?? { ...DEFAULT_PAGE_LIMITS, maxSessions: 5000 }, parts.logger);
+    parts.membership.onLeave((member) => {
+      this.#acks.forget(member.node);
+      if (this.#ready) this.#onMemberGone(member.node);
+    });
+    parts.membership.onReady(() => {
+      if (this.#ready) this.#giveBackupsToUnprotected();
+    });
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get #self(): string {
+    return this.parts.clock.node;
+  }
+
+  async start(): Promise<void> {
+    const { bus, membership } = this.parts;
+    this.#subscriptions.push(bus.listen(bus.subjects.map, (incoming) => (this.#buffer ? this.#buffer.push(incoming) : this.#onMap(incoming))));
+    membership.start();
+    await receiveState(bus, this.options.stateTransferTimeoutMs, (page) => this.#applyPage(page), this.stateTransfer, this.parts.logger);
+    const buffered = this.#buffer ?? [];
+    this.#buffer = undefined;
+    for (const incoming of buffered) this.#onMap(incoming);
+    this.#subscriptions.push(bus.listen(bus.subjects.state, (incoming) => this.#donor.answer(incoming), { queue: 'donors' }));
+    this.#sweepTimer = setInterval(() => this.sweep(Date.now()), this.options.sweepIntervalMs);
+    this.#ready = true;
+    membership.setReady(true);
+  }
+
+  async stop(): Promise<void> {
+    this.#ready = false;
+    clearInterval(this.#sweepTimer);
+    this.#acks.releaseAll();
+    this.parts.membership.stop();
+    for (const subscription of this.#subscriptions.splice(0)) subscription.unsubscribe();
+  }
+
+  onDirect(incoming: Incoming): void {
+    const { message } = incoming;
+    switch (message.kind) {
+      case 'ack':
+        return this.#acks.acknowledge((message.body as MessageBody<'ack'>).id, message.node);
+      case 'state-req':
+        return this.#donor.answer(incoming);
+      case 'copy':
+        return this.#onCopy(incoming);
+      case 'fetch':
+        return this.#onFetch(incoming);
+      default:
+        return;
+    }
+  }
+
+  find(key: string): SessionState | undefined {
+    const entry = this.#map.get(key);
+    if (!entry || roleOf(entry, this.#self) === 'proxy') return undefined;
+    const state = this.#table.live(key);
+    if (state && isIdleExpired(state, Date.now(), this.#graceFor(entry, state))) {
+      this.#end(state, 'expired');
+      return undefined;
+    }
+    return state;
+  }
+
+  resolve(key: string, routeHint?: string): Promise<SessionState | undefined> {
+    const entry = this.#map.get(key);
+    if (entry && roleOf(entry, this.#self) === 'primary') return Promise.resolve(this.find(key));
+    let running = this.#resolving.get(key);
+    if (!running) {
+      running = this.#takeOver(key, routeHint).finally(() => this.#resolving.delete(key));
+      this.#resolving.set(key, running);
+    }
+    return running;
+  }
+
+  async commit(changes: SessionChanges, options: CommitOptions): Promise<void> {
+    const { stats } = this.parts;
+    const sends: Promise<void>[] = [];
+    for (const delta of changes.deltas) {
+      const outcome = this.#table.merge(delta);
+      if (outcome.created) stats.sessionsCreated++;
+      if (delta.ended) {
+        if (outcome.ended) stats.sessionsInvalidated++;
+        this.#pending.forget(delta.key);
+        if (this.#map.raw(delta.key) || outcome.changed) sends.push(this.#broadcastEnd(delta, options.mode));
+        continue;
+      }
+      let entry = this.#map.get(delta.key);
+      if (!entry) {
+        // A new session (or one whose entry we lost): this node is its primary.
+        entry = this.#claim(delta.key, undefined);
+      }
+      if (!options.replicate) {
+        this.#pending.stash(delta);
+        continue;
+      }
+      const outgoing = this.#pending.due(delta, changes.modified, Date.now());
+      if (!outgoing) continue;
+      const holders = [entry.primary, entry.backup].filter((node) => node !== '' && node !== this.#self);
+      if (holders.length > 0) sends.push(this.#copy(holders, [entry], [outgoing], options.mode));
+      // Ownership moved away during the request: the holders have the change now, a proxy keeps no data.
+      if (roleOf(entry, this.#self) === 'proxy') this.#table.remove(delta.key);
+    }
+    await Promise.all(sends);
+  }
+
+  sessionCounts(): Record<string, number> {
+    const counts = this.#map.counts(this.#self);
+    return { total: counts.primary + counts.backup + counts.proxy, ...counts, tombstones: this.#table.tombstoneCount };
+  }
+
+  inspect(key: string): SessionState | undefined {
+    return this.#table.get(key);
+  }
+
+  /** The ownership entry this node holds for a key (tests and diagnostics). */
+  entry(key: string): OwnershipEntry | undefined {
+    return this.#map.raw(key);
+  }
+
+  liveSessions(): IterableIterator<SessionState> {
+    return this.#table.liveStates();
+  }
+
+  /** Live ownership entries this node knows. */
+  entries(): IterableIterator<OwnershipEntry> {
+    return this.#map.live();
+  }
+
+  /** Expires idle primaries (and orphaned backups) everywhere and forgets old tombstones. */
+  sweep(now: number): void {
+    for (const state of this.#table.liveStates()) {
+      const entry = this.#map.get(state.key);
+      if (entry && roleOf(entry, this.#self) !== 'proxy' && isIdleExpired(state, now, this.#graceFor(entry, state))) this.#end(state, 'expired');
+    }
+    const before = now - this.options.tombstoneTtlMs;
+    for (const key of this.#table.collect(before)) this.#pending.forget(key);
+    for (const entry of [...this.#map.all()]) if (entry.ended && entry.stamp[0] < before) this.#map.delete(entry.key);
+  }
+
+  /** A backup copy expires only after an extra grace of two touch intervals (touches arrive at most once per interval). */
+  #graceFor(entry: OwnershipEntry, state: SessionState): number {
+    return roleOf(entry, this.#self) === 'primary' ? 0 : 2 * touchIntervalFor(state, this.options.touchIntervalMs);
+  }
+
+  // ---- ownership -------------------------------------------------------------------------
+
+  /**
+   * Makes this node the primary of `key`. The backup stays where the data already is when possible
+   * (the old backup, else the old primary); otherwise a new one is picked round-robin and sent a
+   * full copy. The new entry is broadcast so every proxy follows.
+   */
+  #claim(key: string, previous: OwnershipEntry | undefined): OwnershipEntry {
+    const alive = (node: string) => node !== '' && node !== this.#self && this.parts.membership.readyMembers().some((m) => m.node === node);
+    let backup = '';
+    let needsCopy = false;
+    if (previous && alive(previous.backup)) backup = previous.backup;
+    else if (previous && alive(previous.primary)) backup = previous.primary;
+    else {
+      backup = this.#pickBackup();
+      needsCopy = backup !== '';
+    }
+    const entry: OwnershipEntry = { key, primary: this.#self, backup, stamp: this.parts.clock.tick() };
+    this.#map.merge(entry);
+    this.#broadcastEntries([entry]);
+    const state = this.#table.get(key);
+    if (needsCopy && state && previous) void this.#copy([backup], [entry], [state], 'async');
+    return entry;
+  }
+
+  #pickBackup(exclude: string[] = []): string {
+    const candidates = this.parts.membership
+      .readyMembers()
+      .map((m) => m.node)
+      .filter((node) => !exclude.includes(node));
+    return this.#roundRobin.pick(candidates);
+  }
+
+  /** Finds a session this node does not own: from the route hint, its primary, or its backup; then takes it over. */
+  async #takeOver(key: string, routeHint: string | undefined): Promise<SessionState | undefined> {
+    let entry = this.#map.get(key);
+    if (!entry && this.#map.raw(key)) return undefined; // Ended.
+    if (entry && roleOf(entry, this.#self) === 'backup') {
+      const state = this.find(key);
+      if (state) this.#claim(key, entry);
+      return state;
+    }
+    const askOrder = entry ? [entry.primary, entry.backup] : routeHint ? [routeHint] : [];
+    for (const node of askOrder) {
+      if (node === '' || node === this.#self || !this.parts.membership.has(node)) continue;
+      const found = await this.#fetch(node, key);
+      if (!found) continue;
+      if (found.entry) this.#mergeEntry(found.entry);
+      entry = this.#map.get(key);
+      if (!entry && found.entry?.ended) return undefined;
+      if (!found.state || found.state.ended) continue;
+      this.#table.merge(found.state);
+      this.parts.clock.observe(latestStamp(found.state));
+      const claimed = this.#claim(key, entry ?? found.entry);
+      this.parts.logger.info({ session: key.slice(0, 8), from: node, backup: claimed.backup }, 'took over a session');
+      return this.#table.live(key);
+    }
+    if (entry) this.parts.logger.warn({ session: key.slice(0, 8), primary: entry.primary, backup: entry.backup }, 'session not reachable on its primary or backup');
+    return undefined;
+  }
+
+  async #fetch(node: string, key: string): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
+    try {
+      const reply = await this.parts.bus.request(this.parts.bus.subjects.node(node), 'fetch', { k: key }, this.options.fetchTimeoutMs);
+      if (reply.kind !== 'fetched') return undefined;
+      const body = reply.body as MessageBody<'fetched'>;
+      return { ...(body.e[0] ? { entry: body.e[0] } : {}), ...(body.s[0] ? { state: body.s[0] } : {}) };
+    } catch (error) {
+      if (!(error instanceof ChannelRequestError)) throw error;
+      this.parts.logger.warn({ session: key.slice(0, 8), node, error: error.kind }, 'fetch failed');
+      return undefined;
+    }
+  }
+
+  #onFetch({ message, reply }: Incoming): void {
+    if (!reply) return;
+    const key = (message.body as MessageBody<'fetch'>).k;
+    const entry = this.#map.raw(key);
+    const state = this.#table.get(key);
+    this.parts.bus.send(reply, 'fetched', { e: entry ? [entry] : [], s: state && !state.ended ? [state] : [] });
+  }
+
+  /** Merges an entry and adjusts local data to this node's new role. */
+  #mergeEntry(entry: OwnershipEntry): void {
+    this.parts.clock.observe(entry.stamp);
+    if (!this.#map.merge(entry)) return;
+    if (entry.ended) {
+      const state = this.#table.get(entry.key);
+      if (state && !state.ended) this.#table.merge({ ...cloneState(state), attributes: new Map(), ended: { stamp: entry.stamp, reason: 'invalidated' } });
+      this.#pending.forget(entry.key);
+    } else if (roleOf(entry, this.#self) === 'proxy') {
+      this.#table.remove(entry.key);
+      this.#pending.forget(entry.key);
+    }
+  }
+
+  #onMap({ message }: Incoming): void {
+    if (message.kind !== 'map') return;
+    for (const entry of (message.body as MessageBody<'map'>).e) this.#mergeEntry(entry);
+  }
+
+  #applyPage(page: StatePage): void {
+    for (const entry of page.entries) this.#mergeEntry(entry);
+    for (const state of page.sessions) this.#table.merge(state);
+  }
+
+  // ---- data ------------------------------------------------------------------------------
+
+  /** Session data for this node as primary or backup; a proxy forwards it once to the current primary. */
+  #onCopy({ message, reply }: Incoming): void {
+    if (message.kind !== 'copy') return;
+    const body = message.body as MessageBody<'copy'>;
+    for (const entry of body.e) this.#mergeEntry(entry);
+    const forward: SessionState[] = [];
+    for (const state of body.s) {
+      this.parts.clock.observe(latestStamp(state));
+      const entry = this.#map.get(state.key);
+      if (entry && roleOf(entry, this.#self) === 'proxy') {
+        if (!body.fwd) forward.push(state);
+      } else if (entry || state.ended) {
+        this.#table.merge(state);
+      }
+    }
+    for (const state of forward) {
+      const entry = this.#map.get(state.key)!;
+      this.parts.bus.send(this.parts.bus.subjects.node(entry.primary), 'copy', { id: body.id, e: [entry], s: [state], fwd: true });
+    }
+    if (reply) this.parts.bus.send(reply, 'ack', { id: body.id });
+  }
+
+  /** Sends session data (batched) to data holders; in `ack` mode waits until each applied it. */
+  async #copy(holders: string[], entries: OwnershipEntry[], states: SessionState[], mode: CommitOptions['mode']): Promise<void> {
+    const { bus, stats, logger } = this.parts;
+    const waits: Promise<string[]>[] = [];
+    for (let i = 0; i < Math.max(states.length, 1); i += BATCH) {
+      const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
+      const batch = states.slice(i, i + BATCH);
+      const batchKeys = new Set(batch.map((s) => s.key));
+      const batchEntries = entries.filter((e) => batchKeys.has(e.key));
+      if (mode === 'ack') waits.push(this.#acks.wait(id, holders, this.options.ackTimeoutMs));
+      for (const holder of holders) {
+        try {
+          bus.send(bus.subjects.node(holder), 'copy', { id, e: batchEntries, s: batch }, mode === 'ack' ? bus.subjects.node(this.#self) : undefined);
+        } catch (error) {
+          stats.replicationErrors++;
+          logger.error({ holder, sessions: batch.length, error }, 'copy to backup failed');
+        }
+      }
+    }
+    const missing = (await Promise.all(waits)).flat();
+    if (missing.length > 0) {
+      stats.acksTimedOut++;
+      logger.warn({ missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: the backup did not confirm the write');
+    }
+  }
+
+  #broadcastEntries(entries: OwnershipEntry[]): void {
+    for (let i = 0; i < entries.length; i += BATCH) {
+      try {
+        this.parts.bus.send(this.parts.bus.subjects.map, 'map', { e: entries.slice(i, i + BATCH) });
+      } catch (error) {
+        this.parts.stats.replicationErrors++;
+        this.parts.logger.error({ entries: entries.length, error }, 'map broadcast failed');
+      }
+    }
+  }
+
+  /** Ends a session everywhere: the ended entry goes to every node; in `ack` mode the data holders confirm. */
+  async #broadcastEnd(delta: SessionState, mode: CommitOptions['mode']): Promise<void> {
+    const previous = this.#map.raw(delta.key);
+    const entry: OwnershipEntry = { key: delta.key, primary: previous?.primary ?? this.#self, backup: previous?.backup ?? '', stamp: delta.ended!.stamp, ended: true };
+    this.#mergeEntry(entry);
+    this.#broadcastEntries([entry]);
+    const holders = [entry.primary, entry.backup].filter((node) => node !== '' && node !== this.#self && this.parts.membership.has(node));
+    if (mode === 'ack' && holders.length > 0) await this.#copy(holders, [entry], [delta], 'ack');
+  }
+
+  #end(state: SessionState, reason: 'expired' | 'invalidated'): void {
+    const end: SessionState = { ...cloneState(state), attributes: new Map(), ended: { stamp: this.parts.clock.tick(), reason } };
+    if (this.#table.merge(end).ended && reason === 'expired') this.parts.stats.sessionsExpired++;
+    this.parts.logger.info({ session: state.key.slice(0, 8), reason }, 'session ended');
+    void this.#broadcastEnd(end, 'async');
+  }
+
+  // ---- membership ------------------------------------------------------------------------
+
+  /**
+   * A member left or died. Its primaries are taken over by their backups; sessions it backed up get
+   * a new backup from their primary; sessions that lost both are forgotten.
+   */
+  #onMemberGone(gone: string): void {
+    const self = this.#self;
+    const alive = (node: string) => node === self || this.parts.membership.has(node);
+    const changed: OwnershipEntry[] = [];
+    const copies = new Map<string, SessionState[]>();
+    for (const entry of [...this.#map.live()]) {
+      if (entry.primary !== gone && entry.backup !== gone) continue;
+      const survivor = entry.primary === gone ? entry.backup : entry.primary;
+      if (survivor === '' || !alive(survivor)) {
+        this.#map.delete(entry.key);
+        this.#table.remove(entry.key);
+        continue;
+      }
+      if (survivor !== self) continue; // The survivor repairs it and broadcasts the new entry.
+      const backup = this.#pickBackup([gone]);
+      const next: OwnershipEntry = { key: entry.key, primary: self, backup, stamp: this.parts.clock.tick() };
+      this.#map.merge(next);
+      changed.push(next);
+      const state = this.#table.live(entry.key);
+      if (backup !== '' && state) copies.set(backup, [...(copies.get(backup) ?? []), state]);
+    }
+    if (changed.length === 0) return;
+    this.#broadcastEntries(changed);
+    for (const [backup, states] of copies) void this.#copy([backup], changed, states, 'async');
+    this.parts.logger.info({ gone, repaired: changed.length }, 'took over and re-backed sessions of a departed member');
+  }
+
+  /** A member became ready: primaries without a backup get one. */
+  #giveBackupsToUnprotected(): void {
+    const self = this.#self;
+    const changed: OwnershipEntry[] = [];
+    const copies = new Map<string, SessionState[]>();
+    for (const entry of [...this.#map.live()]) {
+      if (entry.primary !== self || entry.backup !== '') continue;
+      const backup = this.#pickBackup();
+      if (backup === '') return;
+      const next: OwnershipEntry = { ...entry, backup, stamp: this.parts.clock.tick() };
+      this.#map.merge(next);
+      changed.push(next);
+      const state = this.#table.live(entry.key);
+      if (state) copies.set(backup, [...(copies.get(backup) ?? []), state]);
+    }
+    if (changed.length === 0) return;
+    this.#broadcastEntries(changed);
+    for (const [backup, states] of copies) void this.#copy([backup], changed, states, 'async');
+  }
+}
