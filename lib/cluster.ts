@@ -12,8 +12,16 @@ import { Membership } from './membership/membership.ts';
 import { sessionMiddleware, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
 import { HybridClock } from './session/clock.ts';
 import { TOKEN_PATTERN } from './session/ids.ts';
+import type { ReplicationLog } from './channel/jetstream-log.ts';
+import type { SnapshotStore } from './store/snapshot-store.ts';
 import { ReplicationStats } from './stats.ts';
 import type { MiddlewareHandler } from 'hono';
+
+/** Default session size limit: 1 MiB, or 350 KiB with a snapshot store so every session fits one DynamoDB item. */
+const DEFAULT_SESSION_BYTES = 1024 * 1024;
+const DEFAULT_STORED_SESSION_BYTES = 350 * 1024;
+/** Largest `maxSessionBytes` allowed with a snapshot store (DynamoDB's item limit less the item's keys and fields). */
+const MAX_STORED_SESSION_BYTES = 380 * 1024;
 
 const token = (what: string) => z.string().regex(TOKEN_PATTERN, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
 const ms = (fallback: number) => z.number().int().positive().default(fallback);
@@ -25,7 +33,7 @@ const optionsSchema = z
     channel: z.custom<Channel>((value) => typeof value === 'object' && value !== null && 'publish' in value && 'subscribe' in value, 'channel must implement Channel').optional(),
     subjectPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'subjectPrefix must be dot-separated tokens of A-Z a-z 0-9 _ -').default('sessrep'),
     manager: z.enum(['delta', 'backup']).default('delta'),
-    sendMode: z.enum(['async', 'ack']).default('async'),
+    sendMode: z.enum(['async', 'ack', 'persist']).default('async'),
     ackTimeoutMs: ms(5000),
     heartbeatIntervalMs: ms(500),
     memberDropMs: ms(3000),
@@ -36,11 +44,23 @@ const optionsSchema = z
     sweepIntervalMs: ms(10_000),
     touchIntervalMs: z.number().int().positive().optional(),
     tombstoneTtlMs: ms(600_000),
-    maxSessionBytes: z.number().int().positive().default(1024 * 1024),
+    maxSessionBytes: z.number().int().positive().optional(),
+    log: z.custom<ReplicationLog>((value) => typeof value === 'object' && value !== null && 'append' in value && 'follow' in value, 'log must implement ReplicationLog').optional(),
+    store: z.custom<SnapshotStore>((value) => typeof value === 'object' && value !== null && 'load' in value && 'write' in value, 'store must implement SnapshotStore').optional(),
+    snapshotIntervalMs: ms(1000),
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null && 'warn' in value && 'child' in value, 'logger must have debug/info/warn/error/child').optional(),
   })
   .strict()
-  .refine((o) => o.memberDropMs > o.heartbeatIntervalMs, { message: 'memberDropMs must be longer than heartbeatIntervalMs', path: ['memberDropMs'] });
+  .refine((o) => o.memberDropMs > o.heartbeatIntervalMs, { message: 'memberDropMs must be longer than heartbeatIntervalMs', path: ['memberDropMs'] })
+  .refine((o) => o.sendMode !== 'persist' || o.log !== undefined, { message: 'sendMode persist needs a replication log (JetStream): pass `log`', path: ['sendMode'] })
+  .refine((o) => o.store === undefined || o.log !== undefined, { message: 'a snapshot store needs a replication log (JetStream) to replay from: pass `log`', path: ['store'] })
+  .refine((o) => o.manager === 'delta' || o.log === undefined, { message: 'the replication log and snapshot store work with the delta manager only', path: ['log'] })
+  .refine((o) => o.store === undefined || o.maxSessionBytes === undefined || o.maxSessionBytes <= MAX_STORED_SESSION_BYTES, {
+    message: `with a snapshot store, maxSessionBytes must be at most ${MAX_STORED_SESSION_BYTES} (DynamoDB items are limited to 400 KB)`,
+    path: ['maxSessionBytes'],
+  });
+
+
 
 /** Options of `createCluster`; only `cluster` is required. */
 export type ClusterOptions = z.input<typeof optionsSchema>;
@@ -66,6 +86,8 @@ export interface ClusterStatus {
   members: MemberStatus[];
   sessions: Record<string, number>;
   stateTransfer: StateTransferStatus;
+  /** Replication log and snapshot store progress, when configured. */
+  persistence?: Record<string, unknown>;
   stats: Record<string, unknown>;
 }
 
@@ -107,15 +129,24 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   const membership = new Membership(bus, { heartbeatIntervalMs: o.heartbeatIntervalMs, memberDropMs: o.memberDropMs, pingTimeoutMs: o.pingTimeoutMs }, logger);
   const touchIntervalMs = o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10)));
   const parts = { bus, membership, clock, stats, logger };
-  const managerOptions = { ackTimeoutMs: o.ackTimeoutMs, stateTransferTimeoutMs: o.stateTransferTimeoutMs, sweepIntervalMs: o.sweepIntervalMs, touchIntervalMs, tombstoneTtlMs: o.tombstoneTtlMs };
+  const maxSessionBytes = o.maxSessionBytes ?? (o.store ? DEFAULT_STORED_SESSION_BYTES : DEFAULT_SESSION_BYTES);
+  const managerOptions = {
+    ackTimeoutMs: o.ackTimeoutMs,
+    stateTransferTimeoutMs: o.stateTransferTimeoutMs,
+    sweepIntervalMs: o.sweepIntervalMs,
+    touchIntervalMs,
+    tombstoneTtlMs: o.tombstoneTtlMs,
+    ...(o.log ? { log: o.log } : {}),
+    ...(o.store ? { store: o.store, snapshot: { intervalMs: o.snapshotIntervalMs, checkpointPollMs: Math.max(5000, o.snapshotIntervalMs * 5) } } : {}),
+  };
   const manager: DeltaManager | BackupManager =
     o.manager === 'backup' ? new BackupManager(parts, { ...managerOptions, fetchTimeoutMs: o.fetchTimeoutMs }) : new DeltaManager(parts, managerOptions);
   const channelState: ClusterStatus['channel'] = { kind: channel.kind, status: 'connected' };
   channel.onStatus((status, detail) => {
     channelState.status = status;
     if (detail !== undefined) channelState.detail = detail;
-    if (status !== 'connected') logger.warn({ status, detail }, 'channel connection changed');
-    else logger.info({ detail }, 'channel connected');
+    if (status === 'connected' || status === 'closed') logger.info({ status, detail }, 'channel connection changed');
+    else logger.warn({ status, detail }, 'channel connection changed');
   });
   let direct: { unsubscribe(): void } | undefined;
 
@@ -136,8 +167,8 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         else manager.onDirect(incoming);
       });
       const limit = channel.maxPayload;
-      if (limit !== undefined && o.maxSessionBytes + 64 * 1024 > limit) {
-        logger.warn({ maxSessionBytes: o.maxSessionBytes, maxPayload: limit }, 'the broker max payload is below maxSessionBytes plus message overhead: the largest sessions will not replicate; raise max_payload or lower maxSessionBytes');
+      if (limit !== undefined && maxSessionBytes + 64 * 1024 > limit) {
+        logger.warn({ maxSessionBytes, maxPayload: limit }, 'the broker max payload is below maxSessionBytes plus message overhead: the largest sessions will not replicate; raise max_payload or lower maxSessionBytes');
       }
       await manager.start();
       logger.info({ sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind }, 'node ready');
@@ -150,7 +181,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     },
     middleware(middlewareOptions) {
       return sessionMiddleware(
-        { node, manager, clock, stats, logger, maxSessionBytes: o.maxSessionBytes, defaultMaxInactiveSeconds: o.maxInactiveSeconds, sendMode: o.sendMode },
+        { node, manager, clock, stats, logger, maxSessionBytes, defaultMaxInactiveSeconds: o.maxInactiveSeconds, sendMode: o.sendMode },
         middlewareOptions,
       );
     },
@@ -176,6 +207,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         ],
         sessions: manager.sessionCounts(),
         stateTransfer: { ...manager.stateTransfer },
+        ...(manager instanceof DeltaManager && manager.persistence ? { persistence: manager.persistence } : {}),
         stats: stats.snapshot(),
       };
     },

@@ -9,3 +9,6 @@ export { DEFAULT_FILTER, type SessionMiddlewareOptions, type SessionVariables } 
 export { formatSessionId, parseSessionId, type SessionId } from './session/ids.ts';
 export { Session } from './session/session.ts';
 export { ReplicationStats } from './stats.ts';
+export { MemorySnapshotStore } from './store/memory.ts';
+export type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from './store/snapshot-store.ts';
+export type { LogFollower, LogMessage, ReplicationLog } from './channel/jetstream-log.ts';

@@ -1,13 +1,16 @@
 /** The `session-replication` command line: `serve` runs one node, `cluster` runs a local cluster in one process. */
 import { defaultMemoryBus, MemoryBus } from '../../lib/index.ts';
 import { flagHelp, parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError, type ServeConfig } from './config.ts';
-import { createLogger, startNode, type RunningNode } from './node-server.ts';
+import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
+import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
 
 const USAGE = `session-replication: replicated sessions for Hono over NATS
 
 Usage:
   session-replication serve   [options]   run one node
   session-replication cluster [options]   run a local cluster of nodes in this process
+  session-replication table create --dynamodb-table NAME [--dynamodb-endpoint URL] [--aws-region R]
+                                          create the snapshot table with TTL (for local use)
   session-replication help                this text
 
 serve options (each also read from the environment variable shown):
@@ -78,6 +81,20 @@ async function clusterCommand(args: string[]): Promise<void> {
   process.stdout.write(`\nTry:\n  curl -c jar -b jar -X POST ${first}/counter\n  curl -b jar http://${base.host}:${nodes[nodes.length - 1]!.port}/session\n  curl ${first}/cluster\nCtrl-C stops every node.\n`);
 }
 
+async function tableCommand(args: string[]): Promise<void> {
+  const [action, ...rest] = args;
+  if (action !== 'create') throw new UsageError(`unknown table action "${action ?? ''}": try "table create --dynamodb-table NAME"`);
+  const { values } = parseFlags(rest, { 'dynamodb-table': { type: 'string' }, 'dynamodb-endpoint': { type: 'string' }, 'aws-region': { type: 'string' } });
+  if (values.help) return void process.stdout.write(`${USAGE}\n`);
+  const table = values['dynamodb-table'] ?? process.env.SESSREP_DYNAMODB_TABLE;
+  if (!table) throw new UsageError('table create needs --dynamodb-table NAME (or SESSREP_DYNAMODB_TABLE)');
+  const endpoint = values['dynamodb-endpoint'] ?? process.env.DYNAMODB_ENDPOINT;
+  const client = createDynamoClient({ awsRegion: values['aws-region'] ?? process.env.AWS_REGION ?? 'us-east-1', ...(endpoint ? { dynamodbEndpoint: endpoint } : {}) });
+  const outcome = await createSnapshotTable(client, table);
+  process.stdout.write(outcome === 'created' ? `created table ${table} (keys pk/sk, on-demand, TTL on "ttl")\n` : `table ${table} already exists: left as it is\n`);
+  client.destroy();
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -85,6 +102,8 @@ async function main(argv: string[]): Promise<void> {
       return serveCommand(rest);
     case 'cluster':
       return clusterCommand(rest);
+    case 'table':
+      return tableCommand(rest);
     case undefined:
     case 'help':
     case '--help':

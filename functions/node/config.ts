@@ -16,9 +16,16 @@ export interface ServeConfig {
   /** NATS server URLs; empty means the in-process channel. */
   nats: string[];
   manager: 'delta' | 'backup';
-  send: 'async' | 'ack';
+  send: 'async' | 'ack' | 'persist';
   maxInactive: number;
   logLevel: LogLevel;
+  /** Keep a replication log in JetStream (on with a DynamoDB table or send mode persist). */
+  jetstream: boolean;
+  /** DynamoDB table for snapshots; undefined: peer state transfer only. */
+  dynamodbTable?: string;
+  /** DynamoDB endpoint (DynamoDB Local, LocalStack); undefined: AWS. */
+  dynamodbEndpoint?: string;
+  awsRegion: string;
 }
 
 /** Flags of `serve`: name, environment variable, help text. */
@@ -29,9 +36,13 @@ export const SERVE_FLAGS = {
   host: { env: 'HOST', help: 'HTTP bind address', fallback: '127.0.0.1' },
   nats: { env: 'NATS_URL', help: 'NATS server URL(s), comma-separated (default: in-process channel)', fallback: undefined },
   manager: { env: 'SESSREP_MANAGER', help: 'replication strategy: delta (all-to-all) or backup (primary/backup)', fallback: 'delta' },
-  send: { env: 'SESSREP_SEND', help: 'send mode: async (respond at once) or ack (respond when every member applied)', fallback: 'async' },
+  send: { env: 'SESSREP_SEND', help: 'send mode: async (respond at once), ack (when every member applied), persist (when JetStream stored it)', fallback: 'async' },
   'max-inactive': { env: 'SESSREP_MAX_INACTIVE', help: 'session timeout in seconds (<= 0: never)', fallback: '1800' },
   'log-level': { env: 'LOG_LEVEL', help: 'debug, info, warn, error or silent', fallback: 'info' },
+  jetstream: { env: 'SESSREP_JETSTREAM', help: 'keep a replication log in JetStream: true or false (true with a DynamoDB table or --send persist)', fallback: 'false' },
+  'dynamodb-table': { env: 'SESSREP_DYNAMODB_TABLE', help: 'DynamoDB table for session snapshots (joining nodes load it instead of asking a peer)', fallback: undefined },
+  'dynamodb-endpoint': { env: 'DYNAMODB_ENDPOINT', help: 'DynamoDB endpoint URL, e.g. DynamoDB Local or LocalStack (default: AWS)', fallback: undefined },
+  'aws-region': { env: 'AWS_REGION', help: 'AWS region of the DynamoDB table', fallback: 'us-east-1' },
 } as const;
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -73,20 +84,31 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     .split(',')
     .map((url) => url.trim())
     .filter(Boolean);
+  const dynamodbTable = pick('dynamodb-table');
+  if (dynamodbTable !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(dynamodbTable)) throw new UsageError(`--dynamodb-table must be 3-255 characters of A-Z a-z 0-9 _ . -, got "${dynamodbTable}"`);
+  const dynamodbEndpoint = pick('dynamodb-endpoint');
+  if (dynamodbEndpoint !== undefined && !/^https?:\/\/\S+$/.test(dynamodbEndpoint)) throw new UsageError(`--dynamodb-endpoint must be an http(s) URL, got "${dynamodbEndpoint}"`);
   for (const url of nats) {
     if (!/^(nats|tls|ws|wss):\/\/[^\s]+$|^[\w.-]+:\d+$/.test(url)) throw new UsageError(`--nats must be URLs like nats://host:4222, got "${url}"`);
   }
-  return {
+  const config: ServeConfig = {
     cluster: token('cluster', pick('cluster')!),
     node: token('node', pick('node') ?? crypto.randomUUID().slice(0, 8)),
     port: integer('port', 0, 65535),
     host: pick('host')!,
     nats,
     manager: oneOf('manager', ['delta', 'backup'] as const),
-    send: oneOf('send', ['async', 'ack'] as const),
+    send: oneOf('send', ['async', 'ack', 'persist'] as const),
     maxInactive: integer('max-inactive', -1, 10 * 365 * 24 * 3600),
     logLevel: oneOf('log-level', LOG_LEVELS as LogLevel[]),
+    jetstream: oneOf('jetstream', ['true', 'false'] as const) === 'true' || dynamodbTable !== undefined || pick('send') === 'persist',
+    ...(dynamodbTable !== undefined ? { dynamodbTable } : {}),
+    ...(dynamodbEndpoint !== undefined ? { dynamodbEndpoint } : {}),
+    awsRegion: pick('aws-region')!,
   };
+  if (config.jetstream && config.nats.length === 0) throw new UsageError('--jetstream, --dynamodb-table and --send persist need --nats (a NATS server with JetStream)');
+  if (config.jetstream && config.manager !== 'delta') throw new UsageError('--jetstream, --dynamodb-table and --send persist work with --manager delta only');
+  return config;
 }
 
 /** The `parseArgs` option table of `serve`. */

@@ -4,6 +4,9 @@ import { connect } from '@nats-io/transport-node';
 import pino from 'pino';
 import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
+import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
+import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { createDemoApp } from '../demo-app.ts';
 import type { ServeConfig } from './config.ts';
 
@@ -22,8 +25,20 @@ export function createLogger(level: ServeConfig['logLevel']): Logger {
   return pino({ level, base: undefined }) as unknown as Logger;
 }
 
+/** A DynamoDB client for the configured endpoint; local endpoints get placeholder credentials when none are set. */
+export function createDynamoClient(config: Pick<ServeConfig, 'dynamodbEndpoint' | 'awsRegion'>): DynamoDBClient {
+  const local = config.dynamodbEndpoint !== undefined && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
+  return new DynamoDBClient({
+    region: config.awsRegion,
+    maxAttempts: 3,
+    requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000 },
+    ...(config.dynamodbEndpoint !== undefined ? { endpoint: config.dynamodbEndpoint } : {}),
+    ...(local ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+  });
+}
+
 /** Connects to NATS, retrying forever with the client's backoff; logs while it waits. */
-export async function connectNats(servers: string[], name: string, logger: Logger): Promise<Channel> {
+export async function connectNats(servers: string[], name: string, logger: Logger): Promise<NatsChannel> {
   logger.info({ servers }, 'connecting to NATS');
   const started = Date.now();
   const waiting = setInterval(() => logger.warn({ servers, waitedMs: Date.now() - started }, 'NATS unreachable, still retrying'), 5000);
@@ -52,8 +67,14 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
     server.once('error', reject);
   });
   logger.info({ url: `http://${config.host}:${port}` }, 'listening');
-  const channel = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger) : new MemoryChannel(bus);
+  const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger) : undefined;
+  const channel: Channel = nats ?? new MemoryChannel(bus);
+  const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
+  const store =
+    config.dynamodbTable !== undefined ? new DynamoSnapshotStore({ client: createDynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
   const sessions = createCluster({
+    ...(log ? { log } : {}),
+    ...(store ? { store } : {}),
     cluster: config.cluster,
     node: config.node,
     channel,

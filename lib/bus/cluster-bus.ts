@@ -90,18 +90,36 @@ export class ClusterBus {
     return this.channel.subscribe(subject, (raw) => this.#dispatch(raw, handler), options);
   }
 
-  #dispatch(raw: ChannelMessage, handler: (incoming: Incoming) => void): void {
+  /**
+   * Decodes one raw message: undefined (dropped and counted) when it is malformed or foreign;
+   * `own` tells this process's own messages (which `listen` handlers never see).
+   */
+  decode(data: Uint8Array, subject: string): { message: Envelope; own: boolean } | undefined {
     let message: Envelope;
     try {
-      message = decodeEnvelope(raw.data, this.identity.cluster);
+      message = decodeEnvelope(data, this.identity.cluster);
     } catch (error) {
       const reason = error instanceof MalformedMessageError ? error.reason : 'malformed';
-      this.stats.countDropped(reason, raw.data.byteLength);
-      this.logger.warn({ subject: raw.subject, bytes: raw.data.byteLength, reason, error: (error as Error).message.slice(0, 200) }, 'dropped a message');
-      return;
+      this.stats.countDropped(reason, data.byteLength);
+      this.logger.warn({ subject, bytes: data.byteLength, reason, error: (error as Error).message.slice(0, 200) }, 'dropped a message');
+      return undefined;
     }
-    if (message.incarnation === this.identity.incarnation) return;
-    this.stats.countReceived(message.kind, raw.data.byteLength);
+    const own = message.incarnation === this.identity.incarnation;
+    if (!own) this.stats.countReceived(message.kind, data.byteLength);
+    return { message, own };
+  }
+
+  /** Encodes a message without sending it (for the replication log), counting it as sent. */
+  encode<K extends MessageKind>(kind: K, body: MessageBody<K>): Uint8Array {
+    const data = this.#encode(kind, body);
+    this.stats.countSent(kind, data.byteLength);
+    return data;
+  }
+
+  #dispatch(raw: ChannelMessage, handler: (incoming: Incoming) => void): void {
+    const decoded = this.decode(raw.data, raw.subject);
+    if (!decoded || decoded.own) return;
+    const { message } = decoded;
     try {
       handler({ message, ...(raw.reply !== undefined ? { reply: raw.reply } : {}) });
     } catch (error) {

@@ -106,7 +106,8 @@ export class MemoryChannel implements Channel {
     };
   }
 
-  request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
+  /** Async so that a closed channel rejects, as the `Channel` contract says, instead of throwing. */
+  async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
     this.#assertOpen(subject);
     const inbox = this.bus.inbox();
     return new Promise((resolve, reject) => {

@@ -8,7 +8,7 @@ import type { Stamp } from '../session/clock.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
 import type { AttributeRegister, SessionState } from '../session/state.ts';
 import type { OwnershipEntry } from '../managers/ownership-map.ts';
-import { byteLength, decodeValue } from './values.ts';
+import { decodeValue, wireBytes } from './values.ts';
 
 /** Version of the envelope format; a node drops messages of any other version. */
 export const WIRE_VERSION = 1;
@@ -30,7 +30,8 @@ const wireState = z.object({
 const wireEntry = z.tuple([z.string().min(1).max(64), z.union([token, z.literal('')]), z.union([token, z.literal('')]), stamp, z.literal(1).optional()]);
 
 const bodies = {
-  delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState) }),
+  /** Delta manager: one request's changes; `r` is where to acknowledge (ack mode), kept in the body so it survives a replay. */
+  delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState), r: z.string().max(256).optional() }),
   ack: z.object({ id: z.string().min(1).max(64) }),
   hb: z.object({ started: time, ready: z.boolean(), leaving: z.boolean().optional(), hello: z.boolean().optional() }),
   ping: z.object({}),
@@ -119,6 +120,24 @@ export function decodeEnvelope(data: Uint8Array, cluster: string): Envelope {
   return { cluster: c, node: n, incarnation: i, kind: k, body: decoded as MessageBody<MessageKind> };
 }
 
+/** Encodes one session state as JSON text (the wire form), e.g. for a snapshot item. */
+export function encodeSessionState(state: SessionState): string {
+  return JSON.stringify(toWire(state));
+}
+
+/** Decodes and validates a state made by `encodeSessionState`; throws `MalformedMessageError`. */
+export function decodeSessionState(text: string): SessionState {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new MalformedMessageError('malformed', 'session state is not JSON', { cause });
+  }
+  const parsed = wireState.safeParse(json);
+  if (!parsed.success) throw new MalformedMessageError('malformed', `bad session state: ${z.prettifyError(parsed.error)}`);
+  return fromWire(parsed.data);
+}
+
 /** Narrows an envelope to one kind. */
 export function isKind<K extends MessageKind>(message: Envelope, kind: K): message is Envelope<K> {
   return message.kind === kind;
@@ -157,7 +176,7 @@ function fromWire(wire: WireState): SessionState {
         throw new MalformedMessageError('malformed', `attribute "${name.slice(0, 32)}" has an undecodable value`, { cause });
       }
     }
-    attributes.set(name, { stamp: stamp as Stamp, value, bytes: value === undefined ? 0 : byteLength(value) });
+    attributes.set(name, { stamp: stamp as Stamp, value, bytes: value === undefined ? 0 : wireBytes(value) });
   }
   return {
     key: wire.k,

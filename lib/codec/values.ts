@@ -4,7 +4,7 @@ import { UnserializableValueError } from '../errors.ts';
 
 const utf8 = new TextEncoder();
 
-/** An attribute value in its replicated form, plus its size in bytes for the session size limit. */
+/** An attribute value in its replicated form, plus its size on the wire for the session size limit. */
 export interface EncodedValue {
   readonly text: string;
   readonly bytes: number;
@@ -21,7 +21,12 @@ export function encodeValue(name: string, value: unknown): EncodedValue {
   } catch (cause) {
     throw new UnserializableValueError(name, cause instanceof Error ? cause.message : String(cause), { cause });
   }
-  return { text, bytes: byteLength(text) };
+  return { text, bytes: wireBytes(text) };
+}
+
+/** Bytes an encoded value takes on the wire and in a snapshot item (as a JSON string, escapes included). */
+export function wireBytes(text: string): number {
+  return byteLength(JSON.stringify(text));
 }
 
 /** Decodes a value produced by `encodeValue`; throws on text that is not a valid encoding. */

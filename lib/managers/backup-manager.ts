@@ -10,7 +10,7 @@ import type { Incoming } from '../bus/cluster-bus.ts';
 import type { MessageBody } from '../codec/envelope.ts';
 import { ChannelRequestError } from '../errors.ts';
 import type { SessionChanges } from '../session/session.ts';
-import { cloneState, isIdleExpired, latestStamp, type SessionState } from '../session/state.ts';
+import { attributeBytes, cloneState, isIdleExpired, latestStamp, mergeInto, type SessionState } from '../session/state.ts';
 import { AckTracker } from './ack-tracker.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import type { DeltaManagerOptions, ManagerParts } from './delta-manager.ts';
@@ -27,6 +27,11 @@ export interface BackupManagerOptions extends DeltaManagerOptions {
 
 /** Largest number of entries or sessions in one `.map` or `copy` message. */
 const BATCH = 500;
+/**
+ * Attribute bytes per `copy` message (a single larger session goes alone): a failover re-backs many
+ * sessions to one node at once, and one message must stay under the broker's max payload (1 MB).
+ */
+const COPY_BYTES = 256 * 1024;
 
 /** Primary/backup replication. */
 export class BackupManager implements SessionManager {
@@ -41,6 +46,8 @@ export class BackupManager implements SessionManager {
   readonly #donor: StateDonor;
   /** Takeovers in flight, so concurrent requests for one session fetch it once. */
   readonly #resolving = new Map<string, Promise<SessionState | undefined>>();
+  /** Sessions this primary handed to a fetching node, with the state it handed over (see `#handOver`). */
+  readonly #handedOver = new Map<string, { node: string; state: SessionState }>();
   #buffer: Incoming[] | undefined = [];
   #sweepTimer?: ReturnType<typeof setInterval>;
   #ready = false;
@@ -242,8 +249,13 @@ export class BackupManager implements SessionManager {
     if (!entry && this.#map.raw(key)) return undefined; // Ended.
     if (entry && roleOf(entry, this.#self) === 'backup') {
       const state = this.find(key);
-      if (state) this.#claim(key, entry);
-      return state;
+      if (state) {
+        this.#claim(key, entry);
+        return state;
+      }
+      // No data here yet (the copy is still on its way), unless it just expired: ask the primary.
+      entry = this.#map.get(key);
+      if (!entry) return undefined;
     }
     const askOrder = entry ? [entry.primary, entry.backup] : routeHint ? [routeHint] : [];
     for (const node of askOrder) {
@@ -282,6 +294,7 @@ export class BackupManager implements SessionManager {
     const key = (message.body as MessageBody<'fetch'>).k;
     const entry = this.#map.raw(key);
     const state = this.#table.get(key);
+    if (entry && roleOf(entry, this.#self) === 'primary' && state && !state.ended) this.#handedOver.set(key, { node: message.node, state: cloneState(state) });
     this.parts.bus.send(reply, 'fetched', { e: entry ? [entry] : [], s: state && !state.ended ? [state] : [] });
   }
 
@@ -293,10 +306,27 @@ export class BackupManager implements SessionManager {
       const state = this.#table.get(entry.key);
       if (state && !state.ended) this.#table.merge({ ...cloneState(state), attributes: new Map(), ended: { stamp: entry.stamp, reason: 'invalidated' } });
       this.#pending.forget(entry.key);
+      this.#handedOver.delete(entry.key);
     } else if (roleOf(entry, this.#self) === 'proxy') {
+      this.#handOver(entry);
       this.#table.remove(entry.key);
       this.#pending.forget(entry.key);
     }
+  }
+
+  /**
+   * This node became a proxy of a session it holds data for. Unless the new primary fetched exactly
+   * this state from here, the data goes to it: a write committed here while the ownership moved (two
+   * proxies taking one session over at once, or a request still running on the old primary) would
+   * otherwise be missing on the new primary.
+   */
+  #handOver(entry: OwnershipEntry): void {
+    const state = this.#table.live(entry.key);
+    const handed = this.#handedOver.get(entry.key);
+    this.#handedOver.delete(entry.key);
+    if (!state || !this.parts.membership.has(entry.primary)) return;
+    if (handed?.node === entry.primary && !mergeInto(cloneState(handed.state), state)) return;
+    this.#pass(entry.primary, entry, state);
   }
 
   #onMap({ message }: Incoming): void {
@@ -311,35 +341,47 @@ export class BackupManager implements SessionManager {
 
   // ---- data ------------------------------------------------------------------------------
 
-  /** Session data for this node as primary or backup; a proxy forwards it once to the current primary. */
+  /**
+   * Session data for this node as primary or backup; a proxy forwards it once to the current primary,
+   * and a primary passes data that did not come from its backup on to the backup, so both hold it.
+   */
   #onCopy({ message, reply }: Incoming): void {
     if (message.kind !== 'copy') return;
     const body = message.body as MessageBody<'copy'>;
     for (const entry of body.e) this.#mergeEntry(entry);
-    const forward: SessionState[] = [];
+    const passOn: [string, OwnershipEntry, SessionState][] = [];
     for (const state of body.s) {
       this.parts.clock.observe(latestStamp(state));
       const entry = this.#map.get(state.key);
-      if (entry && roleOf(entry, this.#self) === 'proxy') {
-        if (!body.fwd) forward.push(state);
+      const role = entry && roleOf(entry, this.#self);
+      if (entry && role === 'proxy') {
+        if (!body.fwd) passOn.push([entry.primary, entry, state]);
       } else if (entry || state.ended) {
-        this.#table.merge(state);
+        const { changed } = this.#table.merge(state);
+        if (entry && role === 'primary' && changed && entry.backup !== '' && entry.backup !== message.node) passOn.push([entry.backup, entry, state]);
       }
     }
-    for (const state of forward) {
-      const entry = this.#map.get(state.key)!;
-      this.parts.bus.send(this.parts.bus.subjects.node(entry.primary), 'copy', { id: body.id, e: [entry], s: [state], fwd: true });
-    }
+    for (const [node, entry, state] of passOn) this.#pass(node, entry, state);
     if (reply) this.parts.bus.send(reply, 'ack', { id: body.id });
+  }
+
+  /** Sends one session's data to another holder, unacknowledged and marked so that it travels no further. */
+  #pass(node: string, entry: OwnershipEntry, state: SessionState): void {
+    const id = `${this.parts.bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
+    try {
+      this.parts.bus.send(this.parts.bus.subjects.node(node), 'copy', { id, e: [entry], s: [state], fwd: true });
+    } catch (error) {
+      this.parts.stats.replicationErrors++;
+      this.parts.logger.error({ session: state.key.slice(0, 8), node, error }, 'passing session data on failed');
+    }
   }
 
   /** Sends session data (batched) to data holders; in `ack` mode waits until each applied it. */
   async #copy(holders: string[], entries: OwnershipEntry[], states: SessionState[], mode: CommitOptions['mode']): Promise<void> {
     const { bus, stats, logger } = this.parts;
     const waits: Promise<string[]>[] = [];
-    for (let i = 0; i < Math.max(states.length, 1); i += BATCH) {
+    for (const batch of copyBatches(states)) {
       const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
-      const batch = states.slice(i, i + BATCH);
       const batchKeys = new Set(batch.map((s) => s.key));
       const batchEntries = entries.filter((e) => batchKeys.has(e.key));
       if (mode === 'ack') waits.push(this.#acks.wait(id, holders, this.options.ackTimeoutMs));
@@ -439,4 +481,22 @@ export class BackupManager implements SessionManager {
     this.#broadcastEntries(changed);
     for (const [backup, states] of copies) void this.#copy([backup], changed, states, 'async');
   }
+}
+
+/** Splits session data into `copy` batches of at most `BATCH` sessions and about `COPY_BYTES` of attributes. */
+function copyBatches(states: SessionState[]): SessionState[][] {
+  const batches: SessionState[][] = [];
+  let bytes = 0;
+  for (const state of states) {
+    const size = 200 + attributeBytes(state);
+    const last = batches.at(-1);
+    if (last && last.length < BATCH && bytes + size <= COPY_BYTES) {
+      last.push(state);
+      bytes += size;
+    } else {
+      batches.push([state]);
+      bytes = size;
+    }
+  }
+  return batches;
 }

@@ -17,6 +17,9 @@ import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
 import { SessionTable } from './session-table.ts';
 import { DEFAULT_PAGE_LIMITS, receiveState, StateDonor, type PageLimits } from './state-transfer.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from '../channel/jetstream-log.ts';
+import type { SnapshotStore } from '../store/snapshot-store.ts';
+import { SnapshotWriter, type SnapshotWriterOptions } from '../store/snapshot-writer.ts';
 
 /** Timing and limits of the delta manager. */
 export interface DeltaManagerOptions {
@@ -31,6 +34,12 @@ export interface DeltaManagerOptions {
   /** How long ended sessions stay as tombstones, absorbing late messages; default 10 min. */
   readonly tombstoneTtlMs: number;
   readonly pageLimits?: PageLimits;
+  /** The replication log (JetStream): replayed by joining, restarted and thawed nodes; needed for `persist`. */
+  readonly log?: ReplicationLog;
+  /** The snapshot store (DynamoDB): where a joining node loads sessions instead of asking a peer. */
+  readonly store?: SnapshotStore;
+  /** Write-behind timing of the snapshot store. */
+  readonly snapshot?: SnapshotWriterOptions;
 }
 
 /** The parts a manager works with, wired by `createCluster`. */
@@ -55,6 +64,11 @@ export class DeltaManager implements SessionManager {
   #sweepTimer?: ReturnType<typeof setInterval>;
   #ready = false;
   #messageCounter = 0;
+  #follower?: LogFollower;
+  /** Highest log sequence applied (log mode); the log delivers in order, so everything below it is applied too. */
+  #appliedSeq = 0;
+  #caughtUp?: { target: number; done: () => void };
+  readonly #writer?: SnapshotWriter;
 
   constructor(
     private readonly parts: ManagerParts,
@@ -64,6 +78,21 @@ export class DeltaManager implements SessionManager {
     const source = { keys: () => this.#table.keys(), item: (key: string) => ({ state: this.#table.get(key) }) };
     this.#donor = new StateDonor(parts.bus, source, options.pageLimits ?? DEFAULT_PAGE_LIMITS, parts.logger);
     parts.membership.onLeave((member) => this.#acks.forget(member.node));
+    if (options.store) {
+      this.#writer = new SnapshotWriter(
+        options.store,
+        (key) => this.#table.get(key),
+        () => this.#isSnapshotLeader(),
+        options.snapshot ?? { intervalMs: 1000, checkpointPollMs: 5000 },
+        parts.logger,
+      );
+    }
+  }
+
+  /** Snapshot and log progress for `/cluster`. */
+  get persistence(): Record<string, unknown> | undefined {
+    if (!this.options.log) return undefined;
+    return { log: this.options.log.name, appliedSeq: this.#appliedSeq, store: this.options.store?.kind, snapshot: this.#writer?.status };
   }
 
   get ready(): boolean {
@@ -72,13 +101,19 @@ export class DeltaManager implements SessionManager {
 
   async start(): Promise<void> {
     const { bus, membership } = this.parts;
-    // Subscribe first and buffer, so nothing published during the transfer is missed.
-    this.#subscriptions.push(bus.listen(bus.subjects.delta, (incoming) => this.#onDelta(incoming)));
-    membership.start();
-    await receiveState(bus, this.options.stateTransferTimeoutMs, (page) => this.#applyStates(page.sessions), this.stateTransfer, this.parts.logger);
-    const buffered = this.#buffer ?? [];
-    this.#buffer = undefined;
-    for (const incoming of buffered) this.#applyDelta(incoming);
+    if (this.options.log) {
+      membership.start();
+      await this.#startFromLog(this.options.log);
+    } else {
+      // Subscribe first and buffer, so nothing published during the transfer is missed.
+      this.#subscriptions.push(bus.listen(bus.subjects.delta, (incoming) => this.#onDelta(incoming)));
+      membership.start();
+      await receiveState(bus, this.options.stateTransferTimeoutMs, (page) => this.#applyStates(page.sessions), this.stateTransfer, this.parts.logger);
+      const buffered = this.#buffer ?? [];
+      this.#buffer = undefined;
+      for (const incoming of buffered) this.#applyDelta(incoming);
+    }
+    this.#writer?.start();
     this.#subscriptions.push(bus.listen(bus.subjects.state, (incoming) => this.#donor.answer(incoming), { queue: 'donors' }));
     this.#sweepTimer = setInterval(() => this.sweep(Date.now()), this.options.sweepIntervalMs);
     this.#ready = true;
@@ -86,9 +121,11 @@ export class DeltaManager implements SessionManager {
   }
 
   async stop(): Promise<void> {
-    this.#ready = false;
     clearInterval(this.#sweepTimer);
     this.#acks.releaseAll();
+    await this.#writer?.stop().catch(() => undefined);
+    this.#ready = false;
+    this.#follower?.stop();
     this.parts.membership.stop();
     for (const subscription of this.#subscriptions.splice(0)) subscription.unsubscribe();
   }
@@ -175,11 +212,13 @@ export class DeltaManager implements SessionManager {
     const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
     const expected = mode === 'ack' ? membership.readyMembers().map((m) => m.node) : [];
     const acked = mode === 'ack' ? this.#acks.wait(id, expected, this.options.ackTimeoutMs) : undefined;
+    const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
     try {
-      bus.send(bus.subjects.delta, 'delta', { id, s: deltas }, mode === 'ack' ? bus.subjects.node(bus.identity.node) : undefined);
+      if (mode === 'persist' && this.options.log) await this.options.log.append(bus.encode('delta', body), id);
+      else bus.send(bus.subjects.delta, 'delta', body);
     } catch (error) {
       stats.replicationErrors++;
-      logger.error({ sessions: deltas.map((d) => d.key.slice(0, 8)), error }, 'replication failed: changes kept locally only');
+      logger.error({ sessions: deltas.map((d) => d.key.slice(0, 8)), mode, error: (error as Error).message }, 'replication failed: changes kept locally only');
       this.#acks.cancel(id);
       return;
     }
@@ -189,6 +228,101 @@ export class DeltaManager implements SessionManager {
       stats.acksTimedOut++;
       logger.warn({ sessions: deltas.map((d) => d.key.slice(0, 8)), missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
     }
+  }
+
+  /**
+   * Join, restart or thaw through the log: load the snapshot (when a store is configured and
+   * reachable), then replay the log from the snapshot's checkpoint and keep following it. Without a
+   * usable snapshot, a peer transfer covers what the log does not.
+   */
+  async #startFromLog(log: ReplicationLog): Promise<void> {
+    const { logger } = this.parts;
+    const status = this.stateTransfer;
+    const started = Date.now();
+    status.state = 'running';
+    await log.ensure();
+    const { first, last } = await log.bounds();
+    let from = last + 1;
+    let needPeer = true;
+    if (this.options.store) {
+      status.source = 'snapshot';
+      try {
+        const checkpoint = await this.options.store.load(
+          (states) => this.#applyStates(states),
+          (progress) => {
+            status.sessionsReceived = progress.sessions;
+            status.pages = progress.pages;
+            if (progress.pages % 50 === 0) logger.info({ ...progress }, 'snapshot load: progress');
+          },
+        );
+        this.#writer?.startAt(checkpoint);
+        const start = (checkpoint ?? 0) + 1;
+        if (first === 0 || start >= first) {
+          from = start;
+          needPeer = false;
+        } else {
+          logger.warn({ checkpoint, firstRetained: first }, 'snapshot is older than the log retention: asking a peer too');
+        }
+        logger.info({ store: this.options.store.kind, sessions: status.sessionsReceived, checkpoint, replayFrom: from, replayTo: last }, 'snapshot loaded');
+      } catch (error) {
+        status.source = 'peer';
+        status.detail = `snapshot store unreachable (${(error as Error).message}): peer state transfer instead`;
+        logger.warn({ store: this.options.store.kind, error: (error as Error).message }, 'snapshot store unreachable: falling back to peer state transfer');
+      }
+    }
+    this.#appliedSeq = from - 1;
+    this.#follower = await log.follow(from, (message) => this.#onLogMessage(message));
+    if (needPeer) {
+      const detail = status.detail;
+      status.source ??= 'peer';
+      await receiveState(this.parts.bus, this.options.stateTransferTimeoutMs, (page) => this.#applyStates(page.sessions), status, logger);
+      if (detail !== undefined) status.detail = status.detail ? `${detail}; ${status.detail}` : detail;
+    }
+    await this.#replayUntil(last, started + this.options.stateTransferTimeoutMs);
+    if (!needPeer) status.state = 'done';
+    status.durationMs = Date.now() - started;
+  }
+
+  /** Resolves once the log replay reached `target`, or at the deadline (with a warning). */
+  #replayUntil(target: number, deadline: number): Promise<void> {
+    if (this.#appliedSeq >= target) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#caughtUp = undefined;
+        this.parts.logger.warn({ appliedSeq: this.#appliedSeq, target }, 'log replay did not finish in stateTransferTimeoutMs: serving anyway');
+        resolve();
+      }, Math.max(0, deadline - Date.now()));
+      this.#caughtUp = {
+        target,
+        done: () => {
+          clearTimeout(timer);
+          this.#caughtUp = undefined;
+          resolve();
+        },
+      };
+    });
+  }
+
+  #onLogMessage({ seq, data }: LogMessage): void {
+    this.#appliedSeq = seq;
+    const decoded = this.parts.bus.decode(data, this.parts.bus.subjects.delta);
+    if (decoded && decoded.message.kind === 'delta') {
+      const body = decoded.message.body as MessageBody<'delta'>;
+      // Our own messages were applied when committed; the log only tells us their sequence.
+      if (!decoded.own) this.#applyStates(body.s);
+      if (!decoded.own && body.r && this.#ready) this.parts.bus.send(body.r, 'ack', { id: body.id });
+      this.#writer?.noteApplied(seq, body.s.map((state) => state.key));
+    }
+    if (this.#caughtUp && seq >= this.#caughtUp.target) this.#caughtUp.done();
+  }
+
+  /** The snapshot leader is the oldest ready member: only it writes to the store. */
+  #isSnapshotLeader(): boolean {
+    if (!this.#ready) return false;
+    const self = { startedAt: this.parts.membership.startedAt, node: this.parts.clock.node };
+    return this.parts.membership
+      .readyMembers()
+      .every((m) => m.startedAt > self.startedAt || (m.startedAt === self.startedAt && m.node > self.node));
   }
 
   #onDelta(incoming: Incoming): void {
@@ -201,7 +335,8 @@ export class DeltaManager implements SessionManager {
     if (message.kind !== 'delta') return;
     const body = message.body as MessageBody<'delta'>;
     this.#applyStates(body.s);
-    if (reply) this.parts.bus.send(reply, 'ack', { id: body.id });
+    const ackTo = body.r ?? reply;
+    if (ackTo) this.parts.bus.send(ackTo, 'ack', { id: body.id });
   }
 
   #applyStates(states: SessionState[]): void {

@@ -3,8 +3,11 @@ import type { SessionChanges } from '../session/session.ts';
 import type { SessionState } from '../session/state.ts';
 import type { Incoming } from '../bus/cluster-bus.ts';
 
-/** When a commit's promise resolves (Tomcat's channelSendOptions, simplified). */
-export type SendMode = 'async' | 'ack';
+/**
+ * When a commit's promise resolves (Tomcat's channelSendOptions, simplified): `async` at once,
+ * `ack` when every replica applied it, `persist` when the replication log (JetStream) stored it.
+ */
+export type SendMode = 'async' | 'ack' | 'persist';
 
 /** How one request's changes are committed. */
 export interface CommitOptions {
@@ -16,6 +19,8 @@ export interface CommitOptions {
 /** Progress of the state transfer a starting node runs. */
 export interface StateTransferStatus {
   state: 'pending' | 'running' | 'done' | 'skipped' | 'failed';
+  /** Where the state came from: a live peer, or the snapshot store plus the log. */
+  source?: 'peer' | 'snapshot';
   /** The member that sent the sessions. */
   donor?: string;
   sessionsReceived: number;

@@ -65,16 +65,15 @@ export class StateDonor {
     const entries: OwnershipEntry[] = [];
     let bytes = 0;
     let cursor = request.cursor;
-    while (cursor < transfer.keys.length && sessions.length + entries.length < this.limits.maxSessions && (bytes < this.limits.maxBytes || cursor === request.cursor)) {
-      const { state, entry } = this.source.item(transfer.keys[cursor++]!);
-      if (state) {
-        sessions.push(state);
-        bytes += 200 + attributeBytes(state);
-      }
-      if (entry) {
-        entries.push(entry);
-        bytes += 100;
-      }
+    while (cursor < transfer.keys.length && sessions.length + entries.length < this.limits.maxSessions) {
+      const { state, entry } = this.source.item(transfer.keys[cursor]!);
+      const size = (state ? 200 + attributeBytes(state) : 0) + (entry ? 100 : 0);
+      // Check the fit before adding: a page exceeds maxBytes only to carry one oversized session alone.
+      if (cursor > request.cursor && bytes + size > this.limits.maxBytes) break;
+      cursor++;
+      if (state) sessions.push(state);
+      if (entry) entries.push(entry);
+      bytes += size;
     }
     const next = cursor < transfer.keys.length ? cursor : null;
     if (next === null) this.#transfers.delete(id);

@@ -92,7 +92,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     // Read before committing: after regenerateId() the commit ends the old key's state, which this session still reads from.
     const valid = session.valid;
     const committed = manager.commit(changes, { replicate, mode: sendMode });
-    if (sendMode === 'ack' && replicate) await committed;
+    if (sendMode !== 'async' && replicate) await committed;
 
     if (!valid) {
       if (requested) deleteCookie(c, cookieName, { path: cookiePath, ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}) });

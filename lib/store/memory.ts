@@ -1,0 +1,41 @@
+/** `MemorySnapshotStore`: the snapshot contract in one process's memory (tests, single-process clusters). */
+import { cloneState, type SessionState } from '../session/state.ts';
+import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from './snapshot-store.ts';
+
+/** Keeps items in a Map; same version rules as the DynamoDB store. */
+export class MemorySnapshotStore implements SnapshotStore {
+  readonly kind = 'memory';
+  readonly #items = new Map<string, { state: SessionState; version: number }>();
+  #checkpoint: number | undefined;
+
+  async write(items: readonly SnapshotItem[]): Promise<SnapshotWriteResult> {
+    const result: SnapshotWriteResult = { written: 0, superseded: 0 };
+    for (const { state, version } of items) {
+      const current = this.#items.get(state.key);
+      if (current && current.version > version) {
+        result.superseded++;
+        continue;
+      }
+      if (state.ended) this.#items.delete(state.key);
+      else this.#items.set(state.key, { state: cloneState(state), version });
+      result.written++;
+    }
+    return result;
+  }
+
+  async writeCheckpoint(sequence: number): Promise<void> {
+    if (this.#checkpoint === undefined || sequence > this.#checkpoint) this.#checkpoint = sequence;
+  }
+
+  async readCheckpoint(): Promise<number | undefined> {
+    return this.#checkpoint;
+  }
+
+  async load(onPage: (states: SessionState[]) => void, onProgress?: (progress: LoadProgress) => void): Promise<number | undefined> {
+    const checkpoint = this.#checkpoint;
+    const states = [...this.#items.values()].map((item) => cloneState(item.state));
+    onPage(states);
+    onProgress?.({ sessions: states.length, pages: 1 });
+    return checkpoint;
+  }
+}
