@@ -1,0 +1,242 @@
+// Owns: unit tests of lib/middleware/session-middleware.ts through Hono's app.request (cookie, valve, route binder).
+import { Hono } from "hono";
+import { describe, expect, it } from "vitest";
+import { MemoryBus } from "../../../lib/channel/memory.ts";
+import { DEFAULT_FILTER, type SessionVariables } from "../../../lib/middleware/session-middleware.ts";
+import { newSessionKey, parseSessionId } from "../../../lib/session/ids.ts";
+import { waitFor } from "../../kit/index.ts";
+import { appFor, attributesOn, call, keyOf, sessionApp, setOn, startNodes } from "../support.ts";
+
+/** Attributes of one Set-Cookie line, lower-cased names. */
+function cookieAttributes(line: string): Map<string, string> {
+  const [, ...parts] = line.split(";").map((p) => p.trim());
+  return new Map(parts.map((p) => {
+    const eq = p.indexOf("=");
+    return eq < 0 ? [p.toLowerCase(), ""] : [p.slice(0, eq).toLowerCase(), p.slice(eq + 1)];
+  }));
+}
+
+describe("session cookie", () => {
+  it("a new session gets SESSIONID=<key>.<node>; HttpOnly; SameSite=Lax; Path=/ and no Secure over http", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    const res = await call(appFor(n1!), "POST", "/set", { body: { a: 1 } });
+    expect(res.status).toBe(200);
+    expect(res.setCookie).toHaveLength(1);
+    const parsed = parseSessionId(res.cookie);
+    expect(parsed?.route).toBe("n1");
+    expect(JSON.parse(res.text).id).toBe(res.cookie);
+    const attributes = cookieAttributes(res.setCookie[0]!);
+    expect(attributes.has("httponly")).toBe(true);
+    expect(attributes.get("samesite")).toBe("Lax");
+    expect(attributes.get("path")).toBe("/");
+    expect(attributes.has("secure")).toBe(false);
+    expect(attributes.has("domain")).toBe(false);
+    expect(attributesOn(n1!, parsed!.key)).toEqual({ a: 1 });
+  });
+
+  it("sets Secure only when the request came over https", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    const res = await call(appFor(n1!), "POST", "/set", { body: { a: 1 }, origin: "https://app.test" });
+    expect(cookieAttributes(res.setCookie[0]!).has("secure")).toBe(true);
+  });
+
+  it("honours cookieName, cookiePath, cookieDomain and secure: true", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    const app = new Hono<{ Variables: SessionVariables }>();
+    app.use(n1!.middleware({ cookieName: "SID", cookiePath: "/shop", cookieDomain: "example.com", secure: true }));
+    app.get("/shop/x", (c) => c.text(c.get("session").id));
+    const res = await app.request("http://example.com/shop/x");
+    const line = res.headers.getSetCookie()[0]!;
+    expect(line.startsWith(`SID=${await res.text()}`)).toBe(true);
+    const attributes = cookieAttributes(line);
+    expect(attributes.get("path")).toBe("/shop");
+    expect(attributes.get("domain")).toBe("example.com");
+    expect(attributes.has("secure")).toBe(true);
+  });
+
+  it.each([
+    ["unknown but well-formed", () => `${newSessionKey()}.n1`],
+    ["malformed", () => "evil"],
+    ["a key with a bad route", () => `${newSessionKey()}.n!1`],
+    ["a key that is too short", () => "abc.n1"],
+  ])("an %s cookie gets a fresh id, never the client's value", async (_label, make) => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    const forged = make();
+    const res = await call(appFor(n1!), "POST", "/set", { cookie: forged, body: { a: 1 } });
+    expect(res.cookie).toBeDefined();
+    expect(res.cookie).not.toBe(forged);
+    expect(keyOf(res.cookie!)).not.toBe(keyOf(forged));
+    expect(parseSessionId(res.cookie)?.route).toBe("n1");
+    expect(n1!.manager.inspect(keyOf(forged))).toBeUndefined();
+    expect(n1!.manager.sessionCounts().total).toBe(1);
+  });
+
+  it("an untouched session sets no cookie and stores nothing", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    const fresh = await call(appFor(n1!), "GET", "/noop");
+    expect(fresh.setCookie).toEqual([]);
+    expect(n1!.manager.sessionCounts()).toEqual({ total: 0, tombstones: 0 });
+    expect(n1!.stats.sessionsCreated).toBe(0);
+
+    const unknown = await call(appFor(n1!), "GET", "/noop", { cookie: `${newSessionKey()}.n1` });
+    expect(unknown.setCookie).toEqual([]);
+    expect(n1!.manager.sessionCounts().total).toBe(0);
+  });
+
+  it("a known session on its own route is not re-sent, whether read or written", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    const cookie = await setOn(n1!, undefined, { a: 1 });
+    expect((await call(appFor(n1!), "GET", "/noop", { cookie })).setCookie).toEqual([]);
+    expect((await call(appFor(n1!), "GET", "/get", { cookie })).setCookie).toEqual([]);
+    const write = await call(appFor(n1!), "POST", "/set", { cookie, body: { b: 2 } });
+    expect(write.setCookie).toEqual([]);
+    expect(attributesOn(n1!, keyOf(cookie))).toEqual({ a: 1, b: 2 });
+    expect(n1!.stats.routeRewrites).toBe(0);
+  });
+});
+
+describe("route binder", () => {
+  it("a cookie routed to another node, served by n1 that holds the session, is rewritten to <key>.n1", async () => {
+    const [n1, n2] = await startNodes(new MemoryBus(), ["n1", "n2"]);
+    const cookie = await setOn(n2!, undefined, { a: 1 });
+    const key = keyOf(cookie);
+    await waitFor("n1 to hold the session", () => attributesOn(n1!, key));
+    const res = await call(appFor(n1!), "GET", "/get", { cookie: `${key}.other` });
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.text).attributes).toEqual({ a: 1 });
+    expect(res.cookie).toBe(`${key}.n1`);
+    expect(n1!.stats.routeRewrites).toBe(1);
+    // Once rewritten, no further rewrites.
+    const again = await call(appFor(n1!), "GET", "/noop", { cookie: res.cookie! });
+    expect(again.setCookie).toEqual([]);
+    expect(n1!.stats.routeRewrites).toBe(1);
+  });
+});
+
+describe("valve", () => {
+  it("an oversized session answers 413 and replicates nothing, not even the request's other writes", async () => {
+    const [n1, n2] = await startNodes(new MemoryBus(), ["n1", "n2"], { maxSessionBytes: 2000 });
+    const cookie = await setOn(n1!, undefined, { a: 1 });
+    const key = keyOf(cookie);
+    await waitFor("n2 to hold the session", () => attributesOn(n2!, key));
+    const sent = n1!.stats.sent.delta ?? 0;
+
+    const res = await call(appFor(n1!), "POST", "/set", { cookie, body: { small: "ok", big: "x".repeat(3000) } });
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.text)).toEqual({ error: "session too large", limitBytes: 2000 });
+    expect(n1!.stats.oversizedRejected).toBe(1);
+    expect(n1!.stats.sent.delta ?? 0).toBe(sent);
+    expect(attributesOn(n1!, key)).toEqual({ a: 1 });
+    expect(attributesOn(n2!, key)).toEqual({ a: 1 });
+
+    // A new session that is too large in its first request is never stored anywhere.
+    const fresh = await call(appFor(n1!), "POST", "/set", { body: { big: "x".repeat(3000) } });
+    expect(fresh.status).toBe(413);
+    expect(fresh.setCookie).toEqual([]);
+    expect(n1!.manager.sessionCounts().total).toBe(1);
+    expect(n2!.manager.sessionCounts().total).toBe(1);
+  });
+
+  it("a path matching the filter is counted, kept local, and leaves with the next request", async () => {
+    const [n1, n2] = await startNodes(new MemoryBus(), ["n1", "n2"]);
+    const cookie = await setOn(n1!, undefined, { a: 1 });
+    const key = keyOf(cookie);
+    await waitFor("n2 to hold the session", () => attributesOn(n2!, key));
+    const sent = n1!.stats.sent.delta ?? 0;
+    const res = await call(appFor(n1!), "POST", "/set/bundle.js", { cookie, body: { b: 2 } });
+    expect(res.status).toBe(200);
+    expect(n1!.stats.filteredRequests).toBe(1);
+    expect(n1!.stats.sent.delta ?? 0).toBe(sent);
+    expect(attributesOn(n1!, key)).toEqual({ a: 1, b: 2 });
+    expect(attributesOn(n2!, key)).toEqual({ a: 1 });
+    await setOn(n1!, cookie, { c: 3 });
+    await waitFor("n2 to get b and c", () => attributesOn(n2!, key)?.c === 3);
+    expect(attributesOn(n2!, key)).toEqual({ a: 1, b: 2, c: 3 });
+  });
+
+  it("a custom filter replaces the default one, and null replicates everything", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1", "n2"]);
+    const custom = sessionApp(n1!, { filter: /^\/set\/internal/ });
+    await call(custom, "POST", "/set/internal", { body: { a: 1 } });
+    await call(custom, "POST", "/set/app.js", { body: { a: 1 } });
+    expect(n1!.stats.filteredRequests).toBe(1);
+    const none = sessionApp(n1!, { filter: null });
+    await call(none, "POST", "/set/app.js", { body: { a: 1 } });
+    expect(n1!.stats.filteredRequests).toBe(1);
+  });
+
+  it("the default filter matches static files only", () => {
+    for (const path of ["/a.css", "/x/y.JS", "/m.mjs", "/i.png", "/f.woff2", "/index.html", "/robots.txt"]) expect(DEFAULT_FILTER.test(path), path).toBe(true);
+    for (const path of ["/", "/api/cart", "/js", "/login", "/a.json"]) expect(DEFAULT_FILTER.test(path), path).toBe(false);
+  });
+});
+
+describe("invalidate and regenerateId", () => {
+  it("invalidate deletes the cookie and ends the session on the other node", async () => {
+    const [n1, n2] = await startNodes(new MemoryBus(), ["n1", "n2"]);
+    const cookie = await setOn(n1!, undefined, { a: 1 });
+    const key = keyOf(cookie);
+    await waitFor("n2 to hold the session", () => attributesOn(n2!, key));
+    const res = await call(appFor(n1!), "POST", "/invalidate", { cookie });
+    expect(res.status).toBe(200);
+    expect(res.cookie).toBe("");
+    expect(cookieAttributes(res.setCookie[0]!).get("max-age")).toBe("0");
+    expect(n1!.manager.find(key)).toBeUndefined();
+    await waitFor("n2 to end the session", () => n2!.manager.inspect(key)?.ended?.reason === "invalidated");
+    expect(n2!.manager.find(key)).toBeUndefined();
+    // The old cookie now gets a fresh session, not the ended one.
+    const after = await call(appFor(n2!), "POST", "/set", { cookie, body: { b: 1 } });
+    expect(keyOf(after.cookie!)).not.toBe(key);
+  });
+
+  it("regenerateId sets a new cookie, moves the attributes, and ends the old key everywhere", async () => {
+    const [n1, n2] = await startNodes(new MemoryBus(), ["n1", "n2"]);
+    const cookie = await setOn(n1!, undefined, { user: "ann" });
+    const oldKey = keyOf(cookie);
+    await waitFor("n2 to hold the session", () => attributesOn(n2!, oldKey));
+    const res = await call(appFor(n1!), "POST", "/regenerate", { cookie });
+    expect(res.status).toBe(200);
+    expect(res.cookie).toBeDefined();
+    const parsed = parseSessionId(res.cookie)!;
+    expect(parsed.route).toBe("n1");
+    expect(parsed.key).not.toBe(oldKey);
+    expect(JSON.parse(res.text).id).toBe(res.cookie);
+    expect(attributesOn(n1!, parsed.key)).toEqual({ user: "ann" });
+    expect(n1!.manager.find(oldKey)).toBeUndefined();
+    await waitFor("n2 to move the session", () => attributesOn(n2!, parsed.key) && n2!.manager.inspect(oldKey)?.ended);
+    expect(attributesOn(n2!, parsed.key)).toEqual({ user: "ann" });
+    expect(n2!.manager.inspect(oldKey)?.ended?.reason).toBe("invalidated");
+    // The old id is dead: using it gives a fresh, empty session.
+    const stale = await call(appFor(n2!), "GET", "/get", { cookie });
+    expect(JSON.parse(stale.text).attributes).toEqual({});
+  });
+});
+
+describe("send mode", () => {
+  it("in ack mode the other node already holds the value when the response arrives", async () => {
+    const [n1, n2] = await startNodes(new MemoryBus(), ["n1", "n2"], { sendMode: "ack" });
+    const res = await call(appFor(n1!), "POST", "/set", { body: { paid: true } });
+    expect(res.status).toBe(200);
+    expect(attributesOn(n2!, keyOf(res.cookie!))).toEqual({ paid: true });
+    const cookie = res.cookie!;
+    await call(appFor(n1!), "POST", "/set", { cookie, body: { paid: false, step: 2 } });
+    expect(attributesOn(n2!, keyOf(cookie))).toEqual({ paid: false, step: 2 });
+    expect(n1!.stats.acksTimedOut).toBe(0);
+  });
+
+  it("a handler error other than the size limit is left to Hono; the writes made before it are committed, as Tomcat's valve does", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    const app = new Hono<{ Variables: SessionVariables }>();
+    app.onError((error, c) => c.text(error.message, 500));
+    app.use(n1!.middleware());
+    app.get("/boom", (c) => {
+      c.get("session").set("before", 1);
+      throw new Error("boom");
+    });
+    const res = await app.request("http://app.test/boom");
+    expect(res.status).toBe(500);
+    expect(await res.text()).toBe("boom");
+    const cookie = res.headers.getSetCookie()[0]!.split(";")[0]!.slice("SESSIONID=".length);
+    expect(attributesOn(n1!, keyOf(cookie))).toEqual({ before: 1 });
+  });
+});
