@@ -15,6 +15,7 @@ import { TOKEN_PATTERN } from './session/ids.ts';
 import type { ReplicationLog } from './channel/jetstream-log.ts';
 import type { SnapshotStore } from './store/snapshot-store.ts';
 import { ReplicationStats } from './stats.ts';
+import { checkClusterKeys, MessageProtection } from './codec/protection.ts';
 import type { MiddlewareHandler } from 'hono';
 
 /** Default session size limit: 1 MiB, or 350 KiB with a snapshot store so every session fits one DynamoDB item. */
@@ -48,6 +49,8 @@ const optionsSchema = z
     log: z.custom<ReplicationLog>((value) => typeof value === 'object' && value !== null && 'append' in value && 'follow' in value, 'log must implement ReplicationLog').optional(),
     store: z.custom<SnapshotStore>((value) => typeof value === 'object' && value !== null && 'load' in value && 'write' in value, 'store must implement SnapshotStore').optional(),
     snapshotIntervalMs: ms(1000),
+    clusterKeys: z.array(z.object({ id: z.string(), secret: z.string() })).min(1).optional(),
+    protection: z.enum(['encrypt', 'sign']).default('encrypt'),
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null && 'warn' in value && 'child' in value, 'logger must have debug/info/warn/error/child').optional(),
   })
   .strict()
@@ -120,6 +123,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   const parsed = optionsSchema.safeParse(options);
   if (!parsed.success) throw new InvalidOptionsError(`invalid options: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
   const o = parsed.data;
+  if (o.clusterKeys) checkClusterKeys(o.clusterKeys);
   const node = o.node ?? crypto.randomUUID().slice(0, 8);
   const channel: Channel = o.channel ?? new MemoryChannel();
   const logger = (o.logger ?? consoleLogger()).child({ cluster: o.cluster, node });
@@ -170,12 +174,14 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
       if (limit !== undefined && maxSessionBytes + 64 * 1024 > limit) {
         logger.warn({ maxSessionBytes, maxPayload: limit }, 'the broker max payload is below maxSessionBytes plus message overhead: the largest sessions will not replicate; raise max_payload or lower maxSessionBytes');
       }
+      if (o.clusterKeys) bus.protect(await MessageProtection.create(o.clusterKeys, o.protection));
       await manager.start();
       logger.info({ sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind }, 'node ready');
     },
     async stop() {
       await manager.stop();
       direct?.unsubscribe();
+      await bus.flush();
       await channel.flush().catch(() => undefined);
       await channel.close();
     },

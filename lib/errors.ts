@@ -43,7 +43,7 @@ export class InvalidatedSessionError extends SessionReplicationError {
 }
 
 /** Why an incoming message was dropped; counted per reason in stats. */
-export type DropReason = 'malformed' | 'foreign-cluster' | 'unsupported-version' | 'own-message' | 'handler-error';
+export type DropReason = 'malformed' | 'foreign-cluster' | 'unsupported-version' | 'own-message' | 'handler-error' | 'unprotected' | 'unknown-key' | 'unauthenticated';
 
 /** An incoming replication message could not be decoded or does not belong here; it is dropped and counted. */
 export class MalformedMessageError extends SessionReplicationError {

@@ -1,6 +1,17 @@
 /** Counters every node keeps (Tomcat's manager and valve statistics), readable on any runtime. */
 import type { DropReason } from './errors.ts';
 import type { MessageKind } from './codec/envelope.ts';
+import { LagWindow, RateWindow, type LagSummary } from './stats-window.ts';
+
+/** Message and byte rates per second, in (received) and out (sent). */
+export interface TrafficRates {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Seconds the rates cover (up to about 10). */
+  windowSeconds: number;
+}
 
 /** Plain counters, incremented in place; `snapshot()` gives a JSON-ready copy. */
 export class ReplicationStats {
@@ -46,6 +57,35 @@ export class ReplicationStats {
   countDropped(reason: DropReason, bytes: number): void {
     this.bytesReceived += bytes;
     this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
+  }
+
+  // Private fields stay out of `snapshot()`: it copies the public counters only.
+  readonly #rates = new RateWindow(['messagesIn', 'messagesOut', 'bytesIn', 'bytesOut'] as const);
+  readonly #lag = new LagWindow();
+
+  /** Samples the traffic counters for `rates()`; the cluster calls it once a second. */
+  sampleRates(now: number = Date.now()): void {
+    this.#rates.sample(now, [this.messagesReceived, this.messagesSent, this.bytesReceived, this.bytesSent]);
+  }
+
+  /** Messages and bytes per second over the last ~10 s of samples. */
+  rates(): TrafficRates {
+    return this.#rates.rates();
+  }
+
+  /** Records the lag of one applied replication message: `now` minus the wall time of its write's stamp. */
+  recordLag(lagMs: number, now: number = Date.now()): void {
+    this.#lag.record(lagMs, now);
+  }
+
+  /** Replication lag p50/p99 over the last minute. */
+  lag(now: number = Date.now()): LagSummary {
+    return this.#lag.summary(now);
+  }
+
+  /** All-time count and sum (ms) of recorded lags (a Prometheus summary's `_count` and `_sum`). */
+  lagTotals(): { count: number; sumMs: number } {
+    return { count: this.#lag.count, sumMs: this.#lag.sumMs };
   }
 
   /** A copy for `/cluster`. */

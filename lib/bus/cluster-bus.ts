@@ -8,6 +8,13 @@ import { decodeEnvelope, encodeEnvelope, type Envelope, type MessageBody, type M
 import { MalformedMessageError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ReplicationStats } from '../stats.ts';
+import type { MessageProtection } from '../codec/protection.ts';
+
+/** A decoded message and whether this process sent it. */
+export interface Decoded {
+  readonly message: Envelope;
+  readonly own: boolean;
+}
 
 /** Who this node is on the wire. */
 export interface BusIdentity {
@@ -54,6 +61,10 @@ export interface Incoming<K extends MessageKind = MessageKind> {
 /** Sends and receives envelopes on one cluster's subjects. */
 export class ClusterBus {
   readonly subjects: ClusterSubjects;
+  #protection?: MessageProtection;
+  /** With protection, sends and deliveries go through these chains so their order is kept. */
+  #outbound: Promise<void> = Promise.resolve();
+  #inbound: Promise<void> = Promise.resolve();
 
   constructor(
     readonly channel: Channel,
@@ -65,21 +76,45 @@ export class ClusterBus {
     this.subjects = new ClusterSubjects(prefix, identity.cluster);
   }
 
+  /** Turns on authenticated (and, in `encrypt` mode, encrypted) messages for everything sent and received. */
+  protect(protection: MessageProtection): void {
+    this.#protection = protection;
+  }
+
   /** Publishes a message; with `reply`, receivers answer to that subject. */
   send<K extends MessageKind>(subject: string, kind: K, body: MessageBody<K>, reply?: string): void {
-    const data = this.#encode(kind, body);
-    this.channel.publish(subject, data, reply !== undefined ? { reply } : undefined);
-    this.stats.countSent(kind, data.byteLength);
+    const plain = this.#encode(kind, body);
+    const options = reply !== undefined ? { reply } : undefined;
+    const protection = this.#protection;
+    if (!protection) {
+      this.channel.publish(subject, plain, options);
+      this.stats.countSent(kind, plain.byteLength);
+      return;
+    }
+    this.#outbound = this.#outbound
+      .then(async () => {
+        const data = await protection.protect(this.#header(kind), plain);
+        this.channel.publish(subject, data, options);
+        this.stats.countSent(kind, data.byteLength);
+      })
+      .catch((error: unknown) => {
+        this.stats.replicationErrors++;
+        this.logger.error({ subject, kind, error: (error as Error).message }, 'send failed');
+      });
+  }
+
+  /** Resolves once every message handed to `send` has been published. */
+  async flush(): Promise<void> {
+    await this.#outbound;
   }
 
   /** Sends a request and decodes the first reply. Rejects with `ChannelRequestError` or `MalformedMessageError`. */
   async request<K extends MessageKind>(subject: string, kind: K, body: MessageBody<K>, timeoutMs: number): Promise<Envelope> {
-    const data = this.#encode(kind, body);
-    this.stats.countSent(kind, data.byteLength);
+    const data = await this.encode(kind, body);
     const reply = await this.channel.request(subject, data, { timeoutMs });
-    const message = decodeEnvelope(reply, this.identity.cluster);
-    this.stats.countReceived(message.kind, reply.byteLength);
-    return message;
+    const decoded = await this.decode(reply, subject);
+    if (!decoded) throw new MalformedMessageError('malformed', `unusable reply on ${subject}`);
+    return decoded.message;
   }
 
   /**
@@ -91,33 +126,63 @@ export class ClusterBus {
   }
 
   /**
-   * Decodes one raw message: undefined (dropped and counted) when it is malformed or foreign;
-   * `own` tells this process's own messages (which `listen` handlers never see).
+   * Decodes one raw message: undefined (dropped and counted) when it is malformed, foreign or fails
+   * authentication; `own` tells this process's own messages (which `listen` handlers never see).
+   * Synchronous without protection; a promise with it (WebCrypto is asynchronous).
    */
-  decode(data: Uint8Array, subject: string): { message: Envelope; own: boolean } | undefined {
-    let message: Envelope;
-    try {
-      message = decodeEnvelope(data, this.identity.cluster);
-    } catch (error) {
-      const reason = error instanceof MalformedMessageError ? error.reason : 'malformed';
-      this.stats.countDropped(reason, data.byteLength);
-      this.logger.warn({ subject, bytes: data.byteLength, reason, error: (error as Error).message.slice(0, 200) }, 'dropped a message');
-      return undefined;
-    }
-    const own = message.incarnation === this.identity.incarnation;
-    if (!own) this.stats.countReceived(message.kind, data.byteLength);
-    return { message, own };
+  decode(data: Uint8Array, subject: string): Decoded | undefined | Promise<Decoded | undefined> {
+    const protection = this.#protection;
+    if (!protection) return this.#decodePlain(data, data.byteLength, subject);
+    return protection.unprotect(data).then(
+      ({ header, payload }) => {
+        const decoded = this.#decodePlain(payload, data.byteLength, subject);
+        if (decoded && (header.cluster !== decoded.message.cluster || header.node !== decoded.message.node || header.kind !== decoded.message.kind)) {
+          return this.#drop(new MalformedMessageError('unauthenticated', 'the authenticated header does not match the message'), data.byteLength, subject);
+        }
+        return decoded;
+      },
+      (error: unknown) => this.#drop(error, data.byteLength, subject),
+    );
   }
 
-  /** Encodes a message without sending it (for the replication log), counting it as sent. */
-  encode<K extends MessageKind>(kind: K, body: MessageBody<K>): Uint8Array {
-    const data = this.#encode(kind, body);
+  /** Encodes (and protects) a message without sending it, e.g. for the replication log; counts it as sent. */
+  async encode<K extends MessageKind>(kind: K, body: MessageBody<K>): Promise<Uint8Array> {
+    const plain = this.#encode(kind, body);
+    const data = this.#protection ? await this.#protection.protect(this.#header(kind), plain) : plain;
     this.stats.countSent(kind, data.byteLength);
     return data;
   }
 
+  #decodePlain(data: Uint8Array, wireBytes: number, subject: string): Decoded | undefined {
+    let message: Envelope;
+    try {
+      message = decodeEnvelope(data, this.identity.cluster);
+    } catch (error) {
+      return this.#drop(error, wireBytes, subject);
+    }
+    const own = message.incarnation === this.identity.incarnation;
+    if (!own) this.stats.countReceived(message.kind, wireBytes);
+    return { message, own };
+  }
+
+  /** Counts and logs a dropped message; never logs its payload. */
+  #drop(error: unknown, bytes: number, subject: string): undefined {
+    const reason = error instanceof MalformedMessageError ? error.reason : 'malformed';
+    this.stats.countDropped(reason, bytes);
+    this.logger.warn({ subject, bytes, reason, error: (error as Error).message.slice(0, 200) }, 'dropped a message');
+    return undefined;
+  }
+
   #dispatch(raw: ChannelMessage, handler: (incoming: Incoming) => void): void {
     const decoded = this.decode(raw.data, raw.subject);
+    if (decoded instanceof Promise) {
+      this.#inbound = this.#inbound.then(async () => this.#deliver(await decoded, raw, handler));
+    } else {
+      this.#deliver(decoded, raw, handler);
+    }
+  }
+
+  #deliver(decoded: Decoded | undefined, raw: ChannelMessage, handler: (incoming: Incoming) => void): void {
     if (!decoded || decoded.own) return;
     const { message } = decoded;
     try {
@@ -126,6 +191,10 @@ export class ClusterBus {
       this.stats.countDropped('handler-error', 0);
       this.logger.error({ subject: raw.subject, kind: message.kind, from: message.node, error }, 'failed to handle a message');
     }
+  }
+
+  #header(kind: MessageKind) {
+    return { cluster: this.identity.cluster, node: this.identity.node, kind };
   }
 
   #encode<K extends MessageKind>(kind: K, body: MessageBody<K>): Uint8Array {

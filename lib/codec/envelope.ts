@@ -33,7 +33,15 @@ const bodies = {
   /** Delta manager: one request's changes; `r` is where to acknowledge (ack mode), kept in the body so it survives a replay. */
   delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState), r: z.string().max(256).optional() }),
   ack: z.object({ id: z.string().min(1).max(64) }),
-  hb: z.object({ started: time, ready: z.boolean(), leaving: z.boolean().optional(), hello: z.boolean().optional() }),
+  /** Heartbeat; `draining` while the node drains, `url` its HTTP base URL for dashboards (both optional, older nodes omit them). */
+  hb: z.object({
+    started: time,
+    ready: z.boolean(),
+    leaving: z.boolean().optional(),
+    hello: z.boolean().optional(),
+    draining: z.boolean().optional(),
+    url: z.string().max(512).regex(/^https?:\/\/\S+$/).optional(),
+  }),
   ping: z.object({}),
   pong: z.object({ ready: z.boolean() }),
   'state-req': z.object({ transfer: z.string().max(64).optional(), cursor: z.number().int().nonnegative() }),
@@ -46,8 +54,11 @@ const bodies = {
   }),
   /** Backup manager: ownership entries broadcast on `.map`. */
   map: z.object({ e: z.array(wireEntry) }),
-  /** Backup manager: session data for a data holder (full copies or deltas), with the sender's entries. */
-  copy: z.object({ id: z.string().min(1).max(64), e: z.array(wireEntry), s: z.array(wireState), fwd: z.boolean().optional() }),
+  /**
+   * Backup manager: session data for a data holder (full copies or deltas), with the sender's entries;
+   * `write` marks a request's write (its replication lag is measured), not a bulk re-backup or hand-over.
+   */
+  copy: z.object({ id: z.string().min(1).max(64), e: z.array(wireEntry), s: z.array(wireState), fwd: z.boolean().optional(), write: z.boolean().optional() }),
   /** Backup manager: ask a data holder for a session. */
   fetch: z.object({ k: z.string().min(1).max(64) }),
   /** The answer to `fetch`: the holder's entry and state, when it has them. */

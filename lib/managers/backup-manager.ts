@@ -144,6 +144,8 @@ export class BackupManager implements SessionManager {
     const { stats } = this.parts;
     const sends: Promise<void>[] = [];
     for (const delta of changes.deltas) {
+      // Ended elsewhere while this request ran: the end wins, the request's changes are dropped.
+      if (!delta.ended && this.#map.raw(delta.key)?.ended) continue;
       const outcome = this.#table.merge(delta);
       if (outcome.created) stats.sessionsCreated++;
       if (delta.ended) {
@@ -214,17 +216,17 @@ export class BackupManager implements SessionManager {
 
   /**
    * Makes this node the primary of `key`. The backup stays where the data already is when possible
-   * (the old backup, else the old primary); otherwise a new one is picked round-robin and sent a
-   * full copy. The new entry is broadcast so every proxy follows.
+   * (the old backup, else the old primary, unless it just failed to answer); otherwise a new one is
+   * picked round-robin and sent a full copy. The new entry is broadcast so every proxy follows.
    */
-  #claim(key: string, previous: OwnershipEntry | undefined): OwnershipEntry {
-    const alive = (node: string) => node !== '' && node !== this.#self && this.parts.membership.readyMembers().some((m) => m.node === node);
+  #claim(key: string, previous: OwnershipEntry | undefined, unreachable: string[] = []): OwnershipEntry {
+    const alive = (node: string) => node !== '' && node !== this.#self && !unreachable.includes(node) && this.parts.membership.readyMembers().some((m) => m.node === node);
     let backup = '';
     let needsCopy = false;
     if (previous && alive(previous.backup)) backup = previous.backup;
     else if (previous && alive(previous.primary)) backup = previous.primary;
     else {
-      backup = this.#pickBackup();
+      backup = this.#pickBackup(unreachable);
       needsCopy = backup !== '';
     }
     const entry: OwnershipEntry = { key, primary: this.#self, backup, stamp: this.parts.clock.tick() };
@@ -243,34 +245,42 @@ export class BackupManager implements SessionManager {
     return this.#roundRobin.pick(candidates);
   }
 
-  /** Finds a session this node does not own: from the route hint, its primary, or its backup; then takes it over. */
+  /**
+   * Finds a session this node is not primary of and takes it over. Asks its primary, then its backup
+   * (for a key unknown here, the node the cookie's route names), following any newer entry a reply
+   * brings. Even a backup asks the primary first, for writes still on their way (async mode); when the
+   * primary does not answer, the backup serves its own copy. A node that did not answer is not made
+   * the new backup.
+   */
   async #takeOver(key: string, routeHint: string | undefined): Promise<SessionState | undefined> {
-    let entry = this.#map.get(key);
-    if (!entry && this.#map.raw(key)) return undefined; // Ended.
-    if (entry && roleOf(entry, this.#self) === 'backup') {
-      const state = this.find(key);
-      if (state) {
-        this.#claim(key, entry);
-        return state;
-      }
-      // No data here yet (the copy is still on its way), unless it just expired: ask the primary.
-      entry = this.#map.get(key);
-      if (!entry) return undefined;
-    }
-    const askOrder = entry ? [entry.primary, entry.backup] : routeHint ? [routeHint] : [];
-    for (const node of askOrder) {
-      if (node === '' || node === this.#self || !this.parts.membership.has(node)) continue;
+    const ended = () => !this.#map.get(key) && this.#map.raw(key) !== undefined;
+    if (ended()) return undefined;
+    const asked = new Set(['', this.#self]);
+    const unreachable: string[] = [];
+    for (;;) {
+      const entry = this.#map.get(key);
+      const node = (entry ? [entry.primary, entry.backup] : routeHint ? [routeHint] : []).find((n) => !asked.has(n) && this.parts.membership.has(n));
+      if (node === undefined) break;
+      asked.add(node);
       const found = await this.#fetch(node, key);
-      if (!found) continue;
+      if (!found) {
+        unreachable.push(node);
+        continue;
+      }
       if (found.entry) this.#mergeEntry(found.entry);
-      entry = this.#map.get(key);
-      if (!entry && found.entry?.ended) return undefined;
+      if (ended()) return undefined;
       if (!found.state || found.state.ended) continue;
       this.#table.merge(found.state);
       this.parts.clock.observe(latestStamp(found.state));
-      const claimed = this.#claim(key, entry ?? found.entry);
+      const claimed = this.#claim(key, this.#map.get(key) ?? found.entry, unreachable);
       this.parts.logger.info({ session: key.slice(0, 8), from: node, backup: claimed.backup }, 'took over a session');
       return this.#table.live(key);
+    }
+    const entry = this.#map.get(key);
+    const state = entry && roleOf(entry, this.#self) === 'backup' ? this.find(key) : undefined;
+    if (state) {
+      this.#claim(key, entry, unreachable);
+      return state;
     }
     if (entry) this.parts.logger.warn({ session: key.slice(0, 8), primary: entry.primary, backup: entry.backup }, 'session not reachable on its primary or backup');
     return undefined;
@@ -303,8 +313,9 @@ export class BackupManager implements SessionManager {
     this.parts.clock.observe(entry.stamp);
     if (!this.#map.merge(entry)) return;
     if (entry.ended) {
-      const state = this.#table.get(entry.key);
-      if (state && !state.ended) this.#table.merge({ ...cloneState(state), attributes: new Map(), ended: { stamp: entry.stamp, reason: 'invalidated' } });
+      // The ended entry is the tombstone here: it does not say why the session ended, so live data is
+      // dropped rather than ended with a guessed reason (the node that ended it keeps the real one).
+      if (this.#table.live(entry.key)) this.#table.remove(entry.key);
       this.#pending.forget(entry.key);
       this.#handedOver.delete(entry.key);
     } else if (roleOf(entry, this.#self) === 'proxy') {

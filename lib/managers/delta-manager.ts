@@ -4,7 +4,7 @@
  * the CRDT rule, so order and duplicates do not matter. Expiry runs on every node's sweep.
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
-import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import type { ClusterBus, Decoded, Incoming } from '../bus/cluster-bus.ts';
 import type { MessageBody } from '../codec/envelope.ts';
 import type { Logger } from '../logger.ts';
 import type { Membership } from '../membership/membership.ts';
@@ -68,6 +68,8 @@ export class DeltaManager implements SessionManager {
   /** Highest log sequence applied (log mode); the log delivers in order, so everything below it is applied too. */
   #appliedSeq = 0;
   #caughtUp?: { target: number; done: () => void };
+  /** Keeps log messages in sequence order while protected messages are verified asynchronously. */
+  #logChain: Promise<void> = Promise.resolve();
   readonly #writer?: SnapshotWriter;
 
   constructor(
@@ -214,7 +216,7 @@ export class DeltaManager implements SessionManager {
     const acked = mode === 'ack' ? this.#acks.wait(id, expected, this.options.ackTimeoutMs) : undefined;
     const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
     try {
-      if (mode === 'persist' && this.options.log) await this.options.log.append(bus.encode('delta', body), id);
+      if (mode === 'persist' && this.options.log) await this.options.log.append(await bus.encode('delta', body), id);
       else bus.send(bus.subjects.delta, 'delta', body);
     } catch (error) {
       stats.replicationErrors++;
@@ -304,8 +306,13 @@ export class DeltaManager implements SessionManager {
   }
 
   #onLogMessage({ seq, data }: LogMessage): void {
-    this.#appliedSeq = seq;
     const decoded = this.parts.bus.decode(data, this.parts.bus.subjects.delta);
+    if (decoded instanceof Promise) this.#logChain = this.#logChain.then(async () => this.#applyLogMessage(seq, await decoded));
+    else this.#applyLogMessage(seq, decoded);
+  }
+
+  #applyLogMessage(seq: number, decoded: Decoded | undefined): void {
+    this.#appliedSeq = seq;
     if (decoded && decoded.message.kind === 'delta') {
       const body = decoded.message.body as MessageBody<'delta'>;
       // Our own messages were applied when committed; the log only tells us their sequence.

@@ -4,6 +4,7 @@
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import type { MessageBody } from '../codec/envelope.ts';
 import { ChannelRequestError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
@@ -19,6 +20,10 @@ export interface MemberInfo {
   lastSeen: number;
   /** `suspected` once it fell silent but still answered a ping. */
   state: 'alive' | 'suspected';
+  /** The member announced it is draining (finishing its sessions before leaving). */
+  draining: boolean;
+  /** Its HTTP base URL, when it advertises one (for dashboards). */
+  url?: string;
 }
 
 /** Why a member left the list. */
@@ -32,6 +37,8 @@ export interface MembershipOptions {
   readonly memberDropMs: number;
   /** How long the verifying ping waits; default 1000 ms. */
   readonly pingTimeoutMs: number;
+  /** This node's HTTP base URL, carried in heartbeats so dashboards can reach every member. */
+  readonly advertiseUrl?: string;
 }
 
 type Listener<T extends unknown[]> = (...args: T) => void;
@@ -46,6 +53,7 @@ export class Membership {
   #subscription?: ChannelSubscription;
   #timer?: ReturnType<typeof setInterval>;
   #ready = false;
+  #draining = false;
   #running = false;
 
   constructor(
@@ -69,6 +77,19 @@ export class Membership {
   setReady(ready: boolean): void {
     this.#ready = ready;
     if (this.#running) this.#beat(false);
+  }
+
+  /** Marks this node draining (or not) in its heartbeats, and announces the change at once. */
+  setDraining(draining: boolean): void {
+    if (this.#draining === draining) return;
+    this.#draining = draining;
+    this.logger.info({ draining }, draining ? 'draining: announced to the cluster' : 'draining: cancelled');
+    if (this.#running) this.#beat(false);
+  }
+
+  /** Whether this node announces itself as draining. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /** Other live members, oldest first. */
@@ -122,7 +143,13 @@ export class Membership {
 
   #beat(hello: boolean): void {
     try {
-      this.bus.send(this.bus.subjects.heartbeat, 'hb', { started: this.startedAt, ready: this.#ready, ...(hello ? { hello } : {}) });
+      this.bus.send(this.bus.subjects.heartbeat, 'hb', {
+        started: this.startedAt,
+        ready: this.#ready,
+        ...(hello ? { hello } : {}),
+        ...(this.#draining ? { draining: true } : {}),
+        ...(this.options.advertiseUrl !== undefined ? { url: this.options.advertiseUrl } : {}),
+      });
     } catch (error) {
       this.logger.warn({ error }, 'heartbeat not sent');
     }
@@ -130,7 +157,7 @@ export class Membership {
 
   #onHeartbeat({ message }: Incoming): void {
     if (message.kind !== 'hb') return;
-    const body = message.body as { started: number; ready: boolean; leaving?: boolean; hello?: boolean };
+    const body = message.body as MessageBody<'hb'>;
     const known = this.#members.get(message.node);
     if (body.leaving) {
       if (known && known.incarnation === message.incarnation) this.#remove(known, 'left');
@@ -146,6 +173,12 @@ export class Membership {
       current.lastSeen = Date.now();
       current.ready = body.ready;
       current.state = 'alive';
+      if (Boolean(body.draining) !== current.draining) {
+        current.draining = Boolean(body.draining);
+        this.logger.info({ member: current.node, draining: current.draining }, current.draining ? 'member draining' : 'member no longer draining');
+      }
+      if (body.url !== undefined) current.url = body.url;
+      else delete current.url;
       if (becameReady) for (const listener of this.#readyListeners) listener(current);
     } else {
       const member: MemberInfo = {
@@ -155,6 +188,8 @@ export class Membership {
         ready: body.ready,
         lastSeen: Date.now(),
         state: 'alive',
+        draining: Boolean(body.draining),
+        ...(body.url !== undefined ? { url: body.url } : {}),
       };
       this.#members.set(member.node, member);
       this.logger.info({ member: member.node, ready: member.ready }, 'member joined');

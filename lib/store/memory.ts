@@ -5,19 +5,19 @@ import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } f
 /** Keeps items in a Map; same version rules as the DynamoDB store. */
 export class MemorySnapshotStore implements SnapshotStore {
   readonly kind = 'memory';
-  readonly #items = new Map<string, { state: SessionState; version: number }>();
+  readonly #items = new Map<string, { state: SessionState; version: number; expiresAt?: number }>();
   #checkpoint: number | undefined;
 
   async write(items: readonly SnapshotItem[]): Promise<SnapshotWriteResult> {
     const result: SnapshotWriteResult = { written: 0, superseded: 0 };
-    for (const { state, version } of items) {
+    for (const { state, version, expiresAt } of items) {
       const current = this.#items.get(state.key);
       if (current && current.version > version) {
         result.superseded++;
         continue;
       }
       if (state.ended) this.#items.delete(state.key);
-      else this.#items.set(state.key, { state: cloneState(state), version });
+      else this.#items.set(state.key, { state: cloneState(state), version, ...(expiresAt !== undefined ? { expiresAt } : {}) });
       result.written++;
     }
     return result;
@@ -33,7 +33,9 @@ export class MemorySnapshotStore implements SnapshotStore {
 
   async load(onPage: (states: SessionState[]) => void, onProgress?: (progress: LoadProgress) => void): Promise<number | undefined> {
     const checkpoint = this.#checkpoint;
-    const states = [...this.#items.values()].map((item) => cloneState(item.state));
+    // Like DynamoDB's lagging TTL deletion: an expired item is skipped on load.
+    const now = Math.floor(Date.now() / 1000);
+    const states = [...this.#items.values()].filter((item) => item.expiresAt === undefined || item.expiresAt >= now).map((item) => cloneState(item.state));
     onPage(states);
     onProgress?.({ sessions: states.length, pages: 1 });
     return checkpoint;
