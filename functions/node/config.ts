@@ -1,6 +1,8 @@
 /** Command-line and environment configuration of a node: every flag has an environment variable. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync } from 'node:fs';
 import type { LogLevel } from '../../lib/index.ts';
+import { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig } from '../../lib/codec/protection.ts';
 
 /** A configuration problem: the CLI prints the message as one line and exits 2. */
 export class UsageError extends Error {
@@ -26,6 +28,9 @@ export interface ServeConfig {
   /** DynamoDB endpoint (DynamoDB Local, LocalStack); undefined: AWS. */
   dynamodbEndpoint?: string;
   awsRegion: string;
+  /** Cluster keys (newest first); empty: messages are neither signed nor encrypted. */
+  clusterKeys: ClusterKeyConfig[];
+  protection: 'encrypt' | 'sign';
 }
 
 /** Flags of `serve`: name, environment variable, help text. */
@@ -43,6 +48,9 @@ export const SERVE_FLAGS = {
   'dynamodb-table': { env: 'SESSREP_DYNAMODB_TABLE', help: 'DynamoDB table for session snapshots (joining nodes load it instead of asking a peer)', fallback: undefined },
   'dynamodb-endpoint': { env: 'DYNAMODB_ENDPOINT', help: 'DynamoDB endpoint URL, e.g. DynamoDB Local or LocalStack (default: AWS)', fallback: undefined },
   'aws-region': { env: 'AWS_REGION', help: 'AWS region of the DynamoDB table', fallback: 'us-east-1' },
+  'cluster-key': { env: 'SESSREP_CLUSTER_KEY', help: 'cluster key(s) "id:base64,id:base64" (256 bits each, newest first): authenticates every message', fallback: undefined },
+  'cluster-key-file': { env: 'SESSREP_CLUSTER_KEY_FILE', help: 'file with one "id:base64" key per line, newest first', fallback: undefined },
+  protection: { env: 'SESSREP_PROTECTION', help: 'with cluster keys: encrypt (AES-256-GCM) or sign (HMAC-SHA256)', fallback: 'encrypt' },
 } as const;
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -105,10 +113,32 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     ...(dynamodbTable !== undefined ? { dynamodbTable } : {}),
     ...(dynamodbEndpoint !== undefined ? { dynamodbEndpoint } : {}),
     awsRegion: pick('aws-region')!,
+    clusterKeys: readClusterKeys(pick('cluster-key'), pick('cluster-key-file')),
+    protection: oneOf('protection', ['encrypt', 'sign'] as const),
   };
   if (config.jetstream && config.nats.length === 0) throw new UsageError('--jetstream, --dynamodb-table and --send persist need --nats (a NATS server with JetStream)');
   if (config.jetstream && config.manager !== 'delta') throw new UsageError('--jetstream, --dynamodb-table and --send persist work with --manager delta only');
   return config;
+}
+
+/** Cluster keys from the flag and/or the key file, validated; a problem is a `UsageError`. */
+function readClusterKeys(inline: string | undefined, file: string | undefined): ClusterKeyConfig[] {
+  let text = inline ?? '';
+  if (file !== undefined) {
+    try {
+      text += `\n${readFileSync(file, 'utf8')}`;
+    } catch (error) {
+      throw new UsageError(`--cluster-key-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  }
+  const keys = parseClusterKeys(text.split('\n').filter((line) => !line.trim().startsWith('#')).join(','));
+  if (keys.length === 0) return [];
+  try {
+    checkClusterKeys(keys);
+  } catch (error) {
+    throw new UsageError(`--cluster-key: ${(error as Error).message}`);
+  }
+  return keys;
 }
 
 /** The `parseArgs` option table of `serve`. */

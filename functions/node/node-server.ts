@@ -75,6 +75,7 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
   const sessions = createCluster({
     ...(log ? { log } : {}),
     ...(store ? { store } : {}),
+    ...(config.clusterKeys.length > 0 ? { clusterKeys: config.clusterKeys, protection: config.protection } : {}),
     cluster: config.cluster,
     node: config.node,
     channel,
