@@ -25,12 +25,23 @@ function jsonSafe(_key: string, value: unknown): unknown {
   return value;
 }
 
-function json(body: unknown, status = 200): Response {
-  return new Response(JSON.stringify(body, jsonSafe), { status, headers: { 'content-type': 'application/json; charset=utf-8' } });
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body, jsonSafe), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers } });
+}
+
+/** `/cluster` and `/cluster/sessions` are read by the dashboard of every other member, from its own origin. */
+const CLUSTER_VIEW_HEADERS = { 'access-control-allow-origin': '*', 'cache-control': 'no-store' };
+
+/** Parts a runtime plugs into the demo app, which itself stays runtime-neutral. */
+export interface DemoAppOptions {
+  /** The dashboard page for `GET /cluster/ui` (the Node server reads functions/dashboard/index.html). */
+  readonly dashboardHtml?: string;
+  /** Answers `GET /metrics` (Prometheus text); the Node server passes one built on prom-client. */
+  readonly metrics?: () => Response | Promise<Response>;
 }
 
 /** Builds the demo Hono app on a cluster node. */
-export function createDemoApp(sessions: ReplicatedSessions): Hono<{ Variables: SessionVariables }> {
+export function createDemoApp(sessions: ReplicatedSessions, options: DemoAppOptions = {}): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   const node = sessions.node;
 
@@ -38,7 +49,18 @@ export function createDemoApp(sessions: ReplicatedSessions): Hono<{ Variables: S
     const ready = sessions.ready;
     return c.json({ ready, node, stateTransfer: sessions.status().stateTransfer.state }, ready ? 200 : 503);
   });
-  app.get('/cluster', () => json(sessions.status()));
+  app.get('/cluster', () => json(sessions.status(), 200, CLUSTER_VIEW_HEADERS));
+  app.get('/cluster/sessions', (c) => {
+    const raw = c.req.query('limit') ?? '200';
+    const limit = Number(raw);
+    if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) return json({ error: 'limit must be an integer from 1 to 1000' }, 400, CLUSTER_VIEW_HEADERS);
+    return json(sessions.sessions(limit), 200, CLUSTER_VIEW_HEADERS);
+  });
+  const { dashboardHtml, metrics } = options;
+  if (dashboardHtml !== undefined) {
+    app.get('/cluster/ui', () => new Response(dashboardHtml, { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' } }));
+  }
+  if (metrics) app.get('/metrics', () => metrics());
 
   app.use('/session/*', sessions.middleware());
   app.use('/counter', sessions.middleware());

@@ -14,7 +14,9 @@ import { HybridClock } from './session/clock.ts';
 import { TOKEN_PATTERN } from './session/ids.ts';
 import type { ReplicationLog } from './channel/jetstream-log.ts';
 import type { SnapshotStore } from './store/snapshot-store.ts';
-import { ReplicationStats } from './stats.ts';
+import { ReplicationStats, type TrafficRates } from './stats.ts';
+import type { LagSummary } from './stats-window.ts';
+import { roleOf } from './managers/ownership-map.ts';
 import { checkClusterKeys, MessageProtection } from './codec/protection.ts';
 import type { MiddlewareHandler } from 'hono';
 
@@ -51,6 +53,8 @@ const optionsSchema = z
     snapshotIntervalMs: ms(1000),
     clusterKeys: z.array(z.object({ id: z.string(), secret: z.string() })).min(1).optional(),
     protection: z.enum(['encrypt', 'sign']).default('encrypt'),
+    /** This node's HTTP base URL, announced in heartbeats and shown on `/cluster` (the dashboard polls every member there). */
+    advertiseUrl: z.string().max(512).regex(/^https?:\/\/\S+$/, 'advertiseUrl must be an http(s) URL').optional(),
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null && 'warn' in value && 'child' in value, 'logger must have debug/info/warn/error/child').optional(),
   })
   .strict()
@@ -72,10 +76,39 @@ export type ClusterOptions = z.input<typeof optionsSchema>;
 export interface MemberStatus {
   node: string;
   self: boolean;
-  state: 'alive' | 'suspected' | 'joining';
+  /** `suspected` (missed heartbeats, answered a ping) wins over `draining`, which wins over `joining` (not ready yet). */
+  state: 'alive' | 'suspected' | 'draining' | 'joining';
   ready: boolean;
+  draining: boolean;
+  /** The member's HTTP base URL, when it advertises one. */
+  url?: string;
   startedAt: number;
   lastSeenMsAgo: number;
+}
+
+/** One row of `/cluster/sessions`: never the full key (it is a credential) nor attribute values. */
+export interface SessionSummary {
+  /** The first 8 characters of the session key. */
+  key: string;
+  /** Backup manager: this node's role, and where the session lives. */
+  role?: 'primary' | 'backup' | 'proxy';
+  primary?: string;
+  backup?: string;
+  /** When this node holds the session's data. */
+  createdAt?: number;
+  lastAccessedAt?: number;
+  lastAccessedBy?: string;
+}
+
+/** The JSON served at `/cluster/sessions`. */
+export interface SessionList {
+  node: string;
+  manager: 'delta' | 'backup';
+  /** This node's clock when it answered (ms since epoch). */
+  time: number;
+  /** Sessions this node knows (delta: held; backup: every live ownership entry). */
+  total: number;
+  sessions: SessionSummary[];
 }
 
 /** The JSON served at `/cluster`. */
@@ -86,8 +119,17 @@ export interface ClusterStatus {
   ready: boolean;
   sendMode: SendMode;
   channel: { kind: string; status: ChannelStatus; detail?: string };
+  /** This node's clock when it answered (ms since epoch): ages on `/cluster` are relative to it. */
+  time: number;
+  /** This node's advertised HTTP base URL. */
+  url?: string;
+  draining: boolean;
   members: MemberStatus[];
   sessions: Record<string, number>;
+  /** Messages and bytes per second in and out, over the last ~10 s. */
+  rates: TrafficRates;
+  /** Replication lag (now minus the write's stamp, measured where it is applied) over the last minute. */
+  replicationLag: LagSummary;
   stateTransfer: StateTransferStatus;
   /** Replication log and snapshot store progress, when configured. */
   persistence?: Record<string, unknown>;
@@ -113,6 +155,8 @@ export interface ReplicatedSessions {
   middleware(options?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables }>;
   /** The `/cluster` view of this node. */
   status(): ClusterStatus;
+  /** The sessions this node knows, at most `limit` (for `/cluster/sessions`): key prefixes only. */
+  sessions(limit?: number): SessionList;
 }
 
 /**
@@ -130,7 +174,11 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   const stats = new ReplicationStats();
   const clock = new HybridClock(node);
   const bus = new ClusterBus(channel, { cluster: o.cluster, node, incarnation: crypto.randomUUID() }, o.subjectPrefix, stats, logger);
-  const membership = new Membership(bus, { heartbeatIntervalMs: o.heartbeatIntervalMs, memberDropMs: o.memberDropMs, pingTimeoutMs: o.pingTimeoutMs }, logger);
+  const membership = new Membership(
+    bus,
+    { heartbeatIntervalMs: o.heartbeatIntervalMs, memberDropMs: o.memberDropMs, pingTimeoutMs: o.pingTimeoutMs, ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl } : {}) },
+    logger,
+  );
   const touchIntervalMs = o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10)));
   const parts = { bus, membership, clock, stats, logger };
   const maxSessionBytes = o.maxSessionBytes ?? (o.store ? DEFAULT_STORED_SESSION_BYTES : DEFAULT_SESSION_BYTES);
@@ -153,6 +201,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     else logger.warn({ status, detail }, 'channel connection changed');
   });
   let direct: { unsubscribe(): void } | undefined;
+  let sampler: ReturnType<typeof setInterval> | undefined;
 
   return {
     cluster: o.cluster,
@@ -166,6 +215,8 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
       return manager.ready;
     },
     async start() {
+      stats.sampleRates();
+      sampler ??= setInterval(() => stats.sampleRates(), 1000);
       direct = bus.listen(bus.subjects.node(node), (incoming) => {
         if (incoming.message.kind === 'ping') membership.answerPing(incoming);
         else manager.onDirect(incoming);
@@ -179,6 +230,8 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
       logger.info({ sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind }, 'node ready');
     },
     async stop() {
+      clearInterval(sampler);
+      sampler = undefined;
       await manager.stop();
       direct?.unsubscribe();
       await bus.flush();
@@ -193,6 +246,17 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     },
     status() {
       const now = Date.now();
+      const draining = membership.draining;
+      const self: MemberStatus = {
+        node,
+        self: true,
+        state: draining ? 'draining' : manager.ready ? 'alive' : 'joining',
+        ready: manager.ready,
+        draining,
+        ...(o.advertiseUrl !== undefined ? { url: o.advertiseUrl } : {}),
+        startedAt: membership.startedAt,
+        lastSeenMsAgo: 0,
+      };
       return {
         cluster: o.cluster,
         node,
@@ -200,22 +264,52 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         ready: manager.ready,
         sendMode: o.sendMode,
         channel: { ...channelState },
+        time: now,
+        ...(o.advertiseUrl !== undefined ? { url: o.advertiseUrl } : {}),
+        draining,
         members: [
-          { node, self: true, state: manager.ready ? 'alive' : 'joining', ready: manager.ready, startedAt: membership.startedAt, lastSeenMsAgo: 0 },
-          ...membership.members().map((m) => ({
-            node: m.node,
-            self: false,
-            state: m.ready ? m.state : ('joining' as const),
-            ready: m.ready,
-            startedAt: m.startedAt,
-            lastSeenMsAgo: now - m.lastSeen,
-          })),
+          self,
+          ...membership.members().map(
+            (m): MemberStatus => ({
+              node: m.node,
+              self: false,
+              state: m.state === 'suspected' ? 'suspected' : m.draining ? 'draining' : m.ready ? 'alive' : 'joining',
+              ready: m.ready,
+              draining: m.draining,
+              ...(m.url !== undefined ? { url: m.url } : {}),
+              startedAt: m.startedAt,
+              lastSeenMsAgo: now - m.lastSeen,
+            }),
+          ),
         ],
         sessions: manager.sessionCounts(),
+        rates: stats.rates(),
+        replicationLag: stats.lag(now),
         stateTransfer: { ...manager.stateTransfer },
         ...(manager instanceof DeltaManager && manager.persistence ? { persistence: manager.persistence } : {}),
         stats: stats.snapshot(),
       };
+    },
+    sessions(limit = 200) {
+      const max = Math.max(0, Math.min(Math.floor(limit), 10_000));
+      const rows: SessionSummary[] = [];
+      const held = (key: string): Pick<SessionSummary, 'createdAt' | 'lastAccessedAt' | 'lastAccessedBy'> => {
+        const state = manager.inspect(key);
+        return state && !state.ended ? { createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {};
+      };
+      if (manager instanceof BackupManager) {
+        let total = 0;
+        for (const entry of manager.entries()) {
+          total++;
+          if (rows.length < max) rows.push({ key: entry.key.slice(0, 8), role: roleOf(entry, node), primary: entry.primary, backup: entry.backup, ...held(entry.key) });
+        }
+        return { node, manager: 'backup', time: Date.now(), total, sessions: rows };
+      }
+      for (const state of manager.liveSessions()) {
+        if (rows.length >= max) break;
+        rows.push({ key: state.key.slice(0, 8), createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy });
+      }
+      return { node, manager: 'delta', time: Date.now(), total: manager.sessionCounts().total ?? rows.length, sessions: rows };
     },
   };
 }

@@ -41,3 +41,17 @@ function jsonSafe(_key: string, value: unknown): unknown {
   if (value instanceof Error) return { name: value.name, message: value.message };
   return value;
 }
+
+/** Characters of a session key that logs and status pages show: enough to correlate, useless as a credential. */
+export const SESSION_PREFIX_LENGTH = 8;
+
+/**
+ * Log fields naming the sessions a line is about: `session` is the first key's prefix (so every line
+ * about a session can be found by its prefix), `sessions` lists up to 20 prefixes when there are more.
+ */
+export function sessionFields(keys: readonly string[]): { session?: string; sessions?: string[] } {
+  if (keys.length === 0) return {};
+  const session = keys[0]!.slice(0, SESSION_PREFIX_LENGTH);
+  if (keys.length === 1) return { session };
+  return { session, sessions: keys.slice(0, 20).map((key) => key.slice(0, SESSION_PREFIX_LENGTH)) };
+}

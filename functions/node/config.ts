@@ -15,6 +15,8 @@ export interface ServeConfig {
   node: string;
   port: number;
   host: string;
+  /** The HTTP base URL other members' dashboards use for this node; default http://HOST:PORT. */
+  advertiseUrl?: string;
   /** NATS server URLs; empty means the in-process channel. */
   nats: string[];
   manager: 'delta' | 'backup';
@@ -39,6 +41,7 @@ export const SERVE_FLAGS = {
   node: { env: 'SESSREP_NODE', help: 'this node id, also the cookie route (default: random)', fallback: undefined },
   port: { env: 'PORT', help: 'HTTP port', fallback: '8080' },
   host: { env: 'HOST', help: 'HTTP bind address', fallback: '127.0.0.1' },
+  'advertise-url': { env: 'SESSREP_ADVERTISE_URL', help: "this node's HTTP base URL as other members' dashboards reach it (default http://HOST:PORT)", fallback: undefined },
   nats: { env: 'NATS_URL', help: 'NATS server URL(s), comma-separated (default: in-process channel)', fallback: undefined },
   manager: { env: 'SESSREP_MANAGER', help: 'replication strategy: delta (all-to-all) or backup (primary/backup)', fallback: 'delta' },
   send: { env: 'SESSREP_SEND', help: 'send mode: async (respond at once), ack (when every member applied), persist (when JetStream stored it)', fallback: 'async' },
@@ -94,6 +97,8 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     .filter(Boolean);
   const dynamodbTable = pick('dynamodb-table');
   if (dynamodbTable !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(dynamodbTable)) throw new UsageError(`--dynamodb-table must be 3-255 characters of A-Z a-z 0-9 _ . -, got "${dynamodbTable}"`);
+  const advertiseUrl = pick('advertise-url');
+  if (advertiseUrl !== undefined && !/^https?:\/\/\S+$/.test(advertiseUrl)) throw new UsageError(`--advertise-url must be an http(s) URL, got "${advertiseUrl}"`);
   const dynamodbEndpoint = pick('dynamodb-endpoint');
   if (dynamodbEndpoint !== undefined && !/^https?:\/\/\S+$/.test(dynamodbEndpoint)) throw new UsageError(`--dynamodb-endpoint must be an http(s) URL, got "${dynamodbEndpoint}"`);
   for (const url of nats) {
@@ -104,6 +109,7 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     node: token('node', pick('node') ?? crypto.randomUUID().slice(0, 8)),
     port: integer('port', 0, 65535),
     host: pick('host')!,
+    ...(advertiseUrl !== undefined ? { advertiseUrl: advertiseUrl.replace(/\/+$/, '') } : {}),
     nats,
     manager: oneOf('manager', ['delta', 'backup'] as const),
     send: oneOf('send', ['async', 'ack', 'persist'] as const),

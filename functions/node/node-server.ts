@@ -7,7 +7,10 @@ import { NatsChannel } from '../../lib/channel/nats.ts';
 import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
 import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { createDemoApp } from '../demo-app.ts';
+import { createNodeMetrics } from './metrics.ts';
 import type { ServeConfig } from './config.ts';
 
 /** A running node. */
@@ -82,9 +85,10 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
     manager: config.manager,
     sendMode: config.send,
     maxInactiveSeconds: config.maxInactive,
+    advertiseUrl: config.advertiseUrl ?? defaultAdvertiseUrl(config.host, port),
     logger,
   });
-  fetch = createDemoApp(sessions).fetch;
+  fetch = createDemoApp(sessions, { dashboardHtml: dashboardHtml(), metrics: createNodeMetrics(sessions).handler }).fetch;
   await sessions.start();
   return {
     sessions,
@@ -95,4 +99,18 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** http://HOST:PORT; a wildcard bind address advertises the machine's host name instead. */
+export function defaultAdvertiseUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' || host === '::' || host === '' ? hostname() : host;
+  return `http://${name.includes(':') ? `[${name}]` : name}:${port}`;
+}
+
+let dashboardPage: string | undefined;
+
+/** The dashboard page (functions/dashboard/index.html), read once. */
+export function dashboardHtml(): string {
+  dashboardPage ??= readFileSync(new URL('../dashboard/index.html', import.meta.url), 'utf8');
+  return dashboardPage;
 }

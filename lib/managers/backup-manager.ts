@@ -13,7 +13,8 @@ import type { SessionChanges } from '../session/session.ts';
 import { attributeBytes, cloneState, isIdleExpired, latestStamp, mergeInto, type SessionState } from '../session/state.ts';
 import { AckTracker } from './ack-tracker.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
-import type { DeltaManagerOptions, ManagerParts } from './delta-manager.ts';
+import { recordWriteLag, type DeltaManagerOptions, type ManagerParts } from './delta-manager.ts';
+import { sessionFields } from '../logger.ts';
 import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
 import { OwnershipMap, roleOf, RoundRobin, type OwnershipEntry } from './ownership-map.ts';
 import { SessionTable } from './session-table.ts';
@@ -151,7 +152,7 @@ export class BackupManager implements SessionManager {
       if (delta.ended) {
         if (outcome.ended) stats.sessionsInvalidated++;
         this.#pending.forget(delta.key);
-        if (this.#map.raw(delta.key) || outcome.changed) sends.push(this.#broadcastEnd(delta, options.mode));
+        if (this.#map.raw(delta.key) || outcome.changed) sends.push(this.#broadcastEnd(delta, options.mode, options.route));
         continue;
       }
       let entry = this.#map.get(delta.key);
@@ -166,7 +167,7 @@ export class BackupManager implements SessionManager {
       const outgoing = this.#pending.due(delta, changes.modified, Date.now());
       if (!outgoing) continue;
       const holders = [entry.primary, entry.backup].filter((node) => node !== '' && node !== this.#self);
-      if (holders.length > 0) sends.push(this.#copy(holders, [entry], [outgoing], options.mode));
+      if (holders.length > 0) sends.push(this.#copy(holders, [entry], [outgoing], options.mode, { write: true, route: options.route }));
       // Ownership moved away during the request: the holders have the change now, a proxy keeps no data.
       if (roleOf(entry, this.#self) === 'proxy') this.#table.remove(delta.key);
     }
@@ -273,7 +274,7 @@ export class BackupManager implements SessionManager {
       this.#table.merge(found.state);
       this.parts.clock.observe(latestStamp(found.state));
       const claimed = this.#claim(key, this.#map.get(key) ?? found.entry, unreachable);
-      this.parts.logger.info({ session: key.slice(0, 8), from: node, backup: claimed.backup }, 'took over a session');
+      this.parts.logger.info({ session: key.slice(0, 8), route: routeHint, from: node, backup: claimed.backup }, 'took over a session');
       return this.#table.live(key);
     }
     const entry = this.#map.get(key);
@@ -282,7 +283,7 @@ export class BackupManager implements SessionManager {
       this.#claim(key, entry, unreachable);
       return state;
     }
-    if (entry) this.parts.logger.warn({ session: key.slice(0, 8), primary: entry.primary, backup: entry.backup }, 'session not reachable on its primary or backup');
+    if (entry) this.parts.logger.warn({ session: key.slice(0, 8), route: routeHint, primary: entry.primary, backup: entry.backup, unreachable }, 'session not reachable on its primary or backup');
     return undefined;
   }
 
@@ -294,7 +295,7 @@ export class BackupManager implements SessionManager {
       return { ...(body.e[0] ? { entry: body.e[0] } : {}), ...(body.s[0] ? { state: body.s[0] } : {}) };
     } catch (error) {
       if (!(error instanceof ChannelRequestError)) throw error;
-      this.parts.logger.warn({ session: key.slice(0, 8), node, error: error.kind }, 'fetch failed');
+      this.parts.logger.warn({ session: key.slice(0, 8), from: node, error: error.kind }, 'fetch failed');
       return undefined;
     }
   }
@@ -361,6 +362,7 @@ export class BackupManager implements SessionManager {
     const body = message.body as MessageBody<'copy'>;
     for (const entry of body.e) this.#mergeEntry(entry);
     const passOn: [string, OwnershipEntry, SessionState][] = [];
+    const applied: SessionState[] = [];
     for (const state of body.s) {
       this.parts.clock.observe(latestStamp(state));
       const entry = this.#map.get(state.key);
@@ -369,9 +371,11 @@ export class BackupManager implements SessionManager {
         if (!body.fwd) passOn.push([entry.primary, entry, state]);
       } else if (entry || state.ended) {
         const { changed } = this.#table.merge(state);
+        if (body.write) applied.push(state);
         if (entry && role === 'primary' && changed && entry.backup !== '' && entry.backup !== message.node) passOn.push([entry.backup, entry, state]);
       }
     }
+    recordWriteLag(this.parts.stats, applied);
     for (const [node, entry, state] of passOn) this.#pass(node, entry, state);
     if (reply) this.parts.bus.send(reply, 'ack', { id: body.id });
   }
@@ -383,12 +387,21 @@ export class BackupManager implements SessionManager {
       this.parts.bus.send(this.parts.bus.subjects.node(node), 'copy', { id, e: [entry], s: [state], fwd: true });
     } catch (error) {
       this.parts.stats.replicationErrors++;
-      this.parts.logger.error({ session: state.key.slice(0, 8), node, error }, 'passing session data on failed');
+      this.parts.logger.error({ session: state.key.slice(0, 8), to: node, error }, 'passing session data on failed');
     }
   }
 
-  /** Sends session data (batched) to data holders; in `ack` mode waits until each applied it. */
-  async #copy(holders: string[], entries: OwnershipEntry[], states: SessionState[], mode: CommitOptions['mode']): Promise<void> {
+  /**
+   * Sends session data (batched) to data holders; in `ack` mode waits until each applied it. `write`
+   * marks a request's write, whose replication lag the holders measure.
+   */
+  async #copy(
+    holders: string[],
+    entries: OwnershipEntry[],
+    states: SessionState[],
+    mode: CommitOptions['mode'],
+    { write = false, route }: { write?: boolean; route?: string | undefined } = {},
+  ): Promise<void> {
     const { bus, stats, logger } = this.parts;
     const waits: Promise<string[]>[] = [];
     for (const batch of copyBatches(states)) {
@@ -398,17 +411,17 @@ export class BackupManager implements SessionManager {
       if (mode === 'ack') waits.push(this.#acks.wait(id, holders, this.options.ackTimeoutMs));
       for (const holder of holders) {
         try {
-          bus.send(bus.subjects.node(holder), 'copy', { id, e: batchEntries, s: batch }, mode === 'ack' ? bus.subjects.node(this.#self) : undefined);
+          bus.send(bus.subjects.node(holder), 'copy', { id, e: batchEntries, s: batch, ...(write ? { write } : {}) }, mode === 'ack' ? bus.subjects.node(this.#self) : undefined);
         } catch (error) {
           stats.replicationErrors++;
-          logger.error({ holder, sessions: batch.length, error }, 'copy to backup failed');
+          logger.error({ ...sessionFields(batch.map((s) => s.key)), route, holder, error }, 'copy to backup failed');
         }
       }
     }
     const missing = (await Promise.all(waits)).flat();
     if (missing.length > 0) {
       stats.acksTimedOut++;
-      logger.warn({ missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: the backup did not confirm the write');
+      logger.warn({ ...sessionFields(states.map((s) => s.key)), route, missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: the backup did not confirm the write');
     }
   }
 
@@ -418,19 +431,19 @@ export class BackupManager implements SessionManager {
         this.parts.bus.send(this.parts.bus.subjects.map, 'map', { e: entries.slice(i, i + BATCH) });
       } catch (error) {
         this.parts.stats.replicationErrors++;
-        this.parts.logger.error({ entries: entries.length, error }, 'map broadcast failed');
+        this.parts.logger.error({ ...sessionFields(entries.map((e) => e.key)), entries: entries.length, error }, 'map broadcast failed');
       }
     }
   }
 
   /** Ends a session everywhere: the ended entry goes to every node; in `ack` mode the data holders confirm. */
-  async #broadcastEnd(delta: SessionState, mode: CommitOptions['mode']): Promise<void> {
+  async #broadcastEnd(delta: SessionState, mode: CommitOptions['mode'], route?: string): Promise<void> {
     const previous = this.#map.raw(delta.key);
     const entry: OwnershipEntry = { key: delta.key, primary: previous?.primary ?? this.#self, backup: previous?.backup ?? '', stamp: delta.ended!.stamp, ended: true };
     this.#mergeEntry(entry);
     this.#broadcastEntries([entry]);
     const holders = [entry.primary, entry.backup].filter((node) => node !== '' && node !== this.#self && this.parts.membership.has(node));
-    if (mode === 'ack' && holders.length > 0) await this.#copy(holders, [entry], [delta], 'ack');
+    if (mode === 'ack' && holders.length > 0) await this.#copy(holders, [entry], [delta], 'ack', { write: true, route });
   }
 
   #end(state: SessionState, reason: 'expired' | 'invalidated'): void {

@@ -6,7 +6,7 @@
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Decoded, Incoming } from '../bus/cluster-bus.ts';
 import type { MessageBody } from '../codec/envelope.ts';
-import type { Logger } from '../logger.ts';
+import { sessionFields, type Logger } from '../logger.ts';
 import type { Membership } from '../membership/membership.ts';
 import type { HybridClock } from '../session/clock.ts';
 import type { SessionChanges } from '../session/session.ts';
@@ -167,7 +167,7 @@ export class DeltaManager implements SessionManager {
     // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
     const outgoing = changes.deltas.flatMap((delta) => this.#pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;
-    await this.#publish(outgoing, options.mode);
+    await this.#publish(outgoing, options.mode, options.route);
   }
 
   sessionCounts(): Record<string, number> {
@@ -209,7 +209,7 @@ export class DeltaManager implements SessionManager {
     void this.#publish([end], 'async');
   }
 
-  async #publish(deltas: SessionState[], mode: CommitOptions['mode']): Promise<void> {
+  async #publish(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<void> {
     const { bus, membership, stats, logger } = this.parts;
     const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
     const expected = mode === 'ack' ? membership.readyMembers().map((m) => m.node) : [];
@@ -220,7 +220,7 @@ export class DeltaManager implements SessionManager {
       else bus.send(bus.subjects.delta, 'delta', body);
     } catch (error) {
       stats.replicationErrors++;
-      logger.error({ sessions: deltas.map((d) => d.key.slice(0, 8)), mode, error: (error as Error).message }, 'replication failed: changes kept locally only');
+      logger.error({ ...sessionFields(deltas.map((d) => d.key)), route, mode, error: (error as Error).message }, 'replication failed: changes kept locally only');
       this.#acks.cancel(id);
       return;
     }
@@ -228,7 +228,7 @@ export class DeltaManager implements SessionManager {
     const missing = await acked;
     if (missing.length > 0) {
       stats.acksTimedOut++;
-      logger.warn({ sessions: deltas.map((d) => d.key.slice(0, 8)), missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
+      logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route, missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
     }
   }
 
@@ -317,6 +317,8 @@ export class DeltaManager implements SessionManager {
       const body = decoded.message.body as MessageBody<'delta'>;
       // Our own messages were applied when committed; the log only tells us their sequence.
       if (!decoded.own) this.#applyStates(body.s);
+      // Lag only once caught up: a replayed backlog is old by design, not slow replication.
+      if (!decoded.own && this.#ready) recordWriteLag(this.parts.stats, body.s);
       if (!decoded.own && body.r && this.#ready) this.parts.bus.send(body.r, 'ack', { id: body.id });
       this.#writer?.noteApplied(seq, body.s.map((state) => state.key));
     }
@@ -342,6 +344,7 @@ export class DeltaManager implements SessionManager {
     if (message.kind !== 'delta') return;
     const body = message.body as MessageBody<'delta'>;
     this.#applyStates(body.s);
+    recordWriteLag(this.parts.stats, body.s);
     const ackTo = body.r ?? reply;
     if (ackTo) this.parts.bus.send(ackTo, 'ack', { id: body.id });
   }
@@ -352,4 +355,13 @@ export class DeltaManager implements SessionManager {
       this.#table.merge(state);
     }
   }
+}
+
+/** Records the replication lag of one applied message: now minus the wall time of its newest stamp. */
+export function recordWriteLag(stats: ReplicationStats, states: readonly SessionState[]): void {
+  if (states.length === 0) return;
+  let newest = 0;
+  for (const state of states) newest = Math.max(newest, latestStamp(state)[0]);
+  const now = Date.now();
+  stats.recordLag(now - newest, now);
 }

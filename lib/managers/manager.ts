@@ -14,6 +14,8 @@ export interface CommitOptions {
   /** False for requests the valve's filter matched: applied here, replicated with the next request. */
   readonly replicate: boolean;
   readonly mode: SendMode;
+  /** The route the request's cookie named, for log lines about this commit. */
+  readonly route?: string;
 }
 
 /** Progress of the state transfer a starting node runs. */

@@ -44,6 +44,7 @@ export interface MiddlewareParts {
   readonly manager: SessionManager;
   readonly clock: HybridClock;
   readonly stats: ReplicationStats;
+  /** The node's logger: it binds `node` (and `cluster`), so lines here add only `session` and `route`. */
   readonly logger: Logger;
   readonly maxSessionBytes: number;
   readonly defaultMaxInactiveSeconds: number;
@@ -80,7 +81,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
 
     if (c.error instanceof SessionTooLargeError) {
       stats.oversizedRejected++;
-      logger.warn({ session: session.key.slice(0, 8), node, route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');
+      logger.warn({ session: session.key.slice(0, 8), route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');
       c.res = c.json({ error: 'session too large', limitBytes: c.error.limitBytes }, 413);
       return;
     }
@@ -91,7 +92,19 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     const changes = session.takeChanges(Date.now());
     // Read before committing: after regenerateId() the commit ends the old key's state, which this session still reads from.
     const valid = session.valid;
-    const committed = manager.commit(changes, { replicate, mode: sendMode });
+    const committed = manager.commit(changes, { replicate, mode: sendMode, ...(requested ? { route: requested.route } : {}) });
+    logger.debug(
+      {
+        session: session.key.slice(0, 8),
+        route: requested?.route,
+        ...(requested && requested.key !== session.key ? { requested: requested.key.slice(0, 8) } : {}),
+        found: state !== undefined,
+        modified: changes.modified,
+        replicate,
+        mode: sendMode,
+      },
+      'session request',
+    );
     if (sendMode !== 'async' && replicate) await committed;
 
     if (!valid) {
@@ -101,7 +114,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     const rerouted = state !== undefined && requested !== undefined && requested.route !== node && requested.key === session.key;
     if (rerouted) {
       stats.routeRewrites++;
-      logger.info({ session: session.key.slice(0, 8), node, route: requested.route }, 'route rewritten to this node');
+      logger.info({ session: session.key.slice(0, 8), route: requested.route }, 'route rewritten to this node');
     }
     if (!state || rerouted || requested?.key !== session.key) writeCookie(c, session.id);
   });
