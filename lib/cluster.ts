@@ -51,6 +51,10 @@ const optionsSchema = z
     log: z.custom<ReplicationLog>((value) => typeof value === 'object' && value !== null && 'append' in value && 'follow' in value, 'log must implement ReplicationLog').optional(),
     store: z.custom<SnapshotStore>((value) => typeof value === 'object' && value !== null && 'load' in value && 'write' in value, 'store must implement SnapshotStore').optional(),
     snapshotIntervalMs: ms(1000),
+    maxActiveSessions: z.number().int().default(-1),
+    maxAttributes: z.number().int().positive().default(1000),
+    maxAttributeNameLength: z.number().int().positive().max(1024).default(256),
+    maxValueDepth: z.number().int().positive().max(1000).default(32),
     clusterKeys: z.array(z.object({ id: z.string(), secret: z.string() })).min(1).optional(),
     protection: z.enum(['encrypt', 'sign']).default('encrypt'),
     /** This node's HTTP base URL, announced in heartbeats and shown on `/cluster` (the dashboard polls every member there). */
@@ -240,7 +244,18 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     },
     middleware(middlewareOptions) {
       return sessionMiddleware(
-        { node, manager, clock, stats, logger, maxSessionBytes, defaultMaxInactiveSeconds: o.maxInactiveSeconds, sendMode: o.sendMode },
+        {
+          node,
+          manager,
+          clock,
+          stats,
+          logger,
+          maxSessionBytes,
+          defaultMaxInactiveSeconds: o.maxInactiveSeconds,
+          sendMode: o.sendMode,
+          limits: { maxAttributes: o.maxAttributes, maxAttributeNameLength: o.maxAttributeNameLength, maxValueDepth: o.maxValueDepth },
+          maxActiveSessions: o.maxActiveSessions,
+        },
         middlewareOptions,
       );
     },

@@ -35,6 +35,23 @@ export class UnserializableValueError extends SessionReplicationError {
   }
 }
 
+/** A session limit other than its size was hit: attribute count, name length or value nesting depth. */
+export class SessionLimitError extends SessionReplicationError {
+  constructor(
+    readonly limit: 'maxAttributes' | 'maxAttributeNameLength' | 'maxValueDepth',
+    message: string,
+  ) {
+    super('SESSION_LIMIT', message);
+  }
+}
+
+/** This node holds `maxActiveSessions` sessions already; the middleware answers 503 with Retry-After. */
+export class TooManySessionsError extends SessionReplicationError {
+  constructor(readonly limit: number) {
+    super('TOO_MANY_SESSIONS', `this node holds its maximum of ${limit} sessions (maxActiveSessions)`);
+  }
+}
+
 /** A session was used after `invalidate()`. */
 export class InvalidatedSessionError extends SessionReplicationError {
   constructor() {

@@ -33,6 +33,8 @@ export class ReplicationStats {
   oversizedRejected = 0;
   /** Cookies whose route was rewritten to this node after a failover. */
   routeRewrites = 0;
+  /** New sessions refused because of `maxActiveSessions` (Tomcat's rejectedSessions). */
+  rejectedSessions = 0;
   sessionsCreated = 0;
   sessionsExpired = 0;
   sessionsInvalidated = 0;

@@ -174,6 +174,10 @@ export class BackupManager implements SessionManager {
     await Promise.all(sends);
   }
 
+  activeSessions(): number {
+    return this.#table.liveCount;
+  }
+
   sessionCounts(): Record<string, number> {
     const counts = this.#map.counts(this.#self);
     return { total: counts.primary + counts.backup + counts.proxy, ...counts, tombstones: this.#table.tombstoneCount };

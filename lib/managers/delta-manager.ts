@@ -170,6 +170,10 @@ export class DeltaManager implements SessionManager {
     await this.#publish(outgoing, options.mode, options.route);
   }
 
+  activeSessions(): number {
+    return this.#table.liveCount;
+  }
+
   sessionCounts(): Record<string, number> {
     return { total: this.#table.liveCount, tombstones: this.#table.tombstoneCount };
   }
@@ -278,7 +282,8 @@ export class DeltaManager implements SessionManager {
       const detail = status.detail;
       status.source ??= 'peer';
       await receiveState(this.parts.bus, this.options.stateTransferTimeoutMs, (page) => this.#applyStates(page.sessions), status, logger);
-      if (detail !== undefined) status.detail = status.detail ? `${detail}; ${status.detail}` : detail;
+      // receiveState leaves `detail` alone on success and replaces it on failure: say the store problem once.
+      if (detail !== undefined && status.detail !== detail) status.detail = status.detail ? `${detail}; ${status.detail}` : detail;
     }
     await this.#replayUntil(last, started + this.options.stateTransferTimeoutMs);
     if (!needPeer) status.state = 'done';

@@ -62,6 +62,8 @@ export interface SessionManager {
   onDirect(incoming: Incoming): void;
   /** The session data this node holds for a key, tombstones included (tests and diagnostics). */
   inspect(key: string): SessionState | undefined;
+  /** Sessions whose data this node holds (Tomcat's activeSessions: proxies excluded), for `maxActiveSessions`. */
+  activeSessions(): number;
   /** Session counts for `/cluster`. */
   sessionCounts(): Record<string, number>;
   /** State transfer progress for `/cluster` and `/healthz`. */

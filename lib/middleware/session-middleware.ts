@@ -6,12 +6,12 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { SessionTooLargeError } from '../errors.ts';
+import { SessionTooLargeError, TooManySessionsError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
 import type { HybridClock } from '../session/clock.ts';
 import { parseSessionId } from '../session/ids.ts';
-import { Session } from '../session/session.ts';
+import { Session, type SessionLimits } from '../session/session.ts';
 import type { ReplicationStats } from '../stats.ts';
 
 /** Context variables the middleware sets: `c.get('session')`. */
@@ -49,12 +49,17 @@ export interface MiddlewareParts {
   readonly maxSessionBytes: number;
   readonly defaultMaxInactiveSeconds: number;
   readonly sendMode: SendMode;
+  /** Attribute count, name length and value depth limits. */
+  readonly limits?: Partial<SessionLimits>;
+  /** New sessions are refused (503) while this node holds this many; <= 0: unlimited (Tomcat's default -1). */
+  readonly maxActiveSessions?: number;
 }
 
 /** Builds the session middleware for one cluster node. */
 export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddlewareOptions = {}): MiddlewareHandler<{ Variables: SessionVariables }> {
   const { cookieName = 'SESSIONID', cookiePath = '/', cookieDomain, secure = 'auto', filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
   const { node, manager, stats, logger } = parts;
+  const maxActive = parts.maxActiveSessions ?? -1;
 
   const writeCookie = (c: Context, value: string) =>
     setCookie(c, cookieName, value, {
@@ -74,11 +79,19 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       clock: parts.clock,
       maxSessionBytes: parts.maxSessionBytes,
       defaultMaxInactiveSeconds: parts.defaultMaxInactiveSeconds,
+      ...(parts.limits ? { limits: parts.limits } : {}),
+      ...(maxActive > 0 ? { admit: () => (manager.activeSessions() >= maxActive ? maxActive : undefined) } : {}),
     });
     c.set('session', session);
 
     await next();
 
+    if (c.error instanceof TooManySessionsError) {
+      stats.rejectedSessions++;
+      logger.warn({ node, limit: c.error.limit }, 'new session refused: maxActiveSessions reached');
+      c.res = c.json({ error: c.error.message, code: c.error.code }, 503, { 'Retry-After': '10' });
+      return;
+    }
     if (c.error instanceof SessionTooLargeError) {
       stats.oversizedRejected++;
       logger.warn({ session: session.key.slice(0, 8), route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');

@@ -1,5 +1,5 @@
 /** `Session`: what a handler sees as `c.get('session')`; records the request's writes as a delta. */
-import { InvalidatedSessionError, SessionTooLargeError } from '../errors.ts';
+import { InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
 import { decodeValue, encodeValue } from '../codec/values.ts';
 import type { HybridClock, Stamp } from './clock.ts';
 import { formatSessionId, newSessionKey } from './ids.ts';
@@ -18,7 +18,21 @@ export interface SessionInit {
   readonly maxSessionBytes: number;
   /** Max inactive interval for a new session, in seconds. */
   readonly defaultMaxInactiveSeconds: number;
+  /** Limits besides the size (defaults: 1000 attributes, names of 256 characters, values 32 levels deep). */
+  readonly limits?: Partial<SessionLimits>;
+  /** Asked before a new session is first used; false throws `TooManySessionsError` (maxActiveSessions). */
+  readonly admit?: () => number | undefined;
 }
+
+/** Per-session limits, each failure a `SessionLimitError` at `set()`. */
+export interface SessionLimits {
+  readonly maxAttributes: number;
+  readonly maxAttributeNameLength: number;
+  readonly maxValueDepth: number;
+}
+
+/** Default `SessionLimits`. */
+export const DEFAULT_SESSION_LIMITS: SessionLimits = { maxAttributes: 1000, maxAttributeNameLength: 256, maxValueDepth: 32 };
 
 /** What a finished request changed, ready for the manager to merge and replicate. */
 export interface SessionChanges {
@@ -46,8 +60,12 @@ export class Session {
   #endedAt?: Stamp;
   #previousKey?: string;
   #used = false;
+  readonly #limits: SessionLimits;
+  readonly #admit?: () => number | undefined;
 
   constructor(init: SessionInit) {
+    this.#limits = { ...DEFAULT_SESSION_LIMITS, ...init.limits };
+    if (init.admit) this.#admit = init.admit;
     this.#node = init.node;
     this.#clock = init.clock;
     this.#maxBytes = init.maxSessionBytes;
@@ -120,8 +138,12 @@ export class Session {
    */
   set(name: string, value: unknown): void {
     this.#live();
-    checkName(name);
+    this.#checkName(name);
     if (value === undefined) return this.delete(name);
+    if (!this.#register(name)?.value && this.keys().length >= this.#limits.maxAttributes) {
+      throw new SessionLimitError('maxAttributes', `a session holds at most ${this.#limits.maxAttributes} attributes (maxAttributes)`);
+    }
+    checkDepth(value, this.#limits.maxValueDepth);
     const encoded = encodeValue(name, value);
     const size = this.#sizeWith(name, name.length + encoded.bytes);
     if (size > this.#maxBytes) throw new SessionTooLargeError(size, this.#maxBytes);
@@ -132,7 +154,7 @@ export class Session {
   /** Removes an attribute (replicated as a removal even if this node never saw it). */
   delete(name: string): void {
     this.#live();
-    checkName(name);
+    this.#checkName(name);
     this.#pending.set(name, { stamp: this.#clock.tick(), bytes: 0 });
     this.#decoded.delete(name);
   }
@@ -209,7 +231,19 @@ export class Session {
   }
 
   #use(): void {
+    if (this.#used) return;
+    if (this.#isNew && this.#admit) {
+      const limit = this.#admit();
+      if (limit !== undefined) throw new TooManySessionsError(limit);
+    }
     this.#used = true;
+  }
+
+  #checkName(name: string): void {
+    if (typeof name !== 'string' || name.length === 0) throw new RangeError('attribute names must be non-empty strings');
+    if (name.length > this.#limits.maxAttributeNameLength) {
+      throw new SessionLimitError('maxAttributeNameLength', `attribute names are at most ${this.#limits.maxAttributeNameLength} characters (maxAttributeNameLength)`);
+    }
   }
 
   #live(): void {
@@ -235,8 +269,15 @@ function endDelta(base: SessionState, key: string, stamp: Stamp): SessionState {
   return { ...delta, key, attributes: new Map(), ended: { stamp, reason: 'invalidated' } };
 }
 
-function checkName(name: string): void {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 256) {
-    throw new RangeError('attribute names must be strings of 1 to 256 characters');
-  }
+/** Throws `SessionLimitError` when a value nests deeper than `max` (arrays, objects, Maps, Sets); cycles count once. */
+function checkDepth(value: unknown, max: number): void {
+  const seen = new Set<object>();
+  const walk = (node: unknown, depth: number): void => {
+    if (typeof node !== 'object' || node === null || seen.has(node)) return;
+    if (depth > max) throw new SessionLimitError('maxValueDepth', `attribute values nest at most ${max} levels deep (maxValueDepth)`);
+    seen.add(node);
+    const children = node instanceof Map ? [...node.keys(), ...node.values()] : node instanceof Set ? [...node] : ArrayBuffer.isView(node) ? [] : Object.values(node);
+    for (const child of children) walk(child, depth + 1);
+  };
+  walk(value, 1);
 }

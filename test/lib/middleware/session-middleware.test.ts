@@ -240,3 +240,49 @@ describe("send mode", () => {
     expect(attributesOn(n1!, keyOf(cookie))).toEqual({ before: 1 });
   });
 });
+
+describe("maxActiveSessions", () => {
+  it("answers a new session with 503 and Retry-After once the node holds the maximum, and keeps serving existing ones", async () => {
+    const [a] = await startNodes(new MemoryBus(), ["a"], { maxActiveSessions: 2 });
+    const app = sessionApp(a!);
+    const first = await call(app, "POST", "/set", { body: { n: 1 } });
+    const second = await call(app, "POST", "/set", { body: { n: 2 } });
+    expect([first.status, second.status]).toEqual([200, 200]);
+    const res = await app.request("http://app.test/set", { method: "POST", headers: { "content-type": "application/json" }, body: '{"n":3}' });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("10");
+    expect(res.headers.getSetCookie()).toEqual([]);
+    expect(a!.stats.rejectedSessions).toBe(1);
+    expect(a!.manager.activeSessions()).toBe(2);
+    // Existing sessions are still served, and a request that never touches a session is not refused.
+    expect((await call(app, "POST", "/set", { cookie: first.cookie!, body: { n: 10 } })).status).toBe(200);
+    expect((await call(app, "GET", "/noop")).status).toBe(200);
+  });
+});
+
+describe("hostile cookies", () => {
+  it("never answers 500 to oversized, duplicated, malformed or non-ASCII session cookies", async () => {
+    const [a] = await startNodes(new MemoryBus(), ["a"]);
+    const app = sessionApp(a!);
+    const good = (await call(app, "POST", "/set", { body: { n: 1 } })).cookie!;
+    const cookies = [
+      `SESSIONID=${"x".repeat(8000)}`,
+      `SESSIONID=${good}; SESSIONID=${good}x`,
+      `SESSIONID=${good}x; SESSIONID=${good}`,
+      "SESSIONID=%E0%A4%A",
+      "SESSIONID=\u00fc\u00df.\u00e9",
+      'SESSIONID="quoted.value"',
+      "SESSIONID",
+      ";;;==;",
+      `SESSIONID=${good.replace(".", "..")}`,
+      `SESSIONID=../../etc/passwd.a`,
+    ];
+    for (const cookie of cookies) {
+      const res = await app.request("http://app.test/get", { headers: { cookie } });
+      expect(res.status, cookie.slice(0, 40)).toBe(200);
+      const body = (await res.json()) as { id: string };
+      // Either the valid session is found, or a fresh id is issued: never the client's value.
+      expect(body.id === good || !cookie.includes(body.id.split(".")[0]!), cookie.slice(0, 40)).toBe(true);
+    }
+  });
+});

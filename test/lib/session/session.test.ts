@@ -1,7 +1,7 @@
 // Owns: unit tests of lib/session/session.ts (the handler's view of a session and the delta it records).
 import { describe, expect, it } from "vitest";
 import { decodeValue, encodeValue } from "../../../lib/codec/values.ts";
-import { InvalidatedSessionError, SessionTooLargeError, UnserializableValueError } from "../../../lib/errors.ts";
+import { InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooManySessionsError, UnserializableValueError } from "../../../lib/errors.ts";
 import { HybridClock, compareStamps } from "../../../lib/session/clock.ts";
 import { parseSessionId } from "../../../lib/session/ids.ts";
 import { Session } from "../../../lib/session/session.ts";
@@ -90,10 +90,41 @@ describe("attributes", () => {
   it("rejects empty and over-long names", () => {
     const session = newSession();
     expect(() => session.set("", 1)).toThrow(RangeError);
-    expect(() => session.set("x".repeat(257), 1)).toThrow(RangeError);
+    expect(() => session.set("x".repeat(257), 1)).toThrow(SessionLimitError);
     expect(() => session.delete("")).toThrow(RangeError);
     session.set("x".repeat(256), 1);
     expect(session.has("x".repeat(256))).toBe(true);
+  });
+
+  it("enforces maxAttributes, maxAttributeNameLength and maxValueDepth with SessionLimitError, storing nothing", () => {
+    const session = new Session({ node: "n1", clock: new HybridClock("n1"), maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 60, limits: { maxAttributes: 4, maxAttributeNameLength: 4, maxValueDepth: 3 } });
+    session.set("a", 1);
+    session.set("b", 2);
+    expect(() => session.set("abcde", 1)).toThrow(expect.objectContaining({ limit: "maxAttributeNameLength" }));
+    session.set("d", [[1]]); // depth 2
+    session.set("e", [[[1]]]); // three levels: the limit
+    expect(() => session.set("e", [[[[1]]]])).toThrow(expect.objectContaining({ limit: "maxValueDepth" }));
+    expect(() => session.set("e", new Map([[1, new Map([[2, new Set([[3]])]])]]))).toThrow(SessionLimitError);
+    session.delete("e");
+    session.set("c", 3);
+    expect(() => session.set("e", 1)).toThrow(expect.objectContaining({ limit: "maxAttributes" }));
+    session.set("a", 10); // replacing an existing attribute is fine at the limit
+    session.delete("b");
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    session.set("e", cyclic); // a cycle is not depth
+    expect(session.keys()).toEqual(["a", "c", "d", "e"]);
+  });
+
+  it("asks admit() before a new session is first used and throws TooManySessionsError when refused", () => {
+    let refused = false;
+    const session = new Session({ node: "n1", clock: new HybridClock("n1"), maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 60, admit: () => (refused ? 5 : undefined) });
+    refused = true;
+    expect(() => session.set("a", 1)).toThrow(TooManySessionsError);
+    expect(session.used).toBe(false);
+    refused = false;
+    session.set("a", 1);
+    expect(session.used).toBe(true);
   });
 
   it("throws UnserializableValueError for a function and keeps the previous value", () => {
