@@ -201,7 +201,10 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   channel.onStatus((status, detail) => {
     channelState.status = status;
     if (detail !== undefined) channelState.detail = detail;
-    if (status === 'connected' || status === 'closed') logger.info({ status, detail }, 'channel connection changed');
+    if (status === 'error') {
+      stats.channelErrors++;
+      logger.error({ status, detail }, 'the broker refused an operation');
+    } else if (status === 'connected' || status === 'closed') logger.info({ status, detail }, 'channel connection changed');
     else logger.warn({ status, detail }, 'channel connection changed');
   });
   let direct: { unsubscribe(): void } | undefined;

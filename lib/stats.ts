@@ -38,6 +38,8 @@ export class ReplicationStats {
   sessionsCreated = 0;
   sessionsExpired = 0;
   sessionsInvalidated = 0;
+  /** Operations the broker refused (permission violations and other server errors). */
+  channelErrors = 0;
   /** Replication failures (publish errors); requests are still answered. */
   replicationErrors = 0;
 

@@ -1,6 +1,6 @@
 /** Command-line and environment configuration of a node: every flag has an environment variable. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { LogLevel } from '../../lib/index.ts';
 import { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig } from '../../lib/codec/protection.ts';
 
@@ -33,6 +33,22 @@ export interface ServeConfig {
   /** Cluster keys (newest first); empty: messages are neither signed nor encrypted. */
   clusterKeys: ClusterKeyConfig[];
   protection: 'encrypt' | 'sign';
+  /** How the node authenticates to NATS and verifies it. */
+  natsAuth: NatsAuthConfig;
+}
+
+/** NATS credentials and TLS files (all optional; combine as the server requires). */
+export interface NatsAuthConfig {
+  user?: string;
+  password?: string;
+  token?: string;
+  /** File holding an NKey seed (`SU...`). */
+  nkeySeedFile?: string;
+  /** A `.creds` file (JWT plus NKey seed) from `nsc`. */
+  credsFile?: string;
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
 }
 
 /** Flags of `serve`: name, environment variable, help text. */
@@ -53,6 +69,14 @@ export const SERVE_FLAGS = {
   'aws-region': { env: 'AWS_REGION', help: 'AWS region of the DynamoDB table', fallback: 'us-east-1' },
   'cluster-key': { env: 'SESSREP_CLUSTER_KEY', help: 'cluster key(s) "id:base64,id:base64" (256 bits each, newest first): authenticates every message', fallback: undefined },
   'cluster-key-file': { env: 'SESSREP_CLUSTER_KEY_FILE', help: 'file with one "id:base64" key per line, newest first', fallback: undefined },
+  'nats-user': { env: 'NATS_USER', help: 'NATS user name (with --nats-password)', fallback: undefined },
+  'nats-password': { env: 'NATS_PASSWORD', help: 'NATS password', fallback: undefined },
+  'nats-token': { env: 'NATS_TOKEN', help: 'NATS authentication token', fallback: undefined },
+  'nats-nkey-seed-file': { env: 'NATS_NKEY_SEED_FILE', help: 'file with the NKey seed (SU...) to authenticate with', fallback: undefined },
+  'nats-creds': { env: 'NATS_CREDS', help: 'NATS credentials file (JWT + NKey seed)', fallback: undefined },
+  'nats-tls-ca': { env: 'NATS_TLS_CA', help: 'CA certificate file that signed the NATS server certificate (turns on TLS)', fallback: undefined },
+  'nats-tls-cert': { env: 'NATS_TLS_CERT', help: 'client certificate file for NATS TLS (with --nats-tls-key)', fallback: undefined },
+  'nats-tls-key': { env: 'NATS_TLS_KEY', help: 'client key file for NATS TLS', fallback: undefined },
   protection: { env: 'SESSREP_PROTECTION', help: 'with cluster keys: encrypt (AES-256-GCM) or sign (HMAC-SHA256)', fallback: 'encrypt' },
 } as const;
 
@@ -121,10 +145,33 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     awsRegion: pick('aws-region')!,
     clusterKeys: readClusterKeys(pick('cluster-key'), pick('cluster-key-file')),
     protection: oneOf('protection', ['encrypt', 'sign'] as const),
+    natsAuth: readNatsAuth(pick),
   };
   if (config.jetstream && config.nats.length === 0) throw new UsageError('--jetstream, --dynamodb-table and --send persist need --nats (a NATS server with JetStream)');
   if (config.jetstream && config.manager !== 'delta') throw new UsageError('--jetstream, --dynamodb-table and --send persist work with --manager delta only');
   return config;
+}
+
+/** NATS authentication and TLS settings; files must be readable and pairs complete. */
+function readNatsAuth(pick: (name: keyof typeof SERVE_FLAGS) => string | undefined): NatsAuthConfig {
+  const auth: NatsAuthConfig = {};
+  const set = (field: keyof NatsAuthConfig, flag: keyof typeof SERVE_FLAGS, isFile: boolean) => {
+    const value = pick(flag);
+    if (value === undefined) return;
+    if (isFile && !existsSync(value)) throw new UsageError(`--${flag}: no such file ${value}`);
+    auth[field] = value;
+  };
+  set('user', 'nats-user', false);
+  set('password', 'nats-password', false);
+  set('token', 'nats-token', false);
+  set('nkeySeedFile', 'nats-nkey-seed-file', true);
+  set('credsFile', 'nats-creds', true);
+  set('tlsCaFile', 'nats-tls-ca', true);
+  set('tlsCertFile', 'nats-tls-cert', true);
+  set('tlsKeyFile', 'nats-tls-key', true);
+  if ((auth.user === undefined) !== (auth.password === undefined)) throw new UsageError('--nats-user and --nats-password go together');
+  if ((auth.tlsCertFile === undefined) !== (auth.tlsKeyFile === undefined)) throw new UsageError('--nats-tls-cert and --nats-tls-key go together');
+  return auth;
 }
 
 /** Cluster keys from the flag and/or the key file, validated; a problem is a `UsageError`. */

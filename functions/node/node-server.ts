@@ -1,6 +1,6 @@
 /** Runs one cluster node on Node.js: NATS or in-process channel, the demo app over HTTP, pino logs. */
 import { serve, type ServerType } from '@hono/node-server';
-import { connect } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
 import pino from 'pino';
 import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createDemoApp } from '../demo-app.ts';
 import { createNodeMetrics } from './metrics.ts';
-import type { ServeConfig } from './config.ts';
+import type { NatsAuthConfig, ServeConfig } from './config.ts';
 
 /** A running node. */
 export interface RunningNode {
@@ -40,8 +40,27 @@ export function createDynamoClient(config: Pick<ServeConfig, 'dynamodbEndpoint' 
   });
 }
 
+/** Connection options for the configured NATS credentials and TLS files. */
+export function natsAuthOptions(auth: NatsAuthConfig): Partial<ConnectionOptions> {
+  const tls = auth.tlsCaFile !== undefined || auth.tlsCertFile !== undefined;
+  return {
+    ...(auth.user !== undefined ? { user: auth.user, pass: auth.password } : {}),
+    ...(auth.token !== undefined ? { token: auth.token } : {}),
+    ...(auth.credsFile !== undefined ? { authenticator: credsAuthenticator(readFileSync(auth.credsFile)) } : {}),
+    ...(auth.nkeySeedFile !== undefined ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(auth.nkeySeedFile, 'utf8').trim())) } : {}),
+    ...(tls
+      ? {
+          tls: {
+            ...(auth.tlsCaFile !== undefined ? { caFile: auth.tlsCaFile } : {}),
+            ...(auth.tlsCertFile !== undefined ? { certFile: auth.tlsCertFile, keyFile: auth.tlsKeyFile } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
 /** Connects to NATS, retrying forever with the client's backoff; logs while it waits. */
-export async function connectNats(servers: string[], name: string, logger: Logger): Promise<NatsChannel> {
+export async function connectNats(servers: string[], name: string, logger: Logger, auth: NatsAuthConfig = {}): Promise<NatsChannel> {
   logger.info({ servers }, 'connecting to NATS');
   const started = Date.now();
   const waiting = setInterval(() => logger.warn({ servers, waitedMs: Date.now() - started }, 'NATS unreachable, still retrying'), 5000);
@@ -52,6 +71,7 @@ export async function connectNats(servers: string[], name: string, logger: Logge
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     reconnectJitter: 250,
+    ...natsAuthOptions(auth),
   }).finally(() => clearInterval(waiting));
   logger.info({ server: connection.getServer() }, 'connected to NATS');
   return new NatsChannel(connection);
@@ -70,7 +90,7 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
     server.once('error', reject);
   });
   logger.info({ url: `http://${config.host}:${port}` }, 'listening');
-  const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger) : undefined;
+  const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth) : undefined;
   const channel: Channel = nats ?? new MemoryChannel(bus);
   const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
   const store =

@@ -13,8 +13,11 @@ export interface ChannelSubscription {
   unsubscribe(): void;
 }
 
-/** Connection state changes a channel reports (a memory channel never disconnects). */
-export type ChannelStatus = 'connected' | 'disconnected' | 'reconnecting' | 'closed';
+/**
+ * Connection state changes a channel reports (a memory channel never disconnects). `error` is a
+ * server-side refusal on a live connection, such as a permission violation on a subject.
+ */
+export type ChannelStatus = 'connected' | 'disconnected' | 'reconnecting' | 'closed' | 'error';
 
 /**
  * A publish/subscribe transport with NATS subject semantics (`.`-separated tokens, `*` and `>`

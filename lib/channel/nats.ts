@@ -28,11 +28,20 @@ export class NatsChannel implements Channel {
   }
 
   subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+    try {
+      return this.#subscribe(subject, handler, options);
+    } catch (cause) {
+      // Like publish and request: a closed connection fails with ChannelRequestError kind `closed`.
+      throw this.#translate(cause, subject);
+    }
+  }
+
+  #subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
     const subscription = this.connection.subscribe(subject, {
       ...(options?.queue !== undefined ? { queue: options.queue } : {}),
       callback: (error, message) => {
         if (error) {
-          this.#emit('disconnected', `subscription ${subject}: ${error.message}`);
+          this.#emit('error', `subscription to ${subject} failed: ${error.message}`);
           return;
         }
         try {
@@ -85,8 +94,16 @@ export class NatsChannel implements Channel {
       if (status.type === 'disconnect') this.#emit('disconnected', String(status.server));
       else if (status.type === 'reconnecting') this.#emit('reconnecting');
       else if (status.type === 'reconnect') this.#emit('connected', String(status.server));
-      else if (status.type === 'error') this.#emit('disconnected', status.error.message);
+      else if (status.type === 'error') this.#emit('error', describeServerError(status.error));
       else if (status.type === 'close') this.#emit('closed');
     }
   }
+}
+
+/** A one-line account of a server error, naming the subject for permission violations. */
+function describeServerError(error: Error): string {
+  if (error instanceof errors.PermissionViolationError) {
+    return `NATS permission violation: ${error.operation} on "${error.subject}"${error.queue ? ` (queue ${error.queue})` : ''} is not allowed for this user`;
+  }
+  return error.message;
 }
