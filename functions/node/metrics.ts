@@ -128,15 +128,21 @@ function lagSummary(sessions: ReplicatedSessions) {
     get() {
       const lag = sessions.stats.lag();
       const totals = sessions.stats.lagTotals();
-      const seconds = (ms: number | null) => (ms === null ? Number.NaN : ms / 1000);
+      // No quantiles without samples in the window (rather than NaN): _sum and _count are always there.
+      const quantiles =
+        lag.p50Ms === null || lag.p99Ms === null
+          ? []
+          : [
+              { labels: { quantile: 0.5 }, value: lag.p50Ms / 1000 },
+              { labels: { quantile: 0.99 }, value: lag.p99Ms / 1000 },
+            ];
       return {
         name,
         help,
         type: 'summary',
         aggregator: 'sum',
         values: [
-          { labels: { quantile: 0.5 }, value: seconds(lag.p50Ms) },
-          { labels: { quantile: 0.99 }, value: seconds(lag.p99Ms) },
+          ...quantiles,
           { metricName: `${name}_sum`, labels: {}, value: totals.sumMs / 1000 },
           { metricName: `${name}_count`, labels: {}, value: totals.count },
         ],

@@ -362,11 +362,12 @@ export class DeltaManager implements SessionManager {
   }
 }
 
-/** Records the replication lag of one applied message: now minus the wall time of its newest stamp. */
+/**
+ * Records the replication lag of applied deltas, one sample per session delta (a message may batch
+ * several requests): now minus the wall time of the delta's newest stamp, the moment of its write.
+ */
 export function recordWriteLag(stats: ReplicationStats, states: readonly SessionState[]): void {
   if (states.length === 0) return;
-  let newest = 0;
-  for (const state of states) newest = Math.max(newest, latestStamp(state)[0]);
   const now = Date.now();
-  stats.recordLag(now - newest, now);
+  for (const state of states) stats.recordLag(now - latestStamp(state)[0], now);
 }

@@ -1,0 +1,257 @@
+// Owns: tests of functions/node/metrics.ts (GET /metrics in Prometheus text) and of the demo app's
+// operator endpoints: /cluster (CORS), /cluster/sessions, /cluster/ui and /metrics only when injected.
+import { afterEach, describe, expect, it } from "vitest";
+import { createDemoApp } from "../../functions/demo-app.ts";
+import { createNodeMetrics } from "../../functions/node/metrics.ts";
+import { consoleLogger, createCluster, MemoryBus, MemoryChannel, type ReplicatedSessions } from "../../lib/index.ts";
+import { SessionClient, waitFor } from "../kit/index.ts";
+
+const FAST = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100, sweepIntervalMs: 50, stateTransferTimeoutMs: 3000 } as const;
+const running: ReplicatedSessions[] = [];
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((node) => node.stop().catch(() => undefined)));
+});
+
+async function startNodes(names: string[], manager: "delta" | "backup" = "delta"): Promise<ReplicatedSessions[]> {
+  const bus = new MemoryBus();
+  const nodes: ReplicatedSessions[] = [];
+  for (const node of names) {
+    const sessions = createCluster({ cluster: "metrics", node, manager, channel: new MemoryChannel(bus), logger: consoleLogger("silent"), ...FAST });
+    running.push(sessions);
+    await sessions.start();
+    nodes.push(sessions);
+  }
+  await waitFor("every node to see the others ready", () => nodes.every((n) => n.membership.readyMembers().length === names.length - 1));
+  return nodes;
+}
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+interface Exposition {
+  types: Map<string, string>;
+  help: Map<string, string>;
+  samples: Sample[];
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+/** A strict parser of the Prometheus text format (0.0.4): throws on any line it does not understand. */
+function parseExposition(text: string): Exposition {
+  const types = new Map<string, string>();
+  const help = new Map<string, string>();
+  const samples: Sample[] = [];
+  expect(text.endsWith("\n")).toBe(true);
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    if (line.startsWith("# HELP ")) {
+      const [, , metric, ...rest] = line.split(" ");
+      expect(metric).toMatch(NAME);
+      help.set(metric!, rest.join(" "));
+      continue;
+    }
+    if (line.startsWith("# TYPE ")) {
+      const [, , metric, type] = line.split(" ");
+      expect(metric).toMatch(NAME);
+      expect(["counter", "gauge", "summary", "histogram", "untyped"]).toContain(type);
+      expect(types.has(metric!), `TYPE of ${metric} declared twice`).toBe(false);
+      types.set(metric!, type!);
+      continue;
+    }
+    if (line.startsWith("#")) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([^ ]+)(?: (-?\d+))?$/.exec(line);
+    if (!match) throw new Error(`not a Prometheus sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    if (match[2]) {
+      const labelRe = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/g;
+      let consumed = 0;
+      for (const m of match[2].matchAll(labelRe)) {
+        labels[m[1]!] = m[2]!;
+        consumed += m[0].length;
+      }
+      expect(consumed, `labels of ${line}`).toBe(match[2].length);
+    }
+    const raw = match[3]!;
+    // Like Prometheus (Go's ParseFloat), NaN and Inf in any case: prom-client writes "Nan" for an empty event-loop histogram.
+    const nan = /^nan$/i.test(raw);
+    const value = nan ? Number.NaN : /^\+?inf$/i.test(raw) ? Infinity : /^-inf$/i.test(raw) ? -Infinity : Number(raw);
+    if (!nan) expect(Number.isNaN(value), `value of ${line}`).toBe(false);
+    if (match[4] !== undefined) expect(Number.isSafeInteger(Number(match[4]))).toBe(true);
+    samples.push({ name: match[1]!, labels, value });
+  }
+  // Every sample belongs to a declared metric (summaries add _sum and _count).
+  for (const sample of samples) {
+    const base = types.has(sample.name) ? sample.name : sample.name.replace(/_(sum|count|bucket)$/, "");
+    expect(types.has(base), `sample ${sample.name} has no TYPE`).toBe(true);
+  }
+  return { types, help, samples };
+}
+
+function value(exposition: Exposition, name: string, labels: Record<string, string> = {}): number | undefined {
+  return exposition.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+}
+
+async function scrape(app: { request(path: string): Response | Promise<Response> }): Promise<Exposition> {
+  const res = await app.request("/metrics");
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+  return parseExposition(await res.text());
+}
+
+describe("GET /metrics", () => {
+  it("is Prometheus text with sessrep_ metrics following the naming conventions, plus process metrics", async () => {
+    const [a] = await startNodes(["a", "b"]);
+    const app = createDemoApp(a!, { metrics: createNodeMetrics(a!).handler });
+    const metrics = await scrape(app);
+    const expected: Record<string, string> = {
+      sessrep_messages_sent_total: "counter",
+      sessrep_messages_received_total: "counter",
+      sessrep_messages_dropped_total: "counter",
+      sessrep_bytes_sent_total: "counter",
+      sessrep_bytes_received_total: "counter",
+      sessrep_acks_timed_out_total: "counter",
+      sessrep_replication_errors_total: "counter",
+      sessrep_sessions_created_total: "counter",
+      sessrep_sessions_expired_total: "counter",
+      sessrep_sessions_invalidated_total: "counter",
+      sessrep_route_rewrites_total: "counter",
+      sessrep_sessions: "gauge",
+      sessrep_members: "gauge",
+      sessrep_ready: "gauge",
+      sessrep_state_transfer_sessions: "gauge",
+      sessrep_replication_lag_seconds: "summary",
+      process_cpu_seconds_total: "counter",
+      process_resident_memory_bytes: "gauge",
+      nodejs_eventloop_lag_seconds: "gauge",
+    };
+    for (const [name, type] of Object.entries(expected)) expect(metrics.types.get(name), name).toBe(type);
+    for (const [name, type] of metrics.types) {
+      if (!name.startsWith("sessrep_")) continue;
+      expect(metrics.help.get(name), `HELP of ${name}`).toBeTruthy();
+      // Counters end in _total and only counters do; durations are in seconds.
+      expect(name.endsWith("_total"), name).toBe(type === "counter");
+      expect(name).not.toMatch(/_ms$|_millis/);
+    }
+    // Every series names its cluster and node.
+    for (const sample of metrics.samples) expect(sample.labels).toMatchObject({ cluster: "metrics", node: "a" });
+    expect(value(metrics, "sessrep_members", { state: "alive" })).toBe(2);
+    expect(value(metrics, "sessrep_members", { state: "suspected" })).toBe(0);
+    expect(value(metrics, "sessrep_ready")).toBe(1);
+    expect(value(metrics, "sessrep_sessions", { role: "replica" })).toBe(0);
+    expect(value(metrics, "sessrep_messages_sent_total", { kind: "hb" })).toBeGreaterThan(0);
+    expect(value(metrics, "sessrep_replication_lag_seconds_count")).toBe(0);
+    // No quantiles until something was applied in the last minute.
+    expect(value(metrics, "sessrep_replication_lag_seconds", { quantile: "0.5" })).toBeUndefined();
+  });
+
+  it("values change after traffic: messages, bytes, sessions, lag", async () => {
+    const [a, b] = await startNodes(["a", "b"]);
+    const appA = createDemoApp(a!, { metrics: createNodeMetrics(a!, { processMetrics: false }).handler });
+    const appB = createDemoApp(b!, { metrics: createNodeMetrics(b!, { processMetrics: false }).handler });
+    const beforeA = await scrape(appA);
+    const beforeB = await scrape(appB);
+    expect(value(beforeA, "sessrep_messages_sent_total", { kind: "delta" })).toBeUndefined();
+
+    const clients = Array.from({ length: 3 }, () => new SessionClient());
+    for (const client of clients) {
+      for (let i = 0; i < 3; i++) {
+        const res = await appA.request("/counter", { method: "POST", headers: client.cookie ? { cookie: `SESSIONID=${client.cookie}` } : {} });
+        expect(res.status).toBe(200);
+        for (const line of res.headers.getSetCookie()) client.absorb(line);
+      }
+    }
+    await waitFor("b to apply the last write of every session", () =>
+      clients.every((client) => {
+        const key = client.cookie!.slice(0, client.cookie!.lastIndexOf("."));
+        const counter = b!.manager.find(key)?.attributes.get("counter");
+        return counter !== undefined && a!.manager.find(key)?.attributes.get("counter")?.stamp.join() === counter.stamp.join();
+      }),
+    );
+
+    const afterA = await scrape(appA);
+    const afterB = await scrape(appB);
+    // Async deltas of one event-loop turn may share a message: at least one, and what the library counted.
+    expect(value(afterA, "sessrep_messages_sent_total", { kind: "delta" })).toBeGreaterThanOrEqual(1);
+    expect(value(afterA, "sessrep_messages_sent_total", { kind: "delta" })).toBe(a!.stats.sent.delta);
+    expect(value(afterA, "sessrep_bytes_sent_total")!).toBeGreaterThan(value(beforeA, "sessrep_bytes_sent_total")!);
+    expect(value(afterA, "sessrep_sessions_created_total")).toBe(3);
+    expect(value(afterA, "sessrep_sessions", { role: "replica" })).toBe(3);
+    expect(value(afterB, "sessrep_sessions", { role: "replica" })).toBe(3);
+    expect(value(afterB, "sessrep_messages_received_total", { kind: "delta" })).toBe(a!.stats.sent.delta);
+    expect(value(afterB, "sessrep_bytes_received_total")!).toBeGreaterThan(value(beforeB, "sessrep_bytes_received_total")!);
+    // One lag sample per applied delta: at least one per session.
+    expect(value(afterB, "sessrep_replication_lag_seconds_count")).toBe(b!.stats.lagTotals().count);
+    expect(value(afterB, "sessrep_replication_lag_seconds_count")).toBeGreaterThanOrEqual(3);
+    const p50 = value(afterB, "sessrep_replication_lag_seconds", { quantile: "0.5" })!;
+    const p99 = value(afterB, "sessrep_replication_lag_seconds", { quantile: "0.99" })!;
+    expect(p50).toBeGreaterThanOrEqual(0);
+    expect(p99).toBeGreaterThanOrEqual(p50);
+    expect(p99).toBeLessThan(1); // seconds, in process
+    expect(value(afterB, "sessrep_replication_lag_seconds_sum")).toBeGreaterThanOrEqual(0);
+  });
+
+  it("backup manager: sessions by role", async () => {
+    const [a, b, c] = await startNodes(["a", "b", "c"], "backup");
+    const res = await createDemoApp(a!).request("/counter", { method: "POST" });
+    expect(res.status).toBe(200);
+    await waitFor("every node to know the session", () => [a, b, c].every((n) => n!.status().sessions.total === 1));
+    const roles = await Promise.all(
+      [a, b, c].map(async (n) => {
+        const metrics = await scrape(createDemoApp(n!, { metrics: createNodeMetrics(n!, { processMetrics: false }).handler }));
+        return ["primary", "backup", "proxy"].map((role) => value(metrics, "sessrep_sessions", { role }));
+      }),
+    );
+    expect(roles[0]).toEqual([1, 0, 0]);
+    expect(roles.slice(1).sort()).toEqual([
+      [0, 0, 1],
+      [0, 1, 0],
+    ]);
+  });
+});
+
+describe("the demo app's operator endpoints", () => {
+  it("/cluster allows any origin to read it; /metrics and /cluster/ui exist only when injected", async () => {
+    const [a] = await startNodes(["a"]);
+    const plain = createDemoApp(a!);
+    const cluster = await plain.request("/cluster");
+    expect(cluster.status).toBe(200);
+    expect(cluster.headers.get("access-control-allow-origin")).toBe("*");
+    expect(await cluster.json()).toMatchObject({ node: "a", rates: { windowSeconds: expect.any(Number) }, replicationLag: { samples: 0 }, draining: false });
+    expect((await plain.request("/metrics")).status).toBe(404);
+    expect((await plain.request("/cluster/ui")).status).toBe(404);
+
+    const withUi = createDemoApp(a!, { dashboardHtml: "<!doctype html><title>x</title>" });
+    const ui = await withUi.request("/cluster/ui");
+    expect(ui.status).toBe(200);
+    expect(ui.headers.get("content-type")).toContain("text/html");
+    expect(await ui.text()).toContain("<title>x</title>");
+  });
+
+  it("/cluster/sessions lists key prefixes, honours limit, rejects a bad limit, and is readable cross-origin", async () => {
+    const [a] = await startNodes(["a"]);
+    const app = createDemoApp(a!);
+    const cookies: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await app.request("/counter", { method: "POST" });
+      const line = res.headers.getSetCookie()[0]!;
+      cookies.push(line.slice("SESSIONID=".length).split(";")[0]!);
+    }
+    const res = await app.request("/cluster/sessions?limit=2");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    const list = (await res.json()) as { total: number; sessions: { key: string }[] };
+    expect(list.total).toBe(5);
+    expect(list.sessions).toHaveLength(2);
+    const all = await (await app.request("/cluster/sessions")).text();
+    for (const cookie of cookies) {
+      const key = cookie.slice(0, cookie.lastIndexOf("."));
+      expect(all).toContain(`"${key.slice(0, 8)}"`);
+      expect(all).not.toContain(key);
+    }
+    for (const bad of ["0", "-1", "abc", "1001", "2.5"]) expect((await app.request(`/cluster/sessions?limit=${bad}`)).status).toBe(400);
+  });
+});
