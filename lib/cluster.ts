@@ -18,6 +18,7 @@ import { ReplicationStats, type TrafficRates } from './stats.ts';
 import type { LagSummary } from './stats-window.ts';
 import { roleOf } from './managers/ownership-map.ts';
 import { checkClusterKeys, MessageProtection } from './codec/protection.ts';
+import { DrainController, type DrainStatus } from './drain.ts';
 import type { MiddlewareHandler } from 'hono';
 
 /** Default session size limit: 1 MiB, or 350 KiB with a snapshot store so every session fits one DynamoDB item. */
@@ -25,6 +26,8 @@ const DEFAULT_SESSION_BYTES = 1024 * 1024;
 const DEFAULT_STORED_SESSION_BYTES = 350 * 1024;
 /** Largest `maxSessionBytes` allowed with a snapshot store (DynamoDB's item limit less the item's keys and fields). */
 const MAX_STORED_SESSION_BYTES = 380 * 1024;
+/** Room a replication message needs besides the session's attributes (envelope, keys, stamps). */
+const PAYLOAD_OVERHEAD_BYTES = 64 * 1024;
 
 const token = (what: string) => z.string().regex(TOKEN_PATTERN, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
 const ms = (fallback: number) => z.number().int().positive().default(fallback);
@@ -59,6 +62,8 @@ const optionsSchema = z
     protection: z.enum(['encrypt', 'sign']).default('encrypt'),
     /** This node's HTTP base URL, announced in heartbeats and shown on `/cluster` (the dashboard polls every member there). */
     advertiseUrl: z.string().max(512).regex(/^https?:\/\/\S+$/, 'advertiseUrl must be an http(s) URL').optional(),
+    /** Draining: how long no session request may arrive before the node reports `drained` (the load balancer stopped routing here). */
+    drainQuietMs: z.number().int().nonnegative().default(1000),
     logger: z.custom<Logger>((value) => typeof value === 'object' && value !== null && 'warn' in value && 'child' in value, 'logger must have debug/info/warn/error/child').optional(),
   })
   .strict()
@@ -161,6 +166,14 @@ export interface ReplicatedSessions {
   status(): ClusterStatus;
   /** The sessions this node knows, at most `limit` (for `/cluster/sessions`): key prefixes only. */
   sessions(limit?: number): SessionList;
+  /**
+   * Starts draining (idempotent): announces it, refuses new sessions (503 + Retry-After) and hands
+   * this node's sessions to other members. Resolves when they are handed over; `drainStatus()` says
+   * when it is safe to stop.
+   */
+  drain(): Promise<DrainStatus>;
+  /** `serving`, `draining`, or `drained` (safe to stop), and what is left. */
+  drainStatus(): DrainStatus;
 }
 
 /**
@@ -185,7 +198,9 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   );
   const touchIntervalMs = o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10)));
   const parts = { bus, membership, clock, stats, logger };
-  const maxSessionBytes = o.maxSessionBytes ?? (o.store ? DEFAULT_STORED_SESSION_BYTES : DEFAULT_SESSION_BYTES);
+  // The default fits one broker message (NATS's default max payload is 1 MB) and one DynamoDB item.
+  const fitsPayload = channel.maxPayload !== undefined ? channel.maxPayload - PAYLOAD_OVERHEAD_BYTES : Infinity;
+  const maxSessionBytes = o.maxSessionBytes ?? Math.min(o.store ? DEFAULT_STORED_SESSION_BYTES : DEFAULT_SESSION_BYTES, fitsPayload);
   const managerOptions = {
     ackTimeoutMs: o.ackTimeoutMs,
     stateTransferTimeoutMs: o.stateTransferTimeoutMs,
@@ -197,6 +212,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
   };
   const manager: DeltaManager | BackupManager =
     o.manager === 'backup' ? new BackupManager(parts, { ...managerOptions, fetchTimeoutMs: o.fetchTimeoutMs }) : new DeltaManager(parts, managerOptions);
+  const drainer = new DrainController(manager, membership, logger, o.drainQuietMs);
   const channelState: ClusterStatus['channel'] = { kind: channel.kind, status: 'connected' };
   channel.onStatus((status, detail) => {
     channelState.status = status;
@@ -229,7 +245,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         else manager.onDirect(incoming);
       });
       const limit = channel.maxPayload;
-      if (limit !== undefined && maxSessionBytes + 64 * 1024 > limit) {
+      if (limit !== undefined && maxSessionBytes + PAYLOAD_OVERHEAD_BYTES > limit) {
         logger.warn({ maxSessionBytes, maxPayload: limit }, 'the broker max payload is below maxSessionBytes plus message overhead: the largest sessions will not replicate; raise max_payload or lower maxSessionBytes');
       }
       if (o.clusterKeys) bus.protect(await MessageProtection.create(o.clusterKeys, o.protection));
@@ -246,7 +262,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
       await channel.close();
     },
     middleware(middlewareOptions) {
-      return sessionMiddleware(
+      const inner = sessionMiddleware(
         {
           node,
           manager,
@@ -258,9 +274,25 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
           sendMode: o.sendMode,
           limits: { maxAttributes: o.maxAttributes, maxAttributeNameLength: o.maxAttributeNameLength, maxValueDepth: o.maxValueDepth },
           maxActiveSessions: o.maxActiveSessions,
+          isDraining: () => drainer.draining,
         },
         middlewareOptions,
       );
+      // Session requests in flight keep a draining node from reporting `drained`.
+      return async function trackedSession(c, next) {
+        const leave = drainer.enter();
+        try {
+          return await inner(c, next);
+        } finally {
+          leave();
+        }
+      };
+    },
+    drain() {
+      return drainer.start().then(() => drainer.status());
+    },
+    drainStatus() {
+      return drainer.status();
     },
     status() {
       const now = Date.now();

@@ -10,7 +10,7 @@ import { sessionFields, type Logger } from '../logger.ts';
 import type { Membership } from '../membership/membership.ts';
 import type { HybridClock } from '../session/clock.ts';
 import type { SessionChanges } from '../session/session.ts';
-import { cloneState, isIdleExpired, latestStamp, type SessionState } from '../session/state.ts';
+import { attributeBytes, cloneState, isIdleExpired, latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
 import { AckTracker } from './ack-tracker.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
@@ -51,6 +51,20 @@ export interface ManagerParts {
   readonly logger: Logger;
 }
 
+/** Most sessions one async message carries (small deltas: well under the broker's payload limit). */
+const BATCH_SESSIONS = 64;
+/** Bytes of attribute data above which a batch is split (a single larger delta still goes alone). */
+const BATCH_BYTES = 256 * 1024;
+
+/**
+ * Runs `task` once the current event-loop turn's I/O callbacks are done: `setImmediate` where the
+ * runtime has it (Node, Bun, Deno), a zero timeout elsewhere.
+ */
+const nextTurn: (task: () => void) => void =
+  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
+    ? (task) => (globalThis as unknown as { setImmediate: (task: () => void) => void }).setImmediate(task)
+    : (task) => setTimeout(task, 0);
+
 /** All-to-all replication. */
 export class DeltaManager implements SessionManager {
   readonly name = 'delta';
@@ -68,6 +82,9 @@ export class DeltaManager implements SessionManager {
   /** Highest log sequence applied (log mode); the log delivers in order, so everything below it is applied too. */
   #appliedSeq = 0;
   #caughtUp?: { target: number; done: () => void };
+  /** Async deltas waiting for the end of the current event-loop turn. */
+  readonly #batch: SessionState[] = [];
+  #batchScheduled = false;
   /** Keeps log messages in sequence order while protected messages are verified asynchronously. */
   #logChain: Promise<void> = Promise.resolve();
   readonly #writer?: SnapshotWriter;
@@ -124,6 +141,7 @@ export class DeltaManager implements SessionManager {
 
   async stop(): Promise<void> {
     clearInterval(this.#sweepTimer);
+    if (this.#batchScheduled) this.#flushBatch();
     this.#acks.releaseAll();
     await this.#writer?.stop().catch(() => undefined);
     this.#ready = false;
@@ -150,6 +168,20 @@ export class DeltaManager implements SessionManager {
 
   async resolve(key: string): Promise<SessionState | undefined> {
     return this.find(key);
+  }
+
+  /**
+   * Every session is on every member already, so draining only waits until the writes sent so far
+   * are acknowledged (ack mode) and the channel has flushed what is queued.
+   */
+  async drain(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 0)); // Writes batched for this event-loop turn leave first.
+    while (this.#acks.size > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    await this.parts.bus.flush();
+  }
+
+  drainRemaining(): number {
+    return this.#acks.size;
   }
 
   async commit(changes: SessionChanges, options: CommitOptions): Promise<void> {
@@ -214,6 +246,37 @@ export class DeltaManager implements SessionManager {
   }
 
   async #publish(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<void> {
+    if (mode === 'async') {
+      // Requests handled in one event-loop turn share one message: one broker round, one decode per peer.
+      this.#batch.push(...deltas);
+      if (!this.#batchScheduled) {
+        this.#batchScheduled = true;
+        nextTurn(() => this.#flushBatch());
+      }
+      return;
+    }
+    return this.#send(deltas, mode, route);
+  }
+
+  /** Sends the async deltas of the current turn, in messages of at most `BATCH_SESSIONS` sessions and `BATCH_BYTES`. */
+  #flushBatch(): void {
+    this.#batchScheduled = false;
+    let message: SessionState[] = [];
+    let bytes = 0;
+    for (const delta of this.#batch.splice(0)) {
+      const size = 200 + attributeBytes(delta);
+      if (message.length > 0 && (message.length >= BATCH_SESSIONS || bytes + size > BATCH_BYTES)) {
+        void this.#send(message, 'async');
+        message = [];
+        bytes = 0;
+      }
+      message.push(delta);
+      bytes += size;
+    }
+    if (message.length > 0) void this.#send(message, 'async');
+  }
+
+  async #send(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<void> {
     const { bus, membership, stats, logger } = this.parts;
     const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
     const expected = mode === 'ack' ? membership.readyMembers().map((m) => m.node) : [];
