@@ -5,3 +5,4 @@ export * from "./processes.ts";
 export * from "./nats-server.ts";
 export * from "./node-process.ts";
 export * from "./http-client.ts";
+export * from "./dynamodb-local.ts";
