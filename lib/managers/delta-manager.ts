@@ -133,7 +133,7 @@ export class DeltaManager implements SessionManager {
       for (const incoming of buffered) this.#applyDelta(incoming);
     }
     this.#writer?.start();
-    this.#subscriptions.push(bus.listen(bus.subjects.state, (incoming) => this.#donor.answer(incoming), { queue: 'donors' }));
+    this.#subscriptions.push(bus.listen(bus.subjects.state, (incoming) => void this.#answerFirstPage(incoming), { queue: 'donors' }));
     this.#sweepTimer = setInterval(() => this.sweep(Date.now()), this.options.sweepIntervalMs);
     this.#ready = true;
     membership.setReady(true);
@@ -391,6 +391,25 @@ export class DeltaManager implements SessionManager {
       this.#writer?.noteApplied(seq, body.s.map((state) => state.key));
     }
     if (this.#caughtUp && seq >= this.#caughtUp.target) this.#caughtUp.done();
+  }
+
+  /**
+   * A joiner with a log follows it from the stream's end as it saw it before asking for state; this
+   * node's consumer may not have applied that far yet. So in log mode the first page waits (briefly)
+   * until this node applied the log up to the stream's current end: no message falls in between.
+   */
+  async #answerFirstPage(incoming: Incoming): Promise<void> {
+    const log = this.options.log;
+    if (log) {
+      try {
+        const { last } = await log.bounds();
+        const deadline = Date.now() + Math.min(5000, this.options.stateTransferTimeoutMs / 2);
+        while (this.#appliedSeq < last && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      } catch {
+        // Answer with what this node holds; the joiner still follows the log.
+      }
+    }
+    this.#donor.answer(incoming);
   }
 
   /** The snapshot leader is the oldest ready member: only it writes to the store. */
