@@ -47,8 +47,18 @@ export function createDemoApp(sessions: ReplicatedSessions, options: DemoAppOpti
 
   app.get('/healthz', (c) => {
     const ready = sessions.ready;
-    return c.json({ ready, node, stateTransfer: sessions.status().stateTransfer.state }, ready ? 200 : 503);
+    // A draining node answers 503 so a load balancer stops sending it traffic.
+    const draining = sessions.drainStatus().state !== 'serving';
+    return c.json({ ready, node, stateTransfer: sessions.status().stateTransfer.state, ...(draining ? { draining } : {}) }, ready && !draining ? 200 : 503);
   });
+  app.post('/cluster/drain', (c) => {
+    // Not from another site's page: a browser sends Origin on a cross-origin POST (curl and the CLI send none).
+    const origin = c.req.header('origin');
+    if (origin !== undefined && origin !== new URL(c.req.url).origin) return json({ error: 'cross-origin drain refused' }, 403);
+    sessions.drain().catch((error: unknown) => sessions.logger.error({ error }, 'draining failed'));
+    return json(sessions.drainStatus(), 202, { 'cache-control': 'no-store' });
+  });
+  app.get('/cluster/drain', () => json(sessions.drainStatus(), 200, CLUSTER_VIEW_HEADERS));
   app.get('/cluster', () => json(sessions.status(), 200, CLUSTER_VIEW_HEADERS));
   app.get('/cluster/sessions', (c) => {
     const raw = c.req.query('limit') ?? '200';

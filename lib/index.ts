@@ -1,5 +1,6 @@
 /** Public entry point: Web-standard only, runs on every Hono runtime. NATS lives in `session-replication/nats`. */
 export { createCluster, type ClusterOptions, type ClusterStatus, type MemberStatus, type ReplicatedSessions, type SessionList, type SessionSummary } from './cluster.ts';
+export type { DrainStatus } from './drain.ts';
 export type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel/channel.ts';
 export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts';
 export * from './errors.ts';

@@ -1,14 +1,18 @@
-/** The `session-replication` command line: `serve` runs one node, `cluster` runs a local cluster in one process. */
-import { defaultMemoryBus, MemoryBus } from '../../lib/index.ts';
-import { flagHelp, parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError, type ServeConfig } from './config.ts';
+/** The `session-replication` command line: `serve` runs one node, `cluster` a local cluster, `drain` drains a node. */
+import { flagHelp, parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError } from './config.ts';
 import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
 import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
+import { CLUSTER_HELP, runLocalCluster } from './local-cluster.ts';
+import { DRAIN_HELP, drainCommand } from './drain-command.ts';
 
 const USAGE = `session-replication: replicated sessions for Hono over NATS
 
 Usage:
   session-replication serve   [options]   run one node
-  session-replication cluster [options]   run a local cluster of nodes in this process
+  session-replication cluster [options]   run a local cluster: nats-server, DynamoDB Local, N node
+                                          processes and HAProxy, whichever are installed (npm start)
+  session-replication drain (--url URL | --node ID) [--timeout S]
+                                          drain one node and wait until it is safe to stop
   session-replication table create --dynamodb-table NAME [--dynamodb-endpoint URL] [--aws-region R]
                                           create the snapshot table with TTL (for local use)
   session-replication help                this text
@@ -16,15 +20,15 @@ Usage:
 serve options (each also read from the environment variable shown):
 ${flagHelp(SERVE_FLAGS)}
 
-cluster options:
-  --nodes N          number of nodes (default 3)
-  --base-port P      first HTTP port; node i listens on P+i-1 (default 8081)
-  --nats URL         use this NATS server instead of the in-process channel
-  plus --cluster, --manager, --send, --max-inactive, --host, --log-level as for serve
+${CLUSTER_HELP}
+
+${DRAIN_HELP}
 
 Endpoints of every node: GET /session, PUT|DELETE /session/attributes/:name, POST /counter,
-POST /session/invalidate, POST /session/regenerate, GET /cluster, GET /healthz.
-SIGTERM or Ctrl-C leaves the cluster gracefully.`;
+POST /session/invalidate, POST /session/regenerate, GET /cluster, GET /cluster/sessions,
+GET /cluster/ui, GET /metrics, GET /healthz (503 while joining or draining),
+POST /cluster/drain (start draining), GET /cluster/drain ({state, remaining}).
+SIGTERM or Ctrl-C leaves the cluster gracefully (after a drain: without moving any session).`;
 
 function fail(message: string): never {
   process.stderr.write(`session-replication: ${message}\n`);
@@ -57,29 +61,6 @@ async function serveCommand(args: string[]): Promise<void> {
   nodes.push(await startNode(config, logger));
 }
 
-async function clusterCommand(args: string[]): Promise<void> {
-  const { values } = parseFlags(args, { ...serveOptions(), nodes: { type: 'string' }, 'base-port': { type: 'string' } });
-  if (values.help) return void process.stdout.write(`${USAGE}\n`);
-  const count = Number(values.nodes ?? '3');
-  if (!Number.isInteger(count) || count < 1 || count > 32) throw new UsageError(`--nodes must be an integer from 1 to 32, got "${values.nodes}"`);
-  const basePort = Number(values['base-port'] ?? '8081');
-  if (!Number.isInteger(basePort) || basePort < 1 || basePort + count - 1 > 65535) throw new UsageError(`--base-port must be a port number, got "${values['base-port']}"`);
-  const base: ServeConfig = readServeConfig({ ...values, 'log-level': values['log-level'] ?? 'warn' }, process.env);
-  const logger = createLogger(base.logLevel);
-  const bus = base.nats.length > 0 ? undefined : new MemoryBus();
-  const nodes: RunningNode[] = [];
-  stopOnSignals(nodes);
-  const channel = bus ? 'in-process channel' : `NATS ${base.nats.join(',')}`;
-  process.stdout.write(`starting ${count} node(s) of cluster "${base.cluster}" (${base.manager} manager, ${base.send} send) on the ${channel}\n`);
-  for (let i = 1; i <= count; i++) {
-    const config = { ...base, node: `n${i}`, port: basePort + i - 1 };
-    const node = await startNode(config, logger.child({ node: config.node }), bus ?? defaultMemoryBus);
-    nodes.push(node);
-    process.stdout.write(`  node ${config.node}: http://${config.host}:${node.port}/  (ready, ${node.sessions.status().sessions.total} sessions)\n`);
-  }
-  const first = `http://${base.host}:${nodes[0]!.port}`;
-  process.stdout.write(`\nTry:\n  curl -c jar -b jar -X POST ${first}/counter\n  curl -b jar http://${base.host}:${nodes[nodes.length - 1]!.port}/session\n  curl ${first}/cluster\nCtrl-C stops every node.\n`);
-}
 
 async function tableCommand(args: string[]): Promise<void> {
   const [action, ...rest] = args;
@@ -101,7 +82,9 @@ async function main(argv: string[]): Promise<void> {
     case 'serve':
       return serveCommand(rest);
     case 'cluster':
-      return clusterCommand(rest);
+      return runLocalCluster(rest, USAGE);
+    case 'drain':
+      return drainCommand(rest, USAGE);
     case 'table':
       return tableCommand(rest);
     case undefined:

@@ -117,10 +117,29 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
     server,
     port,
     async close() {
+      // Stop taking requests first and let those in flight finish (their acks still need the cluster), then leave.
+      await closeHttp(server, 3000);
       await sessions.stop();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * Closes the listener, closes idle keep-alive connections (a load balancer's pooled ones) at once, and
+ * cuts connections still busy after `graceMs`; resolves when every connection is gone.
+ */
+function closeHttp(server: ServerType, graceMs: number): Promise<void> {
+  const http = server as Partial<Pick<import('node:http').Server, 'closeIdleConnections' | 'closeAllConnections'>> & ServerType;
+  return new Promise<void>((resolve) => {
+    const idle = setInterval(() => http.closeIdleConnections?.(), 100);
+    const cut = setTimeout(() => http.closeAllConnections?.(), graceMs);
+    server.close(() => {
+      clearInterval(idle);
+      clearTimeout(cut);
+      resolve();
+    });
+    http.closeIdleConnections?.();
+  });
 }
 
 /** http://HOST:PORT; a wildcard bind address advertises the machine's host name instead. */

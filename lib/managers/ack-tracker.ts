@@ -23,6 +23,11 @@ export class AckTracker {
     });
   }
 
+  /** Messages still waiting for acknowledgements. */
+  get size(): number {
+    return this.#waiters.size;
+  }
+
   /** Records an acknowledgement from `node`. */
   acknowledge(id: string, node: string): void {
     const waiter = this.#waiters.get(id);

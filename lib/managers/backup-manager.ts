@@ -28,6 +28,8 @@ export interface BackupManagerOptions extends DeltaManagerOptions {
 
 /** Largest number of entries or sessions in one `.map` or `copy` message. */
 const BATCH = 500;
+/** How often a draining node looks again for sessions that still name it. */
+const DRAIN_RETRY_MS = 250;
 /**
  * Attribute bytes per `copy` message (a single larger session goes alone): a failover re-backs many
  * sessions to one node at once, and one message must stay under the broker's max payload (1 MB).
@@ -53,6 +55,10 @@ export class BackupManager implements SessionManager {
   #sweepTimer?: ReturnType<typeof setInterval>;
   #ready = false;
   #messageCounter = 0;
+  /** Set by `drain()`: no takeovers here any more, and sessions still involving this node are handed over. */
+  #draining = false;
+  #drainTimer?: ReturnType<typeof setInterval>;
+  #handingOver?: Promise<void>;
 
   constructor(
     private readonly parts: ManagerParts,
@@ -98,6 +104,7 @@ export class BackupManager implements SessionManager {
   async stop(): Promise<void> {
     this.#ready = false;
     clearInterval(this.#sweepTimer);
+    clearInterval(this.#drainTimer);
     this.#acks.releaseAll();
     this.parts.membership.stop();
     for (const subscription of this.#subscriptions.splice(0)) subscription.unsubscribe();
@@ -133,6 +140,8 @@ export class BackupManager implements SessionManager {
   resolve(key: string, routeHint?: string): Promise<SessionState | undefined> {
     const entry = this.#map.get(key);
     if (entry && roleOf(entry, this.#self) === 'primary') return Promise.resolve(this.find(key));
+    // A draining node takes nothing over: the request is refused here and served by another member.
+    if (this.#draining) return Promise.resolve(undefined);
     let running = this.#resolving.get(key);
     if (!running) {
       running = this.#takeOver(key, routeHint).finally(() => this.#resolving.delete(key));
@@ -201,6 +210,100 @@ export class BackupManager implements SessionManager {
     return this.#map.live();
   }
 
+  /**
+   * Hands every session this node is primary or backup of to other members: its backup (else a
+   * member picked round-robin) becomes primary, a new backup is picked round-robin among the others,
+   * both are sent the data and acknowledge it, then the new entries are broadcast. Resolves when no
+   * session names this node any more; until `stop()` it keeps handing over sessions that still do
+   * (made elsewhere before this node's `draining` heartbeat arrived).
+   */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    this.#drainTimer ??= setInterval(() => void this.#handOverAll(), DRAIN_RETRY_MS);
+    while (this.#ready && this.drainRemaining() > 0) {
+      await this.#handOverAll();
+      if (this.drainRemaining() > 0) await new Promise((resolve) => setTimeout(resolve, DRAIN_RETRY_MS));
+    }
+  }
+
+  drainRemaining(): number {
+    const counts = this.#map.counts(this.#self);
+    return counts.primary + counts.backup;
+  }
+
+  /** One hand-over round (one at a time). */
+  #handOverAll(): Promise<void> {
+    this.#handingOver ??= this.#handOverRound()
+      .catch((error: unknown) => this.parts.logger.error({ error }, 'draining: hand-over round failed'))
+      .finally(() => (this.#handingOver = undefined));
+    return this.#handingOver;
+  }
+
+  async #handOverRound(): Promise<void> {
+    const self = this.#self;
+    const targets = this.#eligible();
+    if (targets.length === 0) return; // Nobody to hand over to (yet): not safe to stop.
+    const groups = new Map<string, { holders: string[]; entries: OwnershipEntry[]; states: SessionState[] }>();
+    for (const entry of [...this.#map.live()]) {
+      const role = roleOf(entry, self);
+      if (role === 'proxy') continue;
+      const other = role === 'primary' ? entry.backup : entry.primary;
+      const primary = targets.includes(other) ? other : this.#roundRobin.pick(targets);
+      const backup = this.#roundRobin.pick(targets.filter((node) => node !== primary));
+      const next: OwnershipEntry = { key: entry.key, primary, backup, stamp: this.parts.clock.tick() };
+      const holders = [primary, backup].filter((node) => node !== '');
+      const id = holders.join(' ');
+      let group = groups.get(id);
+      if (!group) groups.set(id, (group = { holders, entries: [], states: [] }));
+      group.entries.push(next);
+      const state = this.#table.live(entry.key);
+      if (state) {
+        group.states.push(cloneState(state));
+        // What the new primary got: `#handOver` passes the data on again only if it changed since.
+        this.#handedOver.set(entry.key, { node: primary, state: cloneState(state) });
+      }
+    }
+    if (groups.size === 0) return;
+    const results = await Promise.all([...groups.values()].map(async (group) => ({ group, ok: await this.#copyAcked(group.holders, group.entries, group.states) })));
+    const moved: OwnershipEntry[] = [];
+    for (const { group, ok } of results) {
+      if (!ok) continue; // Retried in the next round, with a newer entry.
+      for (const entry of group.entries) {
+        this.#mergeEntry(entry);
+        moved.push(entry);
+      }
+    }
+    this.#broadcastEntries(moved);
+    this.parts.logger.info({ ...sessionFields(moved.map((e) => e.key)), moved: moved.length, remaining: this.drainRemaining() }, 'draining: sessions handed over');
+  }
+
+  /** Sends new entries with their data to the new holders; true once every holder acknowledged every batch. */
+  async #copyAcked(holders: string[], entries: OwnershipEntry[], states: SessionState[]): Promise<boolean> {
+    const { bus, logger } = this.parts;
+    const byKey = new Map(entries.map((entry) => [entry.key, entry]));
+    const batches: { e: OwnershipEntry[]; s: SessionState[] }[] = copyBatches(states).map((batch) => ({ e: batch.map((s) => byKey.get(s.key)!), s: batch }));
+    const withData = new Set(states.map((state) => state.key));
+    const bare = entries.filter((entry) => !withData.has(entry.key));
+    for (let i = 0; i < bare.length; i += BATCH) batches.push({ e: bare.slice(i, i + BATCH), s: [] });
+    const waits: Promise<string[]>[] = [];
+    for (const batch of batches) {
+      const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
+      waits.push(this.#acks.wait(id, holders, this.options.ackTimeoutMs));
+      for (const holder of holders) {
+        try {
+          bus.send(bus.subjects.node(holder), 'copy', { id, e: batch.e, s: batch.s }, bus.subjects.node(this.#self));
+        } catch (error) {
+          this.#acks.cancel(id);
+          logger.error({ holder, error }, 'draining: copy failed');
+          return false;
+        }
+      }
+    }
+    const missing = [...new Set((await Promise.all(waits)).flat())];
+    if (missing.length > 0) logger.warn({ missing, sessions: entries.length, timeoutMs: this.options.ackTimeoutMs }, 'draining: a new holder did not confirm, retrying');
+    return missing.length === 0;
+  }
+
   /** Expires idle primaries (and orphaned backups) everywhere and forgets old tombstones. */
   sweep(now: number): void {
     for (const state of this.#table.liveStates()) {
@@ -225,7 +328,7 @@ export class BackupManager implements SessionManager {
    * picked round-robin and sent a full copy. The new entry is broadcast so every proxy follows.
    */
   #claim(key: string, previous: OwnershipEntry | undefined, unreachable: string[] = []): OwnershipEntry {
-    const alive = (node: string) => node !== '' && node !== this.#self && !unreachable.includes(node) && this.parts.membership.readyMembers().some((m) => m.node === node);
+    const alive = (node: string) => node !== '' && node !== this.#self && !unreachable.includes(node) && this.#eligible().includes(node);
     let backup = '';
     let needsCopy = false;
     if (previous && alive(previous.backup)) backup = previous.backup;
@@ -243,11 +346,15 @@ export class BackupManager implements SessionManager {
   }
 
   #pickBackup(exclude: string[] = []): string {
-    const candidates = this.parts.membership
+    return this.#roundRobin.pick(this.#eligible().filter((node) => !exclude.includes(node)));
+  }
+
+  /** Other members that may hold sessions: ready and not draining. */
+  #eligible(): string[] {
+    return this.parts.membership
       .readyMembers()
-      .map((m) => m.node)
-      .filter((node) => !exclude.includes(node));
-    return this.#roundRobin.pick(candidates);
+      .filter((m) => !m.draining)
+      .map((m) => m.node);
   }
 
   /**
@@ -372,7 +479,9 @@ export class BackupManager implements SessionManager {
       const entry = this.#map.get(state.key);
       const role = entry && roleOf(entry, this.#self);
       if (entry && role === 'proxy') {
+        // The sender's view is stale (ownership moved, e.g. this node drained): both current holders need the data.
         if (!body.fwd) passOn.push([entry.primary, entry, state]);
+        if (!body.fwd && entry.backup !== '' && entry.backup !== message.node) passOn.push([entry.backup, entry, state]);
       } else if (entry || state.ended) {
         const { changed } = this.#table.merge(state);
         if (body.write) applied.push(state);

@@ -68,4 +68,13 @@ export interface SessionManager {
   sessionCounts(): Record<string, number>;
   /** State transfer progress for `/cluster` and `/healthz`. */
   readonly stateTransfer: StateTransferStatus;
+  /**
+   * Prepares this node to stop without losing sessions: the backup manager hands every session it is
+   * primary or backup of to other members; the delta manager (every session is everywhere already)
+   * waits for outstanding acks. Resolves when nothing is left here; keeps handing over late arrivals
+   * until `stop()`. The caller announces draining (`Membership.setDraining`).
+   */
+  drain(): Promise<void>;
+  /** Sessions (backup) or unacknowledged writes (delta) that still keep this node from stopping safely. */
+  drainRemaining(): number;
 }

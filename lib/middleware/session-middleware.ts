@@ -53,6 +53,8 @@ export interface MiddlewareParts {
   readonly limits?: Partial<SessionLimits>;
   /** New sessions are refused (503) while this node holds this many; <= 0: unlimited (Tomcat's default -1). */
   readonly maxActiveSessions?: number;
+  /** True while the node drains: a request whose session is not served here gets 503 + Retry-After (another node takes it). */
+  readonly isDraining?: () => boolean;
 }
 
 /** Builds the session middleware for one cluster node. */
@@ -73,6 +75,11 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
   return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
     const requested = parseSessionId(getCookie(c, cookieName));
     const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
+    if (!state && parts.isDraining?.()) {
+      // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
+      logger.debug({ route: requested?.route }, 'draining: new session refused');
+      return c.json({ error: 'this node is draining: retry on another node', code: 'NODE_DRAINING' }, 503, { 'Retry-After': '1' });
+    }
     const session = new Session({
       ...(state ? { state } : {}),
       node,

@@ -1,0 +1,74 @@
+/**
+ * `session-replication drain`: asks one node to drain (`POST /cluster/drain`) and waits, printing
+ * progress, until it reports `drained` (`GET /cluster/drain`): then it is safe to stop it.
+ */
+import type { DrainStatus } from '../../lib/index.ts';
+import { parseFlags, UsageError } from './config.ts';
+
+/** The `drain` part of `--help`. */
+export const DRAIN_HELP = `drain options:
+  --url URL          the node to drain (its own address, not the load balancer's)
+  --node ID          the node to drain, found by its advertised URL on /cluster of --via
+  --via URL          any member, to look --node up (default http://127.0.0.1:8081)
+  --timeout S        give up after S seconds (default 120); exit code 1
+  Exit code 0 once the node is drained: stop it then (SIGTERM); it leaves the cluster cleanly.`;
+
+const OPTIONS = { url: { type: 'string' }, node: { type: 'string' }, via: { type: 'string' }, timeout: { type: 'string' } } as const;
+
+const URL_PATTERN = /^https?:\/\/\S+$/;
+
+async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
+  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
+  const text = await response.text();
+  let body: T;
+  try {
+    body = JSON.parse(text) as T;
+  } catch {
+    throw new Error(`${url} answered ${response.status} without JSON: ${text.slice(0, 200)}`);
+  }
+  return { status: response.status, body };
+}
+
+/** Finds the advertised URL of `node` on `/cluster` of `via`. */
+async function urlOf(node: string, via: string): Promise<string> {
+  const { body } = await getJson<{ node: string; url?: string; members?: { node: string; url?: string }[] }>(`${via.replace(/\/+$/, '')}/cluster`);
+  const member = body.members?.find((m) => m.node === node);
+  if (!member) throw new UsageError(`node "${node}" is not a member of the cluster ${via} belongs to (members: ${(body.members ?? []).map((m) => m.node).join(', ')})`);
+  if (!member.url) throw new UsageError(`node "${node}" does not advertise its URL: use --url`);
+  return member.url;
+}
+
+/** Runs the command; resolves when drained, throws on timeout or error. */
+export async function drainCommand(args: string[], usage: string): Promise<void> {
+  const { values } = parseFlags(args, OPTIONS);
+  if (values.help) return void process.stdout.write(`${usage}\n`);
+  if ((values.url === undefined) === (values.node === undefined)) throw new UsageError('drain needs exactly one of --url URL or --node ID');
+  for (const name of ['url', 'via'] as const) {
+    const value = values[name];
+    if (value !== undefined && !URL_PATTERN.test(value)) throw new UsageError(`--${name} must be an http(s) URL, got "${value}"`);
+  }
+  const timeoutS = Number(values.timeout ?? '120');
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError(`--timeout must be a positive number of seconds, got "${values.timeout}"`);
+  const base = (values.url ?? (await urlOf(values.node!, values.via ?? 'http://127.0.0.1:8081'))).replace(/\/+$/, '');
+  const started = Date.now();
+  const post = await getJson<DrainStatus & { error?: string }>(`${base}/cluster/drain`, { method: 'POST' });
+  if (post.status !== 202) throw new Error(`${base}/cluster/drain answered ${post.status}: ${post.body.error ?? JSON.stringify(post.body)}`);
+  process.stdout.write(`draining ${base}: ${post.body.remaining} remaining\n`);
+  let last = post.body.remaining;
+  let lastPrinted = Date.now();
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const { body } = await getJson<DrainStatus>(`${base}/cluster/drain`);
+    if (body.state === 'drained') {
+      process.stdout.write(`drained ${base} in ${((Date.now() - started) / 1000).toFixed(1)} s: safe to stop it now (SIGTERM)\n`);
+      return;
+    }
+    if (body.state !== 'draining') throw new Error(`${base} is not draining (state ${body.state}): was it restarted?`);
+    if (body.remaining !== last || Date.now() - lastPrinted >= 2000) {
+      process.stdout.write(`draining ${base}: ${body.remaining} remaining${body.inFlight > 0 ? ` (${body.inFlight} requests in flight)` : ''}\n`);
+      last = body.remaining;
+      lastPrinted = Date.now();
+    }
+    if (Date.now() - started > timeoutS * 1000) throw new Error(`${base} still draining after ${timeoutS} s: ${body.remaining} remaining`);
+  }
+}

@@ -1,0 +1,145 @@
+// Owns: end-to-end failover through a real HAProxy (the local cluster's configuration) in front of three real
+// node processes on a real nats-server, ack mode: 300 cookie-keeping clients count, the node that owns most of
+// them is SIGKILLed, and every session must keep counting from its last acknowledged value under a new route.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { SessionClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { HAPROXY, startHaproxy, type HaproxyHandle } from "./haproxy-kit.ts";
+
+const SESSIONS = 300;
+const CONCURRENCY = 20;
+
+let nats: NatsServerHandle | undefined;
+const running: { stop(): Promise<void> }[] = [];
+
+beforeAll(async () => {
+  if (HAPROXY) nats = await startNatsServer();
+});
+afterEach(async () => {
+  await Promise.allSettled(running.splice(0).map((p) => p.stop()));
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+
+function uniqueCluster(prefix: string): string {
+  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Runs `task` for every item with at most `limit` in flight. */
+async function pool<T>(items: T[], limit: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) {
+        const index = next++;
+        await task(items[index]!, index);
+      }
+    }),
+  );
+}
+
+/** The node the cookie routes to (text after the last dot). */
+function routeOf(client: SessionClient): string {
+  const cookie = client.cookie ?? "";
+  return cookie.slice(cookie.lastIndexOf(".") + 1);
+}
+
+interface User {
+  client: SessionClient;
+  /** The last counter value the cluster acknowledged to this client. */
+  counter: number;
+  route: string;
+}
+
+/** One POST /counter through the load balancer: 200, exactly one more than the last acknowledged value, answered by the cookie's node. */
+async function count(lb: HaproxyHandle, user: User): Promise<{ node: string; ms: number }> {
+  const started = Date.now();
+  const reply = await user.client.request(lb.url, "POST", "/counter");
+  expect(reply.status, reply.text).toBe(200);
+  const body = reply.json as { counter: number; node: string };
+  expect(body.counter, `session on ${user.route}`).toBe(user.counter + 1);
+  user.counter = body.counter;
+  user.route = routeOf(user.client);
+  expect(body.node).toBe(user.route);
+  return { node: body.node, ms: Date.now() - started };
+}
+
+async function startCluster(manager: "delta" | "backup"): Promise<NodeHandle[]> {
+  const cluster = uniqueCluster(`lb-${manager}`);
+  const nodes = await Promise.all(
+    ["n1", "n2", "n3"].map((node) => startNode({ cluster, node, nats: nats!.url, manager, send: "ack", env: { LOG_LEVEL: "warn" }, readyTimeoutMs: 60000 })),
+  );
+  running.push(...nodes);
+  await waitFor(
+    "every node to see the other two ready",
+    async () => {
+      for (const node of nodes) {
+        const status = (await (await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { members: { ready: boolean }[] };
+        if (status.members.filter((m) => m.ready).length !== 3) return false;
+      }
+      return true;
+    },
+    { timeoutMs: 30000 },
+  );
+  return nodes;
+}
+
+describe.skipIf(!HAPROXY)("failover through HAProxy (real processes, ack mode)", () => {
+  for (const manager of ["backup", "delta"] as const) {
+    it(`${manager} manager: after SIGKILL of the node owning most sessions, all ${SESSIONS} keep counting from their last acknowledged value and get the new route`, async () => {
+      const nodes = await startCluster(manager);
+      const lb = await startHaproxy(nodes);
+      running.push(lb);
+
+      // Round 1: each client creates its session through the load balancer and counts to 3 on the node that made it.
+      const users: User[] = Array.from({ length: SESSIONS }, () => ({ client: new SessionClient(), counter: 0, route: "" }));
+      await pool(users, CONCURRENCY, async (user) => {
+        for (let i = 0; i < 3; i++) {
+          const route = user.route;
+          const { node } = await count(lb, user);
+          if (route) expect(node, "sticky routing").toBe(route);
+        }
+      });
+      const owned = new Map<string, number>();
+      for (const user of users) owned.set(user.route, (owned.get(user.route) ?? 0) + 1);
+      expect([...owned.keys()].sort()).toEqual(["n1", "n2", "n3"]);
+      const [victimName] = [...owned.entries()].sort((a, b) => b[1] - a[1])[0]!;
+      const victim = nodes.find((n) => n.node === victimName)!;
+      const orphans = users.filter((u) => u.route === victimName);
+
+      // SIGKILL: no goodbye, HAProxy still believes the server is up until its checks fail.
+      victim.kill("SIGKILL");
+      const killedAt = Date.now();
+      const markedDown = lb.waitForServer(victimName, "DOWN", 30000).then(() => Date.now() - killedAt);
+      await victim.process.exited;
+
+      // Round 2: every session counts on; the victim's sessions move to a survivor, which rewrites the route.
+      let firstOrphanServedAt: number | undefined;
+      const orphanLatencies: number[] = [];
+      await pool(users, CONCURRENCY, async (user) => {
+        const wasOrphan = user.route === victimName;
+        const { node, ms } = await count(lb, user);
+        expect(node).not.toBe(victimName);
+        if (wasOrphan) {
+          firstOrphanServedAt ??= Date.now() - killedAt;
+          orphanLatencies.push(ms);
+        }
+      });
+      for (const user of orphans) expect(user.route).not.toBe(victimName);
+      const round2Ms = Date.now() - killedAt;
+
+      // Round 3: the new routes stick.
+      await pool(users, CONCURRENCY, async (user) => {
+        const route = user.route;
+        const { node } = await count(lb, user);
+        expect(node).toBe(route);
+      });
+      const downMs = await markedDown;
+      orphanLatencies.sort((a, b) => a - b);
+      console.log(
+        `[haproxy failover ${manager}] victim ${victimName} owned ${orphans.length}/${SESSIONS}; first of its sessions served ${firstOrphanServedAt} ms after SIGKILL; ` +
+          `its requests p50 ${orphanLatencies[Math.floor(orphanLatencies.length / 2)]} ms, max ${orphanLatencies.at(-1)} ms; all ${SESSIONS} sessions counted on within ${round2Ms} ms; HAProxy marked it DOWN after ${downMs} ms`,
+      );
+    }, 300_000);
+  }
+});
