@@ -568,8 +568,10 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
   }
 
   async function flush(): Promise<void> {
-    // Everything published during the invocation must reach NATS before Lambda freezes us.
+    // Everything published during the invocation must reach NATS before Lambda freezes us. Async
+    // deltas leave on the next event-loop turn (one message per turn): let that turn run first.
     if (!sessions) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
     await withDeadline(sessions.channel.flush(), Date.now() + 1000).catch((error: unknown) => logger.warn({ error }, 'NATS flush failed before freeze'));
   }
 

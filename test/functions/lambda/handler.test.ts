@@ -311,6 +311,19 @@ describe("several execution environments", () => {
     expect(a.stats.catchUpsFailed + b.stats.catchUpsFailed).toBe(0);
   });
 
+  it("async send mode: a change has left the instance when the invocation returns (nothing waits in a buffer during a freeze)", async () => {
+    const a = newRuntime(config({ cluster: "lambda-async", send: "async" }));
+    const b = newRuntime(config({ cluster: "lambda-async", send: "async" }));
+    await b.start();
+    let cookie = sessionCookie((await a.handler(urlEvent("POST", "/counter"))) as Result)!;
+    for (let i = 2; i <= 6; i++) {
+      const at = i % 2 === 0 ? b : a;
+      const result = (await at.handler(urlEvent("POST", "/counter", { cookie }))) as Result;
+      expect(json(result)).toEqual({ counter: i, node: at.node });
+      cookie = sessionCookie(result) ?? cookie;
+    }
+  });
+
   it("reads the NATS settings from an SSM SecureString parameter with the real SDK client", async () => {
     process.env.AWS_ENDPOINT_URL_SSM = awsUrl;
     process.env.AWS_ACCESS_KEY_ID = "test";
