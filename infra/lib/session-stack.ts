@@ -215,8 +215,10 @@ export class SessionStack extends Stack {
         // Error classes are matched by name (the NATS client's StreamNotFoundError, the library's errors).
         keepNames: true,
         sourceMap: false,
-        // The Lambda runtime provides the AWS SDK v3; everything else is in the bundle.
-        externalModules: ['@aws-sdk/*'],
+        // Everything in one file, the AWS SDK included: the lockfile's SDK version ships, and one
+        // minified file loads faster than the runtime's SDK from node_modules (~185 vs ~230 ms CPU).
+        externalModules: [],
+        bundleAwsSDK: true,
         // CommonJS dependencies inside an ESM bundle still call require().
         banner: "import { createRequire as __sessrepCreateRequire } from 'node:module'; const require = __sessrepCreateRequire(import.meta.url);",
       },

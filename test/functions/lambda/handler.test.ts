@@ -22,7 +22,7 @@ import {
 } from "../../../functions/lambda/runtime.ts";
 import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
 import { createSnapshotTable } from "../../../lib/store/dynamodb.ts";
-import { startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
+import { REPO_ROOT, spawnTracked, startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
 
 const USER = "sessrep";
 const PASSWORD = "s3cret-for-tests";
@@ -361,7 +361,7 @@ describe("several execution environments", () => {
     const cluster = "lambda-freeze";
     const a = newRuntime(config({ cluster, maxInactive: 2, sweepEveryMs: 100 }));
     // maxInactive 2 s: a session untouched for 2 s (+2 s grace for one last used elsewhere) is expired by a sweep.
-    const frozen = await startWorker({ SESSREP_CLUSTER: cluster, SESSREP_MAX_INACTIVE: "2", SESSREP_SWEEP_INTERVAL_MS: "100" });
+    const frozen = await startWorker({ SESSREP_CLUSTER: cluster, SESSREP_MAX_INACTIVE: "2", SESSREP_SWEEP_INTERVAL_MS: "100", SESSREP_CATCHUP_TIMEOUT_MS: "10000" });
     let cookie = sessionCookie((await a.handler(urlEvent("POST", "/counter"))) as Result)!;
     const seen = await frozen.invoke(urlEvent("GET", "/session", { cookie }));
     expect(json(seen.result)).toMatchObject({ attributes: { counter: 1 } });
@@ -434,6 +434,35 @@ describe("several execution environments", () => {
     const served = (await second.handler(urlEvent("GET", "/session", { cookie }))) as Result;
     expect(json(served)).toMatchObject({ isNew: false, attributes: { user: "ada" }, node: second.node });
     expect(second.sessions!.status().stateTransfer).toMatchObject({ state: "done", source: "snapshot" });
+  });
+});
+
+describe("functions/lambda/local.ts", () => {
+  it("serves the handler over HTTP with several instances picked at random, and the session follows the cookie", async () => {
+    const child = spawnTracked(process.execPath, ["--import", "tsx", join(REPO_ROOT, "functions/lambda/local.ts"), "--port", "0", "--instances", "3"], {
+      cwd: REPO_ROOT,
+      // The shared test server (no credentials): the local runner takes NATS_URL only.
+      env: { ...process.env, NATS_URL: inject("natsUrl"), SESSREP_CLUSTER: `lambda-local-${process.pid}`, LOG_LEVEL: "error", SESSREP_NATS_SECRET: "", AWS_ENDPOINT_URL_SECRETS_MANAGER: "", SESSREP_TEST_NATS_SETTINGS: "" },
+      name: "lambda-local",
+    });
+    try {
+      const match = await child.waitForOutput(/Lambda handler on (http:\/\/[\d.]+:\d+) \(3 instances/, 30_000);
+      const base = match[1]!;
+      let cookie: string | undefined;
+      const nodes = new Set<string>();
+      for (let i = 1; i <= 6; i++) {
+        const response = await fetch(`${base}/counter`, { method: "POST", headers: cookie ? { cookie } : {} });
+        expect(response.status).toBe(200);
+        const body = (await response.json()) as { counter: number; node: string };
+        expect(body.counter).toBe(i);
+        nodes.add(body.node);
+        expect(response.headers.get("x-lambda-instance")).toBe(body.node);
+        cookie = response.headers.get("set-cookie")?.split(";")[0] ?? cookie;
+      }
+      expect(nodes.size).toBeGreaterThanOrEqual(1);
+    } finally {
+      await child.stop();
+    }
   });
 });
 
