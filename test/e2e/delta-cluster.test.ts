@@ -1,0 +1,173 @@
+// Owns: end-to-end tests of a delta cluster of real node processes (CLI `serve`) on a nats-server this file starts:
+// failover after SIGKILL with route rewrite, failure detection, ack mode across processes, late joiner.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { SessionClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
+
+let nats: NatsServerHandle;
+let nodes: NodeHandle[] = [];
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+afterEach(async () => {
+  await Promise.allSettled(nodes.splice(0).map((node) => node.stop()));
+});
+
+const uniqueCluster = (prefix: string) => `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** These tests start several node processes (about 1-5 s each on a busy machine). */
+const PROCESS_TEST_TIMEOUT_MS = 120_000;
+
+/** Starts nodes one after another (each joins the ones before), tracked for afterEach. */
+async function start(cluster: string, names: string[], options: Partial<StartNodeOptions> = {}): Promise<NodeHandle[]> {
+  const started: NodeHandle[] = [];
+  for (const node of names) {
+    // Loading the TypeScript sources through tsx can take many seconds on a busy machine.
+    const handle = await startNode({ cluster, node, nats: nats.url, readyTimeoutMs: 60_000, ...options });
+    nodes.push(handle);
+    started.push(handle);
+  }
+  return started;
+}
+
+interface ClusterJson {
+  node: string;
+  ready: boolean;
+  members: { node: string; self: boolean; ready: boolean; state: string }[];
+  sessions: { total: number };
+  stateTransfer: { state: string; sessionsReceived: number; donor?: string };
+}
+
+async function clusterOf(node: NodeHandle): Promise<ClusterJson> {
+  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) });
+  expect(res.status).toBe(200);
+  return (await res.json()) as ClusterJson;
+}
+
+/** Waits until each node lists exactly `expected` (itself included) as ready members. */
+async function waitForMembers(on: NodeHandle[], expected: string[], timeoutMs = 10000): Promise<void> {
+  await waitFor(
+    `members ${expected.join(",")} on ${on.map((n) => n.node).join(",")}`,
+    async () => {
+      for (const node of on) {
+        const members = (await clusterOf(node)).members.filter((m) => m.ready).map((m) => m.node).sort();
+        if (JSON.stringify(members) !== JSON.stringify([...expected].sort())) return false;
+      }
+      return true;
+    },
+    { timeoutMs },
+  );
+}
+
+/** Waits until every node holds `total` live sessions. */
+async function waitForSessions(on: NodeHandle[], total: number, timeoutMs = 10000): Promise<void> {
+  await waitFor(`${total} sessions on ${on.map((n) => n.node).join(",")}`, async () => (await Promise.all(on.map(clusterOf))).every((c) => c.sessions.total === total), { timeoutMs });
+}
+
+const keyOf = (client: SessionClient) => client.cookie!.slice(0, client.cookie!.lastIndexOf("."));
+
+describe("delta cluster of real processes", () => {
+  it("after SIGKILL of node 1, nodes 2 and 3 serve its sessions with the right values and rewrite the cookie route; n1 is dropped within 3 s + ping", async () => {
+    const cluster = uniqueCluster("e2e-kill");
+    const [n1, n2, n3] = await start(cluster, ["n1", "n2", "n3"]);
+    await waitForMembers([n1!, n2!, n3!], ["n1", "n2", "n3"]);
+
+    const clients = Array.from({ length: 6 }, () => new SessionClient());
+    for (const [i, client] of clients.entries()) {
+      for (let c = 0; c <= i; c++) expect((await client.request(n1!.url, "POST", "/counter")).json).toEqual({ counter: c + 1, node: "n1" });
+      expect((await client.request(n1!.url, "PUT", "/session/attributes/profile", { name: `user${i}`, tags: ["a", i] })).status).toBe(200);
+      expect(client.cookie).toMatch(/\.n1$/);
+    }
+    await waitForSessions([n2!, n3!], clients.length);
+
+    const killedAt = Date.now();
+    expect(n1!.kill("SIGKILL")).toBe(true);
+    const exit = await n1!.process.exited;
+    expect(exit.signal).toBe("SIGKILL");
+    // Measure failure detection on both survivors while the sessions are checked.
+    const dropped = Promise.all(
+      [n2!, n3!].map((node) =>
+        waitFor(`${node.node} to drop n1`, async () => ((await clusterOf(node)).members.some((m) => m.node === "n1") ? false : Date.now() - killedAt), { timeoutMs: 10000, intervalMs: 50 }),
+      ),
+    );
+
+    for (const [i, client] of clients.entries()) {
+      const key = keyOf(client);
+      const survivor = i % 2 === 0 ? n2! : n3!;
+      const other = i % 2 === 0 ? n3! : n2!;
+      const read = await client.request(survivor.url, "GET", "/session");
+      expect(read.status).toBe(200);
+      expect(read.json).toMatchObject({ isNew: false, node: survivor.node, attributes: { counter: i + 1, profile: { name: `user${i}`, tags: ["a", i] } } });
+      expect(read.setCookie.join("\n")).toContain(`SESSIONID=${key}.${survivor.node}`);
+      expect(client.cookie).toBe(`${key}.${survivor.node}`);
+      // Writes continue on the survivor and reach the other survivor, whose response rewrites the route again.
+      expect((await client.request(survivor.url, "POST", "/counter")).json).toEqual({ counter: i + 2, node: survivor.node });
+      const onOther = await waitFor(`counter ${i + 2} on ${other.node}`, async () => {
+        const probe = new SessionClient({ cookie: client.cookie! });
+        const reply = await probe.request(other.url, "GET", "/session");
+        return (reply.json as { attributes: { counter: number } }).attributes.counter === i + 2 ? probe : undefined;
+      });
+      expect(onOther.cookie).toBe(`${key}.${other.node}`);
+    }
+
+    const detection = await dropped;
+    for (const ms of detection) {
+      expect(ms).toBeGreaterThan(1500); // detected by silence, not by a leave message
+      expect(ms).toBeLessThan(6000); // memberDropMs 3 s + one heartbeat tick + the verifying ping, with slack for a loaded machine
+    }
+    console.info(`[timing] SIGKILL of n1 detected by n2 after ${detection[0]} ms, by n3 after ${detection[1]} ms`);
+    await waitForMembers([n2!, n3!], ["n2", "n3"]);
+  }, PROCESS_TEST_TIMEOUT_MS);
+
+  it("send mode ack across processes: a write answered by n2 is seen by the very first read on n3", async () => {
+    const cluster = uniqueCluster("e2e-ack");
+    const [n1, n2, n3] = await start(cluster, ["n1", "n2", "n3"], { send: "ack" });
+    await waitForMembers([n1!, n2!, n3!], ["n1", "n2", "n3"]);
+    for (let i = 0; i < 25; i++) {
+      const client = new SessionClient();
+      const write = await client.request(n2!.url, "PUT", "/session/attributes/value", { i });
+      expect(write.status).toBe(200);
+      const read = await client.request(n3!.url, "GET", "/session");
+      expect(read.json, `round ${i}`).toMatchObject({ isNew: false, attributes: { value: { i } } });
+      const update = await client.request(n3!.url, "PUT", "/session/attributes/value", { i: 1000 + i });
+      expect(update.status).toBe(200);
+      expect((await client.request(n1!.url, "GET", "/session")).json, `round ${i} on n1`).toMatchObject({ attributes: { value: { i: 1000 + i } } });
+    }
+  }, PROCESS_TEST_TIMEOUT_MS);
+
+  it("a node started later serves every existing session as soon as its /healthz answers 200", async () => {
+    const cluster = uniqueCluster("e2e-join");
+    const [n1, n2] = await start(cluster, ["n1", "n2"]);
+    await waitForMembers([n1!, n2!], ["n1", "n2"]);
+    const clients = Array.from({ length: 200 }, () => new SessionClient());
+    for (let i = 0; i < clients.length; i += 20) {
+      await Promise.all(
+        clients.slice(i, i + 20).map(async (client, j) => {
+          const reply = await client.request((i + j) % 2 ? n2!.url : n1!.url, "PUT", "/session/attributes/n", String(i + j));
+          expect(reply.status).toBe(200);
+        }),
+      );
+    }
+    await waitForSessions([n1!, n2!], clients.length);
+
+    const started = Date.now();
+    const [n3] = await start(cluster, ["n3"]); // resolves once /healthz is 200
+    const readyMs = Date.now() - started;
+    const status = await clusterOf(n3!);
+    expect(status.ready).toBe(true);
+    expect(status.stateTransfer).toMatchObject({ state: "done", sessionsReceived: clients.length });
+    expect(status.sessions.total).toBe(clients.length);
+    for (let i = 0; i < clients.length; i += 20) {
+      await Promise.all(
+        clients.slice(i, i + 20).map(async (client, j) => {
+          const reply = await client.request(n3!.url, "GET", "/session");
+          expect(reply.json, `session ${i + j}`).toMatchObject({ isNew: false, attributes: { n: i + j } });
+        }),
+      );
+    }
+    console.info(`[timing] late joiner n3 with ${clients.length} sessions: process start to /healthz 200 in ${readyMs} ms`);
+  }, PROCESS_TEST_TIMEOUT_MS);
+});

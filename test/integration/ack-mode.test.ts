@@ -1,0 +1,68 @@
+// Owns: integration tests of send mode `ack`: a write answered on one node is visible on the first read on another.
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { waitFor } from "../kit/index.ts";
+import { Client, Harness, uniqueCluster, waitForConvergence } from "./harness.ts";
+
+let harness: Harness | undefined;
+afterEach(async () => {
+  await harness?.stopAll();
+  harness = undefined;
+});
+
+describe("send mode ack over NATS", () => {
+  it("50 times: a write answered on one node is seen by the very first read on another", async () => {
+    harness = new Harness(inject("natsUrl"), uniqueCluster("it-ack"), { sendMode: "ack", ackTimeoutMs: 5000 });
+    const nodes = await harness.start("a", "b", "c");
+    for (let i = 0; i < 50; i++) {
+      const writer = nodes[i % 3]!;
+      const reader = nodes[(i + 1) % 3]!;
+      const third = nodes[(i + 2) % 3]!;
+      const client = new Client();
+      // Creation and first attribute in one request on the writer...
+      const created = await client.request(writer, "PUT", "/session/attributes/round", String(i));
+      expect(created.status).toBe(200);
+      // ...read at once on the next node: no waiting, no retry.
+      const first = await client.request(reader, "GET", "/session");
+      expect(first.json, `round ${i}: first read on ${reader.name}`).toMatchObject({ isNew: false, attributes: { round: i } });
+      // An update on the reader is seen at once on the third node.
+      expect((await client.request(reader, "PUT", "/session/attributes/round", String(i + 1000))).status).toBe(200);
+      const second = await client.request(third, "GET", "/session");
+      expect(second.json, `round ${i}: first read on ${third.name}`).toMatchObject({ isNew: false, attributes: { round: i + 1000 } });
+    }
+    for (const node of nodes) {
+      expect(node.sessions.stats.acksTimedOut).toBe(0);
+      expect(node.sessions.status().sendMode).toBe("ack");
+    }
+    // Every write was acknowledged by both other nodes: 100 modifying commits, 2 acks each.
+    const acks = nodes.reduce((sum, node) => sum + (node.sessions.stats.received.ack ?? 0), 0);
+    expect(acks).toBeGreaterThanOrEqual(200);
+    await waitForConvergence(nodes, undefined, { access: false });
+  });
+
+  it("an invalidation answered on A is already effective on the first request to B", async () => {
+    harness = new Harness(inject("natsUrl"), uniqueCluster("it-ack-inv"), { sendMode: "ack" });
+    const [a, b] = await harness.start("a", "b");
+    for (let i = 0; i < 10; i++) {
+      const client = new Client();
+      await client.request(a!, "POST", "/counter");
+      const cookie = client.cookie!;
+      expect((await client.request(a!, "POST", "/session/invalidate")).status).toBe(204);
+      const stale = new Client();
+      stale.jar.cookie = cookie;
+      expect((await stale.request(b!, "GET", "/session")).json).toMatchObject({ isNew: true, attributes: {} });
+    }
+  });
+
+  it("a member that leaves does not hold up acknowledged writes", async () => {
+    harness = new Harness(inject("natsUrl"), uniqueCluster("it-ack-leave"), { sendMode: "ack", ackTimeoutMs: 5000 });
+    const [a, b, c] = await harness.start("a", "b", "c");
+    await c!.stop();
+    await waitFor("a to see c leave", () => !a!.sessions.membership.has("c"));
+    const client = new Client();
+    const started = Date.now();
+    await client.request(a!, "PUT", "/session/attributes/x", "1");
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect((await client.request(b!, "GET", "/session")).json.attributes).toEqual({ x: 1 });
+    expect(a!.sessions.stats.acksTimedOut).toBe(0);
+  });
+});
