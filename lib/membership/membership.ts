@@ -47,6 +47,8 @@ type Listener<T extends unknown[]> = (...args: T) => void;
 export class Membership {
   readonly #members = new Map<string, MemberInfo>();
   readonly #verifying = new Set<string>();
+  /** Incarnations that left gracefully (the most recent 256): their late heartbeats are ignored. */
+  readonly #departed = new Set<string>();
   readonly #joinListeners: Listener<[MemberInfo]>[] = [];
   readonly #leaveListeners: Listener<[MemberInfo, LeaveReason]>[] = [];
   readonly #readyListeners: Listener<[MemberInfo]>[] = [];
@@ -160,9 +162,13 @@ export class Membership {
     const body = message.body as MessageBody<'hb'>;
     const known = this.#members.get(message.node);
     if (body.leaving) {
+      this.#departed.add(message.incarnation);
+      if (this.#departed.size > 256) this.#departed.delete(this.#departed.values().next().value!);
       if (known && known.incarnation === message.incarnation) this.#remove(known, 'left');
       return;
     }
+    // A heartbeat that overtook the leave (unordered channels such as SNS/SQS) must not bring it back.
+    if (this.#departed.has(message.incarnation)) return;
     if (known && known.incarnation !== message.incarnation) {
       if (body.started < known.startedAt) return; // A stale heartbeat of an older run.
       this.#remove(known, 'restarted');
