@@ -1,6 +1,6 @@
 /** Runs one cluster node on Node.js: NATS or in-process channel, the demo app over HTTP, pino logs. */
 import { serve, type ServerType } from '@hono/node-server';
-import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type TlsOptions } from '@nats-io/transport-node';
 import pino from 'pino';
 import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
@@ -8,6 +8,8 @@ import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
 import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { hostname } from 'node:os';
 import { createDemoApp } from '../demo-app.ts';
 import { createNodeMetrics } from './metrics.ts';
@@ -40,31 +42,63 @@ export function createDynamoClient(config: Pick<ServeConfig, 'dynamodbEndpoint' 
   });
 }
 
-/** Connection options for the configured NATS credentials and TLS files. */
-export function natsAuthOptions(auth: NatsAuthConfig): Partial<ConnectionOptions> {
-  const tls = auth.tlsCaFile !== undefined || auth.tlsCertFile !== undefined;
+/** Connection options for the configured NATS credentials and TLS files (TLS also for `tls://` server URLs). */
+export function natsAuthOptions(auth: NatsAuthConfig, servers: string[] = []): Partial<ConnectionOptions> {
+  const tls = auth.tlsCaFile !== undefined || auth.tlsCertFile !== undefined || servers.some((url) => url.startsWith('tls://'));
+  const tlsOptions: TlsOptions & { checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined } = {
+    ...(auth.tlsCaFile !== undefined ? { caFile: auth.tlsCaFile } : {}),
+    ...(auth.tlsCertFile !== undefined && auth.tlsKeyFile !== undefined ? { certFile: auth.tlsCertFile, keyFile: auth.tlsKeyFile } : {}),
+    checkServerIdentity: serverIdentityCheck(servers),
+  };
   return {
     ...(auth.user !== undefined ? { user: auth.user, pass: auth.password } : {}),
     ...(auth.token !== undefined ? { token: auth.token } : {}),
     ...(auth.credsFile !== undefined ? { authenticator: credsAuthenticator(readFileSync(auth.credsFile)) } : {}),
     ...(auth.nkeySeedFile !== undefined ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(auth.nkeySeedFile, 'utf8').trim())) } : {}),
-    ...(tls
-      ? {
-          tls: {
-            ...(auth.tlsCaFile !== undefined ? { caFile: auth.tlsCaFile } : {}),
-            ...(auth.tlsCertFile !== undefined ? { certFile: auth.tlsCertFile, keyFile: auth.tlsKeyFile } : {}),
-          },
-        }
-      : {}),
+    ...(tls ? { tls: tlsOptions } : {}),
   };
 }
 
-/** Connects to NATS, retrying forever with the client's backoff; logs while it waits. */
+/**
+ * nats.js dials a server given by IP address without a TLS server name, so Node checks the server's
+ * certificate against "localhost" and refuses one issued for the address (subjectAltName IP:...).
+ * In that case the certificate is checked against the IP addresses of the configured servers instead.
+ */
+function serverIdentityCheck(servers: string[]): (host: string, cert: PeerCertificate) => Error | undefined {
+  const ips = servers
+    .map((url) => {
+      try {
+        return new URL(url.includes('://') ? url : `nats://${url}`).hostname.replace(/^\[|\]$/g, '');
+      } catch {
+        return '';
+      }
+    })
+    .filter((host) => isIP(host) !== 0);
+  return (host, cert) => {
+    if (host === 'localhost') for (const ip of ips) if (checkServerIdentity(ip, cert) === undefined) return undefined;
+    return checkServerIdentity(host, cert);
+  };
+}
+
+/** One attempt at every server, only to learn why connecting fails: the retrying client does not say. */
+async function connectError(options: ConnectionOptions): Promise<string | undefined> {
+  try {
+    const probe = await connect({ ...options, name: `${options.name ?? 'sessrep'}-probe`, waitOnFirstConnect: false, reconnect: false, maxReconnectAttempts: 0, timeout: 3000 });
+    await probe.close();
+    return undefined;
+  } catch (error) {
+    return (error instanceof Error ? error.message || error.name : String(error)).trim();
+  }
+}
+
+/**
+ * Connects to NATS, retrying forever with the client's backoff; while it waits it logs why connecting
+ * fails (refused, TLS, certificate). A server that refuses the credentials ends the wait with that error.
+ */
 export async function connectNats(servers: string[], name: string, logger: Logger, auth: NatsAuthConfig = {}): Promise<NatsChannel> {
   logger.info({ servers }, 'connecting to NATS');
   const started = Date.now();
-  const waiting = setInterval(() => logger.warn({ servers, waitedMs: Date.now() - started }, 'NATS unreachable, still retrying'), 5000);
-  const connection = await connect({
+  const options: ConnectionOptions = {
     servers,
     name,
     waitOnFirstConnect: true,
@@ -73,8 +107,27 @@ export async function connectNats(servers: string[], name: string, logger: Logge
     reconnectJitter: 250,
     // A node never needs its own publishes back: skipping them saves a decode per message.
     noEcho: true,
-    ...natsAuthOptions(auth),
-  }).finally(() => clearInterval(waiting));
+    ...natsAuthOptions(auth, servers),
+  };
+  let waitingFor = true;
+  let probing = false;
+  const waiting = setInterval(() => {
+    if (probing) return;
+    probing = true;
+    void connectError(options).then((error) => {
+      probing = false;
+      if (waitingFor) logger.warn({ servers, waitedMs: Date.now() - started, ...(error !== undefined ? { error } : {}) }, 'NATS unreachable, still retrying');
+    });
+  }, 5000);
+  const connection = await connect(options)
+    .catch((error: unknown) => {
+      logger.error({ servers, error: error instanceof Error ? error.message : String(error) }, 'NATS refused the connection');
+      throw error;
+    })
+    .finally(() => {
+      waitingFor = false;
+      clearInterval(waiting);
+    });
   logger.info({ server: connection.getServer() }, 'connected to NATS');
   return new NatsChannel(connection);
 }
