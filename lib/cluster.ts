@@ -207,6 +207,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     sweepIntervalMs: o.sweepIntervalMs,
     touchIntervalMs,
     tombstoneTtlMs: o.tombstoneTtlMs,
+    resyncAfterMs: o.memberDropMs,
     ...(o.log ? { log: o.log } : {}),
     ...(o.store ? { store: o.store, snapshot: { intervalMs: o.snapshotIntervalMs, checkpointPollMs: Math.max(5000, o.snapshotIntervalMs * 5) } } : {}),
   };

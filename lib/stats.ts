@@ -42,6 +42,10 @@ export class ReplicationStats {
   channelErrors = 0;
   /** Replication failures (publish errors); requests are still answered. */
   replicationErrors = 0;
+  /** Resyncs: full-state merges from every ready member after a reconnect or a stall (deltas may have been missed). */
+  resyncs = 0;
+  /** Sessions a resync changed: updates this node had missed. */
+  resyncRepairs = 0;
 
   /** Counts one outgoing message. */
   countSent(kind: MessageKind, bytes: number): void {

@@ -16,7 +16,7 @@ import { AckTracker } from './ack-tracker.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
 import { SessionTable } from './session-table.ts';
-import { DEFAULT_PAGE_LIMITS, receiveState, StateDonor, type PageLimits } from './state-transfer.ts';
+import { DEFAULT_PAGE_LIMITS, fitPayload, receiveState, StateDonor, type PageLimits, type StatePage } from './state-transfer.ts';
 import type { LogFollower, LogMessage, ReplicationLog } from '../channel/jetstream-log.ts';
 import type { SnapshotStore } from '../store/snapshot-store.ts';
 import { SnapshotWriter, type SnapshotWriterOptions } from '../store/snapshot-writer.ts';
@@ -40,7 +40,17 @@ export interface DeltaManagerOptions {
   readonly store?: SnapshotStore;
   /** Write-behind timing of the snapshot store. */
   readonly snapshot?: SnapshotWriterOptions;
+  /**
+   * Without a log: after the channel reconnects, or after this process stalled (paused, frozen,
+   * blocked event loop) for longer than this, the node may have missed deltas (core NATS does not
+   * keep them), so it waits this long for members to be back and merges every ready member's state
+   * (a resync). The cluster passes `memberDropMs`. Unset: no resync.
+   */
+  readonly resyncAfterMs?: number;
 }
+
+/** Why a node merges its peers' state again after it joined. */
+export type ResyncReason = 'reconnect' | 'stall';
 
 /** The parts a manager works with, wired by `createCluster`. */
 export interface ManagerParts {
@@ -85,6 +95,13 @@ export class DeltaManager implements SessionManager {
   /** Async deltas waiting for the end of the current event-loop turn. */
   readonly #batch: SessionState[] = [];
   #batchScheduled = false;
+  /** Resync: the pending timer, whether one runs, and whether another was asked for meanwhile. */
+  #resyncTimer?: ReturnType<typeof setTimeout>;
+  #resyncing = false;
+  #resyncAgain?: ResyncReason;
+  #stallWatch?: ReturnType<typeof setInterval>;
+  /** False between a channel disconnect and its reconnect (which schedules a resync itself). */
+  #channelUp = true;
   /** Keeps log messages in sequence order while protected messages are verified asynchronously. */
   #logChain: Promise<void> = Promise.resolve();
   readonly #writer?: SnapshotWriter;
@@ -137,10 +154,13 @@ export class DeltaManager implements SessionManager {
     this.#sweepTimer = setInterval(() => this.sweep(Date.now()), this.options.sweepIntervalMs);
     this.#ready = true;
     membership.setReady(true);
+    if (!this.options.log && this.options.resyncAfterMs !== undefined) this.#watchForGaps(this.options.resyncAfterMs);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#sweepTimer);
+    clearInterval(this.#stallWatch);
+    clearTimeout(this.#resyncTimer);
     if (this.#batchScheduled) this.#flushBatch();
     this.#acks.releaseAll();
     await this.#writer?.stop().catch(() => undefined);
@@ -263,9 +283,10 @@ export class DeltaManager implements SessionManager {
     this.#batchScheduled = false;
     let message: SessionState[] = [];
     let bytes = 0;
+    const maxBytes = fitPayload(BATCH_BYTES, this.parts.bus.channel.maxPayload);
     for (const delta of this.#batch.splice(0)) {
       const size = 200 + attributeBytes(delta);
-      if (message.length > 0 && (message.length >= BATCH_SESSIONS || bytes + size > BATCH_BYTES)) {
+      if (message.length > 0 && (message.length >= BATCH_SESSIONS || bytes + size > maxBytes)) {
         void this.#send(message, 'async');
         message = [];
         bytes = 0;
@@ -351,6 +372,77 @@ export class DeltaManager implements SessionManager {
     await this.#replayUntil(last, started + this.options.stateTransferTimeoutMs);
     if (!needPeer) status.state = 'done';
     status.durationMs = Date.now() - started;
+  }
+
+  /**
+   * Core NATS drops what a disconnected subscriber misses (a broker restart, a failover to another
+   * server, a slow consumer cut off by the server) and a paused process may have been cut off too.
+   * Channel reconnects and event-loop stalls longer than `afterMs` schedule a resync.
+   */
+  #watchForGaps(afterMs: number): void {
+    this.parts.bus.channel.onStatus((status) => {
+      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') this.#channelUp = false;
+      if (status !== 'connected') return;
+      this.#channelUp = true;
+      if (this.#ready) this.#scheduleResync('reconnect', afterMs);
+    });
+    let last = Date.now();
+    this.#stallWatch = setInterval(
+      () => {
+        const now = Date.now();
+        if (now - last > afterMs && this.#ready) {
+          this.parts.logger.warn({ stalledMs: now - last }, 'this process stalled: deltas may have been missed');
+          this.#scheduleResync('stall', afterMs);
+        }
+        last = now;
+      },
+      Math.max(50, Math.min(1000, Math.floor(afterMs / 4))),
+    );
+  }
+
+  #scheduleResync(reason: ResyncReason, delayMs: number): void {
+    if (this.#resyncing) {
+      this.#resyncAgain = reason;
+      return;
+    }
+    clearTimeout(this.#resyncTimer);
+    this.#resyncTimer = setTimeout(() => void this.#resync(reason), delayMs);
+  }
+
+  /**
+   * Merges the full state of every ready member (idempotent: the CRDT merge keeps what is newer).
+   * Every member, not one: a delta lost with a broker may be held by its writer only.
+   */
+  async #resync(reason: ResyncReason): Promise<void> {
+    const { bus, membership, stats, logger } = this.parts;
+    if (!this.#ready || !this.#channelUp) return;
+    this.#resyncing = true;
+    const started = Date.now();
+    const donors = membership.readyMembers().map((m) => m.node);
+    let repaired = 0;
+    let received = 0;
+    const failed: string[] = [];
+    try {
+      for (const donor of donors) {
+        const status: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
+        // A page gets ackTimeoutMs (a live member answers at once): a request sent just before the
+        // connection dropped must not hold the resync that the reconnect asks for.
+        const apply = (page: StatePage) => (repaired += this.#repair(page.sessions));
+        await receiveState(bus, this.options.stateTransferTimeoutMs, apply, status, logger.child({ resync: reason }), donor, this.options.ackTimeoutMs);
+        received += status.sessionsReceived;
+        if (status.state === 'failed') failed.push(donor);
+      }
+      stats.resyncs++;
+      stats.resyncRepairs += repaired;
+      logger.info({ reason, donors, sessionsReceived: received, repaired, ms: Date.now() - started }, 'resync: merged the state of every ready member');
+    } finally {
+      this.#resyncing = false;
+      const again = this.#resyncAgain ?? (failed.length > 0 ? reason : undefined);
+      this.#resyncAgain = undefined;
+      if (failed.length > 0) logger.warn({ reason, failed }, 'resync: some members did not answer in full, trying again');
+      // A reconnect during the resync asks again at once; a member that did not answer, after the usual wait.
+      if (again && this.#ready) this.#scheduleResync(again, failed.length > 0 ? (this.options.resyncAfterMs ?? 0) : 0);
+    }
   }
 
   /** Resolves once the log replay reached `target`, or at the deadline (with a warning). */
@@ -441,6 +533,20 @@ export class DeltaManager implements SessionManager {
       this.parts.clock.observe(latestStamp(state));
       this.#table.merge(state);
     }
+  }
+
+  /** Merges states of a resync; returns how many sessions' data it changed (access times aside: those replicate lazily). */
+  #repair(states: SessionState[]): number {
+    let repaired = 0;
+    for (const state of states) {
+      const held = this.#table.get(state.key);
+      const before = held && { registers: new Map(held.attributes), ended: held.ended, maxInactive: held.maxInactive };
+      this.#applyStates([state]);
+      const after = this.#table.get(state.key);
+      if (!after) continue;
+      if (!before || after.ended !== before.ended || after.maxInactive !== before.maxInactive || [...after.attributes].some(([name, r]) => before.registers.get(name) !== r)) repaired++;
+    }
+    return repaired;
   }
 }
 

@@ -32,6 +32,14 @@ export interface PageLimits {
 /** Default page limits. */
 export const DEFAULT_PAGE_LIMITS: PageLimits = { maxSessions: 1000, maxBytes: 512 * 1024 };
 
+/**
+ * A byte budget that fits one broker message: at most half the broker's max payload (when known),
+ * which leaves room for the encoding and the envelope. A single larger item still goes alone.
+ */
+export function fitPayload(bytes: number, maxPayload: number | undefined): number {
+  return maxPayload === undefined ? bytes : Math.max(1, Math.min(bytes, Math.floor(maxPayload / 2)));
+}
+
 /** A transfer is forgotten when its joiner has not asked for the next page for this long. */
 const TRANSFER_IDLE_MS = 120_000;
 
@@ -65,11 +73,12 @@ export class StateDonor {
     const entries: OwnershipEntry[] = [];
     let bytes = 0;
     let cursor = request.cursor;
+    const maxBytes = fitPayload(this.limits.maxBytes, this.bus.channel.maxPayload);
     while (cursor < transfer.keys.length && sessions.length + entries.length < this.limits.maxSessions) {
       const { state, entry } = this.source.item(transfer.keys[cursor]!);
       const size = (state ? 200 + attributeBytes(state) : 0) + (entry ? 100 : 0);
       // Check the fit before adding: a page exceeds maxBytes only to carry one oversized session alone.
-      if (cursor > request.cursor && bytes + size > this.limits.maxBytes) break;
+      if (cursor > request.cursor && bytes + size > maxBytes) break;
       cursor++;
       if (state) sessions.push(state);
       if (entry) entries.push(entry);
@@ -88,7 +97,9 @@ export class StateDonor {
 /**
  * The joiner side: fetches every page from one donor within `timeoutMs`, handing each page's
  * sessions to `apply`. Updates `status` as it goes and never throws: a node without a donor starts
- * empty, and one whose donor fails keeps what arrived, with a warning.
+ * empty, and one whose donor fails keeps what arrived, with a warning. With `donor`, asks that
+ * member directly instead of whichever ready member answers first; with `pageTimeoutMs`, gives up
+ * on a page that takes longer than that.
  */
 export async function receiveState(
   bus: ClusterBus,
@@ -96,17 +107,19 @@ export async function receiveState(
   apply: (page: StatePage) => void,
   status: StateTransferStatus,
   logger: Logger,
+  donor?: string,
+  pageTimeoutMs?: number,
 ): Promise<void> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   status.state = 'running';
-  let subject = bus.subjects.state;
+  let subject = donor !== undefined ? bus.subjects.node(donor) : bus.subjects.state;
   let request: MessageBody<'state-req'> = { cursor: 0 };
   try {
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new ChannelRequestError('timeout', subject);
-      const reply = await bus.request(subject, 'state-req', request, remaining);
+      const reply = await bus.request(subject, 'state-req', request, Math.min(remaining, pageTimeoutMs ?? remaining));
       if (reply.kind !== 'state-page') throw new Error(`donor answered with ${reply.kind}`);
       const page = reply.body as MessageBody<'state-page'>;
       status.donor = reply.node;
