@@ -6,3 +6,4 @@ export * from "./nats-server.ts";
 export * from "./node-process.ts";
 export * from "./http-client.ts";
 export * from "./dynamodb-local.ts";
+export * from "./nats-fixtures.ts";
