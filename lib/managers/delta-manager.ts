@@ -98,6 +98,9 @@ export class DeltaManager implements SessionManager {
   /** Resync: the pending timer, whether one runs, and whether another was asked for meanwhile. */
   #resyncTimer?: ReturnType<typeof setTimeout>;
   #resyncing = false;
+  /** Expiry pauses after a stall until this time (see `#sweepTick`). */
+  #expiryPausedUntil = 0;
+  #lastSweepAt = 0;
   #resyncAgain?: ResyncReason;
   #stallWatch?: ReturnType<typeof setInterval>;
   /** False between a channel disconnect and its reconnect (which schedules a resync itself). */
@@ -151,7 +154,8 @@ export class DeltaManager implements SessionManager {
     }
     this.#writer?.start();
     this.#subscriptions.push(bus.listen(bus.subjects.state, (incoming) => void this.#answerFirstPage(incoming), { queue: 'donors' }));
-    this.#sweepTimer = setInterval(() => this.sweep(Date.now()), this.options.sweepIntervalMs);
+    this.#lastSweepAt = Date.now();
+    this.#sweepTimer = setInterval(() => this.#sweepTick(), this.options.sweepIntervalMs);
     this.#ready = true;
     membership.setReady(true);
     if (!this.options.log && this.options.resyncAfterMs !== undefined) this.#watchForGaps(this.options.resyncAfterMs);
@@ -179,7 +183,7 @@ export class DeltaManager implements SessionManager {
 
   find(key: string): SessionState | undefined {
     const state = this.#table.live(key);
-    if (state && this.#isExpired(state, Date.now())) {
+    if (state && this.#mayExpire(Date.now()) && this.#isExpired(state, Date.now())) {
       this.#expire(state);
       return undefined;
     }
@@ -240,7 +244,29 @@ export class DeltaManager implements SessionManager {
     return this.#table.liveStates();
   }
 
-  /** Expires idle sessions everywhere and forgets old tombstones; runs on the sweep timer. */
+  /**
+   * The sweep timer. A tick that comes much later than scheduled means this process was paused
+   * (SIGSTOP, a frozen Lambda, a long GC): its access times are stale, and expiring now could end
+   * sessions that were used elsewhere meanwhile, for good. So expiry waits until the node caught up
+   * (the log replay or resync has had time to run); tombstones are still collected.
+   */
+  #sweepTick(): void {
+    const now = Date.now();
+    if (now - this.#lastSweepAt > this.options.sweepIntervalMs + (this.options.resyncAfterMs ?? 3000)) {
+      this.#expiryPausedUntil = now + this.options.sweepIntervalMs + (this.options.resyncAfterMs ?? 0) + 2000;
+      this.parts.logger.warn({ lateMs: now - this.#lastSweepAt - this.options.sweepIntervalMs }, 'expiry paused: this process was stalled and may have missed accesses');
+    }
+    this.#lastSweepAt = now;
+    if (this.#mayExpire(now)) this.sweep(now);
+    else for (const key of this.#table.collect(now - this.options.tombstoneTtlMs)) this.#pending.forget(key);
+  }
+
+  /** Whether this node's view of access times is fresh enough to expire sessions. */
+  #mayExpire(now: number): boolean {
+    return now >= this.#expiryPausedUntil && !this.#resyncing;
+  }
+
+  /** Expires idle sessions everywhere and forgets old tombstones (the timer calls it through `#sweepTick`). */
   sweep(now: number): void {
     for (const state of this.#table.expired(now, (s) => this.#graceFor(s))) this.#expire(state);
     for (const key of this.#table.collect(now - this.options.tombstoneTtlMs)) this.#pending.forget(key);
@@ -501,7 +527,11 @@ export class DeltaManager implements SessionManager {
         // Answer with what this node holds; the joiner still follows the log.
       }
     }
-    this.#donor.answer(incoming);
+    try {
+      this.#donor.answer(incoming);
+    } catch (error) {
+      this.parts.logger.error({ joiner: incoming.message.node, error: (error as Error).message }, 'state transfer: could not answer');
+    }
   }
 
   /** The snapshot leader is the oldest ready member: only it writes to the store. */

@@ -401,3 +401,28 @@ describe("stop", () => {
     await waitFor("b to drop a", () => !b!.membership.has("a"));
   });
 });
+
+describe("expiry after a stall", () => {
+  it("a process that was paused does not expire sessions on its stale view until it caught up, then does", async () => {
+    const [a] = await startNodes(new MemoryBus(), ["a"], { sweepIntervalMs: 50 });
+    // A session last used (on another node) long ago by this node's view: expirable at once.
+    const clock = new HybridClock("b");
+    const session = new Session({ node: "b", clock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 1 });
+    session.set("cart", ["x"]);
+    const { deltas } = session.takeChanges(Date.now() - 10_000);
+    deltas[0]!.lastAccessedAt = Date.now() - 10_000;
+    await a!.manager.commit({ deltas, modified: true }, { replicate: false, mode: "async" });
+    const key = deltas[0]!.key;
+    // Block the event loop, as SIGSTOP or a frozen Lambda would, before any sweep tick runs.
+    const until = Date.now() + 400;
+    while (Date.now() < until) {
+      // busy: no timers fire
+    }
+    await new Promise((resolve) => setTimeout(resolve, 150)); // several (late, then normal) ticks
+    expect(a!.manager.find(key)).toBeDefined();
+    expect(a!.stats.sessionsExpired).toBe(0);
+    // Once the pause is over, the sweep expires it as usual.
+    await waitFor("the session to expire after the pause", () => a!.manager.find(key) === undefined, { timeoutMs: 6000 });
+    expect(a!.stats.sessionsExpired).toBe(1);
+  });
+});
