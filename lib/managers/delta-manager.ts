@@ -65,6 +65,8 @@ export interface ManagerParts {
 const BATCH_SESSIONS = 64;
 /** Bytes of attribute data above which a batch is split (a single larger delta still goes alone). */
 const BATCH_BYTES = 256 * 1024;
+/** Id prefix of the delta messages a resync sends (a node's whole state after it reconnected). */
+const RESYNC_ID = 'resync-';
 
 /**
  * Runs `task` once the current event-loop turn's I/O callbacks are done: `setImmediate` where the
@@ -458,9 +460,12 @@ export class DeltaManager implements SessionManager {
         received += status.sessionsReceived;
         if (status.state === 'failed') failed.push(donor);
       }
+      // After a reconnect the gap goes both ways: what this node sent just before the connection
+      // dropped may have been lost with it, and members that stayed connected never resync.
+      const pushed = reason === 'reconnect' ? this.#pushAll() : 0;
       stats.resyncs++;
       stats.resyncRepairs += repaired;
-      logger.info({ reason, donors, sessionsReceived: received, repaired, ms: Date.now() - started }, 'resync: merged the state of every ready member');
+      logger.info({ reason, donors, sessionsReceived: received, repaired, pushed, ms: Date.now() - started }, 'resync: merged the state of every ready member');
     } finally {
       this.#resyncing = false;
       const again = this.#resyncAgain ?? (failed.length > 0 ? reason : undefined);
@@ -553,7 +558,8 @@ export class DeltaManager implements SessionManager {
     if (message.kind !== 'delta') return;
     const body = message.body as MessageBody<'delta'>;
     this.#applyStates(body.s);
-    recordWriteLag(this.parts.stats, body.s);
+    // A resync resends old writes on purpose: they are no sample of replication lag.
+    if (!body.id.startsWith(RESYNC_ID)) recordWriteLag(this.parts.stats, body.s);
     const ackTo = body.r ?? reply;
     if (ackTo) this.parts.bus.send(ackTo, 'ack', { id: body.id });
   }
@@ -563,6 +569,40 @@ export class DeltaManager implements SessionManager {
       this.parts.clock.observe(latestStamp(state));
       this.#table.merge(state);
     }
+  }
+
+  /**
+   * Sends every session this node holds (tombstones too) as async deltas, in messages that fit the
+   * broker; their ids start with `resync-` so receivers do not count them as replication lag.
+   * Returns how many sessions were sent.
+   */
+  #pushAll(): number {
+    const { bus, logger } = this.parts;
+    const maxBytes = fitPayload(BATCH_BYTES, bus.channel.maxPayload);
+    let message: SessionState[] = [];
+    let bytes = 0;
+    let sent = 0;
+    const flush = () => {
+      if (message.length === 0) return;
+      bus.send(bus.subjects.delta, 'delta', { id: `${RESYNC_ID}${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`, s: message });
+      sent += message.length;
+      message = [];
+      bytes = 0;
+    };
+    try {
+      for (const key of this.#table.keys()) {
+        const state = this.#table.get(key);
+        if (!state) continue;
+        const size = 200 + attributeBytes(state);
+        if (message.length >= BATCH_SESSIONS || (message.length > 0 && bytes + size > maxBytes)) flush();
+        message.push(state);
+        bytes += size;
+      }
+      flush();
+    } catch (error) {
+      logger.warn({ sent, error: (error as Error).message }, 'resync: sending this node\'s sessions failed');
+    }
+    return sent;
   }
 
   /** Merges states of a resync; returns how many sessions' data it changed (access times aside: those replicate lazily). */

@@ -317,6 +317,12 @@ describe("faults", () => {
     await waitForMembers(nodes, 60_000);
     const convergeMs = await traffic.converged(nodes);
     for (const [i, from] of nodes.entries()) await expectReplication(from, nodes[(i + 1) % nodes.length]!);
+    // Each node that failed over merged the others' state and sent its own (for nodes that never reconnected).
+    for (const node of nodes.filter((n) => onVictim.includes(n.node))) {
+      const resync = logs(node, "resync: merged the state of every ready member").find((l) => l.reason === "reconnect");
+      expect(resync, node.node).toBeDefined();
+      expect(resync!.pushed, node.node).toBeGreaterThan(0);
+    }
     console.info(
       `[figure] NATS cluster failover: ${onVictim.join(",")} on the killed server; n1 reconnected to ${reconnected.detail} ${failoverMs} ms after the kill; ` +
         `n1 -> others replicated ${replicationMs} ms after the kill (probe started ${replicatedAt - killedAt} ms after); ${traffic.summary()}; converged ${convergeMs} ms after traffic stopped`,
