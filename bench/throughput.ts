@@ -75,7 +75,7 @@ const CLOCK_TICKS = (() => {
 })();
 
 /** CPU time (user + system) of a process in ms, from /proc; NaN when unavailable. */
-function cpuMs(pid: number): number {
+export function cpuMs(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -85,7 +85,8 @@ function cpuMs(pid: number): number {
   }
 }
 
-function selfCpuMs(): number {
+/** CPU time (user + system) of this process in ms. */
+export function selfCpuMs(): number {
   const usage = process.cpuUsage();
   return (usage.user + usage.system) / 1000;
 }
@@ -95,13 +96,14 @@ interface ClusterView {
   stats: { sent?: { delta?: number } };
 }
 
-async function clusterView(node: NodeHandle): Promise<ClusterView> {
+/** GET /cluster of a node process. */
+export async function clusterView(node: NodeHandle): Promise<ClusterView> {
   const response = await fetch(`${node.url}/cluster`);
   return (await response.json()) as ClusterView;
 }
 
 /** Creates `count` sessions on `node` with `POST /counter`; returns their cookie values. */
-async function createSessions(node: NodeHandle, count: number): Promise<string[]> {
+export async function createSessions(node: NodeHandle, count: number): Promise<string[]> {
   const cookies: string[] = [];
   for (let i = 0; i < count; i++) {
     const response = await fetch(`${node.url}/counter`, { method: 'POST' });
@@ -114,7 +116,7 @@ async function createSessions(node: NodeHandle, count: number): Promise<string[]
 }
 
 /** Runs autocannon against `POST /counter` on `node`, one pre-created session cookie per connection. */
-function cannon(node: NodeHandle, cookies: string[], durationSec: number) {
+export function cannon(node: NodeHandle, cookies: string[], durationSec: number) {
   let next = 0;
   return autocannon({
     url: `${node.url}/counter`,
@@ -123,6 +125,41 @@ function cannon(node: NodeHandle, cookies: string[], durationSec: number) {
     duration: durationSec,
     setupClient: (client) => client.setHeaders({ cookie: cookies[next++ % cookies.length]! }),
   });
+}
+
+/** The figures of one autocannon run, without its labels. */
+export type RunFigures = Omit<ThroughputRun, 'nodes' | 'replication' | 'round'>;
+
+/**
+ * One measured autocannon run of `POST /counter` on `node` (each connection with its own session),
+ * with the CPU used meanwhile by the target, `others` (its peers), nats-server and this process.
+ */
+export async function measureRun(node: NodeHandle, others: readonly NodeHandle[], natsPid: number, cookies: string[], durationSec: number): Promise<RunFigures> {
+  await sleep(300);
+  const before = { target: cpuMs(node.pid), peers: others.map((p) => cpuMs(p.pid)), nats: cpuMs(natsPid), self: selfCpuMs(), deltas: (await clusterView(node)).stats.sent?.delta ?? 0 };
+  const t0 = performance.now();
+  const result = await cannon(node, cookies, durationSec);
+  const wallMs = performance.now() - t0;
+  const after = { target: cpuMs(node.pid), peers: others.map((p) => cpuMs(p.pid)), nats: cpuMs(natsPid), self: selfCpuMs(), deltas: (await clusterView(node)).stats.sent?.delta ?? 0 };
+  const requests = result['2xx'] + result.non2xx;
+  const share = (ms: number) => round((100 * ms) / wallMs, 1);
+  return {
+    reqPerSec: round(result['2xx'] / result.duration, 0),
+    requests,
+    latencyAvgMs: round(result.latency.average, 2),
+    latencyP99Ms: round(result.latency.p99, 2),
+    errors: result.errors,
+    non2xx: result.non2xx,
+    durationSec: round(result.duration, 2),
+    targetCpuUsPerReq: round(((after.target - before.target) * 1000) / Math.max(1, requests), 0),
+    cpu: {
+      target: share(after.target - before.target),
+      peers: share(after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0)),
+      natsServer: share(after.nats - before.nats),
+      loadGenerator: share(after.self - before.self),
+    },
+    deltasPerRequest: round((after.deltas - before.deltas) / Math.max(1, requests), 3),
+  };
 }
 
 /**
@@ -166,34 +203,7 @@ export async function measureThroughput(natsUrl: string, natsPid: number, option
         for (const replication of ['on', 'off'] as const) {
           const node = replication === 'on' ? target : off;
           const others = replication === 'on' ? peers : [];
-          await sleep(300);
-          const before = { target: cpuMs(node.pid), peers: others.map((p) => cpuMs(p.pid)), nats: cpuMs(natsPid), self: selfCpuMs(), deltas: (await clusterView(node)).stats.sent?.delta ?? 0 };
-          const t0 = performance.now();
-          const result = await cannon(node, replication === 'on' ? cookiesOn : cookiesOff, options.durationSec);
-          const wallMs = performance.now() - t0;
-          const after = { target: cpuMs(node.pid), peers: others.map((p) => cpuMs(p.pid)), nats: cpuMs(natsPid), self: selfCpuMs(), deltas: (await clusterView(node)).stats.sent?.delta ?? 0 };
-          const requests = result['2xx'] + result.non2xx;
-          const share = (ms: number) => round((100 * ms) / wallMs, 1);
-          const run: ThroughputRun = {
-            nodes: size,
-            replication,
-            round: r,
-            reqPerSec: round(result['2xx'] / result.duration, 0),
-            requests,
-            latencyAvgMs: round(result.latency.average, 2),
-            latencyP99Ms: round(result.latency.p99, 2),
-            errors: result.errors,
-            non2xx: result.non2xx,
-            durationSec: round(result.duration, 2),
-            targetCpuUsPerReq: round(((after.target - before.target) * 1000) / Math.max(1, requests), 0),
-            cpu: {
-              target: share(after.target - before.target),
-              peers: share(after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0)),
-              natsServer: share(after.nats - before.nats),
-              loadGenerator: share(after.self - before.self),
-            },
-            deltasPerRequest: round((after.deltas - before.deltas) / Math.max(1, requests), 3),
-          };
+          const run: ThroughputRun = { nodes: size, replication, round: r, ...(await measureRun(node, others, natsPid, replication === 'on' ? cookiesOn : cookiesOff, options.durationSec)) };
           runs.push(run);
           options.log(
             `${size} nodes, replication ${replication.padEnd(3)} round ${r}: ${run.reqPerSec} req/s, latency avg ${run.latencyAvgMs} ms p99 ${run.latencyP99Ms} ms, ` +
