@@ -1,5 +1,5 @@
 // Owns: the Channel contract suite as a reusable function, so every Channel implementation runs the same
-// checks. Its cases mirror test/integration/channel-contract.test.ts (memory and NATS); used by
+// checks: run for memory and NATS by channel-contract.test.ts and for SNS/SQS by
 // sns-sqs-channel.test.ts. Capabilities state what a broker cannot promise (SNS standard topics do not
 // keep order; SNS cannot report "no responders" at once, only after a discovery window).
 import { afterEach, describe, expect, it } from "vitest";

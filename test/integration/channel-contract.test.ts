@@ -1,219 +1,24 @@
-// Owns: the Channel contract suite, run against BOTH MemoryChannel and NatsChannel (real nats-server).
+// Owns: the Channel contract suite run against MemoryChannel and NatsChannel (real nats-server).
 import { connect } from "@nats-io/transport-node";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import type { Channel, ChannelMessage } from "../../lib/channel/channel.ts";
+import { inject } from "vitest";
 import { MemoryBus, MemoryChannel } from "../../lib/channel/memory.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { ChannelRequestError } from "../../lib/errors.ts";
-import { waitFor } from "../kit/index.ts";
+import { describeChannelContract } from "./channel-contract-suite.ts";
 
-/** Makes `count` channels that see each other (one bus, or one nats-server). */
-type Factory = (count: number) => Promise<Channel[]>;
+// Both keep the publisher's order and report "no responders" at once.
+const capabilities = { ordered: true, noRespondersWithinMs: 1000 };
 
-const factories: Record<string, Factory> = {
-  memory: async (count) => {
+describeChannelContract(
+  "memory",
+  async (count) => {
     const bus = new MemoryBus();
     return Array.from({ length: count }, () => new MemoryChannel(bus));
   },
-  nats: async (count) => Promise.all(Array.from({ length: count }, async () => new NatsChannel(await connect({ servers: inject("natsUrl"), name: "it-contract" })))),
-};
+  capabilities,
+);
 
-const utf8 = new TextEncoder();
-const text = (data: Uint8Array) => new TextDecoder().decode(data);
-
-/** Collects what a subscription receives. */
-function collector() {
-  const got: ChannelMessage[] = [];
-  return { got, handler: (message: ChannelMessage) => void got.push(message), texts: () => got.map((m) => text(m.data)) };
-}
-
-for (const [kind, factory] of Object.entries(factories)) {
-  describe(`Channel contract: ${kind}`, () => {
-    let open: Channel[] = [];
-    let prefix = "";
-    afterEach(async () => {
-      await Promise.allSettled(open.splice(0).map((channel) => channel.close()));
-    });
-    /** `count` fresh channels and a subject prefix no other test uses. */
-    async function channels(count: number): Promise<Channel[]> {
-      prefix = `contract.${kind}.${Math.random().toString(36).slice(2, 10)}`;
-      const made = await factory(count);
-      open.push(...made);
-      return made;
-    }
-    /** Makes subscriptions effective before another channel publishes (NATS registers them asynchronously). */
-    const ready = (...list: Channel[]) => Promise.all(list.map((channel) => channel.flush()));
-
-    it(`reports its kind "${kind}"`, async () => {
-      const [a] = await channels(1);
-      expect(a!.kind).toBe(kind);
-    });
-
-    it("delivers published bytes exactly and in order to every subscriber", async () => {
-      const [a, b, c] = await channels(3);
-      const onB = collector();
-      const onC = collector();
-      b!.subscribe(`${prefix}.x`, onB.handler);
-      c!.subscribe(`${prefix}.x`, onC.handler);
-      await ready(b!, c!);
-      const binary = new Uint8Array([0, 255, 1, 254, 0xc3]);
-      a!.publish(`${prefix}.x`, binary);
-      for (let i = 0; i < 100; i++) a!.publish(`${prefix}.x`, utf8.encode(`m${i}`));
-      await waitFor("101 messages on b and c", () => onB.got.length === 101 && onC.got.length === 101);
-      expect([...onB.got[0]!.data]).toEqual([...binary]);
-      expect(onB.got[0]!.subject).toBe(`${prefix}.x`);
-      expect(onB.texts().slice(1)).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
-      expect(onC.texts()).toEqual(onB.texts());
-      // The publisher may reuse its buffer: what was delivered does not change.
-      binary.fill(9);
-      expect([...onB.got[0]!.data]).toEqual([0, 255, 1, 254, 0xc3]);
-    });
-
-    it("matches * to one token and > to one or more tokens, and nothing else", async () => {
-      const [a, b] = await channels(2);
-      const star = collector();
-      const tail = collector();
-      const exact = collector();
-      const all = collector();
-      b!.subscribe(`${prefix}.*.hb`, star.handler);
-      b!.subscribe(`${prefix}.node.>`, tail.handler);
-      b!.subscribe(`${prefix}.node`, exact.handler);
-      b!.subscribe(`${prefix}.>`, all.handler);
-      await ready(b!);
-      const subjects = ["c1.hb", "c2.hb", "c1.c2.hb", "hb", "node", "node.n1", "node.n1.deep", "nodes.n1", "c1.hbx"];
-      for (const s of subjects) a!.publish(`${prefix}.${s}`, utf8.encode(s));
-      a!.publish(`${prefix}.end`, utf8.encode("end"));
-      // Deliveries to one channel keep publish order: once the catch-all saw "end", everything else arrived.
-      await waitFor("the end marker", () => all.texts().includes("end"));
-      expect(star.texts()).toEqual(["c1.hb", "c2.hb"]);
-      expect(tail.texts()).toEqual(["node.n1", "node.n1.deep"]);
-      expect(exact.texts()).toEqual(["node"]);
-      expect(all.texts()).toEqual([...subjects, "end"]);
-    });
-
-    it("gives each message to exactly one member of a queue group, and to every plain subscriber", async () => {
-      const [a, b, c] = await channels(3);
-      const q1 = collector();
-      const q2 = collector();
-      const plain = collector();
-      b!.subscribe(`${prefix}.work`, q1.handler, { queue: "donors" });
-      c!.subscribe(`${prefix}.work`, q2.handler, { queue: "donors" });
-      c!.subscribe(`${prefix}.work`, plain.handler);
-      await ready(b!, c!);
-      for (let i = 0; i < 60; i++) a!.publish(`${prefix}.work`, utf8.encode(String(i)));
-      await waitFor("60 messages to the group and to the plain subscriber", () => q1.got.length + q2.got.length === 60 && plain.got.length === 60);
-      const delivered = [...q1.texts(), ...q2.texts()].map(Number).sort((x, y) => x - y);
-      expect(delivered).toEqual(Array.from({ length: 60 }, (_, i) => i));
-      expect(q1.got.length).toBeGreaterThan(0);
-      expect(q2.got.length).toBeGreaterThan(0);
-    });
-
-    it("stops delivering after unsubscribe", async () => {
-      const [a, b] = await channels(2);
-      const gone = collector();
-      const stays = collector();
-      const subscription = b!.subscribe(`${prefix}.u`, gone.handler);
-      b!.subscribe(`${prefix}.u`, stays.handler);
-      await ready(b!);
-      a!.publish(`${prefix}.u`, utf8.encode("1"));
-      await waitFor("first message", () => gone.got.length === 1 && stays.got.length === 1);
-      subscription.unsubscribe();
-      await ready(b!);
-      a!.publish(`${prefix}.u`, utf8.encode("2"));
-      await waitFor("second message on the remaining subscriber", () => stays.got.length === 2);
-      expect(gone.texts()).toEqual(["1"]);
-    });
-
-    it("survives a throwing handler: later messages are still delivered", async () => {
-      const [a, b] = await channels(2);
-      const got = collector();
-      b!.subscribe(`${prefix}.t`, (message) => {
-        got.handler(message);
-        throw new Error("handler bug");
-      });
-      await ready(b!);
-      a!.publish(`${prefix}.t`, utf8.encode("1"));
-      a!.publish(`${prefix}.t`, utf8.encode("2"));
-      await waitFor("both messages", () => got.got.length === 2);
-    });
-
-    it("request/reply: resolves with the responder's reply, and concurrent requests get their own replies", async () => {
-      const [a, b] = await channels(2);
-      b!.subscribe(`${prefix}.echo`, (message) => {
-        expect(message.reply).toBeTruthy();
-        b!.publish(message.reply!, utf8.encode(`echo:${text(message.data)}`));
-      });
-      await ready(b!);
-      const reply = await a!.request(`${prefix}.echo`, utf8.encode("hi"), { timeoutMs: 2000 });
-      expect(text(reply)).toBe("echo:hi");
-      const many = await Promise.all(Array.from({ length: 20 }, (_, i) => a!.request(`${prefix}.echo`, utf8.encode(String(i)), { timeoutMs: 2000 })));
-      expect(many.map(text)).toEqual(Array.from({ length: 20 }, (_, i) => `echo:${i}`));
-      // A plain publish carries no reply subject; publish with `reply` carries it.
-      const seen = collector();
-      b!.subscribe(`${prefix}.r`, seen.handler);
-      await ready(b!);
-      a!.publish(`${prefix}.r`, utf8.encode("no reply"));
-      a!.publish(`${prefix}.r`, utf8.encode("with reply"), { reply: `${prefix}.inbox` });
-      await waitFor("two messages", () => seen.got.length === 2);
-      expect(seen.got[0]!.reply).toBeUndefined();
-      expect(seen.got[1]!.reply).toBe(`${prefix}.inbox`);
-    });
-
-    it("request/reply through a queue group is answered by one member", async () => {
-      const [a, b, c] = await channels(3);
-      let answers = 0;
-      for (const [channel, name] of [[b!, "b"], [c!, "c"]] as const) {
-        channel.subscribe(
-          `${prefix}.state`,
-          (message) => {
-            answers++;
-            channel.publish(message.reply!, utf8.encode(name));
-          },
-          { queue: "donors" },
-        );
-      }
-      await ready(b!, c!);
-      for (let i = 0; i < 10; i++) expect(["b", "c"]).toContain(text(await a!.request(`${prefix}.state`, utf8.encode("?"), { timeoutMs: 2000 })));
-      expect(answers).toBe(10);
-    });
-
-    it("rejects with kind no-responders at once when nobody subscribes", async () => {
-      const [a] = await channels(1);
-      const started = Date.now();
-      const error = await a!.request(`${prefix}.nobody`, utf8.encode("?"), { timeoutMs: 5000 }).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(ChannelRequestError);
-      expect(error).toMatchObject({ kind: "no-responders", code: "NO_RESPONDERS" });
-      expect(Date.now() - started).toBeLessThan(1000);
-    });
-
-    it("rejects with kind timeout after timeoutMs when subscribers never answer", async () => {
-      const [a, b] = await channels(2);
-      const heard = collector();
-      b!.subscribe(`${prefix}.silent`, heard.handler);
-      await ready(b!);
-      const started = Date.now();
-      const error = await a!.request(`${prefix}.silent`, utf8.encode("?"), { timeoutMs: 300 }).catch((e: unknown) => e);
-      const elapsed = Date.now() - started;
-      expect(error).toBeInstanceOf(ChannelRequestError);
-      expect(error).toMatchObject({ kind: "timeout", code: "REQUEST_TIMEOUT" });
-      expect(elapsed).toBeGreaterThanOrEqual(280);
-      expect(elapsed).toBeLessThan(2000);
-      expect(heard.texts()).toEqual(["?"]);
-    });
-
-    it("flush resolves once earlier publishes left, and close makes later calls fail with kind closed", async () => {
-      const [a, b] = await channels(2);
-      const got = collector();
-      b!.subscribe(`${prefix}.f`, got.handler);
-      await ready(b!);
-      a!.publish(`${prefix}.f`, utf8.encode("before close"));
-      await a!.flush();
-      await waitFor("the flushed message", () => got.got.length === 1);
-      await a!.close();
-      expect(() => a!.publish(`${prefix}.f`, utf8.encode("after close"))).toThrow(expect.objectContaining({ kind: "closed" }));
-      await expect(a!.request(`${prefix}.f`, utf8.encode("?"), { timeoutMs: 500 })).rejects.toMatchObject({ kind: "closed" });
-      expect(() => a!.subscribe(`${prefix}.f`, () => undefined)).toThrow(expect.objectContaining({ kind: "closed" }));
-      await expect(a!.close()).resolves.toBeUndefined(); // idempotent
-    });
-  });
-}
+describeChannelContract(
+  "nats",
+  async (count) => Promise.all(Array.from({ length: count }, async () => new NatsChannel(await connect({ servers: inject("natsUrl"), name: "it-contract" })))),
+  capabilities,
+);
