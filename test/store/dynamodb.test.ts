@@ -1,0 +1,112 @@
+// Owns: DynamoSnapshotStore against the SnapshotStore contract on a real DynamoDB (Local by default,
+// or env DYNAMODB_ENDPOINT), plus its table layout, table creation and unreachable-endpoint errors.
+import { DeleteTableCommand, DescribeTableCommand, DescribeTimeToLiveCommand, GetItemCommand, QueryCommand, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { decodeSessionState } from "../../lib/codec/envelope.ts";
+import { createSnapshotTable, DynamoSnapshotStore, shardOf } from "../../lib/store/dynamodb.ts";
+import { freePort } from "../kit/index.ts";
+import { snapshotStoreContract } from "./snapshot-store-contract.ts";
+import { ddbClient, plain, sessionKey, sessionState, throwawayTable, uniqueName } from "./support.ts";
+
+let client: DynamoDBClient;
+let table: { table: string; drop(): Promise<void> };
+const extraClients: DynamoDBClient[] = [];
+
+beforeAll(async () => {
+  client = ddbClient(inject("ddbEndpoint"));
+  table = await throwawayTable(client);
+});
+afterAll(async () => {
+  await table?.drop();
+  for (const c of extraClients.splice(0)) c.destroy();
+  client?.destroy();
+});
+
+// 4 shards instead of 16 so a 3,000-item load needs several 1 MB pages per shard (pagination and
+// parallel shards in one test); everything else is shard-count independent.
+snapshotStoreContract({
+  name: "DynamoSnapshotStore",
+  create: (cluster) => new DynamoSnapshotStore({ client, table: table.table, cluster, shards: 4 }),
+  another: (cluster) => {
+    const second = ddbClient(inject("ddbEndpoint"));
+    extraClients.push(second);
+    return new DynamoSnapshotStore({ client: second, table: table.table, cluster, shards: 4 });
+  },
+  minPagesFor3000: 8,
+  bulkTimeoutMs: 60_000,
+});
+
+describe("DynamoSnapshotStore on DynamoDB", () => {
+  it("lays items out as pk <cluster>#<shard> (16 shards by default), sk session key, s/v/ttl, plus <cluster>#meta/checkpoint", async () => {
+    const cluster = uniqueName("layout");
+    const store = new DynamoSnapshotStore({ client, table: table.table, cluster });
+    const keys = Array.from({ length: 200 }, (_, i) => sessionKey(i));
+    const expiresAt = Math.floor(Date.now() / 1000) + 3600;
+    await store.write(keys.map((key, i) => ({ state: sessionState(key, { i }), version: 40 + (i % 3), expiresAt })));
+    await store.writeCheckpoint(42);
+
+    const shardsUsed = new Set<number>();
+    for (const [i, key] of keys.entries()) {
+      const shard = shardOf(key, 16);
+      shardsUsed.add(shard);
+      if (i % 20 !== 0) continue;
+      const { Item } = await client.send(new GetItemCommand({ TableName: table.table, Key: { pk: { S: `${cluster}#${shard}` }, sk: { S: key } } }));
+      expect(Item, key).toBeDefined();
+      expect(Item!.v).toEqual({ N: String(40 + (i % 3)) });
+      expect(Item!.ttl).toEqual({ N: String(expiresAt) });
+      expect(decodeSessionState(Item!.s!.S!).key).toBe(key);
+    }
+    expect(shardsUsed.size).toBe(16); // 200 keys hash onto every shard
+    let total = 0;
+    for (let shard = 0; shard < 16; shard++) {
+      const page = await client.send(
+        new QueryCommand({ TableName: table.table, KeyConditionExpression: "pk = :pk", ExpressionAttributeValues: { ":pk": { S: `${cluster}#${shard}` } }, Select: "COUNT" }),
+      );
+      total += page.Count ?? 0;
+    }
+    expect(total).toBe(200);
+    const { Item: meta } = await client.send(new GetItemCommand({ TableName: table.table, Key: { pk: { S: `${cluster}#meta` }, sk: { S: "checkpoint" } } }));
+    expect(meta?.seq).toEqual({ N: "42" });
+  });
+
+  it("another node's store (own instance, same cluster) loads what the first one wrote", async () => {
+    const cluster = uniqueName("shards");
+    const writer = new DynamoSnapshotStore({ client, table: table.table, cluster });
+    const state = sessionState(sessionKey(), { x: 1 });
+    await writer.write([{ state, version: 1 }]);
+    const reader = new DynamoSnapshotStore({ client, table: table.table, cluster });
+    const loaded: unknown[] = [];
+    await reader.load((page) => loaded.push(...page.map(plain)));
+    expect(loaded).toEqual([plain(state)]);
+  });
+
+  it("createSnapshotTable creates an on-demand pk/sk table with TTL on ttl, and leaves an existing one alone", async () => {
+    const name = uniqueName("create");
+    try {
+      expect(await createSnapshotTable(client, name)).toBe("created");
+      expect(await createSnapshotTable(client, name)).toBe("exists");
+      const { Table } = await client.send(new DescribeTableCommand({ TableName: name }));
+      expect(Table?.TableStatus).toBe("ACTIVE");
+      expect(Table?.KeySchema).toEqual([
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ]);
+      expect(Table?.BillingModeSummary?.BillingMode).toBe("PAY_PER_REQUEST");
+      const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: name }));
+      expect(ttl.TimeToLiveDescription).toMatchObject({ AttributeName: "ttl", TimeToLiveStatus: "ENABLED" });
+    } finally {
+      await client.send(new DeleteTableCommand({ TableName: name })).catch(() => undefined);
+    }
+  });
+
+  it("rejects load, write and checkpoints quickly when DynamoDB is unreachable (so a joiner can fall back)", async () => {
+    const closed = ddbClient(`http://127.0.0.1:${await freePort()}`, { maxAttempts: 1, connectionTimeout: 500 });
+    extraClients.push(closed);
+    const store = new DynamoSnapshotStore({ client: closed, table: table.table, cluster: uniqueName("down") });
+    const started = Date.now();
+    await expect(store.load(() => undefined)).rejects.toThrow(/ECONNREFUSED|connect/i);
+    await expect(store.write([{ state: sessionState(sessionKey()), version: 1 }])).rejects.toThrow();
+    await expect(store.writeCheckpoint(1)).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});

@@ -1,0 +1,9 @@
+// Owns: MemorySnapshotStore against the SnapshotStore contract.
+import { MemorySnapshotStore } from "../../lib/store/memory.ts";
+import { snapshotStoreContract } from "./snapshot-store-contract.ts";
+
+snapshotStoreContract({
+  name: "MemorySnapshotStore",
+  create: () => new MemorySnapshotStore(),
+  minPagesFor3000: 1,
+});
