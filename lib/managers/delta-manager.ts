@@ -210,7 +210,7 @@ export class DeltaManager implements SessionManager {
     return this.#acks.size;
   }
 
-  async commit(changes: SessionChanges, options: CommitOptions): Promise<void> {
+  async commit(changes: SessionChanges, options: CommitOptions): Promise<boolean | void> {
     const { stats } = this.parts;
     const now = Date.now();
     for (const delta of changes.deltas) {
@@ -225,7 +225,7 @@ export class DeltaManager implements SessionManager {
     // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
     const outgoing = changes.deltas.flatMap((delta) => this.#pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;
-    await this.#publish(outgoing, options.mode, options.route);
+    return this.#publish(outgoing, options.mode, options.route);
   }
 
   activeSessions(): number {
@@ -293,7 +293,7 @@ export class DeltaManager implements SessionManager {
     void this.#publish([end], 'async');
   }
 
-  async #publish(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<void> {
+  async #publish(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<boolean | void> {
     if (mode === 'async') {
       // Requests handled in one event-loop turn share one message: one broker round, one decode per peer.
       this.#batch.push(...deltas);
@@ -325,7 +325,8 @@ export class DeltaManager implements SessionManager {
     if (message.length > 0) void this.#send(message, 'async');
   }
 
-  async #send(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<void> {
+  /** Sends one message; resolves to false when it could not be sent (or stored, in `persist` mode). */
+  async #send(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<boolean> {
     const { bus, membership, stats, logger } = this.parts;
     const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
     const expected = mode === 'ack' ? membership.readyMembers().map((m) => m.node) : [];
@@ -338,14 +339,15 @@ export class DeltaManager implements SessionManager {
       stats.replicationErrors++;
       logger.error({ ...sessionFields(deltas.map((d) => d.key)), route, mode, error: (error as Error).message }, 'replication failed: changes kept locally only');
       this.#acks.cancel(id);
-      return;
+      return false;
     }
-    if (!acked) return;
+    if (!acked) return true;
     const missing = await acked;
     if (missing.length > 0) {
       stats.acksTimedOut++;
       logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route, missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
     }
+    return true;
   }
 
   /**

@@ -53,11 +53,12 @@ export interface SessionManager {
   /** Live sessions whose data this node holds. */
   liveSessions(): IterableIterator<SessionState>;
   /**
-   * Applies a request's changes here and replicates them. Resolves at once in `async` mode, and
-   * after every live member applied them (or `ackTimeoutMs`) in `ack` mode. Never rejects:
-   * replication failures are logged and counted.
+   * Applies a request's changes here and replicates them. Resolves at once in `async` mode, after
+   * every live member applied them (or `ackTimeoutMs`) in `ack` mode, after JetStream stored them in
+   * `persist` mode. Never rejects: replication failures are logged and counted, and the promise
+   * resolves to false when the changes could not be sent (the middleware answers 503 in `persist`).
    */
-  commit(changes: SessionChanges, options: CommitOptions): Promise<void>;
+  commit(changes: SessionChanges, options: CommitOptions): Promise<boolean | void>;
   /** Handles a message sent to this node's own subject (acks, state pages, copies, fetches). */
   onDirect(incoming: Incoming): void;
   /** The session data this node holds for a key, tombstones included (tests and diagnostics). */

@@ -125,7 +125,11 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       },
       'session request',
     );
-    if (sendMode !== 'async' && replicate) await committed;
+    if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
+      // The change is only on this node: say so rather than claim it was stored.
+      c.res = c.json({ error: 'the change could not be stored in the replication log; retry' }, 503, { 'Retry-After': '1' });
+      return;
+    }
 
     if (!valid) {
       if (requested) deleteCookie(c, cookieName, { path: cookiePath, ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}) });

@@ -286,3 +286,30 @@ describe("hostile cookies", () => {
     }
   });
 });
+
+describe("send mode persist", () => {
+  it("answers 503 with Retry-After when the replication log cannot store the change, 200 when it can", async () => {
+    let failing = true;
+    let stored = 0;
+    const log = {
+      name: "fake",
+      ensure: async () => undefined,
+      bounds: async () => ({ first: 0, last: 0 }),
+      follow: async () => ({ stop: () => undefined }),
+      append: async () => {
+        if (failing) throw new Error("JetStream unavailable");
+        return ++stored;
+      },
+    };
+    const [a] = await startNodes(new MemoryBus(), ["a"], { log, sendMode: "persist" });
+    const app = sessionApp(a!);
+    const refused = await app.request("http://app.test/set", { method: "POST", headers: { "content-type": "application/json" }, body: '{"n":1}' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(a!.stats.replicationErrors).toBe(1);
+    failing = false;
+    const ok = await call(app, "POST", "/set", { body: { n: 2 } });
+    expect(ok.status).toBe(200);
+    expect(stored).toBe(1);
+  });
+});
