@@ -11,7 +11,7 @@
  */
 import { wsconnect, type ConnectionOptions, type NatsConnection } from '@nats-io/nats-core';
 import { createCluster, consoleLogger, type Logger, type LogLevel, type ReplicatedSessions } from '../../lib/index.ts';
-import { NatsChannel } from '../../lib/channel/nats.ts';
+import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
 import { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig } from '../../lib/codec/protection.ts';
 import { TOKEN_PATTERN } from '../../lib/session/ids.ts';
@@ -141,11 +141,7 @@ export function wsConnectionOptions(config: EdgeConfig, name: string): Connectio
   return {
     servers: config.nats,
     name,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-    reconnectJitter: 250,
-    noEcho: true,
+    ...NODE_CONNECTION_DEFAULTS,
     ...(config.natsUser !== undefined ? { user: config.natsUser, pass: config.natsPassword ?? '' } : {}),
     ...(config.natsToken !== undefined ? { token: config.natsToken } : {}),
   };

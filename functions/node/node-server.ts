@@ -3,7 +3,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type TlsOptions } from '@nats-io/transport-node';
 import pino from 'pino';
 import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
-import { NatsChannel } from '../../lib/channel/nats.ts';
+import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
 import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -101,12 +101,7 @@ export async function connectNats(servers: string[], name: string, logger: Logge
   const options: ConnectionOptions = {
     servers,
     name,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-    reconnectJitter: 250,
-    // A node never needs its own publishes back: skipping them saves a decode per message.
-    noEcho: true,
+    ...NODE_CONNECTION_DEFAULTS,
     ...natsAuthOptions(auth, servers),
   };
   let waitingFor = true;

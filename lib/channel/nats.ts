@@ -4,6 +4,19 @@ import { ChannelRequestError } from '../errors.ts';
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel.ts';
 
 /**
+ * The connection policy every node uses, over TCP or WebSocket: wait for the first connect and then
+ * retry forever with jittered backoff, and never receive its own publishes (a node skips them anyway;
+ * not sending them back saves a decode per message).
+ */
+export const NODE_CONNECTION_DEFAULTS = {
+  waitOnFirstConnect: true,
+  maxReconnectAttempts: -1,
+  reconnectTimeWait: 500,
+  reconnectJitter: 250,
+  noEcho: true,
+} as const;
+
+/**
  * Wraps a connected `NatsConnection`. The connection's own reconnect logic (with backoff) keeps it
  * alive; status changes are reported through `onStatus`. Closing the channel closes the connection.
  */
