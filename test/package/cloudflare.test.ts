@@ -1,0 +1,115 @@
+// Owns: the packed package on workerd (the `workerd` npm package, driven with a capnp config): the
+// user's Worker from a fresh app folder, bundled with esbuild as Wrangler does, with two member
+// Durable Objects of `session-replication/cloudflare` over a real nats-server's WebSocket listener.
+// Both become full members (each sees the other alive between requests), a write on one is read back
+// on the other and back, and each keeps waking itself with its alarm.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import * as esbuild from "esbuild";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, spawnTracked, startNatsServer, waitFor, type NatsServerHandle, type TrackedProcess } from "../kit/index.ts";
+import { createApp, type InstalledApp } from "../kit/package.ts";
+import { writeHereReadThere } from "./edge-scenario.ts";
+
+/** The workerd binary of the `workerd` npm package (its platform package; nothing is downloaded). */
+function workerdBinary(): string {
+  return (createRequire(import.meta.url)("workerd") as { default: string }).default;
+}
+
+/** workerd's configuration: the bundled Worker with its Durable Object class, loopback allowed for the NATS WebSocket. */
+function capnpConfig(port: number, natsWsUrl: string, cluster: string): string {
+  return `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .worker),
+    (name = "network", network = (allow = ["public", "private", "local"])),
+    (name = "do-storage", disk = (path = "do-storage", writable = true)),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ],
+);
+const worker :Workerd.Worker = (
+  modules = [ (name = "worker.js", esModule = embed "dist/worker.js") ],
+  compatibilityDate = "2025-09-01",
+  durableObjectNamespaces = [ (className = "SessionNode", uniqueKey = "session-replication-test") ],
+  durableObjectStorage = (localDisk = "do-storage"),
+  globalOutbound = "network",
+  bindings = [
+    (name = "SESSION_NODE", durableObjectNamespace = "SessionNode"),
+    (name = "NATS_WS_URL", text = ${JSON.stringify(natsWsUrl)}),
+    (name = "CLUSTER", text = ${JSON.stringify(cluster)}),
+  ],
+);
+`;
+}
+
+interface MembersView {
+  node: string;
+  ready: boolean;
+  alive: string[];
+}
+
+let nats: NatsServerHandle;
+let app: InstalledApp;
+let workerd: TrackedProcess;
+let url: string;
+
+/** GET /members as the member `route` answers it (the router follows the cookie's route). */
+async function members(route: string): Promise<MembersView> {
+  const res = await fetch(new URL("/members", url), { headers: { cookie: `SESSIONID=${"A".repeat(24)}.${route}` } });
+  if (res.status !== 200) throw new Error(`GET /members on ${route}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as MembersView;
+}
+
+beforeAll(async () => {
+  [nats, app] = await Promise.all([startNatsServer({ websocket: true }), createApp("test/package/fixtures/edge-app", { dependencies: ["hono", "@nats-io/nats-core"] })]);
+  // The user's bundler: Workers' export conditions, no Node built-ins (no nodejs_compat flag below).
+  await esbuild.build({
+    absWorkingDir: app.dir,
+    entryPoints: ["worker.ts"],
+    outfile: "dist/worker.js",
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    conditions: ["workerd", "worker", "browser"],
+    target: "es2022",
+    logLevel: "error",
+  });
+  mkdirSync(join(app.dir, "do-storage"));
+  const port = await freePort();
+  writeFileSync(join(app.dir, "config.capnp"), capnpConfig(port, nats.wsUrl!, `cf-pkg-${process.pid}`));
+  workerd = spawnTracked(workerdBinary(), ["serve", "config.capnp"], { cwd: app.dir, name: "workerd" });
+  url = `http://127.0.0.1:${port}`;
+}, 360_000);
+
+afterAll(async () => {
+  await workerd?.stop(5000);
+  await nats?.stop();
+});
+
+describe("session-replication/cloudflare from the packed tarball, in workerd", () => {
+  it("each Durable Object is a full member: both see each other alive and ready", async () => {
+    for (const [self, other] of [["a", "b"], ["b", "a"]] as const) {
+      const view = await waitFor(`${self} to see ${other} alive`, async () => {
+        const v = await members(self);
+        return v.ready && v.alive.includes(other) ? v : undefined;
+      }, { timeoutMs: 30_000, intervalMs: 100 });
+      expect(view).toMatchObject({ node: self, ready: true });
+      expect(view.alive.sort()).toEqual(["a", "b"]);
+    }
+    expect(workerd.output()).toContain('"msg":"connected to NATS"');
+  });
+
+  it("a write on one Durable Object member is read back on the other, and back", async () => {
+    await writeHereReadThere({ url, route: "a" }, { url, route: "b" });
+  });
+
+  it("each member keeps itself awake with its alarm while it is a member", async () => {
+    for (const node of ["a", "b"]) {
+      await waitFor(`a keep-alive alarm on ${node}`, async () => (new RegExp(`"node":"${node}"[^\\n]*"msg":"keep-alive alarm"`).test(workerd.output()) ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      });
+    }
+  });
+});
