@@ -1,6 +1,7 @@
 // Owns: the package build (`npm run build`): every public entry of scripts/entries.ts to `dist/` as ESM with `.d.mts`.
 import { defineConfig } from 'tsdown';
 import { distName, ENTRIES } from './scripts/entries.ts';
+import { guardOptionalPeers, optionalPeers } from './scripts/optional-peer-guards.ts';
 
 export default defineConfig({
   entry: Object.fromEntries(ENTRIES.map((entry) => [distName(entry), entry.source])),
@@ -12,4 +13,8 @@ export default defineConfig({
   fixedExtension: true,
   dts: true,
   // dependencies and peer dependencies stay imports (tsdown's default); nothing from node_modules is inlined.
+  hooks: {
+    // Entries that need NATS or the AWS SDK load it through a guard that names a missing package (scripts/optional-peer-guards.ts).
+    'build:done': ({ chunks }) => guardOptionalPeers(chunks, optionalPeers('package.json')),
+  },
 });
