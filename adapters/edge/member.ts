@@ -7,7 +7,7 @@
  * Runtime-neutral: no runtime global here. adapters/deno, adapters/bun and adapters/cloudflare host it.
  */
 import { wsconnect, type ConnectionOptions, type NatsConnection } from '@nats-io/nats-core';
-import { Hono, type Env, type Schema } from 'hono';
+import { Hono } from 'hono';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import type { ReplicationLog } from '../../lib/channel/jetstream-log.ts';
 import { consoleLogger, createCluster, type ClusterOptions, type ReplicatedSessions, type SessionMiddlewareOptions } from '../../lib/index.ts';
@@ -22,7 +22,8 @@ export interface FetchHandler {
  * read `c.get('session')`), or a function that builds the app from the running cluster node (for
  * apps that place `node.middleware()` themselves or show `node.status()`).
  */
-export type MemberApp = Hono<Env, Schema, string> | ((node: ReplicatedSessions) => FetchHandler);
+// biome-ignore lint/suspicious/noExplicitAny: any Hono app, whatever its Env, schema and base path (Hono's generics are invariant)
+export type MemberApp = Hono<any, any, any> | ((node: ReplicatedSessions) => FetchHandler);
 
 /** Options of a member node on a Web-standard runtime. */
 export interface EdgeMemberOptions {
