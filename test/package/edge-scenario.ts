@@ -40,7 +40,9 @@ function waitForCart(node: ScenarioNode, key: string, cart: string[]): Promise<C
 
 /** Writes on `first`, reads it back on `second`, writes there, and reads both writes back on `first`. */
 export async function writeHereReadThere(first: ScenarioNode, second: ScenarioNode): Promise<void> {
-  const client = new SessionClient();
+  // A cookie with an unknown key: never adopted (a new session starts), but its route sends the
+  // request to the first node where a router follows routes (the Durable Object router does).
+  const client = new SessionClient({ cookie: `${"A".repeat(24)}.${first.route}` });
   const created = await client.request(first.url, "PUT", "/cart/apple");
   expect(created.status).toBe(200);
   const { id } = created.json as Cart;
