@@ -2,7 +2,8 @@
 // user's Worker from a fresh app folder, bundled with esbuild as Wrangler does, with two member
 // Durable Objects of `session-replication/cloudflare` over a real nats-server's WebSocket listener.
 // Both become full members (each sees the other alive between requests), a write on one is read back
-// on the other and back, and each keeps waking itself with its alarm.
+// on the other and back, each keeps waking itself with its alarm, and the alarms bring both back
+// after the process is killed.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -54,6 +55,11 @@ let app: InstalledApp;
 let workerd: TrackedProcess;
 let url: string;
 
+/** Starts workerd on the app's config (its Durable Object storage persists in the app folder). */
+function startWorkerd(): TrackedProcess {
+  return spawnTracked(workerdBinary(), ["serve", "config.capnp"], { cwd: app.dir, name: "workerd" });
+}
+
 /** GET /members as the member `route` answers it (the router follows the cookie's route). */
 async function members(route: string): Promise<MembersView> {
   const res = await fetch(new URL("/members", url), { headers: { cookie: `SESSIONID=${"A".repeat(24)}.${route}` } });
@@ -78,7 +84,7 @@ beforeAll(async () => {
   mkdirSync(join(app.dir, "do-storage"));
   const port = await freePort();
   writeFileSync(join(app.dir, "config.capnp"), capnpConfig(port, nats.wsUrl!, `cf-pkg-${process.pid}`));
-  workerd = spawnTracked(workerdBinary(), ["serve", "config.capnp"], { cwd: app.dir, name: "workerd" });
+  workerd = startWorkerd();
   url = `http://127.0.0.1:${port}`;
 }, 360_000);
 
@@ -116,5 +122,24 @@ describe("session-replication/cloudflare from the packed tarball, in workerd", (
         intervalMs: 100,
       });
     }
+  });
+
+  it("after workerd is killed (an eviction), each member's stored alarm brings it back into the cluster without a request", { timeout: 60_000 }, async () => {
+    workerd.kill("SIGKILL");
+    await workerd.exited;
+    workerd = startWorkerd();
+    for (const node of ["a", "b"]) {
+      await workerd.waitForOutput(new RegExp(`"node":"${node}","msg":"connecting to NATS over WebSocket"`), 20_000);
+    }
+    // No request has reached the new process yet: the alarms started both members.
+    const views = await waitFor(
+      "a and b to see each other alive again",
+      async () => {
+        const [a, b] = await Promise.all([members("a"), members("b")]);
+        return a.alive.includes("b") && b.alive.includes("a") ? [a, b] : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(views.map((v) => v.node)).toEqual(["a", "b"]);
   });
 });
