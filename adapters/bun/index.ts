@@ -5,6 +5,7 @@
  * const node = await serveBun(app, { nats: { servers: 'wss://nats.example.com' }, cluster: { cluster: 'shop', node: 'fra1' }, port: 3000 });
  * ```
  */
+import { UnsupportedRuntimeError } from '../../lib/errors.ts';
 import { hostMember, httpUrl, type HostOptions, type ServedMember, type SignalApi } from '../edge/host.ts';
 import { createEdgeMember, type EdgeMemberOptions, type MemberApp } from '../edge/member.ts';
 
@@ -42,7 +43,7 @@ export interface BunServeOptions extends EdgeMemberOptions, HostOptions {
  */
 export async function serveBun(app: MemberApp, options: BunServeOptions): Promise<ServedMember> {
   const bun = (globalThis as { Bun?: BunNamespace }).Bun;
-  if (!bun?.serve) throw new Error('session-replication/bun runs on Bun (globalThis.Bun.serve is missing)');
+  if (!bun?.serve) throw new UnsupportedRuntimeError('session-replication/bun', 'Bun');
   const member = createEdgeMember(app, options);
   const server = bun.serve({
     ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),

@@ -11,7 +11,9 @@
  */
 import { Hono } from 'hono';
 import { getCookie } from 'hono/cookie';
+import { InvalidOptionsError } from '../../lib/errors.ts';
 import { parseSessionId } from '../../lib/index.ts';
+import { TOKEN_PATTERN } from '../../lib/session/ids.ts';
 import { createEdgeMember, type EdgeMember, type EdgeMemberOptions, type MemberApp } from '../edge/member.ts';
 
 export type { EdgeMemberOptions, FetchHandler, MemberApp } from '../edge/member.ts';
@@ -122,10 +124,12 @@ export interface SessionRouterOptions {
 /**
  * The Worker (`export default sessionNodeRouter({...})`): sends each request to the member its
  * session cookie routes to (`<key>.<member>`), and a request without one (or naming an unknown member)
- * to a random member.
+ * to a random member. Throws `InvalidOptionsError` for an empty member list or a name that is not a node id.
  */
 export function sessionNodeRouter(options: SessionRouterOptions): { fetch(request: Request, env: Record<string, unknown>): Promise<Response> } {
-  if (options.members.length === 0) throw new TypeError('sessionNodeRouter needs at least one member name');
+  if (options.members.length === 0) throw new InvalidOptionsError('sessionNodeRouter: members must name at least one member');
+  const bad = options.members.filter((name) => !TOKEN_PATTERN.test(name));
+  if (bad.length > 0) throw new InvalidOptionsError(`sessionNodeRouter: member names are node ids, 1-64 characters of A-Z a-z 0-9 _ - (got ${bad.map((n) => JSON.stringify(n)).join(', ')})`);
   const cookieName = options.cookieName ?? 'SESSIONID';
   const router = new Hono<{ Bindings: Record<string, unknown> }>();
   router.all('*', (c) => {

@@ -6,6 +6,7 @@
  * const node = await serveDeno(app, { nats: { servers: 'wss://nats.example.com' }, cluster: { cluster: 'shop', node: 'fra1' }, port: 8000 });
  * ```
  */
+import { UnsupportedRuntimeError } from '../../lib/errors.ts';
 import { hostMember, httpUrl, lazilyHosted, type HostOptions, type ServedMember, type SignalApi } from '../edge/host.ts';
 import { createEdgeMember, type EdgeMemberOptions, type MemberApp } from '../edge/member.ts';
 
@@ -31,10 +32,10 @@ export interface DenoServeOptions extends EdgeMemberOptions, HostOptions {
   hostname?: string;
 }
 
-/** Deno's namespace, or a clear error off Deno. */
+/** Deno's namespace; `UnsupportedRuntimeError` off Deno. */
 function denoNamespace(): DenoNamespace {
   const deno = (globalThis as { Deno?: DenoNamespace }).Deno;
-  if (!deno?.serve) throw new Error('session-replication/deno runs on Deno (globalThis.Deno.serve is missing)');
+  if (!deno?.serve) throw new UnsupportedRuntimeError('session-replication/deno', 'Deno');
   return deno;
 }
 

@@ -9,6 +9,7 @@
 import { wsconnect, type ConnectionOptions, type NatsConnection } from '@nats-io/nats-core';
 import { Hono } from 'hono';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
+import { InvalidOptionsError } from '../../lib/errors.ts';
 import type { ReplicationLog } from '../../lib/channel/jetstream-log.ts';
 import { consoleLogger, createCluster, type ClusterOptions, type ReplicatedSessions, type SessionMiddlewareOptions } from '../../lib/index.ts';
 
@@ -67,11 +68,21 @@ function mount(app: MemberApp, node: ReplicatedSessions, session: SessionMiddlew
   return host;
 }
 
+/** Throws `InvalidOptionsError` when `nats` names no server or one that is not a `ws://`/`wss://` URL. */
+function checkWebSocketServers(nats: ConnectionOptions): void {
+  const servers = typeof nats.servers === 'string' ? [nats.servers] : [...(nats.servers ?? [])];
+  if (servers.length === 0) throw new InvalidOptionsError('nats.servers must name the NATS WebSocket URL(s), e.g. wss://nats.example.com:8443');
+  const bad = servers.filter((url) => !/^wss?:\/\/\S+$/.test(url));
+  if (bad.length > 0) throw new InvalidOptionsError(`nats.servers must be ws:// or wss:// URLs on a Web runtime (got ${bad.map((url) => JSON.stringify(url)).join(', ')})`);
+}
+
 /**
  * Creates a member node. Nothing happens until `start()` or the first `fetch` (an isolate may not do
- * I/O at module scope).
+ * I/O at module scope). Throws `InvalidOptionsError` when `nats.servers` are not WebSocket URLs; the
+ * cluster options are checked when the node starts.
  */
 export function createEdgeMember(app: MemberApp, options: EdgeMemberOptions): EdgeMember {
+  checkWebSocketServers(options.nats);
   const logger = options.cluster.logger ?? consoleLogger();
   let node: ReplicatedSessions | undefined;
   let connection: NatsConnection | undefined;
