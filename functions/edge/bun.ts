@@ -6,7 +6,7 @@
  *   NATS_URL=ws://127.0.0.1:8080 SESSREP_NODE=edge1 PORT=3000 bun dist/edge/bun.js
  */
 import dashboardHtml from '../dashboard/index.html';
-import { serveBun } from '../../adapters/bun/index.ts';
+import { serveBun } from 'session-replication/bun';
 import { demoMemberApp, edgeConfigFromEnv, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 

@@ -6,7 +6,7 @@
  *   NATS_URL=ws://127.0.0.1:8080 SESSREP_NODE=edge1 PORT=8000 deno run --allow-net --allow-env dist/edge/deno.js
  */
 import dashboardHtml from '../dashboard/index.html';
-import { serveDeno } from '../../adapters/deno/index.ts';
+import { serveDeno } from 'session-replication/deno';
 import { demoMemberApp, edgeConfigFromEnv, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 

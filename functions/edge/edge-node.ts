@@ -5,10 +5,10 @@
  * environment and call the adapters.
  */
 import type { ConnectionOptions, NatsConnection } from '@nats-io/nats-core';
-import { consoleLogger, type LogLevel, type ReplicatedSessions } from '../../lib/index.ts';
-import { NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
-import type { EdgeMemberOptions, FetchHandler } from '../../adapters/deno/index.ts';
-import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
+import { consoleLogger, type LogLevel, type ReplicatedSessions } from 'session-replication';
+import { NODE_CONNECTION_DEFAULTS } from 'session-replication/nats';
+import type { EdgeMemberOptions, FetchHandler } from 'session-replication/deno';
+import { jetStreamLogFor } from 'session-replication/jetstream';
 import { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig } from '../../lib/codec/protection.ts';
 import { TOKEN_PATTERN } from '../../lib/session/ids.ts';
 import { createDemoApp } from '../demo-app.ts';

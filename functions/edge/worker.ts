@@ -6,7 +6,7 @@
  *   NATS_URL=ws://127.0.0.1:8080 deno serve --allow-net --allow-env --port 8000 dist/edge/worker.js
  */
 import dashboardHtml from '../dashboard/index.html';
-import { denoServeHandler } from '../../adapters/deno/index.ts';
+import { denoServeHandler } from 'session-replication/deno';
 import { demoMemberApp, edgeConfigFromEnv, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 
