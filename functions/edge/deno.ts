@@ -7,10 +7,11 @@
  */
 import dashboardHtml from '../dashboard/index.html';
 import { serveDeno } from 'session-replication/deno';
-import { demoMemberApp, edgeConfigFromEnv, edgeMemberOptions } from './edge-node.ts';
+import { readConfig } from '../shared/config.ts';
+import { demoMemberApp, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 
 const env = runtimeEnv();
-const node = await serveDeno(demoMemberApp(dashboardHtml), { ...edgeMemberOptions(edgeConfigFromEnv(env)), port: Number(env.PORT ?? '8000'), hostname: env.HOST ?? '127.0.0.1' });
+const node = await serveDeno(demoMemberApp(dashboardHtml), { ...edgeMemberOptions(readConfig('edge', env)), port: Number(env.PORT ?? '8000'), hostname: env.HOST ?? '127.0.0.1' });
 // Always printed (whatever LOG_LEVEL says): scripts and tests learn the port from it.
 console.log(JSON.stringify({ level: 'info', time: Date.now(), msg: 'listening', url: node.url, runtime: 'deno' }));

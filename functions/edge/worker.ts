@@ -7,7 +7,8 @@
  */
 import dashboardHtml from '../dashboard/index.html';
 import { denoServeHandler } from 'session-replication/deno';
-import { demoMemberApp, edgeConfigFromEnv, edgeMemberOptions } from './edge-node.ts';
+import { readConfig } from '../shared/config.ts';
+import { demoMemberApp, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 
-export default denoServeHandler(demoMemberApp(dashboardHtml), edgeMemberOptions(edgeConfigFromEnv(runtimeEnv())));
+export default denoServeHandler(demoMemberApp(dashboardHtml), edgeMemberOptions(readConfig('edge', runtimeEnv())));
