@@ -3,11 +3,18 @@
 // Durable Objects of `session-replication/cloudflare` over a real nats-server's WebSocket listener.
 // Both become full members (each sees the other alive between requests), a write on one is read back
 // on the other and back, each keeps waking itself with its alarm, and the alarms bring both back
-// after the process is killed.
+// after the process is killed. A Node member (the repository's sources, NATS over TCP) joins the same
+// cluster and replicates both ways with the Durable Objects.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import type { AddressInfo } from "node:net";
+import { serve, type ServerType } from "@hono/node-server";
+import { connect } from "@nats-io/transport-node";
 import * as esbuild from "esbuild";
+import { Hono } from "hono";
+import { createCluster, type ReplicatedSessions, type SessionVariables } from "session-replication";
+import { NatsChannel } from "session-replication/nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, spawnTracked, startNatsServer, waitFor, type NatsServerHandle, type TrackedProcess } from "../kit/index.ts";
 import { createApp, type InstalledApp } from "../kit/package.ts";
@@ -121,6 +128,33 @@ describe("session-replication/cloudflare from the packed tarball, in workerd", (
         timeoutMs: 10_000,
         intervalMs: 100,
       });
+    }
+  });
+
+  it("a Node member (NATS over TCP) joins the same cluster: it reads what a Durable Object wrote, and the other way", { timeout: 60_000 }, async () => {
+    const cluster = `cf-pkg-${process.pid}`;
+    const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
+    const node: ReplicatedSessions = createCluster({ cluster, node: "n1", channel: new NatsChannel(await connect({ servers: nats.url, noEcho: true })), logger: silent });
+    let server: ServerType | undefined;
+    try {
+      await node.start();
+      const app = new Hono<{ Variables: SessionVariables }>();
+      app.use(node.middleware());
+      app.get("/cart", (c) => c.json({ id: c.get("session").id, isNew: c.get("session").isNew, cart: c.get("session").get<string[]>("cart") ?? [] }));
+      app.put("/cart/:item", (c) => {
+        const session = c.get("session");
+        session.set("cart", [...(session.get<string[]>("cart") ?? []), c.req.param("item")]);
+        return c.json({ id: session.id, cart: session.get("cart") });
+      });
+      server = await new Promise<ServerType>((resolve) => {
+        const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+      });
+      const nodeUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      await waitFor("a to see n1 alive", async () => ((await members("a")).alive.includes("n1") ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
+      await writeHereReadThere({ url, route: "b" }, { url: nodeUrl, route: "n1" });
+    } finally {
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await node.stop();
     }
   });
 
