@@ -1,5 +1,6 @@
 // Owns: the edge build (functions/edge, bundled by scripts/build-edge.mjs) running for real in Deno (the
-// `deno` npm package), reaching NATS over WebSocket, in one cluster with a Node node over TCP NATS.
+// `deno` npm package) and Bun (the `bun` npm package), reaching NATS over WebSocket, in one cluster with
+// a Node node over TCP NATS.
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -20,6 +21,12 @@ function denoBinary(): string {
   return runInstall();
 }
 
+/** The Bun binary of the `bun` npm package's platform package (installed without scripts; no download). */
+function bunBinary(): string {
+  const arch = process.arch === "arm64" ? "aarch64" : process.arch;
+  return createRequire(import.meta.url).resolve(`@oven/bun-${process.platform}-${arch}/bin/bun`);
+}
+
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
 interface EdgeProcess {
@@ -36,6 +43,7 @@ let nodeServer: ServerType;
 let nodeUrl: string;
 let edge: EdgeProcess;
 let lazy: EdgeProcess;
+let bun: EdgeProcess;
 
 /** Environment of an edge process: the cluster, the NATS WebSocket URL, no update check, a private DENO_DIR. */
 function edgeEnv(node: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -61,6 +69,13 @@ async function startDenoRun(node: string): Promise<EdgeProcess> {
     env: edgeEnv(node, { PORT: "0", HOST: "127.0.0.1" }),
   });
   const [, url] = await proc.waitForOutput(/"msg":"listening","url":"(http:\/\/[^"]+)"/, 30_000);
+  return { url: url!, process: proc };
+}
+
+/** Starts the Bun entry (`bun dist/bun.js`): the cluster node starts once the listener is up. */
+async function startBun(node: string): Promise<EdgeProcess> {
+  const proc = spawnTracked(bunBinary(), [join(workDir, "edge", "bun.js")], { cwd: workDir, name: `bun-${node}`, env: edgeEnv(node, { PORT: "0", HOST: "127.0.0.1" }) });
+  const [, url] = await proc.waitForOutput(/"msg":"listening","url":"(http:\/\/[^"]+)","runtime":"bun"/, 30_000);
   return { url: url!, process: proc };
 }
 
@@ -148,19 +163,19 @@ beforeAll(async () => {
   });
   nodeUrl = `http://127.0.0.1:${(nodeServer.address() as AddressInfo).port}`;
 
-  [edge, lazy] = await Promise.all([startDenoRun("edge1"), startDenoServe("lazy1")]);
+  [edge, lazy, bun] = await Promise.all([startDenoRun("edge1"), startDenoServe("lazy1"), startBun("bun1")]);
   await waitForHttp(`${edge.url}/healthz`, { timeoutMs: 30_000 });
 }, 240_000);
 
 afterAll(async () => {
-  await Promise.allSettled([edge?.process.stop(5000), lazy?.process.stop(5000)]);
+  await Promise.allSettled([edge?.process.stop(5000), lazy?.process.stop(5000), bun?.process.stop(5000)]);
   await new Promise<void>((resolve) => (nodeServer ? nodeServer.close(() => resolve()) : resolve()));
   await nodeSessions?.stop().catch(() => undefined);
   await nats?.stop();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
-describe("edge build in Deno (NATS over WebSocket) with a Node node (NATS over TCP)", () => {
+describe("edge build in Deno and Bun (NATS over WebSocket) with a Node node (NATS over TCP)", () => {
   it("runs the bundle in Deno as a full member: both sides list each other alive", async () => {
     expect(edge.process.output()).toContain('"msg":"connected to NATS"');
     const fromNode = await waitForMembers(nodeUrl, ["node1", "edge1"]);
@@ -214,6 +229,19 @@ describe("edge build in Deno (NATS over WebSocket) with a Node node (NATS over T
     expect((await clusterView(lazy.url)).members.find((m) => m.self)).toMatchObject({ node: "lazy1", url: lazy.url });
   });
 
+  it("the Bun entry joins the same cluster as a full member: a counter goes on across Bun, Deno and Node", async () => {
+    await waitForMembers(nodeUrl, ["node1", "edge1", "bun1"]);
+    expect(await waitForMembers(bun.url, ["bun1", "node1", "edge1"])).toMatchObject({ node: "bun1", ready: true });
+    const client = new SessionClient();
+    const first = await client.request(bun.url, "POST", "/counter");
+    expect(first.json).toEqual({ counter: 1, node: "bun1" });
+    await waitForAttribute(client, edge.url, "counter", 1);
+    expect((await client.request(edge.url, "POST", "/counter")).json).toEqual({ counter: 2, node: "edge1" });
+    await waitForAttribute(client, nodeUrl, "counter", 2);
+    expect((await client.request(nodeUrl, "POST", "/counter")).json).toEqual({ counter: 3, node: "node1" });
+    await waitForAttribute(client, bun.url, "counter", 3);
+  });
+
   it("measures request latency through the edge node and the Node node (same session API, same cluster)", { timeout: 120_000 }, async () => {
     const rounds = 200;
     const onEdge = new SessionClient();
@@ -231,16 +259,18 @@ describe("edge build in Deno (NATS over WebSocket) with a Node node (NATS over T
     await waitForAttribute(onEdge, nodeUrl, "counter", rounds + 1);
   });
 
-  it("on SIGTERM both Deno entries leave gracefully: they exit 0 and the Node node drops them at once", async () => {
+  it("on SIGTERM both Deno entries and the Bun entry leave gracefully: they exit 0 and the Node node drops them at once", async () => {
     const stoppedAt = Date.now();
     edge.process.kill("SIGTERM");
     lazy.process.kill("SIGTERM");
-    const [exit, lazyExit] = await Promise.all([edge.process.exited, lazy.process.exited]);
+    bun.process.kill("SIGTERM");
+    const [exit, lazyExit, bunExit] = await Promise.all([edge.process.exited, lazy.process.exited, bun.process.exited]);
     expect(exit).toMatchObject({ code: 0 });
     expect(lazyExit).toMatchObject({ code: 0 });
+    expect(bunExit).toMatchObject({ code: 0 });
     await waitFor(
-      "node1 to drop edge1 and lazy1",
-      async () => !(await clusterView(nodeUrl)).members.some((m) => m.node === "edge1" || m.node === "lazy1"),
+      "node1 to drop edge1, lazy1 and bun1",
+      async () => !(await clusterView(nodeUrl)).members.some((m) => m.node === "edge1" || m.node === "lazy1" || m.node === "bun1"),
       // A graceful leave is announced; without it the member would only drop after memberDropMs (3 s) of silence.
       { timeoutMs: 2500, intervalMs: 20 },
     );
