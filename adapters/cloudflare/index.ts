@@ -98,12 +98,11 @@ export function createSessionNodeClass<E = unknown>(app: MemberApp, options: Ses
         if (stored === undefined) await this.#state.storage.put(MEMBER_KEY, name);
         if (!this.#member) {
           this.#options ??= typeof options === 'function' ? options(this.#env) : options;
-          const member = createEdgeMember(app, { ...this.#options, cluster: { ...this.#options.cluster, node: name } });
-          this.#member = member;
-          // Failures are logged by the member; the next request or alarm tries again.
-          member.start().catch(() => undefined);
+          this.#member = createEdgeMember(app, { ...this.#options, cluster: { ...this.#options.cluster, node: name } });
         }
       }
+      // Idempotent; after a failure (logged by the member) each request or alarm tries again.
+      this.#member.start().catch(() => undefined);
       // The next alarm wakes this object (or a fresh instance after an eviction) while it is a member.
       if (fromAlarm || (await this.#state.storage.getAlarm()) === null) await this.#state.storage.setAlarm(Date.now() + (this.#options?.keepAliveMs ?? 30_000));
       return this.#member;
