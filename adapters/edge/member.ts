@@ -155,7 +155,9 @@ export function createEdgeMember(app: MemberApp, options: EdgeMemberOptions): Ed
       // Not waiting for a connection that may never come: one made later is closed at once (see run).
       stopped = true;
       if (node) await node.stop();
-      if (connection && !connection.isClosed()) await connection.close();
+      // Drain: the leave announcement goes out before the connection closes.
+      const open = connection;
+      if (open && !open.isClosed()) await open.drain().catch(() => open.close());
     },
   };
 }
