@@ -122,8 +122,11 @@ export function createEdgeMember(app: MemberApp, options: EdgeMemberOptions): Ed
     starting ??= run(advertiseUrl).catch((error: unknown) => {
       logger.error({ error: error instanceof Error ? error.message : String(error) }, 'member node failed to start');
       starting = undefined;
-      const failed = node;
-      void (failed ? failed.stop() : connection?.close())?.catch(() => undefined);
+      const [failedNode, failedConnection] = [node, connection];
+      void (async () => {
+        await failedNode?.stop();
+        await failedConnection?.close();
+      })().catch(() => undefined);
       connection = undefined;
       node = undefined;
       handler = undefined;
