@@ -6,7 +6,7 @@ import { afterAll, describe, expect, inject, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import {
   REPO_ROOT,
-  SessionClient,
+  CookieClient,
   freePort,
   spawnTracked,
   startNatsServer,
@@ -259,7 +259,7 @@ describe("startNode (against a fake CLI)", () => {
   });
 });
 
-describe("SessionClient", () => {
+describe("CookieClient", () => {
   it("stores SESSIONID, sends it to any node, and forgets it on Max-Age=0", async () => {
     const seen: Array<string | undefined> = [];
     const handler: http.RequestListener = (req, res) => {
@@ -271,7 +271,7 @@ describe("SessionClient", () => {
     const a = await httpServer(handler);
     const b = await httpServer(handler);
     try {
-      const c = new SessionClient();
+      const c = new CookieClient();
       const login = await c.request(a.url, "POST", "/login", { user: "u" });
       expect(login.status).toBe(200);
       expect(login.json).toEqual({ path: "/login", method: "POST" });
@@ -292,7 +292,7 @@ describe("SessionClient", () => {
   });
 
   it("treats an Expires in the past as deletion unless Max-Age says otherwise", () => {
-    const c = new SessionClient({ cookie: "x" });
+    const c = new CookieClient({ cookie: "x" });
     c.absorb("SESSIONID=y; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=60");
     expect(c.cookie).toBe("y");
     c.absorb("SESSIONID=y; Expires=Thu, 01 Jan 1970 00:00:00 GMT");

@@ -6,7 +6,8 @@ import type { MessageBody } from "../../../lib/codec/envelope.ts";
 import { Membership, type LeaveReason, type MemberInfo, type MembershipOptions } from "../../../lib/membership/membership.ts";
 import { ReplicationStats } from "../../../lib/stats.ts";
 import { waitFor } from "../../kit/index.ts";
-import { onCleanup, silentLogger } from "../support.ts";
+import { onCleanup } from "../../kit/memory-nodes.ts";
+import { silentLogger } from "../../kit/logger.ts";
 
 const TIMING: MembershipOptions = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100 };
 

@@ -5,6 +5,7 @@ import { encodeValue } from "../../lib/codec/values.ts";
 import type { Stamp } from "../../lib/session/clock.ts";
 import { createState, type SessionState } from "../../lib/session/state.ts";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
+import { uniqueCluster } from "./names.ts";
 
 /**
  * A client for `endpoint` (inject("ddbEndpoint")): placeholder credentials for local endpoints
@@ -21,14 +22,9 @@ export function ddbClient(endpoint: string, options: { maxAttempts?: number; con
   });
 }
 
-/** A name no other test uses (DynamoDB table names: 3-255 of A-Z a-z 0-9 _ . -). */
-export function uniqueName(prefix: string): string {
-  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
-}
-
 /** A fresh snapshot table on `client`'s endpoint; `drop()` deletes it (ignoring a table already gone). */
 export async function throwawayTable(client: DynamoDBClient, prefix = "sessrep-test"): Promise<{ table: string; drop(): Promise<void> }> {
-  const table = uniqueName(prefix);
+  const table = uniqueCluster(prefix);
   await createSnapshotTable(client, table);
   return {
     table,

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { decodeValue } from "../../lib/codec/values.ts";
 import type { SessionState } from "../../lib/session/state.ts";
 import type { LoadProgress, SnapshotItem, SnapshotStore } from "../../lib/store/snapshot-store.ts";
-import { plain, sessionKey, sessionState, shuffled } from "./support.ts";
+import { plain, sessionKey, sessionState, shuffled } from "../kit/snapshots.ts";
 
 /** What the contract needs from an implementation. */
 export interface SnapshotStoreTarget {
