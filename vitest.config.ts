@@ -1,11 +1,20 @@
 // Owns: vitest configuration: three projects (unit, integration, e2e); forked workers capped at 2.
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
+import { ENTRIES, specifier } from "./scripts/entries.ts";
 
 /** Tests under test/lib and test/functions that need servers or processes: they run in integration or e2e. */
 const NEEDS_SERVERS = ["test/lib/store/dynamodb.test.ts", "test/lib/store/snapshot-writer.test.ts", "test/functions/lambda/**/*.test.ts"];
 const NEEDS_PROCESSES = ["test/lib/web-only.test.ts"];
 
 export default defineConfig({
+  resolve: {
+    // `session-replication` and `session-replication/<subpath>` resolve to the TypeScript sources (scripts/entries.ts).
+    alias: ENTRIES.map((entry) => ({
+      find: new RegExp(`^${specifier(entry)}$`),
+      replacement: fileURLToPath(new URL(entry.source, import.meta.url)),
+    })),
+  },
   test: {
     testTimeout: 30000,
     hookTimeout: 60000,
