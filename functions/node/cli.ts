@@ -5,8 +5,8 @@
  * from them. A bad flag or setting exits 2 with one line on stderr.
  */
 import { Command, CommanderError } from 'commander';
-import { InvalidOptionsError } from '../../lib/index.ts';
-import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
+import { InvalidOptionsError } from 'session-replication';
+import { createSnapshotTable } from 'session-replication/dynamodb';
 import { ConfigError } from '../shared/config.ts';
 import { clusterCommand } from './cluster-command.ts';
 import { addServeOptions, nameIn, rawServeSettings, readServeConfig, settingOption } from './config.ts';

@@ -10,8 +10,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { MemoryBus } from '../../lib/index.ts';
-import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
+import { MemoryBus } from 'session-replication';
+import { createSnapshotTable } from 'session-replication/dynamodb';
 import {
   abortable,
   dynamoDbLocalDir,

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
-import type { LogLevel } from '../../lib/index.ts';
+import type { LogLevel } from 'session-replication';
 import type { ClusterKeyConfig } from '../../lib/codec/protection.ts';
 import { ConfigError, clusterKeysOf, defaultOf, parseConfig, SETTINGS, type SettingName, settingsOf } from '../shared/config.ts';
 

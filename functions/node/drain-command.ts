@@ -3,7 +3,7 @@
  * progress, until it reports `drained` (`GET /cluster/drain`): then it is safe to stop it.
  */
 import { Command, Option } from 'commander';
-import type { DrainStatus } from '../../lib/index.ts';
+import type { DrainStatus } from 'session-replication';
 import { ConfigError } from '../shared/config.ts';
 
 /** Options of `drain`, as commander parsed them. */

@@ -13,13 +13,13 @@ import {
   CatchUpLog,
   createLambdaRuntime,
   lambdaConfigFromEnv,
-  LambdaConfigError,
   lambdaLogger,
   parseNatsSettings,
   type LambdaConfig,
   type LambdaRuntime,
   type LambdaRuntimeStats,
 } from "../../../functions/lambda/runtime.ts";
+import { ConfigError } from "../../../functions/shared/config.ts";
 import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
 import { createSnapshotTable } from "../../../lib/store/dynamodb.ts";
 import { REPO_ROOT, spawnTracked, startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
@@ -534,7 +534,7 @@ describe("configuration", () => {
 
   it("rejects bad or contradictory settings with the variable's name", () => {
     expect(() => lambdaConfigFromEnv({ SESSREP_SEND: "sometimes" })).toThrow(/SESSREP_SEND must be one of async, ack, persist/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(LambdaConfigError);
+    expect(() => lambdaConfigFromEnv({ SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(ConfigError);
     expect(() => lambdaConfigFromEnv({ SESSREP_JETSTREAM: "false", SESSREP_DYNAMODB_TABLE: "t" })).toThrow(/needs the JetStream log/);
     expect(() => lambdaConfigFromEnv({ SESSREP_NATS_SECRET: "a", SESSREP_NATS_PARAMETER: "b" })).toThrow(/not both/);
     expect(() => lambdaConfigFromEnv({ SESSREP_CATCHUP_TIMEOUT_MS: "0" })).toThrow(/SESSREP_CATCHUP_TIMEOUT_MS/);
