@@ -8,7 +8,7 @@ import { decodeEnvelope } from "../../lib/codec/envelope.ts";
 import type { ReplicationLog } from "../../lib/channel/jetstream-log.ts";
 import type { ClusterOptions } from "../../lib/index.ts";
 import { DynamoSnapshotStore } from "../../lib/store/dynamodb.ts";
-import { CookieClient, ddbClient, deleteStreams, freePort, inBatches, laggingLog, persistentNode, plain, throwawayTable, uniqueCluster, waitFor, type PersistentNode } from "../kit/index.ts";
+import { CookieClient, ddbClient, deleteStreams, freePort, inBatches, laggingLog, persistentNode, canonical, throwawayTable, uniqueCluster, waitFor, type PersistentNode } from "../kit/index.ts";
 
 const natsUrl = () => inject("natsUrl");
 
@@ -103,13 +103,8 @@ async function settled(on: PersistentNode[], keys: string[], { access = true, ti
 }
 
 /** A comparable state; without `access`, the last-access fields (replicated as in-flight touches) are left out. */
-function comparable(state: Parameters<typeof plain>[0], access: boolean): string {
-  const p = plain(state) as Record<string, unknown> | undefined;
-  if (p && !access) {
-    delete p.lastAccessedAt;
-    delete p.lastAccessedBy;
-  }
-  return JSON.stringify(p);
+function comparable(state: Parameters<typeof canonical>[0], access: boolean): string {
+  return JSON.stringify(canonical(state, { access, bytes: true }));
 }
 
 /** Asserts `joiner` holds exactly the state `reference` holds for every key of `keys`. */

@@ -6,10 +6,10 @@ import type { Hono } from "hono";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { createCluster, type ClusterOptions, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
-import type { SessionState } from "../../lib/session/state.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 import type { CookieClient } from "./cookie-client.ts";
 import { memoryLogger, type LogLine } from "./logger.ts";
+import { canonical } from "./snapshots.ts";
 import { FAST } from "./timings.ts";
 
 /** A cluster node running in this process over its own NATS connection. */
@@ -85,24 +85,6 @@ export async function waitForMembership(nodes: TestNode[], timeoutMs = 5000): Pr
       }),
     { timeoutMs },
   );
-}
-
-/**
- * A plain, comparable form of a session state: attributes sorted by name with their stamps and
- * encoded values. With `access: false` the last-access fields are left out (reads replicate them
- * only as rate-limited touches, so replicas may legitimately differ there).
- */
-export function canonical(state: SessionState | undefined, { access = true } = {}): unknown {
-  if (!state) return undefined;
-  const attributes = [...state.attributes.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, r]) => [name, [...r.stamp], r.value ?? null]);
-  return {
-    key: state.key,
-    createdAt: state.createdAt,
-    ...(access ? { lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {}),
-    maxInactive: [state.maxInactive.seconds, [...state.maxInactive.stamp]],
-    attributes,
-    ended: state.ended ? [[...state.ended.stamp], state.ended.reason] : null,
-  };
 }
 
 /** Every live key any of the nodes holds, plus `extra`. */

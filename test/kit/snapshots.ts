@@ -64,16 +64,21 @@ export function sessionKey(i?: number): string {
   return `k${i ?? ""}-${crypto.randomUUID().replaceAll("-", "")}`.slice(0, 64);
 }
 
-/** A comparable plain form of a state (attributes sorted, stamps as arrays). */
-export function plain(state: SessionState | undefined): unknown {
+/**
+ * A plain, comparable form of a session state: attributes sorted by name with their stamps and
+ * encoded values (and sizes, with `bytes`). With `access: false` the last-access fields are left out
+ * (reads replicate them only as rate-limited touches, so replicas may legitimately differ there).
+ */
+export function canonical(state: SessionState | undefined, { access = true, bytes = false } = {}): unknown {
   if (!state) return undefined;
   return {
     key: state.key,
     createdAt: state.createdAt,
-    lastAccessedAt: state.lastAccessedAt,
-    lastAccessedBy: state.lastAccessedBy,
+    ...(access ? { lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {}),
     maxInactive: [state.maxInactive.seconds, [...state.maxInactive.stamp]],
-    attributes: [...state.attributes.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, r]) => [name, [...r.stamp], r.value ?? null, r.bytes]),
+    attributes: [...state.attributes.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([name, r]) => [name, [...r.stamp], r.value ?? null, ...(bytes ? [r.bytes] : [])]),
     ended: state.ended ? [[...state.ended.stamp], state.ended.reason] : null,
   };
 }

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { decodeSessionState } from "../../../lib/codec/envelope.ts";
 import { createSnapshotTable, DynamoSnapshotStore, shardOf } from "../../../lib/store/dynamodb.ts";
 import { snapshotStoreContract } from "../../contracts/snapshot-store.ts";
-import { ddbClient, freePort, plain, sessionKey, sessionState, throwawayTable, uniqueCluster } from "../../kit/index.ts";
+import { ddbClient, freePort, canonical, sessionKey, sessionState, throwawayTable, uniqueCluster } from "../../kit/index.ts";
 
 let client: DynamoDBClient;
 let table: { table: string; drop(): Promise<void> };
@@ -75,8 +75,8 @@ describe("DynamoSnapshotStore on DynamoDB", () => {
     await writer.write([{ state, version: 1 }]);
     const reader = new DynamoSnapshotStore({ client, table: table.table, cluster });
     const loaded: unknown[] = [];
-    await reader.load((page) => loaded.push(...page.map(plain)));
-    expect(loaded).toEqual([plain(state)]);
+    await reader.load((page) => loaded.push(...page.map((state) => canonical(state, { bytes: true }))));
+    expect(loaded).toEqual([canonical(state, { bytes: true })]);
   });
 
   it("createSnapshotTable creates an on-demand pk/sk table with TTL on ttl, and leaves an existing one alone", async () => {
