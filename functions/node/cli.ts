@@ -9,7 +9,7 @@ import { InvalidOptionsError } from 'session-replication';
 import { createSnapshotTable } from 'session-replication/dynamodb';
 import { ConfigError } from '../shared/config.ts';
 import { clusterCommand } from './cluster-command.ts';
-import { addServeOptions, nameIn, rawServeSettings, readServeConfig, settingOption } from './config.ts';
+import { addServeOptions, nameIn, rawSettings, readServeConfig, settingOption } from './config.ts';
 import { drainCommand } from './drain-command.ts';
 import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
 
@@ -39,7 +39,7 @@ function stopOnSignals(nodes: RunningNode[]): void {
 function serveCommand(): Command {
   const command = new Command('serve').summary('run one node').description('Runs one cluster node: the demo app over HTTP, replicated over NATS (or the in-process channel).');
   return addServeOptions(command).action(async (_options: unknown, self: Command) => {
-    const config = readServeConfig(rawServeSettings(self), nameIn(self));
+    const config = readServeConfig(rawSettings(self), nameIn(self));
     const nodes: RunningNode[] = [];
     stopOnSignals(nodes);
     nodes.push(await startNode(config, createLogger(config.logLevel)));
@@ -50,16 +50,17 @@ function serveCommand(): Command {
 function tableCommand(): Command {
   const create = new Command('create')
     .description('create the snapshot table with TTL (for local use)')
-    .addOption(settingOption('dynamodbTable').makeOptionMandatory())
+    .addOption(settingOption('dynamodbTable'))
     .addOption(settingOption('dynamodbEndpoint'))
     .addOption(settingOption('awsRegion'))
-    .action(async (options: { dynamodbTable: string; dynamodbEndpoint?: string; awsRegion: string }) => {
-      const client = createDynamoClient({ awsRegion: options.awsRegion, ...(options.dynamodbEndpoint ? { dynamodbEndpoint: options.dynamodbEndpoint } : {}) });
+    .action(async (_options: unknown, self: Command) => {
+      const raw = rawSettings(self);
+      const table = raw.dynamodbTable;
+      if (table === undefined) throw new ConfigError('table create needs --dynamodb-table NAME (or SESSREP_DYNAMODB_TABLE)');
+      const client = createDynamoClient({ awsRegion: raw.awsRegion ?? 'us-east-1', ...(raw.dynamodbEndpoint ? { dynamodbEndpoint: raw.dynamodbEndpoint } : {}) });
       try {
-        const outcome = await createSnapshotTable(client, options.dynamodbTable);
-        process.stdout.write(
-          outcome === 'created' ? `created table ${options.dynamodbTable} (keys pk/sk, on-demand, TTL on "ttl")\n` : `table ${options.dynamodbTable} already exists: left as it is\n`,
-        );
+        const outcome = await createSnapshotTable(client, table);
+        process.stdout.write(outcome === 'created' ? `created table ${table} (keys pk/sk, on-demand, TTL on "ttl")\n` : `table ${table} already exists: left as it is\n`);
       } finally {
         client.destroy();
       }

@@ -30,7 +30,7 @@ import {
   type Watchdog,
 } from '../launch/index.ts';
 import { ConfigError, SETTINGS, type SettingName } from '../shared/config.ts';
-import { addServeOptions, nameIn, rawServeSettings, readServeConfig, SERVE_SETTINGS, type ServeConfig } from './config.ts';
+import { addServeOptions, nameIn, rawSettings, readServeConfig, SERVE_SETTINGS, type ServeConfig } from './config.ts';
 import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
 
 /** Options of `cluster` besides the serve settings, as commander parsed them. */
@@ -88,7 +88,7 @@ async function runLocalCluster(options: ClusterCommandOptions, command: Command)
   const basePort = integerOption('--base-port', options.basePort, 1, 65535 - count + 1);
   const lbPort = options.lbPort !== undefined ? integerOption('--lb-port', options.lbPort, 0, 65535) : basePort - 1;
 
-  const raw = rawServeSettings(command);
+  const raw = rawSettings(command);
   for (const name of PER_NODE_SETTINGS) delete raw[name];
   const externalNats = raw.nats;
   const natsBinary = externalNats || options.inProcess ? undefined : findExecutable('nats-server');

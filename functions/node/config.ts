@@ -68,8 +68,8 @@ export function addServeOptions(command: Command): Command {
   return command;
 }
 
-/** The raw text of each `serve` setting `command` parsed (a blank environment variable counts as unset). */
-export function rawServeSettings(command: Command): Partial<Record<SettingName, string>> {
+/** The raw text of each setting `command` parsed (a blank environment variable counts as unset). */
+export function rawSettings(command: Command): Partial<Record<SettingName, string>> {
   const values = command.opts<Record<string, unknown>>();
   const raw: Partial<Record<SettingName, string>> = {};
   for (const name of SERVE_SETTINGS) {
