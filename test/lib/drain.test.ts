@@ -5,7 +5,8 @@ import { MemoryBus } from "../../lib/channel/memory.ts";
 import type { ReplicatedSessions } from "../../lib/cluster.ts";
 import { BackupManager } from "../../lib/managers/backup-manager.ts";
 import { createDemoApp } from "../../functions/demo-app.ts";
-import { CookieClient, waitFor } from "../kit/index.ts";
+import { waitFor } from "../../functions/launch/index.ts";
+import { CookieClient } from "../kit/cookie-client.ts";
 import { attributesOn, startNodes, stopNode } from "../kit/memory-nodes.ts";
 
 /** A cookie-keeping client for in-process demo apps. */

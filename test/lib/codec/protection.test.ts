@@ -4,7 +4,7 @@ import { MemoryBus } from "../../../lib/channel/memory.ts";
 
 import { checkClusterKeys, isProtectedFrame, MessageProtection, parseClusterKeys } from "../../../lib/codec/protection.ts";
 import { InvalidOptionsError, MalformedMessageError } from "../../../lib/errors.ts";
-import { waitFor } from "../../kit/index.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
 import { attributesOn, call, makeNode, sessionApp, startNodes } from "../../kit/memory-nodes.ts";
 import { keyOf } from "../../kit/cookie-client.ts";
 

@@ -12,7 +12,7 @@ import { Membership } from "../../../lib/membership/membership.ts";
 import { HybridClock } from "../../../lib/session/clock.ts";
 import { Session } from "../../../lib/session/session.ts";
 import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../kit/index.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
 import { attributesOn, call, DelayedChannel, makeNode, onCleanup, sessionApp, setOn, startNodes, stopNode } from "../../kit/memory-nodes.ts";
 import { silentLogger } from "../../kit/logger.ts";
 import { FASTER } from "../../kit/timings.ts";
