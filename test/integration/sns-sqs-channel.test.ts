@@ -1,6 +1,6 @@
 // Owns: SnsSqsChannel tests: the Channel contract suite plus SNS/SQS specifics (own messages filtered by
 // the filter policy, point-to-point, cleanup on close, reclaiming a crashed run's queue, isolated
-// clusters, payload limits, delivery receipts). fauxqs in-process, or AWS_ENDPOINT_URL (see sns-sqs-kit.ts).
+// clusters, payload limits, delivery receipts). fauxqs in-process, or AWS_ENDPOINT_URL (see test/kit/sns-sqs.ts).
 import { ListSubscriptionsByTopicCommand } from "@aws-sdk/client-sns";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";

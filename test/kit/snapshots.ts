@@ -1,5 +1,5 @@
 // Owns: helpers for snapshot-store tests: DynamoDB clients for the shared endpoint, throwaway tables,
-// and session states built directly (no cluster needed).
+// session states built directly (no cluster needed), and the canonical form that compares them.
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { encodeValue } from "../../lib/codec/values.ts";
 import type { Stamp } from "../../lib/session/clock.ts";
