@@ -172,7 +172,11 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
       }
       continue;
     }
-    return haproxyHandle({ url, port, statsUrl, proc, configFile, stop: async () => void (await proc.stop(2000), removeDir()) });
+    const stop = async () => {
+      await proc.stop(2000);
+      removeDir();
+    };
+    return haproxyHandle({ url, port, statsUrl, proc, configFile, stop });
   }
   removeDir();
   throw lastError ?? new Error('HAProxy did not start');
