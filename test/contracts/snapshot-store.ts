@@ -26,7 +26,15 @@ let clusters = 0;
 const cluster = () => `c${process.pid}x${Date.now().toString(36)}x${++clusters}`;
 
 /** Every state a full load returns, by key, plus the progress reports and the returned checkpoint. */
-async function loadAll(store: SnapshotStore): Promise<{ states: Map<string, SessionState>; progress: LoadProgress[]; checkpoint: number | undefined; duplicates: number }> {
+interface FullLoad {
+  states: Map<string, SessionState>;
+  progress: LoadProgress[];
+  checkpoint: number | undefined;
+  duplicates: number;
+}
+
+/** Loads everything `store` holds. */
+async function loadAll(store: SnapshotStore): Promise<FullLoad> {
   const states = new Map<string, SessionState>();
   const progress: LoadProgress[] = [];
   let duplicates = 0;
