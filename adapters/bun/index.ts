@@ -9,7 +9,13 @@ import { UnsupportedRuntimeError } from '../../lib/errors.ts';
 import { hostMember, httpUrl, type HostOptions, type ServedMember, type SignalApi } from '../edge/host.ts';
 import { createEdgeMember, type EdgeMemberOptions, type MemberApp } from '../edge/member.ts';
 
-export { createEdgeMember, type EdgeMember, type EdgeMemberOptions, type FetchHandler, type MemberApp } from '../edge/member.ts';
+export {
+  createEdgeMember,
+  type EdgeMember,
+  type EdgeMemberOptions,
+  type FetchHandler,
+  type MemberApp,
+} from '../edge/member.ts';
 export type { HostOptions, ServedMember } from '../edge/host.ts';
 
 /** The part of Bun's API this adapter uses (declared here so the library needs no Bun types). */
@@ -56,5 +62,10 @@ export async function serveBun(app: MemberApp, options: BunServeOptions): Promis
     unlisten: (signal, handler) => process.off(signal, handler),
     exit: (code) => process.exit(code),
   };
-  return hostMember(member, { url: httpUrl(server.hostname, server.port), shutdown: () => server.stop() }, signals, options);
+  return hostMember(
+    member,
+    { url: httpUrl(server.hostname, server.port), shutdown: () => server.stop() },
+    signals,
+    options,
+  );
 }

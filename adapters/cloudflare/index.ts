@@ -47,7 +47,10 @@ export interface SessionNodeOptions extends EdgeMemberOptions {
 
 /** A Durable Object class hosting one member (export it under the `class_name` your Wrangler config binds). */
 export interface SessionNodeClass<E> {
-  new (state: DurableObjectStateLike, env: E): {
+  new (
+    state: DurableObjectStateLike,
+    env: E,
+  ): {
     /** Serves the user's app as this member; the first request (from the router) names the member and starts it. */
     fetch(request: Request): Promise<Response>;
     /** Keep-alive: restarts the member after an eviction and schedules the next alarm. */
@@ -60,7 +63,10 @@ export interface SessionNodeClass<E> {
  * is also the node id and cookie route). `options` may depend on the Worker's `env` (secrets, vars).
  * `cluster.node` is ignored: the Durable Object's name is the node id.
  */
-export function createSessionNodeClass<E = unknown>(app: MemberApp, options: SessionNodeOptions | ((env: E) => SessionNodeOptions)): SessionNodeClass<E> {
+export function createSessionNodeClass<E = unknown>(
+  app: MemberApp,
+  options: SessionNodeOptions | ((env: E) => SessionNodeOptions),
+): SessionNodeClass<E> {
   return class SessionNode {
     readonly #state: DurableObjectStateLike;
     readonly #env: E;
@@ -75,7 +81,14 @@ export function createSessionNodeClass<E = unknown>(app: MemberApp, options: Ses
     async fetch(request: Request): Promise<Response> {
       const named = request.headers.get(MEMBER_HEADER);
       const member = await this.#start(named ?? undefined);
-      if (!member) return Response.json({ error: `no member name: route requests through sessionNodeRouter (header ${MEMBER_HEADER})`, code: 'NO_MEMBER_NAME' }, { status: 500 });
+      if (!member)
+        return Response.json(
+          {
+            error: `no member name: route requests through sessionNodeRouter (header ${MEMBER_HEADER})`,
+            code: 'NO_MEMBER_NAME',
+          },
+          { status: 500 },
+        );
       const forwarded = new Request(request);
       forwarded.headers.delete(MEMBER_HEADER);
       return member.fetch(forwarded, this.#env);
@@ -104,7 +117,8 @@ export function createSessionNodeClass<E = unknown>(app: MemberApp, options: Ses
       // Idempotent; after a failure (logged by the member) each request or alarm tries again.
       this.#member.start().catch(() => undefined);
       // The next alarm wakes this object (or a fresh instance after an eviction) while it is a member.
-      if (fromAlarm || (await this.#state.storage.getAlarm()) === null) await this.#state.storage.setAlarm(Date.now() + (this.#options?.keepAliveMs ?? 30_000));
+      if (fromAlarm || (await this.#state.storage.getAlarm()) === null)
+        await this.#state.storage.setAlarm(Date.now() + (this.#options?.keepAliveMs ?? 30_000));
       return this.#member;
     }
   };
@@ -125,10 +139,16 @@ export interface SessionRouterOptions {
  * session cookie routes to (`<key>.<member>`), and a request without one (or naming an unknown member)
  * to a random member. Throws `InvalidOptionsError` for an empty member list or a name that is not a node id.
  */
-export function sessionNodeRouter(options: SessionRouterOptions): { fetch(request: Request, env: Record<string, unknown>): Promise<Response> } {
-  if (options.members.length === 0) throw new InvalidOptionsError('sessionNodeRouter: members must name at least one member');
+export function sessionNodeRouter(options: SessionRouterOptions): {
+  fetch(request: Request, env: Record<string, unknown>): Promise<Response>;
+} {
+  if (options.members.length === 0)
+    throw new InvalidOptionsError('sessionNodeRouter: members must name at least one member');
   const bad = options.members.filter((name) => !TOKEN_PATTERN.test(name));
-  if (bad.length > 0) throw new InvalidOptionsError(`sessionNodeRouter: member names are node ids, 1-64 characters of A-Z a-z 0-9 _ - (got ${bad.map((n) => JSON.stringify(n)).join(', ')})`);
+  if (bad.length > 0)
+    throw new InvalidOptionsError(
+      `sessionNodeRouter: member names are node ids, 1-64 characters of A-Z a-z 0-9 _ - (got ${bad.map((n) => JSON.stringify(n)).join(', ')})`,
+    );
   const cookieName = options.cookieName ?? 'SESSIONID';
   const router = new Hono<{ Bindings: Record<string, unknown> }>();
   router.all('*', (c) => {
@@ -137,7 +157,10 @@ export function sessionNodeRouter(options: SessionRouterOptions): { fetch(reques
       return c.json({ error: `no Durable Object namespace bound as "${options.binding}"`, code: 'NO_BINDING' }, 500);
     }
     const route = parseSessionId(getCookie(c, cookieName))?.route;
-    const member = route !== undefined && options.members.includes(route) ? route : options.members[Math.floor(Math.random() * options.members.length)]!;
+    const member =
+      route !== undefined && options.members.includes(route)
+        ? route
+        : options.members[Math.floor(Math.random() * options.members.length)]!;
     const request = new Request(c.req.raw);
     request.headers.set(MEMBER_HEADER, member);
     return namespace.get(namespace.idFromName(member)).fetch(request);

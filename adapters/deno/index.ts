@@ -7,10 +7,23 @@
  * ```
  */
 import { UnsupportedRuntimeError } from '../../lib/errors.ts';
-import { hostMember, httpUrl, lazilyHosted, type HostOptions, type ServedMember, type SignalApi } from '../edge/host.ts';
+import {
+  hostMember,
+  httpUrl,
+  lazilyHosted,
+  type HostOptions,
+  type ServedMember,
+  type SignalApi,
+} from '../edge/host.ts';
 import { createEdgeMember, type EdgeMemberOptions, type MemberApp } from '../edge/member.ts';
 
-export { createEdgeMember, type EdgeMember, type EdgeMemberOptions, type FetchHandler, type MemberApp } from '../edge/member.ts';
+export {
+  createEdgeMember,
+  type EdgeMember,
+  type EdgeMemberOptions,
+  type FetchHandler,
+  type MemberApp,
+} from '../edge/member.ts';
 export type { HostOptions, ServedMember } from '../edge/host.ts';
 
 /** The part of Deno's namespace this adapter uses (declared here so the library needs no Deno types). */
@@ -59,18 +72,30 @@ export async function serveDeno(app: MemberApp, options: DenoServeOptions): Prom
   let listened: () => void = () => undefined;
   const listening = new Promise<void>((resolve) => (listened = resolve));
   const server = deno.serve(
-    { ...(options.hostname !== undefined ? { hostname: options.hostname } : {}), ...(options.port !== undefined ? { port: options.port } : {}), onListen: () => listened() },
+    {
+      ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      onListen: () => listened(),
+    },
     (request) => member.fetch(request),
   );
   await listening;
-  return hostMember(member, { url: httpUrl(server.addr.hostname, server.addr.port), shutdown: () => server.shutdown() }, denoSignals(deno), options);
+  return hostMember(
+    member,
+    { url: httpUrl(server.addr.hostname, server.addr.port), shutdown: () => server.shutdown() },
+    denoSignals(deno),
+    options,
+  );
 }
 
 /**
  * The default export for `deno serve` (which owns the HTTP server): `export default denoServeHandler(app, options)`.
  * The node starts on the first request; SIGTERM or SIGINT make it leave the cluster and exit 0.
  */
-export function denoServeHandler(app: MemberApp, options: EdgeMemberOptions & HostOptions): { fetch(request: Request): Promise<Response> } {
+export function denoServeHandler(
+  app: MemberApp,
+  options: EdgeMemberOptions & HostOptions,
+): { fetch(request: Request): Promise<Response> } {
   const deno = denoNamespace();
   return lazilyHosted(createEdgeMember(app, options), denoSignals(deno), options);
 }

@@ -50,7 +50,12 @@ export function httpUrl(hostname: string, port: number): string {
 }
 
 /** Starts `member` behind `server` and wires graceful shutdown. */
-export function hostMember(member: EdgeMember, server: MemberServer, signals: SignalApi | undefined, options: HostOptions): ServedMember {
+export function hostMember(
+  member: EdgeMember,
+  server: MemberServer,
+  signals: SignalApi | undefined,
+  options: HostOptions,
+): ServedMember {
   // Failures are logged by the member; the next request (or `ready()`) tries again.
   member.start(server.url).catch(() => undefined);
   let closing: Promise<void> | undefined;
@@ -85,7 +90,11 @@ export function hostMember(member: EdgeMember, server: MemberServer, signals: Si
  * the HTTP server, the node starts on the first request (which also tells it its base URL), and
  * SIGTERM or SIGINT make it leave the cluster gracefully and exit 0.
  */
-export function lazilyHosted(member: EdgeMember, signals: SignalApi | undefined, options: HostOptions): { fetch(request: Request): Promise<Response> } {
+export function lazilyHosted(
+  member: EdgeMember,
+  signals: SignalApi | undefined,
+  options: HostOptions,
+): { fetch(request: Request): Promise<Response> } {
   let watching = false;
   const onSignal = () => {
     void member

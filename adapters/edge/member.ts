@@ -11,7 +11,13 @@ import { Hono } from 'hono';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import { InvalidOptionsError } from '../../lib/errors.ts';
 import type { ReplicationLog } from '../../lib/channel/jetstream-log.ts';
-import { consoleLogger, createCluster, type ClusterOptions, type ReplicatedSessions, type SessionMiddlewareOptions } from '../../lib/index.ts';
+import {
+  consoleLogger,
+  createCluster,
+  type ClusterOptions,
+  type ReplicatedSessions,
+  type SessionMiddlewareOptions,
+} from '../../lib/index.ts';
 
 /** Anything that answers a `Request` the way a Hono app does. */
 export interface FetchHandler {
@@ -71,9 +77,13 @@ function mount(app: MemberApp, node: ReplicatedSessions, session: SessionMiddlew
 /** Throws `InvalidOptionsError` when `nats` names no server or one that is not a `ws://`/`wss://` URL. */
 function checkWebSocketServers(nats: ConnectionOptions): void {
   const servers = typeof nats.servers === 'string' ? [nats.servers] : [...(nats.servers ?? [])];
-  if (servers.length === 0) throw new InvalidOptionsError('nats.servers must name the NATS WebSocket URL(s), e.g. wss://nats.example.com:8443');
+  if (servers.length === 0)
+    throw new InvalidOptionsError('nats.servers must name the NATS WebSocket URL(s), e.g. wss://nats.example.com:8443');
   const bad = servers.filter((url) => !/^wss?:\/\/\S+$/.test(url));
-  if (bad.length > 0) throw new InvalidOptionsError(`nats.servers must be ws:// or wss:// URLs on a Web runtime (got ${bad.map((url) => JSON.stringify(url)).join(', ')})`);
+  if (bad.length > 0)
+    throw new InvalidOptionsError(
+      `nats.servers must be ws:// or wss:// URLs on a Web runtime (got ${bad.map((url) => JSON.stringify(url)).join(', ')})`,
+    );
 }
 
 /**
@@ -95,7 +105,11 @@ export function createEdgeMember(app: MemberApp, options: EdgeMemberOptions): Ed
   async function run(advertiseUrl: string | undefined): Promise<ReplicatedSessions> {
     const name = options.cluster.node ?? crypto.randomUUID().slice(0, 8);
     logger.info({ servers: options.nats.servers, node: name }, 'connecting to NATS over WebSocket');
-    const connected = await wsconnect({ name: `sessrep-${options.cluster.cluster}-${name}`, ...NODE_CONNECTION_DEFAULTS, ...options.nats });
+    const connected = await wsconnect({
+      name: `sessrep-${options.cluster.cluster}-${name}`,
+      ...NODE_CONNECTION_DEFAULTS,
+      ...options.nats,
+    });
     if (stopped) {
       await connected.close();
       throw new Error('the member node was stopped while connecting');
@@ -146,11 +160,17 @@ export function createEdgeMember(app: MemberApp, options: EdgeMemberOptions): Ed
         // Waits for the connection, not for state transfer (the cluster node handles requests meanwhile).
         start(new URL(request.url).origin).catch(() => undefined);
         let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([hasHandler, new Promise<void>((resolve) => (timer = setTimeout(resolve, options.connectWaitMs ?? 5000)))]);
+        await Promise.race([
+          hasHandler,
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, options.connectWaitMs ?? 5000))),
+        ]);
         clearTimeout(timer);
       }
       if (!handler) {
-        return Response.json({ error: 'starting: connecting to NATS over WebSocket', code: 'NODE_STARTING' }, { status: 503, headers: { 'retry-after': '1' } });
+        return Response.json(
+          { error: 'starting: connecting to NATS over WebSocket', code: 'NODE_STARTING' },
+          { status: 503, headers: { 'retry-after': '1' } },
+        );
       }
       return handler.fetch(request, env);
     },

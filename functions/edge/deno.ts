@@ -12,6 +12,10 @@ import { demoMemberApp, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 
 const env = runtimeEnv();
-const node = await serveDeno(demoMemberApp(dashboardHtml), { ...edgeMemberOptions(readConfig('edge', env)), port: Number(env.PORT ?? '8000'), hostname: env.HOST ?? '127.0.0.1' });
+const node = await serveDeno(demoMemberApp(dashboardHtml), {
+  ...edgeMemberOptions(readConfig('edge', env)),
+  port: Number(env.PORT ?? '8000'),
+  hostname: env.HOST ?? '127.0.0.1',
+});
 // Always printed (whatever LOG_LEVEL says): scripts and tests learn the port from it.
 console.log(JSON.stringify({ level: 'info', time: Date.now(), msg: 'listening', url: node.url, runtime: 'deno' }));

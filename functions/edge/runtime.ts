@@ -5,6 +5,9 @@
  * without either gets an empty one.
  */
 export function runtimeEnv(): Record<string, string | undefined> {
-  const scope = globalThis as { Deno?: { env: { toObject(): Record<string, string> } }; process?: { env: Record<string, string | undefined> } };
+  const scope = globalThis as {
+    Deno?: { env: { toObject(): Record<string, string> } };
+    process?: { env: Record<string, string | undefined> };
+  };
   return scope.Deno?.env.toObject() ?? { ...scope.process?.env };
 }
