@@ -42,6 +42,8 @@ export interface EdgeConfig {
   natsUser?: string;
   natsPassword?: string;
   natsToken?: string;
+  /** The token guarding the admin routes (`/cluster`, drain, dashboard, `/metrics`); undefined: only the probes. */
+  adminToken?: string;
 }
 
 /** Environment variables of an edge node: the same names as the Node server's (functions/node/config.ts). */
@@ -56,6 +58,7 @@ export const EDGE_ENV = {
   SESSREP_CLUSTER_KEY: 'cluster key(s) "id:base64,id:base64", newest first',
   SESSREP_PROTECTION: 'encrypt or sign (default encrypt)',
   SESSREP_ADVERTISE_URL: "this node's base URL for other members' dashboards",
+  SESSREP_ADMIN_TOKEN: 'token (16+ characters) for /cluster, drain, the dashboard and /metrics (default: those routes are off)',
   LOG_LEVEL: 'debug, info, warn, error or silent (default info)',
   NATS_USER: 'NATS user (with NATS_PASSWORD)',
   NATS_PASSWORD: 'NATS password',
@@ -95,6 +98,8 @@ export function edgeConfigFromEnv(env: Readonly<Record<string, string | undefine
     throw new EdgeConfigError(`SESSREP_CLUSTER_KEY: ${error instanceof Error ? error.message : String(error)}`);
   }
   const advertiseUrl = get('SESSREP_ADVERTISE_URL');
+  const adminToken = get('SESSREP_ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 16) throw new EdgeConfigError('SESSREP_ADMIN_TOKEN must be at least 16 characters');
   const natsUser = get('NATS_USER');
   const natsPassword = get('NATS_PASSWORD');
   const natsToken = get('NATS_TOKEN');
@@ -110,6 +115,7 @@ export function edgeConfigFromEnv(env: Readonly<Record<string, string | undefine
     clusterKeys,
     protection: oneOf('SESSREP_PROTECTION', get('SESSREP_PROTECTION') ?? 'encrypt', ['encrypt', 'sign'] as const),
     ...(advertiseUrl !== undefined ? { advertiseUrl } : {}),
+    ...(adminToken !== undefined ? { adminToken } : {}),
     ...(natsUser !== undefined ? { natsUser } : {}),
     ...(natsPassword !== undefined ? { natsPassword } : {}),
     ...(natsToken !== undefined ? { natsToken } : {}),
@@ -128,10 +134,9 @@ export interface EdgeNode {
   stop(): Promise<void>;
 }
 
-/** Parts an entry plugs in: a logger (default: JSON lines on the console) and the dashboard page. */
+/** Parts an entry plugs in: a logger (default: JSON lines on the console). */
 export interface EdgeNodeOptions {
   logger?: Logger;
-  dashboardHtml?: string;
   /** How long a request waits for the NATS connection before it is answered 503 (default 5000 ms). */
   connectWaitMs?: number;
 }
@@ -184,7 +189,7 @@ export function createEdgeNode(config: EdgeConfig, options: EdgeNodeOptions = {}
       maxInactiveSeconds: config.maxInactive,
       logger,
     });
-    app = createDemoApp(sessions, options.dashboardHtml !== undefined ? { dashboardHtml: options.dashboardHtml } : {});
+    app = createDemoApp(sessions, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {});
     appReady?.();
     await sessions.start();
     return sessions;

@@ -1,6 +1,6 @@
 /** The `session-replication` command line: `serve` runs one node, `cluster` a local cluster, `drain` drains a node. */
 import { flagHelp, parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError } from './config.ts';
-import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
+import { createDynamoClient, createLogger, startNode } from './node-server.ts';
 import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
 import { CLUSTER_HELP, runLocalCluster } from './local-cluster.ts';
 import { DRAIN_HELP, drainCommand } from './drain-command.ts';
@@ -25,9 +25,10 @@ ${CLUSTER_HELP}
 ${DRAIN_HELP}
 
 Endpoints of every node: GET /session, PUT|DELETE /session/attributes/:name, POST /counter,
-POST /session/invalidate, POST /session/regenerate, GET /cluster, GET /cluster/sessions,
-GET /cluster/ui, GET /metrics, GET /healthz (503 while joining or draining),
-POST /cluster/drain (start draining), GET /cluster/drain ({state, remaining}).
+POST /session/invalidate, POST /session/regenerate; open probes GET /healthz (alive) and GET /readyz
+(503 while joining or draining); with SESSREP_ADMIN_TOKEN (Bearer, or the Basic-auth password):
+GET /cluster, GET /cluster/sessions, GET /cluster/ui, GET /metrics, POST /cluster/drain (start
+draining), GET /cluster/drain ({state, remaining}).
 SIGTERM or Ctrl-C leaves the cluster gracefully (after a drain: without moving any session).`;
 
 function fail(message: string): never {
@@ -35,30 +36,11 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-/** Stops the nodes on SIGTERM/SIGINT, leaving the cluster gracefully. */
-function stopOnSignals(nodes: RunningNode[]): void {
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`session-replication: ${signal}, leaving the cluster\n`);
-    const timer = setTimeout(() => process.exit(1), 5000);
-    await Promise.allSettled(nodes.map((node) => node.close()));
-    clearTimeout(timer);
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
-}
-
 async function serveCommand(args: string[]): Promise<void> {
   const { values } = parseFlags(args, serveOptions());
   if (values.help) return void process.stdout.write(`${USAGE}\n`);
   const config = readServeConfig(values, process.env);
-  const logger = createLogger(config.logLevel);
-  const nodes: RunningNode[] = [];
-  stopOnSignals(nodes);
-  nodes.push(await startNode(config, logger));
+  await startNode(config, createLogger(config.logLevel), { handleSignals: true });
 }
 
 

@@ -35,6 +35,8 @@ export interface ServeConfig {
   protection: 'encrypt' | 'sign';
   /** How the node authenticates to NATS and verifies it. */
   natsAuth: NatsAuthConfig;
+  /** The token guarding the admin routes; undefined: only the probes are served. */
+  adminToken?: string;
 }
 
 /** NATS credentials and TLS files (all optional; combine as the server requires). */
@@ -78,6 +80,7 @@ export const SERVE_FLAGS = {
   'nats-tls-cert': { env: 'NATS_TLS_CERT', help: 'client certificate file for NATS TLS (with --nats-tls-key)', fallback: undefined },
   'nats-tls-key': { env: 'NATS_TLS_KEY', help: 'client key file for NATS TLS', fallback: undefined },
   protection: { env: 'SESSREP_PROTECTION', help: 'with cluster keys: encrypt (AES-256-GCM) or sign (HMAC-SHA256)', fallback: 'encrypt' },
+  'admin-token': { env: 'SESSREP_ADMIN_TOKEN', help: 'token (16+ characters) for /cluster, drain, /cluster/ui and /metrics: Bearer, or the Basic-auth password; prefer the env var (default: those routes are off)', fallback: undefined },
 } as const;
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -121,6 +124,8 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     .filter(Boolean);
   const dynamodbTable = pick('dynamodb-table');
   if (dynamodbTable !== undefined && !/^[A-Za-z0-9_.-]{3,255}$/.test(dynamodbTable)) throw new UsageError(`--dynamodb-table must be 3-255 characters of A-Z a-z 0-9 _ . -, got "${dynamodbTable}"`);
+  const adminToken = pick('admin-token');
+  if (adminToken !== undefined && adminToken.length < 16) throw new UsageError('--admin-token must be at least 16 characters');
   const advertiseUrl = pick('advertise-url');
   if (advertiseUrl !== undefined && !/^https?:\/\/\S+$/.test(advertiseUrl)) throw new UsageError(`--advertise-url must be an http(s) URL, got "${advertiseUrl}"`);
   const dynamodbEndpoint = pick('dynamodb-endpoint');
@@ -146,6 +151,7 @@ export function readServeConfig(values: Record<string, string | boolean | undefi
     clusterKeys: readClusterKeys(pick('cluster-key'), pick('cluster-key-file')),
     protection: oneOf('protection', ['encrypt', 'sign'] as const),
     natsAuth: readNatsAuth(pick),
+    ...(adminToken !== undefined ? { adminToken } : {}),
   };
   if (config.jetstream && config.nats.length === 0) throw new UsageError('--jetstream, --dynamodb-table and --send persist need --nats (a NATS server with JetStream)');
   if (config.jetstream && config.manager !== 'delta') throw new UsageError('--jetstream, --dynamodb-table and --send persist work with --manager delta only');

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MemoryBus } from '../../lib/index.ts';
 import { parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError, type ServeConfig } from './config.ts';
-import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
+import { createDynamoClient, createLogger, startNode } from './node-server.ts';
+import type { NodeServer } from '../../adapters/node/index.ts';
 import { startHaproxy, type LocalHaproxy } from './local-haproxy.ts';
 import { abortable, findExecutable, ProcessGroup, waitUntil, type Child } from './local-processes.ts';
 import { dynamoDbLocalDir, ensureTable, findJava, portIsFree, REPO_ROOT, startDynamo, startNats, type LocalDynamo, type LocalNats } from './local-servers.ts';
@@ -128,7 +129,7 @@ class Supervisor {
   readonly #watchdog?: Watchdog;
   readonly #group: ProcessGroup;
   readonly #abort = new AbortController();
-  readonly #inProcessNodes: RunningNode[] = [];
+  readonly #inProcessNodes: NodeServer[] = [];
   #nodes: Child[] = [];
   #haproxy?: LocalHaproxy;
   #servers: Child[] = [];
@@ -239,7 +240,7 @@ class Supervisor {
       const logger = createLogger(base.logLevel);
       for (let i = 1; i <= count; i++) {
         const config: ServeConfig = { ...base, node: `n${i}`, port: plan.basePort + i - 1 };
-        const node = await Promise.race([startNode(config, logger.child({ node: config.node }), bus), abortable(signal)]);
+        const node = await Promise.race([startNode(config, logger.child({ node: config.node }), { bus }), abortable(signal)]);
         this.#inProcessNodes.push(node);
         urls.push({ node: config.node, url: `http://${host}:${node.port}`, port: node.port });
         out(`${label(config.node)}ready  http://${host}:${node.port}/  (in this process)`);

@@ -10,17 +10,25 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 
 type Labels = Readonly<Record<string, string>>;
 
-/** Writes the text of one metric family at a time, every sample labelled with the node's `cluster` and `node`. */
-class Exposition {
+/** One sample of a metric family: `suffix` (such as `_bucket`) after the family name, its own labels, and the value. */
+export interface MetricSample {
+  readonly suffix?: string;
+  readonly labels?: Labels;
+  readonly value: number;
+}
+
+/** Writes Prometheus text one metric family at a time, every sample also carrying the common labels. */
+export class MetricsWriter {
   readonly #lines: string[] = [];
   readonly #common: string;
 
+  /** @param common labels every sample carries, after its own (such as `cluster` and `node`) */
   constructor(common: Labels) {
     this.#common = labelPairs(common);
   }
 
   /** One metric family: `# HELP`, `# TYPE`, then its samples. */
-  family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string, samples: ReadonlyArray<{ suffix?: string; labels?: Labels; value: number }>): void {
+  family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string, samples: readonly MetricSample[]): void {
     this.#lines.push(`# HELP ${name} ${help.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')}`, `# TYPE ${name} ${type}`);
     for (const { suffix = '', labels = {}, value } of samples) {
       const own = labelPairs(labels);
@@ -28,6 +36,7 @@ class Exposition {
     }
   }
 
+  /** The exposition written so far, ending in a newline. */
   text(): string {
     return `${this.#lines.join('\n')}\n`;
   }
@@ -85,7 +94,7 @@ const MEMBER_STATES = ['alive', 'suspected', 'draining', 'joining'] as const;
 
 /** Renders this node's metrics in the Prometheus text format. */
 export function renderMetrics(node: ClusterNode): string {
-  const out = new Exposition({ cluster: node.cluster, node: node.node });
+  const out = new MetricsWriter({ cluster: node.cluster, node: node.node });
   const stats = node.stats;
   const status = node.status();
 

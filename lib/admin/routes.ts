@@ -35,10 +35,31 @@ const DASHBOARD_HEADERS = {
 };
 
 /**
- * Builds the admin routes of one node. Throws `InvalidOptionsError` without a guard.
+ * The two open probes alone: `GET /healthz` (liveness: 200 unless the node's channel is closed for
+ * good) and `GET /readyz` (readiness: 200 once joined and caught up, 503 while joining or draining).
+ * They show no more than readiness, so a load balancer or an orchestrator needs no credentials.
+ */
+export function probeRoutes(node: ClusterNode): Hono {
+  const probes = new Hono();
+  probes.get('/healthz', (c) => {
+    const alive = node.status().channel.status !== 'closed';
+    return c.json({ status: alive ? 'alive' : 'closed', node: node.node, ready: node.ready }, alive ? 200 : 503, NO_STORE);
+  });
+  probes.get('/readyz', (c) => {
+    const status = node.status();
+    const reason = !status.ready ? 'joining' : status.draining ? 'draining' : undefined;
+    return c.json(
+      { ready: reason === undefined, node: node.node, stateTransfer: status.stateTransfer.state, ...(status.draining ? { draining: true } : {}), ...(reason ? { reason } : {}) },
+      reason === undefined ? 200 : 503,
+      NO_STORE,
+    );
+  });
+  return probes;
+}
+
+/**
+ * Builds the admin routes of one node: the probes of {@link probeRoutes} plus the guarded routes. Throws `InvalidOptionsError` without a guard.
  *
- * Open (probes): `GET /healthz` (liveness: 200 while the node's channel is not closed), `GET /readyz`
- * (readiness: 200 once joined and caught up, 503 while joining or draining).
  * Guarded: `GET /cluster`, `GET /cluster/sessions?limit=`, `POST /cluster/drain`, `GET /cluster/drain`,
  * `GET /cluster/members/:node[/sessions]` (another member's view, fetched by this node from the
  * member's advertised URL under the same mount path), `GET /cluster/ui`, `GET /metrics`.
@@ -49,21 +70,7 @@ const DASHBOARD_HEADERS = {
 export function adminRoutes(node: ClusterNode, options: AdminRoutesOptions): Hono {
   const { dashboard = true, extraMetrics, memberTimeoutMs = 1500 } = options;
   const guard = adminGuard(options);
-  const admin = new Hono();
-
-  admin.get('/healthz', (c) => {
-    const alive = node.status().channel.status !== 'closed';
-    return c.json({ status: alive ? 'alive' : 'closed', node: node.node, ready: node.ready }, alive ? 200 : 503, NO_STORE);
-  });
-  admin.get('/readyz', (c) => {
-    const status = node.status();
-    const reason = !status.ready ? 'joining' : status.draining ? 'draining' : undefined;
-    return c.json(
-      { ready: reason === undefined, node: node.node, stateTransfer: status.stateTransfer.state, ...(status.draining ? { draining: true } : {}), ...(reason ? { reason } : {}) },
-      reason === undefined ? 200 : 503,
-      NO_STORE,
-    );
-  });
+  const admin = probeRoutes(node);
 
   admin.get('/cluster', guard, (c) => c.json(node.status(), 200, NO_STORE));
   admin.get('/cluster/sessions', guard, (c) => {
