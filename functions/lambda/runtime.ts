@@ -68,6 +68,8 @@ export interface LambdaConfig {
   catchUpFail: 'reject' | 'serve';
   /** SESSREP_SWEEP_INTERVAL_MS: minimum time between expiry sweeps (default 10000). */
   sweepEveryMs: number;
+  /** SESSREP_ADMIN_TOKEN: guards `/cluster`, drain, the dashboard and `/metrics`; unset (the default): only the probes are served. */
+  adminToken?: string;
   /** SESSREP_NODE: node id; default a random id per execution environment (`lam-` + 8 characters). */
   node: string;
 }
@@ -115,6 +117,7 @@ export function lambdaConfigFromEnv(env: Record<string, string | undefined> = pr
     ...(get('DYNAMODB_ENDPOINT') !== undefined ? { dynamodbEndpoint: get('DYNAMODB_ENDPOINT')! } : {}),
     ...(get('SESSREP_NATS_SECRET') !== undefined ? { natsSecret: get('SESSREP_NATS_SECRET')! } : {}),
     ...(get('SESSREP_NATS_PARAMETER') !== undefined ? { natsParameter: get('SESSREP_NATS_PARAMETER')! } : {}),
+    ...(get('SESSREP_ADMIN_TOKEN') !== undefined ? { adminToken: get('SESSREP_ADMIN_TOKEN')! } : {}),
   };
   if (config.natsSecret && config.natsParameter) throw new LambdaConfigError('set SESSREP_NATS_SECRET or SESSREP_NATS_PARAMETER, not both');
   if (config.jetstream && config.manager !== 'delta') throw new LambdaConfigError('SESSREP_JETSTREAM=true works with SESSREP_MANAGER=delta only');
@@ -522,7 +525,8 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
         }
         await next();
       });
-      outer.route('/', createDemoApp(cluster));
+      // No admin token, no drain or cluster view on the (public) Function URL: only the probes.
+      outer.route('/', createDemoApp(cluster, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}));
       lambda = handle(outer);
       sessions = cluster;
       stats.startMs = Date.now() - started;

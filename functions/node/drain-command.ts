@@ -11,14 +11,22 @@ export const DRAIN_HELP = `drain options:
   --node ID          the node to drain, found by its advertised URL on /cluster of --via
   --via URL          any member, to look --node up (default http://127.0.0.1:8081)
   --timeout S        give up after S seconds (default 120); exit code 1
+  The admin token is read from SESSREP_ADMIN_TOKEN (sent as a bearer token).
   Exit code 0 once the node is drained: stop it then (SIGTERM); it leaves the cluster cleanly.`;
 
 const OPTIONS = { url: { type: 'string' }, node: { type: 'string' }, via: { type: 'string' }, timeout: { type: 'string' } } as const;
 
 const URL_PATTERN = /^https?:\/\/\S+$/;
 
+/** The admin token from the environment, as an Authorization header. */
+function adminHeaders(): Record<string, string> {
+  const token = process.env.SESSREP_ADMIN_TOKEN;
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
-  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
+  const response = await fetch(url, { ...init, headers: adminHeaders(), signal: AbortSignal.timeout(5000) });
+  if (response.status === 401) throw new UsageError(`${url} answered 401: set SESSREP_ADMIN_TOKEN to the node's admin token`);
   const text = await response.text();
   let body: T;
   try {

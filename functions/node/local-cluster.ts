@@ -7,6 +7,7 @@
  * error, or, through a watchdog process, when the supervisor itself is killed.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MemoryBus } from '../../lib/index.ts';
@@ -73,6 +74,8 @@ export async function runLocalCluster(args: string[], usage: string): Promise<vo
     { ...strings, 'log-level': strings['log-level'] ?? 'warn', ...(natsBinary ? { nats: 'nats://127.0.0.1:4222' } : {}) },
     process.env,
   );
+  // Every node of a local cluster shares one admin token: the given one, else a fresh one printed below.
+  base.adminToken ??= randomBytes(18).toString('base64url');
   if (inProcess && values['in-process'] !== true) {
     out('nats-server not found (apt-get install nats-server): every node runs in this process on the in-process channel');
   }
@@ -96,11 +99,14 @@ export async function runLocalCluster(args: string[], usage: string): Promise<vo
       haproxyBinary,
       dynamodb: base.manager === 'delta' && !values['no-dynamodb'],
       explicitDynamoTable: strings['dynamodb-table'],
-      passEnv: Object.fromEntries(
-        Object.entries(strings)
-          .filter(([name]) => !ARG_FLAGS.has(name) && name in SERVE_FLAGS)
-          .map(([name, value]) => [SERVE_FLAGS[name as keyof typeof SERVE_FLAGS].env, value]),
-      ),
+      passEnv: {
+        ...Object.fromEntries(
+          Object.entries(strings)
+            .filter(([name]) => !ARG_FLAGS.has(name) && name in SERVE_FLAGS)
+            .map(([name, value]) => [SERVE_FLAGS[name as keyof typeof SERVE_FLAGS].env, value]),
+        ),
+        SESSREP_ADMIN_TOKEN: base.adminToken,
+      },
     });
   } catch (error) {
     if ((error as Error).name === 'AbortError') return; // A signal arrived during start-up: the shutdown is under way.
@@ -271,7 +277,7 @@ class Supervisor {
         nodes.map(async ({ node, port }, i) => {
           const child = this.#nodes[i]!;
           const url = `http://${host}:${port}`;
-          await waitUntil(`${node} to answer /healthz with 200`, async () => ((await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200 ? true : undefined), {
+          await waitUntil(`${node} to answer /readyz with 200`, async () => ((await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200 ? true : undefined), {
             timeoutMs: 120_000,
             signal,
             child,
@@ -304,13 +310,14 @@ class Supervisor {
     if (this.#haproxy) out(`  load balancer  ${this.#haproxy.url}/   (HAProxy, sticky on the SESSIONID route${this.#haproxy.statsUrl ? `; stats ${this.#haproxy.statsUrl}` : ''})`);
     for (const { node, url, pid } of urls) out(`  node ${node.padEnd(9)} ${url}/${pid ? `   (pid ${pid})` : ''}`);
     out(`  dashboard      ${first}/cluster/ui`);
+    out(`  admin token    ${base.adminToken}   (the dashboard's password, any user; Bearer for curl and drain)`);
     const pids = [`supervisor=${process.pid}`, ...(this.#watchdog ? [`watchdog=${this.#watchdog.pid}`] : []), ...this.#group.children.filter((c) => c.running).map((c) => `${c.name}=${c.pid}`)];
     out(`pids: ${pids.join(' ')}`);
     out('');
     out('Try:');
     out(`  curl -c jar -b jar -X POST ${entry}/counter`);
-    out(`  curl ${first}/cluster`);
-    out(`  session-replication drain --url ${urls.at(-1)!.url}    # then stop that node: kill -TERM <its pid>`);
+    out(`  curl -H "authorization: Bearer ${base.adminToken}" ${first}/cluster`);
+    out(`  SESSREP_ADMIN_TOKEN=${base.adminToken} session-replication drain --url ${urls.at(-1)!.url}    # then stop that node: kill -TERM <its pid>`);
     out('Ctrl-C stops everything.');
   }
 

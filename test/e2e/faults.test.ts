@@ -7,6 +7,7 @@ import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
 import {
+  ADMIN_HEADERS,
   freePort,
   LOCAL_AWS,
   SessionClient,
@@ -65,7 +66,7 @@ interface ClusterView {
 }
 
 async function view(node: NodeHandle): Promise<ClusterView> {
-  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(5000) });
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(5000) });
   return (await res.json()) as ClusterView;
 }
 

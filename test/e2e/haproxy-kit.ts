@@ -59,7 +59,7 @@ export async function startHaproxy(nodes: Pick<NodeHandle, "node" | "port">[]): 
     return states;
   };
   try {
-    await waitFor("HAProxy to route /healthz", async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200, { timeoutMs: 30000, intervalMs: 100 });
+    await waitFor("HAProxy to route /readyz", async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, { timeoutMs: 30000, intervalMs: 100 });
   } catch (error) {
     await stop();
     throw new Error(`${(error as Error).message}\nhaproxy output:\n${tail(proc.output())}`);

@@ -10,6 +10,9 @@ import { createCluster, type ClusterOptions, type Logger, type ReplicatedSession
 import type { BackupManager } from "../../lib/managers/backup-manager.ts";
 import { SessionClient, waitFor } from "../kit/index.ts";
 
+/** The admin guard of the demo apps below (`/cluster` is read through it). */
+const ADMIN = { token: "backup-test-admin-token-0123456789" };
+
 /**
  * Fast failure detection: a silent member is pinged after 600 ms and dropped 300 ms later. A fetch
  * gives up after 1 s: right after an in-process crash NATS may still route one request to the closed
@@ -63,7 +66,7 @@ async function startBackupNode(cluster: string, name: string, options: Partial<C
     nc,
     sessions,
     manager: sessions.manager as BackupManager,
-    app: createDemoApp(sessions),
+    app: createDemoApp(sessions, { admin: ADMIN }),
     logs,
     crash: () => nc.close(),
     stop: () => (stopped ??= sessions.stop().catch(() => undefined).finally(() => (nc.isClosed() ? undefined : nc.close()))),
@@ -191,7 +194,7 @@ async function waitForPlacement(nodes: BNode[], keys: string[], expected?: Map<s
 
 /** Primary, backup and proxy counts as `/cluster` shows them. */
 async function clusterCounts(node: BNode): Promise<{ total: number; primary: number; backup: number; proxy: number }> {
-  const res = await node.app.request("/cluster");
+  const res = await node.app.request("/cluster", { headers: { authorization: `Bearer ${ADMIN.token}` } });
   return ((await res.json()) as { sessions: { total: number; primary: number; backup: number; proxy: number } }).sessions;
 }
 
