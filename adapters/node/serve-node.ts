@@ -7,7 +7,7 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
-import { adminRoutes, type AdminRoutesOptions } from '../../lib/admin/index.ts';
+import { adminGuard, adminRoutes, type AdminRoutesOptions } from '../../lib/admin/index.ts';
 import { createCluster, InvalidOptionsError, type ClusterOptions, type ReplicatedSessions as ClusterNode } from '../../lib/index.ts';
 import { processMetrics } from './process-metrics.ts';
 
@@ -113,6 +113,8 @@ const STARTING = { error: 'starting: the node has not joined the cluster yet', c
 export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp), options: ServeNodeOptions): Promise<NodeServer> {
   const { cluster, port = 3000, hostname = '0.0.0.0', admin, shutdownSignals = ['SIGTERM', 'SIGINT'], beforeClose, graceMs = 3000, shutdownTimeoutMs = 15_000 } = options;
   if (admin && admin.port === undefined && !admin.prefix?.startsWith('/')) throw new InvalidOptionsError('admin needs a `port`, or a `prefix` starting with "/"');
+  // A missing or weak guard fails here, before anything listens.
+  if (admin) adminGuard(admin);
   const prefix = admin?.prefix?.replace(/\/+$/, '');
 
   let node: ClusterNode | undefined;
