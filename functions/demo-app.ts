@@ -1,8 +1,8 @@
 /** The demo app every node serves: a session API and a counter, next to the library's admin routes. */
 import { Hono } from 'hono';
-import { adminRoutes, probeRoutes, type AdminRoutesOptions } from '../lib/admin/index.ts';
+import { adminRoutes, probeRoutes, type AdminRoutesOptions } from 'session-replication/admin';
 import { HTTPException } from 'hono/http-exception';
-import { SessionReplicationError, UnserializableValueError, type ReplicatedSessions, type Session, type SessionVariables } from '../lib/index.ts';
+import { SessionReplicationError, UnserializableValueError, type ReplicatedSessions, type Session, type SessionVariables } from 'session-replication';
 
 /** The session as the demo API shows it. */
 function describe(session: Session, node: string) {

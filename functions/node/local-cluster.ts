@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { MemoryBus } from '../../lib/index.ts';
 import { parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError, type ServeConfig } from './config.ts';
 import { createDynamoClient, createLogger, startNode } from './node-server.ts';
-import type { NodeServer } from '../../adapters/node/index.ts';
+import type { NodeServer } from 'session-replication/node';
 import { startHaproxy, type LocalHaproxy } from './local-haproxy.ts';
 import { abortable, findExecutable, ProcessGroup, waitUntil, type Child } from './local-processes.ts';
 import { dynamoDbLocalDir, ensureTable, findJava, portIsFree, REPO_ROOT, startDynamo, startNats, type LocalDynamo, type LocalNats } from './local-servers.ts';

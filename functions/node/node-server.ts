@@ -1,11 +1,11 @@
 /** Runs one cluster node on Node.js: NATS or in-process channel, the demo app on `adapters/node`, pino logs. */
 import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type TlsOptions } from '@nats-io/transport-node';
 import pino from 'pino';
-import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus } from '../../lib/index.ts';
-import { processMetrics, serveNode, type NodeServer } from '../../adapters/node/index.ts';
-import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
-import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
-import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
+import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus } from 'session-replication';
+import { processMetrics, serveNode, type NodeServer } from 'session-replication/node';
+import { NatsChannel, NODE_CONNECTION_DEFAULTS } from 'session-replication/nats';
+import { jetStreamLogFor } from 'session-replication/jetstream';
+import { DynamoSnapshotStore } from 'session-replication/dynamodb';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';

@@ -118,6 +118,12 @@ export const SETTINGS = {
     runtimes: LAMBDA,
   },
   sweepEveryMs: { env: 'SESSREP_SWEEP_INTERVAL_MS', flag: 'sweep-interval-ms', help: 'minimum time between expiry sweeps', default: '10000', runtimes: LAMBDA },
+  adminToken: {
+    env: 'SESSREP_ADMIN_TOKEN',
+    flag: 'admin-token',
+    help: 'token (16+ characters) for /cluster, drain, /cluster/ui and /metrics: Bearer, or the Basic-auth password; prefer the env var (default: those routes are off)',
+    runtimes: ALL,
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 /** The name of a setting (a key of `SETTINGS`). */
@@ -151,6 +157,8 @@ export interface CommonConfig {
   /** Cluster keys, newest first; empty: messages are neither signed nor encrypted. */
   clusterKeys: ClusterKeyConfig[];
   protection: 'encrypt' | 'sign';
+  /** Guards the admin routes; undefined: only the probes `/healthz` and `/readyz` are served. */
+  adminToken?: string;
 }
 
 /** What `readConfig('node', ...)` returns: file settings are paths the Node entry reads. */
@@ -265,6 +273,7 @@ function schemaFor(runtime: Runtime) {
     catchUpTimeoutMs: integer(1),
     catchUpFail: oneOf(['reject', 'serve']),
     sweepEveryMs: integer(1),
+    adminToken: z.string().min(16, { error: 'must be at least 16 characters' }),
   } satisfies Record<SettingName, z.ZodType>;
   const shape = Object.fromEntries(
     (Object.keys(SETTINGS) as SettingName[]).filter((name) => settingsOf(runtime).includes(name)).map((name) => [name, fields[name].optional()]),

@@ -2,8 +2,8 @@
 // two in step: the README shows this file's code from the `import` lines on.
 import { Hono } from "hono";
 import { afterEach, expect, test } from "vitest";
-import type { ReplicatedSessions, SessionVariables } from "../../../lib/index.ts";
-import { createTestCluster, type TestCluster } from "../../../lib/testing/index.ts";
+import type { ReplicatedSessions, SessionVariables } from "session-replication";
+import { createTestCluster, type TestCluster } from "session-replication/testing";
 
 // Your app, built on one cluster node.
 function createApp(node: ReplicatedSessions) {
