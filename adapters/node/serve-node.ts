@@ -8,7 +8,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { adminGuard, adminRoutes, type AdminRoutesOptions } from '../../lib/admin/index.ts';
-import { createCluster, InvalidOptionsError, type ClusterOptions, type ReplicatedSessions as ClusterNode } from '../../lib/index.ts';
+import { createCluster, InvalidOptionsError, SessionReplicationError, type ClusterOptions, type ReplicatedSessions as ClusterNode } from '../../lib/index.ts';
 import { processMetrics } from './process-metrics.ts';
 
 /** Anything with a Hono-style `fetch`: the user's app. */
@@ -100,7 +100,8 @@ const STARTING = { error: 'starting: the node has not joined the cluster yet', c
 /**
  * Serves `app` as a member node; pass `(node) => app` to build the app on the node once it exists.
  * Resolves once the servers listen; until the node exists the app answers 503 (the admin routes:
- * `/healthz` 200 "starting", `/readyz` 503); `ready` resolves once the node joined. Throws `InvalidOptionsError` on bad options (including an admin router without a guard).
+ * `/healthz` 200 "starting", `/readyz` 503); `ready` resolves once the node joined. Throws
+ * `InvalidOptionsError` on bad options, including admin routes without a guard.
  *
  * @example
  * const server = await serveNode(app, {
@@ -119,6 +120,7 @@ export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp
 
   let node: ClusterNode | undefined;
   let served: FetchApp | undefined;
+  let closing: Promise<void> | undefined;
   let adminApp: Hono | undefined;
   const adminFetch = (request: Request) => (adminApp ? adminApp.fetch(request) : startingAdmin(request, prefix ?? ''));
   const isAdminPath = (request: Request) => {
@@ -136,6 +138,11 @@ export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp
   const ready = (async () => {
     const listening = { port: appServer.port, ...(adminServer ? { adminPort: adminServer.port } : {}) };
     const created = typeof cluster === 'function' ? await cluster(listening) : isClusterNode(cluster) ? cluster : createCluster(cluster);
+    if (closing) {
+      // Closed while the node was being created (say, still connecting to NATS): it never starts.
+      await created.stop().catch(() => undefined);
+      throw new SessionReplicationError('CLOSED', 'the server was closed before the node started');
+    }
     node = created;
     served = typeof app === 'function' ? app(created) : app;
     if (admin) {
@@ -151,14 +158,16 @@ export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp
   })();
 
   const signals = shutdownSignals === false ? [] : shutdownSignals;
-  let closing: Promise<void> | undefined;
   const close = (reason = 'close') =>
     (closing ??= (async () => {
       await beforeClose?.(node, reason);
       await Promise.all([closeHttp(appServer.server, graceMs), adminServer ? closeHttp(adminServer.server, graceMs) : undefined]);
-      // The node leaves only once the requests in flight are done: their acks still need it.
-      const started = await ready.catch(() => undefined);
-      await started?.stop();
+      // The node leaves only once the requests in flight are done: their acks still need it. A node
+      // still being created is not waited for (the factory may wait for NATS forever).
+      if (node) {
+        await ready.catch(() => undefined);
+        await node.stop();
+      }
       for (const signal of signals) process.off(signal, onSignal);
     })());
   const onSignal = (signal: NodeJS.Signals) => {

@@ -107,7 +107,7 @@ export function adminRoutes(node: ClusterNode, options: AdminRoutesOptions): Hon
     if (authorization !== undefined) headers.authorization = authorization;
     try {
       const res = await fetch(`${member.url.replace(/\/+$/, '')}${mount}${path}`, { headers, signal: AbortSignal.timeout(memberTimeoutMs), redirect: 'error' });
-      return c.body(await res.text(), res.status as 200, { 'content-type': res.headers.get('content-type') ?? 'application/json', ...NO_STORE });
+      return new Response(await res.text(), { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...NO_STORE } });
     } catch (error) {
       return c.json({ error: `member ${name} did not answer: ${error instanceof Error ? error.message : String(error)}`, code: 'MEMBER_UNREACHABLE' }, 502, NO_STORE);
     }
