@@ -48,6 +48,7 @@ interface FaultyEnd {
 
 /** The faults in force across the channels of a test cluster. */
 export class FaultInjector {
+  /** How many messages each fault has hit so far. */
   readonly counts: FaultCounts = { dropped: 0, duplicated: 0, reordered: 0, delayed: 0, held: 0, cut: 0 };
   readonly #rules: Rule[] = [];
   readonly #partitioned = new Set<string>();

@@ -9,6 +9,7 @@ import { FaultInjector, faultyChannel } from './faults.ts';
 
 /** What a node serves in a test cluster: a Hono app, or anything with Hono's `request`. */
 export interface TestApp {
+  /** Answers one request, as Hono's `app.request(path, init)` does. */
   request(path: string, init?: RequestInit): Response | Promise<Response>;
 }
 
@@ -67,6 +68,7 @@ export class CookieJar {
 
 /** A client with its own cookies, like one browser moving between nodes. */
 export interface TestClient {
+  /** The cookies this client holds. */
   readonly cookies: CookieJar;
   /** Sends a request to node `index` (0-based) with this client's cookies and keeps the cookies it sets. */
   request(index: number, path: string, init?: RequestInit): Promise<Response>;
