@@ -84,7 +84,7 @@ function parseExposition(text: string): Exposition {
       expect(consumed, `labels of ${line}`).toBe(match[2].length);
     }
     const raw = match[3]!;
-    // Like Prometheus (Go's ParseFloat), NaN and Inf in any case: prom-client writes "Nan" for an empty event-loop histogram.
+    // Like Prometheus (Go's ParseFloat), NaN and Inf in any case.
     const nan = /^nan$/i.test(raw);
     const value = nan ? Number.NaN : /^\+?inf$/i.test(raw) ? Infinity : /^-inf$/i.test(raw) ? -Infinity : Number(raw);
     if (!nan) expect(Number.isNaN(value), `value of ${line}`).toBe(false);
