@@ -36,6 +36,8 @@ export interface SettingSpec {
   readonly default?: string;
   /** The runtimes that read it. */
   readonly runtimes: readonly Runtime[];
+  /** A secret: an error about it names the rule, never the value. @default false */
+  readonly secret?: boolean;
 }
 
 const ALL: readonly Runtime[] = ['node', 'lambda', 'edge'];
@@ -123,6 +125,7 @@ export const SETTINGS = {
     flag: 'admin-token',
     help: 'token (16+ characters) for /cluster, drain, /cluster/ui and /metrics: Bearer, or the Basic-auth password; prefer the env var (default: those routes are off)',
     runtimes: ALL,
+    secret: true,
   },
 } as const satisfies Record<string, SettingSpec>;
 
@@ -321,7 +324,8 @@ export function parseConfig<R extends Runtime>(runtime: R, raw: RawSettings, nam
     const issue = parsed.error.issues[0]!;
     const name = issue.path[0] as SettingName;
     const value = name === 'nats' && typeof issue.path[1] === 'number' ? splitList(values.nats ?? '')[issue.path[1]] : values[name];
-    throw new ConfigError(`${nameOf(name)} ${issue.message}, got "${value}"`);
+    const spec: SettingSpec = SETTINGS[name];
+    throw new ConfigError(`${nameOf(name)} ${issue.message}${spec.secret ? '' : `, got "${value}"`}`);
   }
   const { clusterKey: _keys, ...settings } = parsed.data as Record<string, unknown>;
   const config: Record<string, unknown> = { ...settings, ...resolveCommon(runtime, parsed.data as Record<string, unknown>, nameOf) };

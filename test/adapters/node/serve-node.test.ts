@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { serveNode, type NodeServer } from "../../../adapters/node/index.ts";
 import { InvalidOptionsError, MemoryBus, MemoryChannel, consoleLogger, createCluster } from "../../../lib/index.ts";
-import { REPO_ROOT, SessionClient, spawnTracked, startNatsServer, waitFor, type NatsServerHandle, type TrackedProcess } from "../../kit/index.ts";
+import { REPO_ROOT, CookieClient, spawnTracked, startNatsServer, waitFor, type NatsServerHandle, type TrackedProcess } from "../../kit/index.ts";
 
 const TOKEN = "serve-node-test-admin-token-012345";
 const BEARER = { authorization: `Bearer ${TOKEN}` };
@@ -66,7 +66,7 @@ describe("serveNode with real processes over nats-server", () => {
     expect(metrics).toMatch(/^process_resident_memory_bytes\{cluster="[^"]+",node="a"\} \d+$/m);
 
     // Acknowledged writes (ack mode) through a.
-    const user = new SessionClient();
+    const user = new CookieClient();
     for (let i = 1; i <= 5; i++) expect(((await user.request(a.url, "POST", "/counter")).json as { n: number }).n).toBe(i);
 
     // A slow request is in flight when SIGTERM arrives: it still completes, and its write reaches b.

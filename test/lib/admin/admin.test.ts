@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import { adminRoutes } from "../../../lib/admin/index.ts";
 import { COVERED_STATS } from "../../../lib/admin/metrics.ts";
 import { InvalidOptionsError, MemoryBus, MemoryChannel, type ChannelStatus } from "../../../lib/index.ts";
-import { freePort, waitFor } from "../../kit/index.ts";
-import { makeNode, onCleanup, sessionApp, startNodes } from "../support.ts";
+import { freePort, waitFor } from "../../../functions/launch/index.ts";
+import { makeNode, onCleanup, sessionApp, startNodes } from "../../kit/memory-nodes.ts";
 
 const TOKEN = "admin-token-for-tests-0123456789";
 const BEARER = { authorization: `Bearer ${TOKEN}` };

@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
 import { ChannelRequestError, MemoryBus, MemoryChannel, type Channel, type ChannelStatus, type ReplicatedSessions, type SessionVariables } from "../../../lib/index.ts";
 import { createTestCluster, FaultInjector, faultyChannel, type TestCluster } from "../../../lib/testing/index.ts";
-import { waitFor } from "../../kit/index.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
 
 const text = (data: Uint8Array) => new TextDecoder().decode(data);
 const bytes = (s: string) => new TextEncoder().encode(s);
