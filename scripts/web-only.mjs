@@ -82,9 +82,9 @@ export function typecheckWithoutNode(files) {
     isolatedModules: true,
     noEmit: true,
     skipLibCheck: true,
-    // The package's own subpaths (`session-replication/deno`, ...) resolve to their sources, as in tsconfig.json.
-    paths: ts.readConfigFile(resolve(ROOT, 'tsconfig.json'), ts.sys.readFile).config?.compilerOptions?.paths ?? {},
+    // The development resolution of `session-replication[/subpath]` (tsconfig.json `paths`), as for tsc.
     baseUrl: ROOT,
+    paths: ts.readConfigFile(resolve(ROOT, 'tsconfig.json'), ts.sys.readFile).config.compilerOptions.paths,
   };
   const program = ts.createProgram(files.map((f) => resolve(ROOT, f)), options);
   const host = { getCanonicalFileName: (f) => f, getCurrentDirectory: () => ROOT, getNewLine: () => '\n' };

@@ -5,15 +5,15 @@
  *   npm run build:edge
  *   NATS_URL=ws://127.0.0.1:8080 SESSREP_NODE=edge1 PORT=8000 deno run --allow-net --allow-env dist/edge/deno.js
  */
-import dashboardHtml from '../dashboard/index.html';
 import { serveDeno } from 'session-replication/deno';
 import { readConfig } from '../shared/config.ts';
 import { demoMemberApp, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 
 const env = runtimeEnv();
-const node = await serveDeno(demoMemberApp(dashboardHtml), {
-  ...edgeMemberOptions(readConfig('edge', env)),
+const config = readConfig('edge', env);
+const node = await serveDeno(demoMemberApp(config), {
+  ...edgeMemberOptions(config),
   port: Number(env.PORT ?? '8000'),
   hostname: env.HOST ?? '127.0.0.1',
 });

@@ -39,7 +39,7 @@ export function edgeMemberOptions(config: EdgeEnvConfig): EdgeMemberOptions {
   };
 }
 
-/** The demo app as a member app: built on the running node, with the dashboard page when given. */
-export function demoMemberApp(dashboardHtml?: string): (node: ReplicatedSessions) => FetchHandler {
-  return (node) => createDemoApp(node, dashboardHtml !== undefined ? { dashboardHtml } : {});
+/** The demo app as a member app, built on the running node; with `SESSREP_ADMIN_TOKEN` it mounts the admin routes behind that token. */
+export function demoMemberApp(config: EdgeEnvConfig): (node: ReplicatedSessions) => FetchHandler {
+  return (node) => createDemoApp(node, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {});
 }

@@ -5,10 +5,11 @@
  *   npm run build:edge
  *   NATS_URL=ws://127.0.0.1:8080 deno serve --allow-net --allow-env --port 8000 dist/edge/worker.js
  */
-import dashboardHtml from '../dashboard/index.html';
 import { denoServeHandler } from 'session-replication/deno';
 import { readConfig } from '../shared/config.ts';
 import { demoMemberApp, edgeMemberOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 
-export default denoServeHandler(demoMemberApp(dashboardHtml), edgeMemberOptions(readConfig('edge', runtimeEnv())));
+const config = readConfig('edge', runtimeEnv());
+
+export default denoServeHandler(demoMemberApp(config), edgeMemberOptions(config));
