@@ -25,7 +25,7 @@ export default defineConfig({
       {
         extends: true,
         // Pure logic on the in-process channel: no global setup, no server, no child process.
-        test: { name: "unit", include: ["test/lib/**/*.test.ts", "test/adapters/**/*.test.ts", "test/functions/**/*.test.ts"], exclude: [...NEEDS_SERVERS, ...NEEDS_PROCESSES] },
+        test: { name: "unit", include: ["test/lib/**/*.test.ts", "test/functions/**/*.test.ts"], exclude: [...NEEDS_SERVERS, ...NEEDS_PROCESSES] },
       },
       {
         extends: true,
