@@ -90,3 +90,36 @@ export class StateTransferError extends SessionReplicationError {
     super('STATE_TRANSFER_FAILED', message, options);
   }
 }
+
+/** A message is larger than the channel (or broker) carries; nothing of it was sent. */
+export class MessageTooLargeError extends SessionReplicationError {
+  constructor(
+    readonly subject: string,
+    readonly sizeBytes: number,
+    readonly limitBytes: number,
+    what = 'message',
+  ) {
+    super('MESSAGE_TOO_LARGE', `${what} on ${subject} is ${sizeBytes} bytes, over the limit of ${limitBytes} bytes`);
+  }
+}
+
+/** The broker refused to set up what a channel needs (topic, queue, subscription); `cause` holds its answer. */
+export class BrokerSetupError extends SessionReplicationError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BROKER_SETUP_FAILED', message, options);
+  }
+}
+
+/**
+ * The replication log already holds a different message under this message id (within its
+ * duplicate window), so this one was not stored; persist mode answers 503.
+ */
+export class DuplicateMessageIdError extends SessionReplicationError {
+  constructor(
+    readonly log: string,
+    readonly msgId: string,
+    readonly storedSeq: number,
+  ) {
+    super('LOG_DUPLICATE_MESSAGE_ID', `${log}: message id ${msgId} already names another message (sequence ${storedSeq}); not stored`);
+  }
+}

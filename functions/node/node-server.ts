@@ -4,7 +4,7 @@ import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions,
 import pino from 'pino';
 import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
-import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
+import { jetStreamLogFor } from '../../lib/log/jetstream.ts';
 import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { readFileSync } from 'node:fs';

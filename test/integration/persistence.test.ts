@@ -5,7 +5,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { decodeEnvelope } from "../../lib/codec/envelope.ts";
-import type { ReplicationLog } from "../../lib/channel/jetstream-log.ts";
+import type { ReplicationLog } from "../../lib/log/jetstream.ts";
 import type { ClusterOptions } from "../../lib/index.ts";
 import { DynamoSnapshotStore } from "../../lib/store/dynamodb.ts";
 import { freePort, waitFor } from "../kit/index.ts";
