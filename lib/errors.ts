@@ -123,3 +123,18 @@ export class DuplicateMessageIdError extends SessionReplicationError {
     super('LOG_DUPLICATE_MESSAGE_ID', `${log}: message id ${msgId} already names another message (sequence ${storedSeq}); not stored`);
   }
 }
+
+/**
+ * Some snapshot items could not be written now (the store is unreachable, throttling outlasted the
+ * retries, or it refused); `done` tells what the same call did write, `unwritten` which keys to retry.
+ */
+export class SnapshotWriteError extends SessionReplicationError {
+  constructor(
+    message: string,
+    readonly done: { written: number; superseded: number; rejected?: Array<{ key: string; reason: string }> },
+    readonly unwritten: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super('SNAPSHOT_WRITE_FAILED', message, options);
+  }
+}
