@@ -23,7 +23,7 @@ export const ENTRIES: readonly PackageEntry[] = [
   { subpath: './nats', source: 'lib/channel/nats.ts' },
   { subpath: './jetstream', source: 'lib/log/jetstream.ts' },
   { subpath: './dynamodb', source: 'lib/store/dynamodb.ts' },
-  { subpath: './sns-sqs', source: 'lib/channel/sns-sqs.ts' },
+  { subpath: './sns-sqs', source: 'lib/channel/sns-sqs/index.ts' },
 ];
 
 /** The file name (without extension) an entry is built to in `dist/`: `index` for `.`, else the subpath. */

@@ -1,7 +1,8 @@
 // Owns: unit tests of lib/channel/memory.ts (subject matching, pub/sub, queue groups, request/reply, close).
 import { describe, expect, it } from "vitest";
 import type { ChannelMessage } from "../../../lib/channel/channel.ts";
-import { MemoryBus, MemoryChannel, subjectMatches } from "../../../lib/channel/memory.ts";
+import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
+import { subjectMatches } from "../../../lib/channel/subjects.ts";
 import { ChannelRequestError } from "../../../lib/errors.ts";
 import { waitFor } from "../../kit/index.ts";
 
