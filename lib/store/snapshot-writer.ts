@@ -135,6 +135,7 @@ export class SnapshotWriter {
     try {
       const result = await this.store.write(items);
       this.#count(result);
+      this.#forgetWritten(captured);
       await this.store.writeCheckpoint(upTo);
       this.#forgetUpTo(upTo);
       this.status.flushes++;
@@ -143,9 +144,7 @@ export class SnapshotWriter {
       if (error instanceof SnapshotWriteError) {
         // What was written stays written: only the rest is tried again.
         this.#count(error.done);
-        const unwritten = new Set(error.unwritten);
-        for (const [key, seq] of captured) if (!unwritten.has(key) && this.#dirty.get(key) === seq) this.#dirty.delete(key);
-        this.status.dirty = this.#dirty.size;
+        this.#forgetWritten(captured, new Set(error.unwritten));
       }
       this.#failed(error);
     }
@@ -158,6 +157,12 @@ export class SnapshotWriter {
     if (rejected.length === 0) return;
     this.status.itemsRejected += rejected.length;
     this.logger.warn({ store: this.store.kind, rejected: rejected.slice(0, 10), count: rejected.length }, 'snapshot items the store can never hold: skipped');
+  }
+
+  /** Forgets the sessions a write covered (unless they changed again meanwhile): they are not written again. */
+  #forgetWritten(captured: Map<string, number>, unwritten: ReadonlySet<string> = new Set()): void {
+    for (const [key, seq] of captured) if (!unwritten.has(key) && this.#dirty.get(key) === seq) this.#dirty.delete(key);
+    this.status.dirty = this.#dirty.size;
   }
 
   /** Forgets sessions this node no longer holds: nothing left to write for them, and the set stays bounded. */

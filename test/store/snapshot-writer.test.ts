@@ -30,8 +30,15 @@ class RecordingStore extends MemorySnapshotStore {
     throw new SnapshotWriteError("1 snapshot item not written: simulated throttling", done, [failed]);
   }
 
+  /** The next checkpoint write rejects. */
+  failCheckpointOnce = false;
+
   override async writeCheckpoint(sequence: number) {
     if (this.failing) throw this.failing;
+    if (this.failCheckpointOnce) {
+      this.failCheckpointOnce = false;
+      throw new Error("simulated checkpoint failure");
+    }
     this.checkpoints.push(sequence);
     return super.writeCheckpoint(sequence);
   }
@@ -202,6 +209,26 @@ describe("SnapshotWriter", () => {
     });
     expect(store.writes.at(-1)!.map((item) => item.state.key)).toEqual([keys[3]]);
     expect(writer.status).toMatchObject({ dirty: 0, itemsWritten: 10, checkpoint: 1 });
+  });
+
+  it("a failed checkpoint after a successful write does not write the items again, only the checkpoint", async () => {
+    const store = new RecordingStore();
+    const table = new Map<string, SessionState>();
+    const { writer } = writerFor(store, table, { value: true }, { intervalMs: 10, checkpointPollMs: 0 });
+    const keys = Array.from({ length: 5 }, (_, i) => sessionKey(i));
+    for (const key of keys) table.set(key, sessionState(key, { a: 1 }));
+    writer.noteApplied(7, keys);
+    store.failCheckpointOnce = true;
+    await writer.flush();
+    expect(writer.status).toMatchObject({ errors: 1, itemsWritten: 5, dirty: 0 });
+    expect(store.checkpoints).toEqual([]);
+    await waitFor("the checkpoint after the backoff", async () => {
+      await writer.tick();
+      return writer.status.flushes === 1;
+    });
+    expect(store.itemsWritten).toBe(5);
+    expect(store.checkpoints).toEqual([7]);
+    expect(writer.status).toMatchObject({ itemsWritten: 5, checkpoint: 7 });
   });
 
   it("keeps the unwritten set within the sessions held: a non-leader forgets sessions it no longer holds while no checkpoint comes", async () => {
