@@ -37,7 +37,7 @@ export type { DeleteClusterOptions } from './resources.ts';
 /** Room kept for the message attributes (subject, sender, target, reply subject, fragment). */
 const ATTRIBUTE_ROOM = 4096;
 /** The largest payload one SNS message carries (base64 turns 3 bytes into 4); larger ones are sent in fragments. */
-export const SNS_SQS_FRAGMENT_BYTES = Math.floor((SNS_MAX_BYTES - ATTRIBUTE_ROOM) / 4) * 3;
+export const SNS_SQS_FRAGMENT_BYTES: number = Math.floor((SNS_MAX_BYTES - ATTRIBUTE_ROOM) / 4) * 3;
 /** Fragments of a message that do not all arrive within this time are dropped. */
 const FRAGMENT_TTL_MS = 60_000;
 /** Bytes of incomplete messages kept at most; the oldest go first. */
