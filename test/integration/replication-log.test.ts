@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { DuplicateMessageIdError } from "../../lib/errors.ts";
 import { jetStreamLogFor, type ReplicationLog } from "../../lib/log/jetstream.ts";
 import { describeReplicationLogContract, type ReplicationLogFixture } from "../contracts/replication-log.ts";
-import { waitFor } from "../kit/index.ts";
-import { laggingLog, uniqueCluster } from "../store/nodes.ts";
+import { laggingLog, uniqueCluster, waitFor } from "../kit/index.ts";
 
 let nc: NatsConnection;
 beforeAll(async () => {

@@ -4,7 +4,7 @@ import type { ChannelMessage } from "../../../lib/channel/channel.ts";
 import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
 import { subjectMatches } from "../../../lib/channel/subjects.ts";
 import { ChannelRequestError } from "../../../lib/errors.ts";
-import { waitFor } from "../../kit/index.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
