@@ -156,7 +156,7 @@ async function listSubscriptions(sns: SNSClient, topicArn: string): Promise<Arra
   do {
     const page = await sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: topicArn, ...(token ? { NextToken: token } : {}) }));
     for (const s of page.Subscriptions ?? []) {
-      if (s.SubscriptionArn && s.SubscriptionArn.startsWith('arn:')) out.push({ arn: s.SubscriptionArn, protocol: s.Protocol ?? '', endpoint: s.Endpoint ?? '' });
+      if (s.SubscriptionArn?.startsWith('arn:')) out.push({ arn: s.SubscriptionArn, protocol: s.Protocol ?? '', endpoint: s.Endpoint ?? '' });
     }
     token = page.NextToken;
   } while (token);

@@ -100,7 +100,9 @@ describe("DynamoSnapshotStore on DynamoDB", () => {
     const result = await store.write(states.map((state) => ({ state, version: 2 })));
     expect(result).toEqual({ written: 16, superseded: 0 });
     const loaded = new Map<string, number>();
-    await store.load((page) => page.forEach((state) => loaded.set(state.key, state.attributes.get("blob")!.value!.length)));
+    await store.load((page) => {
+      for (const state of page) loaded.set(state.key, state.attributes.get("blob")!.value!.length);
+    });
     expect([...loaded.keys()].sort()).toEqual(states.map((state) => state.key).sort());
     for (const length of loaded.values()) expect(length).toBeGreaterThan(300 * 1024);
   });

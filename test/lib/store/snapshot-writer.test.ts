@@ -382,7 +382,9 @@ describe("snapshot write-behind on a real cluster (JetStream + DynamoDB)", () =>
         "DynamoDB to hold every session's final value",
         async () => {
           stored.clear();
-          await store.load((page) => page.forEach((s) => stored.set(s.key, s)));
+          await store.load((page) => {
+            for (const s of page) stored.set(s.key, s);
+          });
           const missing = clients.filter((c) => stored.get(c.key)?.attributes.get("counter")?.value !== "[100]").length;
           if (missing > 0) throw new Error(`${missing} sessions not final yet; a ${JSON.stringify(a.snapshot())}`);
           return true;
@@ -428,7 +430,9 @@ describe("snapshot write-behind on a real cluster (JetStream + DynamoDB)", () =>
         "DynamoDB to hold the final value",
         async () => {
           let value: string | undefined;
-          await store.load((page) => page.forEach((s) => (value = s.attributes.get("counter")?.value)));
+          await store.load((page) => {
+            for (const s of page) value = s.attributes.get("counter")?.value;
+          });
           return value === "[100]";
         },
         { timeoutMs: 15_000, intervalMs: 250 },
