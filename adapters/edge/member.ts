@@ -10,7 +10,7 @@ import { wsconnect, type ConnectionOptions, type NatsConnection } from '@nats-io
 import { Hono } from 'hono';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import { InvalidOptionsError } from '../../lib/errors.ts';
-import type { ReplicationLog } from '../../lib/channel/jetstream-log.ts';
+import type { ReplicationLog } from '../../lib/log/replication-log.ts';
 import {
   consoleLogger,
   createCluster,
