@@ -47,7 +47,7 @@ describe("drain: delta manager", () => {
     const refused = await newcomer.request(n1!, "POST", "/counter");
     expect(refused.status).toBe(503);
     expect(refused.headers.get("retry-after")).toBe("1");
-    expect(refused.json.code).toBe("NODE_DRAINING");
+    expect(refused.json).toEqual({ error: "this node is draining: retry on another node", code: "NODE_DRAINING" });
     expect(newcomer.jar.cookie).toBeUndefined();
     // The same request on a serving node creates the session.
     expect((await newcomer.request(n2!, "POST", "/counter")).status).toBe(200);
