@@ -1,7 +1,7 @@
 /** The demo app every node serves: a session API, a counter, and the cluster's health and status. */
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
-import { SessionReplicationError, UnserializableValueError, type ReplicatedSessions, type Session, type SessionVariables } from '../lib/index.ts';
+import { SessionReplicationError, UnserializableValueError, type ClusterNode, type Session, type SessionVariables } from '../lib/index.ts';
 
 /** The session as the demo API shows it. */
 function describe(session: Session, node: string) {
@@ -41,7 +41,7 @@ export interface DemoAppOptions {
 }
 
 /** Builds the demo Hono app on a cluster node. */
-export function createDemoApp(sessions: ReplicatedSessions, options: DemoAppOptions = {}): Hono<{ Variables: SessionVariables }> {
+export function createDemoApp(sessions: ClusterNode, options: DemoAppOptions = {}): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   const node = sessions.node;
 

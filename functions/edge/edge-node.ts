@@ -10,7 +10,7 @@
  * outside a request just serves `fetch`, which starts the node on the first request.
  */
 import { wsconnect, type ConnectionOptions, type NatsConnection } from '@nats-io/nats-core';
-import { createCluster, consoleLogger, type Logger, type LogLevel, type ReplicatedSessions } from '../../lib/index.ts';
+import { createCluster, consoleLogger, type Logger, type LogLevel, type ClusterNode } from '../../lib/index.ts';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
 import { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig } from '../../lib/codec/protection.ts';
@@ -121,9 +121,9 @@ export interface EdgeNode {
   /** Serves the demo app; answers 503 until the NATS connection is up, and starts the node if nobody did. */
   fetch(request: Request): Promise<Response>;
   /** Connects to NATS over WebSocket, creates the cluster node and runs state transfer (idempotent). */
-  start(): Promise<ReplicatedSessions>;
+  start(): Promise<ClusterNode>;
   /** The cluster node once it exists (after the NATS connection is up). */
-  readonly sessions: ReplicatedSessions | undefined;
+  readonly sessions: ClusterNode | undefined;
   /** Leaves the cluster gracefully and closes the connection. */
   stop(): Promise<void>;
 }
@@ -153,15 +153,15 @@ export function wsConnectionOptions(config: EdgeConfig, name: string): Connectio
  */
 export function createEdgeNode(config: EdgeConfig, options: EdgeNodeOptions = {}): EdgeNode {
   const logger = options.logger ?? consoleLogger(config.logLevel);
-  let sessions: ReplicatedSessions | undefined;
+  let sessions: ClusterNode | undefined;
   let connection: NatsConnection | undefined;
   let app: { fetch(request: Request): Response | Promise<Response> } | undefined;
-  let starting: Promise<ReplicatedSessions> | undefined;
+  let starting: Promise<ClusterNode> | undefined;
   let stopped = false;
   let appReady: (() => void) | undefined;
   let hasApp = new Promise<void>((resolve) => (appReady = resolve));
 
-  async function run(): Promise<ReplicatedSessions> {
+  async function run(): Promise<ClusterNode> {
     const node = config.node ?? crypto.randomUUID().slice(0, 8);
     logger.info({ servers: config.nats, node }, 'connecting to NATS over WebSocket');
     const connected = await wsconnect(wsConnectionOptions(config, `sessrep-${config.cluster}-${node}-edge`));
@@ -190,13 +190,13 @@ export function createEdgeNode(config: EdgeConfig, options: EdgeNodeOptions = {}
     return sessions;
   }
 
-  function start(): Promise<ReplicatedSessions> {
+  function start(): Promise<ClusterNode> {
     if (stopped) return Promise.reject(new Error('the edge node is stopped'));
     starting ??= run().catch((error: unknown) => {
       logger.error({ error: error instanceof Error ? error.message : String(error) }, 'edge node failed to start');
       starting = undefined; // the next request tries again
       const failed = sessions;
-      void (failed ? failed.stop() : connection?.close())?.catch(() => undefined);
+      void (failed ? failed.stop().finally(() => failed.channel.close()) : connection?.close())?.catch(() => undefined);
       connection = undefined;
       sessions = undefined;
       app = undefined;
@@ -228,8 +228,9 @@ export function createEdgeNode(config: EdgeConfig, options: EdgeNodeOptions = {}
     async stop() {
       // Not waiting for a connection that may never come: one made later is closed at once (see run).
       stopped = true;
-      if (sessions) await sessions.stop();
-      else await connection?.close();
+      // The node leaves what it was given open: the connection is this shell's to close.
+      await sessions?.stop();
+      await connection?.close();
     },
   };
 }

@@ -4,7 +4,7 @@
  * stays runtime-neutral and other runtimes can expose the same numbers their own way.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
-import type { ReplicatedSessions } from '../../lib/index.ts';
+import type { ClusterNode } from '../../lib/index.ts';
 
 /** The `/metrics` endpoint of one node. */
 export interface NodeMetrics {
@@ -20,7 +20,7 @@ const MEMBER_STATES = ['alive', 'suspected', 'draining', 'joining'] as const;
  * Builds a registry for one node: `sessrep_*` metrics from the node's counters plus prom-client's
  * default process metrics, every series labelled with `cluster` and `node`.
  */
-export function createNodeMetrics(sessions: ReplicatedSessions, options: { processMetrics?: boolean } = {}): NodeMetrics {
+export function createNodeMetrics(sessions: ClusterNode, options: { processMetrics?: boolean } = {}): NodeMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ cluster: sessions.cluster, node: sessions.node });
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
@@ -117,7 +117,7 @@ export function createNodeMetrics(sessions: ReplicatedSessions, options: { proce
  * the library's lag window, `_sum` and `_count` over the node's life. prom-client's own Summary
  * computes quantiles from its own observations, so this one is a plain metric object.
  */
-function lagSummary(sessions: ReplicatedSessions) {
+function lagSummary(sessions: ClusterNode) {
   const name = 'sessrep_replication_lag_seconds';
   const help = "Replication lag: time from a write's stamp on the writing node to its apply on this node; quantiles over the last minute.";
   return {

@@ -2,7 +2,7 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type TlsOptions } from '@nats-io/transport-node';
 import pino from 'pino';
-import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
+import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ClusterNode } from '../../lib/index.ts';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
 import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
@@ -17,7 +17,7 @@ import type { NatsAuthConfig, ServeConfig } from './config.ts';
 
 /** A running node. */
 export interface RunningNode {
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   readonly server: ServerType;
   /** The port the HTTP server listens on (useful with port 0). */
   readonly port: number;
@@ -168,6 +168,7 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
       // Stop taking requests first and let those in flight finish (their acks still need the cluster), then leave.
       await closeHttp(server, 3000);
       await sessions.stop();
+      await channel.close();
     },
   };
 }

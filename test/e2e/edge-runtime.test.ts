@@ -10,7 +10,7 @@ import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type Logger, type ReplicatedSessions } from "../../lib/index.ts";
+import { createCluster, type Logger, type ClusterNode } from "../../lib/index.ts";
 import { REPO_ROOT, SessionClient, spawnTracked, startNatsServer, tail, waitFor, waitForHttp, type NatsServerHandle, type TrackedProcess } from "../kit/index.ts";
 
 /** The Deno binary the `deno` npm package ships (in its platform package `@deno/<os>-<arch>`; no download). */
@@ -31,7 +31,7 @@ const CLUSTER = `edge-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 let nats: NatsServerHandle;
 let workDir: string;
 let deno: string;
-let nodeSessions: ReplicatedSessions;
+let nodeSessions: ClusterNode;
 let nodeServer: ServerType;
 let nodeUrl: string;
 let edge: EdgeProcess;
@@ -155,7 +155,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.allSettled([edge?.process.stop(5000), lazy?.process.stop(5000)]);
   await new Promise<void>((resolve) => (nodeServer ? nodeServer.close(() => resolve()) : resolve()));
-  await nodeSessions?.stop().catch(() => undefined);
+  await nodeSessions?.stop().finally(() => nodeSessions.channel.close()).catch(() => undefined);
   await nats?.stop();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });

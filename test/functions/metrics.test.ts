@@ -3,19 +3,19 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { createNodeMetrics } from "../../functions/node/metrics.ts";
-import { consoleLogger, createCluster, MemoryBus, MemoryChannel, type ReplicatedSessions } from "../../lib/index.ts";
+import { consoleLogger, createCluster, MemoryBus, MemoryChannel, type ClusterNode } from "../../lib/index.ts";
 import { SessionClient, waitFor } from "../kit/index.ts";
 
 const FAST = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100, sweepIntervalMs: 50, stateTransferTimeoutMs: 3000 } as const;
-const running: ReplicatedSessions[] = [];
+const running: ClusterNode[] = [];
 
 afterEach(async () => {
-  await Promise.all(running.splice(0).map((node) => node.stop().catch(() => undefined)));
+  await Promise.all(running.splice(0).map((node) => node.stop().finally(() => node.channel.close()).catch(() => undefined)));
 });
 
-async function startNodes(names: string[], manager: "delta" | "backup" = "delta"): Promise<ReplicatedSessions[]> {
+async function startNodes(names: string[], manager: "delta" | "backup" = "delta"): Promise<ClusterNode[]> {
   const bus = new MemoryBus();
-  const nodes: ReplicatedSessions[] = [];
+  const nodes: ClusterNode[] = [];
   for (const node of names) {
     const sessions = createCluster({ cluster: "metrics", node, manager, channel: new MemoryChannel(bus), logger: consoleLogger("silent"), ...FAST });
     running.push(sessions);

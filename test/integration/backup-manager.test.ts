@@ -6,7 +6,7 @@ import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { encodeEnvelope } from "../../lib/codec/envelope.ts";
 import { decodeValue } from "../../lib/codec/values.ts";
-import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions } from "../../lib/index.ts";
+import { createCluster, type ClusterOptions, type Logger, type ClusterNode } from "../../lib/index.ts";
 import type { BackupManager } from "../../lib/managers/backup-manager.ts";
 import { SessionClient, waitFor } from "../kit/index.ts";
 
@@ -33,7 +33,7 @@ function memoryLogger(lines: LogLine[], bound: Record<string, unknown> = {}): Lo
 interface BNode {
   readonly name: string;
   readonly nc: NatsConnection;
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   readonly manager: BackupManager;
   readonly app: ReturnType<typeof createDemoApp>;
   readonly logs: LogLine[];

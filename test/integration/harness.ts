@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import type { Hono } from "hono";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
+import { createCluster, type ClusterOptions, type Logger, type ClusterNode, type SessionVariables } from "../../lib/index.ts";
 import type { SessionState } from "../../lib/session/state.ts";
 import { SessionClient, waitFor } from "../kit/index.ts";
 
@@ -41,7 +41,7 @@ export interface Reply {
 /** A cluster node running in this process over its own NATS connection. */
 export interface TestNode {
   readonly name: string;
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   /** The demo app on this node. */
   readonly app: Hono<{ Variables: SessionVariables }>;
   /** This node's own NATS connection (also usable to publish raw bytes). */

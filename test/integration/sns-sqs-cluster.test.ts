@@ -6,7 +6,7 @@ import type { Hono } from "hono";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import type { SnsSqsChannel } from "../../lib/channel/sns-sqs.ts";
-import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
+import { createCluster, type ClusterOptions, type Logger, type ClusterNode, type SessionVariables } from "../../lib/index.ts";
 import { SessionClient } from "../kit/http-client.ts";
 import { waitFor } from "../kit/wait.ts";
 import { connectChannel, deleteCluster, startSnsSqs, uniqueSnsCluster, type SnsSqsEndpoint } from "./sns-sqs-kit.ts";
@@ -48,7 +48,7 @@ class Client {
 
 interface SnsNode {
   readonly name: string;
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   readonly channel: SnsSqsChannel;
   readonly app: Hono<{ Variables: SessionVariables }>;
 }
@@ -56,7 +56,7 @@ interface SnsNode {
 let cluster = "";
 const running: SnsNode[] = [];
 afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((node) => node.sessions.stop()));
+  await Promise.allSettled(running.splice(0).map((node) => node.sessions.stop().finally(() => node.channel.close())));
   await deleteCluster(aws, cluster).catch(() => undefined);
 });
 
@@ -116,13 +116,14 @@ describe("createCluster over SnsSqsChannel", () => {
     for (const client of clients) expect(c.sessions.manager.inspect(client.key)).toBeDefined();
   });
 
-  it("a node that stops leaves the membership and its queue is deleted", async () => {
+  it("a node that stops leaves the membership, and closing its channel deletes its queue", async () => {
     cluster = uniqueSnsCluster("it-sns-leave");
     const a = await startNode("a");
     const b = await startNode("b");
     await waitFor("a sees b", () => readyPeers(a).join() === "b");
     const queueUrl = b.channel.queueUrl;
     await b.sessions.stop();
+    await b.channel.close();
     running.splice(running.indexOf(b), 1);
     // The graceful leave removes b at once (well before memberDropMs would).
     await waitFor("a no longer lists b", () => readyPeers(a).length === 0, { timeoutMs: 1500 });

@@ -2,7 +2,7 @@
 // waiting for acks (delta manager), 503s for new sessions, /healthz and /cluster/drain, the quiet period.
 import { describe, expect, it } from "vitest";
 import { MemoryBus } from "../../lib/channel/memory.ts";
-import type { ReplicatedSessions } from "../../lib/cluster.ts";
+import type { ClusterNode } from "../../lib/cluster/index.ts";
 import { BackupManager } from "../../lib/managers/backup-manager.ts";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { SessionClient, waitFor } from "../kit/index.ts";
@@ -11,7 +11,7 @@ import { attributesOn, startNodes, stopNode } from "./support.ts";
 /** A cookie-keeping client for in-process demo apps. */
 class AppClient {
   readonly jar = new SessionClient();
-  async request(node: ReplicatedSessions, method: string, path: string, headers: Record<string, string> = {}) {
+  async request(node: ClusterNode, method: string, path: string, headers: Record<string, string> = {}) {
     const app = createDemoApp(node);
     const res = await app.request(path, { method, headers: { ...headers, ...(this.jar.cookie ? { cookie: `SESSIONID=${this.jar.cookie}` } : {}) } });
     for (const line of res.headers.getSetCookie()) this.jar.absorb(line);
@@ -23,7 +23,7 @@ class AppClient {
   }
 }
 
-async function drainStatus(node: ReplicatedSessions) {
+async function drainStatus(node: ClusterNode) {
   const res = await createDemoApp(node).request("/cluster/drain");
   return (await res.json()) as { state: string; remaining: number; inFlight: number; durationMs?: number };
 }

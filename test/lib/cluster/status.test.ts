@@ -1,14 +1,14 @@
-// Owns: unit tests of what lib/cluster.ts shows operators: member states (draining, url), traffic rates,
+// Owns: unit tests of what lib/cluster/status.ts shows operators: member states (draining, url), traffic rates,
 // replication lag measured where writes are applied, `sessions()` (key prefixes only), and the session
 // and route fields on replication log lines. In-process nodes on a MemoryBus.
 import { describe, expect, it } from "vitest";
-import { MemoryBus } from "../../lib/channel/memory.ts";
-import { createCluster } from "../../lib/cluster.ts";
-import { InvalidOptionsError } from "../../lib/errors.ts";
-import type { Logger } from "../../lib/logger.ts";
-import { BackupManager } from "../../lib/managers/backup-manager.ts";
-import { waitFor } from "../kit/index.ts";
-import { attributesOn, call, keyOf, makeNode, sessionApp, setOn, startNodes } from "./support.ts";
+import { MemoryBus } from "../../../lib/channel/memory.ts";
+import { createCluster } from "../../../lib/cluster/index.ts";
+import { InvalidOptionsError } from "../../../lib/errors.ts";
+import type { Logger } from "../../../lib/logger.ts";
+import { BackupManager } from "../../../lib/managers/backup-manager.ts";
+import { waitFor } from "../../kit/index.ts";
+import { attributesOn, call, keyOf, makeNode, partsOf, sessionApp, setOn, startNodes } from "../support.ts";
 
 /** A logger that keeps every line (bound fields merged in), at every level. */
 function capturingLogger(lines: Record<string, unknown>[], bound: Record<string, unknown> = {}): Logger {
@@ -23,13 +23,13 @@ describe("member states on /cluster", () => {
     expect(a!.status().members.find((m) => m.node === "b")).toMatchObject({ state: "alive", draining: false });
     expect(a!.status().members.find((m) => m.node === "b")).not.toHaveProperty("url");
 
-    b!.membership.setDraining(true);
+    partsOf(b!).membership.setDraining(true);
     expect(b!.status()).toMatchObject({ draining: true });
     expect(b!.status().members[0]).toMatchObject({ node: "b", self: true, state: "draining", draining: true });
     await waitFor("a to see b draining", () => a!.status().members.find((m) => m.node === "b")?.state === "draining");
     expect(a!.status().members.find((m) => m.node === "b")).toMatchObject({ draining: true, ready: true });
 
-    b!.membership.setDraining(false);
+    partsOf(b!).membership.setDraining(false);
     await waitFor("a to see b alive again", () => a!.status().members.find((m) => m.node === "b")?.state === "alive");
   });
 
