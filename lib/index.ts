@@ -5,6 +5,7 @@ export type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from
 export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts';
 export * from './errors.ts';
 export { errorResponse, type ErrorBody } from './http/error-response.ts';
+export { loadOptionalPeer } from './optional-peer.ts';
 export { consoleLogger, type Logger, type LogLevel } from './logger.ts';
 export type { CommitOptions, SendMode, SessionManager, SessionSummary, StateTransferStatus } from './managers/manager.ts';
 export type { MemberInfo } from './membership/membership.ts';
