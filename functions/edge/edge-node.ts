@@ -2,8 +2,8 @@
  * An edge node: the demo app on a runtime with Web APIs only (Deno, Bun, a Durable Object, a
  * browser-like isolate), with NATS reached over WebSocket (`wsconnect`). It is a full cluster node:
  * it subscribes, holds replicas and heartbeats, so it needs a runtime that keeps the process (and its
- * WebSocket) alive between requests. A plain Cloudflare Worker cannot (see ARCHITECTURE.md, "Nodes
- * that cannot listen").
+ * WebSocket) alive between requests. A plain Cloudflare Worker cannot (see docs/architecture.md,
+ * "Runtimes and adapters").
  *
  * Runtime-neutral: no Node API and no runtime global here. A runtime entry (deno.ts) reads its
  * environment, serves `fetch`, and calls `start()` at module scope; an entry that cannot do work
