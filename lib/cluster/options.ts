@@ -228,7 +228,7 @@ const DEFAULT_STORED_SESSION_BYTES = 350 * 1024;
 /** Largest `maxSessionBytes` allowed with a snapshot store (DynamoDB's item limit less the item's keys and fields). */
 const MAX_STORED_SESSION_BYTES = 380 * 1024;
 /** Room a replication message needs besides the session's attributes (envelope, keys, stamps). */
-export const PAYLOAD_OVERHEAD_BYTES = 64 * 1024;
+export const PAYLOAD_OVERHEAD_BYTES: number = 64 * 1024;
 /** State transfer pages stay well under NATS's default 1 MB max payload. */
 const DELTA_PAGE_LIMITS: PageLimits = { maxSessions: 1000, maxBytes: 512 * 1024 };
 /** Ownership entries are small: the backup manager sends more of them per page. */
