@@ -86,7 +86,7 @@ export function clusterNode(parts: NodeParts): ClusterNode {
     manager,
     membership,
     stats,
-    channelState: parts.channelState,
+    channelWatch: parts.channelWatch,
   };
   let direct: { unsubscribe(): void } | undefined;
   let sampler: ReturnType<typeof setInterval> | undefined;
@@ -127,6 +127,7 @@ export function clusterNode(parts: NodeParts): ClusterNode {
       direct?.unsubscribe();
       await bus.flush();
       await channel.flush().catch(() => undefined);
+      parts.channelWatch.stop();
       if (parts.ownsChannel) await channel.close();
     },
     middleware(middlewareOptions) {

@@ -78,8 +78,16 @@ export interface StatusSource {
   readonly manager: SessionManager;
   readonly membership: Membership;
   readonly stats: ReplicationStats;
-  /** The channel's connection now. */
-  readonly channelState: () => ChannelState;
+  /** The channel's connection. */
+  readonly channelWatch: ChannelWatch;
+}
+
+/** The channel's connection state as a node follows it. */
+export interface ChannelWatch {
+  /** The state now. */
+  current(): ChannelState;
+  /** Stops following: a channel the caller keeps open after the node stopped is no longer this node's to report on. */
+  stop(): void;
 }
 
 /** Most rows `/cluster/sessions` lists. */
@@ -87,11 +95,13 @@ const MAX_SESSION_ROWS = 10_000;
 
 /**
  * Follows the channel's connection state for `/cluster`, logging each change (a broker refusal is
- * an error, counted in `stats.channelErrors`). Returns the current state.
+ * an error, counted in `stats.channelErrors`).
  */
-export function watchChannel(channel: Channel, stats: ReplicationStats, logger: Logger): () => ChannelState {
+export function watchChannel(channel: Channel, stats: ReplicationStats, logger: Logger): ChannelWatch {
   const state: ChannelState = { kind: channel.kind, status: 'connected' };
+  let watching = true;
   channel.onStatus((status, detail) => {
+    if (!watching) return;
     state.status = status;
     if (detail !== undefined) state.detail = detail;
     if (status === 'error') {
@@ -103,7 +113,12 @@ export function watchChannel(channel: Channel, stats: ReplicationStats, logger: 
       logger.warn({ status, detail }, 'channel connection changed');
     }
   });
-  return () => ({ ...state });
+  return {
+    current: () => ({ ...state }),
+    stop: () => {
+      watching = false;
+    },
+  };
 }
 
 /** The `/cluster` view of a node now. */
@@ -140,7 +155,7 @@ export function clusterStatus(source: StatusSource): ClusterStatus {
     manager: manager.name,
     ready: manager.ready,
     sendMode: source.sendMode,
-    channel: source.channelState(),
+    channel: source.channelWatch.current(),
     time: now,
     ...(advertiseUrl !== undefined ? { url: advertiseUrl } : {}),
     draining,

@@ -14,7 +14,7 @@ import { Membership } from '../membership/membership.ts';
 import { HybridClock } from '../session/clock.ts';
 import { ReplicationStats } from '../stats.ts';
 import type { ResolvedOptions } from './options.ts';
-import { type ChannelState, watchChannel } from './status.ts';
+import { type ChannelWatch, watchChannel } from './status.ts';
 
 /** One node's parts, wired but not started. */
 export interface NodeParts {
@@ -30,8 +30,8 @@ export interface NodeParts {
   readonly membership: Membership;
   readonly manager: SessionManager;
   readonly drainer: DrainController;
-  /** The channel's connection state now (for `/cluster`). */
-  readonly channelState: () => ChannelState;
+  /** The channel's connection state (for `/cluster`). */
+  readonly channelWatch: ChannelWatch;
 }
 
 /** Wires a node's parts; nothing is subscribed or sent until the node starts. */
@@ -72,6 +72,6 @@ export function wireNode(options: ResolvedOptions): NodeParts {
       ? new BackupManager(managerParts, { ...managerOptions, fetchTimeoutMs: options.fetchTimeoutMs })
       : new DeltaManager(managerParts, managerOptions);
   const drainer = new DrainController(manager, membership, logger, options.drainQuietMs);
-  const channelState = watchChannel(channel, stats, logger);
-  return { options, channel, ownsChannel, logger, stats, clock, bus, membership, manager, drainer, channelState };
+  const channelWatch = watchChannel(channel, stats, logger);
+  return { options, channel, ownsChannel, logger, stats, clock, bus, membership, manager, drainer, channelWatch };
 }

@@ -2,7 +2,8 @@
 // replication lag measured where writes are applied, `sessions()` (key prefixes only), and the session
 // and route fields on replication log lines. In-process nodes on a MemoryBus.
 import { describe, expect, it } from "vitest";
-import { MemoryBus } from "../../../lib/channel/memory.ts";
+import type { ChannelStatus } from "../../../lib/channel/channel.ts";
+import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
 import { createCluster } from "../../../lib/cluster/index.ts";
 import { InvalidOptionsError } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/logger.ts";
@@ -149,5 +150,41 @@ describe("log lines for operators", () => {
       if ("session" in line) expect(line.session).toHaveLength(8);
       expect(JSON.stringify(line)).not.toContain(keyOf(cookie));
     }
+  });
+});
+
+/** A memory channel whose connection status the test drives. */
+class StatusChannel extends MemoryChannel {
+  readonly #listeners: Array<(status: ChannelStatus, detail?: string) => void> = [];
+
+  override onStatus(listener: (status: ChannelStatus, detail?: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  emit(status: ChannelStatus, detail?: string): void {
+    for (const listener of this.#listeners) listener(status, detail);
+  }
+}
+
+describe("the channel on /cluster", () => {
+  it("follows the connection and counts broker refusals, and a stopped node no longer reports on a channel it was given", async () => {
+    const channel = new StatusChannel(new MemoryBus());
+    const lines: Record<string, unknown>[] = [];
+    const node = createCluster({ cluster: "c", node: "a", channel, logger: capturingLogger(lines) });
+    await node.start();
+    expect(node.status().channel).toEqual({ kind: "memory", status: "connected" });
+
+    channel.emit("error", 'Permissions Violation for Publish to "sessrep.c.delta"');
+    expect(node.status().channel).toEqual({ kind: "memory", status: "error", detail: 'Permissions Violation for Publish to "sessrep.c.delta"' });
+    expect(node.stats.channelErrors).toBe(1);
+    expect(lines.filter((line) => line.msg === "the broker refused an operation")).toHaveLength(1);
+    channel.emit("connected");
+    expect(node.status().channel.status).toBe("connected");
+
+    await node.stop();
+    channel.emit("error", "after stop");
+    expect(node.stats.channelErrors).toBe(1);
+    expect(lines.filter((line) => line.msg === "the broker refused an operation")).toHaveLength(1);
+    await channel.close();
   });
 });
