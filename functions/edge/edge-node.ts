@@ -3,7 +3,7 @@
  * browser-like isolate), with NATS reached over WebSocket (`wsconnect`). It is a full cluster node:
  * it subscribes, holds replicas and heartbeats, so it needs a runtime that keeps the process (and its
  * WebSocket) alive between requests. A plain Cloudflare Worker cannot (see docs/architecture.md,
- * "Runtimes and adapters").
+ * "Adapters").
  *
  * Runtime-neutral: no Node API and no runtime global here. A runtime entry (deno.ts) reads its
  * environment, serves `fetch`, and calls `start()` at module scope; an entry that cannot do work
