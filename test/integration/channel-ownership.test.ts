@@ -6,8 +6,7 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { decodeValue } from "../../lib/codec/values.ts";
 import { createCluster, type SessionVariables } from "../../lib/index.ts";
-import { waitFor } from "../kit/index.ts";
-import { FAST, Harness, memoryLogger, uniqueCluster } from "./harness.ts";
+import { FAST, Harness, memoryLogger, uniqueCluster, waitFor } from "../kit/index.ts";
 
 let harness: Harness | undefined;
 const connections: NatsConnection[] = [];

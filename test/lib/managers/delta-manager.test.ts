@@ -9,22 +9,11 @@ import type { PageLimits } from "../../../lib/managers/state-transfer.ts";
 import { HybridClock } from "../../../lib/session/clock.ts";
 import { Session } from "../../../lib/session/session.ts";
 import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../kit/index.ts";
-import {
-  attributesOn,
-  call,
-  DelayedChannel,
-  FAST,
-  keyOf,
-  makeNode,
-  onCleanup,
-  partsOf,
-  sessionApp,
-  setOn,
-  silentLogger,
-  startNodes,
-  stopNode,
-} from "../support.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { attributesOn, call, DelayedChannel, makeNode, onCleanup, partsOf, sessionApp, setOn, startNodes, stopNode } from "../../kit/memory-nodes.ts";
+import { silentLogger } from "../../kit/logger.ts";
+import { FASTER } from "../../kit/timings.ts";
+import { keyOf } from "../../kit/cookie-client.ts";
 
 /**
  * A started node wired as createCluster wires it, with what ClusterOptions does not reach (page
@@ -56,7 +45,7 @@ function muteMember(bus: MemoryBus, name = "mute") {
   const clusterBus = new ClusterBus(channel, { cluster: "test", node: name, incarnation: crypto.randomUUID() }, "sessrep", new ReplicationStats(), silentLogger);
   const beat = (leaving = false) => clusterBus.send(clusterBus.subjects.heartbeat, "hb", { started: 1, ready: true, ...(leaving ? { leaving } : {}) });
   beat();
-  const timer = setInterval(beat, FAST.heartbeatIntervalMs);
+  const timer = setInterval(beat, FASTER.heartbeatIntervalMs);
   const leave = () => {
     clearInterval(timer);
     beat(true);
