@@ -6,7 +6,11 @@ import type { DrainStatus } from '../drain.ts';
 import type { Logger } from '../logger.ts';
 import type { SessionManager } from '../managers/manager.ts';
 import type { MemberInfo } from '../membership/membership.ts';
-import { sessionMiddleware, type SessionMiddlewareOptions, type SessionVariables } from '../middleware/session-middleware.ts';
+import {
+  sessionMiddleware,
+  type SessionMiddlewareOptions,
+  type SessionVariables,
+} from '../middleware/session-middleware.ts';
 import type { ReplicationStats } from '../stats.ts';
 import { type ClusterOptions, PAYLOAD_OVERHEAD_BYTES, resolveOptions } from './options.ts';
 import { type ClusterStatus, clusterStatus, type SessionList, sessionList, type StatusSource } from './status.ts';
@@ -118,7 +122,10 @@ export function clusterNode(parts: NodeParts): ClusterNode {
       }
       if (options.clusterKeys) bus.protect(await MessageProtection.create(options.clusterKeys, options.protection));
       await manager.start();
-      logger.info({ sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind }, 'node ready');
+      logger.info(
+        { sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind },
+        'node ready',
+      );
     },
     async stop() {
       clearInterval(sampler);
@@ -141,7 +148,11 @@ export function clusterNode(parts: NodeParts): ClusterNode {
           maxSessionBytes: options.maxSessionBytes,
           defaultMaxInactiveSeconds: options.maxInactiveSeconds,
           sendMode: options.sendMode,
-          limits: { maxAttributes: options.maxAttributes, maxAttributeNameLength: options.maxAttributeNameLength, maxValueDepth: options.maxValueDepth },
+          limits: {
+            maxAttributes: options.maxAttributes,
+            maxAttributeNameLength: options.maxAttributeNameLength,
+            maxValueDepth: options.maxValueDepth,
+          },
           maxActiveSessions: options.maxActiveSessions,
           isDraining: () => drainer.draining,
         },

@@ -237,7 +237,10 @@ const BACKUP_PAGE_LIMITS: PageLimits = { maxSessions: 5000, maxBytes: 512 * 1024
 const token = (what: string) => z.string().regex(TOKEN_PATTERN, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
 const ms = (fallback: number) => z.number().int().positive().default(fallback);
 const implementing = <T>(what: string, members: string[]) =>
-  z.custom<T>((value) => typeof value === 'object' && value !== null && members.every((member) => member in value), `${what} must have ${members.join('/')}`);
+  z.custom<T>(
+    (value) => typeof value === 'object' && value !== null && members.every((member) => member in value),
+    `${what} must have ${members.join('/')}`,
+  );
 
 /** Validates `ClusterOptions` and fills in the plain defaults; the derived ones come in `resolveOptions`. */
 const optionsSchema = z
@@ -284,18 +287,36 @@ const optionsSchema = z
     logger: implementing<Logger>('logger', ['debug', 'info', 'warn', 'error', 'child']).optional(),
   })
   .strict()
-  .refine((o) => o.memberDropMs > o.heartbeatIntervalMs, { message: 'memberDropMs must be longer than heartbeatIntervalMs', path: ['memberDropMs'] })
-  .refine((o) => o.sendMode !== 'persist' || o.log !== undefined, { message: 'sendMode persist needs a replication log (JetStream): pass `log`', path: ['sendMode'] })
-  .refine((o) => o.store === undefined || o.log !== undefined, { message: 'a snapshot store needs a replication log (JetStream) to replay from: pass `log`', path: ['store'] })
-  .refine((o) => o.manager === 'delta' || o.log === undefined, { message: 'the replication log and snapshot store work with the delta manager only', path: ['log'] })
-  .refine((o) => o.store === undefined || o.maxSessionBytes === undefined || o.maxSessionBytes <= MAX_STORED_SESSION_BYTES, {
-    message: `with a snapshot store, maxSessionBytes must be at most ${MAX_STORED_SESSION_BYTES} (DynamoDB items are limited to 400 KB)`,
-    path: ['maxSessionBytes'],
-  }) satisfies z.ZodType<unknown, ClusterOptions>;
+  .refine((o) => o.memberDropMs > o.heartbeatIntervalMs, {
+    message: 'memberDropMs must be longer than heartbeatIntervalMs',
+    path: ['memberDropMs'],
+  })
+  .refine((o) => o.sendMode !== 'persist' || o.log !== undefined, {
+    message: 'sendMode persist needs a replication log (JetStream): pass `log`',
+    path: ['sendMode'],
+  })
+  .refine((o) => o.store === undefined || o.log !== undefined, {
+    message: 'a snapshot store needs a replication log (JetStream) to replay from: pass `log`',
+    path: ['store'],
+  })
+  .refine((o) => o.manager === 'delta' || o.log === undefined, {
+    message: 'the replication log and snapshot store work with the delta manager only',
+    path: ['log'],
+  })
+  .refine(
+    (o) => o.store === undefined || o.maxSessionBytes === undefined || o.maxSessionBytes <= MAX_STORED_SESSION_BYTES,
+    {
+      message: `with a snapshot store, maxSessionBytes must be at most ${MAX_STORED_SESSION_BYTES} (DynamoDB items are limited to 400 KB)`,
+      path: ['maxSessionBytes'],
+    },
+  ) satisfies z.ZodType<unknown, ClusterOptions>;
 
 /** Compile-time check, with the `satisfies` above: the schema and `ClusterOptions` name the same options. */
-type OptionNamesDiffer = Exclude<keyof z.input<typeof optionsSchema>, keyof ClusterOptions> | Exclude<keyof ClusterOptions, keyof z.input<typeof optionsSchema>>;
+type OptionNamesDiffer =
+  | Exclude<keyof z.input<typeof optionsSchema>, keyof ClusterOptions>
+  | Exclude<keyof ClusterOptions, keyof z.input<typeof optionsSchema>>;
 type Holds<T extends true> = T;
+// biome-ignore lint/correctness/noUnusedVariables: a compile-time assertion, checked by tsc where it is declared.
 type OptionNamesMatch = Holds<[OptionNamesDiffer] extends [never] ? true : false>;
 
 /**
@@ -304,7 +325,8 @@ type OptionNamesMatch = Holds<[OptionNamesDiffer] extends [never] ? true : false
  */
 export function resolveOptions(options: ClusterOptions): ResolvedOptions {
   const parsed = optionsSchema.safeParse(options);
-  if (!parsed.success) throw new InvalidOptionsError(`invalid options: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
+  if (!parsed.success)
+    throw new InvalidOptionsError(`invalid options: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
   const o = parsed.data;
   if (o.clusterKeys) checkClusterKeys(o.clusterKeys);
   // The default fits one broker message (NATS's default max payload is 1 MB) and one DynamoDB item.
@@ -315,7 +337,8 @@ export function resolveOptions(options: ClusterOptions): ResolvedOptions {
     ...o,
     node: o.node ?? crypto.randomUUID().slice(0, 8),
     channel: o.channel,
-    touchIntervalMs: o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10))),
+    touchIntervalMs:
+      o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10))),
     maxSessionBytes: o.maxSessionBytes ?? Math.min(sessionBytes, fitsPayload),
     log: o.log,
     store: o.store,

@@ -42,7 +42,13 @@ export function wireNode(options: ResolvedOptions): NodeParts {
   const logger = options.logger.child({ cluster, node });
   const stats = new ReplicationStats();
   const clock = new HybridClock(node);
-  const bus = new ClusterBus(channel, { cluster, node, incarnation: crypto.randomUUID() }, options.subjectPrefix, stats, logger);
+  const bus = new ClusterBus(
+    channel,
+    { cluster, node, incarnation: crypto.randomUUID() },
+    options.subjectPrefix,
+    stats,
+    logger,
+  );
   const membership = new Membership(
     bus,
     {

@@ -17,6 +17,7 @@ export interface ErrorBody {
  */
 export function errorResponse(c: Context, error: SessionReplicationError): Response {
   const status = (error.status ?? 500) as ContentfulStatusCode;
-  const headers: Record<string, string> = error.retryAfter === undefined ? {} : { 'Retry-After': String(error.retryAfter) };
+  const headers: Record<string, string> =
+    error.retryAfter === undefined ? {} : { 'Retry-After': String(error.retryAfter) };
   return c.json<ErrorBody>({ error: error.message, code: error.code }, status, headers);
 }
