@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import type { Channel } from '../channel/channel.ts';
-import type { ReplicationLog } from '../channel/jetstream-log.ts';
+import type { ReplicationLog } from '../log/replication-log.ts';
 import { checkClusterKeys, type ClusterKeyConfig, type ProtectionMode } from '../codec/protection.ts';
 import { InvalidOptionsError } from '../errors.ts';
 import { consoleLogger, type Logger } from '../logger.ts';

@@ -17,7 +17,7 @@ import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import type { CommitOptions, SessionManager, SessionSummary, StateTransferStatus } from './manager.ts';
 import { SessionTable } from './session-table.ts';
 import { fitPayload, receiveState, StateDonor, type PageLimits, type StatePage } from './state-transfer.ts';
-import type { LogFollower, LogMessage, ReplicationLog } from '../channel/jetstream-log.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from '../log/replication-log.ts';
 import type { SnapshotStore } from '../store/snapshot-store.ts';
 import { SnapshotWriter, type SnapshotWriterOptions } from '../store/snapshot-writer.ts';
 

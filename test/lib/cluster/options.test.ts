@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
 import { resolveOptions } from "../../../lib/cluster/index.ts";
 import { MemorySnapshotStore } from "../../../lib/store/memory.ts";
-import type { ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
+import type { ReplicationLog } from "../../../lib/log/replication-log.ts";
 import { silentLogger } from "../../kit/logger.ts";
 
 /** A log that is never used: resolveOptions only checks its shape. */
