@@ -1,4 +1,4 @@
-/** Attribute values on the wire: devalue text, so Date, Map, Set, Uint8Array and bigint survive exactly. */
+/** Attribute values in their replicated form: devalue text, so Date, Map, Set, Uint8Array and bigint survive exactly. */
 import { parse, stringify } from 'devalue';
 import { UnserializableValueError } from '../errors.ts';
 
