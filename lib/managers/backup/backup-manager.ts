@@ -29,6 +29,8 @@ export interface BackupManagerOptions extends CommonManagerOptions {
 /** Primary/backup replication. */
 export class BackupManager implements SessionManager {
   readonly name = 'backup';
+  /** The core's status object, updated in place as the join goes. */
+  readonly stateTransfer: StateTransferStatus;
   readonly #core: ReplicaCore;
   readonly #copies: CopySender;
   readonly #ownership: Ownership;
@@ -45,6 +47,7 @@ export class BackupManager implements SessionManager {
     const pageLimits = options.pageLimits ?? { ...DEFAULT_PAGE_LIMITS, maxSessions: 5000 };
     const core = new ReplicaCore(parts, { ...options, pageLimits, source });
     this.#core = core;
+    this.stateTransfer = core.stateTransfer;
     this.#copies = new CopySender(core, options.ackTimeoutMs);
     this.#ownership = new Ownership(core, this.#copies);
     this.#takeover = new Takeover(core, this.#ownership, options.fetchTimeoutMs, (key) => this.find(key));
@@ -59,10 +62,6 @@ export class BackupManager implements SessionManager {
 
   get ready(): boolean {
     return this.#core.ready;
-  }
-
-  get stateTransfer(): StateTransferStatus {
-    return this.#core.stateTransfer;
   }
 
   async start(): Promise<void> {

@@ -40,6 +40,8 @@ export interface DeltaManagerOptions extends CommonManagerOptions {
 /** All-to-all replication. */
 export class DeltaManager implements SessionManager {
   readonly name = 'delta';
+  /** The core's status object, updated in place as the join goes. */
+  readonly stateTransfer: StateTransferStatus;
   readonly #core: ReplicaCore;
   readonly #publisher: DeltaPublisher;
   readonly #expiry: StallAwareExpiry;
@@ -50,6 +52,7 @@ export class DeltaManager implements SessionManager {
     const source = { keys: () => this.#core.table.keys(), item: (key: string) => ({ state: this.#core.table.get(key) }) };
     const core = new ReplicaCore(parts, { ...options, pageLimits: options.pageLimits ?? DEFAULT_PAGE_LIMITS, source });
     this.#core = core;
+    this.stateTransfer = core.stateTransfer;
     this.#publisher = new DeltaPublisher(core, options);
     const { log, resyncAfterMs } = options;
     if (log) this.#log = new LogReplica(core, { ...options, log });
@@ -64,10 +67,6 @@ export class DeltaManager implements SessionManager {
 
   get ready(): boolean {
     return this.#core.ready;
-  }
-
-  get stateTransfer(): StateTransferStatus {
-    return this.#core.stateTransfer;
   }
 
   async start(): Promise<void> {
