@@ -1,18 +1,18 @@
 // Owns: unit tests of lib/managers/delta/delta-manager.ts (with state transfer) on a shared MemoryBus: replication,
 // state transfer, expiry and touches, ack mode, filtered commits, convergence.
 import { describe, expect, it } from "vitest";
-import { ClusterBus } from "../../../lib/bus/cluster-bus.ts";
-import type { Channel } from "../../../lib/channel/channel.ts";
-import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
-import type { ReplicatedSessions } from "../../../lib/cluster.ts";
-import { DeltaManager } from "../../../lib/managers/delta/delta-manager.ts";
-import type { SendMode } from "../../../lib/managers/manager.ts";
-import type { PageLimits } from "../../../lib/managers/state-transfer.ts";
-import { Membership } from "../../../lib/membership/membership.ts";
-import { HybridClock } from "../../../lib/session/clock.ts";
-import { Session } from "../../../lib/session/session.ts";
-import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../kit/index.ts";
+import { ClusterBus } from "../../../../lib/bus/cluster-bus.ts";
+import type { Channel } from "../../../../lib/channel/channel.ts";
+import { MemoryBus, MemoryChannel } from "../../../../lib/channel/memory.ts";
+import type { ReplicatedSessions } from "../../../../lib/cluster.ts";
+import { DeltaManager } from "../../../../lib/managers/delta/delta-manager.ts";
+import type { SendMode } from "../../../../lib/managers/manager.ts";
+import type { PageLimits } from "../../../../lib/managers/state-transfer.ts";
+import { Membership } from "../../../../lib/membership/membership.ts";
+import { HybridClock } from "../../../../lib/session/clock.ts";
+import { Session } from "../../../../lib/session/session.ts";
+import { ReplicationStats } from "../../../../lib/stats.ts";
+import { waitFor } from "../../../kit/index.ts";
 import {
   attributesOn,
   call,
@@ -26,7 +26,7 @@ import {
   silentLogger,
   startNodes,
   stopNode,
-} from "../support.ts";
+} from "../../support.ts";
 
 const manager = (node: ReplicatedSessions) => node.manager as DeltaManager;
 
