@@ -15,7 +15,7 @@ import { fitPayload } from '../state-transfer.ts';
 /** Most sessions one async message carries (small deltas: well under the broker's payload limit). */
 export const BATCH_SESSIONS = 64;
 /** Bytes of session data above which a message is split (a single larger delta still goes alone). */
-export const BATCH_BYTES = 256 * 1024;
+const BATCH_BYTES = 256 * 1024;
 
 /**
  * Runs `task` once the current event-loop turn's I/O callbacks are done: `setImmediate` where the
