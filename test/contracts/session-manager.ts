@@ -67,14 +67,19 @@ function attributes(state: { attributes: Map<string, { value?: string }> } | und
 export function describeSessionManagerContract({ name, manager, channel, options = {}, additionalTests }: SessionManagerContractOptions): void {
   describe(`SessionManager contract: ${name}`, () => {
     const running: ReplicatedSessions[] = [];
+    const channels: Channel[] = [];
     let cluster = "";
 
     afterEach(async () => {
       await Promise.all(running.splice(0).map((node) => node.stop().catch(() => undefined)));
+      // The caller of createCluster owns the channel it passed: close each one after its node stopped.
+      await Promise.all(channels.splice(0).map((c) => c.close().catch(() => undefined)));
     });
 
     async function startNode(nodeName: string, extra: Partial<ClusterOptions> = {}): Promise<ContractNode> {
-      const node = createCluster({ ...FAST, ...options, ...extra, cluster, node: nodeName, manager, channel: await channel(), logger: consoleLogger("silent") });
+      const nodeChannel = await channel();
+      channels.push(nodeChannel);
+      const node = createCluster({ ...FAST, ...options, ...extra, cluster, node: nodeName, manager, channel: nodeChannel, logger: consoleLogger("silent") });
       running.push(node);
       await node.start();
       return { name: nodeName, node, manager: node.manager, app: contractApp(node) };
@@ -208,6 +213,7 @@ export function describeSessionManagerContract({ name, manager, channel, options
       expect(nodes[0]!.manager.drainRemaining()).toBe(0);
       expect(status.state).not.toBe("serving");
       await nodes[0]!.node.stop();
+      await channels[0]!.close();
       for (const [i, { key }] of sessions.entries()) {
         const state = await waitFor(`session ${i} on n2`, async () => attributes(await nodes[1]!.manager.resolve(key, "n1")));
         expect(state).toEqual({ i });
