@@ -4,11 +4,13 @@ import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Channel } from "../../lib/channel/channel.ts";
 import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/cluster.ts";
-import { consoleLogger } from "../../lib/logger.ts";
 import type { SessionManager } from "../../lib/managers/manager.ts";
 import type { SessionVariables } from "../../lib/middleware/session-middleware.ts";
 import { decodeValue } from "../../lib/session/values.ts";
-import { waitFor } from "../kit/index.ts";
+import { waitFor } from "../../functions/launch/index.ts";
+import { silentLogger } from "../kit/logger.ts";
+import { uniqueCluster } from "../kit/names.ts";
+import { FASTER } from "../kit/timings.ts";
 
 /** What one run of the contract needs. */
 export interface SessionManagerContractOptions {
@@ -18,14 +20,11 @@ export interface SessionManagerContractOptions {
   readonly manager: "delta" | "backup";
   /** A new channel for one node; every channel of one test must reach the others (a test uses its own cluster name). */
   readonly channel: () => Channel | Promise<Channel>;
-  /** Timings that suit the transport; merged over the suite's own fast defaults. */
+  /** Timings that suit the transport; merged over the in-process `FASTER` timings. */
   readonly options?: Partial<ClusterOptions>;
   /** Regression tests of this strategy or transport, run inside the suite. */
   readonly additionalTests?: () => void;
 }
-
-/** Membership, sweep and ack timings short enough for tests. */
-const FAST = { heartbeatIntervalMs: 50, memberDropMs: 400, pingTimeoutMs: 150, sweepIntervalMs: 50, stateTransferTimeoutMs: 5000, ackTimeoutMs: 2000 } as const;
 
 /** A node under test: the cluster node, its manager, and a Hono app over its middleware. */
 interface ContractNode {
@@ -79,7 +78,7 @@ export function describeSessionManagerContract({ name, manager, channel, options
     async function startNode(nodeName: string, extra: Partial<ClusterOptions> = {}): Promise<ContractNode> {
       const nodeChannel = await channel();
       channels.push(nodeChannel);
-      const node = createCluster({ ...FAST, ...options, ...extra, cluster, node: nodeName, manager, channel: nodeChannel, logger: consoleLogger("silent") });
+      const node = createCluster({ ...FASTER, ...options, ...extra, cluster, node: nodeName, manager, channel: nodeChannel, logger: silentLogger });
       running.push(node);
       await node.start();
       return { name: nodeName, node, manager: node.manager, app: contractApp(node) };
@@ -87,7 +86,7 @@ export function describeSessionManagerContract({ name, manager, channel, options
 
     /** Starts nodes one after another on a fresh cluster and waits until each sees every other ready. */
     async function startNodes(count: number, extra: Partial<ClusterOptions> = {}): Promise<ContractNode[]> {
-      cluster = `contract-${manager}-${Math.random().toString(36).slice(2, 10)}`;
+      cluster = uniqueCluster(`contract-${manager}`);
       const nodes: ContractNode[] = [];
       for (let i = 1; i <= count; i++) nodes.push(await startNode(`n${i}`, extra));
       await waitForMembers(nodes);
