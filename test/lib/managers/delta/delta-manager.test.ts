@@ -147,7 +147,7 @@ describe("state transfer", () => {
     const joiner = makeNode(bus, "joiner");
     await joiner.start();
     expect(joiner.manager.stateTransfer).toMatchObject({ state: "done", donor: "donor", sessionsReceived: 50, pages: 8 });
-    keys.forEach((key, i) => expect(attributesOn(joiner, key)).toEqual({ i }));
+    for (const [i, key] of keys.entries()) expect(attributesOn(joiner, key)).toEqual({ i });
   });
 
   it("pages are also cut by bytes: as many sessions as fit, an oversized one alone", async () => {
