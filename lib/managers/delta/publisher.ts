@@ -3,7 +3,7 @@
  * share messages (one broker round, one decode per peer); `ack` writes wait for every ready member;
  * `persist` writes go to the replication log and resolve once it stored them.
  */
-import type { ReplicationLog } from '../../channel/jetstream-log.ts';
+import type { ReplicationLog } from '../../log/replication-log.ts';
 import { sessionWireBytes } from '../../codec/wire-size.ts';
 import { sessionFields } from '../../logger.ts';
 import type { SessionState } from '../../session/state.ts';
