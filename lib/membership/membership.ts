@@ -123,6 +123,28 @@ export class Membership {
     this.#leaveListeners.push(listener);
   }
 
+  /**
+   * Checks `node` at once after a point-to-point message to it went unanswered or found nobody (the
+   * broker answers `no-responders` once a dead process's connection is gone): pings its subject and
+   * declares it dead only when that ping finds nobody either. A member that answers, or whose ping
+   * times out (paused, slow), stays: only `memberDropMs` of silence drops it then.
+   */
+  suspect(node: string): void {
+    const member = this.#members.get(node);
+    if (!member || this.#verifying.has(node) || !this.#running) return;
+    this.#verifying.add(node);
+    this.bus
+      .request(this.bus.subjects.node(node), 'ping', {}, this.options.pingTimeoutMs)
+      .then(
+        () => undefined, // Alive; whether it is merely silent stays for the memberDropMs check to judge.
+        (error: unknown) => {
+          if (!(error instanceof ChannelRequestError) || error.kind !== 'no-responders') return;
+          if (this.#members.get(node) === member) this.#remove(member, 'dead');
+        },
+      )
+      .finally(() => this.#verifying.delete(node));
+  }
+
   /** Answers a ping sent to this node's subject. */
   answerPing(incoming: Incoming): void {
     if (incoming.reply) this.bus.send(incoming.reply, 'pong', { ready: this.#ready });
@@ -208,7 +230,10 @@ export class Membership {
     this.#beat(false);
     const now = Date.now();
     for (const member of this.#members.values()) {
-      if (now - member.lastSeen >= this.options.memberDropMs && !this.#verifying.has(member.node)) void this.#verify(member);
+      const silentMs = now - member.lastSeen;
+      if (silentMs >= this.options.memberDropMs) {
+        if (!this.#verifying.has(member.node)) void this.#verify(member);
+      } else if (silentMs > this.options.heartbeatIntervalMs * 1.5) this.suspect(member.node); // One heartbeat missed.
     }
   }
 

@@ -126,7 +126,9 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       },
       'session request',
     );
-    if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
+    // Async mode too waits for the write to be handed to the channel (the end of this event-loop turn,
+    // where concurrent requests' writes share a message), so the response never overtakes it.
+    if (replicate && (await committed) === false && sendMode === 'persist') {
       // The change is only on this node: say so rather than claim it was stored.
       c.res = errorResponse(c, new ChangeNotStoredError());
       return;

@@ -31,6 +31,9 @@ export class DeltaPublisher {
   /** Async deltas waiting for the end of the current event-loop turn. */
   readonly #batch: SessionState[] = [];
   #batchScheduled = false;
+  /** Resolves once the current turn's batch was handed to the channel. */
+  #batchSent: Promise<void> = Promise.resolve();
+  #markBatchSent: () => void = () => {};
 
   constructor(
     private readonly core: ReplicaCore,
@@ -43,16 +46,20 @@ export class DeltaPublisher {
   }
 
   /**
-   * Sends deltas in `mode`. Resolves at once (async), when every ready member acknowledged or
-   * `ackTimeoutMs` passed (ack), or when the log stored them (persist); false when they could not be sent.
+   * Sends deltas in `mode`. Resolves once the turn's batch was handed to the channel (async: the
+   * caller responds after that, so a read on another node right after the response finds the write),
+   * when every ready member acknowledged or `ackTimeoutMs` passed (ack), or when the log stored them
+   * (persist); false when they could not be sent.
    */
   async publish(deltas: SessionState[], mode: SendMode, route?: string): Promise<boolean | void> {
     if (mode !== 'async') return this.#send(deltas, mode, route);
     this.#batch.push(...deltas);
     if (!this.#batchScheduled) {
       this.#batchScheduled = true;
+      this.#batchSent = new Promise((resolve) => (this.#markBatchSent = resolve));
       nextTurn(() => this.flush());
     }
+    return this.#batchSent;
   }
 
   /** Sends the async deltas of the current turn now, in messages that fit the broker. */
@@ -62,6 +69,7 @@ export class DeltaPublisher {
     for (const message of batchBySize(this.#batch.splice(0), { maxCount: BATCH_SESSIONS, maxBytes: this.maxBytes, sizeOf: sessionWireBytes })) {
       void this.#send(message, 'async');
     }
+    this.#markBatchSent();
   }
 
   /** Sends one message; resolves to false when it could not be sent (or stored, in `persist` mode). */
