@@ -1,6 +1,8 @@
 /**
  * Cluster membership: heartbeats on `<prefix>.<cluster>.hb`, join and leave events, graceful leave,
- * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea).
+ * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea). A
+ * member that missed one heartbeat, or was pointed at by a late ack or a failed fetch, is pinged at
+ * once: "no responders" from the broker means its process is gone.
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
@@ -32,7 +34,10 @@ export type LeaveReason = 'left' | 'dead' | 'restarted';
 export interface MembershipOptions {
   /** Heartbeat period. */
   readonly heartbeatIntervalMs: number;
-  /** Silence after which a member is checked by ping and dropped if it does not answer. */
+  /**
+   * Silence after which a member is checked by ping and dropped if it does not answer. A member whose
+   * subject finds no responder (its connection is gone) is dropped at once instead, see `suspect`.
+   */
   readonly memberDropMs: number;
   /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
