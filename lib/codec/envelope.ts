@@ -63,10 +63,10 @@ const bodies = {
   fetch: z.object({ k: z.string().min(1).max(64) }),
   /** The answer to `fetch`: the holder's entry and state, when it has them. */
   fetched: z.object({ e: z.array(wireEntry), s: z.array(wireState) }),
-} as const;
+} as const satisfies Record<MessageKind, z.ZodType>;
 
-/** Every message kind on the wire. */
-export type MessageKind = keyof typeof bodies;
+/** Every message kind on the wire (spelled out: a public type, and `bodies` must have exactly these keys). */
+export type MessageKind = 'delta' | 'ack' | 'hb' | 'ping' | 'pong' | 'state-req' | 'state-page' | 'map' | 'copy' | 'fetch' | 'fetched';
 
 type WireState = z.infer<typeof wireState>;
 type WireEntry = z.infer<typeof wireEntry>;
