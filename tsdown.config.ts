@@ -18,7 +18,9 @@ export default defineConfig([
     target: 'es2022',
     fixedExtension: true,
     dts: true,
-    // dependencies and peer dependencies stay imports (tsdown's default); nothing from node_modules is inlined.
+    // dependencies and peer dependencies stay imports (tsdown's default); nothing from node_modules is inlined, and the
+    // runtimes' own modules that adapters use (`node:*`, `cloudflare:*`, `bun`) are left to the runtime.
+    deps: { neverBundle: [/^node:/, /^cloudflare:/, /^bun(:|$)/] },
     hooks: {
       // Entries that need NATS or the AWS SDK load it through a guard that names a missing package (scripts/optional-peer-guards.ts).
       'build:done': ({ chunks }) => guardOptionalPeers(chunks, optionalPeers('package.json')),
