@@ -25,108 +25,21 @@ import type { SessionState } from '../../lib/session/state.ts';
 import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
 import type { LoadProgress, SnapshotStore, SnapshotWriteResult } from '../../lib/store/snapshot-store.ts';
 import { createDemoApp } from '../demo-app.ts';
+import { ConfigError, readConfig, type LambdaEnvConfig } from '../shared/config.ts';
 
 /** The session cookie of the demo app (the middleware's default name). */
 const COOKIE = 'SESSIONID';
 /** setInterval's largest delay: the manager's own sweep timer is effectively off (see `sweepEveryMs`). */
 const NEVER_MS = 2_147_483_647;
 
-/** A configuration problem found at cold start. */
-export class LambdaConfigError extends Error {
-  override readonly name = 'LambdaConfigError';
-}
-
-/** Settings of the Lambda node, read from the environment by `lambdaConfigFromEnv`. */
-export interface LambdaConfig {
-  /** SESSREP_CLUSTER (default `demo`). */
-  cluster: string;
-  /** NATS_URL, comma-separated; the secret's `servers` replaces it when present. */
-  nats: string[];
-  /** SESSREP_MANAGER: `delta` (default) or `backup`. */
-  manager: 'delta' | 'backup';
-  /** SESSREP_SEND: `persist` (default with JetStream: the response waits until the log stored the change), `ack` or `async`. */
-  send: 'async' | 'ack' | 'persist';
-  /** SESSREP_JETSTREAM: keep the replication log in JetStream (default true with the delta manager). */
-  jetstream: boolean;
-  /** SESSREP_DYNAMODB_TABLE: snapshot table; without it a cold start replays the whole retained log. */
-  dynamodbTable?: string;
-  /** DYNAMODB_ENDPOINT: DynamoDB Local or LocalStack (tests); default AWS. */
-  dynamodbEndpoint?: string;
-  /** AWS_REGION (set by Lambda). */
-  awsRegion: string;
-  /** SESSREP_MAX_INACTIVE: session timeout in seconds (default 1800). */
-  maxInactive: number;
-  /** LOG_LEVEL (default `warn`: one line per request would cost more than the request). */
-  logLevel: LogLevel;
-  /** SESSREP_NATS_SECRET: Secrets Manager secret id or ARN holding the NATS settings. */
-  natsSecret?: string;
-  /** SESSREP_NATS_PARAMETER: SSM parameter name (SecureString) holding the NATS settings. */
-  natsParameter?: string;
-  /** SESSREP_CATCHUP_TIMEOUT_MS: how long a request waits for the log catch-up (default 2000). */
-  catchUpTimeoutMs: number;
-  /** SESSREP_CATCHUP_FAIL: `reject` (default: 503 + Retry-After) or `serve` (from the possibly stale copy). */
-  catchUpFail: 'reject' | 'serve';
-  /** SESSREP_SWEEP_INTERVAL_MS: minimum time between expiry sweeps (default 10000). */
-  sweepEveryMs: number;
-  /** SESSREP_NODE: node id; default a random id per execution environment (`lam-` + 8 characters). */
-  node: string;
-}
+/** Settings of the Lambda node, read from the environment by the one configuration reader (`readConfig('lambda', env)`). */
+export type LambdaConfig = LambdaEnvConfig;
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 
-/** Reads the configuration from environment variables; throws `LambdaConfigError` naming the bad variable. */
+/** Reads the configuration from environment variables; throws `ConfigError` naming the bad variable. */
 export function lambdaConfigFromEnv(env: Record<string, string | undefined> = process.env): LambdaConfig {
-  const get = (name: string) => {
-    const value = env[name]?.trim();
-    return value === undefined || value === '' ? undefined : value;
-  };
-  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
-    const value = get(name) ?? fallback;
-    if (!(allowed as readonly string[]).includes(value)) throw new LambdaConfigError(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
-    return value as T;
-  };
-  const integer = (name: string, fallback: number, min: number): number => {
-    const raw = get(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min) throw new LambdaConfigError(`${name} must be an integer >= ${min} (got "${raw}")`);
-    return value;
-  };
-  const manager = oneOf('SESSREP_MANAGER', ['delta', 'backup'] as const, 'delta');
-  const jetstream = oneOf('SESSREP_JETSTREAM', ['true', 'false'] as const, manager === 'delta' ? 'true' : 'false') === 'true';
-  const dynamodbTable = get('SESSREP_DYNAMODB_TABLE');
-  const config: LambdaConfig = {
-    cluster: get('SESSREP_CLUSTER') ?? 'demo',
-    nats: (get('NATS_URL') ?? '')
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-    manager,
-    send: oneOf('SESSREP_SEND', ['async', 'ack', 'persist'] as const, jetstream ? 'persist' : 'async'),
-    jetstream,
-    awsRegion: get('AWS_REGION') ?? get('AWS_DEFAULT_REGION') ?? 'us-east-1',
-    maxInactive: integer('SESSREP_MAX_INACTIVE', 1800, -1),
-    logLevel: oneOf('LOG_LEVEL', LOG_LEVELS, 'warn'),
-    catchUpTimeoutMs: integer('SESSREP_CATCHUP_TIMEOUT_MS', 2000, 1),
-    catchUpFail: oneOf('SESSREP_CATCHUP_FAIL', ['reject', 'serve'] as const, 'reject'),
-    sweepEveryMs: integer('SESSREP_SWEEP_INTERVAL_MS', 10_000, 1),
-    node: get('SESSREP_NODE') ?? randomNodeId(),
-    ...(dynamodbTable !== undefined ? { dynamodbTable } : {}),
-    ...(get('DYNAMODB_ENDPOINT') !== undefined ? { dynamodbEndpoint: get('DYNAMODB_ENDPOINT')! } : {}),
-    ...(get('SESSREP_NATS_SECRET') !== undefined ? { natsSecret: get('SESSREP_NATS_SECRET')! } : {}),
-    ...(get('SESSREP_NATS_PARAMETER') !== undefined ? { natsParameter: get('SESSREP_NATS_PARAMETER')! } : {}),
-  };
-  if (config.natsSecret && config.natsParameter) throw new LambdaConfigError('set SESSREP_NATS_SECRET or SESSREP_NATS_PARAMETER, not both');
-  if (config.jetstream && config.manager !== 'delta') throw new LambdaConfigError('SESSREP_JETSTREAM=true works with SESSREP_MANAGER=delta only');
-  if (config.dynamodbTable && !config.jetstream) throw new LambdaConfigError('SESSREP_DYNAMODB_TABLE needs the JetStream log (SESSREP_JETSTREAM=true, SESSREP_MANAGER=delta)');
-  if (config.send === 'persist' && !config.jetstream) throw new LambdaConfigError('SESSREP_SEND=persist needs the JetStream log (SESSREP_JETSTREAM=true)');
-  return config;
-}
-
-/** `lam-` and 8 random base-36 characters: a node id (and cookie route) per execution environment. */
-export function randomNodeId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return `lam-${[...bytes].map((b) => (b % 36).toString(36)).join('')}`;
+  return readConfig('lambda', env);
 }
 
 /**
@@ -163,10 +76,10 @@ export function parseNatsSettings(text: string, source: string): NatsSettings {
   try {
     json = JSON.parse(trimmed);
   } catch {
-    throw new LambdaConfigError(`${source}: not JSON and not a .creds file`);
+    throw new ConfigError(`${source}: not JSON and not a .creds file`);
   }
   const parsed = natsSettingsSchema.safeParse(json);
-  if (!parsed.success) throw new LambdaConfigError(`${source}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}`);
+  if (!parsed.success) throw new ConfigError(`${source}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}`);
   return parsed.data;
 }
 
@@ -191,7 +104,7 @@ export async function fetchNatsSettingsText(config: Pick<LambdaConfig, 'natsSecr
     const client = new SecretsManagerClient({ region: config.awsRegion, maxAttempts: 3 });
     try {
       const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: config.natsSecret }));
-      if (SecretString === undefined) throw new LambdaConfigError(`secret ${config.natsSecret} has no SecretString (binary secrets are not supported)`);
+      if (SecretString === undefined) throw new ConfigError(`secret ${config.natsSecret} has no SecretString (binary secrets are not supported)`);
       return SecretString;
     } finally {
       client.destroy();
@@ -202,7 +115,7 @@ export async function fetchNatsSettingsText(config: Pick<LambdaConfig, 'natsSecr
     const client = new SSMClient({ region: config.awsRegion, maxAttempts: 3 });
     try {
       const { Parameter } = await client.send(new GetParameterCommand({ Name: config.natsParameter, WithDecryption: true }));
-      if (Parameter?.Value === undefined) throw new LambdaConfigError(`parameter ${config.natsParameter} has no value`);
+      if (Parameter?.Value === undefined) throw new ConfigError(`parameter ${config.natsParameter} has no value`);
       return Parameter.Value;
     } finally {
       client.destroy();
@@ -474,7 +387,7 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
     const text = await (deps.fetchNatsSettings ?? fetchNatsSettingsText)(config);
     const settings = text !== undefined ? parseNatsSettings(text, config.natsSecret ?? config.natsParameter ?? 'NATS settings') : {};
     const servers = settings.servers !== undefined ? [settings.servers].flat() : config.nats;
-    if (servers.length === 0) throw new LambdaConfigError('no NATS server: set NATS_URL or "servers" in the NATS secret/parameter');
+    if (servers.length === 0) throw new ConfigError('no NATS server: set NATS_URL or "servers" in the NATS secret/parameter');
     const connection = await (deps.connect ?? connect)({
       servers,
       name: `sessrep-${config.cluster}-${node}`,

@@ -13,13 +13,13 @@ import {
   CatchUpLog,
   createLambdaRuntime,
   lambdaConfigFromEnv,
-  LambdaConfigError,
   lambdaLogger,
   parseNatsSettings,
   type LambdaConfig,
   type LambdaRuntime,
   type LambdaRuntimeStats,
 } from "../../../functions/lambda/runtime.ts";
+import { ConfigError } from "../../../functions/shared/config.ts";
 import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
 import { createSnapshotTable } from "../../../lib/store/dynamodb.ts";
 import { REPO_ROOT, spawnTracked, startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
@@ -525,8 +525,8 @@ describe("CatchUpLog", () => {
 
 describe("configuration", () => {
   it("reads the environment with Lambda defaults", () => {
-    const c = lambdaConfigFromEnv({ NATS_URL: "nats://a:4222, nats://b:4222", AWS_REGION: "eu-west-1", SESSREP_DYNAMODB_TABLE: "t" });
-    expect(c).toMatchObject({ cluster: "demo", nats: ["nats://a:4222", "nats://b:4222"], manager: "delta", jetstream: true, send: "persist", dynamodbTable: "t", awsRegion: "eu-west-1", logLevel: "warn", catchUpFail: "reject" });
+    const c = lambdaConfigFromEnv({ NATS_URL: "nats://a:4222, nats://b:4222", AWS_REGION: "eu-west-1", SESSREP_DYNAMODB_TABLE: "tbl" });
+    expect(c).toMatchObject({ cluster: "demo", nats: ["nats://a:4222", "nats://b:4222"], manager: "delta", jetstream: true, send: "persist", dynamodbTable: "tbl", awsRegion: "eu-west-1", logLevel: "warn", catchUpFail: "reject" });
     expect(c.node).toMatch(/^lam-[0-9a-z]{8}$/);
     expect(lambdaConfigFromEnv({}).node).not.toBe(c.node);
     expect(lambdaConfigFromEnv({ SESSREP_MANAGER: "backup" })).toMatchObject({ manager: "backup", jetstream: false, send: "async" });
@@ -534,8 +534,8 @@ describe("configuration", () => {
 
   it("rejects bad or contradictory settings with the variable's name", () => {
     expect(() => lambdaConfigFromEnv({ SESSREP_SEND: "sometimes" })).toThrow(/SESSREP_SEND must be one of async, ack, persist/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(LambdaConfigError);
-    expect(() => lambdaConfigFromEnv({ SESSREP_JETSTREAM: "false", SESSREP_DYNAMODB_TABLE: "t" })).toThrow(/needs the JetStream log/);
+    expect(() => lambdaConfigFromEnv({ SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(ConfigError);
+    expect(() => lambdaConfigFromEnv({ SESSREP_JETSTREAM: "false", SESSREP_DYNAMODB_TABLE: "tbl" })).toThrow(/needs the JetStream log/);
     expect(() => lambdaConfigFromEnv({ SESSREP_NATS_SECRET: "a", SESSREP_NATS_PARAMETER: "b" })).toThrow(/not both/);
     expect(() => lambdaConfigFromEnv({ SESSREP_CATCHUP_TIMEOUT_MS: "0" })).toThrow(/SESSREP_CATCHUP_TIMEOUT_MS/);
   });
