@@ -5,8 +5,6 @@ import pino from 'pino';
 import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
 import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
-import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
@@ -14,6 +12,7 @@ import { hostname } from 'node:os';
 import { createDemoApp } from '../demo-app.ts';
 import { createNodeMetrics } from './metrics.ts';
 import type { NatsAuthConfig, ServeConfig } from './config.ts';
+import { loadDynamoDB } from './dynamodb.ts';
 
 /** A running node. */
 export interface RunningNode {
@@ -28,18 +27,6 @@ export interface RunningNode {
 /** A pino logger at `level` writing JSON lines to stdout. */
 export function createLogger(level: ServeConfig['logLevel']): Logger {
   return pino({ level, base: undefined }) as unknown as Logger;
-}
-
-/** A DynamoDB client for the configured endpoint; local endpoints get placeholder credentials when none are set. */
-export function createDynamoClient(config: Pick<ServeConfig, 'dynamodbEndpoint' | 'awsRegion'>): DynamoDBClient {
-  const local = config.dynamodbEndpoint !== undefined && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
-  return new DynamoDBClient({
-    region: config.awsRegion,
-    maxAttempts: 3,
-    requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000 },
-    ...(config.dynamodbEndpoint !== undefined ? { endpoint: config.dynamodbEndpoint } : {}),
-    ...(local ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
-  });
 }
 
 /** Connection options for the configured NATS credentials and TLS files (TLS also for `tls://` server URLs). */
@@ -143,8 +130,9 @@ export async function startNode(config: ServeConfig, logger: Logger, bus?: Memor
   const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth) : undefined;
   const channel: Channel = nats ?? new MemoryChannel(bus);
   const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
+  const dynamodb = config.dynamodbTable !== undefined ? await loadDynamoDB() : undefined;
   const store =
-    config.dynamodbTable !== undefined ? new DynamoSnapshotStore({ client: createDynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
+    dynamodb && config.dynamodbTable !== undefined ? new dynamodb.DynamoSnapshotStore({ client: dynamodb.createClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
   const sessions = createCluster({
     ...(log ? { log } : {}),
     ...(store ? { store } : {}),

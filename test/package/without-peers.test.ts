@@ -74,9 +74,10 @@ describe("the session-replication command installed from the tarball", () => {
   it("serves a node over NATS, logging JSON lines with pino", { timeout: 60_000 }, async () => {
     const node = spawnTracked(process.execPath, [bin(), "serve", "--nats", nats.url, "--node", "n1", "--port", "0", "--host", "127.0.0.1"], { cwd: app.dir, name: "installed-cli" });
     started.push(node);
-    const [line, url] = await node.waitForOutput(/^(\{.*"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"listening".*\})$/m, 30_000);
+    const [, line, url] = await node.waitForOutput(/^(\{.*"url":"(http:\/\/127\.0\.0\.1:\d+)".*"msg":"listening".*\})$/m, 30_000);
     expect(JSON.parse(line!)).toMatchObject({ level: 30, msg: "listening" });
-    expect(node.output()).toContain('"msg":"connected to NATS"');
+    const [connected] = await node.waitForOutput(/^\{.*"msg":"connected to NATS".*\}$/m, 30_000);
+    expect(JSON.parse(connected!)).toMatchObject({ level: 30, msg: "connected to NATS" });
     await waitForHttp(`${url}/healthz`, { status: 200, timeoutMs: 20_000 });
   });
 
