@@ -81,7 +81,7 @@ const SNS_MAX_BYTES = 256 * 1024;
 /** Room kept for the message attributes (subject, sender, target, reply subject, fragment). */
 const ATTRIBUTE_ROOM = 4096;
 /** The largest payload one SNS message carries (base64 turns 3 bytes into 4); larger ones are sent in fragments. */
-export const SNS_SQS_FRAGMENT_BYTES = Math.floor((SNS_MAX_BYTES - ATTRIBUTE_ROOM) / 4) * 3;
+export const SNS_SQS_FRAGMENT_BYTES: number = Math.floor((SNS_MAX_BYTES - ATTRIBUTE_ROOM) / 4) * 3;
 /** The default largest payload (NATS's default max_payload): 1 MiB, at most 6 fragments. */
 export const SNS_SQS_MAX_PAYLOAD = 1024 * 1024;
 /** Fragments of a message that do not all arrive within this time are dropped. */
