@@ -9,7 +9,7 @@ import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import type { constants } from 'node:os';
 import { adminGuard, adminRoutes, type AdminRoutesOptions } from '../../lib/admin/index.ts';
-import { createCluster, InvalidOptionsError, SessionReplicationError, type ClusterOptions, type ReplicatedSessions as ClusterNode } from '../../lib/index.ts';
+import { createCluster, InvalidOptionsError, SessionReplicationError, type ClusterOptions, type ClusterNode } from '../../lib/index.ts';
 import { processMetrics } from './process-metrics.ts';
 
 /** Anything with a Hono-style `fetch`: the user's app. */
