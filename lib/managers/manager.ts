@@ -1,13 +1,47 @@
-/** The contract every replication strategy (delta, later backup) fulfils for the middleware and the cluster. */
+/**
+ * The contract both replication strategies (delta: all-to-all, backup: primary/backup) fulfil for the
+ * middleware and the cluster, and the types both share: the parts they are wired with and the options
+ * they have in common.
+ */
+import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import type { Logger } from '../logger.ts';
+import type { Membership } from '../membership/membership.ts';
+import type { HybridClock } from '../session/clock.ts';
 import type { SessionChanges } from '../session/session.ts';
 import type { SessionState } from '../session/state.ts';
-import type { Incoming } from '../bus/cluster-bus.ts';
+import type { ReplicationStats } from '../stats.ts';
+import type { PageLimits } from './state-transfer.ts';
 
 /**
  * When a commit's promise resolves (Tomcat's channelSendOptions, simplified): `async` at once,
  * `ack` when every replica applied it, `persist` when the replication log (JetStream) stored it.
  */
 export type SendMode = 'async' | 'ack' | 'persist';
+
+/** The parts a manager works with, wired by `createCluster`. */
+export interface ManagerParts {
+  readonly bus: ClusterBus;
+  readonly membership: Membership;
+  readonly clock: HybridClock;
+  readonly stats: ReplicationStats;
+  readonly logger: Logger;
+}
+
+/** Timing and limits both strategies take; each strategy's options extend these (`createCluster` supplies the defaults). */
+export interface CommonManagerOptions {
+  /** How long an `ack` commit waits for the members that must apply it. */
+  readonly ackTimeoutMs: number;
+  /** A joiner's budget for fetching all sessions from a peer. */
+  readonly stateTransferTimeoutMs: number;
+  /** Expiry sweep period. */
+  readonly sweepIntervalMs: number;
+  /** Minimum time between two replicated touches of an unchanged session. */
+  readonly touchIntervalMs: number;
+  /** How long ended sessions stay as tombstones, absorbing late messages. */
+  readonly tombstoneTtlMs: number;
+  /** How much one state transfer page carries. */
+  readonly pageLimits: PageLimits;
+}
 
 /** How one request's changes are committed. */
 export interface CommitOptions {

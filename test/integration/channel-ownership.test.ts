@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Hono } from "hono";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { decodeValue } from "../../lib/codec/values.ts";
+import { decodeValue } from "../../lib/session/values.ts";
 import { createCluster, type SessionVariables } from "../../lib/index.ts";
 import { FAST, Harness, memoryLogger, uniqueCluster, waitFor } from "../kit/index.ts";
 
