@@ -10,7 +10,9 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import { parseArgs } from 'node:util';
 import type { LambdaEvent } from 'hono/aws-lambda';
-import { createLambdaRuntime, lambdaConfigFromEnv, type LambdaRuntime } from './runtime.ts';
+import type { LambdaSessionHandler } from '../../adapters/lambda/index.ts';
+import { lambdaConfigFromEnv } from './config.ts';
+import { createDemoLambdaHandler } from './runtime.ts';
 
 /** The Function URL event for a Node request. */
 export function functionUrlEvent(request: IncomingMessage, body: Buffer): LambdaEvent {
@@ -46,15 +48,14 @@ export function functionUrlEvent(request: IncomingMessage, body: Buffer): Lambda
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { port: { type: 'string', default: '3000' }, host: { type: 'string', default: '127.0.0.1' }, instances: { type: 'string', default: '1' } } });
   const count = Math.max(1, Number(values.instances));
-  const instances: LambdaRuntime[] = Array.from({ length: count }, () => createLambdaRuntime(lambdaConfigFromEnv(), { handleSigterm: false }));
+  const instances: LambdaSessionHandler[] = Array.from({ length: count }, () => createDemoLambdaHandler(lambdaConfigFromEnv(), { leaveOnSigterm: false }));
   await Promise.all(instances.map((instance) => instance.start()));
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const instance = instances[Math.floor(Math.random() * instances.length)]!;
-      instance
-        .handler(functionUrlEvent(request, Buffer.concat(chunks)))
+      instance(functionUrlEvent(request, Buffer.concat(chunks)))
         .then((result) => {
           const headers: Record<string, string | string[]> = { ...(result.headers as Record<string, string>), 'x-lambda-instance': instance.node };
           const cookies = (result as { cookies?: string[] }).cookies;
