@@ -12,9 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { lambdaLogger, parseNatsSettings, type LambdaHandlerStats, type LambdaSessionHandler } from "../../../adapters/lambda/index.ts";
 import { lambdaConfigFromEnv, LambdaConfigError, type LambdaConfig } from "../../../functions/lambda/config.ts";
 import { createDemoLambdaHandler } from "../../../functions/lambda/runtime.ts";
-import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
 import { InvalidOptionsError } from "../../../lib/errors.ts";
-import { CatchUpLog } from "../../../lib/log/catch-up-log.ts";
 import { consoleLogger } from "../../../lib/logger.ts";
 import { createSnapshotTable } from "../../../lib/store/dynamodb.ts";
 import { REPO_ROOT, spawnTracked, startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
@@ -283,6 +281,16 @@ describe("handler module (env-configured, NATS credentials from Secrets Manager)
     const cluster = json((await handler(urlEvent("GET", "/cluster"))) as Result);
     expect(cluster).toMatchObject({ cluster: "lambda-it", node: handler.node, manager: "delta", sendMode: "persist", persistence: { log: "SESSREP_lambda-it", store: "log-replay" } });
   });
+
+  it("never drains from the public URL: POST /cluster/drain is 404 and the environment keeps serving", async () => {
+    const { handler } = handlerModule;
+    const drain = (await handler(urlEvent("POST", "/cluster/drain"))) as Result;
+    expect(drain.statusCode).toBe(404);
+    expect(handler.clusterNode!.drainStatus().state).toBe("serving");
+    const health = (await handler(urlEvent("GET", "/healthz"))) as Result;
+    expect(health.statusCode).toBe(200);
+    expect(json(health)).not.toHaveProperty("draining");
+  });
 });
 
 describe("several execution environments", () => {
@@ -461,63 +469,6 @@ describe("functions/lambda/local.ts", () => {
   });
 });
 
-describe("CatchUpLog", () => {
-  /** A log whose follower can be made to stall, like a pull consumer whose request expired during a freeze. */
-  class FakeLog implements ReplicationLog {
-    readonly name = "fake";
-    readonly messages: LogMessage[] = [];
-    stalled = false;
-    follows: number[] = [];
-    #live: Array<{ from: number; on: (m: LogMessage) => void; stopped: boolean }> = [];
-    async ensure() {}
-    async append(data: Uint8Array): Promise<number> {
-      const message = { seq: this.messages.length + 1, data };
-      this.messages.push(message);
-      for (const f of this.#live) if (!f.stopped && !this.stalled) f.on(message);
-      return message.seq;
-    }
-    async bounds() {
-      return { first: 1, last: this.messages.length };
-    }
-    async follow(fromSeq: number, onMessage: (m: LogMessage) => void): Promise<LogFollower> {
-      this.follows.push(fromSeq);
-      const follower = { from: fromSeq, on: onMessage, stopped: false };
-      this.#live.push(follower);
-      this.stalled = false;
-      for (const m of this.messages) if (m.seq >= fromSeq) onMessage(m);
-      return { stop: () => void (follower.stopped = true) };
-    }
-  }
-
-  it("returns at once when nothing is missing, waits for a live follower, and restarts a stalled one from the next sequence", async () => {
-    const inner = new FakeLog();
-    const log = new CatchUpLog(inner, { stallMs: 50 });
-    const applied: number[] = [];
-    await log.follow(1, (m) => applied.push(m.seq));
-    await inner.append(new Uint8Array());
-    expect(await log.catchUp(1000)).toMatchObject({ ok: true, missed: 0, restarted: false });
-
-    inner.stalled = true;
-    await inner.append(new Uint8Array());
-    await inner.append(new Uint8Array());
-    const result = await log.catchUp(1000);
-    expect(result).toMatchObject({ ok: true, target: 3, missed: 2, restarted: true });
-    expect(inner.follows).toEqual([1, 2]);
-    expect(applied).toEqual([1, 2, 3]); // once each, in order
-    expect(log.delivered).toBe(3);
-  });
-
-  it("reports failure when the log cannot be read before the deadline", async () => {
-    const inner = new FakeLog();
-    inner.bounds = () => new Promise(() => undefined);
-    const log = new CatchUpLog(inner);
-    await log.follow(1, () => undefined);
-    const result = await log.catchUp(100);
-    expect(result.ok).toBe(false);
-    expect(result.ms).toBeGreaterThanOrEqual(90);
-  });
-});
-
 describe("configuration", () => {
   it("reads the environment with Lambda defaults", () => {
     const c = lambdaConfigFromEnv({ NATS_URL: "nats://a:4222, nats://b:4222", AWS_REGION: "eu-west-1", SESSREP_DYNAMODB_TABLE: "t" });
@@ -540,6 +491,7 @@ describe("configuration", () => {
     const creds = "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n";
     expect(parseNatsSettings(creds, "s")).toEqual({ creds: creds.trim() });
     expect(() => parseNatsSettings("hunter2-password", "secret sessrep/nats")).toThrow(/^secret sessrep\/nats: not JSON and not a \.creds file$/);
+    expect(() => parseNatsSettings("hunter2-password", "s")).toThrow(InvalidOptionsError);
     expect(() => parseNatsSettings('{"pasword":"hunter2"}', "s")).toThrow(/Unrecognized key/);
     try {
       parseNatsSettings('{"pasword":"hunter2"}', "s");
