@@ -160,6 +160,12 @@ export interface ReplicatedSessions {
   start(): Promise<void>;
   /** Leaves gracefully and closes the channel. */
   stop(): Promise<void>;
+  /**
+   * Resolves once every message handed to the cluster bus so far (protected ones included) has been
+   * published and the broker has received it; call it after the current turn's writes were sent
+   * (async writes leave on the next turn) before a runtime may freeze the process.
+   */
+  flush(): Promise<void>;
   /** The Hono middleware that gives handlers `c.get('session')`. */
   middleware(options?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables }>;
   /** The `/cluster` view of this node. */
@@ -261,6 +267,10 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
       await bus.flush();
       await channel.flush().catch(() => undefined);
       await channel.close();
+    },
+    async flush() {
+      await bus.flush();
+      await channel.flush();
     },
     middleware(middlewareOptions) {
       const inner = sessionMiddleware(

@@ -176,7 +176,7 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
   const makeLog = logOption === false ? undefined : (logOption ?? ((clusterOptions.manager ?? 'delta') === 'delta' ? (connection: NatsConnection) => jetStreamLogFor(connection, options.cluster, { ...(options.subjectPrefix !== undefined ? { subjectPrefix: options.subjectPrefix } : {}) }) : undefined));
   const { timeoutMs = 2000, onFailure = 'reject', stallMs = 250, skipOwnRoute = false } = catchUpOptions;
   const stats: LambdaHandlerStats = { invocations: 0, connections: 0, catchUps: 0, catchUpsRestarted: 0, catchUpsFailed: 0, sweeps: 0 };
-  let running: { clusterNode: LambdaClusterNode; connection: NatsConnection; channel: NatsChannel; log?: CatchUpLog; serve: ReturnType<typeof handle> } | undefined;
+  let running: { clusterNode: LambdaClusterNode; connection: NatsConnection; log?: CatchUpLog; serve: ReturnType<typeof handle> } | undefined;
   let starting: Promise<LambdaClusterNode> | undefined;
   let lastSweep = Date.now();
   let shuttingDown: Promise<void> | undefined;
@@ -187,19 +187,18 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     stats.connections++;
     let clusterNode: LambdaClusterNode | undefined;
     try {
-      const channel = new NatsChannel(connection);
       const log = makeLog ? new CatchUpLog(makeLog(connection), { stallMs }) : undefined;
       clusterNode = createCluster({
         sendMode: log ? 'persist' : 'async',
         ...clusterOptions,
         node,
-        channel,
+        channel: new NatsChannel(connection),
         logger: baseLogger,
         ...(log ? { log, store: storeOption ?? new LogReplayStore(log), sweepIntervalMs: NEVER_MS } : { sweepIntervalMs, ...(storeOption ? { store: storeOption } : {}) }),
       });
       await clusterNode.start();
       const serve = handle(app(withCatchUpGate(clusterNode, refuseIfBehind)));
-      running = { clusterNode, connection, channel, ...(log ? { log } : {}), serve };
+      running = { clusterNode, connection, ...(log ? { log } : {}), serve };
       stats.startMs = Date.now() - started;
       return clusterNode;
     } catch (error) {
@@ -254,7 +253,7 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     if (!running) return;
     // Async deltas are sent on the next event-loop turn: let that turn run first.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    await withTimeout(running.channel.flush(), flushTimeoutMs).catch((error: unknown) => logger.warn({ error }, 'NATS flush failed before freeze'));
+    await withTimeout(running.clusterNode.flush(), flushTimeoutMs).catch((error: unknown) => logger.warn({ error }, 'NATS flush failed before freeze'));
   }
 
   async function invoke(event: LambdaEvent, context?: LambdaContext): Promise<APIGatewayProxyResult> {
