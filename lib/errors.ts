@@ -90,3 +90,16 @@ export class StateTransferError extends SessionReplicationError {
     super('STATE_TRANSFER_FAILED', message, options);
   }
 }
+
+/** An entry point needs an optional peer dependency that is not installed; the message names the package to install. */
+export class MissingPeerDependencyError extends SessionReplicationError {
+  constructor(
+    /** The npm package to install, such as `@nats-io/nats-core`. */
+    readonly packageName: string,
+    /** What needs it, such as `session-replication/nats`. */
+    readonly neededBy: string,
+    options?: { cause?: unknown },
+  ) {
+    super('MISSING_PEER_DEPENDENCY', `${neededBy} needs the package "${packageName}", which is not installed: npm install ${packageName}`, options);
+  }
+}

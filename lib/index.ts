@@ -4,6 +4,7 @@ export type { DrainStatus } from './drain.ts';
 export type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel/channel.ts';
 export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts';
 export * from './errors.ts';
+export { loadOptionalPeer } from './optional-peer.ts';
 export { consoleLogger, type Logger, type LogLevel, type LogSink } from './logger.ts';
 export type { SendMode, StateTransferStatus } from './managers/manager.ts';
 export { DEFAULT_COOKIE_NAME, DEFAULT_FILTER, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';

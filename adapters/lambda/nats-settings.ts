@@ -6,6 +6,7 @@
 import type { ConnectionOptions, NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { InvalidOptionsError } from '../../lib/errors.ts';
+import { loadOptionalPeer } from '../../lib/optional-peer.ts';
 
 /** Where the NATS servers and credentials come from (give at most one of `secret`, `parameter`, `load`). */
 export interface LambdaNatsOptions {
@@ -87,7 +88,7 @@ export async function connectNats(nats: LambdaNatsOptions, name: string): Promis
   const settings = text !== undefined ? parseNatsSettings(text, source) : {};
   const servers = [settings.servers ?? nats.servers ?? []].flat();
   if (servers.length === 0) throw new InvalidOptionsError('no NATS server: give nats.servers, or "servers" in the NATS secret or parameter');
-  const connect = nats.connect ?? (await importPeer(() => import('@nats-io/transport-node'), '@nats-io/transport-node', 'session-replication/lambda')).connect;
+  const connect = nats.connect ?? (await loadOptionalPeer('session-replication/lambda', ['@nats-io/transport-node'], () => import('@nats-io/transport-node'))).connect;
   return connect({
     servers,
     name,
@@ -104,7 +105,7 @@ export async function connectNats(nats: LambdaNatsOptions, name: string): Promis
 async function connectionOptionsOf(settings: NatsSettings): Promise<Partial<ConnectionOptions>> {
   const encode = (text: string) => new TextEncoder().encode(text.trim());
   const needsAuthenticator = settings.creds !== undefined || settings.nkeySeed !== undefined;
-  const core = needsAuthenticator ? await importPeer(() => import('@nats-io/nats-core'), '@nats-io/nats-core', 'NATS credentials') : undefined;
+  const core = needsAuthenticator ? await loadOptionalPeer('NATS credentials', ['@nats-io/nats-core'], () => import('@nats-io/nats-core')) : undefined;
   const tls = settings.tlsCa !== undefined || settings.tlsCert !== undefined;
   return {
     ...(settings.user !== undefined ? { user: settings.user, pass: settings.password } : {}),
@@ -121,7 +122,7 @@ async function connectionOptionsOf(settings: NatsSettings): Promise<Partial<Conn
 async function loadSettingsText(nats: LambdaNatsOptions): Promise<string | undefined> {
   const region = nats.region !== undefined ? { region: nats.region } : {};
   if (nats.secret !== undefined) {
-    const { SecretsManagerClient, GetSecretValueCommand } = await importPeer(() => import('@aws-sdk/client-secrets-manager'), '@aws-sdk/client-secrets-manager', 'nats.secret');
+    const { SecretsManagerClient, GetSecretValueCommand } = await loadOptionalPeer('nats.secret', ['@aws-sdk/client-secrets-manager'], () => import('@aws-sdk/client-secrets-manager'));
     const client = new SecretsManagerClient({ ...region, maxAttempts: 3 });
     try {
       const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: nats.secret }));
@@ -132,7 +133,7 @@ async function loadSettingsText(nats: LambdaNatsOptions): Promise<string | undef
     }
   }
   if (nats.parameter !== undefined) {
-    const { SSMClient, GetParameterCommand } = await importPeer(() => import('@aws-sdk/client-ssm'), '@aws-sdk/client-ssm', 'nats.parameter');
+    const { SSMClient, GetParameterCommand } = await loadOptionalPeer('nats.parameter', ['@aws-sdk/client-ssm'], () => import('@aws-sdk/client-ssm'));
     const client = new SSMClient({ ...region, maxAttempts: 3 });
     try {
       const { Parameter } = await client.send(new GetParameterCommand({ Name: nats.parameter, WithDecryption: true }));
@@ -143,16 +144,4 @@ async function loadSettingsText(nats: LambdaNatsOptions): Promise<string | undef
     }
   }
   return nats.load?.();
-}
-
-/** Imports an optional peer dependency; a missing one becomes an `InvalidOptionsError` naming the package to install. */
-async function importPeer<T>(load: () => Promise<T>, name: string, neededBy: string): Promise<T> {
-  try {
-    return await load();
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(name)) {
-      throw new InvalidOptionsError(`${neededBy} needs the package ${name}: npm install ${name}`, { cause: error });
-    }
-    throw error;
-  }
 }
