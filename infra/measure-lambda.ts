@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { build } from 'esbuild';
-import { lambdaLogger, type LambdaSessionHandler } from '../adapters/lambda/index.ts';
-import { lambdaConfigFromEnv } from '../functions/lambda/config.ts';
+import { lambdaLogger, type LambdaSessionHandler } from 'session-replication/lambda';
+import { readConfig } from '../functions/shared/config.ts';
 import { createDemoLambdaHandler } from '../functions/lambda/runtime.ts';
 import { createSnapshotTable } from '../lib/store/dynamodb.ts';
 import { startDynamoDbLocal, startNatsServer } from '../test/kit/index.ts';
@@ -117,7 +117,7 @@ async function main() {
     client.destroy();
     const file = await bundle();
     const baseEnv = { NATS_URL: nats.url, AWS_REGION: 'us-east-1', LOG_LEVEL: 'error', AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-    const config = (cluster: string) => ({ ...lambdaConfigFromEnv({ ...baseEnv, SESSREP_CLUSTER: cluster, SESSREP_DYNAMODB_TABLE: table, DYNAMODB_ENDPOINT: ddb.endpoint }) });
+    const config = (cluster: string) => ({ ...readConfig('lambda', { ...baseEnv, SESSREP_CLUSTER: cluster, SESSREP_DYNAMODB_TABLE: table, DYNAMODB_ENDPOINT: ddb.endpoint }) });
     const newRuntime = (cluster: string) => {
       const runtime = createDemoLambdaHandler(config(cluster), { leaveOnSigterm: false, logger: lambdaLogger('error') });
       runtimes.push(runtime);

@@ -10,8 +10,8 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import { parseArgs } from 'node:util';
 import type { LambdaEvent } from 'hono/aws-lambda';
-import type { LambdaSessionHandler } from '../../adapters/lambda/index.ts';
-import { lambdaConfigFromEnv } from './config.ts';
+import type { LambdaSessionHandler } from 'session-replication/lambda';
+import { readConfig } from '../shared/config.ts';
 import { createDemoLambdaHandler } from './runtime.ts';
 
 /** The Function URL event for a Node request. */
@@ -48,7 +48,7 @@ export function functionUrlEvent(request: IncomingMessage, body: Buffer): Lambda
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { port: { type: 'string', default: '3000' }, host: { type: 'string', default: '127.0.0.1' }, instances: { type: 'string', default: '1' } } });
   const count = Math.max(1, Number(values.instances));
-  const instances: LambdaSessionHandler[] = Array.from({ length: count }, () => createDemoLambdaHandler(lambdaConfigFromEnv(), { leaveOnSigterm: false }));
+  const instances: LambdaSessionHandler[] = Array.from({ length: count }, () => createDemoLambdaHandler(readConfig('lambda', process.env), { leaveOnSigterm: false }));
   await Promise.all(instances.map((instance) => instance.start()));
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];

@@ -1,18 +1,18 @@
 /**
  * The repository's Lambda function: the demo app on `session-replication/lambda`, configured from
- * the environment (see `lambdaConfigFromEnv`). Everything that keeps replication correct on Lambda
+ * the environment by the one configuration reader (`readConfig('lambda', env)`, functions/shared/config.ts). Everything that keeps replication correct on Lambda
  * (connection reuse, catch-up before serving, expiry after catching up, flush before freeze) is the
  * library's; this file only maps settings to options and keeps drain off the public URL.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Hono } from 'hono';
-import { createLambdaHandler, lambdaLogger, type LambdaClusterNode, type LambdaHandlerOptions, type LambdaSessionHandler } from '../../adapters/lambda/index.ts';
-import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
+import { createLambdaHandler, lambdaLogger, type LambdaClusterNode, type LambdaHandlerOptions, type LambdaSessionHandler } from 'session-replication/lambda';
+import { DynamoSnapshotStore } from 'session-replication/dynamodb';
 import { createDemoApp } from '../demo-app.ts';
-import type { LambdaConfig } from './config.ts';
+import type { LambdaEnvConfig } from '../shared/config.ts';
 
 /** The handler options for the function's settings. */
-export function lambdaHandlerOptions(config: LambdaConfig): LambdaHandlerOptions {
+export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOptions {
   const source = config.natsSecret !== undefined ? { secret: config.natsSecret } : config.natsParameter !== undefined ? { parameter: config.natsParameter } : {};
   return {
     cluster: config.cluster,
@@ -24,14 +24,14 @@ export function lambdaHandlerOptions(config: LambdaConfig): LambdaHandlerOptions
     nats: { servers: config.nats, region: config.awsRegion, ...source },
     ...(config.jetstream ? {} : { log: false as const }),
     ...(config.dynamodbTable !== undefined ? { store: new DynamoSnapshotStore({ client: dynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) } : {}),
+    ...(config.clusterKeys.length > 0 ? { clusterKeys: config.clusterKeys, protection: config.protection } : {}),
     catchUp: { timeoutMs: config.catchUpTimeoutMs, onFailure: config.catchUpFail },
-    leaveOnSigterm: config.leaveOnSigterm,
     logger: lambdaLogger(config.logLevel),
   };
 }
 
 /** The demo app's handler for the function's settings; `overrides` replace options (tests). */
-export function createDemoLambdaHandler(config: LambdaConfig, overrides: Partial<LambdaHandlerOptions> = {}): LambdaSessionHandler {
+export function createDemoLambdaHandler(config: LambdaEnvConfig, overrides: Partial<LambdaHandlerOptions> = {}): LambdaSessionHandler {
   return createLambdaHandler(publicDemoApp, { ...lambdaHandlerOptions(config), ...overrides });
 }
 
@@ -46,7 +46,7 @@ function publicDemoApp(node: LambdaClusterNode): Hono {
   return app;
 }
 
-function dynamoClient(config: LambdaConfig): DynamoDBClient {
+function dynamoClient(config: LambdaEnvConfig): DynamoDBClient {
   const local = config.dynamodbEndpoint !== undefined && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
   return new DynamoDBClient({
     region: config.awsRegion,

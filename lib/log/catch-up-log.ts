@@ -33,14 +33,19 @@ export interface CatchUpLogOptions {
  * follower to deliver it, restarting the follower from the next sequence when nothing arrives
  * within `stallMs` (a pull request that expired or a consumer the server dropped during a long
  * pause is otherwise only noticed after missed heartbeats, tens of seconds later). Messages are
- * delivered once and in order: anything at or below the last delivered sequence is skipped.
+ * handed over once and in order: anything at or below the last one handed over is skipped. When the
+ * consumer returns a promise for a message (the delta manager does while it decrypts one), the
+ * message counts as delivered once that promise settled: caught up means applied.
  */
 export class CatchUpLog implements ReplicationLog {
   readonly name: string;
   readonly #inner: ReplicationLog;
   readonly #stallMs: number;
+  /** The highest sequence handed to the consumer. */
+  #received = 0;
+  /** The highest sequence the consumer has finished with. */
   #delivered = 0;
-  #onMessage?: (message: LogMessage) => void;
+  #onMessage?: (message: LogMessage) => unknown;
   #follower?: LogFollower;
   #stopped = false;
   #waiters: Array<{ target: number; resolve: () => void }> = [];
@@ -52,7 +57,7 @@ export class CatchUpLog implements ReplicationLog {
     this.name = inner.name;
   }
 
-  /** The highest sequence delivered to the manager. */
+  /** The highest sequence the consumer has finished with. */
   get delivered(): number {
     return this.#delivered;
   }
@@ -71,6 +76,7 @@ export class CatchUpLog implements ReplicationLog {
 
   async follow(fromSeq: number, onMessage: (message: LogMessage) => void): Promise<LogFollower> {
     this.#onMessage = onMessage;
+    this.#received = fromSeq - 1;
     this.#delivered = fromSeq - 1;
     this.#stopped = false;
     this.#follower = await this.#inner.follow(fromSeq, (message) => this.#deliver(message));
@@ -104,7 +110,7 @@ export class CatchUpLog implements ReplicationLog {
     // Nothing (or not enough) arrived: the follower stalled during the pause. Start a fresh one.
     let restarted = false;
     if (!this.#stopped && this.#onMessage) {
-      const from = this.#delivered + 1;
+      const from = this.#received + 1;
       this.#follower?.stop();
       try {
         this.#follower = await withDeadline(
@@ -138,12 +144,19 @@ export class CatchUpLog implements ReplicationLog {
   }
 
   #deliver(message: LogMessage): void {
-    if (message.seq <= this.#delivered) return;
-    this.#delivered = message.seq;
-    this.#onMessage?.(message);
+    if (message.seq <= this.#received) return;
+    this.#received = message.seq;
+    const handled = this.#onMessage?.(message);
+    if (handled instanceof Promise) void handled.then(() => this.#settled(message.seq), () => this.#settled(message.seq));
+    else this.#settled(message.seq);
+  }
+
+  #settled(seq: number): void {
+    if (seq <= this.#delivered) return;
+    this.#delivered = seq;
     if (this.#waiters.length === 0) return;
-    const done = this.#waiters.filter((w) => w.target <= message.seq);
-    this.#waiters = this.#waiters.filter((w) => w.target > message.seq);
+    const done = this.#waiters.filter((w) => w.target <= seq);
+    this.#waiters = this.#waiters.filter((w) => w.target > seq);
     for (const waiter of done) waiter.resolve();
   }
 }

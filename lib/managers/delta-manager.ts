@@ -498,10 +498,11 @@ export class DeltaManager implements SessionManager {
     });
   }
 
-  #onLogMessage({ seq, data }: LogMessage): void {
+  /** Applies a log message; a protected one is decoded asynchronously, and the promise settles once it is applied. */
+  #onLogMessage({ seq, data }: LogMessage): Promise<void> | void {
     const decoded = this.parts.bus.decode(data, this.parts.bus.subjects.delta);
-    if (decoded instanceof Promise) this.#logChain = this.#logChain.then(async () => this.#applyLogMessage(seq, await decoded));
-    else this.#applyLogMessage(seq, decoded);
+    if (decoded instanceof Promise) return (this.#logChain = this.#logChain.then(async () => this.#applyLogMessage(seq, await decoded)));
+    this.#applyLogMessage(seq, decoded);
   }
 
   #applyLogMessage(seq: number, decoded: Decoded | undefined): void {

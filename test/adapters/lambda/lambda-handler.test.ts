@@ -78,6 +78,22 @@ describe("createLambdaHandler with the user's app", () => {
     expect(a.stats.connections).toBe(1);
   });
 
+  it("with encrypted messages, a catch-up waits until the change is decrypted and applied, not only received", async () => {
+    const clusterKeys = [{ id: "k1", secret: Buffer.alloc(32, 9).toString("base64") }];
+    const a = newHandler("shop-sealed", { clusterKeys });
+    const b = newHandler("shop-sealed", { clusterKeys });
+    await b.start();
+    let cookie = cookieSet(await invoke(a, functionUrlEvent("POST", "/api/cart", { body: JSON.stringify({ item: "a0" }) })), "sid")!;
+    for (let i = 1; i <= 10; i++) {
+      // Each write is stored (persist) before a answers; b reads at once and must already see it.
+      await invoke(a, functionUrlEvent("POST", "/api/cart", { cookies: [cookie], body: JSON.stringify({ item: `a${i}` }) }));
+      const atB = await invoke(b, functionUrlEvent("GET", "/api/cart", { cookies: [cookie] }));
+      expect((JSON.parse(atB.body) as { cart: string[] }).cart).toHaveLength(i + 1);
+      cookie = cookieSet(atB, "sid") ?? cookie;
+    }
+    expect(b.stats.catchUpsFailed).toBe(0);
+  });
+
   it("skipOwnRoute: a cookie naming this environment is served without a catch-up", async () => {
     const a = newHandler("shop-own", { catchUp: { skipOwnRoute: true } });
     const cookie = cookieSet(await invoke(a, functionUrlEvent("POST", "/api/cart", { body: JSON.stringify({ item: "cup" }) })), "sid")!;

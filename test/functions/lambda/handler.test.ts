@@ -10,7 +10,7 @@ import type { APIGatewayProxyResult, LambdaEvent } from "hono/aws-lambda";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { lambdaLogger, parseNatsSettings, type LambdaHandlerStats, type LambdaSessionHandler } from "../../../adapters/lambda/index.ts";
-import { lambdaConfigFromEnv, LambdaConfigError, type LambdaConfig } from "../../../functions/lambda/config.ts";
+import { ConfigError, readConfig, type LambdaEnvConfig } from "../../../functions/shared/config.ts";
 import { createDemoLambdaHandler } from "../../../functions/lambda/runtime.ts";
 import { InvalidOptionsError } from "../../../lib/errors.ts";
 import { consoleLogger } from "../../../lib/logger.ts";
@@ -94,11 +94,11 @@ async function connectionsNamed(prefix: string): Promise<string[]> {
   return (body.connections ?? []).map((c) => c.name ?? "").filter((name) => name.startsWith(prefix));
 }
 
-function config(overrides: Partial<LambdaConfig> & { cluster: string }): LambdaConfig {
-  return { ...lambdaConfigFromEnv({ AWS_REGION: "us-east-1", NATS_URL: nats.url }), ...overrides };
+function config(overrides: Partial<LambdaEnvConfig> & { cluster: string }): LambdaEnvConfig {
+  return { ...readConfig("lambda", { AWS_REGION: "us-east-1", NATS_URL: nats.url }), ...overrides };
 }
 
-function newRuntime(cfg: LambdaConfig): LambdaSessionHandler {
+function newRuntime(cfg: LambdaEnvConfig): LambdaSessionHandler {
   const runtime = createDemoLambdaHandler(cfg, { nats: { load: async () => settingsText }, leaveOnSigterm: false, logger: lambdaLogger("silent") });
   runtimes.push(runtime);
   return runtime;
@@ -332,7 +332,7 @@ describe("several execution environments", () => {
     process.env.AWS_ACCESS_KEY_ID = "test";
     process.env.AWS_SECRET_ACCESS_KEY = "test";
     const runtime = createDemoLambdaHandler(
-      lambdaConfigFromEnv({ SESSREP_CLUSTER: "lambda-ssm", SESSREP_NATS_PARAMETER: PARAMETER, AWS_REGION: "us-east-1" }),
+      readConfig("lambda", { SESSREP_CLUSTER: "lambda-ssm", SESSREP_NATS_PARAMETER: PARAMETER, AWS_REGION: "us-east-1" }),
       { leaveOnSigterm: false, logger: lambdaLogger("silent") },
     );
     runtimes.push(runtime);
@@ -422,7 +422,7 @@ describe("several execution environments", () => {
     await createSnapshotTable(client, table);
     client.destroy();
     const cluster = "lambda-ddb";
-    const withTable = (): LambdaConfig => config({ cluster, dynamodbTable: table, dynamodbEndpoint: endpoint });
+    const withTable = (): LambdaEnvConfig => config({ cluster, dynamodbTable: table, dynamodbEndpoint: endpoint });
     const first = newRuntime(withTable());
     const created = (await first(urlEvent("PUT", "/session/attributes/user", { body: JSON.stringify("ada") }))) as Result;
     const cookie = sessionCookie(created)!;
@@ -471,19 +471,19 @@ describe("functions/lambda/local.ts", () => {
 
 describe("configuration", () => {
   it("reads the environment with Lambda defaults", () => {
-    const c = lambdaConfigFromEnv({ NATS_URL: "nats://a:4222, nats://b:4222", AWS_REGION: "eu-west-1", SESSREP_DYNAMODB_TABLE: "t" });
-    expect(c).toMatchObject({ cluster: "demo", nats: ["nats://a:4222", "nats://b:4222"], manager: "delta", jetstream: true, send: "persist", dynamodbTable: "t", awsRegion: "eu-west-1", logLevel: "warn", catchUpFail: "reject" });
+    const c = readConfig("lambda", { NATS_URL: "nats://a:4222, nats://b:4222", AWS_REGION: "eu-west-1", SESSREP_DYNAMODB_TABLE: "tbl" });
+    expect(c).toMatchObject({ cluster: "demo", nats: ["nats://a:4222", "nats://b:4222"], manager: "delta", jetstream: true, send: "persist", dynamodbTable: "tbl", awsRegion: "eu-west-1", logLevel: "warn", catchUpFail: "reject" });
     expect(c.node).toMatch(/^lam-[0-9a-z]{8}$/);
-    expect(lambdaConfigFromEnv({}).node).not.toBe(c.node);
-    expect(lambdaConfigFromEnv({ SESSREP_MANAGER: "backup" })).toMatchObject({ manager: "backup", jetstream: false, send: "async" });
+    expect(readConfig("lambda", {}).node).not.toBe(c.node);
+    expect(readConfig("lambda", { SESSREP_MANAGER: "backup" })).toMatchObject({ manager: "backup", jetstream: false, send: "async" });
   });
 
   it("rejects bad or contradictory settings with the variable's name", () => {
-    expect(() => lambdaConfigFromEnv({ SESSREP_SEND: "sometimes" })).toThrow(/SESSREP_SEND must be one of async, ack, persist/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(LambdaConfigError);
-    expect(() => lambdaConfigFromEnv({ SESSREP_JETSTREAM: "false", SESSREP_DYNAMODB_TABLE: "t" })).toThrow(/needs the JetStream log/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_NATS_SECRET: "a", SESSREP_NATS_PARAMETER: "b" })).toThrow(/not both/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_CATCHUP_TIMEOUT_MS: "0" })).toThrow(/SESSREP_CATCHUP_TIMEOUT_MS/);
+    expect(() => readConfig("lambda", { SESSREP_SEND: "sometimes" })).toThrow(/SESSREP_SEND must be one of async, ack, persist/);
+    expect(() => readConfig("lambda", { SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(ConfigError);
+    expect(() => readConfig("lambda", { SESSREP_JETSTREAM: "false", SESSREP_DYNAMODB_TABLE: "tbl" })).toThrow(/needs the JetStream log/);
+    expect(() => readConfig("lambda", { SESSREP_NATS_SECRET: "a", SESSREP_NATS_PARAMETER: "b" })).toThrow(/not both/);
+    expect(() => readConfig("lambda", { SESSREP_CATCHUP_TIMEOUT_MS: "0" })).toThrow(/SESSREP_CATCHUP_TIMEOUT_MS/);
   });
 
   it("parses NATS settings as JSON or a .creds file, and never echoes the secret in errors", () => {

@@ -3,7 +3,7 @@
 // Protocol over the IPC channel: {id, event} in, {id, result, stats} out; {id} asks for the counters; {id, stall: true} stalls the log follower as an expired pull would.
 import type { LambdaEvent } from "hono/aws-lambda";
 import { jetStreamLogFor, type LogFollower, type LogMessage, type ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
-import { lambdaConfigFromEnv } from "../../../functions/lambda/config.ts";
+import { readConfig } from "../../../functions/shared/config.ts";
 import { createDemoLambdaHandler } from "../../../functions/lambda/runtime.ts";
 
 /** The JetStream log, except that `stall()` stops the running follower without telling anyone. */
@@ -31,7 +31,7 @@ class StallableLog implements ReplicationLog {
   }
 }
 
-const config = lambdaConfigFromEnv();
+const config = readConfig("lambda", process.env);
 const settings = process.env.SESSREP_TEST_NATS_SETTINGS;
 let log: StallableLog | undefined;
 const handler = createDemoLambdaHandler(config, {

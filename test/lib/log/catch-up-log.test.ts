@@ -59,3 +59,35 @@ describe("CatchUpLog", () => {
     expect(result.ms).toBeGreaterThanOrEqual(90);
   });
 });
+
+describe("CatchUpLog with a consumer that applies asynchronously (the delta manager decrypting protected messages)", () => {
+  it("counts a message as caught up only once the consumer's promise for it settled", async () => {
+    const messages: LogMessage[] = [];
+    let live: ((m: LogMessage) => unknown) | undefined;
+    const inner: ReplicationLog = {
+      name: "slow",
+      ensure: async () => undefined,
+      append: async (data) => {
+        const message = { seq: messages.length + 1, data };
+        messages.push(message);
+        live?.(message);
+        return message.seq;
+      },
+      bounds: async () => ({ first: 1, last: messages.length }),
+      follow: async (fromSeq, onMessage) => {
+        live = onMessage;
+        for (const m of messages) if (m.seq >= fromSeq) onMessage(m);
+        return { stop: () => (live = undefined) };
+      },
+    };
+    const log = new CatchUpLog(inner, { stallMs: 1000 });
+    const applied: number[] = [];
+    await log.follow(1, (m) => new Promise<void>((resolve) => setTimeout(() => resolve(void applied.push(m.seq)), 100)));
+    await inner.append(new Uint8Array(), "a");
+    await inner.append(new Uint8Array(), "b");
+    const result = await log.catchUp(2000);
+    expect(result).toMatchObject({ ok: true, target: 2, restarted: false });
+    expect(applied).toEqual([1, 2]);
+    expect(log.delivered).toBe(2);
+  });
+});
