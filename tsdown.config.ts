@@ -13,6 +13,8 @@ export default defineConfig({
   fixedExtension: true,
   dts: true,
   // dependencies and peer dependencies stay imports (tsdown's default); nothing from node_modules is inlined.
+  // An entry that imports another entry by its public name (session-replication/nats) keeps that import.
+  external: [/^session-replication\//],
   hooks: {
     // Entries that need NATS or the AWS SDK load it through a guard that names a missing package (scripts/optional-peer-guards.ts).
     'build:done': ({ chunks }) => guardOptionalPeers(chunks, optionalPeers('package.json')),

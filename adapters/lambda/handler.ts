@@ -17,8 +17,9 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context, Env, Hono, MiddlewareHandler, Schema } from 'hono';
 import { handle, type APIGatewayProxyResult, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
 import { getCookie } from 'hono/cookie';
-import { jetStreamLogFor, type ReplicationLog } from '../../lib/channel/jetstream-log.ts';
-import { NatsChannel } from '../../lib/channel/nats.ts';
+// The NATS entries by their public names: the build keeps them separate modules (each guards its optional peers).
+import { jetStreamLogFor, type ReplicationLog } from 'session-replication/jetstream';
+import { NatsChannel } from 'session-replication/nats';
 import { createCluster, type ClusterOptions } from '../../lib/cluster.ts';
 import { InvalidOptionsError } from '../../lib/errors.ts';
 import { CatchUpLog } from '../../lib/log/catch-up-log.ts';

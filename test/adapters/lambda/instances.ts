@@ -1,7 +1,9 @@
 // Owns: Lambda execution environments of a user's app as separate Node processes (tests freeze them with SIGSTOP, as Lambda does).
 import { fork, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { expect } from "vitest";
 import { waitFor } from "../../kit/index.ts";
+import { cookieSet, functionUrlEvent, restApiEvent } from "./events.ts";
 
 /** The counters a `LambdaSessionHandler` keeps. */
 export interface InstanceStats {
@@ -68,4 +70,33 @@ export async function startInstance(script: string, options: { cwd: string; env:
     thaw: () => void child.kill("SIGCONT"),
     kill: () => void child.kill("SIGKILL"),
   };
+}
+
+const items = (result: { body: string }) => (JSON.parse(result.body) as { items: string[] }).items;
+const add = (item: string, cookies: string[] = []) => functionUrlEvent("POST", "/cart/items", { cookies, body: JSON.stringify({ item }) });
+
+/**
+ * Two environments of the cart app (test/package/fixtures/lambda-app): a write on `a` is read on `b`
+ * while `a` is frozen the moment it answered (flush before freeze); `b` writes while `a` is frozen,
+ * and the thawed `a`, asked with its own older cookie, serves the newer value (catch-up before serving).
+ */
+export async function expectFreezeSafe(a: LambdaInstance, b: LambdaInstance): Promise<void> {
+    // a answers and Lambda freezes it at once: the write must already have left a.
+    const { result: first } = await a.invoke(add("book"), { freezeAfter: true });
+    expect(items(first)).toEqual(["book"]);
+    const cookieA = cookieSet(first, "sid")!;
+    await a.frozen();
+    // Read at b while a stays frozen (REST API event: the cookie in the Cookie header).
+    const { result: atB, stats: statsB } = await b.invoke(restApiEvent("GET", "/cart/items", { cookies: [cookieA] }));
+    expect(items(atB)).toEqual(["book"]);
+    expect(statsB.catchUpsFailed).toBe(0);
+
+    // b writes while a is frozen; a thaws and is asked with its own, older cookie: it serves the newer value.
+    const { result: second } = await b.invoke(add("pen", [cookieA]));
+    expect(items(second)).toEqual(["book", "pen"]);
+    a.thaw();
+    const { result: thawed, stats: statsA } = await a.invoke(functionUrlEvent("GET", "/cart/items", { cookies: [cookieA] }));
+    expect(items(thawed)).toEqual(["book", "pen"]);
+    expect(statsA.catchUpsFailed).toBe(0);
+    expect(statsA.connections).toBe(1);
 }
