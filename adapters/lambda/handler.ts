@@ -169,12 +169,12 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
   app: (node: LambdaClusterNode) => Hono<E, S, B>,
   options: LambdaHandlerOptions,
 ): LambdaSessionHandler {
-  const { nats, log: logOption, store: storeOption, catchUp: catchUpOptions = {}, flushTimeoutMs = 1000, leaveOnSigterm = true, sweepIntervalMs = 10_000, ...clusterOptions } = options;
+  const { nats, log: _log, store: storeOption, catchUp: catchUpOptions = {}, flushTimeoutMs = 1000, leaveOnSigterm = true, sweepIntervalMs = 10_000, ...clusterOptions } = options;
   checkNatsOptions(nats);
   const node = options.node ?? lambdaNodeId();
   const baseLogger = options.logger ?? lambdaLogger();
   const logger = baseLogger.child({ cluster: options.cluster, node });
-  const makeLog = logOption === false ? undefined : (logOption ?? ((clusterOptions.manager ?? 'delta') === 'delta' ? (connection: NatsConnection) => jetStreamLogFor(connection, options.cluster, { ...(options.subjectPrefix !== undefined ? { subjectPrefix: options.subjectPrefix } : {}) }) : undefined));
+  const makeLog = logFactory(options);
   const { timeoutMs = 2000, onFailure = 'reject', stallMs = 250, skipOwnRoute = false } = catchUpOptions;
   const stats: LambdaHandlerStats = { invocations: 0, connections: 0, catchUps: 0, catchUpsRestarted: 0, catchUpsFailed: 0, sweeps: 0 };
   let running: { clusterNode: LambdaClusterNode; connection: NatsConnection; log?: CatchUpLog; serve: ReturnType<typeof handle> } | undefined;
@@ -312,6 +312,14 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     start: { value: start },
     shutdown: { value: shutdown },
   }) as LambdaSessionHandler;
+}
+
+/** What builds the log a frozen environment catches up from (see `LambdaHandlerOptions.log`), or undefined for none. */
+function logFactory(options: LambdaHandlerOptions): ((connection: NatsConnection) => ReplicationLog) | undefined {
+  if (options.log !== undefined) return options.log === false ? undefined : options.log;
+  if ((options.manager ?? 'delta') !== 'delta') return undefined;
+  const subjects = options.subjectPrefix !== undefined ? { subjectPrefix: options.subjectPrefix } : {};
+  return (connection) => jetStreamLogFor(connection, options.cluster, subjects);
 }
 
 /**
