@@ -42,14 +42,14 @@ export const SESSION_FUNCTION_ENV = {
 } as const;
 
 /** The log lines each metric counts (the JSON lines `lambdaLogger` writes). */
-export const METRIC_FILTERS = {
+export const METRIC_FILTERS: Readonly<Record<'ReplicationErrors' | 'SnapshotErrors' | 'CatchUpFailures', logs.IFilterPattern>> = {
   /** Every error the library logs is a replication or broker error; "request failed" is an app's own 500. */
   ReplicationErrors: logs.FilterPattern.all(logs.FilterPattern.stringValue('$.level', '=', 'error'), logs.FilterPattern.stringValue('$.msg', '!=', 'request failed')),
   /** Write-behind to DynamoDB failed (retried with backoff), or a cold start could not load the snapshot. */
   SnapshotErrors: logs.FilterPattern.any(logs.FilterPattern.stringValue('$.msg', '=', 'snapshot write failed*'), logs.FilterPattern.stringValue('$.msg', '=', 'snapshot store unreachable*')),
   /** A thawed instance could not catch up with the JetStream log in time (503 or a stale read). */
   CatchUpFailures: logs.FilterPattern.stringValue('$.msg', '=', 'log catch-up timed out*'),
-} as const;
+};
 
 const RUNTIMES = { 'nodejs20.x': lambda.Runtime.NODEJS_20_X, 'nodejs22.x': lambda.Runtime.NODEJS_22_X, 'nodejs24.x': lambda.Runtime.NODEJS_24_X } as const;
 

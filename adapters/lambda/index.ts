@@ -12,4 +12,4 @@ export {
   type LambdaSessionHandler,
 } from './handler.ts';
 export { lambdaLogger } from './logger.ts';
-export { natsSettingsSchema, parseNatsSettings, type LambdaNatsOptions, type NatsSettings } from './nats-settings.ts';
+export { parseNatsSettings, type LambdaNatsOptions, type NatsSettings } from './nats-settings.ts';

@@ -36,26 +36,36 @@ export interface LambdaNatsOptions {
  * NATS settings kept in Secrets Manager or SSM: a JSON object with any of these fields, or the text
  * of a `.creds` file (JWT + NKey seed) on its own.
  */
-export const natsSettingsSchema = z
+export interface NatsSettings {
+  /** Server URLs; they replace `LambdaNatsOptions.servers`. */
+  servers?: string | string[];
+  user?: string;
+  password?: string;
+  token?: string;
+  /** The contents of a `.creds` file. */
+  creds?: string;
+  /** An NKey seed (`SU...`). */
+  nkeySeed?: string;
+  /** PEM of the CA that signed the server certificate (turns on TLS). */
+  tlsCa?: string;
+  /** PEM client certificate and key for mutual TLS. */
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+const natsSettingsSchema: z.ZodType<NatsSettings> = z
   .object({
     servers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
     user: z.string().optional(),
     password: z.string().optional(),
     token: z.string().optional(),
-    /** The contents of a `.creds` file. */
     creds: z.string().optional(),
-    /** An NKey seed (`SU...`). */
     nkeySeed: z.string().optional(),
-    /** PEM of the CA that signed the server certificate (turns on TLS). */
     tlsCa: z.string().optional(),
-    /** PEM client certificate and key for mutual TLS. */
     tlsCert: z.string().optional(),
     tlsKey: z.string().optional(),
   })
   .strict();
-
-/** Parsed NATS settings. */
-export type NatsSettings = z.infer<typeof natsSettingsSchema>;
 
 /** Parses the secret or parameter text; throws `InvalidOptionsError` that never echoes the text (it is a credential). */
 export function parseNatsSettings(text: string, source: string): NatsSettings {
