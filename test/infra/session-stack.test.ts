@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { App } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { describe, expect, inject, it } from "vitest";
+import { SessionClusterFunction } from "../../adapters/cdk/index.ts";
 import { defaultNatsSecretName, METRIC_FILTERS, REPO_ROOT, SessionStack, sessionStackPropsFromContext, type SessionStackProps } from "../../infra/lib/session-stack.ts";
 
 /** Synthesizes one environment from context, as `cdk synth -c key=value` would, with bundling off (fast, no esbuild). */
@@ -35,6 +36,9 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
     expect(stack.stackName).toBe("SessionReplication-prod");
     expect(stack.account).toBe(ACCOUNT);
     expect(stack.region).toBe(REGION);
+    // The repository's stack is the library's construct around the demo handler.
+    expect(stack.sessions).toBeInstanceOf(SessionClusterFunction);
+    expect(stack.node.findChild("Sessions")).toBe(stack.sessions);
   });
 
   it("creates the snapshot table: pk/sk strings, TTL on ttl, on-demand, point-in-time recovery, retained", () => {
