@@ -11,9 +11,9 @@ import { CfnOutput, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
-import { SessionClusterFunction } from '../../adapters/cdk/index.ts';
+import { SessionClusterFunction } from 'session-replication/cdk';
 
-export { METRIC_FILTERS } from '../../adapters/cdk/index.ts';
+export { METRIC_FILTERS } from 'session-replication/cdk';
 
 /** The repository root (the entry, the lockfile and node_modules live there). */
 export const REPO_ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
