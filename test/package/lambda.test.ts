@@ -70,4 +70,11 @@ describe("session-replication/lambda from the tarball in a user's app", () => {
     const [a, b] = await pair("tarball-freeze-sealed", { SESSREP_SEND: "async", SESSREP_CLUSTER_KEY: Buffer.alloc(32, 5).toString("base64") });
     await expectFreezeSafe(a, b);
   });
+
+  it("without the AWS SDK installed, NATS settings from Secrets Manager fail with MissingPeerDependencyError naming the package", { timeout: 60_000 }, async () => {
+    const result = await app.run(process.execPath, ["handler.mjs"], { env: { PATH: process.env.PATH, SESSREP_CLUSTER: "tarball-no-sdk", SESSREP_NATS_SECRET: "shop/nats", AWS_REGION: "us-east-1" } });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/MissingPeerDependencyError/);
+    expect(result.stderr).toMatch(/nats\.secret needs the package "@aws-sdk\/client-secrets-manager", which is not installed: npm install @aws-sdk\/client-secrets-manager/);
+  });
 });
