@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { ClusterKeyConfig } from '../lib/codec/protection.ts';
 import { startNode, type NodeHandle } from '../test/kit/node-process.ts';
-import { waitFor } from '../test/kit/wait.ts';
+import { waitFor } from '../functions/launch/index.ts';
 import { interleave, LagProbe, type LagResult } from './lag.ts';
 import { round } from './stats.ts';
 import { cannon, clusterView, createSessions, measureRun, type RunFigures } from './throughput.ts';

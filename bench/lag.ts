@@ -7,7 +7,7 @@ import { NatsChannel } from '../lib/channel/nats.ts';
 import type { ClusterKeyConfig, ProtectionMode } from '../lib/codec/protection.ts';
 import type { BackupManager } from '../lib/managers/backup-manager.ts';
 import { consoleLogger, createCluster, type ReplicatedSessions, type SendMode, type SessionVariables } from '../lib/index.ts';
-import { waitFor } from '../test/kit/wait.ts';
+import { waitFor } from '../functions/launch/index.ts';
 import { ProbeChannel } from './probe-channel.ts';
 import { nextTurn, summarize, withTimeout, type Summary } from './stats.ts';
 

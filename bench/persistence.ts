@@ -18,9 +18,7 @@ import { createSnapshotTable, DynamoSnapshotStore } from '../lib/store/dynamodb.
 import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from '../lib/store/snapshot-store.ts';
 import type { SnapshotWriterStatus } from '../lib/store/snapshot-writer.ts';
 import type { SessionState } from '../lib/session/state.ts';
-import { LOCAL_AWS, startDynamoDbLocal, type DynamoDbLocalHandle } from '../test/kit/dynamodb-local.ts';
-import { startNatsServer, type NatsServerHandle } from '../test/kit/nats-server.ts';
-import { waitFor } from '../test/kit/wait.ts';
+import { LOCAL_AWS, startDynamoDbLocal, startNatsServer, waitFor, type DynamoDbLocalHandle, type NatsServerHandle } from '../functions/launch/index.ts';
 import { round, sleep } from './stats.ts';
 import { cpuMs, selfCpuMs } from './throughput.ts';
 

@@ -18,10 +18,7 @@ import type { Channel } from '../lib/channel/channel.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
 import { SnsSqsChannel } from '../lib/channel/sns-sqs.ts';
 import { consoleLogger, createCluster, type ReplicatedSessions, type SessionVariables } from '../lib/index.ts';
-import { startNatsServer } from '../test/kit/nats-server.ts';
-import { freePort } from '../test/kit/ports.ts';
-import { spawnTracked } from '../test/kit/processes.ts';
-import { waitFor } from '../test/kit/wait.ts';
+import { freePort, spawnTracked, startNatsServer, waitFor } from '../functions/launch/index.ts';
 import { ProbeChannel } from './probe-channel.ts';
 import { nextTurn, summarize, withTimeout, type Summary } from './stats.ts';
 
@@ -115,7 +112,7 @@ async function startFauxqsProcess(): Promise<{ endpoint: string; stop: () => Pro
   const probe = new SNSClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 });
   await waitFor('fauxqs to answer', async () => (await probe.send(new ListTopicsCommand({}))) && true, { timeoutMs: 20_000, intervalMs: 100 });
   probe.destroy();
-  return { endpoint, stop: () => proc.stop() };
+  return { endpoint, stop: async () => void (await proc.stop()) };
 }
 
 const fmt = (s: Summary) => `${s.p50.toFixed(2).padStart(7)} ${s.p90.toFixed(2).padStart(7)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(1).padStart(8)}`;

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { startNode, type NodeHandle } from '../test/kit/node-process.ts';
-import { waitFor } from '../test/kit/wait.ts';
+import { waitFor } from '../functions/launch/index.ts';
 import { round, sleep } from './stats.ts';
 
 /** Settings of the throughput part. */

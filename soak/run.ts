@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { SessionClient, startNatsServer, startNode, type NodeHandle } from '../test/kit/index.ts';
+import { CookieClient, startNatsServer, startNode, type NodeHandle } from '../test/kit/index.ts';
 
 const { values } = parseArgs({
   options: {
@@ -52,8 +52,8 @@ try {
     nodes.push(await startNode({ cluster, node: `n${i}`, nats: nats.url, manager: values.manager as 'delta', send: 'ack', extraArgs: ['--log-level', 'warn'] }));
   }
   console.log(`soak: ${nodeCount} nodes (${values.manager}, ack), ${sessionCount} sessions, ${concurrency} workers, ${minutes} min`);
-  const clients = Array.from({ length: sessionCount }, () => new SessionClient());
-  const expected = new Map<SessionClient, number>();
+  const clients = Array.from({ length: sessionCount }, () => new CookieClient());
+  const expected = new Map<CookieClient, number>();
   const errors = { http: 0, network: 0, lost: 0 };
   let requests = 0;
   const samples: Record<string, Array<[number, number]>> = Object.fromEntries(nodes.map((n) => [n.node, []]));

@@ -42,16 +42,28 @@ export const SESSION_FUNCTION_ENV = {
 } as const;
 
 /** The log lines each metric counts (the JSON lines `lambdaLogger` writes). */
-export const METRIC_FILTERS: Readonly<Record<'ReplicationErrors' | 'SnapshotErrors' | 'CatchUpFailures', logs.IFilterPattern>> = {
+export const METRIC_FILTERS: Readonly<
+  Record<'ReplicationErrors' | 'SnapshotErrors' | 'CatchUpFailures', logs.IFilterPattern>
+> = {
   /** Every error the library logs is a replication or broker error; "request failed" is an app's own 500. */
-  ReplicationErrors: logs.FilterPattern.all(logs.FilterPattern.stringValue('$.level', '=', 'error'), logs.FilterPattern.stringValue('$.msg', '!=', 'request failed')),
+  ReplicationErrors: logs.FilterPattern.all(
+    logs.FilterPattern.stringValue('$.level', '=', 'error'),
+    logs.FilterPattern.stringValue('$.msg', '!=', 'request failed'),
+  ),
   /** Write-behind to DynamoDB failed (retried with backoff), or a cold start could not load the snapshot. */
-  SnapshotErrors: logs.FilterPattern.any(logs.FilterPattern.stringValue('$.msg', '=', 'snapshot write failed*'), logs.FilterPattern.stringValue('$.msg', '=', 'snapshot store unreachable*')),
+  SnapshotErrors: logs.FilterPattern.any(
+    logs.FilterPattern.stringValue('$.msg', '=', 'snapshot write failed*'),
+    logs.FilterPattern.stringValue('$.msg', '=', 'snapshot store unreachable*'),
+  ),
   /** A thawed instance could not catch up with the JetStream log in time (503 or a stale read). */
   CatchUpFailures: logs.FilterPattern.stringValue('$.msg', '=', 'log catch-up timed out*'),
 };
 
-const RUNTIMES = { 'nodejs20.x': lambda.Runtime.NODEJS_20_X, 'nodejs22.x': lambda.Runtime.NODEJS_22_X, 'nodejs24.x': lambda.Runtime.NODEJS_24_X } as const;
+const RUNTIMES = {
+  'nodejs20.x': lambda.Runtime.NODEJS_20_X,
+  'nodejs22.x': lambda.Runtime.NODEJS_22_X,
+  'nodejs24.x': lambda.Runtime.NODEJS_24_X,
+} as const;
 
 /**
  * A session-replication Lambda function with its snapshot table, role, logs and alarms. Every
@@ -70,10 +82,13 @@ export class SessionClusterFunction extends Construct {
     super(scope, id);
     const manager = props.manager ?? 'delta';
     const sendMode = props.sendMode ?? (manager === 'delta' ? 'persist' : 'async');
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(props.cluster)) throw new Error(`cluster must be 1-64 characters of A-Z a-z 0-9 _ - (got "${props.cluster}")`);
-    if (manager === 'backup' && sendMode === 'persist') throw new Error('sendMode persist needs the delta manager (the JetStream log)');
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(props.cluster))
+      throw new Error(`cluster must be 1-64 characters of A-Z a-z 0-9 _ - (got "${props.cluster}")`);
+    if (manager === 'backup' && sendMode === 'persist')
+      throw new Error('sendMode persist needs the delta manager (the JetStream log)');
     if (props.nats.secret && props.nats.parameter) throw new Error('give nats.secret or nats.parameter, not both');
-    if (!props.nats.url && !props.nats.secret && !props.nats.parameter) throw new Error('give nats.url, nats.secret or nats.parameter');
+    if (!props.nats.url && !props.nats.secret && !props.nats.parameter)
+      throw new Error('give nats.url, nats.secret or nats.parameter');
 
     if (manager === 'delta') {
       this.table = new dynamodb.Table(this, 'Table', {
@@ -86,7 +101,10 @@ export class SessionClusterFunction extends Construct {
       });
     }
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
     this.role = this.#leastPrivilegeRole(props);
 
     const env = SESSION_FUNCTION_ENV;
@@ -137,13 +155,17 @@ export class SessionClusterFunction extends Construct {
         externalModules: [],
         bundleAwsSDK: true,
         // CommonJS dependencies inside an ESM bundle still call require().
-        banner: "import { createRequire as __sessrepCreateRequire } from 'node:module'; const require = __sessrepCreateRequire(import.meta.url);",
+        banner:
+          "import { createRequire as __sessrepCreateRequire } from 'node:module'; const require = __sessrepCreateRequire(import.meta.url);",
       },
     });
 
     if (props.functionUrl) {
       this.functionUrl = this.function.addFunctionUrl({
-        authType: props.functionUrl.authType === 'AWS_IAM' ? lambda.FunctionUrlAuthType.AWS_IAM : lambda.FunctionUrlAuthType.NONE,
+        authType:
+          props.functionUrl.authType === 'AWS_IAM'
+            ? lambda.FunctionUrlAuthType.AWS_IAM
+            : lambda.FunctionUrlAuthType.NONE,
         invokeMode: lambda.InvokeMode.BUFFERED,
       });
     }
@@ -157,7 +179,13 @@ export class SessionClusterFunction extends Construct {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `session-replication ${props.cluster}: logs, its snapshot table, its NATS settings`,
     });
-    role.addToPolicy(new iam.PolicyStatement({ sid: 'Logs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [this.logGroup.logGroupArn] }));
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'Logs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [this.logGroup.logGroupArn],
+      }),
+    );
     if (this.table) {
       // The store's partitions are `<cluster>#<shard>` and `<cluster>#meta`: only this cluster's items.
       const ownPartitions = { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${props.cluster}#*`] } };
@@ -176,16 +204,34 @@ export class SessionClusterFunction extends Construct {
           // Ended sessions are deleted only inside TransactWriteItems (conditional on the version).
           actions: ['dynamodb:DeleteItem'],
           resources: [this.table.tableArn],
-          conditions: { ...ownPartitions, 'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] } },
+          conditions: {
+            ...ownPartitions,
+            'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] },
+          },
         }),
       );
-      role.addToPolicy(new iam.PolicyStatement({ sid: 'SnapshotTable', actions: ['dynamodb:DescribeTable'], resources: [this.table.tableArn] }));
+      role.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'SnapshotTable',
+          actions: ['dynamodb:DescribeTable'],
+          resources: [this.table.tableArn],
+        }),
+      );
     }
     const { secret, parameter, kmsKeyArn } = props.nats;
     if (secret) {
       // A secret given by name matches its ARN with the `-` and 6 characters Secrets Manager appends.
-      const arn = secret.startsWith('arn:') ? secret : stack.formatArn({ service: 'secretsmanager', resource: 'secret', resourceName: `${secret}-??????`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
-      role.addToPolicy(new iam.PolicyStatement({ sid: 'NatsSettings', actions: ['secretsmanager:GetSecretValue'], resources: [arn] }));
+      const arn = secret.startsWith('arn:')
+        ? secret
+        : stack.formatArn({
+            service: 'secretsmanager',
+            resource: 'secret',
+            resourceName: `${secret}-??????`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          });
+      role.addToPolicy(
+        new iam.PolicyStatement({ sid: 'NatsSettings', actions: ['secretsmanager:GetSecretValue'], resources: [arn] }),
+      );
     }
     if (parameter) {
       const resourceName = parameter.replace(/^\//, '');
@@ -193,7 +239,14 @@ export class SessionClusterFunction extends Construct {
         new iam.PolicyStatement({
           sid: 'NatsSettings',
           actions: ['ssm:GetParameter'],
-          resources: [stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME })],
+          resources: [
+            stack.formatArn({
+              service: 'ssm',
+              resource: 'parameter',
+              resourceName,
+              arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+            }),
+          ],
         }),
       );
     }
@@ -203,7 +256,9 @@ export class SessionClusterFunction extends Construct {
           sid: 'NatsSettingsKey',
           actions: ['kms:Decrypt'],
           resources: [kmsKeyArn],
-          conditions: { StringEquals: { 'kms:ViaService': `${secret ? 'secretsmanager' : 'ssm'}.${stack.region}.amazonaws.com` } },
+          conditions: {
+            StringEquals: { 'kms:ViaService': `${secret ? 'secretsmanager' : 'ssm'}.${stack.region}.amazonaws.com` },
+          },
         }),
       );
     }
@@ -214,7 +269,14 @@ export class SessionClusterFunction extends Construct {
   #alarms(namespace: string, topic: sns.ITopic | undefined): void {
     const metrics = Object.fromEntries(
       Object.entries(METRIC_FILTERS).map(([name, pattern]) => {
-        const filter = new logs.MetricFilter(this, `${name}Filter`, { logGroup: this.logGroup, filterPattern: pattern, metricNamespace: namespace, metricName: name, metricValue: '1', defaultValue: 0 });
+        const filter = new logs.MetricFilter(this, `${name}Filter`, {
+          logGroup: this.logGroup,
+          filterPattern: pattern,
+          metricNamespace: namespace,
+          metricName: name,
+          metricValue: '1',
+          defaultValue: 0,
+        });
         return [name, filter.metric({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) })];
       }),
     ) as Record<keyof typeof METRIC_FILTERS, cloudwatch.Metric>;
@@ -230,9 +292,24 @@ export class SessionClusterFunction extends Construct {
       if (topic) created.addAlarmAction(new cloudwatchActions.SnsAction(topic));
       this.alarms.push(created);
     };
-    alarm('ReplicationErrorsAlarm', metrics.ReplicationErrors, 1, 'Replication or broker errors logged by the session cluster');
+    alarm(
+      'ReplicationErrorsAlarm',
+      metrics.ReplicationErrors,
+      1,
+      'Replication or broker errors logged by the session cluster',
+    );
     alarm('SnapshotErrorsAlarm', metrics.SnapshotErrors, 3, 'DynamoDB snapshot writes or loads failing');
-    alarm('CatchUpFailuresAlarm', metrics.CatchUpFailures, 5, 'Thawed instances could not catch up with the JetStream log in time');
-    alarm('FunctionErrorsAlarm', this.function.metricErrors({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }), 1, 'Lambda invocation errors');
+    alarm(
+      'CatchUpFailuresAlarm',
+      metrics.CatchUpFailures,
+      5,
+      'Thawed instances could not catch up with the JetStream log in time',
+    );
+    alarm(
+      'FunctionErrorsAlarm',
+      this.function.metricErrors({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
+      1,
+      'Lambda invocation errors',
+    );
   }
 }

@@ -23,7 +23,11 @@ import { NatsChannel } from 'session-replication/nats';
 import { createCluster } from '../../lib/cluster.ts';
 import { InvalidOptionsError } from '../../lib/errors.ts';
 import { CatchUpLog } from '../../lib/log/catch-up-log.ts';
-import { DEFAULT_COOKIE_NAME, type SessionMiddlewareOptions, type SessionVariables } from '../../lib/middleware/session-middleware.ts';
+import {
+  DEFAULT_COOKIE_NAME,
+  type SessionMiddlewareOptions,
+  type SessionVariables,
+} from '../../lib/middleware/session-middleware.ts';
 import { parseSessionId } from '../../lib/session/ids.ts';
 import { LogReplayStore } from '../../lib/store/log-replay.ts';
 import { lambdaLogger } from './logger.ts';
@@ -55,15 +59,33 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
   app: (node: LambdaClusterNode) => Hono<E, S, B>,
   options: LambdaHandlerOptions,
 ): LambdaSessionHandler {
-  const { nats, log: _log, store: storeOption, catchUp: catchUpOptions = {}, flushTimeoutMs = 1000, leaveOnSigterm = true, sweepIntervalMs = 10_000, ...clusterOptions } = options;
+  const {
+    nats,
+    log: _log,
+    store: storeOption,
+    catchUp: catchUpOptions = {},
+    flushTimeoutMs = 1000,
+    leaveOnSigterm = true,
+    sweepIntervalMs = 10_000,
+    ...clusterOptions
+  } = options;
   checkNatsOptions(nats);
   const node = options.node ?? lambdaNodeId();
   const baseLogger = options.logger ?? lambdaLogger();
   const logger = baseLogger.child({ cluster: options.cluster, node });
   const makeLog = logFactory(options);
   const { timeoutMs = 2000, onFailure = 'reject', stallMs = 250, skipOwnRoute = false } = catchUpOptions;
-  const stats: LambdaHandlerStats = { invocations: 0, connections: 0, catchUps: 0, catchUpsRestarted: 0, catchUpsFailed: 0, sweeps: 0 };
-  let running: { clusterNode: LambdaClusterNode; connection: NatsConnection; log?: CatchUpLog; serve: ReturnType<typeof handle> } | undefined;
+  const stats: LambdaHandlerStats = {
+    invocations: 0,
+    connections: 0,
+    catchUps: 0,
+    catchUpsRestarted: 0,
+    catchUpsFailed: 0,
+    sweeps: 0,
+  };
+  let running:
+    | { clusterNode: LambdaClusterNode; connection: NatsConnection; log?: CatchUpLog; serve: ReturnType<typeof handle> }
+    | undefined;
   let starting: Promise<LambdaClusterNode> | undefined;
   let lastSweep = Date.now();
   let shuttingDown: Promise<void> | undefined;
@@ -81,7 +103,9 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
         node,
         channel: new NatsChannel(connection),
         logger: baseLogger,
-        ...(log ? { log, store: storeOption ?? new LogReplayStore(log), sweepIntervalMs: NEVER_MS } : { sweepIntervalMs, ...(storeOption ? { store: storeOption } : {}) }),
+        ...(log
+          ? { log, store: storeOption ?? new LogReplayStore(log), sweepIntervalMs: NEVER_MS }
+          : { sweepIntervalMs, ...(storeOption ? { store: storeOption } : {}) }),
       });
       await clusterNode.start();
       const serve = handle(app(withCatchUpGate(clusterNode, refuseIfBehind)));
@@ -107,8 +131,16 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
   /** Before the session is read: catch up when the request carries a session cookie; a refusal when that failed. */
   async function refuseIfBehind(c: Context, cookieName: string): Promise<Response | undefined> {
     const requested = parseSessionId(getCookie(c, cookieName));
-    if (!requested || (skipOwnRoute && requested.route === node) || (await catchUp()) || onFailure === 'serve') return undefined;
-    return c.json({ error: 'replication log unreachable: this instance may hold a stale copy of the session', code: 'CATCH_UP_FAILED' }, 503, { 'Retry-After': '1' });
+    if (!requested || (skipOwnRoute && requested.route === node) || (await catchUp()) || onFailure === 'serve')
+      return undefined;
+    return c.json(
+      {
+        error: 'replication log unreachable: this instance may hold a stale copy of the session',
+        code: 'CATCH_UP_FAILED',
+      },
+      503,
+      { 'Retry-After': '1' },
+    );
   }
 
   async function catchUp(): Promise<boolean> {
@@ -119,10 +151,17 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     if (result.restarted) stats.catchUpsRestarted++;
     if (!result.ok) {
       stats.catchUpsFailed++;
-      logger.warn({ target: result.target, delivered: log.delivered, ms: result.ms }, 'log catch-up timed out: this instance may be behind the cluster');
+      logger.warn(
+        { target: result.target, delivered: log.delivered, ms: result.ms },
+        'log catch-up timed out: this instance may be behind the cluster',
+      );
       return false;
     }
-    if (result.missed > 0) logger.info({ missed: result.missed, restarted: result.restarted, ms: result.ms }, 'caught up with the replication log');
+    if (result.missed > 0)
+      logger.info(
+        { missed: result.missed, restarted: result.restarted, ms: result.ms },
+        'caught up with the replication log',
+      );
     sweepIfDue();
     return true;
   }
@@ -140,7 +179,9 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     if (!running) return;
     // Async deltas are sent on the next event-loop turn: let that turn run first.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    await withTimeout(running.clusterNode.flush(), flushTimeoutMs).catch((error: unknown) => logger.warn({ error }, 'NATS flush failed before freeze'));
+    await withTimeout(running.clusterNode.flush(), flushTimeoutMs).catch((error: unknown) =>
+      logger.warn({ error }, 'NATS flush failed before freeze'),
+    );
   }
 
   async function invoke(event: LambdaEvent, context?: LambdaContext): Promise<APIGatewayProxyResult> {
@@ -153,7 +194,11 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
       return {
         statusCode: 503,
         headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1' },
-        body: JSON.stringify({ error: 'this instance has not joined the session cluster yet', code: 'NOT_STARTED', node }),
+        body: JSON.stringify({
+          error: 'this instance has not joined the session cluster yet',
+          code: 'NOT_STARTED',
+          node,
+        }),
         isBase64Encoded: false,
       };
     }
@@ -177,7 +222,10 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
         .catch((error: unknown) => logger.warn({ error }, 'leaving the cluster failed'))
         .finally(() => connection.close().catch(() => undefined));
       if (budgetMs === undefined) await leaving;
-      else await withTimeout(leaving, budgetMs).catch(() => logger.warn({ budgetMs }, 'leaving the cluster did not finish within the shutdown budget'));
+      else
+        await withTimeout(leaving, budgetMs).catch(() =>
+          logger.warn({ budgetMs }, 'leaving the cluster did not finish within the shutdown budget'),
+        );
     })();
     return shuttingDown;
   }
@@ -212,8 +260,13 @@ function logFactory(options: LambdaHandlerOptions): ((connection: NatsConnection
  * The node the app is built on: the running cluster node, except that `middleware()` catches up with
  * the log before the session is read. A proxy, so the app sees every other member of the node as it is.
  */
-function withCatchUpGate(clusterNode: LambdaClusterNode, refuseIfBehind: (c: Context, cookieName: string) => Promise<Response | undefined>): LambdaClusterNode {
-  const middleware = (middlewareOptions?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables }> => {
+function withCatchUpGate(
+  clusterNode: LambdaClusterNode,
+  refuseIfBehind: (c: Context, cookieName: string) => Promise<Response | undefined>,
+): LambdaClusterNode {
+  const middleware = (
+    middlewareOptions?: SessionMiddlewareOptions,
+  ): MiddlewareHandler<{ Variables: SessionVariables }> => {
     const cookieName = middlewareOptions?.cookieName ?? DEFAULT_COOKIE_NAME;
     const session = clusterNode.middleware(middlewareOptions);
     return async (c, next) => (await refuseIfBehind(c, cookieName)) ?? session(c, next);

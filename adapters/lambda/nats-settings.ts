@@ -78,14 +78,18 @@ export function parseNatsSettings(text: string, source: string): NatsSettings {
     throw new InvalidOptionsError(`${source}: not JSON and not a .creds file`);
   }
   const parsed = natsSettingsSchema.safeParse(json);
-  if (!parsed.success) throw new InvalidOptionsError(`${source}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw new InvalidOptionsError(
+      `${source}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}`,
+    );
   return parsed.data;
 }
 
 /** Throws `InvalidOptionsError` when more than one settings source is given. */
 export function checkNatsOptions(nats: LambdaNatsOptions): void {
   const sources = (['secret', 'parameter', 'load'] as const).filter((key) => nats[key] !== undefined);
-  if (sources.length > 1) throw new InvalidOptionsError(`nats: give one of secret, parameter or load, not ${sources.join(' and ')}`);
+  if (sources.length > 1)
+    throw new InvalidOptionsError(`nats: give one of secret, parameter or load, not ${sources.join(' and ')}`);
 }
 
 /**
@@ -93,12 +97,26 @@ export function checkNatsOptions(nats: LambdaNatsOptions): void {
  * then connects with a short timeout, because a cold start must not outlive Lambda's INIT budget.
  */
 export async function connectNats(nats: LambdaNatsOptions, name: string): Promise<NatsConnection> {
-  const source = nats.secret !== undefined ? `secret ${nats.secret}` : nats.parameter !== undefined ? `parameter ${nats.parameter}` : 'NATS settings';
+  const source =
+    nats.secret !== undefined
+      ? `secret ${nats.secret}`
+      : nats.parameter !== undefined
+        ? `parameter ${nats.parameter}`
+        : 'NATS settings';
   const text = await loadSettingsText(nats);
   const settings = text !== undefined ? parseNatsSettings(text, source) : {};
   const servers = [settings.servers ?? nats.servers ?? []].flat();
-  if (servers.length === 0) throw new InvalidOptionsError('no NATS server: give nats.servers, or "servers" in the NATS secret or parameter');
-  const connect = nats.connect ?? (await loadOptionalPeer('session-replication/lambda', ['@nats-io/transport-node'], () => import('@nats-io/transport-node'))).connect;
+  if (servers.length === 0)
+    throw new InvalidOptionsError('no NATS server: give nats.servers, or "servers" in the NATS secret or parameter');
+  const connect =
+    nats.connect ??
+    (
+      await loadOptionalPeer(
+        'session-replication/lambda',
+        ['@nats-io/transport-node'],
+        () => import('@nats-io/transport-node'),
+      )
+    ).connect;
   return connect({
     servers,
     name,
@@ -115,7 +133,9 @@ export async function connectNats(nats: LambdaNatsOptions, name: string): Promis
 async function connectionOptionsOf(settings: NatsSettings): Promise<Partial<ConnectionOptions>> {
   const encode = (text: string) => new TextEncoder().encode(text.trim());
   const needsAuthenticator = settings.creds !== undefined || settings.nkeySeed !== undefined;
-  const core = needsAuthenticator ? await loadOptionalPeer('NATS credentials', ['@nats-io/nats-core'], () => import('@nats-io/nats-core')) : undefined;
+  const core = needsAuthenticator
+    ? await loadOptionalPeer('NATS credentials', ['@nats-io/nats-core'], () => import('@nats-io/nats-core'))
+    : undefined;
   const tls = settings.tlsCa !== undefined || settings.tlsCert !== undefined;
   return {
     ...(settings.user !== undefined ? { user: settings.user, pass: settings.password } : {}),
@@ -123,7 +143,12 @@ async function connectionOptionsOf(settings: NatsSettings): Promise<Partial<Conn
     ...(settings.creds !== undefined ? { authenticator: core!.credsAuthenticator(encode(settings.creds)) } : {}),
     ...(settings.nkeySeed !== undefined ? { authenticator: core!.nkeyAuthenticator(encode(settings.nkeySeed)) } : {}),
     ...(tls
-      ? { tls: { ...(settings.tlsCa !== undefined ? { ca: settings.tlsCa } : {}), ...(settings.tlsCert !== undefined ? { cert: settings.tlsCert, key: settings.tlsKey } : {}) } }
+      ? {
+          tls: {
+            ...(settings.tlsCa !== undefined ? { ca: settings.tlsCa } : {}),
+            ...(settings.tlsCert !== undefined ? { cert: settings.tlsCert, key: settings.tlsKey } : {}),
+          },
+        }
       : {}),
   };
 }
@@ -132,18 +157,27 @@ async function connectionOptionsOf(settings: NatsSettings): Promise<Partial<Conn
 async function loadSettingsText(nats: LambdaNatsOptions): Promise<string | undefined> {
   const region = nats.region !== undefined ? { region: nats.region } : {};
   if (nats.secret !== undefined) {
-    const { SecretsManagerClient, GetSecretValueCommand } = await loadOptionalPeer('nats.secret', ['@aws-sdk/client-secrets-manager'], () => import('@aws-sdk/client-secrets-manager'));
+    const { SecretsManagerClient, GetSecretValueCommand } = await loadOptionalPeer(
+      'nats.secret',
+      ['@aws-sdk/client-secrets-manager'],
+      () => import('@aws-sdk/client-secrets-manager'),
+    );
     const client = new SecretsManagerClient({ ...region, maxAttempts: 3 });
     try {
       const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: nats.secret }));
-      if (SecretString === undefined) throw new InvalidOptionsError(`secret ${nats.secret} has no SecretString (binary secrets are not supported)`);
+      if (SecretString === undefined)
+        throw new InvalidOptionsError(`secret ${nats.secret} has no SecretString (binary secrets are not supported)`);
       return SecretString;
     } finally {
       client.destroy();
     }
   }
   if (nats.parameter !== undefined) {
-    const { SSMClient, GetParameterCommand } = await loadOptionalPeer('nats.parameter', ['@aws-sdk/client-ssm'], () => import('@aws-sdk/client-ssm'));
+    const { SSMClient, GetParameterCommand } = await loadOptionalPeer(
+      'nats.parameter',
+      ['@aws-sdk/client-ssm'],
+      () => import('@aws-sdk/client-ssm'),
+    );
     const client = new SSMClient({ ...region, maxAttempts: 3 });
     try {
       const { Parameter } = await client.send(new GetParameterCommand({ Name: nats.parameter, WithDecryption: true }));

@@ -9,7 +9,8 @@
  *   NATS_URL=ws://127.0.0.1:8080 deno serve --allow-net --allow-env --port 8000 dist/edge/worker.js
  */
 import dashboardHtml from '../dashboard/index.html';
-import { createEdgeNode, edgeConfigFromEnv, EdgeConfigError, type EdgeNode } from './edge-node.ts';
+import { ConfigError } from '../shared/config.ts';
+import { createEdgeNode, edgeConfigFromEnv, type EdgeNode } from './edge-node.ts';
 import { onTermination, runtimeEnv } from './runtime.ts';
 
 let node: EdgeNode | undefined;
@@ -26,7 +27,7 @@ export default {
         // Where the runtime has signals (deno serve, Bun): leave the cluster gracefully on SIGTERM.
         onTermination(() => created.stop());
       } catch (error) {
-        if (!(error instanceof EdgeConfigError)) throw error;
+        if (!(error instanceof ConfigError)) throw error;
         return Response.json({ error: error.message }, { status: 500 });
       }
     }

@@ -12,6 +12,8 @@ import { readConfig } from '../shared/config.ts';
 import { createDemoLambdaHandler } from './runtime.ts';
 
 /** The Lambda handler (`handler` in the bundle's `index.mjs`); inside Lambda it leaves the cluster on SIGTERM. */
-export const handler = createDemoLambdaHandler(readConfig('lambda', process.env), { leaveOnSigterm: process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined });
+export const handler = createDemoLambdaHandler(readConfig('lambda', process.env), {
+  leaveOnSigterm: process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined,
+});
 
 await handler.start().catch(() => undefined);

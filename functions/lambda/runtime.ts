@@ -6,14 +6,25 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Hono } from 'hono';
-import { createLambdaHandler, lambdaLogger, type LambdaClusterNode, type LambdaHandlerOptions, type LambdaSessionHandler } from 'session-replication/lambda';
+import {
+  createLambdaHandler,
+  lambdaLogger,
+  type LambdaClusterNode,
+  type LambdaHandlerOptions,
+  type LambdaSessionHandler,
+} from 'session-replication/lambda';
 import { DynamoSnapshotStore } from 'session-replication/dynamodb';
 import { createDemoApp } from '../demo-app.ts';
 import type { LambdaEnvConfig } from '../shared/config.ts';
 
 /** The handler options for the function's settings. */
 export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOptions {
-  const source = config.natsSecret !== undefined ? { secret: config.natsSecret } : config.natsParameter !== undefined ? { parameter: config.natsParameter } : {};
+  const source =
+    config.natsSecret !== undefined
+      ? { secret: config.natsSecret }
+      : config.natsParameter !== undefined
+        ? { parameter: config.natsParameter }
+        : {};
   return {
     cluster: config.cluster,
     node: config.node,
@@ -23,7 +34,15 @@ export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOpti
     sweepIntervalMs: config.sweepEveryMs,
     nats: { servers: config.nats, region: config.awsRegion, ...source },
     ...(config.jetstream ? {} : { log: false as const }),
-    ...(config.dynamodbTable !== undefined ? { store: new DynamoSnapshotStore({ client: dynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) } : {}),
+    ...(config.dynamodbTable !== undefined
+      ? {
+          store: new DynamoSnapshotStore({
+            client: dynamoClient(config),
+            table: config.dynamodbTable,
+            cluster: config.cluster,
+          }),
+        }
+      : {}),
     ...(config.clusterKeys.length > 0 ? { clusterKeys: config.clusterKeys, protection: config.protection } : {}),
     catchUp: { timeoutMs: config.catchUpTimeoutMs, onFailure: config.catchUpFail },
     logger: lambdaLogger(config.logLevel),
@@ -31,7 +50,10 @@ export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOpti
 }
 
 /** The demo app's handler for the function's settings; `overrides` replace options (tests). */
-export function createDemoLambdaHandler(config: LambdaEnvConfig, overrides: Partial<LambdaHandlerOptions> = {}): LambdaSessionHandler {
+export function createDemoLambdaHandler(
+  config: LambdaEnvConfig,
+  overrides: Partial<LambdaHandlerOptions> = {},
+): LambdaSessionHandler {
   return createLambdaHandler(publicDemoApp, { ...lambdaHandlerOptions(config), ...overrides });
 }
 

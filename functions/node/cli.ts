@@ -1,39 +1,23 @@
-/** The `session-replication` command line: `serve` runs one node, `cluster` a local cluster, `drain` drains a node. */
-import { flagHelp, parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError } from './config.ts';
+/**
+ * The `session-replication` command line, on commander: `serve` runs one node, `cluster` a local
+ * cluster, `drain` drains a node, `table create` makes the snapshot table. Every serve setting is a
+ * flag with an environment variable and a default (functions/shared/config.ts); `--help` is generated
+ * from them. A bad flag or setting exits 2 with one line on stderr.
+ */
+import { Command, CommanderError } from 'commander';
+import { InvalidOptionsError } from 'session-replication';
+import { createSnapshotTable } from 'session-replication/dynamodb';
+import { ConfigError } from '../shared/config.ts';
+import { clusterCommand } from './cluster-command.ts';
+import { addServeOptions, nameIn, rawSettings, readServeConfig, settingOption } from './config.ts';
+import { drainCommand } from './drain-command.ts';
 import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
-import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
-import { CLUSTER_HELP, runLocalCluster } from './local-cluster.ts';
-import { DRAIN_HELP, drainCommand } from './drain-command.ts';
 
-const USAGE = `session-replication: replicated sessions for Hono over NATS
-
-Usage:
-  session-replication serve   [options]   run one node
-  session-replication cluster [options]   run a local cluster: nats-server, DynamoDB Local, N node
-                                          processes and HAProxy, whichever are installed (npm start)
-  session-replication drain (--url URL | --node ID) [--timeout S]
-                                          drain one node and wait until it is safe to stop
-  session-replication table create --dynamodb-table NAME [--dynamodb-endpoint URL] [--aws-region R]
-                                          create the snapshot table with TTL (for local use)
-  session-replication help                this text
-
-serve options (each also read from the environment variable shown):
-${flagHelp(SERVE_FLAGS)}
-
-${CLUSTER_HELP}
-
-${DRAIN_HELP}
-
-Endpoints of every node: GET /session, PUT|DELETE /session/attributes/:name, POST /counter,
+const ENDPOINTS = `Endpoints of every node: GET /session, PUT|DELETE /session/attributes/:name, POST /counter,
 POST /session/invalidate, POST /session/regenerate, GET /cluster, GET /cluster/sessions,
 GET /cluster/ui, GET /metrics, GET /healthz (503 while joining or draining),
 POST /cluster/drain (start draining), GET /cluster/drain ({state, remaining}).
 SIGTERM or Ctrl-C leaves the cluster gracefully (after a drain: without moving any session).`;
-
-function fail(message: string): never {
-  process.stderr.write(`session-replication: ${message}\n`);
-  process.exit(2);
-}
 
 /** Stops the nodes on SIGTERM/SIGINT, leaving the cluster gracefully. */
 function stopOnSignals(nodes: RunningNode[]): void {
@@ -51,56 +35,81 @@ function stopOnSignals(nodes: RunningNode[]): void {
   process.once('SIGINT', () => void stop('SIGINT'));
 }
 
-async function serveCommand(args: string[]): Promise<void> {
-  const { values } = parseFlags(args, serveOptions());
-  if (values.help) return void process.stdout.write(`${USAGE}\n`);
-  const config = readServeConfig(values, process.env);
-  const logger = createLogger(config.logLevel);
-  const nodes: RunningNode[] = [];
-  stopOnSignals(nodes);
-  nodes.push(await startNode(config, logger));
+/** The `serve` command. */
+function serveCommand(): Command {
+  const command = new Command('serve').summary('run one node').description('Runs one cluster node: the demo app over HTTP, replicated over NATS (or the in-process channel).');
+  return addServeOptions(command).action(async (_options: unknown, self: Command) => {
+    const config = readServeConfig(rawSettings(self), nameIn(self));
+    const nodes: RunningNode[] = [];
+    stopOnSignals(nodes);
+    nodes.push(await startNode(config, createLogger(config.logLevel)));
+  });
 }
 
-
-async function tableCommand(args: string[]): Promise<void> {
-  const [action, ...rest] = args;
-  if (action !== 'create') throw new UsageError(`unknown table action "${action ?? ''}": try "table create --dynamodb-table NAME"`);
-  const { values } = parseFlags(rest, { 'dynamodb-table': { type: 'string' }, 'dynamodb-endpoint': { type: 'string' }, 'aws-region': { type: 'string' } });
-  if (values.help) return void process.stdout.write(`${USAGE}\n`);
-  const table = values['dynamodb-table'] ?? process.env.SESSREP_DYNAMODB_TABLE;
-  if (!table) throw new UsageError('table create needs --dynamodb-table NAME (or SESSREP_DYNAMODB_TABLE)');
-  const endpoint = values['dynamodb-endpoint'] ?? process.env.DYNAMODB_ENDPOINT;
-  const client = createDynamoClient({ awsRegion: values['aws-region'] ?? process.env.AWS_REGION ?? 'us-east-1', ...(endpoint ? { dynamodbEndpoint: endpoint } : {}) });
-  const outcome = await createSnapshotTable(client, table);
-  process.stdout.write(outcome === 'created' ? `created table ${table} (keys pk/sk, on-demand, TTL on "ttl")\n` : `table ${table} already exists: left as it is\n`);
-  client.destroy();
+/** The `table` command (`table create`). */
+function tableCommand(): Command {
+  const create = new Command('create')
+    .description('create the snapshot table with TTL (for local use)')
+    .addOption(settingOption('dynamodbTable'))
+    .addOption(settingOption('dynamodbEndpoint'))
+    .addOption(settingOption('awsRegion'))
+    .action(async (_options: unknown, self: Command) => {
+      const raw = rawSettings(self);
+      const table = raw.dynamodbTable;
+      if (table === undefined) throw new ConfigError('table create needs --dynamodb-table NAME (or SESSREP_DYNAMODB_TABLE)');
+      const client = createDynamoClient({ awsRegion: raw.awsRegion ?? 'us-east-1', ...(raw.dynamodbEndpoint ? { dynamodbEndpoint: raw.dynamodbEndpoint } : {}) });
+      try {
+        const outcome = await createSnapshotTable(client, table);
+        process.stdout.write(outcome === 'created' ? `created table ${table} (keys pk/sk, on-demand, TTL on "ttl")\n` : `table ${table} already exists: left as it is\n`);
+      } finally {
+        client.destroy();
+      }
+    });
+  return new Command('table').summary('create the snapshot table with TTL (for local use)').addCommand(create);
 }
 
-async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'serve':
-      return serveCommand(rest);
-    case 'cluster':
-      return runLocalCluster(rest, USAGE);
-    case 'drain':
-      return drainCommand(rest, USAGE);
-    case 'table':
-      return tableCommand(rest);
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(`${USAGE}\n`);
-      return;
-    default:
-      throw new UsageError(`unknown command "${command}" (try --help)`);
+/** The whole command line; `--help` shows every command's options. */
+export function program(): Command {
+  const root = new Command('session-replication')
+    .description('Replicated sessions for Hono over NATS.')
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined })
+    .showSuggestionAfterError(false);
+  const commands = [serveCommand(), clusterCommand(), drainCommand(), tableCommand()];
+  // addCommand does not pass settings down: every command reports errors (and exits) through the root.
+  const inherit = (command: Command) => {
+    command.copyInheritedSettings(root);
+    command.commands.forEach(inherit);
+  };
+  for (const command of commands) {
+    inherit(command);
+    root.addCommand(command);
   }
+  root.addHelpText('after', () => {
+    const details = commands.map((command) => command.helpInformation().trimEnd()).join('\n\n');
+    return `\nRun "session-replication help <command>" for one command's options.\n\n${details}\n\n${ENDPOINTS}`;
+  });
+  return root;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`session-replication: ${message}\n`);
+  process.exit(2);
+}
+
+/** Runs the command line `argv` (without node and the script). */
+async function main(argv: string[]): Promise<void> {
+  const root = program();
+  if (argv.length === 0) return root.outputHelp();
+  await root.parseAsync(argv, { from: 'user' });
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof UsageError) fail(error.message);
-  if (error instanceof Error && error.name === 'InvalidOptionsError') fail(error.message);
+  if (error instanceof CommanderError) {
+    if (error.exitCode === 0) process.exit(0);
+    fail(error.message.replace(/^error: /, '').split('\n')[0]!);
+  }
+  if (error instanceof ConfigError || error instanceof InvalidOptionsError) fail(error.message.split('\n')[0]!);
   process.stderr.write(`session-replication: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exit(1);
 });

@@ -2,18 +2,29 @@
  * `session-replication drain`: asks one node to drain (`POST /cluster/drain`) and waits, printing
  * progress, until it reports `drained` (`GET /cluster/drain`): then it is safe to stop it.
  */
-import type { DrainStatus } from '../../lib/index.ts';
-import { parseFlags, UsageError } from './config.ts';
+import { Command, Option } from 'commander';
+import type { DrainStatus } from 'session-replication';
+import { ConfigError } from '../shared/config.ts';
 
-/** The `drain` part of `--help`. */
-export const DRAIN_HELP = `drain options:
-  --url URL          the node to drain (its own address, not the load balancer's)
-  --node ID          the node to drain, found by its advertised URL on /cluster of --via
-  --via URL          any member, to look --node up (default http://127.0.0.1:8081)
-  --timeout S        give up after S seconds (default 120); exit code 1
-  Exit code 0 once the node is drained: stop it then (SIGTERM); it leaves the cluster cleanly.`;
+/** Options of `drain`, as commander parsed them. */
+interface DrainOptions {
+  url?: string;
+  node?: string;
+  via: string;
+  timeout: string;
+}
 
-const OPTIONS = { url: { type: 'string' }, node: { type: 'string' }, via: { type: 'string' }, timeout: { type: 'string' } } as const;
+/** The `drain` command. */
+export function drainCommand(): Command {
+  return new Command('drain')
+    .summary('drain one node and wait until it is safe to stop')
+    .description('Drains one node (POST /cluster/drain) and waits until it reports drained. Exit code 0 once the node is drained: stop it then (SIGTERM); it leaves the cluster cleanly.')
+    .addOption(new Option('--url <url>', "the node to drain (its own address, not the load balancer's)").conflicts('node'))
+    .addOption(new Option('--node <id>', 'the node to drain, found by its advertised URL on /cluster of --via'))
+    .addOption(new Option('--via <url>', 'any member, to look --node up').default('http://127.0.0.1:8081'))
+    .addOption(new Option('--timeout <seconds>', 'give up after this many seconds (exit code 1)').default('120'))
+    .action((options: DrainOptions) => drain(options));
+}
 
 const URL_PATTERN = /^https?:\/\/\S+$/;
 
@@ -33,23 +44,21 @@ async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status
 async function urlOf(node: string, via: string): Promise<string> {
   const { body } = await getJson<{ node: string; url?: string; members?: { node: string; url?: string }[] }>(`${via.replace(/\/+$/, '')}/cluster`);
   const member = body.members?.find((m) => m.node === node);
-  if (!member) throw new UsageError(`node "${node}" is not a member of the cluster ${via} belongs to (members: ${(body.members ?? []).map((m) => m.node).join(', ')})`);
-  if (!member.url) throw new UsageError(`node "${node}" does not advertise its URL: use --url`);
+  if (!member) throw new ConfigError(`node "${node}" is not a member of the cluster ${via} belongs to (members: ${(body.members ?? []).map((m) => m.node).join(', ')})`);
+  if (!member.url) throw new ConfigError(`node "${node}" does not advertise its URL: use --url`);
   return member.url;
 }
 
-/** Runs the command; resolves when drained, throws on timeout or error. */
-export async function drainCommand(args: string[], usage: string): Promise<void> {
-  const { values } = parseFlags(args, OPTIONS);
-  if (values.help) return void process.stdout.write(`${usage}\n`);
-  if ((values.url === undefined) === (values.node === undefined)) throw new UsageError('drain needs exactly one of --url URL or --node ID');
+/** Drains the node; resolves when drained, throws on timeout or error. */
+async function drain(values: DrainOptions): Promise<void> {
+  if ((values.url === undefined) === (values.node === undefined)) throw new ConfigError('drain needs exactly one of --url URL or --node ID');
   for (const name of ['url', 'via'] as const) {
     const value = values[name];
-    if (value !== undefined && !URL_PATTERN.test(value)) throw new UsageError(`--${name} must be an http(s) URL, got "${value}"`);
+    if (value !== undefined && !URL_PATTERN.test(value)) throw new ConfigError(`--${name} must be an http(s) URL, got "${value}"`);
   }
-  const timeoutS = Number(values.timeout ?? '120');
-  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError(`--timeout must be a positive number of seconds, got "${values.timeout}"`);
-  const base = (values.url ?? (await urlOf(values.node!, values.via ?? 'http://127.0.0.1:8081'))).replace(/\/+$/, '');
+  const timeoutS = Number(values.timeout);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new ConfigError(`--timeout must be a positive number of seconds, got "${values.timeout}"`);
+  const base = (values.url ?? (await urlOf(values.node!, values.via))).replace(/\/+$/, '');
   const started = Date.now();
   const post = await getJson<DrainStatus & { error?: string }>(`${base}/cluster/drain`, { method: 'POST' });
   if (post.status !== 202) throw new Error(`${base}/cluster/drain answered ${post.status}: ${post.body.error ?? JSON.stringify(post.body)}`);

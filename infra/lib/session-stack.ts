@@ -149,7 +149,10 @@ export const CONTEXT_KEYS = [
  * account/region. Without credentials (offline synth) the account is a placeholder, so synth needs
  * no AWS access; `cdk deploy` runs with credentials, which set the real account.
  */
-export function sessionStackPropsFromContext(get: (key: string) => unknown, env: Record<string, string | undefined> = process.env): { id: string; props: SessionStackProps } {
+export function sessionStackPropsFromContext(
+  get: (key: string) => unknown,
+  env: Record<string, string | undefined> = process.env,
+): { id: string; props: SessionStackProps } {
   const text = (key: string): string | undefined => {
     const value = get(key);
     if (value === undefined || value === null || value === '') return undefined;
@@ -158,14 +161,16 @@ export function sessionStackPropsFromContext(get: (key: string) => unknown, env:
   const oneOf = <T extends string>(key: string, allowed: readonly T[]): T | undefined => {
     const value = text(key);
     if (value === undefined) return undefined;
-    if (!(allowed as readonly string[]).includes(value)) throw new Error(`-c ${key}= must be one of ${allowed.join(', ')} (got "${value}")`);
+    if (!(allowed as readonly string[]).includes(value))
+      throw new Error(`-c ${key}= must be one of ${allowed.join(', ')} (got "${value}")`);
     return value as T;
   };
   const int = (key: string, min: number, max: number): number | undefined => {
     const value = text(key);
     if (value === undefined) return undefined;
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`-c ${key}= must be an integer from ${min} to ${max} (got "${value}")`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`-c ${key}= must be an integer from ${min} to ${max} (got "${value}")`);
     return n;
   };
   const flag = (key: string): boolean | undefined => {
@@ -173,14 +178,19 @@ export function sessionStackPropsFromContext(get: (key: string) => unknown, env:
     return value === undefined ? undefined : value === 'true';
   };
   const envName = text('env') ?? 'dev';
-  if (!/^[A-Za-z0-9-]{1,32}$/.test(envName)) throw new Error(`-c env= must be 1-32 characters of A-Z a-z 0-9 - (got "${envName}")`);
+  if (!/^[A-Za-z0-9-]{1,32}$/.test(envName))
+    throw new Error(`-c env= must be 1-32 characters of A-Z a-z 0-9 - (got "${envName}")`);
   const cluster = text('cluster') ?? `sessions-${envName}`;
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new Error(`-c cluster= must be 1-64 characters of A-Z a-z 0-9 _ - (got "${cluster}")`);
-  const optional = <K extends keyof SessionStackProps>(key: K, value: SessionStackProps[K] | undefined) => (value === undefined ? {} : { [key]: value });
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster))
+    throw new Error(`-c cluster= must be 1-64 characters of A-Z a-z 0-9 _ - (got "${cluster}")`);
+  const optional = <K extends keyof SessionStackProps>(key: K, value: SessionStackProps[K] | undefined) =>
+    value === undefined ? {} : { [key]: value };
   const natsUrl = text('natsUrl');
   const natsParameter = text('natsParameter');
   // Without any NATS setting, the convention: a secret named after the environment (created before deploying).
-  const natsSecret = text('natsSecret') ?? (natsUrl === undefined && natsParameter === undefined ? defaultNatsSecretName(envName) : undefined);
+  const natsSecret =
+    text('natsSecret') ??
+    (natsUrl === undefined && natsParameter === undefined ? defaultNatsSecretName(envName) : undefined);
   const props: SessionStackProps = {
     envName,
     cluster,

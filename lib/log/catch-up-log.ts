@@ -97,7 +97,13 @@ export class CatchUpLog implements ReplicationLog {
   async #catchUp(timeoutMs: number): Promise<CatchUpResult> {
     const started = Date.now();
     const deadline = started + timeoutMs;
-    const result = (ok: boolean, extra: Partial<CatchUpResult> = {}): CatchUpResult => ({ ok, missed: 0, restarted: false, ...extra, ms: Date.now() - started });
+    const result = (ok: boolean, extra: Partial<CatchUpResult> = {}): CatchUpResult => ({
+      ok,
+      missed: 0,
+      restarted: false,
+      ...extra,
+      ms: Date.now() - started,
+    });
     let target: number;
     try {
       target = (await withDeadline(this.#inner.bounds(), deadline)).last;
@@ -106,7 +112,8 @@ export class CatchUpLog implements ReplicationLog {
     }
     const missed = Math.max(0, target - this.#delivered);
     if (missed === 0) return result(true, { target });
-    if (await this.#reached(target, Math.min(deadline, Date.now() + this.#stallMs))) return result(true, { target, missed });
+    if (await this.#reached(target, Math.min(deadline, Date.now() + this.#stallMs)))
+      return result(true, { target, missed });
     // Nothing (or not enough) arrived: the follower stalled during the pause. Start a fresh one.
     let restarted = false;
     if (!this.#stopped && this.#onMessage) {
@@ -135,10 +142,13 @@ export class CatchUpLog implements ReplicationLog {
           resolve(true);
         },
       };
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        resolve(this.#delivered >= target);
-      }, Math.max(0, until - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.#waiters = this.#waiters.filter((w) => w !== waiter);
+          resolve(this.#delivered >= target);
+        },
+        Math.max(0, until - Date.now()),
+      );
       this.#waiters.push(waiter);
     });
   }
@@ -147,7 +157,11 @@ export class CatchUpLog implements ReplicationLog {
     if (message.seq <= this.#received) return;
     this.#received = message.seq;
     const handled = this.#onMessage?.(message);
-    if (handled instanceof Promise) void handled.then(() => this.#settled(message.seq), () => this.#settled(message.seq));
+    if (handled instanceof Promise)
+      void handled.then(
+        () => this.#settled(message.seq),
+        () => this.#settled(message.seq),
+      );
     else this.#settled(message.seq);
   }
 

@@ -26,7 +26,10 @@ export class LogReplayStore implements SnapshotStore {
     return undefined;
   }
 
-  async load(onPage: (states: SessionState[]) => void, onProgress?: (progress: LoadProgress) => void): Promise<number | undefined> {
+  async load(
+    onPage: (states: SessionState[]) => void,
+    onProgress?: (progress: LoadProgress) => void,
+  ): Promise<number | undefined> {
     const { first } = await this.#log.bounds();
     onPage([]);
     onProgress?.({ sessions: 0, pages: 1 });

@@ -1,7 +1,7 @@
 // Owns: end-to-end failover of the backup manager: four real node processes (ack mode) on a nats-server
 // started by this file; nodes are killed with SIGKILL and the survivors must serve every session.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SessionClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { CookieClient, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 interface Counts {
   total: number;
@@ -24,10 +24,6 @@ afterEach(async () => {
 afterAll(async () => {
   await nats?.stop();
 });
-
-function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-}
 
 async function cluster(node: NodeHandle): Promise<{ members: { node: string; ready: boolean }[]; sessions: Counts }> {
   const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) });
@@ -83,7 +79,7 @@ function expectBalanced(values: number[], tolerance: number, what: string): void
 
 /** A browser with its session and the value of `v` it was last told was stored (ack mode). */
 interface User {
-  client: SessionClient;
+  client: CookieClient;
   value: number;
   createdOn: string;
 }
@@ -93,7 +89,7 @@ async function createUsers(nodes: NodeHandle[], count: number): Promise<User[]> 
   const users: User[] = [];
   for (let i = 0; i < count; i++) {
     const node = nodes[i % nodes.length]!;
-    const client = new SessionClient();
+    const client = new CookieClient();
     expect((await client.request(node.url, "PUT", "/session/attributes/v", String(i))).status).toBe(200);
     expect((await client.request(node.url, "PUT", "/session/attributes/v", String(i + 1000))).status).toBe(200);
     users.push({ client, value: i + 1000, createdOn: node.node });

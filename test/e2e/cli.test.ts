@@ -1,8 +1,8 @@
 // Owns: end-to-end tests of the CLI process contract: bad flags, --help, and graceful leave on SIGTERM.
 import { resolve } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SERVE_FLAGS } from "../../functions/node/config.ts";
-import { CLI_SCRIPT, REPO_ROOT, spawnTracked, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { SETTINGS, settingsOf } from "../../functions/shared/config.ts";
+import { CLI_SCRIPT, REPO_ROOT, spawnTracked, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 let nats: NatsServerHandle;
 let nodes: NodeHandle[] = [];
@@ -31,8 +31,6 @@ async function runCli(args: string[]): Promise<{ code: number | null; stdout: st
   return { code: exit.code, stdout, stderr };
 }
 
-const uniqueCluster = (prefix: string) => `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-
 describe("CLI", () => {
   // Each case spawns a process that exits at once: run them side by side.
   it.concurrent.for<[string, string[], RegExp]>([
@@ -44,10 +42,9 @@ describe("CLI", () => {
     ["a timeout that is not an integer", ["serve", "--max-inactive", "1.5"], /--max-inactive/],
     ["a bad NATS URL", ["serve", "--nats", "http://x y"], /--nats/],
     ["an unknown command", ["launch"], /launch/],
-  ])("%s makes it exit non-zero with a one-line reason on stderr", { timeout: 90_000 }, async ([, args, reason], { expect }) => {
+  ])("%s makes it exit 2 with a one-line reason on stderr", { timeout: 90_000 }, async ([, args, reason], { expect }) => {
     const { code, stdout, stderr } = await runCli(args);
-    expect(code).not.toBe(0);
-    expect(code).not.toBeNull();
+    expect(code).toBe(2);
     expect(stdout).toBe("");
     const lines = stderr.split("\n").filter((line) => line.trim() !== "");
     expect(lines, stderr).toHaveLength(1);
@@ -55,19 +52,34 @@ describe("CLI", () => {
     expect(lines[0]).toMatch(reason);
   });
 
-  it("--help exits 0 and documents every serve flag with its environment variable, and the cluster flags", async () => {
-    for (const args of [["--help"], ["serve", "--help"]]) {
+  it("--help exits 0 and documents every serve flag with its environment variable, every command, and the cluster flags", async () => {
+    const serveFlags = settingsOf("node").map((name) => SETTINGS[name]);
+    const documentsServeFlags = (stdout: string) => {
+      for (const { flag, env } of serveFlags) {
+        expect(stdout, `--${flag}`).toMatch(new RegExp(`^\\s+--${flag}\\s`, "m"));
+        // commander wraps the help text to the terminal width.
+        expect(stdout.replace(/\s+/g, " "), `env of --${flag}`).toContain(`env: ${env}`);
+      }
+    };
+    // The whole text: --help, help, and no arguments at all.
+    for (const args of [["--help"], ["help"], []]) {
       const { code, stdout, stderr } = await runCli(args);
       expect(code).toBe(0);
       expect(stderr).toBe("");
-      for (const [flag, { env }] of Object.entries(SERVE_FLAGS)) {
-        expect(stdout, `--${flag}`).toMatch(new RegExp(`^\\s+--${flag}\\s`, "m"));
-        expect(stdout, `env of --${flag}`).toContain(`env ${env}`);
-      }
-      for (const flag of ["--nodes", "--base-port"]) expect(stdout).toContain(flag);
-      for (const command of ["serve", "cluster", "help"]) expect(stdout).toContain(`session-replication ${command}`);
+      documentsServeFlags(stdout);
+      for (const flag of ["--nodes", "--base-port", "--no-lb", "--url", "--timeout"]) expect(stdout).toContain(flag);
+      for (const command of ["serve", "cluster", "drain", "table", "help"]) expect(stdout).toContain(`session-replication ${command}`);
     }
-  }, 120_000);
+    // One command's text: its own flags (cluster passes every serve flag to its nodes).
+    for (const command of ["serve", "cluster"]) {
+      const { code, stdout, stderr } = await runCli([command, "--help"]);
+      expect(code).toBe(0);
+      expect(stderr).toBe("");
+      expect(stdout).toContain(`Usage: session-replication ${command}`);
+      documentsServeFlags(stdout);
+      if (command === "cluster") for (const flag of ["--nodes", "--base-port"]) expect(stdout).toContain(flag);
+    }
+  }, 180_000);
 
   it("SIGTERM makes a node leave gracefully: it exits 0 and the others drop it at once, well before the 3 s drop time", async () => {
     const cluster = uniqueCluster("e2e-term");

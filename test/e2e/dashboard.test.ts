@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT, SessionClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { REPO_ROOT, CookieClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = resolve(REPO_ROOT, "test-output/dashboard.png");
@@ -20,7 +20,7 @@ let nodes: NodeHandle[] = [];
 let browser: BrowserContext | undefined;
 let profile: string | undefined;
 let page: Page;
-const clients: { client: SessionClient; node: NodeHandle }[] = [];
+const clients: { client: CookieClient; node: NodeHandle }[] = [];
 
 interface BarRow {
   node: string;
@@ -51,7 +51,7 @@ beforeAll(async () => {
   // Sessions through every node, then wait until every node knows all of them (map broadcasts).
   for (const node of nodes) {
     for (let i = 0; i < PER_NODE; i++) {
-      const client = new SessionClient();
+      const client = new CookieClient();
       expect((await client.request(node.url, "POST", "/counter")).status).toBe(200);
       clients.push({ client, node });
     }

@@ -1,7 +1,7 @@
 // Owns: end-to-end tests of a delta cluster of real node processes (CLI `serve`) on a nats-server this file starts:
 // failover after SIGKILL with route rewrite, failure detection, ack mode across processes, late joiner.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SessionClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
+import { CookieClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
 
 let nats: NatsServerHandle;
 let nodes: NodeHandle[] = [];
@@ -67,7 +67,7 @@ async function waitForSessions(on: NodeHandle[], total: number, timeoutMs = 1000
   await waitFor(`${total} sessions on ${on.map((n) => n.node).join(",")}`, async () => (await Promise.all(on.map(clusterOf))).every((c) => c.sessions.total === total), { timeoutMs });
 }
 
-const keyOf = (client: SessionClient) => client.cookie!.slice(0, client.cookie!.lastIndexOf("."));
+const keyOf = (client: CookieClient) => client.cookie!.slice(0, client.cookie!.lastIndexOf("."));
 
 describe("delta cluster of real processes", () => {
   it("after SIGKILL of node 1, nodes 2 and 3 serve its sessions with the right values and rewrite the cookie route; n1 is dropped within 3 s + ping", async () => {
@@ -75,7 +75,7 @@ describe("delta cluster of real processes", () => {
     const [n1, n2, n3] = await start(cluster, ["n1", "n2", "n3"]);
     await waitForMembers([n1!, n2!, n3!], ["n1", "n2", "n3"]);
 
-    const clients = Array.from({ length: 6 }, () => new SessionClient());
+    const clients = Array.from({ length: 6 }, () => new CookieClient());
     for (const [i, client] of clients.entries()) {
       for (let c = 0; c <= i; c++) expect((await client.request(n1!.url, "POST", "/counter")).json).toEqual({ counter: c + 1, node: "n1" });
       expect((await client.request(n1!.url, "PUT", "/session/attributes/profile", { name: `user${i}`, tags: ["a", i] })).status).toBe(200);
@@ -106,7 +106,7 @@ describe("delta cluster of real processes", () => {
       // Writes continue on the survivor and reach the other survivor, whose response rewrites the route again.
       expect((await client.request(survivor.url, "POST", "/counter")).json).toEqual({ counter: i + 2, node: survivor.node });
       const onOther = await waitFor(`counter ${i + 2} on ${other.node}`, async () => {
-        const probe = new SessionClient({ cookie: client.cookie! });
+        const probe = new CookieClient({ cookie: client.cookie! });
         const reply = await probe.request(other.url, "GET", "/session");
         return (reply.json as { attributes: { counter: number } }).attributes.counter === i + 2 ? probe : undefined;
       });
@@ -127,7 +127,7 @@ describe("delta cluster of real processes", () => {
     const [n1, n2, n3] = await start(cluster, ["n1", "n2", "n3"], { send: "ack" });
     await waitForMembers([n1!, n2!, n3!], ["n1", "n2", "n3"]);
     for (let i = 0; i < 25; i++) {
-      const client = new SessionClient();
+      const client = new CookieClient();
       const write = await client.request(n2!.url, "PUT", "/session/attributes/value", { i });
       expect(write.status).toBe(200);
       const read = await client.request(n3!.url, "GET", "/session");
@@ -142,7 +142,7 @@ describe("delta cluster of real processes", () => {
     const cluster = uniqueCluster("e2e-join");
     const [n1, n2] = await start(cluster, ["n1", "n2"]);
     await waitForMembers([n1!, n2!], ["n1", "n2"]);
-    const clients = Array.from({ length: 200 }, () => new SessionClient());
+    const clients = Array.from({ length: 200 }, () => new CookieClient());
     for (let i = 0; i < clients.length; i += 20) {
       await Promise.all(
         clients.slice(i, i + 20).map(async (client, j) => {

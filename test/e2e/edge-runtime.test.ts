@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { createCluster, type Logger, type ReplicatedSessions } from "../../lib/index.ts";
-import { REPO_ROOT, SessionClient, spawnTracked, startNatsServer, tail, waitFor, waitForHttp, type NatsServerHandle, type TrackedProcess } from "../kit/index.ts";
+import { REPO_ROOT, CookieClient, spawnTracked, startNatsServer, tail, waitFor, waitForHttp, type NatsServerHandle, type TrackedProcess } from "../kit/index.ts";
 
 /** The Deno binary the `deno` npm package ships (in its platform package `@deno/<os>-<arch>`; no download). */
 function denoBinary(): string {
@@ -100,13 +100,13 @@ function waitForMembers(baseUrl: string, nodes: string[]): Promise<ClusterView> 
 }
 
 /** Resolves once GET /session on `baseUrl` (with `client`'s cookie) shows `name` = `value`. */
-function waitForAttribute(client: SessionClient, baseUrl: string, name: string, value: unknown) {
+function waitForAttribute(client: CookieClient, baseUrl: string, name: string, value: unknown) {
   return waitFor(
     `${name}=${JSON.stringify(value)} on ${baseUrl}`,
     async () => {
       // A fresh probe each time: a read that arrives before the replica does gets a new session (and
       // cookie) from that node, which must not replace the cookie under test.
-      const res = await new SessionClient({ cookie: client.cookie! }).request(baseUrl, "GET", "/session");
+      const res = await new CookieClient({ cookie: client.cookie! }).request(baseUrl, "GET", "/session");
       const body = res.json as { isNew: boolean; attributes: Record<string, unknown> };
       if (res.status === 200 && !body.isNew && JSON.stringify(body.attributes[name]) === JSON.stringify(value)) return body;
       throw new Error(`got ${res.status} ${res.text.slice(0, 300)}`);
@@ -170,7 +170,7 @@ describe("edge build in Deno (NATS over WebSocket) with a Node node (NATS over T
   });
 
   it("a session created on the edge node is visible on the Node node, and a write made there is read back through Deno", async () => {
-    const client = new SessionClient();
+    const client = new CookieClient();
     const created = await client.request(edge.url, "PUT", "/session/attributes/cart", ["apple", "pear"]);
     expect(created.status).toBe(200);
     expect(created.json).toMatchObject({ node: "edge1", isNew: true, attributes: { cart: ["apple", "pear"] } });
@@ -188,7 +188,7 @@ describe("edge build in Deno (NATS over WebSocket) with a Node node (NATS over T
   });
 
   it("a session created on the Node node is visible on the edge node, and counts on across both", async () => {
-    const client = new SessionClient();
+    const client = new CookieClient();
     const first = await client.request(nodeUrl, "POST", "/counter");
     expect(first.json).toEqual({ counter: 1, node: "node1" });
     await waitForAttribute(client, edge.url, "counter", 1);
@@ -202,7 +202,7 @@ describe("edge build in Deno (NATS over WebSocket) with a Node node (NATS over T
   it("the module-worker entry (deno serve) creates its node on the first request and joins the same cluster", async () => {
     // No request has reached it yet: it has not connected to NATS.
     expect(lazy.process.output()).not.toContain("connecting to NATS");
-    const client = new SessionClient();
+    const client = new CookieClient();
     const first = await client.request(lazy.url, "POST", "/counter");
     expect(first.status).toBe(200);
     expect(first.json).toEqual({ counter: 1, node: "lazy1" });
@@ -216,8 +216,8 @@ describe("edge build in Deno (NATS over WebSocket) with a Node node (NATS over T
 
   it("measures request latency through the edge node and the Node node (same session API, same cluster)", { timeout: 120_000 }, async () => {
     const rounds = 200;
-    const onEdge = new SessionClient();
-    const onNode = new SessionClient();
+    const onEdge = new CookieClient();
+    const onNode = new CookieClient();
     await onEdge.request(edge.url, "POST", "/counter");
     await onNode.request(nodeUrl, "POST", "/counter");
     const edgeLatency = await measure(rounds, () => onEdge.request(edge.url, "POST", "/counter"));

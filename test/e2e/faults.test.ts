@@ -6,21 +6,7 @@
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
-import {
-  freePort,
-  LOCAL_AWS,
-  SessionClient,
-  startDynamoDbLocal,
-  startNatsCluster,
-  startNatsServer,
-  startNode,
-  waitFor,
-  type DynamoDbLocalHandle,
-  type NatsClusterHandle,
-  type NatsServerHandle,
-  type NodeHandle,
-  type StartNodeOptions,
-} from "../kit/index.ts";
+import { CookieClient, freePort, LOCAL_AWS, startDynamoDbLocal, startNatsCluster, startNatsServer, startNode, uniqueCluster, waitFor, type DynamoDbLocalHandle, type NatsClusterHandle, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
 
 const running: NodeHandle[] = [];
 const servers: Array<{ stop(): Promise<void> }> = [];
@@ -35,10 +21,6 @@ afterEach(async () => {
 afterAll(async () => {
   await Promise.allSettled(servers.splice(0).map((server) => server.stop()));
 });
-
-function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-}
 
 async function start(opts: StartNodeOptions): Promise<NodeHandle> {
   const node = await startNode({ readyTimeoutMs: 60_000, ...opts, env: { LOG_LEVEL: "info", ...opts.env } });
@@ -118,7 +100,7 @@ class Traffic {
   async open(): Promise<void> {
     const nodes = this.targets();
     for (let i = 0; i < this.opts.clients; i++) {
-      const client = new SessionClient();
+      const client = new CookieClient();
       const reply = await client.request(nodes[i % nodes.length]!.url, "PUT", "/session/attributes/w0", "0");
       expect(reply.status, reply.text).toBe(200);
       this.cookies.push(client.cookie!);
@@ -162,7 +144,7 @@ class Traffic {
       const name = `w${seq}`;
       const body = padding ? JSON.stringify({ seq, padding }) : String(seq);
       // A fresh client per request with the session's cookie: an answer never moves the session elsewhere.
-      const client = new SessionClient({ cookie: this.cookies[i]! });
+      const client = new CookieClient({ cookie: this.cookies[i]! });
       try {
         const res = await fetch(new URL(`/session/attributes/${name}`, node.url), {
           method: "PUT",
@@ -195,7 +177,7 @@ class Traffic {
       async () => {
         for (const node of nodes) {
           for (const [i, cookie] of this.cookies.entries()) {
-            const reply = await new SessionClient({ cookie }).request(node.url, "GET", "/session");
+            const reply = await new CookieClient({ cookie }).request(node.url, "GET", "/session");
             if (reply.status !== 200) throw new Error(`${node.node} answered ${reply.status} for client ${i}`);
             const session = reply.json as { id: string; isNew: boolean; attributes: Record<string, unknown> };
             if (session.isNew || keyOf(session.id) !== this.keys[i]) throw new Error(`${node.node} does not know client ${i}'s session`);
@@ -217,14 +199,14 @@ class Traffic {
 
 /** A write on `from` reads back on `to` at once (ack mode), or within `timeoutMs` (async). */
 async function expectReplication(from: NodeHandle, to: NodeHandle, timeoutMs = 5000): Promise<void> {
-  const client = new SessionClient();
+  const client = new CookieClient();
   const value = `after-${Math.random().toString(36).slice(2)}`;
   const put = await client.request(from.url, "PUT", "/session/attributes/probe", JSON.stringify(value));
   expect(put.status, put.text).toBe(200);
   await waitFor(
     `${from.node} -> ${to.node} replication`,
     async () => {
-      const read = await new SessionClient({ cookie: client.cookie! }).request(to.url, "GET", "/session");
+      const read = await new CookieClient({ cookie: client.cookie! }).request(to.url, "GET", "/session");
       return read.status === 200 && (read.json as { attributes: Record<string, unknown> }).attributes.probe === value;
     },
     { timeoutMs, intervalMs: 50 },

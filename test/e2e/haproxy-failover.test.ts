@@ -2,8 +2,7 @@
 // node processes on a real nats-server, ack mode: 300 cookie-keeping clients count, the node that owns most of
 // them is SIGKILLed, and every session must keep counting from its last acknowledged value under a new route.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SessionClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
-import { HAPROXY, startHaproxy, type HaproxyHandle } from "./haproxy-kit.ts";
+import { CookieClient, HAPROXY, inBatches, startHaproxyFor, startNatsServer, startNode, uniqueCluster, waitFor, type HaproxyHandle, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 const SESSIONS = 300;
 const CONCURRENCY = 20;
@@ -21,31 +20,8 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-}
-
-/** Runs `task` for every item with at most `limit` in flight. */
-async function pool<T>(items: T[], limit: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: limit }, async () => {
-      while (next < items.length) {
-        const index = next++;
-        await task(items[index]!, index);
-      }
-    }),
-  );
-}
-
-/** The node the cookie routes to (text after the last dot). */
-function routeOf(client: SessionClient): string {
-  const cookie = client.cookie ?? "";
-  return cookie.slice(cookie.lastIndexOf(".") + 1);
-}
-
 interface User {
-  client: SessionClient;
+  client: CookieClient;
   /** The last counter value the cluster acknowledged to this client. */
   counter: number;
   route: string;
@@ -59,7 +35,7 @@ async function count(lb: HaproxyHandle, user: User): Promise<{ node: string; ms:
   const body = reply.json as { counter: number; node: string };
   expect(body.counter, `session on ${user.route}`).toBe(user.counter + 1);
   user.counter = body.counter;
-  user.route = routeOf(user.client);
+  user.route = user.client.route;
   expect(body.node).toBe(user.route);
   return { node: body.node, ms: Date.now() - started };
 }
@@ -88,12 +64,12 @@ describe.skipIf(!HAPROXY && !process.env.CI)("failover through HAProxy (real pro
   for (const manager of ["backup", "delta"] as const) {
     it(`${manager} manager: after SIGKILL of the node owning most sessions, all ${SESSIONS} keep counting from their last acknowledged value and get the new route`, async () => {
       const nodes = await startCluster(manager);
-      const lb = await startHaproxy(nodes);
+      const lb = await startHaproxyFor(nodes);
       running.push(lb);
 
       // Round 1: each client creates its session through the load balancer and counts to 3 on the node that made it.
-      const users: User[] = Array.from({ length: SESSIONS }, () => ({ client: new SessionClient(), counter: 0, route: "" }));
-      await pool(users, CONCURRENCY, async (user) => {
+      const users: User[] = Array.from({ length: SESSIONS }, () => ({ client: new CookieClient(), counter: 0, route: "" }));
+      await inBatches(users, CONCURRENCY, async (user) => {
         for (let i = 0; i < 3; i++) {
           const route = user.route;
           const { node } = await count(lb, user);
@@ -116,7 +92,7 @@ describe.skipIf(!HAPROXY && !process.env.CI)("failover through HAProxy (real pro
       // Round 2: every session counts on; the victim's sessions move to a survivor, which rewrites the route.
       let firstOrphanServedAt: number | undefined;
       const orphanLatencies: number[] = [];
-      await pool(users, CONCURRENCY, async (user) => {
+      await inBatches(users, CONCURRENCY, async (user) => {
         const wasOrphan = user.route === victimName;
         const { node, ms } = await count(lb, user);
         expect(node).not.toBe(victimName);
@@ -129,7 +105,7 @@ describe.skipIf(!HAPROXY && !process.env.CI)("failover through HAProxy (real pro
       const round2Ms = Date.now() - killedAt;
 
       // Round 3: the new routes stick.
-      await pool(users, CONCURRENCY, async (user) => {
+      await inBatches(users, CONCURRENCY, async (user) => {
         const route = user.route;
         const { node } = await count(lb, user);
         expect(node).toBe(route);

@@ -6,9 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { findExecutable } from "../../functions/node/local-processes.ts";
-import { CLI_SCRIPT, REPO_ROOT, SessionClient, freePort, spawnTracked, waitFor, type TrackedProcess } from "../kit/index.ts";
-import { HAPROXY } from "./haproxy-kit.ts";
+import { CLI_SCRIPT, CookieClient, findExecutable, freePort, HAPROXY, REPO_ROOT, spawnTracked, waitFor, type TrackedProcess } from "../kit/index.ts";
 
 const NATS = findExecutable("nats-server");
 const JAVA = findExecutable("java");
@@ -80,7 +78,7 @@ describe.skipIf((!NATS || !HAPROXY) && !process.env.CI)("session-replication clu
       expect(cluster.output()).toContain(`dashboard      ${nodeUrl(1)}/cluster/ui`);
 
       // Through the load balancer: the session sticks to one node and counts.
-      const client = new SessionClient();
+      const client = new CookieClient();
       let servedBy = "";
       for (let i = 1; i <= 5; i++) {
         const reply = await client.request(lb!, "POST", "/counter");

@@ -8,8 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { resolve } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
-import { CLI_SCRIPT, REPO_ROOT, SessionClient, spawnTracked, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
-import { ddbClient, uniqueName } from "../store/support.ts";
+import { CLI_SCRIPT, CookieClient, ddbClient, inBatches, REPO_ROOT, spawnTracked, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 let nats: NatsServerHandle | undefined;
 let nc: NatsConnection | undefined;
@@ -21,7 +20,7 @@ const tables: string[] = [];
 
 beforeAll(async () => {
   client = ddbClient(inject("ddbEndpoint"));
-  table = uniqueName("sessrep-e2e");
+  table = uniqueCluster("sessrep-e2e");
   tables.push(table);
   [nats] = await Promise.all([startNatsServer({ jetstream: true }), createSnapshotTable(client, table)]);
   nc = await connect({ servers: nats.url, name: "e2e-persistence" });
@@ -40,10 +39,6 @@ afterAll(async () => {
   for (const name of tables) await client?.send(new DeleteTableCommand({ TableName: name })).catch(() => undefined);
   client?.destroy();
 });
-
-function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-}
 
 /** The parts of /cluster these tests read. */
 interface ClusterView {
@@ -107,27 +102,14 @@ async function caughtUp(cluster: string, nodes: NodeHandle[], timeoutMs = 20_000
   );
 }
 
-/** Runs `fn` over `items` with at most `concurrency` in flight. */
-async function inBatches<T>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i]!, i);
-      }
-    }),
-  );
-}
-
-async function put(client: SessionClient, node: NodeHandle, name: string, value: unknown): Promise<void> {
+async function put(client: CookieClient, node: NodeHandle, name: string, value: unknown): Promise<void> {
   const reply = await client.request(node.url, "PUT", `/session/attributes/${name}`, JSON.stringify(value));
   expect(reply.status, reply.text).toBe(200);
 }
 
-async function attributes(client: SessionClient, node: NodeHandle): Promise<{ isNew: boolean; attributes: Record<string, unknown> }> {
+async function attributes(client: CookieClient, node: NodeHandle): Promise<{ isNew: boolean; attributes: Record<string, unknown> }> {
   // A copy of the client: reading on another node must not move the test's cookie (route) around.
-  const reader = new SessionClient({ cookie: client.cookie! });
+  const reader = new CookieClient({ cookie: client.cookie! });
   const reply = await reader.request(node.url, "GET", "/session");
   expect(reply.status).toBe(200);
   return reply.json as { isNew: boolean; attributes: Record<string, unknown> };
@@ -144,7 +126,7 @@ describe("persistence end to end (CLI nodes, JetStream, DynamoDB)", () => {
       await waitForMembers([a, b, c]);
       expect((await view(c)).stateTransfer).toMatchObject({ state: "done", source: "snapshot" });
 
-      const users = Array.from({ length: 100 }, () => new SessionClient());
+      const users = Array.from({ length: 100 }, () => new CookieClient());
       const writers = [a, b];
       await inBatches(users, 20, async (u, i) => put(u, writers[i % 2]!, "v", 0));
       await waitFor("every session to reach c", async () => {
@@ -155,7 +137,7 @@ describe("persistence end to end (CLI nodes, JetStream, DynamoDB)", () => {
       const before = await Promise.all([a, b, c].map(view));
 
       expect(c.kill("SIGSTOP")).toBe(true);
-      const expected = new Map<SessionClient, number>();
+      const expected = new Map<CookieClient, number>();
       // 1,000 writes: 10 per session, sequential per session (sticky to a or b), sessions in parallel.
       await inBatches(users, 20, async (u, i) => {
         for (let w = 1; w <= 10; w++) {
@@ -215,9 +197,9 @@ describe("persistence end to end (CLI nodes, JetStream, DynamoDB)", () => {
       const b = await start(cluster, "b", ["--send", "persist"]);
       await waitForMembers([a, b]);
 
-      const users = Array.from({ length: 200 }, () => new SessionClient());
+      const users = Array.from({ length: 200 }, () => new CookieClient());
       const nodes = [a, b];
-      const acknowledged = new Map<SessionClient, number>();
+      const acknowledged = new Map<CookieClient, number>();
       // Round 1, then wait until the snapshot leader checkpointed it: this part comes back from DynamoDB.
       await inBatches(users, 25, async (u, i) => {
         for (let w = 1; w <= 3; w++) {
@@ -271,7 +253,7 @@ describe("persistence end to end (CLI nodes, JetStream, DynamoDB)", () => {
   );
 
   it("`session-replication table create` creates the table, and says it exists on a second run", async () => {
-    const name = uniqueName("sessrep-cli");
+    const name = uniqueCluster("sessrep-cli");
     tables.push(name);
     const run = async () => {
       const proc = spawnTracked(process.execPath, [resolve(REPO_ROOT, CLI_SCRIPT), "table", "create", "--dynamodb-table", name, "--dynamodb-endpoint", inject("ddbEndpoint")], {

@@ -4,8 +4,7 @@
 // answer nothing but 200.
 import { resolve } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT, CLI_SCRIPT, SessionClient, spawnTracked, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
-import { HAPROXY, startHaproxy, type HaproxyHandle } from "./haproxy-kit.ts";
+import { CLI_SCRIPT, CookieClient, HAPROXY, REPO_ROOT, spawnTracked, startHaproxyFor, startNatsServer, startNode, uniqueCluster, waitFor, type HaproxyHandle, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 const USERS = 20;
 
@@ -22,20 +21,16 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface User {
-  client: SessionClient;
+  client: CookieClient;
   counter: number;
 }
 
 /** Clients counting through the load balancer until stopped; every answer that is not the expected 200 is recorded. */
 class SteadyLoad {
-  readonly users: User[] = Array.from({ length: USERS }, () => ({ client: new SessionClient(), counter: 0 }));
+  readonly users: User[] = Array.from({ length: USERS }, () => ({ client: new CookieClient(), counter: 0 }));
   readonly newcomers: User[] = [];
   readonly problems: string[] = [];
   requests = 0;
@@ -72,7 +67,7 @@ class SteadyLoad {
     this.#loops.push(
       (async () => {
         while (!this.#stopped) {
-          const user = { client: new SessionClient(), counter: 0 };
+          const user = { client: new CookieClient(), counter: 0 };
           this.newcomers.push(user);
           await this.#count(user);
           await this.#count(user);
@@ -119,7 +114,7 @@ describe.skipIf(!HAPROXY && !process.env.CI)("rolling restart by drain through H
       const nodes = await Promise.all(["n1", "n2", "n3"].map((node) => startNode(options(node))));
       running.push(...nodes);
       await waitForMembers(nodes);
-      const lb = await startHaproxy(nodes);
+      const lb = await startHaproxyFor(nodes);
       running.push(lb);
 
       const load = new SteadyLoad(lb);

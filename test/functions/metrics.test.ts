@@ -4,9 +4,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { createNodeMetrics } from "../../functions/node/metrics.ts";
 import { consoleLogger, createCluster, MemoryBus, MemoryChannel, type ReplicatedSessions } from "../../lib/index.ts";
-import { SessionClient, waitFor } from "../kit/index.ts";
+import { CookieClient } from "../kit/cookie-client.ts";
+import { FASTER } from "../kit/timings.ts";
+import { waitFor } from "../../functions/launch/index.ts";
 
-const FAST = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100, sweepIntervalMs: 50, stateTransferTimeoutMs: 3000 } as const;
 const running: ReplicatedSessions[] = [];
 
 afterEach(async () => {
@@ -17,7 +18,7 @@ async function startNodes(names: string[], manager: "delta" | "backup" = "delta"
   const bus = new MemoryBus();
   const nodes: ReplicatedSessions[] = [];
   for (const node of names) {
-    const sessions = createCluster({ cluster: "metrics", node, manager, channel: new MemoryChannel(bus), logger: consoleLogger("silent"), ...FAST });
+    const sessions = createCluster({ cluster: "metrics", node, manager, channel: new MemoryChannel(bus), logger: consoleLogger("silent"), ...FASTER });
     running.push(sessions);
     await sessions.start();
     nodes.push(sessions);
@@ -156,7 +157,7 @@ describe("GET /metrics", () => {
     const beforeB = await scrape(appB);
     expect(value(beforeA, "sessrep_messages_sent_total", { kind: "delta" })).toBeUndefined();
 
-    const clients = Array.from({ length: 3 }, () => new SessionClient());
+    const clients = Array.from({ length: 3 }, () => new CookieClient());
     for (const client of clients) {
       for (let i = 0; i < 3; i++) {
         const res = await appA.request("/counter", { method: "POST", headers: client.cookie ? { cookie: `SESSIONID=${client.cookie}` } : {} });

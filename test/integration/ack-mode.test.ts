@@ -1,7 +1,6 @@
 // Owns: integration tests of send mode `ack`: a write answered on one node is visible on the first read on another.
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { waitFor } from "../kit/index.ts";
-import { Client, Harness, uniqueCluster, waitForConvergence } from "./harness.ts";
+import { CookieClient, Harness, uniqueCluster, waitFor, waitForConvergence } from "../kit/index.ts";
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -17,7 +16,7 @@ describe("send mode ack over NATS", () => {
       const writer = nodes[i % 3]!;
       const reader = nodes[(i + 1) % 3]!;
       const third = nodes[(i + 2) % 3]!;
-      const client = new Client();
+      const client = new CookieClient();
       // Creation and first attribute in one request on the writer...
       const created = await client.request(writer, "PUT", "/session/attributes/round", String(i));
       expect(created.status).toBe(200);
@@ -43,12 +42,12 @@ describe("send mode ack over NATS", () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-ack-inv"), { sendMode: "ack" });
     const [a, b] = await harness.start("a", "b");
     for (let i = 0; i < 10; i++) {
-      const client = new Client();
+      const client = new CookieClient();
       await client.request(a!, "POST", "/counter");
       const cookie = client.cookie!;
       expect((await client.request(a!, "POST", "/session/invalidate")).status).toBe(204);
-      const stale = new Client();
-      stale.jar.cookie = cookie;
+      const stale = new CookieClient();
+      stale.cookie = cookie;
       expect((await stale.request(b!, "GET", "/session")).json).toMatchObject({ isNew: true, attributes: {} });
     }
   });
@@ -58,7 +57,7 @@ describe("send mode ack over NATS", () => {
     const [a, b, c] = await harness.start("a", "b", "c");
     await c!.stop();
     await waitFor("a to see c leave", () => !a!.sessions.membership.has("c"));
-    const client = new Client();
+    const client = new CookieClient();
     const started = Date.now();
     await client.request(a!, "PUT", "/session/attributes/x", "1");
     expect(Date.now() - started).toBeLessThan(1000);

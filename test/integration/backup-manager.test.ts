@@ -6,28 +6,16 @@ import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { encodeEnvelope } from "../../lib/codec/envelope.ts";
 import { decodeValue } from "../../lib/codec/values.ts";
-import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions } from "../../lib/index.ts";
+import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/index.ts";
 import type { BackupManager } from "../../lib/managers/backup-manager.ts";
-import { SessionClient, waitFor } from "../kit/index.ts";
+import { CookieClient, FAST, memoryLogger, uniqueCluster, waitFor, type LogLine } from "../kit/index.ts";
 
 /**
- * Fast failure detection: a silent member is pinged after 600 ms and dropped 300 ms later. A fetch
+ * Fast failure detection (FAST: a silent member is pinged after 600 ms and dropped 300 ms later). A fetch
  * gives up after 1 s: right after an in-process crash NATS may still route one request to the closed
  * connection, which then times out instead of failing at once.
  */
-const FAST = { heartbeatIntervalMs: 100, memberDropMs: 600, pingTimeoutMs: 300, sweepIntervalMs: 100, fetchTimeoutMs: 1000 } as const;
-
-/** One captured log line (kept so a failing test can print what the nodes said). */
-interface LogLine {
-  level: string;
-  fields: Record<string, unknown>;
-  message: string;
-}
-
-function memoryLogger(lines: LogLine[], bound: Record<string, unknown> = {}): Logger {
-  const at = (level: string) => (fields: Record<string, unknown>, message: string) => void lines.push({ level, fields: { ...bound, ...fields }, message });
-  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error"), child: (fields) => memoryLogger(lines, { ...bound, ...fields }) };
-}
+const TIMINGS = { ...FAST, fetchTimeoutMs: 1000 } as const;
 
 /** A backup-manager node in this process on its own NATS connection. */
 interface BNode {
@@ -48,15 +36,11 @@ afterEach(async () => {
   await Promise.allSettled(running.splice(0).map((node) => node.stop()));
 });
 
-function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-}
-
 /** Creates and starts one node of `cluster`; resolves once `start()` (state transfer included) resolved. */
 async function startBackupNode(cluster: string, name: string, options: Partial<ClusterOptions> = {}): Promise<BNode> {
   const nc = await connect({ servers: inject("natsUrl"), name: `it-${cluster}-${name}` });
   const logs: LogLine[] = [];
-  const sessions = createCluster({ ...FAST, sendMode: "ack", logger: memoryLogger(logs), ...options, cluster, node: name, manager: "backup", channel: new NatsChannel(nc) });
+  const sessions = createCluster({ ...TIMINGS, sendMode: "ack", logger: memoryLogger(logs), ...options, cluster, node: name, manager: "backup", channel: new NatsChannel(nc) });
   let stopped: Promise<void> | undefined;
   const node: BNode = {
     name,
@@ -92,28 +76,8 @@ async function waitForMembers(nodes: BNode[]): Promise<void> {
   );
 }
 
-/** A browser: keeps the SESSIONID cookie and sends it to whichever node it is pointed at. */
-class Client {
-  readonly jar = new SessionClient();
-
-  get key(): string {
-    const cookie = this.jar.cookie ?? "";
-    return cookie.slice(0, cookie.lastIndexOf("."));
-  }
-
-  get route(): string {
-    const cookie = this.jar.cookie ?? "";
-    return cookie.slice(cookie.lastIndexOf(".") + 1);
-  }
-
-  async request(node: BNode, method: string, path: string, body?: string): Promise<{ status: number; json: any }> {
-    const headers: Record<string, string> = this.jar.cookie ? { cookie: `SESSIONID=${this.jar.cookie}` } : {};
-    const res = await node.app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
-    for (const line of res.headers.getSetCookie()) this.jar.absorb(line);
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  }
-
+/** A browser with two shortcuts for attribute `v`. */
+class Client extends CookieClient {
   /** Sets attribute `v` (a JSON number) through `node`. */
   async write(node: BNode, value: number): Promise<void> {
     const reply = await this.request(node, "PUT", "/session/attributes/v", String(value));
@@ -299,7 +263,7 @@ describe("backup manager: requests through a proxy", () => {
       const [x, y] = nodes.filter((n) => roleOf(n, key) === "proxy");
       // The same browser, two tabs: one request lands on each proxy, both take the session over.
       const second = new Client();
-      second.jar.cookie = first.jar.cookie;
+      second.cookie = first.cookie;
       await Promise.all([first.request(x!, "PUT", "/session/attributes/a", "1"), second.request(y!, "PUT", "/session/attributes/b", "2")]);
       await waitForPlacement(nodes, [key]);
       const attributes = (node: BNode) => [...(node.manager.inspect(key)?.attributes.keys() ?? [])].sort().join(",");
@@ -508,7 +472,7 @@ describe("backup manager: expiry and invalidation", () => {
     await waitForPlacement(nodes, [key]);
     const reply = await client.request(nodes[2]!, "POST", "/session/invalidate");
     expect(reply.status).toBe(204);
-    expect(client.jar.cookie).toBeUndefined();
+    expect(client.cookie).toBeUndefined();
     await waitFor("the session to end everywhere", () => nodes.every((n) => n.manager.entry(key)?.ended === true));
     for (const node of nodes) {
       expect(node.manager.entry(key)?.ended).toBe(true);

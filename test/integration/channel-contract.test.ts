@@ -3,7 +3,7 @@ import { connect } from "@nats-io/transport-node";
 import { inject } from "vitest";
 import { MemoryBus, MemoryChannel } from "../../lib/channel/memory.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { describeChannelContract } from "./channel-contract-suite.ts";
+import { describeChannelContract } from "../contracts/channel.ts";
 
 // Both keep the publisher's order and report "no responders" at once.
 const capabilities = { ordered: true, noRespondersWithinMs: 1000 };

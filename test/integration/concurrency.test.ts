@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import type { SendMode, SessionVariables } from "../../lib/index.ts";
-import { canonical, Client, Harness, uniqueCluster, waitForConvergence, type TestNode } from "./harness.ts";
+import { canonical, CookieClient, Harness, uniqueCluster, waitForConvergence, type TestNode } from "../kit/index.ts";
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -33,7 +33,7 @@ async function hammer(mode: SendMode, rounds: number): Promise<void> {
   harness = new Harness(inject("natsUrl"), uniqueCluster(`it-conc-${mode}`), { sendMode: mode });
   const nodes = await harness.start("a", "b", "c");
   const apps = nodes.map(mixApp);
-  const seed = new Client();
+  const seed = new CookieClient();
   await seed.request(nodes[0]!, "PUT", "/session/attributes/seed", "0");
   const key = seed.key;
   await waitForConvergence(nodes, [key]);
@@ -42,8 +42,8 @@ async function hammer(mode: SendMode, rounds: number): Promise<void> {
   // Three writers, one per node, each with its own copy of the cookie, all running at once.
   await Promise.all(
     nodes.map(async (node, n) => {
-      const client = new Client();
-      client.jar.cookie = seed.cookie!;
+      const client = new CookieClient();
+      client.cookie = seed.cookie!;
       for (let i = 0; i < rounds; i++) {
         const useDemo = i % 3 === 2;
         const reply = useDemo

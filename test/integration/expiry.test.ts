@@ -1,7 +1,6 @@
 // Owns: integration tests of expiry everywhere: cluster-wide and per-session timeouts, touches keeping a session alive.
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { waitFor } from "../kit/index.ts";
-import { Client, Harness, uniqueCluster, waitForConvergence, type TestNode } from "./harness.ts";
+import { CookieClient, Harness, uniqueCluster, waitFor, waitForConvergence, type TestNode } from "../kit/index.ts";
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -25,7 +24,7 @@ describe("expiry everywhere over NATS", () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-expire"), { maxInactiveSeconds: 1 });
     const nodes = await harness.start("a", "b", "c");
     const [a, b] = nodes;
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "PUT", "/session/attributes/secret", JSON.stringify("s3cr3t"));
     const createdAt = Date.now();
     const key = client.key;
@@ -52,8 +51,8 @@ describe("expiry everywhere over NATS", () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-expire-per"));
     const nodes = await harness.start("a", "b", "c");
     const [a, b, c] = nodes;
-    const short = new Client();
-    const long = new Client();
+    const short = new CookieClient();
+    const long = new CookieClient();
     await short.request(a!, "POST", "/counter");
     await long.request(a!, "POST", "/counter");
     await waitForConvergence(nodes, [short.key, long.key]);
@@ -69,8 +68,8 @@ describe("expiry everywhere over NATS", () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-touch"), { maxInactiveSeconds: 2 });
     const nodes = await harness.start("a", "b", "c");
     const [a, b] = nodes;
-    const touched = new Client();
-    const idle = new Client();
+    const touched = new CookieClient();
+    const idle = new CookieClient();
     await touched.request(a!, "PUT", "/session/attributes/v", "1");
     await idle.request(a!, "PUT", "/session/attributes/v", "2");
     const created = Date.now();
@@ -109,7 +108,7 @@ describe("expiry everywhere over NATS", () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-touch-per"));
     const nodes = await harness.start("a", "b", "c");
     const [a, b] = nodes;
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "POST", "/counter");
     await client.request(a!, "PUT", "/session/max-inactive-interval", "2");
     await waitForConvergence(nodes, [client.key]);
@@ -130,7 +129,7 @@ describe("expiry everywhere over NATS", () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-expire-orphan"), { maxInactiveSeconds: 1 });
     const nodes = await harness.start("a", "b", "c");
     const [a, b, c] = nodes;
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "POST", "/counter");
     await waitForConvergence(nodes, [client.key]);
     await a!.stop();

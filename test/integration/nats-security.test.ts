@@ -13,7 +13,7 @@ import type { ChannelStatus } from "../../lib/index.ts";
 import {
   createTlsFiles,
   createUserNKey,
-  SessionClient,
+  CookieClient,
   startNatsServer,
   startNode,
   waitFor,
@@ -109,7 +109,7 @@ async function waitForMembers(nodes: NodeHandle[]): Promise<void> {
 /** A write on `from` (ack mode) reads back on `to`, and both report a healthy channel. */
 async function expectReplication(from: NodeHandle, to: NodeHandle): Promise<void> {
   await waitForMembers([from, to]);
-  const client = new SessionClient();
+  const client = new CookieClient();
   const value = `v-${Math.random().toString(36).slice(2)}`;
   const put = await client.request(from.url, "PUT", "/session/attributes/secret", JSON.stringify(value));
   expect(put.status, put.text).toBe(200);
@@ -216,7 +216,7 @@ describe("NATS authentication and TLS", () => {
 describe("per-cluster subject permissions", () => {
   it("a node with cluster A's credentials cannot publish or subscribe on cluster B: it reports the refusal and B never sees it", async () => {
     const b1 = await start({ cluster: "B", node: "b1", nats: secure.url, args: ["--nats-user", "b", "--nats-password", "pass-b", "--nats-tls-ca", tls.ca] });
-    const owner = new SessionClient();
+    const owner = new CookieClient();
     expect((await owner.request(b1.url, "PUT", "/session/attributes/secret", JSON.stringify("b-only"))).status).toBe(200);
     const before = await view(b1);
 
@@ -246,7 +246,7 @@ describe("per-cluster subject permissions", () => {
     // It got nothing of cluster B: no members, no sessions, B's session is unknown there.
     expect(refused.members.filter((m) => !m.self)).toEqual([]);
     expect(refused.sessions.total).toBe(0);
-    const stolen = await new SessionClient({ cookie: owner.cookie! }).request(rogue.url, "GET", "/session");
+    const stolen = await new CookieClient({ cookie: owner.cookie! }).request(rogue.url, "GET", "/session");
     if (stolen.status === 200) expect(stolen.json).toMatchObject({ isNew: true, attributes: {} });
 
     // Cluster B never heard from it: b1 saw no new member and received nothing more than before.
@@ -255,7 +255,7 @@ describe("per-cluster subject permissions", () => {
     expect(after.members.map((m) => m.node)).toEqual(["b1"]);
     expect(after.stats.received["hb"] ?? 0).toBe(before.stats.received["hb"] ?? 0);
     expect(after.stats.received["state-req"] ?? 0).toBe(before.stats.received["state-req"] ?? 0);
-    expect((await new SessionClient({ cookie: owner.cookie! }).request(b1.url, "GET", "/session")).json).toMatchObject({ attributes: { secret: "b-only" } });
+    expect((await new CookieClient({ cookie: owner.cookie! }).request(b1.url, "GET", "/session")).json).toMatchObject({ attributes: { secret: "b-only" } });
   }, 150_000);
 
   it("in process: a NatsChannel over a TLS connection with A's credentials gets a permission error naming B's subject, for subscribe and publish", async () => {

@@ -8,9 +8,7 @@ import { decodeEnvelope } from "../../lib/codec/envelope.ts";
 import type { ReplicationLog } from "../../lib/channel/jetstream-log.ts";
 import type { ClusterOptions } from "../../lib/index.ts";
 import { DynamoSnapshotStore } from "../../lib/store/dynamodb.ts";
-import { freePort, waitFor } from "../kit/index.ts";
-import { Client, deleteStreams, inBatches, laggingLog, persistentNode, uniqueCluster, type PersistentNode } from "../store/nodes.ts";
-import { ddbClient, plain, throwawayTable } from "../store/support.ts";
+import { CookieClient, ddbClient, deleteStreams, freePort, inBatches, laggingLog, persistentNode, canonical, throwawayTable, uniqueCluster, waitFor, type PersistentNode } from "../kit/index.ts";
 
 const natsUrl = () => inject("natsUrl");
 
@@ -61,8 +59,8 @@ async function node(
 }
 
 /** Creates `count` sessions through the demo app, client i on node i % nodes (sticky), with varied content. */
-async function populate(on: PersistentNode[], count: number): Promise<Client[]> {
-  const all = Array.from({ length: count }, () => new Client());
+async function populate(on: PersistentNode[], count: number): Promise<CookieClient[]> {
+  const all = Array.from({ length: count }, () => new CookieClient());
   await inBatches(all, 200, async (c, i) => {
     const target = on[i % on.length]!;
     const reply = await c.request(target, "PUT", "/session/attributes/n", String(i));
@@ -105,13 +103,8 @@ async function settled(on: PersistentNode[], keys: string[], { access = true, ti
 }
 
 /** A comparable state; without `access`, the last-access fields (replicated as in-flight touches) are left out. */
-function comparable(state: Parameters<typeof plain>[0], access: boolean): string {
-  const p = plain(state) as Record<string, unknown> | undefined;
-  if (p && !access) {
-    delete p.lastAccessedAt;
-    delete p.lastAccessedBy;
-  }
-  return JSON.stringify(p);
+function comparable(state: Parameters<typeof canonical>[0], access: boolean): string {
+  return JSON.stringify(canonical(state, { access, bytes: true }));
 }
 
 /** Asserts `joiner` holds exactly the state `reference` holds for every key of `keys`. */
@@ -251,7 +244,7 @@ describe("join from the DynamoDB snapshot plus the JetStream log", () => {
         Array.from({ length: 40 }, async (_, w) => {
           while (writing) {
             const n = writes++;
-            // Client w only ever uses sessions w, w+40, ... on one node (sticky), so writers never race one session.
+            // CookieClient w only ever uses sessions w, w+40, ... on one node (sticky), so writers never race one session.
             await users[(w + 40 * (n % 5)) % 200]!.request(w % 2 ? b : a, "PUT", `/session/attributes/w${n}`, String(n));
           }
         }),
@@ -298,7 +291,7 @@ describe("join from the DynamoDB snapshot plus the JetStream log", () => {
     const a = await node(cluster, "a", { store: false, options: { sendMode: "persist" } });
     const b = await node(cluster, "b", { store: false, options: { sendMode: "persist" } });
     const jsm = await jetstreamManager(a.nc);
-    const user = new Client();
+    const user = new CookieClient();
     let { last } = await a.log.bounds();
     for (let i = 1; i <= 20; i++) {
       const reply = await user.request(i % 2 ? a : b, "PUT", "/session/attributes/v", String(i));

@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import type { SessionVariables } from "../../lib/index.ts";
-import { attributesOn, Client, Harness, uniqueCluster, waitForConvergence, type TestNode } from "./harness.ts";
+import { sessionAttributes, CookieClient, Harness, uniqueCluster, waitForConvergence, type TestNode } from "../kit/index.ts";
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -18,7 +18,7 @@ async function threeNodes(prefix: string): Promise<TestNode[]> {
 describe("replication of every op kind over NATS", () => {
   it("create: a session created on A exists, identical, on B and C", async () => {
     const [a, b, c] = await threeNodes("it-create");
-    const client = new Client();
+    const client = new CookieClient();
     const created = await client.request(a!, "POST", "/counter");
     expect(created.status).toBe(200);
     expect(created.json).toEqual({ counter: 1, node: "a" });
@@ -35,12 +35,12 @@ describe("replication of every op kind over NATS", () => {
     await waitForConvergence([a!, b!, c!], [client.key]);
     expect((await client.request(c!, "POST", "/counter")).json).toEqual({ counter: 3, node: "c" });
     await waitForConvergence([a!, b!, c!], [client.key]);
-    expect(await attributesOn(client, a!)).toEqual({ counter: 3 });
+    expect(await sessionAttributes(client, a!)).toEqual({ counter: 3 });
   });
 
   it("set and remove: attributes set on A and removed on B read back the same on every node", async () => {
     const [a, b, c] = await threeNodes("it-set");
-    const client = new Client();
+    const client = new CookieClient();
     const values: Record<string, unknown> = {
       text: "héllo wörld ✓",
       number: 42.5,
@@ -56,8 +56,8 @@ describe("replication of every op kind over NATS", () => {
       expect(reply.status).toBe(200);
     }
     await waitForConvergence([a!, b!, c!], [client.key]);
-    expect(await attributesOn(client, b!)).toEqual(values);
-    expect(await attributesOn(client, c!)).toEqual(values);
+    expect(await sessionAttributes(client, b!)).toEqual(values);
+    expect(await sessionAttributes(client, c!)).toEqual(values);
 
     const removed = await client.request(b!, "DELETE", "/session/attributes/list");
     expect(removed.status).toBe(200);
@@ -67,17 +67,17 @@ describe("replication of every op kind over NATS", () => {
     const registers = (states.get(client.key) as { attributes: [string, unknown, string | null][] }).attributes;
     expect(registers.find(([name]) => name === "list")?.[2]).toBeNull();
     const { list: _list, ...rest } = values;
-    expect(await attributesOn(client, a!)).toEqual(rest);
-    expect(await attributesOn(client, c!)).toEqual(rest);
+    expect(await sessionAttributes(client, a!)).toEqual(rest);
+    expect(await sessionAttributes(client, c!)).toEqual(rest);
     // Setting it again on C after the removal wins everywhere.
     await client.request(c!, "PUT", "/session/attributes/list", ["back"]);
     await waitForConvergence([a!, b!, c!], [client.key]);
-    expect(await attributesOn(client, a!)).toEqual({ ...rest, list: ["back"] });
+    expect(await sessionAttributes(client, a!)).toEqual({ ...rest, list: ["back"] });
   });
 
   it("invalidate on C ends the session on A and B; the old cookie then gets a new session", async () => {
     const [a, b, c] = await threeNodes("it-invalidate");
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "PUT", "/session/attributes/user", JSON.stringify("alice"));
     const key = client.key;
     const oldCookie = client.cookie!;
@@ -94,8 +94,8 @@ describe("replication of every op kind over NATS", () => {
       expect(node.sessions.manager.find(key)).toBeUndefined();
       expect(node.sessions.status().sessions).toEqual({ total: 0, tombstones: 1 });
     }
-    const again = new Client();
-    again.jar.cookie = oldCookie;
+    const again = new CookieClient();
+    again.cookie = oldCookie;
     const fresh = await again.request(a!, "GET", "/session");
     expect(fresh.json).toMatchObject({ isNew: true, attributes: {} });
     expect(again.key).not.toBe(key);
@@ -103,7 +103,7 @@ describe("replication of every op kind over NATS", () => {
 
   it("max inactive interval changed on A is seen on B and C", async () => {
     const [a, b, c] = await threeNodes("it-maxinactive");
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "POST", "/counter");
     await waitForConvergence([a!, b!, c!], [client.key]);
     expect((await client.request(b!, "GET", "/session")).json.maxInactiveInterval).toBe(1800);
@@ -122,7 +122,7 @@ describe("replication of every op kind over NATS", () => {
 
   it("regenerateId on B moves the attributes to a new key everywhere and ends the old key everywhere", async () => {
     const [a, b, c] = await threeNodes("it-regenerate");
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "PUT", "/session/attributes/cart", { items: [1, 2, 3] });
     await client.request(a!, "PUT", "/session/attributes/user", JSON.stringify("bob"));
     const oldKey = client.key;
@@ -139,11 +139,11 @@ describe("replication of every op kind over NATS", () => {
     const states = await waitForConvergence([a!, b!, c!], [oldKey, newKey]);
     expect(states.get(oldKey)).toMatchObject({ ended: [expect.any(Array), "invalidated"], attributes: [] });
     expect(states.get(newKey)).toMatchObject({ ended: null });
-    expect(await attributesOn(client, a!)).toEqual({ cart: { items: [1, 2, 3] }, user: "bob" });
-    expect(await attributesOn(client, c!)).toEqual({ cart: { items: [1, 2, 3] }, user: "bob" });
+    expect(await sessionAttributes(client, a!)).toEqual({ cart: { items: [1, 2, 3] }, user: "bob" });
+    expect(await sessionAttributes(client, c!)).toEqual({ cart: { items: [1, 2, 3] }, user: "bob" });
 
-    const stale = new Client();
-    stale.jar.cookie = oldCookie;
+    const stale = new CookieClient();
+    stale.cookie = oldCookie;
     expect((await stale.request(c!, "GET", "/session")).json).toMatchObject({ isNew: true, attributes: {} });
   });
 });
@@ -188,7 +188,7 @@ describe("attribute value types JSON cannot carry", () => {
     const appA = typedApp(a!, written, seenA);
     const appB = typedApp(b!, written, seenB);
 
-    const client = new Client();
+    const client = new CookieClient();
     expect((await client.request(appA, "POST", "/write")).status).toBe(200);
     await waitForConvergence([a!, b!], [client.key]);
     expect((await client.request(appB, "GET", "/read")).status).toBe(200);
@@ -225,7 +225,7 @@ describe("attribute value types JSON cannot carry", () => {
   it("a value that cannot be replicated is refused on A with a typed error and nothing reaches B", async () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-unserializable"));
     const [a, b] = await harness.start("a", "b");
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "PUT", "/session/attributes/ok", 1);
     await waitForConvergence([a!, b!], [client.key]);
     const app = new Hono<{ Variables: SessionVariables }>();
@@ -243,6 +243,6 @@ describe("attribute value types JSON cannot carry", () => {
     expect(error).toMatchObject({ name: "UnserializableValueError", code: "UNSERIALIZABLE_VALUE" });
     await client.request(a!, "PUT", "/session/attributes/marker", JSON.stringify("after"));
     await waitForConvergence([a!, b!], [client.key]);
-    expect(await attributesOn(client, b!)).toEqual({ ok: 1, marker: "after" });
+    expect(await sessionAttributes(client, b!)).toEqual({ ok: 1, marker: "after" });
   });
 });

@@ -3,8 +3,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { encodeEnvelope, WIRE_VERSION } from "../../lib/codec/envelope.ts";
 import type { SessionState } from "../../lib/session/state.ts";
-import { waitFor } from "../kit/index.ts";
-import { attributesOn, canonical, Client, Harness, uniqueCluster, waitForConvergence, waitForMembership, type TestNode } from "./harness.ts";
+import { canonical, CookieClient, Harness, sessionAttributes, uniqueCluster, waitFor, waitForConvergence, waitForMembership, type TestNode } from "../kit/index.ts";
 
 const harnesses: Harness[] = [];
 let raw: NatsConnection | undefined;
@@ -51,7 +50,7 @@ describe("garbage and foreign messages", () => {
     const nodes = await cluster("it-garbage", ["a", "b"]);
     const [a, b] = nodes;
     const name = a!.sessions.cluster;
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "PUT", "/session/attributes/keep", JSON.stringify("me"));
     const before = await waitForConvergence(nodes, [client.key]);
     const beforeDropped = nodes.map(droppedTotal);
@@ -97,7 +96,7 @@ describe("garbage and foreign messages", () => {
     // Replication, state transfer and membership still work afterwards.
     await client.request(b!, "PUT", "/session/attributes/after", JSON.stringify("garbage"));
     await waitForConvergence(nodes, [client.key]);
-    expect(await attributesOn(client, a!)).toEqual({ keep: "me", after: "garbage" });
+    expect(await sessionAttributes(client, a!)).toEqual({ keep: "me", after: "garbage" });
     const harness = harnesses[0]!;
     const c = await harness.add("c");
     expect(c.sessions.status().stateTransfer.state).toBe("done");
@@ -134,10 +133,10 @@ describe("cluster isolation", () => {
     const [ya, yb] = await cluster("it-iso-y", ["a", "b"]);
     const x = [xa!, xb!];
     const y = [ya!, yb!];
-    const clients = Array.from({ length: 10 }, () => new Client());
+    const clients = Array.from({ length: 10 }, () => new CookieClient());
     for (const [i, client] of clients.entries()) await client.request(x[i % 2]!, "POST", "/counter");
     await waitForConvergence(x, undefined);
-    const yClient = new Client();
+    const yClient = new CookieClient();
     await yClient.request(ya!, "PUT", "/session/attributes/only", JSON.stringify("y"));
     await waitForConvergence(y, [yClient.key]);
 
@@ -171,7 +170,7 @@ describe("oversized sessions", () => {
   it("a request that would exceed maxSessionBytes gets 413 and the other node never sees anything of it", async () => {
     const nodes = await cluster("it-oversize", ["a", "b"], { maxSessionBytes: 4096 });
     const [a, b] = nodes;
-    const client = new Client();
+    const client = new CookieClient();
     await client.request(a!, "PUT", "/session/attributes/small", JSON.stringify("ok"));
     const before = await waitForConvergence(nodes, [client.key]);
     const deltasBefore = b!.sessions.stats.received.delta ?? 0;
@@ -180,7 +179,7 @@ describe("oversized sessions", () => {
     expect(big.status).toBe(413);
     expect(big.json).toMatchObject({ limitBytes: 4096 });
     // A brand-new session that is too large is not created at all.
-    const stranger = new Client();
+    const stranger = new CookieClient();
     const refused = await stranger.request(a!, "PUT", "/session/attributes/big", JSON.stringify("y".repeat(5000)));
     expect(refused.status).toBe(413);
     expect(stranger.cookie).toBeUndefined();
@@ -197,6 +196,6 @@ describe("oversized sessions", () => {
       expect(small).toEqual((before.get(client.key) as { attributes: unknown[][] }).attributes.find(([name]) => name === "small"));
       expect(node.sessions.status().sessions.total).toBe(1);
     }
-    expect(await attributesOn(client, b!)).toEqual({ small: "ok", marker: "after" });
+    expect(await sessionAttributes(client, b!)).toEqual({ small: "ok", marker: "after" });
   });
 });

@@ -1,15 +1,14 @@
 // Owns: SnsSqsChannel tests: the Channel contract suite plus SNS/SQS specifics (own messages filtered by
 // the filter policy, point-to-point, cleanup on close, reclaiming a crashed run's queue, isolated
-// clusters, payload limits, delivery receipts). fauxqs in-process, or AWS_ENDPOINT_URL (see sns-sqs-kit.ts).
+// clusters, payload limits, delivery receipts). fauxqs in-process, or AWS_ENDPOINT_URL (see test/kit/sns-sqs.ts).
 import { ListSubscriptionsByTopicCommand } from "@aws-sdk/client-sns";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ChannelMessage, ChannelStatus } from "../../lib/channel/channel.ts";
 import { SNS_SQS_FRAGMENT_BYTES, SNS_SQS_MAX_PAYLOAD, SnsSqsChannel } from "../../lib/channel/sns-sqs.ts";
 import { InvalidOptionsError } from "../../lib/errors.ts";
-import { waitFor } from "../kit/wait.ts";
-import { describeChannelContract } from "./channel-contract-suite.ts";
-import { connectChannel, deleteCluster, startSnsSqs, TEST_NO_RESPONDERS_MS, uniqueSnsCluster, type SnsSqsEndpoint } from "./sns-sqs-kit.ts";
+import { connectChannel, deleteCluster, startSnsSqs, TEST_NO_RESPONDERS_MS, uniqueCluster, waitFor, type SnsSqsEndpoint } from "../kit/index.ts";
+import { describeChannelContract } from "../contracts/channel.ts";
 
 let aws: SnsSqsEndpoint;
 beforeAll(async () => {
@@ -28,7 +27,7 @@ async function deleteClusters(): Promise<void> {
 describeChannelContract(
   "sns-sqs",
   async (count) => {
-    const cluster = uniqueSnsCluster("contract");
+    const cluster = uniqueCluster("contract");
     clusters.push(cluster);
     return Promise.all(Array.from({ length: count }, (_, i) => connectChannel(aws, cluster, `n${i}`)));
   },
@@ -68,7 +67,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   }
 
   it("the filter policy keeps a node's own messages out of its queue (SNS drops them, not the channel)", async () => {
-    const cluster = uniqueSnsCluster("own");
+    const cluster = uniqueCluster("own");
     const [a, b] = await nodes(cluster, "a", "b");
     const onA = collector();
     const onB = collector();
@@ -86,7 +85,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("point-to-point: node subjects and replies reach their node only; others' queues never get them", async () => {
-    const cluster = uniqueSnsCluster("p2p");
+    const cluster = uniqueCluster("p2p");
     const [a, b, c] = await nodes(cluster, "a", "b", "c");
     const onB = collector();
     const wildcardOnC = collector();
@@ -113,7 +112,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("close() deletes the node's queue and subscription; the topic stays for the others", async () => {
-    const cluster = uniqueSnsCluster("close");
+    const cluster = uniqueCluster("close");
     const [a, b] = await nodes(cluster, "a", "b");
     const { sns, sqs } = aws.clients();
     const subscriptions = async () =>
@@ -138,7 +137,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("connecting a node id again reclaims the queue an earlier run left behind (crash before close)", async () => {
-    const cluster = uniqueSnsCluster("reclaim");
+    const cluster = uniqueCluster("reclaim");
     const [crashed] = await nodes(cluster, "a");
     const statuses: string[] = [];
     crashed!.onStatus((status, detail) => statuses.push(`${status} ${detail ?? ""}`));
@@ -152,8 +151,8 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("two clusters on one account are isolated: same subjects, separate topics", async () => {
-    const [x1, x2] = await nodes(uniqueSnsCluster("iso-x"), "n1", "n2");
-    const [y1, y2] = await nodes(uniqueSnsCluster("iso-y"), "n1", "n2");
+    const [x1, x2] = await nodes(uniqueCluster("iso-x"), "n1", "n2");
+    const [y1, y2] = await nodes(uniqueCluster("iso-y"), "n1", "n2");
     expect(x1!.topicArn).not.toBe(y1!.topicArn);
     const onX2 = collector();
     const onY2 = collector();
@@ -169,7 +168,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("carries binary payloads up to maxPayload (1 MiB): base64 bodies, several SNS messages above one message's limit", async () => {
-    const [a, b, c] = await nodes(uniqueSnsCluster("big"), "a", "b", "c");
+    const [a, b, c] = await nodes(uniqueCluster("big"), "a", "b", "c");
     expect(a!.maxPayload).toBe(SNS_SQS_MAX_PAYLOAD);
     const pattern = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 0xff);
     const onB = collector();
@@ -194,7 +193,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("keeps publishing through an SNS outage: retries with backoff, reports disconnected then connected", async () => {
-    const cluster = uniqueSnsCluster("outage");
+    const cluster = uniqueCluster("outage");
     const [b] = await nodes(cluster, "b");
     const { sns, sqs } = aws.clients();
     let down = true;
@@ -227,7 +226,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("a subscriber that answers after the no-responders window is waited for (delivery receipt)", async () => {
-    const [a, b] = await nodes(uniqueSnsCluster("late"), "a", "b");
+    const [a, b] = await nodes(uniqueCluster("late"), "a", "b");
     b!.subscribe("app.slow", (m) => {
       setTimeout(() => b!.publish(m.reply!, utf8.encode("late answer")), TEST_NO_RESPONDERS_MS + 700); // after the window
     });
@@ -243,7 +242,7 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
   });
 
   it("a queue group on a wildcard subject gets each matching message once, and nothing else", async () => {
-    const [a, b, c] = await nodes(uniqueSnsCluster("grp"), "a", "b", "c");
+    const [a, b, c] = await nodes(uniqueCluster("grp"), "a", "b", "c");
     const onB = collector();
     const onC = collector();
     b!.subscribe("app.*.work", onB.handler, { queue: "workers" });

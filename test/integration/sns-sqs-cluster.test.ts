@@ -7,9 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import type { SnsSqsChannel } from "../../lib/channel/sns-sqs.ts";
 import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
-import { SessionClient } from "../kit/http-client.ts";
-import { waitFor } from "../kit/wait.ts";
-import { connectChannel, deleteCluster, startSnsSqs, uniqueSnsCluster, type SnsSqsEndpoint } from "./sns-sqs-kit.ts";
+import { connectChannel, CookieClient, deleteCluster, startSnsSqs, uniqueCluster, waitFor, type SnsSqsEndpoint } from "../kit/index.ts";
 
 let aws: SnsSqsEndpoint;
 beforeAll(async () => {
@@ -24,27 +22,6 @@ const TIMINGS: Partial<ClusterOptions> = { heartbeatIntervalMs: 200, memberDropM
 
 /** A logger that drops everything: tests assert on behaviour, not logs. */
 const silent: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => silent };
-
-/** A browser-like client of in-process apps: keeps the session cookie across nodes. */
-class Client {
-  readonly jar = new SessionClient();
-
-  /** The session key (cookie value without the route suffix). */
-  get key(): string {
-    const cookie = this.jar.cookie;
-    if (!cookie) throw new Error("the client holds no session cookie");
-    return cookie.slice(0, cookie.lastIndexOf("."));
-  }
-
-  async request(app: Hono<{ Variables: SessionVariables }>, method: string, path: string, body?: string): Promise<{ status: number; json: any }> {
-    const headers: Record<string, string> = {};
-    if (this.jar.cookie !== undefined) headers.cookie = `SESSIONID=${this.jar.cookie}`;
-    const res = await app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
-    for (const line of res.headers.getSetCookie()) this.jar.absorb(line);
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  }
-}
 
 interface SnsNode {
   readonly name: string;
@@ -73,7 +50,7 @@ const readyPeers = (node: SnsNode) => node.sessions.membership.readyMembers().ma
 
 describe("createCluster over SnsSqsChannel", () => {
   it("a session set on A is read on B; a late joiner C gets it by state transfer", async () => {
-    cluster = uniqueSnsCluster("it-sns");
+    cluster = uniqueCluster("it-sns");
     const started = Date.now();
     const a = await startNode("a");
     // Nobody else: the state request hears no receipt within the discovery window, so A starts empty at once.
@@ -82,7 +59,7 @@ describe("createCluster over SnsSqsChannel", () => {
     const b = await startNode("b");
     await waitFor("a and b see each other", () => readyPeers(a).join() === "b" && readyPeers(b).join() === "a");
 
-    const client = new Client();
+    const client = new CookieClient();
     expect((await client.request(a.app, "PUT", "/session/attributes/user", JSON.stringify({ name: "ada", roles: ["admin"] }))).status).toBe(200);
     const onB = await waitFor("the session on b", () => b.sessions.manager.inspect(client.key));
     expect(onB.key).toBe(client.key);
@@ -102,9 +79,9 @@ describe("createCluster over SnsSqsChannel", () => {
   });
 
   it("state transfer of more session data than one SNS message holds: the page travels in fragments", async () => {
-    cluster = uniqueSnsCluster("it-sns-pages");
+    cluster = uniqueCluster("it-sns-pages");
     const a = await startNode("a");
-    const clients = Array.from({ length: 4 }, () => new Client());
+    const clients = Array.from({ length: 4 }, () => new CookieClient());
     for (const [i, client] of clients.entries()) {
       expect((await client.request(a.app, "PUT", "/session/attributes/blob", JSON.stringify(String(i).repeat(100_000)))).status).toBe(200);
     }
@@ -117,7 +94,7 @@ describe("createCluster over SnsSqsChannel", () => {
   });
 
   it("a node that stops leaves the membership and its queue is deleted", async () => {
-    cluster = uniqueSnsCluster("it-sns-leave");
+    cluster = uniqueCluster("it-sns-leave");
     const a = await startNode("a");
     const b = await startNode("b");
     await waitFor("a sees b", () => readyPeers(a).join() === "b");

@@ -1,6 +1,6 @@
 // Owns: integration tests of state transfer: a late joiner holds every session, identical, when start() resolves.
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { canonical, Client, Harness, uniqueCluster, waitForConvergence, type TestNode } from "./harness.ts";
+import { canonical, CookieClient, Harness, uniqueCluster, waitForConvergence, type TestNode } from "../kit/index.ts";
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -12,8 +12,8 @@ afterEach(async () => {
  * Creates `count` sessions spread over `nodes`, with varied content; every 50th is invalidated and
  * some get their own timeout. Resolves with the clients and their session keys, by index.
  */
-async function populate(nodes: TestNode[], count: number): Promise<{ clients: Client[]; keys: string[] }> {
-  const clients: Client[] = [];
+async function populate(nodes: TestNode[], count: number): Promise<{ clients: CookieClient[]; keys: string[] }> {
+  const clients: CookieClient[] = [];
   const keys: string[] = [];
   const padding = "x".repeat(400);
   for (let i = 0; i < count; i += 50) {
@@ -21,7 +21,7 @@ async function populate(nodes: TestNode[], count: number): Promise<{ clients: Cl
       Array.from({ length: Math.min(50, count - i) }, async (_, j) => {
         const n = i + j;
         const node = nodes[n % nodes.length]!;
-        const client = new Client();
+        const client = new CookieClient();
         await client.request(node, "PUT", "/session/attributes/n", String(n));
         await client.request(node, "PUT", "/session/attributes/blob", JSON.stringify({ n, padding }));
         if (n % 10 === 3) await client.request(node, "DELETE", "/session/attributes/blob");

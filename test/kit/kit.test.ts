@@ -1,13 +1,18 @@
-// Owns: behavioural tests of the test kit itself (ports, waiting, processes, nats-server, nodes, cookie client).
+// Owns: behavioural tests of the launcher and the test kit (ports, waiting, processes, nats-server, nodes, cookie client).
 import http from "node:http";
 import net from "node:net";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Hono } from "hono";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import {
   REPO_ROOT,
-  SessionClient,
+  CookieClient,
   freePort,
+  portIsFree,
+  ProcessGroup,
   spawnTracked,
   startNatsServer,
   startNode,
@@ -71,6 +76,17 @@ describe("ports", () => {
   });
 });
 
+describe("portIsFree", () => {
+  it("is false while something listens on the port and true once it closed", async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as net.AddressInfo;
+    expect(await portIsFree(port)).toBe(false);
+    await new Promise((resolve) => server.close(resolve));
+    expect(await portIsFree(port)).toBe(true);
+  });
+});
+
 describe("waitFor", () => {
   it("resolves with the first value that is not undefined/false, treating throws as not yet", async () => {
     let n = 0;
@@ -95,6 +111,19 @@ describe("waitFor", () => {
     const err = await waitFor("a hung promise", () => new Promise<number>(() => {}), { timeoutMs: 150 }).catch((e: Error) => e);
     expect((err as Error).message).toContain("waiting for a hung promise");
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it("stops waiting when the watched process exits, with its output", async () => {
+    const p = spawnTracked(process.execPath, ["-e", "console.log('bye'); process.exit(4)"]);
+    const err = await waitFor("never", () => false, { timeoutMs: 10_000, process: p }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/exited while waiting for never \(code 4, signal null\)\n[\s\S]*bye/);
+  });
+
+  it("stops waiting with an AbortError when the signal aborts", async () => {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 50);
+    const err = await waitFor("never", () => false, { timeoutMs: 10_000, signal: abort.signal }).catch((e: Error) => e);
+    expect((err as Error).name).toBe("AbortError");
   });
 
   it("waitForHttp polls until the expected status", async () => {
@@ -162,6 +191,31 @@ describe("processes", () => {
 
   it("throws clearly when the command does not exist", () => {
     expect(() => spawnTracked("/nonexistent/definitely-not-here")).toThrow(/failed to spawn/);
+  });
+});
+
+describe("ProcessGroup", () => {
+  it("writes output to a log file, hands over complete lines, and stops only its own children", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kit-group-"));
+    try {
+      const group = new ProcessGroup();
+      const lines: string[] = [];
+      const p = group.spawn(process.execPath, ["-e", "process.stdout.write('one\\ntw'); setTimeout(() => console.log('o'), 50); setInterval(() => {}, 1000)"], {
+        name: "lines",
+        logFile: join(dir, "lines.log"),
+        onLine: (line) => lines.push(line),
+      });
+      await waitFor("both lines", () => lines.length === 2);
+      expect(lines).toEqual(["one", "two"]);
+      expect(group.live()).toEqual([p]);
+      expect(trackedProcesses()).not.toContain(p);
+      await group.stopAll();
+      expect(p.hasExited).toBe(true);
+      expect(group.live()).toEqual([]);
+      expect(readFileSync(join(dir, "lines.log"), "utf8")).toBe("one\ntwo\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -259,7 +313,7 @@ describe("startNode (against a fake CLI)", () => {
   });
 });
 
-describe("SessionClient", () => {
+describe("CookieClient", () => {
   it("stores SESSIONID, sends it to any node, and forgets it on Max-Age=0", async () => {
     const seen: Array<string | undefined> = [];
     const handler: http.RequestListener = (req, res) => {
@@ -271,7 +325,7 @@ describe("SessionClient", () => {
     const a = await httpServer(handler);
     const b = await httpServer(handler);
     try {
-      const c = new SessionClient();
+      const c = new CookieClient();
       const login = await c.request(a.url, "POST", "/login", { user: "u" });
       expect(login.status).toBe(200);
       expect(login.json).toEqual({ path: "/login", method: "POST" });
@@ -291,8 +345,23 @@ describe("SessionClient", () => {
     }
   });
 
+  it("carries the cookie to an app in this process and to a test node holding one, with its key and route", async () => {
+    const app = new Hono();
+    app.get("/login", (c) => {
+      c.header("set-cookie", "SESSIONID=k123.n2; Path=/");
+      return c.json({ cookie: c.req.header("cookie") ?? null, url: c.req.url });
+    });
+    app.get("/whoami", (c) => c.json({ cookie: c.req.header("cookie") ?? null }));
+    const c = new CookieClient();
+    expect(() => c.key).toThrow(/no session cookie/);
+    const login = await c.request(app, "GET", "/login");
+    expect(login.json).toEqual({ cookie: null, url: "http://app.test/login" });
+    expect([c.key, c.route]).toEqual(["k123", "n2"]);
+    expect((await c.request({ app }, "GET", "/whoami")).json).toEqual({ cookie: "SESSIONID=k123.n2" });
+  });
+
   it("treats an Expires in the past as deletion unless Max-Age says otherwise", () => {
-    const c = new SessionClient({ cookie: "x" });
+    const c = new CookieClient({ cookie: "x" });
     c.absorb("SESSIONID=y; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=60");
     expect(c.cookie).toBe("y");
     c.absorb("SESSIONID=y; Expires=Thu, 01 Jan 1970 00:00:00 GMT");

@@ -6,10 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { nkeys } from "@nats-io/nats-core";
-import { freePort } from "./ports.ts";
-import { removeDirOnExit } from "./processes.ts";
-import { startNatsServer, type NatsServerHandle, type NatsServerOptions } from "./nats-server.ts";
-import { waitFor } from "./wait.ts";
+import { freePort, removeDirOnExit, startNatsServer, waitFor, type NatsServerHandle, type NatsServerOptions } from "../../functions/launch/index.ts";
 
 /** A certificate and its private key (PEM files). */
 export interface CertFiles {
@@ -138,11 +135,12 @@ export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<N
     clientPorts.push(await freePort());
     routePorts.push(await freePort());
   }
-  const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(", ");
   const options = (i: number): NatsServerOptions => ({
     port: clientPorts[i]!,
+    serverName: `n${i + 1}`,
+    cluster: { name: "test", port: routePorts[i]!, routes: routePorts },
     ...(opts.jetstream ? { jetstream: true } : {}),
-    extraConfig: [`server_name: n${i + 1}`, `cluster { name: test, listen: "127.0.0.1:${routePorts[i]}", routes: [${routes}] }`, opts.extraConfig ?? ""].join("\n"),
+    ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
   });
   const servers: NatsServerHandle[] = [];
   try {

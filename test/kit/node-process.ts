@@ -1,12 +1,6 @@
 // Owns: starting `session-replication serve` nodes as child processes for black-box tests.
-import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
-import { freePort } from "./ports.ts";
-import { spawnTracked, tail, type TrackedProcess } from "./processes.ts";
-import { waitForHttp } from "./wait.ts";
-
-/** Repository root (two levels above test/kit). */
-export const REPO_ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+import { freePort, REPO_ROOT, spawnTracked, tail, waitForHttp, type TrackedProcess } from "../../functions/launch/index.ts";
 
 /** Path of the CLI started by {@link startNode}, relative to the repo root. */
 export const CLI_SCRIPT = "bin/session-replication.js";
@@ -94,7 +88,7 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
     args,
     output: () => proc.output(),
     kill: (signal = "SIGTERM") => proc.kill(signal),
-    stop: () => proc.stop(3000),
+    stop: async () => void (await proc.stop(3000)),
   };
   if (opts.waitReady === false) return handle;
 

@@ -15,8 +15,7 @@ import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
-import { REPO_ROOT } from "./node-process.ts";
-import { removeDirOnExit } from "./processes.ts";
+import { REPO_ROOT, removeDirOnExit } from "../../functions/launch/index.ts";
 
 /** Where packed tarballs are kept between runs, one per hash of the build inputs. */
 const CACHE_DIR = join(REPO_ROOT, ".cache", "package");

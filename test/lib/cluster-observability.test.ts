@@ -7,8 +7,9 @@ import { createCluster } from "../../lib/cluster.ts";
 import { InvalidOptionsError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { BackupManager } from "../../lib/managers/backup-manager.ts";
-import { waitFor } from "../kit/index.ts";
-import { attributesOn, call, keyOf, makeNode, sessionApp, setOn, startNodes } from "./support.ts";
+import { waitFor } from "../../functions/launch/index.ts";
+import { attributesOn, call, makeNode, sessionApp, setOn, startNodes } from "../kit/memory-nodes.ts";
+import { keyOf } from "../kit/cookie-client.ts";
 
 /** A logger that keeps every line (bound fields merged in), at every level. */
 function capturingLogger(lines: Record<string, unknown>[], bound: Record<string, unknown> = {}): Logger {

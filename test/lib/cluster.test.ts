@@ -3,8 +3,9 @@ import { describe, expect, it } from "vitest";
 import { MemoryBus, MemoryChannel } from "../../lib/channel/memory.ts";
 import { createCluster, type ClusterOptions } from "../../lib/cluster.ts";
 import { ChannelRequestError, InvalidOptionsError } from "../../lib/errors.ts";
-import { waitFor } from "../kit/index.ts";
-import { makeNode, silentLogger, startNodes, stopNode } from "./support.ts";
+import { waitFor } from "../../functions/launch/index.ts";
+import { makeNode, startNodes, stopNode } from "../kit/memory-nodes.ts";
+import { silentLogger } from "../kit/logger.ts";
 
 /** The InvalidOptionsError createCluster throws for these options. */
 function invalid(options: Record<string, unknown>): InvalidOptionsError {

@@ -5,12 +5,13 @@ import { MemoryBus } from "../../lib/channel/memory.ts";
 import type { ReplicatedSessions } from "../../lib/cluster.ts";
 import { BackupManager } from "../../lib/managers/backup-manager.ts";
 import { createDemoApp } from "../../functions/demo-app.ts";
-import { SessionClient, waitFor } from "../kit/index.ts";
-import { attributesOn, startNodes, stopNode } from "./support.ts";
+import { waitFor } from "../../functions/launch/index.ts";
+import { CookieClient } from "../kit/cookie-client.ts";
+import { attributesOn, startNodes, stopNode } from "../kit/memory-nodes.ts";
 
 /** A cookie-keeping client for in-process demo apps. */
 class AppClient {
-  readonly jar = new SessionClient();
+  readonly jar = new CookieClient();
   async request(node: ReplicatedSessions, method: string, path: string, headers: Record<string, string> = {}) {
     const app = createDemoApp(node);
     const res = await app.request(path, { method, headers: { ...headers, ...(this.jar.cookie ? { cookie: `SESSIONID=${this.jar.cookie}` } : {}) } });

@@ -1,9 +1,9 @@
 // Owns: Lambda execution environments of a user's app as separate Node processes (tests freeze them with SIGSTOP, as Lambda does).
-import { fork, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { expect } from "vitest";
-import { waitFor } from "../../kit/index.ts";
-import { cookieSet, functionUrlEvent, restApiEvent } from "./events.ts";
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+import { waitFor } from '../../kit/index.ts';
+import { cookieSet, functionUrlEvent, restApiEvent } from './events.ts';
 
 /** The counters a `LambdaSessionHandler` keeps. */
 export interface InstanceStats {
@@ -38,20 +38,28 @@ export interface LambdaInstance {
 }
 
 /** Starts `script` (the instance fixture) with `env` in `cwd`; resolves when its handler has started. */
-export async function startInstance(script: string, options: { cwd: string; env: Record<string, string>; execArgv?: string[] }): Promise<LambdaInstance> {
-  const child = fork(script, [], { cwd: options.cwd, execArgv: options.execArgv ?? [], env: { PATH: process.env.PATH ?? "", NODE_NO_WARNINGS: "1", ...options.env }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+export async function startInstance(
+  script: string,
+  options: { cwd: string; env: Record<string, string>; execArgv?: string[] },
+): Promise<LambdaInstance> {
+  const child = fork(script, [], {
+    cwd: options.cwd,
+    execArgv: options.execArgv ?? [],
+    env: { PATH: process.env.PATH ?? '', NODE_NO_WARNINGS: '1', ...options.env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const pending = new Map<number, (reply: Record<string, unknown>) => void>();
   let next = 0;
   const node = await new Promise<string>((resolve, reject) => {
-    child.on("message", (raw) => {
+    child.on('message', (raw) => {
       const message = raw as Record<string, unknown>;
       if (message.ready) resolve(message.node as string);
       else pending.get(message.id as number)?.(message);
     });
     void exited.then((code) => reject(new Error(`lambda instance exited with ${code} before it was ready`)));
   });
-  const state = () => readFileSync(`/proc/${child.pid}/stat`, "utf8").replace(/^.*\) /, "")[0];
+  const state = () => readFileSync(`/proc/${child.pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
   return {
     child,
     node,
@@ -65,15 +73,16 @@ export async function startInstance(script: string, options: { cwd: string; env:
         });
         child.send({ id, event, freezeAfter });
       }),
-    frozen: async () => void (await waitFor("the instance to be stopped", () => state() === "T", { timeoutMs: 5000 })),
-    freeze: () => void child.kill("SIGSTOP"),
-    thaw: () => void child.kill("SIGCONT"),
-    kill: () => void child.kill("SIGKILL"),
+    frozen: async () => void (await waitFor('the instance to be stopped', () => state() === 'T', { timeoutMs: 5000 })),
+    freeze: () => void child.kill('SIGSTOP'),
+    thaw: () => void child.kill('SIGCONT'),
+    kill: () => void child.kill('SIGKILL'),
   };
 }
 
 const items = (result: { body: string }) => (JSON.parse(result.body) as { items: string[] }).items;
-const add = (item: string, cookies: string[] = []) => functionUrlEvent("POST", "/cart/items", { cookies, body: JSON.stringify({ item }) });
+const add = (item: string, cookies: string[] = []) =>
+  functionUrlEvent('POST', '/cart/items', { cookies, body: JSON.stringify({ item }) });
 
 /**
  * Two environments of the cart app (test/package/fixtures/lambda-app): a write on `a` is read on `b`
@@ -81,22 +90,24 @@ const add = (item: string, cookies: string[] = []) => functionUrlEvent("POST", "
  * and the thawed `a`, asked with its own older cookie, serves the newer value (catch-up before serving).
  */
 export async function expectFreezeSafe(a: LambdaInstance, b: LambdaInstance): Promise<void> {
-    // a answers and Lambda freezes it at once: the write must already have left a.
-    const { result: first } = await a.invoke(add("book"), { freezeAfter: true });
-    expect(items(first)).toEqual(["book"]);
-    const cookieA = cookieSet(first, "sid")!;
-    await a.frozen();
-    // Read at b while a stays frozen (REST API event: the cookie in the Cookie header).
-    const { result: atB, stats: statsB } = await b.invoke(restApiEvent("GET", "/cart/items", { cookies: [cookieA] }));
-    expect(items(atB)).toEqual(["book"]);
-    expect(statsB.catchUpsFailed).toBe(0);
+  // a answers and Lambda freezes it at once: the write must already have left a.
+  const { result: first } = await a.invoke(add('book'), { freezeAfter: true });
+  expect(items(first)).toEqual(['book']);
+  const cookieA = cookieSet(first, 'sid')!;
+  await a.frozen();
+  // Read at b while a stays frozen (REST API event: the cookie in the Cookie header).
+  const { result: atB, stats: statsB } = await b.invoke(restApiEvent('GET', '/cart/items', { cookies: [cookieA] }));
+  expect(items(atB)).toEqual(['book']);
+  expect(statsB.catchUpsFailed).toBe(0);
 
-    // b writes while a is frozen; a thaws and is asked with its own, older cookie: it serves the newer value.
-    const { result: second } = await b.invoke(add("pen", [cookieA]));
-    expect(items(second)).toEqual(["book", "pen"]);
-    a.thaw();
-    const { result: thawed, stats: statsA } = await a.invoke(functionUrlEvent("GET", "/cart/items", { cookies: [cookieA] }));
-    expect(items(thawed)).toEqual(["book", "pen"]);
-    expect(statsA.catchUpsFailed).toBe(0);
-    expect(statsA.connections).toBe(1);
+  // b writes while a is frozen; a thaws and is asked with its own, older cookie: it serves the newer value.
+  const { result: second } = await b.invoke(add('pen', [cookieA]));
+  expect(items(second)).toEqual(['book', 'pen']);
+  a.thaw();
+  const { result: thawed, stats: statsA } = await a.invoke(
+    functionUrlEvent('GET', '/cart/items', { cookies: [cookieA] }),
+  );
+  expect(items(thawed)).toEqual(['book', 'pen']);
+  expect(statsA.catchUpsFailed).toBe(0);
+  expect(statsA.connections).toBe(1);
 }

@@ -1,6 +1,7 @@
 // Owns: unit tests of the edge node's environment (functions/edge/edge-node.ts edgeConfigFromEnv, wsConnectionOptions).
 import { describe, expect, it } from "vitest";
-import { EdgeConfigError, edgeConfigFromEnv, wsConnectionOptions } from "../../../functions/edge/edge-node.ts";
+import { edgeConfigFromEnv, wsConnectionOptions } from "../../../functions/edge/edge-node.ts";
+import { ConfigError } from "../../../functions/shared/config.ts";
 
 const KEY = Buffer.alloc(32, 7).toString("base64");
 
@@ -60,7 +61,7 @@ describe("edge node configuration", () => {
     [{ NATS_URL: "ws://h:1", SESSREP_MAX_INACTIVE: "1.5" }, /SESSREP_MAX_INACTIVE must be an integer/],
     [{ NATS_URL: "ws://h:1", SESSREP_CLUSTER_KEY: "k1:short" }, /SESSREP_CLUSTER_KEY: /],
   ])("refuses %o with a named error", (env, message) => {
-    expect(() => edgeConfigFromEnv(env)).toThrow(EdgeConfigError);
+    expect(() => edgeConfigFromEnv(env)).toThrow(ConfigError);
     expect(() => edgeConfigFromEnv(env)).toThrow(message);
   });
 });

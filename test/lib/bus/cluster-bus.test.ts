@@ -5,7 +5,7 @@ import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
 import { encodeEnvelope, WIRE_VERSION } from "../../../lib/codec/envelope.ts";
 import { MalformedMessageError } from "../../../lib/errors.ts";
 import { ReplicationStats } from "../../../lib/stats.ts";
-import { silentLogger } from "../support.ts";
+import { silentLogger } from "../../kit/logger.ts";
 
 const enc = new TextEncoder();
 

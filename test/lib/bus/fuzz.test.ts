@@ -4,8 +4,9 @@ import { describe, expect, it } from "vitest";
 import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
 import { decodeEnvelope } from "../../../lib/codec/envelope.ts";
 import { MalformedMessageError } from "../../../lib/errors.ts";
-import { waitFor } from "../../kit/index.ts";
-import { attributesOn, call, keyOf, sessionApp, startNodes } from "../support.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { attributesOn, call, sessionApp, startNodes } from "../../kit/memory-nodes.ts";
+import { keyOf } from "../../kit/cookie-client.ts";
 
 const utf8 = new TextEncoder();
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { ChannelMessage } from "../../../lib/channel/channel.ts";
 import { MemoryBus, MemoryChannel, subjectMatches } from "../../../lib/channel/memory.ts";
 import { ChannelRequestError } from "../../../lib/errors.ts";
-import { waitFor } from "../../kit/index.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -4,8 +4,9 @@ import { MemoryBus } from "../../../lib/channel/memory.ts";
 
 import { checkClusterKeys, isProtectedFrame, MessageProtection, parseClusterKeys } from "../../../lib/codec/protection.ts";
 import { InvalidOptionsError, MalformedMessageError } from "../../../lib/errors.ts";
-import { waitFor } from "../../kit/index.ts";
-import { attributesOn, call, keyOf, makeNode, sessionApp, startNodes } from "../support.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { attributesOn, call, makeNode, sessionApp, startNodes } from "../../kit/memory-nodes.ts";
+import { keyOf } from "../../kit/cookie-client.ts";
 
 const secret = (fill: number) => btoa(String.fromCharCode(...new Uint8Array(32).fill(fill)));
 const header = { cluster: "c1", node: "a", kind: "delta" };

@@ -1,12 +1,12 @@
 // Owns: tests of CatchUpLog (lib/log/catch-up-log.ts) over a log whose follower can be made to stall.
-import { describe, expect, it } from "vitest";
-import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
-import { CatchUpLog } from "../../../lib/log/catch-up-log.ts";
+import { describe, expect, it } from 'vitest';
+import type { LogFollower, LogMessage, ReplicationLog } from '../../../lib/channel/jetstream-log.ts';
+import { CatchUpLog } from '../../../lib/log/catch-up-log.ts';
 
-describe("CatchUpLog", () => {
+describe('CatchUpLog', () => {
   /** A log whose follower can be made to stall, like a pull consumer whose request expired during a freeze. */
   class FakeLog implements ReplicationLog {
-    readonly name = "fake";
+    readonly name = 'fake';
     readonly messages: LogMessage[] = [];
     stalled = false;
     follows: number[] = [];
@@ -31,7 +31,7 @@ describe("CatchUpLog", () => {
     }
   }
 
-  it("returns at once when nothing is missing, waits for a live follower, and restarts a stalled one from the next sequence", async () => {
+  it('returns at once when nothing is missing, waits for a live follower, and restarts a stalled one from the next sequence', async () => {
     const inner = new FakeLog();
     const log = new CatchUpLog(inner, { stallMs: 50 });
     const applied: number[] = [];
@@ -49,7 +49,7 @@ describe("CatchUpLog", () => {
     expect(log.delivered).toBe(3);
   });
 
-  it("reports failure when the log cannot be read before the deadline", async () => {
+  it('reports failure when the log cannot be read before the deadline', async () => {
     const inner = new FakeLog();
     inner.bounds = () => new Promise(() => undefined);
     const log = new CatchUpLog(inner);
@@ -60,12 +60,12 @@ describe("CatchUpLog", () => {
   });
 });
 
-describe("CatchUpLog with a consumer that applies asynchronously (the delta manager decrypting protected messages)", () => {
+describe('CatchUpLog with a consumer that applies asynchronously (the delta manager decrypting protected messages)', () => {
   it("counts a message as caught up only once the consumer's promise for it settled", async () => {
     const messages: LogMessage[] = [];
     let live: ((m: LogMessage) => unknown) | undefined;
     const inner: ReplicationLog = {
-      name: "slow",
+      name: 'slow',
       ensure: async () => undefined,
       append: async (data) => {
         const message = { seq: messages.length + 1, data };
@@ -82,9 +82,12 @@ describe("CatchUpLog with a consumer that applies asynchronously (the delta mana
     };
     const log = new CatchUpLog(inner, { stallMs: 1000 });
     const applied: number[] = [];
-    await log.follow(1, (m) => new Promise<void>((resolve) => setTimeout(() => resolve(void applied.push(m.seq)), 100)));
-    await inner.append(new Uint8Array(), "a");
-    await inner.append(new Uint8Array(), "b");
+    await log.follow(
+      1,
+      (m) => new Promise<void>((resolve) => setTimeout(() => resolve(void applied.push(m.seq)), 100)),
+    );
+    await inner.append(new Uint8Array(), 'a');
+    await inner.append(new Uint8Array(), 'b');
     const result = await log.catchUp(2000);
     expect(result).toMatchObject({ ok: true, target: 2, restarted: false });
     expect(applied).toEqual([1, 2]);

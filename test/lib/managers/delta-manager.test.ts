@@ -12,21 +12,11 @@ import { Membership } from "../../../lib/membership/membership.ts";
 import { HybridClock } from "../../../lib/session/clock.ts";
 import { Session } from "../../../lib/session/session.ts";
 import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../kit/index.ts";
-import {
-  attributesOn,
-  call,
-  DelayedChannel,
-  FAST,
-  keyOf,
-  makeNode,
-  onCleanup,
-  sessionApp,
-  setOn,
-  silentLogger,
-  startNodes,
-  stopNode,
-} from "../support.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { attributesOn, call, DelayedChannel, makeNode, onCleanup, sessionApp, setOn, startNodes, stopNode } from "../../kit/memory-nodes.ts";
+import { silentLogger } from "../../kit/logger.ts";
+import { FASTER } from "../../kit/timings.ts";
+import { keyOf } from "../../kit/cookie-client.ts";
 
 const manager = (node: ReplicatedSessions) => node.manager as DeltaManager;
 
@@ -42,10 +32,10 @@ async function manualNode(
   const stats = new ReplicationStats();
   const clock = new HybridClock(name);
   const clusterBus = new ClusterBus(channel, { cluster: "test", node: name, incarnation: crypto.randomUUID() }, "sessrep", stats, silentLogger);
-  const membership = new Membership(clusterBus, FAST, silentLogger);
+  const membership = new Membership(clusterBus, FASTER, silentLogger);
   const deltaManager = new DeltaManager(
     { bus: clusterBus, membership, clock, stats, logger: silentLogger },
-    { ackTimeoutMs: FAST.ackTimeoutMs, stateTransferTimeoutMs: FAST.stateTransferTimeoutMs, sweepIntervalMs: FAST.sweepIntervalMs, touchIntervalMs: 1000, tombstoneTtlMs, ...(pageLimits ? { pageLimits } : {}) },
+    { ackTimeoutMs: FASTER.ackTimeoutMs, stateTransferTimeoutMs: FASTER.stateTransferTimeoutMs, sweepIntervalMs: FASTER.sweepIntervalMs, touchIntervalMs: 1000, tombstoneTtlMs, ...(pageLimits ? { pageLimits } : {}) },
   );
   const direct = clusterBus.listen(clusterBus.subjects.node(name), (incoming) => {
     if (incoming.message.kind === "ping") membership.answerPing(incoming);
@@ -75,7 +65,7 @@ function muteMember(bus: MemoryBus, name = "mute") {
   const clusterBus = new ClusterBus(channel, { cluster: "test", node: name, incarnation: crypto.randomUUID() }, "sessrep", new ReplicationStats(), silentLogger);
   const beat = (leaving = false) => clusterBus.send(clusterBus.subjects.heartbeat, "hb", { started: 1, ready: true, ...(leaving ? { leaving } : {}) });
   beat();
-  const timer = setInterval(beat, FAST.heartbeatIntervalMs);
+  const timer = setInterval(beat, FASTER.heartbeatIntervalMs);
   const leave = () => {
     clearInterval(timer);
     beat(true);

@@ -5,8 +5,9 @@ import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
 import type { MessageBody } from "../../../lib/codec/envelope.ts";
 import { Membership, type LeaveReason, type MemberInfo, type MembershipOptions } from "../../../lib/membership/membership.ts";
 import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../kit/index.ts";
-import { onCleanup, silentLogger } from "../support.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { onCleanup } from "../../kit/memory-nodes.ts";
+import { silentLogger } from "../../kit/logger.ts";
 
 const TIMING: MembershipOptions = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100 };
 

@@ -4,8 +4,9 @@ import { describe, expect, it } from "vitest";
 import { MemoryBus } from "../../../lib/channel/memory.ts";
 import { DEFAULT_FILTER, type SessionVariables } from "../../../lib/middleware/session-middleware.ts";
 import { newSessionKey, parseSessionId } from "../../../lib/session/ids.ts";
-import { waitFor } from "../../kit/index.ts";
-import { appFor, attributesOn, call, keyOf, sessionApp, setOn, startNodes } from "../support.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { appFor, attributesOn, call, sessionApp, setOn, startNodes } from "../../kit/memory-nodes.ts";
+import { keyOf } from "../../kit/cookie-client.ts";
 
 /** Attributes of one Set-Cookie line, lower-cased names. */
 function cookieAttributes(line: string): Map<string, string> {

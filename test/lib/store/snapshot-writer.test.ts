@@ -2,14 +2,12 @@
 // checkpoint, versions, TTLs, failures; then the same on real nodes (NATS JetStream + DynamoDB).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import type { SessionState } from "../../lib/session/state.ts";
-import { DynamoSnapshotStore } from "../../lib/store/dynamodb.ts";
-import { MemorySnapshotStore } from "../../lib/store/memory.ts";
-import type { SnapshotItem, SnapshotStore } from "../../lib/store/snapshot-store.ts";
-import { SnapshotWriter } from "../../lib/store/snapshot-writer.ts";
-import { waitFor } from "../kit/index.ts";
-import { Client, deleteStreams, inBatches, memoryLogger, persistentNode, uniqueCluster, type PersistentNode } from "./nodes.ts";
-import { ddbClient, sessionKey, sessionState, throwawayTable } from "./support.ts";
+import type { SessionState } from "../../../lib/session/state.ts";
+import { DynamoSnapshotStore } from "../../../lib/store/dynamodb.ts";
+import { MemorySnapshotStore } from "../../../lib/store/memory.ts";
+import type { SnapshotItem, SnapshotStore } from "../../../lib/store/snapshot-store.ts";
+import { SnapshotWriter } from "../../../lib/store/snapshot-writer.ts";
+import { CookieClient, ddbClient, deleteStreams, inBatches, memoryLogger, persistentNode, sessionKey, sessionState, throwawayTable, uniqueCluster, waitFor, type PersistentNode } from "../../kit/index.ts";
 
 /** A memory store that records every write call and checkpoint, and can be made to fail. */
 class RecordingStore extends MemorySnapshotStore {
@@ -230,7 +228,7 @@ describe("snapshot write-behind on a real cluster (JetStream + DynamoDB)", () =>
 
       // 50 sessions, each written 100 times (sequentially per session, sessions in parallel), half on each node
       // (sticky, as behind a load balancer: async replication gives no read-your-writes on another node).
-      const clients = Array.from({ length: 50 }, () => new Client());
+      const clients = Array.from({ length: 50 }, () => new CookieClient());
       const started = Date.now();
       await inBatches(clients, 50, async (c, i) => {
         for (let n = 1; n <= 100; n++) {
@@ -286,7 +284,7 @@ describe("snapshot write-behind on a real cluster (JetStream + DynamoDB)", () =>
       const cluster = uniqueCluster("wb1");
       clusters.push(cluster);
       const a = await start(cluster, "a", 2000);
-      const c = new Client();
+      const c = new CookieClient();
       for (let n = 1; n <= 100; n++) expect((await c.request(a, "POST", "/counter")).status).toBe(200);
       const store = new DynamoSnapshotStore({ client, table: table.table, cluster });
       await waitFor(

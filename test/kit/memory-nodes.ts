@@ -1,26 +1,15 @@
-// Owns: helpers shared by the unit tests of lib/: fast cluster nodes on a MemoryBus, a test Hono app, a delaying channel.
+// Owns: cluster nodes on the in-process channel for unit tests (stopped after each test), a test Hono app, a delaying channel.
 import { Hono, type Context } from "hono";
 import { afterEach } from "vitest";
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from "../../lib/channel/channel.ts";
 import { MemoryChannel, type MemoryBus } from "../../lib/channel/memory.ts";
 import { decodeValue } from "../../lib/codec/values.ts";
 import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/cluster.ts";
-import { consoleLogger } from "../../lib/logger.ts";
 import type { SessionMiddlewareOptions, SessionVariables } from "../../lib/middleware/session-middleware.ts";
-import { waitFor } from "../kit/index.ts";
-
-/** A logger that writes nothing, so expected warnings do not clutter test output. */
-export const silentLogger = consoleLogger("silent");
-
-/** Membership and sweep timings small enough for unit tests. */
-export const FAST = {
-  heartbeatIntervalMs: 50,
-  memberDropMs: 300,
-  pingTimeoutMs: 100,
-  sweepIntervalMs: 50,
-  stateTransferTimeoutMs: 3000,
-  ackTimeoutMs: 2000,
-} as const;
+import { waitFor } from "../../functions/launch/index.ts";
+import { CookieClient } from "./cookie-client.ts";
+import { silentLogger } from "./logger.ts";
+import { FASTER } from "./timings.ts";
 
 const running = new Set<ReplicatedSessions>();
 const cleanups: Array<() => void | Promise<void>> = [];
@@ -30,16 +19,19 @@ export function onCleanup(fn: () => void | Promise<void>): void {
   cleanups.push(fn);
 }
 
-afterEach(async () => {
-  const nodes = [...running];
-  running.clear();
-  await Promise.all(nodes.map((node) => node.stop().catch(() => undefined)));
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+// Only inside a vitest worker: scripts (bench, soak) import the kit too.
+if (process.env.VITEST_WORKER_ID !== undefined) {
+  afterEach(async () => {
+    const nodes = [...running];
+    running.clear();
+    await Promise.all(nodes.map((node) => node.stop().catch(() => undefined)));
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+}
 
-/** Creates (not starts) a node on `bus` with the fast timings; it is stopped after the test. */
+/** Creates (not starts) a node on `bus` with the {@link FASTER} timings; it is stopped after the test. */
 export function makeNode(bus: MemoryBus, node: string, options: Partial<ClusterOptions> = {}): ReplicatedSessions {
-  const cluster = createCluster({ cluster: "test", node, channel: new MemoryChannel(bus), logger: silentLogger, ...FAST, ...options });
+  const cluster = createCluster({ cluster: "test", node, channel: new MemoryChannel(bus), logger: silentLogger, ...FASTER, ...options });
   running.add(cluster);
   return cluster;
 }
@@ -119,26 +111,16 @@ export interface CallResult {
   cookie: string | undefined;
 }
 
-/** Sends one request to `app` (no network) with an optional SESSIONID cookie and JSON body. */
+/** Sends one request to `app` (no network) with an optional SESSIONID cookie and a body (a string as-is, anything else as JSON); keeps no cookie. */
 export async function call(
   app: Hono<{ Variables: SessionVariables }>,
   method: string,
   path: string,
   { cookie, body, origin = "http://app.test" }: { cookie?: string; body?: unknown; origin?: string } = {},
 ): Promise<CallResult> {
-  const headers: Record<string, string> = {};
-  if (cookie !== undefined) headers.cookie = `SESSIONID=${cookie}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await app.request(`${origin}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-  const setCookie = res.headers.getSetCookie();
-  const line = setCookie.find((l) => l.startsWith("SESSIONID="));
-  const cookieValue = line === undefined ? undefined : line.slice("SESSIONID=".length).split(";")[0];
-  return { status: res.status, text: await res.text(), setCookie, cookie: cookieValue };
-}
-
-/** The key part of a `<key>.<route>` cookie value. */
-export function keyOf(cookie: string): string {
-  return cookie.slice(0, cookie.lastIndexOf("."));
+  const reply = await new CookieClient({ origin, ...(cookie !== undefined ? { cookie } : {}) }).request(app, method, path, body);
+  const line = reply.setCookie.find((l) => l.startsWith("SESSIONID="));
+  return { status: reply.status, text: reply.text, setCookie: reply.setCookie, cookie: line === undefined ? undefined : line.slice("SESSIONID=".length).split(";")[0] };
 }
 
 /**

@@ -1,6 +1,6 @@
 // Owns: MemorySnapshotStore against the SnapshotStore contract.
-import { MemorySnapshotStore } from "../../lib/store/memory.ts";
-import { snapshotStoreContract } from "./snapshot-store-contract.ts";
+import { MemorySnapshotStore } from "../../../lib/store/memory.ts";
+import { snapshotStoreContract } from "../../contracts/snapshot-store.ts";
 
 snapshotStoreContract({
   name: "MemorySnapshotStore",

@@ -1,34 +1,16 @@
 // Owns: in-process cluster nodes with a JetStream replication log (and optionally a snapshot store) on
-// the shared nats-server, for the store and persistence tests; plus stream cleanup and a cookie client.
+// the shared nats-server, for the store and persistence tests; plus stream cleanup and a lagging log.
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Hono } from "hono";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { jetStreamLogFor, type JetStreamLog, type ReplicationLog } from "../../lib/channel/jetstream-log.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
+import { createCluster, type ClusterOptions, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
 import { DeltaManager } from "../../lib/managers/delta-manager.ts";
 import type { SnapshotStore } from "../../lib/store/snapshot-store.ts";
 import type { SnapshotWriterStatus } from "../../lib/store/snapshot-writer.ts";
-import { SessionClient } from "../kit/index.ts";
-
-/** One captured log line. */
-export interface LogLine {
-  level: "debug" | "info" | "warn" | "error";
-  fields: Record<string, unknown>;
-  message: string;
-}
-
-/** A logger that keeps lines in memory: tests stay quiet and can assert on warnings. */
-export function memoryLogger(lines: LogLine[] = [], bound: Record<string, unknown> = {}): Logger & { lines: LogLine[] } {
-  const at = (level: LogLine["level"]) => (fields: Record<string, unknown>, message: string) => void lines.push({ level, fields: { ...bound, ...fields }, message });
-  return { lines, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error"), child: (fields) => memoryLogger(lines, { ...bound, ...fields }) };
-}
-
-/** A cluster name no other test uses (a NATS subject token and part of a stream name). */
-export function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`.slice(0, 64);
-}
+import { memoryLogger, type LogLine } from "./logger.ts";
 
 /** A log whose deliveries to this node arrive `delayMs` late (in order): a node whose consumer lags the stream. */
 export function laggingLog(inner: ReplicationLog, delayMs: number): ReplicationLog {
@@ -104,42 +86,4 @@ export async function deleteStreams(natsUrl: string, clusters: Iterable<string>)
   } finally {
     await nc.close();
   }
-}
-
-/** A cookie-keeping client for in-process demo apps. */
-export class Client {
-  readonly jar = new SessionClient();
-
-  /** The session key (the cookie without its route). */
-  get key(): string {
-    const cookie = this.jar.cookie;
-    if (!cookie) throw new Error("the client holds no session cookie");
-    return cookie.slice(0, cookie.lastIndexOf("."));
-  }
-
-  /** `method path` on `node`'s app; a string body is sent as-is, anything else as JSON. */
-  async request(node: { app: Hono<any> }, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-    const headers: Record<string, string> = {};
-    if (this.jar.cookie !== undefined) headers.cookie = `SESSIONID=${this.jar.cookie}`;
-    const res = await node.app.request(path, { method, headers, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) });
-    const text = await res.text();
-    for (const line of res.headers.getSetCookie()) this.jar.absorb(line);
-    // An in-process request does no I/O: yield one event-loop turn as a real HTTP round trip would, so that
-    // timers (heartbeats, flushes) and sockets keep running while a test drives thousands of requests.
-    await new Promise((resolve) => setImmediate(resolve));
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  }
-}
-
-/** Runs `fn` over `items` with at most `concurrency` in flight. */
-export async function inBatches<T>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i]!, i);
-      }
-    }),
-  );
 }

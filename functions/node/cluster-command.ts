@@ -9,80 +9,103 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { MemoryBus } from '../../lib/index.ts';
-import { parseFlags, readServeConfig, SERVE_FLAGS, serveOptions, UsageError, type ServeConfig } from './config.ts';
+import { Command, Option } from 'commander';
+import { MemoryBus } from 'session-replication';
+import { createSnapshotTable } from 'session-replication/dynamodb';
+import {
+  abortable,
+  dynamoDbLocalDir,
+  findExecutable,
+  portIsFree,
+  ProcessGroup,
+  startDynamoDbLocal,
+  startHaproxy,
+  startNatsServer,
+  startWatchdog,
+  waitFor,
+  type DynamoDbLocalHandle,
+  type HaproxyHandle,
+  type NatsServerHandle,
+  type TrackedProcess,
+  type Watchdog,
+} from '../launch/index.ts';
+import { ConfigError, SETTINGS, type SettingName } from '../shared/config.ts';
+import { addServeOptions, nameIn, rawSettings, readServeConfig, SERVE_SETTINGS, type ServeConfig } from './config.ts';
 import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
-import { startHaproxy, type LocalHaproxy } from './local-haproxy.ts';
-import { abortable, findExecutable, ProcessGroup, waitUntil, type Child } from './local-processes.ts';
-import { dynamoDbLocalDir, ensureTable, findJava, portIsFree, REPO_ROOT, startDynamo, startNats, type LocalDynamo, type LocalNats } from './local-servers.ts';
-import { startWatchdog, type Watchdog } from './local-watchdog.ts';
-import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
 
-/** The `cluster` part of `--help`. */
-export const CLUSTER_HELP = `cluster options (plus the serve options above, passed to every node):
-  --nodes N             number of nodes (default 3)
-  --base-port P         first node's HTTP port; node i listens on P+i-1 (default 8081)
-  --lb-port P           HAProxy's port (default P-1 of --base-port when free, else a free port)
-  --no-lb               no HAProxy in front
-  --nats URL            use this NATS server instead of starting nats-server
-  --dynamodb-endpoint URL  use this DynamoDB instead of starting DynamoDB Local (delta manager)
-  --no-dynamodb         no snapshot store (nodes still keep the JetStream log)
-  --in-process          every node in this process on the in-process channel (no servers)
-  --data-dir DIR        keep configuration, logs, the JetStream store and DynamoDB data in DIR
-                        (default: a temporary directory, removed on exit)
-  With no servers given it starts nats-server when installed (else runs in-process), DynamoDB Local
-  when Java and the jar are there (delta manager), and HAProxy when installed; Ctrl-C stops them all.`;
+/** Options of `cluster` besides the serve settings, as commander parsed them. */
+interface ClusterCommandOptions {
+  nodes: string;
+  basePort: string;
+  lbPort?: string;
+  lb: boolean;
+  dynamodb: boolean;
+  inProcess?: boolean;
+  dataDir?: string;
+}
 
-const CLUSTER_OPTIONS = {
-  nodes: { type: 'string' },
-  'base-port': { type: 'string' },
-  'lb-port': { type: 'string' },
-  'no-lb': { type: 'boolean' },
-  'no-dynamodb': { type: 'boolean' },
-  'in-process': { type: 'boolean' },
-  'data-dir': { type: 'string' },
-} as const;
-
-/** Flags the supervisor sets per node itself. */
-const PER_NODE_FLAGS = ['node', 'port', 'advertise-url'] as const;
-/** Flags the supervisor passes on the command line; every other serve flag travels as its environment variable (secrets stay off `ps`). */
-const ARG_FLAGS = new Set(['cluster', 'host', 'nats', 'manager', 'send', 'log-level', 'jetstream', 'dynamodb-table', 'dynamodb-endpoint', ...PER_NODE_FLAGS]);
+/** Settings the supervisor sets per node itself. */
+const PER_NODE_SETTINGS: readonly SettingName[] = ['node', 'port', 'advertiseUrl'];
+/** Settings the supervisor passes on the command line; every other one travels as its environment variable (secrets stay off `ps`). */
+const ARG_SETTINGS = new Set<SettingName>(['cluster', 'host', 'nats', 'manager', 'send', 'logLevel', 'jetstream', 'dynamodbTable', 'dynamodbEndpoint', ...PER_NODE_SETTINGS]);
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const label = (name: string) => `  ${name.padEnd(15)}`;
 
-/** Parses flags, starts the cluster, and runs until a signal stops it. */
-export async function runLocalCluster(args: string[], usage: string): Promise<void> {
-  const { values } = parseFlags(args, { ...serveOptions(), ...CLUSTER_OPTIONS });
-  if (values.help) return void out(usage);
-  for (const flag of PER_NODE_FLAGS) if (values[flag] !== undefined) throw new UsageError(`--${flag} is set per node by "cluster" (use --base-port)`);
-  const count = Number(values.nodes ?? '3');
-  if (!/^\d+$/.test(values.nodes ?? '3') || count < 1 || count > 32) throw new UsageError(`--nodes must be an integer from 1 to 32, got "${values.nodes}"`);
-  const basePort = Number(values['base-port'] ?? '8081');
-  if (!/^\d+$/.test(values['base-port'] ?? '8081') || basePort < 1 || basePort + count - 1 > 65535) throw new UsageError(`--base-port must be a port number, got "${values['base-port']}"`);
-  const lbPort = values['lb-port'] !== undefined ? Number(values['lb-port']) : basePort - 1;
-  if (!Number.isInteger(lbPort) || lbPort < 0 || lbPort > 65535) throw new UsageError(`--lb-port must be a port number, got "${values['lb-port']}"`);
+/** The `cluster` command: its own options plus every serve setting, passed to each node. */
+export function clusterCommand(): Command {
+  const command = new Command('cluster')
+    .summary('run a local cluster: nats-server, DynamoDB Local, N node processes and HAProxy, whichever are installed (npm start)')
+    .description(
+      'Runs a local cluster. With no servers given it starts nats-server when installed (else runs every node in this process), ' +
+        'DynamoDB Local when Java and the jar are there (delta manager), and HAProxy when installed; Ctrl-C stops them all. ' +
+        'The serve options are passed to every node.',
+    )
+    .addOption(new Option('--nodes <n>', 'number of nodes').default('3'))
+    .addOption(new Option('--base-port <port>', "first node's HTTP port; node i listens on base-port + i - 1").default('8081'))
+    .addOption(new Option('--lb-port <port>', "HAProxy's port (default: base-port - 1 when free, else a free port)"))
+    .addOption(new Option('--no-lb', 'no HAProxy in front'))
+    .addOption(new Option('--no-dynamodb', 'no snapshot store (nodes still keep the JetStream log)'))
+    .addOption(new Option('--in-process', 'every node in this process on the in-process channel (no servers)'))
+    .addOption(new Option('--data-dir <dir>', 'keep configuration, logs, the JetStream store and DynamoDB data here (default: a temporary directory, removed on exit)'));
+  addServeOptions(command);
+  return command.action((options: ClusterCommandOptions, self: Command) => runLocalCluster(options, self));
+}
 
-  const externalNats = values.nats ?? process.env.NATS_URL;
-  const natsBinary = externalNats || values['in-process'] ? undefined : findExecutable('nats-server');
+/** An integer option in [min, max], or a `ConfigError`. */
+function integerOption(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) throw new ConfigError(`${flag} must be an integer from ${min} to ${max}, got "${text}"`);
+  return value;
+}
+
+/** Validates the options, starts the cluster, and runs until a signal stops it. */
+async function runLocalCluster(options: ClusterCommandOptions, command: Command): Promise<void> {
+  for (const name of PER_NODE_SETTINGS) {
+    if (command.getOptionValueSource(name) === 'cli') throw new ConfigError(`--${SETTINGS[name].flag} is set per node by "cluster" (use --base-port)`);
+  }
+  const count = integerOption('--nodes', options.nodes, 1, 32);
+  const basePort = integerOption('--base-port', options.basePort, 1, 65535 - count + 1);
+  const lbPort = options.lbPort !== undefined ? integerOption('--lb-port', options.lbPort, 0, 65535) : basePort - 1;
+
+  const raw = rawSettings(command);
+  for (const name of PER_NODE_SETTINGS) delete raw[name];
+  const externalNats = raw.nats;
+  const natsBinary = externalNats || options.inProcess ? undefined : findExecutable('nats-server');
   const inProcess = !externalNats && !natsBinary;
-  // Validate every serve flag now (a placeholder stands in for the nats-server started below).
-  const strings = Object.fromEntries(Object.entries(values).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
-  const base: ServeConfig = readServeConfig(
-    { ...strings, 'log-level': strings['log-level'] ?? 'warn', ...(natsBinary ? { nats: 'nats://127.0.0.1:4222' } : {}) },
-    process.env,
-  );
-  if (inProcess && values['in-process'] !== true) {
+  // Validate every serve setting now (a placeholder stands in for the nats-server started below).
+  const base: ServeConfig = readServeConfig({ ...raw, logLevel: raw.logLevel ?? 'warn', ...(natsBinary ? { nats: 'nats://127.0.0.1:4222' } : {}) }, nameIn(command));
+  if (inProcess && options.inProcess !== true) {
     out('nats-server not found (apt-get install nats-server): every node runs in this process on the in-process channel');
   }
-  const haproxyBinary = values['no-lb'] ? undefined : findExecutable('haproxy');
-  if (!values['no-lb'] && !haproxyBinary) out('haproxy not found (apt-get install haproxy): no load balancer in front');
+  const haproxyBinary = options.lb ? findExecutable('haproxy') : undefined;
+  if (options.lb && !haproxyBinary) out('haproxy not found (apt-get install haproxy): no load balancer in front');
 
   for (let i = 0; i < count; i++) {
-    if (!(await portIsFree(basePort + i, base.host))) throw new UsageError(`port ${basePort + i} on ${base.host} is in use: pass another --base-port`);
+    if (!(await portIsFree(basePort + i, base.host))) throw new ConfigError(`port ${basePort + i} on ${base.host} is in use: pass another --base-port`);
   }
 
-  const supervisor = new Supervisor(values['data-dir'], haproxyBinary !== undefined || natsBinary !== undefined);
+  const supervisor = new Supervisor(options.dataDir, haproxyBinary !== undefined || natsBinary !== undefined);
   supervisor.installExitHandlers();
   try {
     await supervisor.run({
@@ -93,12 +116,11 @@ export async function runLocalCluster(args: string[], usage: string): Promise<vo
       inProcess,
       natsBinary,
       haproxyBinary,
-      dynamodb: base.manager === 'delta' && !values['no-dynamodb'],
-      explicitDynamoTable: strings['dynamodb-table'],
+      dynamodb: base.manager === 'delta' && options.dynamodb,
+      explicitDynamoTable: raw.dynamodbTable,
+      // Settings given on the command line that are not passed as flags travel as environment variables.
       passEnv: Object.fromEntries(
-        Object.entries(strings)
-          .filter(([name]) => !ARG_FLAGS.has(name) && name in SERVE_FLAGS)
-          .map(([name, value]) => [SERVE_FLAGS[name as keyof typeof SERVE_FLAGS].env, value]),
+        SERVE_SETTINGS.filter((name) => !ARG_SETTINGS.has(name) && command.getOptionValueSource(name) === 'cli' && raw[name] !== undefined).map((name) => [SETTINGS[name].env, raw[name]!]),
       ),
     });
   } catch (error) {
@@ -129,9 +151,9 @@ class Supervisor {
   readonly #group: ProcessGroup;
   readonly #abort = new AbortController();
   readonly #inProcessNodes: RunningNode[] = [];
-  #nodes: Child[] = [];
-  #haproxy?: LocalHaproxy;
-  #servers: Child[] = [];
+  #nodes: TrackedProcess[] = [];
+  #haproxy?: HaproxyHandle;
+  #servers: TrackedProcess[] = [];
   #stopping?: Promise<void>;
 
   constructor(dataDir: string | undefined, needsWatchdog: boolean) {
@@ -147,7 +169,8 @@ class Supervisor {
       this.#watchdog = startWatchdog();
       if (this.#ownsDir) this.#watchdog.removeDirOnDeath(this.dir);
     }
-    this.#group = new ProcessGroup(this.#watchdog);
+    // Children in their own process groups: a terminal's Ctrl-C reaches only the supervisor, which stops them in order.
+    this.#group = new ProcessGroup({ ...(this.#watchdog ? { watchdog: this.#watchdog } : {}), detached: true });
   }
 
   get #signal(): AbortSignal {
@@ -190,21 +213,44 @@ class Supervisor {
     out(`${label('directory')}${this.dir}${this.#ownsDir ? ' (removed on exit)' : ''}`);
 
     let natsUrl = base.nats.join(',');
-    let nats: LocalNats | undefined;
-    let dynamo: LocalDynamo | undefined;
+    let nats: NatsServerHandle | undefined;
+    let dynamo: DynamoDbLocalHandle | undefined;
     let dynamoEndpoint = base.dynamodbEndpoint;
-    const java = plan.dynamodb && !dynamoEndpoint && plan.natsBinary ? findJava() : undefined;
+    const java = plan.dynamodb && !dynamoEndpoint && plan.natsBinary ? findExecutable('java') : undefined;
     const jarDir = java ? dynamoDbLocalDir() : undefined;
     const startingDynamo = java !== undefined && jarDir !== undefined;
     if (plan.natsBinary) out(`${label('nats-server')}starting`);
     if (startingDynamo) out(`${label('dynamodb-local')}starting (a JVM: a few seconds)`);
     else if (plan.dynamodb && !dynamoEndpoint && plan.natsBinary) out(`${label('dynamodb-local')}not started (${java ? 'jar not found: npm ci' : 'no java'}): no snapshot store`);
     const [natsResult, dynamoResult] = await Promise.allSettled([
-      plan.natsBinary ? startNats(this.#group, plan.natsBinary, this.dir, signal) : Promise.resolve(undefined),
-      startingDynamo ? startDynamo(this.#group, java!, jarDir!, this.dir, !this.#ownsDir, signal) : Promise.resolve(undefined),
+      plan.natsBinary
+        ? startNatsServer({
+            group: this.#group,
+            binary: plan.natsBinary,
+            dir: this.dir,
+            serverName: 'sessrep_local',
+            jetstream: true,
+            websocket: true,
+            logFile: join(this.dir, 'nats-server.log'),
+            signal,
+            timeoutMs: 20_000,
+          })
+        : Promise.resolve(undefined),
+      startingDynamo
+        ? startDynamoDbLocal({
+            group: this.#group,
+            // Anything the JVM writes next to itself lands in the cluster's directory, which its command line names.
+            cwd: this.dir,
+            properties: { 'sessrep.dir': this.dir },
+            ...(this.#ownsDir ? {} : { dataDir: this.dir }),
+            logFile: join(this.dir, 'dynamodb-local.log'),
+            signal,
+            timeoutMs: 90_000,
+          })
+        : Promise.resolve(undefined),
     ]);
-    if (natsResult.status === 'fulfilled' && natsResult.value) this.#servers.push(natsResult.value.child);
-    if (dynamoResult.status === 'fulfilled' && dynamoResult.value) this.#servers.push(dynamoResult.value.child);
+    if (natsResult.status === 'fulfilled' && natsResult.value) this.#servers.push(natsResult.value.process);
+    if (dynamoResult.status === 'fulfilled' && dynamoResult.value) this.#servers.push(dynamoResult.value.process);
     if (natsResult.status === 'rejected') throw natsResult.reason;
     if (dynamoResult.status === 'rejected') {
       if ((dynamoResult.reason as Error).name === 'AbortError') throw dynamoResult.reason;
@@ -216,18 +262,15 @@ class Supervisor {
     dynamo = dynamoResult.status === 'fulfilled' ? dynamoResult.value : undefined;
     if (nats) {
       natsUrl = nats.url;
-      out(`${label('nats-server')}${nats.url}${nats.wsUrl ? `, ${nats.wsUrl}` : ''}, JetStream  (pid ${nats.child.pid})`);
+      out(`${label('nats-server')}${nats.url}${nats.wsUrl ? `, ${nats.wsUrl}` : ''}, JetStream  (pid ${nats.pid})`);
     }
     const table = plan.explicitDynamoTable ?? (dynamo || dynamoEndpoint ? `sessrep-${base.cluster}` : undefined);
-    if (dynamo) {
-      dynamoEndpoint = dynamo.endpoint;
-      await Promise.race([ensureTable(dynamo.endpoint, table!), abortable(signal)]);
-      out(`${label('dynamodb-local')}${dynamo.endpoint}, table ${table}  (pid ${dynamo.child.pid})`);
-    } else if (dynamoEndpoint && table && base.manager === 'delta') {
+    if (dynamo) dynamoEndpoint = dynamo.endpoint;
+    if (dynamoEndpoint && table && base.manager === 'delta') {
       const client = createDynamoClient({ dynamodbEndpoint: dynamoEndpoint, awsRegion: base.awsRegion });
       try {
         const outcome = await Promise.race([createSnapshotTable(client, table), abortable(signal)]);
-        out(`${label('dynamodb')}${dynamoEndpoint}, table ${table} (${outcome})`);
+        out(`${label(dynamo ? 'dynamodb-local' : 'dynamodb')}${dynamoEndpoint}, table ${table} (${outcome})${dynamo ? `  (pid ${dynamo.pid})` : ''}`);
       } finally {
         client.destroy();
       }
@@ -248,18 +291,17 @@ class Supervisor {
       const jetstream = base.manager === 'delta' && nats !== undefined;
       const nodes = Array.from({ length: count }, (_, i) => ({ node: `n${i + 1}`, port: plan.basePort + i }));
       for (const { node, port } of nodes) {
-        const args = [join(REPO_ROOT, 'bin/session-replication.js'), 'serve', '--cluster', base.cluster, '--node', node, '--port', String(port), '--host', base.host];
+        // The command this supervisor runs as (bin/session-replication.js, or the built CLI).
+        const args = [process.argv[1]!, 'serve', '--cluster', base.cluster, '--node', node, '--port', String(port), '--host', base.host];
         args.push('--nats', natsUrl, '--manager', base.manager, '--send', base.send, '--log-level', base.logLevel);
         if (jetstream || base.jetstream) args.push('--jetstream', 'true');
         if (table && dynamoEndpoint && base.manager === 'delta') args.push('--dynamodb-table', table, '--dynamodb-endpoint', dynamoEndpoint);
         const env: NodeJS.ProcessEnv = { ...process.env, ...plan.passEnv, NODE_NO_WARNINGS: '1' };
         for (const name of ['SESSREP_NODE', 'PORT', 'SESSREP_ADVERTISE_URL']) delete env[name];
-        const child = this.#group.spawn({
+        const child = this.#group.spawn(process.execPath, args, {
           name: node,
-          command: process.execPath,
-          args,
-          cwd: REPO_ROOT,
           env,
+          maxOutputChars: 8192,
           logFile: join(this.dir, `${node}.log`),
           onLine: (line) => out(`[${node}] ${formatLogLine(line)}`),
         });
@@ -270,10 +312,10 @@ class Supervisor {
         nodes.map(async ({ node, port }, i) => {
           const child = this.#nodes[i]!;
           const url = `http://${host}:${port}`;
-          await waitUntil(`${node} to answer /healthz with 200`, async () => ((await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200 ? true : undefined), {
+          await waitFor(`${node} to answer /healthz with 200`, async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200, {
             timeoutMs: 120_000,
             signal,
-            child,
+            process: child,
             intervalMs: 150,
           });
           urls.push({ node, url, port, pid: child.pid });
@@ -286,24 +328,26 @@ class Supervisor {
 
     if (plan.haproxyBinary) {
       out(`${label('haproxy')}starting`);
-      this.#haproxy = await startHaproxy(
-        this.#group,
-        plan.haproxyBinary,
-        this.dir,
-        { bindHost: base.host, port: plan.lbPort, servers: urls.map(({ node, port }) => ({ node, host, port })), stats: true },
+      this.#haproxy = await startHaproxy({
+        group: this.#group,
+        binary: plan.haproxyBinary,
+        dir: this.dir,
+        bindHost: base.host,
+        port: plan.lbPort,
+        servers: urls.map(({ node, port }) => ({ node, host, port })),
         signal,
-      );
-      out(`${label('haproxy')}ready  ${this.#haproxy.url}/  (pid ${this.#haproxy.child.pid})`);
+      });
+      out(`${label('haproxy')}ready  ${this.#haproxy.url}/  (pid ${this.#haproxy.pid})`);
     }
 
     const first = urls[0]!.url;
     const entry = this.#haproxy?.url ?? first;
     out('');
     out(`cluster "${base.cluster}" is up${nats ? ' on nats-server' : plan.inProcess ? ' on the in-process channel' : ` on NATS ${natsUrl}`}${dynamoEndpoint && table ? ` with DynamoDB snapshots (table ${table})` : ''}`);
-    if (this.#haproxy) out(`  load balancer  ${this.#haproxy.url}/   (HAProxy, sticky on the SESSIONID route${this.#haproxy.statsUrl ? `; stats ${this.#haproxy.statsUrl}` : ''})`);
+    if (this.#haproxy) out(`  load balancer  ${this.#haproxy.url}/   (HAProxy, sticky on the SESSIONID route; stats ${this.#haproxy.statsUrl})`);
     for (const { node, url, pid } of urls) out(`  node ${node.padEnd(9)} ${url}/${pid ? `   (pid ${pid})` : ''}`);
     out(`  dashboard      ${first}/cluster/ui`);
-    const pids = [`supervisor=${process.pid}`, ...(this.#watchdog ? [`watchdog=${this.#watchdog.pid}`] : []), ...this.#group.children.filter((c) => c.running).map((c) => `${c.name}=${c.pid}`)];
+    const pids = [`supervisor=${process.pid}`, ...(this.#watchdog ? [`watchdog=${this.#watchdog.pid}`] : []), ...this.#group.live().map((c) => `${c.name}=${c.pid}`)];
     out(`pids: ${pids.join(' ')}`);
     out('');
     out('Try:');
@@ -328,7 +372,7 @@ class Supervisor {
     this.#stopping ??= (async () => {
       this.#abort.abort();
       const started = Date.now();
-      await this.#haproxy?.child.stop(3000);
+      await this.#haproxy?.stop();
       const haproxy = this.#group.children.filter((c) => c.name === 'haproxy');
       await Promise.all(haproxy.map((c) => c.stop(3000)));
       await Promise.all([...this.#nodes.map((c) => c.stop(10_000)), ...this.#inProcessNodes.map((n) => n.close().catch(() => undefined))]);

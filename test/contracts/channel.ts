@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Channel, ChannelMessage } from "../../lib/channel/channel.ts";
 import { ChannelRequestError } from "../../lib/errors.ts";
-import { waitFor } from "../kit/wait.ts";
+import { waitFor } from "../kit/index.ts";
 
 /** Makes `count` channels that see each other. */
 export type ChannelFactory = (count: number) => Promise<Channel[]>;

@@ -1,42 +1,16 @@
-// Owns: the integration-test harness: in-process cluster nodes, each with its own NATS connection to the
-// shared nats-server, a cookie-carrying request helper over `app.request`, and convergence checks.
+// Owns: in-process cluster nodes, each with its own NATS connection to the shared nats-server (the integration
+// tests' harness), and the convergence checks that compare what every node holds.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { expect } from "vitest";
 import type { Hono } from "hono";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
-import type { SessionState } from "../../lib/session/state.ts";
-import { SessionClient, waitFor } from "../kit/index.ts";
-
-/** A cluster name no other test uses, so every test can share the one nats-server. */
-export function uniqueCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`.slice(0, 64);
-}
-
-/** One captured log line. */
-export interface LogLine {
-  level: "debug" | "info" | "warn" | "error";
-  fields: Record<string, unknown>;
-  message: string;
-}
-
-/** A logger that keeps every line in memory (so tests stay quiet and can assert on warnings). */
-export function memoryLogger(lines: LogLine[] = [], bound: Record<string, unknown> = {}): Logger & { lines: LogLine[] } {
-  const at = (level: LogLine["level"]) => (fields: Record<string, unknown>, message: string) => void lines.push({ level, fields: { ...bound, ...fields }, message });
-  return { lines, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error"), child: (fields) => memoryLogger(lines, { ...bound, ...fields }) };
-}
-
-/** Fast timings for tests: failure detection in well under a second, sweeps every 100 ms. */
-export const FAST: Partial<ClusterOptions> = { heartbeatIntervalMs: 100, memberDropMs: 600, pingTimeoutMs: 300, sweepIntervalMs: 100 };
-
-/** A response of the demo app, with the cookie the client holds afterwards. */
-export interface Reply {
-  status: number;
-  json: any;
-  text: string;
-  setCookie: string[];
-}
+import { createCluster, type ClusterOptions, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
+import { waitFor } from "../../functions/launch/index.ts";
+import type { CookieClient } from "./cookie-client.ts";
+import { memoryLogger, type LogLine } from "./logger.ts";
+import { canonical } from "./snapshots.ts";
+import { FAST } from "./timings.ts";
 
 /** A cluster node running in this process over its own NATS connection. */
 export interface TestNode {
@@ -65,46 +39,6 @@ export async function createNatsNode(natsUrl: string, cluster: string, name: str
     logs: logger.lines,
     stop: () => (stopped ??= sessions.stop().finally(() => (nc.isClosed() ? undefined : nc.close()))),
   };
-}
-
-/** A browser-like client for in-process apps: keeps the SESSIONID cookie across nodes (reuses the kit's cookie parsing). */
-export class Client {
-  readonly jar = new SessionClient();
-
-  get cookie(): string | undefined {
-    return this.jar.cookie;
-  }
-
-  /** The session key (cookie value without the route). */
-  get key(): string {
-    const cookie = this.jar.cookie;
-    if (!cookie) throw new Error("the client holds no session cookie");
-    return cookie.slice(0, cookie.lastIndexOf("."));
-  }
-
-  /**
-   * Sends `method path` to `node`'s demo app (or any Hono app), carrying the cookie. As with the kit's
-   * `SessionClient`, a string body is sent as-is and anything else as JSON (so a JSON string value
-   * must be passed as `JSON.stringify("text")`).
-   */
-  async request(target: TestNode | Hono<any>, method: string, path: string, body?: unknown): Promise<Reply> {
-    const app = "app" in target ? target.app : target;
-    const headers: Record<string, string> = {};
-    if (this.jar.cookie !== undefined) headers.cookie = `SESSIONID=${this.jar.cookie}`;
-    const init: RequestInit = { method, headers };
-    if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
-    const res = await app.request(path, init);
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    const setCookie = res.headers.getSetCookie();
-    for (const line of setCookie) this.jar.absorb(line);
-    return { status: res.status, json, text, setCookie };
-  }
 }
 
 /** Starts nodes of one cluster in the given order (each joins the ones before it) and tracks them for `stopAll`. */
@@ -153,24 +87,6 @@ export async function waitForMembership(nodes: TestNode[], timeoutMs = 5000): Pr
   );
 }
 
-/**
- * A plain, comparable form of a session state: attributes sorted by name with their stamps and
- * encoded values. With `access: false` the last-access fields are left out (reads replicate them
- * only as rate-limited touches, so replicas may legitimately differ there).
- */
-export function canonical(state: SessionState | undefined, { access = true } = {}): unknown {
-  if (!state) return undefined;
-  const attributes = [...state.attributes.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, r]) => [name, [...r.stamp], r.value ?? null]);
-  return {
-    key: state.key,
-    createdAt: state.createdAt,
-    ...(access ? { lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {}),
-    maxInactive: [state.maxInactive.seconds, [...state.maxInactive.stamp]],
-    attributes,
-    ended: state.ended ? [[...state.ended.stamp], state.ended.reason] : null,
-  };
-}
-
 /** Every live key any of the nodes holds, plus `extra`. */
 export function allKeys(nodes: TestNode[], extra: Iterable<string> = []): string[] {
   const keys = new Set(extra);
@@ -208,8 +124,8 @@ export function expectUnknown(node: TestNode, key: string): void {
   expect(node.sessions.manager.inspect(key), `${node.name} should not know ${key.slice(0, 8)}`).toBeUndefined();
 }
 
-/** The attributes the demo app reports for the client's session on `node` (an empty object for a new session). */
-export async function attributesOn(client: Client, node: TestNode): Promise<Record<string, unknown>> {
+/** The attributes the demo app on `node` reports for the client's session (an empty object for a new session). */
+export async function sessionAttributes(client: CookieClient, node: TestNode): Promise<Record<string, unknown>> {
   const reply = await client.request(node, "GET", "/session");
   expect(reply.status).toBe(200);
   return reply.json.attributes as Record<string, unknown>;

@@ -59,11 +59,6 @@ export async function startSnsSqs(): Promise<SnsSqsEndpoint> {
   };
 }
 
-/** A cluster name no other test uses. */
-export function uniqueSnsCluster(prefix: string): string {
-  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`.slice(0, 64);
-}
-
 /**
  * The no-responders window in tests: shorter than the 2 s default (loopback is fast), but long enough
  * that a loaded test machine (100+ ms hops) does not turn a slow answer into a false no-responders.

@@ -1,5 +1,5 @@
 /**
- * The local cluster's watchdog: a tiny detached Node process connected to the supervisor by IPC. The
+ * A watchdog for a process group: a tiny detached Node process connected to the supervisor by IPC. The
  * supervisor tells it every child PID (and the temporary directory); when the IPC channel closes
  * without a `done` message (the supervisor was SIGKILLed or crashed), the watchdog stops those PIDs
  * (SIGTERM, SIGKILL after 5 s) and removes the directory, so nothing is left behind.

@@ -2,11 +2,10 @@
 // or env DYNAMODB_ENDPOINT), plus its table layout, table creation and unreachable-endpoint errors.
 import { DeleteTableCommand, DescribeTableCommand, DescribeTimeToLiveCommand, GetItemCommand, QueryCommand, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { decodeSessionState } from "../../lib/codec/envelope.ts";
-import { createSnapshotTable, DynamoSnapshotStore, shardOf } from "../../lib/store/dynamodb.ts";
-import { freePort } from "../kit/index.ts";
-import { snapshotStoreContract } from "./snapshot-store-contract.ts";
-import { ddbClient, plain, sessionKey, sessionState, throwawayTable, uniqueName } from "./support.ts";
+import { decodeSessionState } from "../../../lib/codec/envelope.ts";
+import { createSnapshotTable, DynamoSnapshotStore, shardOf } from "../../../lib/store/dynamodb.ts";
+import { snapshotStoreContract } from "../../contracts/snapshot-store.ts";
+import { ddbClient, freePort, canonical, sessionKey, sessionState, throwawayTable, uniqueCluster } from "../../kit/index.ts";
 
 let client: DynamoDBClient;
 let table: { table: string; drop(): Promise<void> };
@@ -38,7 +37,7 @@ snapshotStoreContract({
 
 describe("DynamoSnapshotStore on DynamoDB", () => {
   it("lays items out as pk <cluster>#<shard> (16 shards by default), sk session key, s/v/ttl, plus <cluster>#meta/checkpoint", async () => {
-    const cluster = uniqueName("layout");
+    const cluster = uniqueCluster("layout");
     const store = new DynamoSnapshotStore({ client, table: table.table, cluster });
     const keys = Array.from({ length: 200 }, (_, i) => sessionKey(i));
     const expiresAt = Math.floor(Date.now() / 1000) + 3600;
@@ -70,18 +69,18 @@ describe("DynamoSnapshotStore on DynamoDB", () => {
   });
 
   it("another node's store (own instance, same cluster) loads what the first one wrote", async () => {
-    const cluster = uniqueName("shards");
+    const cluster = uniqueCluster("shards");
     const writer = new DynamoSnapshotStore({ client, table: table.table, cluster });
     const state = sessionState(sessionKey(), { x: 1 });
     await writer.write([{ state, version: 1 }]);
     const reader = new DynamoSnapshotStore({ client, table: table.table, cluster });
     const loaded: unknown[] = [];
-    await reader.load((page) => loaded.push(...page.map(plain)));
-    expect(loaded).toEqual([plain(state)]);
+    await reader.load((page) => loaded.push(...page.map((state) => canonical(state, { bytes: true }))));
+    expect(loaded).toEqual([canonical(state, { bytes: true })]);
   });
 
   it("createSnapshotTable creates an on-demand pk/sk table with TTL on ttl, and leaves an existing one alone", async () => {
-    const name = uniqueName("create");
+    const name = uniqueCluster("create");
     try {
       expect(await createSnapshotTable(client, name)).toBe("created");
       expect(await createSnapshotTable(client, name)).toBe("exists");
@@ -102,7 +101,7 @@ describe("DynamoSnapshotStore on DynamoDB", () => {
   it("rejects load, write and checkpoints quickly when DynamoDB is unreachable (so a joiner can fall back)", async () => {
     const closed = ddbClient(`http://127.0.0.1:${await freePort()}`, { maxAttempts: 1, connectionTimeout: 500 });
     extraClients.push(closed);
-    const store = new DynamoSnapshotStore({ client: closed, table: table.table, cluster: uniqueName("down") });
+    const store = new DynamoSnapshotStore({ client: closed, table: table.table, cluster: uniqueCluster("down") });
     const started = Date.now();
     await expect(store.load(() => undefined)).rejects.toThrow(/ECONNREFUSED|connect/i);
     await expect(store.write([{ state: sessionState(sessionKey()), version: 1 }])).rejects.toThrow();

@@ -1,10 +1,11 @@
 // Owns: helpers for snapshot-store tests: DynamoDB clients for the shared endpoint, throwaway tables,
-// and session states built directly (no cluster needed).
+// session states built directly (no cluster needed), and the canonical form that compares them.
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { encodeValue } from "../../lib/codec/values.ts";
 import type { Stamp } from "../../lib/session/clock.ts";
 import { createState, type SessionState } from "../../lib/session/state.ts";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
+import { uniqueCluster } from "./names.ts";
 
 /**
  * A client for `endpoint` (inject("ddbEndpoint")): placeholder credentials for local endpoints
@@ -21,14 +22,9 @@ export function ddbClient(endpoint: string, options: { maxAttempts?: number; con
   });
 }
 
-/** A name no other test uses (DynamoDB table names: 3-255 of A-Z a-z 0-9 _ . -). */
-export function uniqueName(prefix: string): string {
-  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
-}
-
 /** A fresh snapshot table on `client`'s endpoint; `drop()` deletes it (ignoring a table already gone). */
 export async function throwawayTable(client: DynamoDBClient, prefix = "sessrep-test"): Promise<{ table: string; drop(): Promise<void> }> {
-  const table = uniqueName(prefix);
+  const table = uniqueCluster(prefix);
   await createSnapshotTable(client, table);
   return {
     table,
@@ -68,16 +64,21 @@ export function sessionKey(i?: number): string {
   return `k${i ?? ""}-${crypto.randomUUID().replaceAll("-", "")}`.slice(0, 64);
 }
 
-/** A comparable plain form of a state (attributes sorted, stamps as arrays). */
-export function plain(state: SessionState | undefined): unknown {
+/**
+ * A plain, comparable form of a session state: attributes sorted by name with their stamps and
+ * encoded values (and sizes, with `bytes`). With `access: false` the last-access fields are left out
+ * (reads replicate them only as rate-limited touches, so replicas may legitimately differ there).
+ */
+export function canonical(state: SessionState | undefined, { access = true, bytes = false } = {}): unknown {
   if (!state) return undefined;
   return {
     key: state.key,
     createdAt: state.createdAt,
-    lastAccessedAt: state.lastAccessedAt,
-    lastAccessedBy: state.lastAccessedBy,
+    ...(access ? { lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {}),
     maxInactive: [state.maxInactive.seconds, [...state.maxInactive.stamp]],
-    attributes: [...state.attributes.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, r]) => [name, [...r.stamp], r.value ?? null, r.bytes]),
+    attributes: [...state.attributes.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([name, r]) => [name, [...r.stamp], r.value ?? null, ...(bytes ? [r.bytes] : [])]),
     ended: state.ended ? [[...state.ended.stamp], state.ended.reason] : null,
   };
 }

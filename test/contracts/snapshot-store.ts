@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { decodeValue } from "../../lib/codec/values.ts";
 import type { SessionState } from "../../lib/session/state.ts";
 import type { LoadProgress, SnapshotItem, SnapshotStore } from "../../lib/store/snapshot-store.ts";
-import { plain, sessionKey, sessionState, shuffled } from "./support.ts";
+import { canonical, sessionKey, sessionState, shuffled } from "../kit/snapshots.ts";
 
 /** What the contract needs from an implementation. */
 export interface SnapshotStoreTarget {
@@ -26,7 +26,15 @@ let clusters = 0;
 const cluster = () => `c${process.pid}x${Date.now().toString(36)}x${++clusters}`;
 
 /** Every state a full load returns, by key, plus the progress reports and the returned checkpoint. */
-async function loadAll(store: SnapshotStore): Promise<{ states: Map<string, SessionState>; progress: LoadProgress[]; checkpoint: number | undefined; duplicates: number }> {
+interface FullLoad {
+  states: Map<string, SessionState>;
+  progress: LoadProgress[];
+  checkpoint: number | undefined;
+  duplicates: number;
+}
+
+/** Loads everything `store` holds. */
+async function loadAll(store: SnapshotStore): Promise<FullLoad> {
   const states = new Map<string, SessionState>();
   const progress: LoadProgress[] = [];
   let duplicates = 0;
@@ -43,7 +51,7 @@ async function loadAll(store: SnapshotStore): Promise<{ states: Map<string, Sess
 }
 
 /** The decoded value of one attribute of a loaded state. */
-function valueOf(state: SessionState | undefined, name: string): unknown {
+function attributeValue(state: SessionState | undefined, name: string): unknown {
   const text = state?.attributes.get(name)?.value;
   return text === undefined ? undefined : decodeValue(text);
 }
@@ -100,15 +108,15 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
       expect(duplicates).toBe(0);
       expect([...states.keys()].sort()).toEqual([full.key, empty.key].sort());
       // Exactly the state that was written: stamps, sizes, removal registers, access fields.
-      expect(plain(states.get(full.key))).toEqual(plain(full));
-      expect(plain(states.get(empty.key))).toEqual(plain(empty));
-      for (const [name, value] of Object.entries(values)) expect(valueOf(states.get(full.key), name), name).toEqual(value);
-      expect(Object.is(valueOf(states.get(full.key), "negativeZero"), -0)).toBe(true);
+      expect(canonical(states.get(full.key), { bytes: true })).toEqual(canonical(full, { bytes: true }));
+      expect(canonical(states.get(empty.key), { bytes: true })).toEqual(canonical(empty, { bytes: true }));
+      for (const [name, value] of Object.entries(values)) expect(attributeValue(states.get(full.key), name), name).toEqual(value);
+      expect(Object.is(attributeValue(states.get(full.key), "negativeZero"), -0)).toBe(true);
       expect(states.get(full.key)!.attributes.get("gone")).toMatchObject({ bytes: 0 });
       expect(states.get(full.key)!.attributes.get("gone")!.value).toBeUndefined();
       // The loaded state is a copy: changing it does not change the store.
       states.get(full.key)!.attributes.clear();
-      expect(plain((await loadAll(store)).states.get(full.key))).toEqual(plain(full));
+      expect(canonical((await loadAll(store)).states.get(full.key), { bytes: true })).toEqual(canonical(full, { bytes: true }));
     });
 
     it("a newer version replaces an item; an older one is reported superseded and changes nothing", async () => {
@@ -116,9 +124,9 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
       const key = sessionKey();
       expect(await store.write([{ state: sessionState(key, { v: 5 }), version: 5 }])).toEqual({ written: 1, superseded: 0 });
       expect(await store.write([{ state: sessionState(key, { v: 3 }), version: 3 }])).toEqual({ written: 0, superseded: 1 });
-      expect(valueOf((await loadAll(store)).states.get(key), "v")).toBe(5);
+      expect(attributeValue((await loadAll(store)).states.get(key), "v")).toBe(5);
       expect(await store.write([{ state: sessionState(key, { v: 9 }), version: 9 }])).toEqual({ written: 1, superseded: 0 });
-      expect(valueOf((await loadAll(store)).states.get(key), "v")).toBe(9);
+      expect(attributeValue((await loadAll(store)).states.get(key), "v")).toBe(9);
       // A batch mixing both: only the stale item is skipped.
       const fresh = sessionKey();
       expect(
@@ -128,8 +136,8 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
         ]),
       ).toEqual({ written: 1, superseded: 1 });
       const { states } = await loadAll(store);
-      expect(valueOf(states.get(key), "v")).toBe(9);
-      expect(valueOf(states.get(fresh), "v")).toBe(1);
+      expect(attributeValue(states.get(key), "v")).toBe(9);
+      expect(attributeValue(states.get(fresh), "v")).toBe(1);
     });
 
     it(
@@ -159,10 +167,10 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
         expect(b.written + b.superseded).toBe(even.length * keys.length);
         const { states } = await loadAll(first);
         expect(states.size).toBe(keys.length);
-        for (const key of keys) expect(valueOf(states.get(key), "v"), key).toBe(30);
+        for (const key of keys) expect(attributeValue(states.get(key), "v"), key).toBe(30);
         // The other handle agrees.
         const seen = (await loadAll(second)).states;
-        for (const key of keys) expect(valueOf(seen.get(key), "v")).toBe(30);
+        for (const key of keys) expect(attributeValue(seen.get(key), "v")).toBe(30);
       },
       target.bulkTimeoutMs,
     );
@@ -184,7 +192,7 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
       ).toEqual({ written: 2, superseded: 0 });
       const { states } = await loadAll(store);
       expect([...states.keys()]).toEqual([kept]);
-      expect(valueOf(states.get(kept), "a")).toBe(1);
+      expect(attributeValue(states.get(kept), "a")).toBe(1);
     });
 
     it("the checkpoint only moves forward, also under concurrent writers", async () => {
@@ -232,7 +240,7 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
         expect(states.size).toBe(3000);
         expect(pageSizes.reduce((a, b) => a + b, 0)).toBe(3000); // no duplicates across pages
         expect(pageSizes.length).toBeGreaterThanOrEqual(target.minPagesFor3000);
-        for (const [i, item] of items.entries()) expect(valueOf(states.get(item.state.key), "i")).toBe(i);
+        for (const [i, item] of items.entries()) expect(attributeValue(states.get(item.state.key), "i")).toBe(i);
         // Progress counts up to the total, one report per page.
         expect(progress.length).toBe(pageSizes.length);
         expect(progress.at(-1)).toEqual({ sessions: 3000, pages: pageSizes.length });
