@@ -37,7 +37,7 @@ export default defineConfig({
         // Node processes, HAProxy, Deno, the CDK synth, packaging, the runtime adapters: the product as users run it.
         test: {
           name: "e2e",
-          include: ["test/e2e/**/*.test.ts", "test/package/**/*.test.ts", "test/infra/**/*.test.ts", "test/adapters/**/*.test.ts", ...NEEDS_PROCESSES],
+          include: ["test/e2e/**/*.test.ts", "test/adapters/**/*.test.ts", "test/package/**/*.test.ts", "test/infra/**/*.test.ts", ...NEEDS_PROCESSES],
           globalSetup: ["./test/global-setup.ts"],
         },
       },

@@ -50,21 +50,19 @@ export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOpti
 }
 
 /** The demo app's handler for the function's settings; `overrides` replace options (tests). */
-export function createDemoLambdaHandler(
-  config: LambdaEnvConfig,
-  overrides: Partial<LambdaHandlerOptions> = {},
-): LambdaSessionHandler {
-  return createLambdaHandler(publicDemoApp, { ...lambdaHandlerOptions(config), ...overrides });
+export function createDemoLambdaHandler(config: LambdaEnvConfig, overrides: Partial<LambdaHandlerOptions> = {}): LambdaSessionHandler {
+  return createLambdaHandler((node) => publicDemoApp(node, config.adminToken), { ...lambdaHandlerOptions(config), ...overrides });
 }
 
 /**
- * The demo app as a Function URL serves it: drain is an operator's action and is never routed from
- * the public URL (an environment leaves the cluster on SIGTERM instead; there is no instance to drain).
+ * The demo app as a Function URL serves it: the probes, and the admin views only with an admin
+ * token (SESSREP_ADMIN_TOKEN). Drain is never routed from the public URL, token or not: there is no
+ * one instance to drain behind it, and an environment leaves the cluster on SIGTERM instead.
  */
-function publicDemoApp(node: LambdaClusterNode): Hono {
+function publicDemoApp(node: LambdaClusterNode, adminToken: string | undefined): Hono {
   const app = new Hono();
   app.post('/cluster/drain', (c) => c.json({ error: 'not found', code: 'NOT_FOUND' }, 404));
-  app.route('/', createDemoApp(node));
+  app.route('/', createDemoApp(node, adminToken !== undefined ? { admin: { token: adminToken } } : {}));
   return app;
 }
 
