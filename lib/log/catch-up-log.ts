@@ -2,7 +2,7 @@
  * `CatchUpLog`: a `ReplicationLog` decorator for a node that may have been paused (a frozen Lambda
  * environment, a stopped process) and must not serve from what it held before the pause.
  */
-import type { LogFollower, LogMessage, ReplicationLog } from '../channel/jetstream-log.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from './replication-log.ts';
 
 /** What `CatchUpLog.catchUp` found. */
 export interface CatchUpResult {

@@ -1,5 +1,5 @@
 /** `LogReplayStore`: the snapshot store of a node that has a replication log but no durable snapshots. */
-import type { ReplicationLog } from '../channel/jetstream-log.ts';
+import type { ReplicationLog } from '../log/replication-log.ts';
 import type { SessionState } from '../session/state.ts';
 import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from './snapshot-store.ts';
 

@@ -7,7 +7,8 @@ import {
   type LambdaHandlerOptions,
   type LambdaSessionHandler,
 } from '../../../adapters/lambda/index.ts';
-import { jetStreamLogFor, type ReplicationLog } from '../../../lib/channel/jetstream-log.ts';
+import { jetStreamLogFor } from '../../../lib/log/jetstream.ts';
+import type { ReplicationLog } from '../../../lib/log/replication-log.ts';
 import { InvalidOptionsError } from '../../../lib/errors.ts';
 import { consoleLogger } from '../../../lib/logger.ts';
 import type { SessionVariables } from '../../../lib/middleware/session-middleware.ts';

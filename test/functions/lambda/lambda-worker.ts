@@ -2,7 +2,8 @@
 // Configured by environment variables like the real function; NATS settings come in SESSREP_TEST_NATS_SETTINGS.
 // Protocol over the IPC channel: {id, event} in, {id, result, stats} out; {id} asks for the counters; {id, stall: true} stalls the log follower as an expired pull would.
 import type { LambdaEvent } from "hono/aws-lambda";
-import { jetStreamLogFor, type LogFollower, type LogMessage, type ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
+import { jetStreamLogFor } from "../../../lib/log/jetstream.ts";
+import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/log/replication-log.ts";
 import { readConfig } from "../../../functions/shared/config.ts";
 import { createDemoLambdaHandler } from "../../../functions/lambda/runtime.ts";
 

@@ -1,6 +1,6 @@
 // Owns: tests of CatchUpLog (lib/log/catch-up-log.ts) over a log whose follower can be made to stall.
 import { describe, expect, it } from 'vitest';
-import type { LogFollower, LogMessage, ReplicationLog } from '../../../lib/channel/jetstream-log.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from '../../../lib/log/replication-log.ts';
 import { CatchUpLog } from '../../../lib/log/catch-up-log.ts';
 
 describe('CatchUpLog', () => {
