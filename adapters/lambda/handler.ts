@@ -20,7 +20,7 @@ import { getCookie } from 'hono/cookie';
 // The NATS entries by their public names: the build keeps them separate modules (each guards its optional peers).
 import { jetStreamLogFor, type ReplicationLog } from 'session-replication/jetstream';
 import { NatsChannel } from 'session-replication/nats';
-import { createCluster } from '../../lib/cluster.ts';
+import { createCluster } from '../../lib/cluster/index.ts';
 import { InvalidOptionsError } from '../../lib/errors.ts';
 import { CatchUpLog } from '../../lib/log/catch-up-log.ts';
 import {

@@ -2,7 +2,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { APIGatewayProxyResult, LambdaContext, LambdaEvent } from 'hono/aws-lambda';
 import type { ReplicationLog } from 'session-replication/jetstream';
-import type { ClusterOptions, createCluster } from '../../lib/cluster.ts';
+import type { ClusterOptions, createCluster } from '../../lib/cluster/index.ts';
 import type { CatchUpLog } from '../../lib/log/catch-up-log.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { SnapshotStore } from '../../lib/store/snapshot-store.ts';

@@ -15,14 +15,14 @@ import { AckTracker } from './ack-tracker.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import { recordWriteLag, type DeltaManagerOptions, type ManagerParts } from './delta-manager.ts';
 import { sessionFields } from '../logger.ts';
-import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
+import type { CommitOptions, SessionManager, SessionSummary, StateTransferStatus } from './manager.ts';
 import { OwnershipMap, roleOf, RoundRobin, type OwnershipEntry } from './ownership-map.ts';
 import { SessionTable } from './session-table.ts';
-import { DEFAULT_PAGE_LIMITS, receiveState, StateDonor, type StatePage } from './state-transfer.ts';
+import { receiveState, StateDonor, type StatePage } from './state-transfer.ts';
 
 /** Timing and limits of the backup manager (the delta manager's, plus the fetch timeout). */
 export interface BackupManagerOptions extends DeltaManagerOptions {
-  /** How long a proxy waits for the primary or backup to hand over a session; default 5000 ms. */
+  /** How long a proxy waits for the primary or backup to hand over a session. */
   readonly fetchTimeoutMs: number;
 }
 
@@ -69,7 +69,7 @@ export class BackupManager implements SessionManager {
       keys: () => [...this.#map.all()].map((entry) => entry.key),
       item: (key: string) => ({ entry: this.#map.raw(key) }),
     };
-    this.#donor = new StateDonor(parts.bus, source, options.pageLimits ?? { ...DEFAULT_PAGE_LIMITS, maxSessions: 5000 }, parts.logger);
+    this.#donor = new StateDonor(parts.bus, source, options.pageLimits, parts.logger);
     parts.membership.onLeave((member) => {
       this.#acks.forget(member.node);
       if (this.#ready) this.#onMemberGone(member.node);
@@ -617,6 +617,20 @@ export class BackupManager implements SessionManager {
     if (changed.length === 0) return;
     this.#broadcastEntries(changed);
     for (const [backup, states] of copies) void this.#copy([backup], changed, states, 'async');
+  }
+
+  /** Every live ownership entry with this node's role, data fields where the data is held here, at most `limit` rows (`SessionManager.summaries`). */
+  summaries(limit: number): { total: number; sessions: SessionSummary[] } {
+    const sessions: SessionSummary[] = [];
+    let total = 0;
+    for (const entry of this.entries()) {
+      total++;
+      if (sessions.length >= limit) continue;
+      const state = this.inspect(entry.key);
+      const held = state && !state.ended ? { createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {};
+      sessions.push({ key: entry.key.slice(0, 8), role: roleOf(entry, this.#self), primary: entry.primary, backup: entry.backup, ...held });
+    }
+    return { total, sessions };
   }
 }
 

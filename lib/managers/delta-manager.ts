@@ -14,32 +14,33 @@ import { attributeBytes, cloneState, isIdleExpired, latestStamp, type SessionSta
 import type { ReplicationStats } from '../stats.ts';
 import { AckTracker } from './ack-tracker.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
-import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
+import type { CommitOptions, SessionManager, SessionSummary, StateTransferStatus } from './manager.ts';
 import { SessionTable } from './session-table.ts';
-import { DEFAULT_PAGE_LIMITS, fitPayload, receiveState, StateDonor, type PageLimits, type StatePage } from './state-transfer.ts';
+import { fitPayload, receiveState, StateDonor, type PageLimits, type StatePage } from './state-transfer.ts';
 import type { LogFollower, LogMessage, ReplicationLog } from '../log/replication-log.ts';
 import type { SnapshotStore } from '../store/snapshot-store.ts';
 import { SnapshotWriter, type SnapshotWriterOptions } from '../store/snapshot-writer.ts';
 
 /** Timing and limits of the delta manager. */
 export interface DeltaManagerOptions {
-  /** How long an `ack` commit waits for every member; default 5000 ms. */
+  /** How long an `ack` commit waits for every member. */
   readonly ackTimeoutMs: number;
-  /** A joiner's budget for fetching all sessions from a peer; default 60000 ms. */
+  /** A joiner's budget for fetching all sessions from a peer. */
   readonly stateTransferTimeoutMs: number;
-  /** Expiry sweep period; default 10000 ms. */
+  /** Expiry sweep period. */
   readonly sweepIntervalMs: number;
   /** Minimum time between two replicated touches of an unchanged session. */
   readonly touchIntervalMs: number;
-  /** How long ended sessions stay as tombstones, absorbing late messages; default 10 min. */
+  /** How long ended sessions stay as tombstones, absorbing late messages. */
   readonly tombstoneTtlMs: number;
-  readonly pageLimits?: PageLimits;
+  /** How much one state transfer page carries. */
+  readonly pageLimits: PageLimits;
   /** The replication log (JetStream): replayed by joining, restarted and thawed nodes; needed for `persist`. */
   readonly log?: ReplicationLog;
   /** The snapshot store (DynamoDB): where a joining node loads sessions instead of asking a peer. */
   readonly store?: SnapshotStore;
-  /** Write-behind timing of the snapshot store. */
-  readonly snapshot?: SnapshotWriterOptions;
+  /** Write-behind timing of the snapshot store (used with `store`). */
+  readonly snapshot: SnapshotWriterOptions;
   /**
    * Without a log: after the channel reconnects, or after this process stalled (paused, frozen,
    * blocked event loop) for longer than this, the node may have missed deltas (core NATS does not
@@ -117,14 +118,14 @@ export class DeltaManager implements SessionManager {
   ) {
     this.#pending = new PendingReplication(options.touchIntervalMs);
     const source = { keys: () => this.#table.keys(), item: (key: string) => ({ state: this.#table.get(key) }) };
-    this.#donor = new StateDonor(parts.bus, source, options.pageLimits ?? DEFAULT_PAGE_LIMITS, parts.logger);
+    this.#donor = new StateDonor(parts.bus, source, options.pageLimits, parts.logger);
     parts.membership.onLeave((member) => this.#acks.forget(member.node));
     if (options.store) {
       this.#writer = new SnapshotWriter(
         options.store,
         (key) => this.#table.get(key),
         () => this.#isSnapshotLeader(),
-        options.snapshot ?? { intervalMs: 1000, checkpointPollMs: 5000 },
+        options.snapshot,
         parts.logger,
       );
     }
@@ -620,6 +621,16 @@ export class DeltaManager implements SessionManager {
       if (!before || after.ended !== before.ended || after.maxInactive !== before.maxInactive || [...after.attributes].some(([name, r]) => before.registers.get(name) !== r)) repaired++;
     }
     return repaired;
+  }
+
+  /** Summaries of the live sessions held here, at most `limit` (`SessionManager.summaries`). */
+  summaries(limit: number): { total: number; sessions: SessionSummary[] } {
+    const sessions: SessionSummary[] = [];
+    for (const state of this.liveSessions()) {
+      if (sessions.length >= limit) break;
+      sessions.push({ key: state.key.slice(0, 8), createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy });
+    }
+    return { total: this.sessionCounts().total ?? sessions.length, sessions };
   }
 }
 

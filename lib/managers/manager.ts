@@ -32,6 +32,20 @@ export interface StateTransferStatus {
   durationMs?: number;
 }
 
+/** One row of `/cluster/sessions`: never the full key (it is a credential) nor attribute values. */
+export interface SessionSummary {
+  /** The first 8 characters of the session key. */
+  key: string;
+  /** Backup manager: this node's role, and where the session lives. */
+  role?: 'primary' | 'backup' | 'proxy';
+  primary?: string;
+  backup?: string;
+  /** When this node holds the session's data. */
+  createdAt?: number;
+  lastAccessedAt?: number;
+  lastAccessedBy?: string;
+}
+
 /** A replication strategy. */
 export interface SessionManager {
   /** `delta` (all-to-all) or `backup` (primary/backup). */
@@ -78,4 +92,14 @@ export interface SessionManager {
   drain(): Promise<void>;
   /** Sessions (backup) or unacknowledged writes (delta) that still keep this node from stopping safely. */
   drainRemaining(): number;
+  /** Ends the sessions idle past their timeout as of `now` (ms since epoch); runs every `sweepIntervalMs` by itself. */
+  sweep(now: number): void;
+  /** Replication log and snapshot store progress for `/cluster`, when they are configured. */
+  readonly persistence?: Record<string, unknown>;
+  /**
+   * The sessions this node knows, at most `limit` rows, for `/cluster/sessions`: the delta manager
+   * the sessions it holds, the backup manager every live ownership entry with this node's role.
+   * `total` counts them all.
+   */
+  summaries(limit: number): { total: number; sessions: SessionSummary[] };
 }

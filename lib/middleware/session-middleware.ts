@@ -6,7 +6,8 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { ChangeNotStoredError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
 import type { HybridClock } from '../session/clock.ts';
@@ -84,7 +85,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     if (!state && parts.isDraining?.()) {
       // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
       logger.debug({ route: requested?.route }, 'draining: new session refused');
-      return c.json({ error: 'this node is draining: retry on another node', code: 'NODE_DRAINING' }, 503, { 'Retry-After': '1' });
+      return errorResponse(c, new NodeDrainingError());
     }
     const session = new Session({
       ...(state ? { state } : {}),
@@ -102,13 +103,13 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     if (c.error instanceof TooManySessionsError) {
       stats.rejectedSessions++;
       logger.warn({ node, limit: c.error.limit }, 'new session refused: maxActiveSessions reached');
-      c.res = c.json({ error: c.error.message, code: c.error.code }, 503, { 'Retry-After': '10' });
+      c.res = errorResponse(c, c.error);
       return;
     }
     if (c.error instanceof SessionTooLargeError) {
       stats.oversizedRejected++;
       logger.warn({ session: session.key.slice(0, 8), route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');
-      c.res = c.json({ error: 'session too large', limitBytes: c.error.limitBytes }, 413);
+      c.res = errorResponse(c, c.error);
       return;
     }
     if (!state && !session.used) return; // No session asked for, none created.
@@ -133,7 +134,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     );
     if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
       // The change is only on this node: say so rather than claim it was stored.
-      c.res = c.json({ error: 'the change could not be stored in the replication log; retry' }, 503, { 'Retry-After': '1' });
+      c.res = errorResponse(c, new ChangeNotStoredError());
       return;
     }
 
