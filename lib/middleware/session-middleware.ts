@@ -25,7 +25,10 @@ export const DEFAULT_FILTER = /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|av
 
 /** Cookie and valve settings of the middleware. */
 export interface SessionMiddlewareOptions {
-  /** Cookie name; default `SESSIONID`. */
+  /**
+   * Cookie name.
+   * @default DEFAULT_COOKIE_NAME (`SESSIONID`)
+   */
   readonly cookieName?: string;
   /** Cookie path; default `/`. */
   readonly cookiePath?: string;
@@ -58,9 +61,12 @@ export interface MiddlewareParts {
   readonly isDraining?: () => boolean;
 }
 
+/** The session cookie's name when `cookieName` is not given. */
+export const DEFAULT_COOKIE_NAME = 'SESSIONID';
+
 /** Builds the session middleware for one cluster node. */
 export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddlewareOptions = {}): MiddlewareHandler<{ Variables: SessionVariables }> {
-  const { cookieName = 'SESSIONID', cookiePath = '/', cookieDomain, secure = 'auto', filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
+  const { cookieName = DEFAULT_COOKIE_NAME, cookiePath = '/', cookieDomain, secure = 'auto', filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
   const { node, manager, stats, logger } = parts;
   const maxActive = parts.maxActiveSessions ?? -1;
 

@@ -140,11 +140,15 @@ export class LogReplica {
     });
   }
 
-  #onLogMessage({ seq, data }: LogMessage): void {
+  /** Applies a log message; a protected one is decoded asynchronously, and the promise settles once it is applied. */
+  #onLogMessage({ seq, data }: LogMessage): Promise<void> | void {
     const { bus } = this.core.parts;
     const decoded = bus.decode(data, bus.subjects.delta);
-    if (decoded instanceof Promise) this.#logChain = this.#logChain.then(async () => this.#applyLogMessage(seq, await decoded));
-    else this.#applyLogMessage(seq, decoded);
+    if (decoded instanceof Promise) {
+      this.#logChain = this.#logChain.then(async () => this.#applyLogMessage(seq, await decoded));
+      return this.#logChain;
+    }
+    this.#applyLogMessage(seq, decoded);
   }
 
   #applyLogMessage(seq: number, decoded: Decoded | undefined): void {
