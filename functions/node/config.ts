@@ -35,6 +35,8 @@ export interface ServeConfig {
   protection: 'encrypt' | 'sign';
   /** How the node authenticates to NATS and verifies it. */
   natsAuth: NatsAuthConfig;
+  /** Expiry sweep period in ms. */
+  sweepEveryMs: number;
 }
 
 /** NATS credentials and TLS files (all optional; combine as the server requires). */

@@ -117,7 +117,7 @@ export const SETTINGS = {
     default: 'reject',
     runtimes: LAMBDA,
   },
-  sweepEveryMs: { env: 'SESSREP_SWEEP_INTERVAL_MS', flag: 'sweep-interval-ms', help: 'minimum time between expiry sweeps', default: '10000', runtimes: LAMBDA },
+  sweepEveryMs: { env: 'SESSREP_SWEEP_INTERVAL_MS', flag: 'sweep-interval-ms', help: 'time between expiry sweeps (Lambda: the minimum, swept on a request)', default: '10000', runtimes: NODE_LAMBDA },
 } as const satisfies Record<string, SettingSpec>;
 
 /** The name of a setting (a key of `SETTINGS`). */
@@ -171,6 +171,8 @@ export interface NodeEnvConfig extends CommonConfig {
   natsTlsCa?: string;
   natsTlsCert?: string;
   natsTlsKey?: string;
+  /** Expiry sweep period in ms. */
+  sweepEveryMs: number;
 }
 
 /** What `readConfig('edge', ...)` returns. */

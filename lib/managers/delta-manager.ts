@@ -41,10 +41,12 @@ export interface DeltaManagerOptions {
   /** Write-behind timing of the snapshot store. */
   readonly snapshot?: SnapshotWriterOptions;
   /**
-   * Without a log: after the channel reconnects, or after this process stalled (paused, frozen,
-   * blocked event loop) for longer than this, the node may have missed deltas (core NATS does not
-   * keep them), so it waits this long for members to be back and merges every ready member's state
-   * (a resync). The cluster passes `memberDropMs`. Unset: no resync.
+   * After the channel reconnects, or after this process stalled (paused, frozen, blocked event loop)
+   * for longer than this, the node may have missed deltas (core NATS does not keep them). Without a
+   * log it waits this long for members to be back and merges every ready member's state (a resync);
+   * with a log it replays the log to the stream's end. Until then it ends no session, and after a gap
+   * longer than this it reports not ready (see `catchingUp`). The cluster passes `memberDropMs`.
+   * Unset: no gap handling.
    */
   readonly resyncAfterMs?: number;
 }
@@ -67,6 +69,15 @@ const BATCH_SESSIONS = 64;
 const BATCH_BYTES = 256 * 1024;
 /** Id prefix of the delta messages a resync sends (a node's whole state after it reconnected). */
 const RESYNC_ID = 'resync-';
+/**
+ * How long before a disconnect is noticed a sent delta may still be lost with the connection (nats.js
+ * drops its unsent buffer on every dial): such keys go to the outbox and are sent again after the
+ * reconnect (log mode; without a log the resync's push covers them).
+ */
+const IN_FLIGHT_MS = 5000;
+
+/** What sending one message did. */
+type SendOutcome = 'sent' | 'refused' | 'unconfirmed';
 
 /**
  * Runs `task` once the current event-loop turn's I/O callbacks are done: `setImmediate` where the
@@ -107,6 +118,17 @@ export class DeltaManager implements SessionManager {
   #stallWatch?: ReturnType<typeof setInterval>;
   /** False between a channel disconnect and its reconnect (which schedules a resync itself). */
   #channelUp = true;
+  #disconnectedAt = 0;
+  /**
+   * Open from a disconnect or a stall until this node caught up again (resync done, or log replayed
+   * to the stream's end): its view may lack accesses made elsewhere, so it ends no session. `long`:
+   * the gap lasted longer than `resyncAfterMs`, and the node reports not ready until it caught up.
+   */
+  #gap?: { long: boolean };
+  /** Log mode: keys whose latest change may not have reached the broker; sent again after the catch-up. */
+  readonly #outbox = new Set<string>();
+  /** Log mode: when each key was last sent (for the in-flight window before a disconnect). */
+  readonly #sentAt = new Map<string, number>();
   /** Keeps log messages in sequence order while protected messages are verified asynchronously. */
   #logChain: Promise<void> = Promise.resolve();
   readonly #writer?: SnapshotWriter;
@@ -137,7 +159,19 @@ export class DeltaManager implements SessionManager {
   }
 
   get ready(): boolean {
-    return this.#ready;
+    return this.#ready && !this.catchingUp;
+  }
+
+  /**
+   * True while this node was disconnected or stalled for longer than `resyncAfterMs` and has not
+   * caught up yet: its table may be stale, so it serves no session (the middleware answers 503).
+   */
+  get catchingUp(): boolean {
+    const gap = this.#gap;
+    if (!gap || !this.#ready) return false;
+    if (gap.long) return true;
+    if (!this.#channelUp && Date.now() - this.#disconnectedAt > (this.options.resyncAfterMs ?? Infinity)) gap.long = true;
+    return gap.long;
   }
 
   async start(): Promise<void> {
@@ -160,7 +194,7 @@ export class DeltaManager implements SessionManager {
     this.#sweepTimer = setInterval(() => this.#sweepTick(), this.options.sweepIntervalMs);
     this.#ready = true;
     membership.setReady(true);
-    if (!this.options.log && this.options.resyncAfterMs !== undefined) this.#watchForGaps(this.options.resyncAfterMs);
+    if (this.options.resyncAfterMs !== undefined) this.#watchForGaps(this.options.resyncAfterMs);
   }
 
   async stop(): Promise<void> {
@@ -183,13 +217,18 @@ export class DeltaManager implements SessionManager {
     else if (message.kind === 'state-req') this.#donor.answer(incoming);
   }
 
+  /**
+   * The live session, unless it is idle past its interval in this node's view. The node that served
+   * it last ends it everywhere (when its view is caught up); any other node only declines to serve
+   * it: the end is the last server's decision.
+   */
   find(key: string): SessionState | undefined {
     const state = this.#table.live(key);
-    if (state && this.#mayExpire(Date.now()) && this.#isExpired(state, Date.now())) {
-      this.#expire(state);
-      return undefined;
-    }
-    return state;
+    if (!state) return undefined;
+    const now = Date.now();
+    if (!this.#isExpired(state, now)) return state;
+    if (this.#servedHere(state) && this.#mayEnd(now)) this.#expire(state);
+    return this.#servedHere(state) && !this.#mayEnd(now) ? state : undefined;
   }
 
   async resolve(key: string): Promise<SessionState | undefined> {
@@ -213,6 +252,8 @@ export class DeltaManager implements SessionManager {
   async commit(changes: SessionChanges, options: CommitOptions): Promise<boolean | void> {
     const { stats } = this.parts;
     const now = Date.now();
+    // What the table held before, to undo a change the cluster refused (the request answers 503).
+    const before = options.replicate && options.mode !== 'async' ? changes.deltas.map((delta) => ({ key: delta.key, state: this.#copyOf(delta.key) })) : [];
     for (const delta of changes.deltas) {
       const outcome = this.#table.merge(delta);
       if (outcome.created) stats.sessionsCreated++;
@@ -225,7 +266,21 @@ export class DeltaManager implements SessionManager {
     // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
     const outgoing = changes.deltas.flatMap((delta) => this.#pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;
-    return this.#publish(outgoing, options.mode, options.route);
+    if (options.mode === 'async') return this.#publish(outgoing);
+    const outcome = await this.#send(outgoing, options.mode, options.route);
+    if (outcome === 'refused') {
+      for (const { key, state } of before) {
+        this.#table.remove(key);
+        if (state) this.#table.merge(state);
+        this.#pending.forget(key);
+      }
+    }
+    return outcome === 'sent';
+  }
+
+  #copyOf(key: string): SessionState | undefined {
+    const state = this.#table.get(key);
+    return state && cloneState(state);
   }
 
   activeSessions(): number {
@@ -259,27 +314,49 @@ export class DeltaManager implements SessionManager {
       this.parts.logger.warn({ lateMs: now - this.#lastSweepAt - this.options.sweepIntervalMs }, 'expiry paused: this process was stalled and may have missed accesses');
     }
     this.#lastSweepAt = now;
-    if (this.#mayExpire(now)) this.sweep(now);
-    else for (const key of this.#table.collect(now - this.options.tombstoneTtlMs)) this.#pending.forget(key);
+    this.sweep(now);
   }
 
-  /** Whether this node's view of access times is fresh enough to expire sessions. */
-  #mayExpire(now: number): boolean {
-    return now >= this.#expiryPausedUntil && !this.#resyncing;
+  /**
+   * Whether this node's view is caught up enough to end sessions: connected, not just stalled, no
+   * gap since the last catch-up, no resync running.
+   */
+  #mayEnd(now: number): boolean {
+    return now >= this.#expiryPausedUntil && !this.#resyncing && this.#channelUp && this.#gap === undefined;
   }
 
-  /** Expires idle sessions everywhere and forgets old tombstones (the timer calls it through `#sweepTick`). */
+  /** Whether this node served the session last (in its view). */
+  #servedHere(state: SessionState): boolean {
+    return state.lastAccessedBy === this.parts.clock.node;
+  }
+
+  /**
+   * Ends, everywhere, idle sessions this node served last (only from a caught-up view); drops, here
+   * only, sessions another node served last once they are idle for twice their interval (Tomcat's
+   * replica expiry: the last server, if it is still there, ends them, and its state comes back with a
+   * resync); forgets old tombstones. The timer calls it through `#sweepTick`.
+   */
   sweep(now: number): void {
-    for (const state of this.#table.expired(now, (s) => this.#graceFor(s))) this.#expire(state);
+    const mayEnd = this.#mayEnd(now);
+    for (const state of this.#table.expired(now, (s) => this.#graceFor(s))) {
+      if (this.#servedHere(state)) {
+        if (mayEnd) this.#expire(state);
+      } else if (isIdleExpired(state, now, state.maxInactive.seconds * 1000 + this.#graceFor(state))) {
+        this.#table.remove(state.key);
+        this.#pending.forget(state.key);
+        this.parts.logger.debug({ session: state.key.slice(0, 8), lastAccessedBy: state.lastAccessedBy }, 'session dropped here: idle twice its interval, served last elsewhere');
+      }
+    }
     for (const key of this.#table.collect(now - this.options.tombstoneTtlMs)) this.#pending.forget(key);
   }
 
   /**
-   * A session last used on another node expires here only after an extra grace of two touch
-   * intervals, because touches reach us at most once per interval (Tomcat waits 2x on replicas).
+   * The grace past the idle interval. Touches are rate-limited per node, so a newer access elsewhere
+   * may not have been sent yet: the last server waits one touch interval, any other node two.
    */
   #graceFor(state: SessionState): number {
-    return state.lastAccessedBy === this.parts.clock.node ? 0 : 2 * touchIntervalFor(state, this.options.touchIntervalMs);
+    const interval = touchIntervalFor(state, this.options.touchIntervalMs);
+    return this.#servedHere(state) ? interval : 2 * interval;
   }
 
   #isExpired(state: SessionState, now: number): boolean {
@@ -290,20 +367,16 @@ export class DeltaManager implements SessionManager {
     const end: SessionState = { ...cloneState(state), attributes: new Map(), ended: { stamp: this.parts.clock.tick(), reason: 'expired' } };
     if (this.#table.merge(end).ended) this.parts.stats.sessionsExpired++;
     this.parts.logger.info({ session: state.key.slice(0, 8) }, 'session expired');
-    void this.#publish([end], 'async');
+    this.#publish([end]);
   }
 
-  async #publish(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<boolean | void> {
-    if (mode === 'async') {
-      // Requests handled in one event-loop turn share one message: one broker round, one decode per peer.
-      this.#batch.push(...deltas);
-      if (!this.#batchScheduled) {
-        this.#batchScheduled = true;
-        nextTurn(() => this.#flushBatch());
-      }
-      return;
+  /** Queues async deltas: requests handled in one event-loop turn share one message (one broker round, one decode per peer). */
+  #publish(deltas: SessionState[]): void {
+    this.#batch.push(...deltas);
+    if (!this.#batchScheduled) {
+      this.#batchScheduled = true;
+      nextTurn(() => this.#flushBatch());
     }
-    return this.#send(deltas, mode, route);
   }
 
   /** Sends the async deltas of the current turn, in messages of at most `BATCH_SESSIONS` sessions and `BATCH_BYTES`. */
@@ -325,9 +398,19 @@ export class DeltaManager implements SessionManager {
     if (message.length > 0) void this.#send(message, 'async');
   }
 
-  /** Sends one message; resolves to false when it could not be sent (or stored, in `persist` mode). */
-  async #send(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<boolean> {
+  /**
+   * Sends one message. `refused`: it did not leave this node (or was not stored, in `persist` mode;
+   * or, in `ack` mode, the channel is down, where nats.js would drop it); `unconfirmed`: sent, but
+   * not every member acknowledged it in time.
+   */
+  async #send(deltas: SessionState[], mode: CommitOptions['mode'], route?: string): Promise<SendOutcome> {
     const { bus, membership, stats, logger } = this.parts;
+    if (mode === 'ack' && !this.#channelUp) {
+      stats.replicationErrors++;
+      logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route }, 'ack write refused: not connected to the cluster');
+      return 'refused';
+    }
+    if (this.options.log && mode !== 'persist') this.#noteSent(deltas.map((d) => d.key));
     const id = `${bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
     const expected = mode === 'ack' ? membership.readyMembers().map((m) => m.node) : [];
     const acked = mode === 'ack' ? this.#acks.wait(id, expected, this.options.ackTimeoutMs) : undefined;
@@ -339,15 +422,40 @@ export class DeltaManager implements SessionManager {
       stats.replicationErrors++;
       logger.error({ ...sessionFields(deltas.map((d) => d.key)), route, mode, error: (error as Error).message }, 'replication failed: changes kept locally only');
       this.#acks.cancel(id);
-      return false;
+      return 'refused';
     }
-    if (!acked) return true;
+    if (!acked) return 'sent';
     const missing = await acked;
     if (missing.length > 0) {
       stats.acksTimedOut++;
       logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route, missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
+      return 'unconfirmed';
     }
-    return true;
+    return 'sent';
+  }
+
+  /** Log mode: remembers when keys were sent; while disconnected they go straight to the outbox. */
+  #noteSent(keys: string[]): void {
+    const now = Date.now();
+    for (const key of keys) {
+      if (!this.#channelUp) this.#outbox.add(key);
+      this.#sentAt.delete(key);
+      this.#sentAt.set(key, now);
+    }
+    // Oldest first (re-inserted on every send): drop what left long enough ago to be on the broker.
+    for (const [key, at] of this.#sentAt) {
+      if (now - at <= IN_FLIGHT_MS) break;
+      this.#sentAt.delete(key);
+    }
+  }
+
+  /** Log mode: sends the latest state of every key in the outbox again (a CRDT merge: repeating it is harmless). */
+  #flushOutbox(): void {
+    if (this.#outbox.size === 0) return;
+    const states = [...this.#outbox].flatMap((key) => this.#table.get(key) ?? []).map(cloneState);
+    this.#outbox.clear();
+    this.parts.logger.info({ sessions: states.length }, 'outbox: changes made around the disconnect sent again');
+    this.#publish(states);
   }
 
   /**
@@ -411,8 +519,19 @@ export class DeltaManager implements SessionManager {
    */
   #watchForGaps(afterMs: number): void {
     this.parts.bus.channel.onStatus((status) => {
-      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') this.#channelUp = false;
+      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') {
+        if (this.#channelUp) {
+          this.#channelUp = false;
+          this.#disconnectedAt = Date.now();
+          this.#gap ??= { long: false };
+          // What left shortly before may have been dropped with the connection's buffer.
+          for (const key of this.#sentAt.keys()) this.#outbox.add(key);
+          this.#sentAt.clear();
+        }
+        return;
+      }
       if (status !== 'connected') return;
+      if (!this.#channelUp && this.#gap && Date.now() - this.#disconnectedAt > afterMs) this.#gap.long = true;
       this.#channelUp = true;
       if (this.#ready) this.#scheduleResync('reconnect', afterMs);
     });
@@ -422,6 +541,7 @@ export class DeltaManager implements SessionManager {
         const now = Date.now();
         if (now - last > afterMs && this.#ready) {
           this.parts.logger.warn({ stalledMs: now - last }, 'this process stalled: deltas may have been missed');
+          this.#gap = { long: true };
           this.#scheduleResync('stall', afterMs);
         }
         last = now;
@@ -436,7 +556,42 @@ export class DeltaManager implements SessionManager {
       return;
     }
     clearTimeout(this.#resyncTimer);
-    this.#resyncTimer = setTimeout(() => void this.#resync(reason), delayMs);
+    // With a log, catching up is replaying it to the stream's end: no need to wait for members.
+    const log = this.options.log;
+    if (log) this.#resyncTimer = setTimeout(() => void this.#catchUpLog(reason, log), 0);
+    else this.#resyncTimer = setTimeout(() => void this.#resync(reason), delayMs);
+  }
+
+  /**
+   * Log mode after a gap: replays the log to the stream's end as it is now, then sends the outbox
+   * again and closes the gap. Tries again (after `resyncAfterMs`) while the log is unreachable.
+   */
+  async #catchUpLog(reason: ResyncReason, log: ReplicationLog): Promise<void> {
+    const { logger } = this.parts;
+    if (!this.#ready || !this.#channelUp) return;
+    this.#resyncing = true;
+    const started = Date.now();
+    let caughtUp = false;
+    try {
+      const { last } = await log.bounds();
+      const deadline = Date.now() + this.options.stateTransferTimeoutMs;
+      while (this.#appliedSeq < last && Date.now() < deadline && this.#channelUp) await new Promise((resolve) => setTimeout(resolve, 20));
+      caughtUp = this.#appliedSeq >= last && this.#channelUp;
+      if (caughtUp) {
+        this.#flushOutbox();
+        this.#gap = undefined;
+        this.parts.stats.resyncs++;
+        logger.info({ reason, appliedSeq: this.#appliedSeq, ms: Date.now() - started }, 'caught up: log replayed to the stream\'s end');
+      }
+    } catch (error) {
+      logger.warn({ reason, error: (error as Error).message }, 'catch-up: the log is unreachable');
+    } finally {
+      this.#resyncing = false;
+      const again = this.#resyncAgain;
+      this.#resyncAgain = undefined;
+      if (again && this.#ready) this.#scheduleResync(again, 0);
+      else if (!caughtUp && this.#ready) this.#resyncTimer = setTimeout(() => void this.#catchUpLog(reason, log), this.options.resyncAfterMs ?? 0);
+    }
   }
 
   /**
@@ -465,6 +620,7 @@ export class DeltaManager implements SessionManager {
       // After a reconnect the gap goes both ways: what this node sent just before the connection
       // dropped may have been lost with it, and members that stayed connected never resync.
       const pushed = reason === 'reconnect' ? this.#pushAll() : 0;
+      if (failed.length === 0 && this.#channelUp) this.#gap = undefined;
       stats.resyncs++;
       stats.resyncRepairs += repaired;
       logger.info({ reason, donors, sessionsReceived: received, repaired, pushed, ms: Date.now() - started }, 'resync: merged the state of every ready member');

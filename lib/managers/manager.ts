@@ -38,6 +38,11 @@ export interface SessionManager {
   readonly name: 'delta' | 'backup';
   /** True once state transfer finished: the node may serve traffic. */
   readonly ready: boolean;
+  /**
+   * True while the node, after a gap (disconnected or stalled longer than `memberDropMs`), has not
+   * caught up: it serves no session until then. @default false (a manager without gap handling)
+   */
+  readonly catchingUp?: boolean;
   /** Subscribes, joins the cluster and runs state transfer; resolves when ready. */
   start(): Promise<void>;
   /** Leaves the cluster gracefully and stops timers. */

@@ -73,6 +73,10 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     });
 
   return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
+    if (manager.catchingUp) {
+      // Its table may be stale after a gap: another node serves the request (nothing was done here).
+      return c.json({ error: 'this node is catching up after a gap: retry on another node', code: 'NODE_CATCHING_UP' }, 503, { 'Retry-After': '1' });
+    }
     const requested = parseSessionId(getCookie(c, cookieName));
     const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
     if (!state && parts.isDraining?.()) {
@@ -125,9 +129,10 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       },
       'session request',
     );
-    if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
-      // The change is only on this node: say so rather than claim it was stored.
-      c.res = c.json({ error: 'the change could not be stored in the replication log; retry' }, 503, { 'Retry-After': '1' });
+    if (sendMode !== 'async' && replicate && (await committed) === false) {
+      // Not stored in the log (persist) or not confirmed by every member (ack): say so rather than claim it was.
+      const error = sendMode === 'persist' ? 'the change could not be stored in the replication log; retry' : 'not every member confirmed the change; retry';
+      c.res = c.json({ error }, 503, { 'Retry-After': '1' });
       return;
     }
 
