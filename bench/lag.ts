@@ -5,7 +5,7 @@ import type { Hono } from 'hono';
 import { createDemoApp } from '../functions/demo-app.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
 import type { ClusterKeyConfig, ProtectionMode } from '../lib/codec/protection.ts';
-import type { BackupManager } from '../lib/managers/backup-manager.ts';
+import type { BackupManager } from '../lib/managers/backup/backup-manager.ts';
 import { consoleLogger, createCluster, type ReplicatedSessions, type SendMode, type SessionVariables } from '../lib/index.ts';
 import { waitFor } from '../functions/launch/index.ts';
 import { ProbeChannel } from './probe-channel.ts';

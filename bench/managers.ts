@@ -10,7 +10,7 @@ import { stringify } from 'devalue';
 import { Hono } from 'hono';
 import { NatsChannel } from '../lib/channel/nats.ts';
 import { consoleLogger, createCluster, type ReplicatedSessions, type SendMode, type SessionVariables } from '../lib/index.ts';
-import type { BackupManager } from '../lib/managers/backup-manager.ts';
+import type { BackupManager } from '../lib/managers/backup/backup-manager.ts';
 import { waitFor } from '../functions/launch/index.ts';
 import { interleave, LagProbe, type LagResult } from './lag.ts';
 import { ProbeChannel } from './probe-channel.ts';

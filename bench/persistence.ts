@@ -13,7 +13,7 @@ import { Hono } from 'hono';
 import { jetStreamLogFor, type JetStreamLog } from '../lib/channel/jetstream-log.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
 import { createCluster, type Logger, type ReplicatedSessions, type SessionVariables } from '../lib/index.ts';
-import type { DeltaManager } from '../lib/managers/delta-manager.ts';
+import type { DeltaManager } from '../lib/managers/delta/delta-manager.ts';
 import { createSnapshotTable, DynamoSnapshotStore } from '../lib/store/dynamodb.ts';
 import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from '../lib/store/snapshot-store.ts';
 import type { SnapshotWriterStatus } from '../lib/store/snapshot-writer.ts';

@@ -1,13 +1,47 @@
-/** The contract every replication strategy (delta, later backup) fulfils for the middleware and the cluster. */
+/**
+ * The contract both replication strategies (delta: all-to-all, backup: primary/backup) fulfil for the
+ * middleware and the cluster, and the types both share: the parts they are wired with and the options
+ * they have in common.
+ */
+import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import type { Logger } from '../logger.ts';
+import type { Membership } from '../membership/membership.ts';
+import type { HybridClock } from '../session/clock.ts';
 import type { SessionChanges } from '../session/session.ts';
 import type { SessionState } from '../session/state.ts';
-import type { Incoming } from '../bus/cluster-bus.ts';
+import type { ReplicationStats } from '../stats.ts';
+import type { PageLimits } from './state-transfer.ts';
 
 /**
  * When a commit's promise resolves (Tomcat's channelSendOptions, simplified): `async` at once,
  * `ack` when every replica applied it, `persist` when the replication log (JetStream) stored it.
  */
 export type SendMode = 'async' | 'ack' | 'persist';
+
+/** The parts a manager works with, wired by `createCluster`. */
+export interface ManagerParts {
+  readonly bus: ClusterBus;
+  readonly membership: Membership;
+  readonly clock: HybridClock;
+  readonly stats: ReplicationStats;
+  readonly logger: Logger;
+}
+
+/** Timing and limits both strategies take; each strategy's options extend these. */
+export interface CommonManagerOptions {
+  /** How long an `ack` commit waits for the members that must apply it; default 5000 ms. */
+  readonly ackTimeoutMs: number;
+  /** A joiner's budget for fetching all sessions from a peer; default 60000 ms. */
+  readonly stateTransferTimeoutMs: number;
+  /** Expiry sweep period; default 10000 ms. */
+  readonly sweepIntervalMs: number;
+  /** Minimum time between two replicated touches of an unchanged session. */
+  readonly touchIntervalMs: number;
+  /** How long ended sessions stay as tombstones, absorbing late messages; default 10 min. */
+  readonly tombstoneTtlMs: number;
+  /** Size limits of the pages a donor sends a joiner. @default each strategy's own (`DEFAULT_PAGE_LIMITS` for delta) */
+  readonly pageLimits?: PageLimits;
+}
 
 /** How one request's changes are committed. */
 export interface CommitOptions {
@@ -64,6 +98,12 @@ export interface SessionManager {
    * resolves to false when the changes could not be sent (the middleware answers 503 in `persist`).
    */
   commit(changes: SessionChanges, options: CommitOptions): Promise<boolean | void>;
+  /**
+   * Expires sessions idle past their interval (plus a replica's grace) everywhere and forgets old
+   * tombstones. The manager's timer calls it every `sweepIntervalMs`; a runtime whose timers do not
+   * run while frozen (AWS Lambda) calls it itself.
+   */
+  sweep(now: number): void;
   /** Handles a message sent to this node's own subject (acks, state pages, copies, fetches). */
   onDirect(incoming: Incoming): void;
   /** The session data this node holds for a key, tombstones included (tests and diagnostics). */

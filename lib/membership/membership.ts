@@ -4,7 +4,6 @@
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
-import type { MessageBody } from '../codec/envelope.ts';
 import { ChannelRequestError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
@@ -159,7 +158,7 @@ export class Membership {
 
   #onHeartbeat({ message }: Incoming): void {
     if (message.kind !== 'hb') return;
-    const body = message.body as MessageBody<'hb'>;
+    const { body } = message;
     const known = this.#members.get(message.node);
     if (body.leaving) {
       this.#departed.add(message.incarnation);

@@ -5,9 +5,9 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { encodeEnvelope } from "../../lib/codec/envelope.ts";
-import { decodeValue } from "../../lib/codec/values.ts";
+import { decodeValue } from "../../lib/session/values.ts";
 import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/index.ts";
-import type { BackupManager } from "../../lib/managers/backup-manager.ts";
+import type { BackupManager } from "../../lib/managers/backup/backup-manager.ts";
 import { CookieClient, FAST, memoryLogger, uniqueCluster, waitFor, type LogLine } from "../kit/index.ts";
 
 /**

@@ -3,7 +3,7 @@ import { Hono, type Context } from "hono";
 import { afterEach } from "vitest";
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from "../../lib/channel/channel.ts";
 import { MemoryChannel, type MemoryBus } from "../../lib/channel/memory.ts";
-import { decodeValue } from "../../lib/codec/values.ts";
+import { decodeValue } from "../../lib/session/values.ts";
 import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/cluster.ts";
 import type { SessionMiddlewareOptions, SessionVariables } from "../../lib/middleware/session-middleware.ts";
 import { waitFor } from "../../functions/launch/index.ts";

@@ -7,7 +7,7 @@ import { createDemoApp } from "../../functions/demo-app.ts";
 import { jetStreamLogFor, type JetStreamLog, type ReplicationLog } from "../../lib/channel/jetstream-log.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { createCluster, type ClusterOptions, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
-import { DeltaManager } from "../../lib/managers/delta-manager.ts";
+import { DeltaManager } from "../../lib/managers/delta/delta-manager.ts";
 import type { SnapshotStore } from "../../lib/store/snapshot-store.ts";
 import type { SnapshotWriterStatus } from "../../lib/store/snapshot-writer.ts";
 import { memoryLogger, type LogLine } from "./logger.ts";

@@ -6,7 +6,7 @@ import { MemoryBus } from "../../lib/channel/memory.ts";
 import { createCluster } from "../../lib/cluster.ts";
 import { InvalidOptionsError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { BackupManager } from "../../lib/managers/backup-manager.ts";
+import { BackupManager } from "../../lib/managers/backup/backup-manager.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 import { attributesOn, call, makeNode, sessionApp, setOn, startNodes } from "../kit/memory-nodes.ts";
 import { keyOf } from "../kit/cookie-client.ts";

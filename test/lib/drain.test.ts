@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { MemoryBus } from "../../lib/channel/memory.ts";
 import type { ReplicatedSessions } from "../../lib/cluster.ts";
-import { BackupManager } from "../../lib/managers/backup-manager.ts";
+import { BackupManager } from "../../lib/managers/backup/backup-manager.ts";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 import { CookieClient } from "../kit/cookie-client.ts";

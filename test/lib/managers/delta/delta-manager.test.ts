@@ -1,22 +1,22 @@
-// Owns: unit tests of lib/managers/delta-manager.ts (with state transfer) on a shared MemoryBus: replication,
+// Owns: unit tests of lib/managers/delta/delta-manager.ts (with state transfer) on a shared MemoryBus: replication,
 // state transfer, expiry and touches, ack mode, filtered commits, convergence.
 import { describe, expect, it } from "vitest";
-import { ClusterBus } from "../../../lib/bus/cluster-bus.ts";
-import type { Channel } from "../../../lib/channel/channel.ts";
-import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
-import type { ReplicatedSessions } from "../../../lib/cluster.ts";
-import { DeltaManager } from "../../../lib/managers/delta-manager.ts";
-import type { SendMode } from "../../../lib/managers/manager.ts";
-import type { PageLimits } from "../../../lib/managers/state-transfer.ts";
-import { Membership } from "../../../lib/membership/membership.ts";
-import { HybridClock } from "../../../lib/session/clock.ts";
-import { Session } from "../../../lib/session/session.ts";
-import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../../functions/launch/index.ts";
-import { appFor, attributesOn, call, DelayedChannel, makeNode, onCleanup, sessionApp, setOn, startNodes, stopNode } from "../../kit/memory-nodes.ts";
-import { silentLogger } from "../../kit/logger.ts";
-import { FASTER } from "../../kit/timings.ts";
-import { keyOf } from "../../kit/cookie-client.ts";
+import { ClusterBus } from "../../../../lib/bus/cluster-bus.ts";
+import type { Channel } from "../../../../lib/channel/channel.ts";
+import { MemoryBus, MemoryChannel } from "../../../../lib/channel/memory.ts";
+import type { ReplicatedSessions } from "../../../../lib/cluster.ts";
+import { DeltaManager } from "../../../../lib/managers/delta/delta-manager.ts";
+import type { SendMode } from "../../../../lib/managers/manager.ts";
+import type { PageLimits } from "../../../../lib/managers/state-transfer.ts";
+import { Membership } from "../../../../lib/membership/membership.ts";
+import { HybridClock } from "../../../../lib/session/clock.ts";
+import { Session } from "../../../../lib/session/session.ts";
+import { ReplicationStats } from "../../../../lib/stats.ts";
+import { waitFor } from "../../../../functions/launch/index.ts";
+import { appFor, attributesOn, call, DelayedChannel, makeNode, onCleanup, sessionApp, setOn, startNodes, stopNode } from "../../../kit/memory-nodes.ts";
+import { silentLogger } from "../../../kit/logger.ts";
+import { FASTER } from "../../../kit/timings.ts";
+import { keyOf } from "../../../kit/cookie-client.ts";
 
 const manager = (node: ReplicatedSessions) => node.manager as DeltaManager;
 
@@ -147,7 +147,7 @@ describe("state transfer", () => {
     const joiner = makeNode(bus, "joiner");
     await joiner.start();
     expect(joiner.manager.stateTransfer).toMatchObject({ state: "done", donor: "donor", sessionsReceived: 50, pages: 8 });
-    keys.forEach((key, i) => expect(attributesOn(joiner, key)).toEqual({ i }));
+    for (const [i, key] of keys.entries()) expect(attributesOn(joiner, key)).toEqual({ i });
   });
 
   it("pages are also cut by bytes: as many sessions as fit, an oversized one alone", async () => {

@@ -1,0 +1,254 @@
+/**
+ * `DeltaManager` (Tomcat's DeltaManager, all-to-all): every node holds every session. A request's
+ * changes go to every member as one message on `<prefix>.<cluster>.delta`; receivers merge them by
+ * the CRDT rule, so order and duplicates do not matter. Expiry runs on every node's sweep.
+ *
+ * This file holds commit and apply; `publisher.ts` sends, `expiry.ts` expires, `gaps.ts` notices
+ * disconnects and stalls, `resync.ts` repairs gaps without a log, and `log-replica.ts` joins, follows
+ * and catches up through the replication log.
+ */
+import type { Incoming } from '../../bus/cluster-bus.ts';
+import type { ReplicationLog } from '../../channel/jetstream-log.ts';
+import type { SessionChanges } from '../../session/session.ts';
+import { cloneState, type SessionState } from '../../session/state.ts';
+import type { SnapshotStore } from '../../store/snapshot-store.ts';
+import type { SnapshotWriterOptions } from '../../store/snapshot-writer.ts';
+import { ReplicaCore } from '../core.ts';
+import type { CommitOptions, CommonManagerOptions, ManagerParts, SessionManager, StateTransferStatus } from '../manager.ts';
+import { DEFAULT_PAGE_LIMITS } from '../state-transfer.ts';
+import { StallAwareExpiry } from './expiry.ts';
+import { GapWatch, type GapReason } from './gaps.ts';
+import { LogReplica } from './log-replica.ts';
+import { DeltaPublisher } from './publisher.ts';
+import { Resync, RESYNC_ID } from './resync.ts';
+
+/** Timing, limits and persistence of the delta manager. */
+export interface DeltaManagerOptions extends CommonManagerOptions {
+  /** The replication log (JetStream): replayed by joining, restarted and thawed nodes; needed for `persist`. */
+  readonly log?: ReplicationLog;
+  /** The snapshot store (DynamoDB): where a joining node loads sessions instead of asking a peer (needs `log`). */
+  readonly store?: SnapshotStore;
+  /** Write-behind timing of the snapshot store. @default { intervalMs: 1000, checkpointPollMs: 5000 } */
+  readonly snapshot?: SnapshotWriterOptions;
+  /**
+   * After the channel reconnects, or after this process stalled (paused, frozen, blocked event loop)
+   * for longer than this, the node may have missed deltas (core NATS does not keep them). Without a
+   * log it waits this long for members to be back and merges every ready member's state (a resync);
+   * with a log it replays the log to the stream's end. Until then it ends no session, and after a
+   * gap longer than this it is not ready (`catchingUp`). The cluster passes `memberDropMs`.
+   * @default unset: no gap handling
+   */
+  readonly resyncAfterMs?: number;
+}
+
+const copyOf = (state: SessionState | undefined) => state && cloneState(state);
+
+/** All-to-all replication. */
+export class DeltaManager implements SessionManager {
+  readonly name = 'delta';
+  /** The core's status object, updated in place as the join goes. */
+  readonly stateTransfer: StateTransferStatus;
+  readonly #core: ReplicaCore;
+  readonly #publisher: DeltaPublisher;
+  readonly #expiry: StallAwareExpiry;
+  readonly #resync?: Resync;
+  readonly #log?: LogReplica;
+  readonly #gaps?: GapWatch;
+  /** Log mode: the pending or running catch-up after a gap. */
+  #catchUpTimer?: ReturnType<typeof setTimeout>;
+  #catchingUpLog = false;
+
+  constructor(parts: ManagerParts, options: DeltaManagerOptions) {
+    const source = { keys: () => this.#core.table.keys(), item: (key: string) => ({ state: this.#core.table.get(key) }) };
+    const core = new ReplicaCore(parts, { ...options, pageLimits: options.pageLimits ?? DEFAULT_PAGE_LIMITS, source });
+    this.#core = core;
+    this.stateTransfer = core.stateTransfer;
+    const { log, resyncAfterMs } = options;
+    const gaps = resyncAfterMs !== undefined ? new GapWatch(core, resyncAfterMs) : undefined;
+    this.#gaps = gaps;
+    this.#publisher = new DeltaPublisher(core, { ...options, connected: () => gaps?.channelUp ?? true });
+    if (log) this.#log = new LogReplica(core, { ...options, log });
+    else if (gaps) this.#resync = new Resync(core, { ...options, resyncAfterMs: gaps.afterMs, maxBytes: () => this.#publisher.maxBytes }, gaps);
+    const caughtUp = () => !(gaps?.open ?? false) && (gaps?.channelUp ?? true) && !(this.#resync?.running ?? false) && !this.#catchingUpLog;
+    this.#expiry = new StallAwareExpiry(core, options, caughtUp, (state) => this.#expire(state));
+  }
+
+  /** Snapshot and log progress for `/cluster`, when a log is configured. */
+  get persistence(): Record<string, unknown> | undefined {
+    return this.#log?.persistence;
+  }
+
+  get ready(): boolean {
+    return this.#core.ready && !this.catchingUp;
+  }
+
+  /**
+   * True while this node, disconnected or stalled for longer than `resyncAfterMs`, has not caught up:
+   * its table may be stale, so it serves no session (the middleware answers 503).
+   */
+  get catchingUp(): boolean {
+    return this.#core.ready && (this.#gaps?.long ?? false);
+  }
+
+  async start(): Promise<void> {
+    const core = this.#core;
+    const { bus } = core.parts;
+    if (this.#log) await this.#log.start();
+    else await core.joinFromPeer(bus.subjects.delta, (incoming) => this.#applyDelta(incoming), (page) => core.applyStates(page.sessions));
+    this.#expiry.start();
+    core.serve((incoming) => this.#answerFirstPage(incoming), () => this.#expiry.tick());
+    this.#gaps?.watch({ repair: (reason) => this.#repairGap(reason), disconnected: () => this.#publisher.disconnected() });
+  }
+
+  async stop(): Promise<void> {
+    this.#gaps?.stop();
+    this.#resync?.stop();
+    clearTimeout(this.#catchUpTimer);
+    this.#publisher.flush();
+    await this.#core.stop(async () => this.#log?.stop());
+  }
+
+  /** Handles a message on this node's own subject that belongs to the manager (acks, state pages). */
+  onDirect(incoming: Incoming): void {
+    this.#core.onDirect(incoming);
+  }
+
+  /** The live session, unless it is idle past its interval in this node's view (see `StallAwareExpiry.admit`). */
+  find(key: string): SessionState | undefined {
+    const state = this.#core.table.live(key);
+    return state && this.#expiry.admit(state, Date.now()) ? state : undefined;
+  }
+
+  async resolve(key: string): Promise<SessionState | undefined> {
+    return this.find(key);
+  }
+
+  /**
+   * Every session is on every member already, so draining only waits until the writes sent so far
+   * are acknowledged (ack mode) and the channel has flushed what is queued.
+   */
+  async drain(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 0)); // Writes batched for this event-loop turn leave first.
+    while (this.#core.acks.size > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    await this.#core.parts.bus.flush();
+  }
+
+  drainRemaining(): number {
+    return this.#core.acks.size;
+  }
+
+  async commit(changes: SessionChanges, options: CommitOptions): Promise<boolean | void> {
+    const { table, pending, parts } = this.#core;
+    const now = Date.now();
+    // What the table held before, to undo a change the cluster refused (the request answers 503).
+    const before = options.replicate && options.mode !== 'async' ? changes.deltas.map((delta) => ({ key: delta.key, state: copyOf(table.get(delta.key)) })) : [];
+    for (const delta of changes.deltas) {
+      const outcome = table.merge(delta);
+      if (outcome.created) parts.stats.sessionsCreated++;
+      if (outcome.ended) parts.stats.sessionsInvalidated++;
+    }
+    if (!options.replicate) {
+      for (const delta of changes.deltas) pending.stash(delta);
+      return;
+    }
+    // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
+    const outgoing = changes.deltas.flatMap((delta) => pending.due(delta, changes.modified, now) ?? []);
+    if (outgoing.length === 0) return;
+    const outcome = await this.#publisher.publish(outgoing, options.mode, options.route);
+    if (options.mode === 'async') return;
+    if (outcome === 'refused') {
+      for (const { key, state } of before) {
+        table.remove(key);
+        if (state) table.merge(state);
+        pending.forget(key);
+      }
+    }
+    return outcome === 'sent';
+  }
+
+  /** Expires idle sessions everywhere and forgets old tombstones (the timer calls it unless this process stalled). */
+  sweep(now: number): void {
+    this.#expiry.sweep(now);
+  }
+
+  activeSessions(): number {
+    return this.#core.table.liveCount;
+  }
+
+  sessionCounts(): Record<string, number> {
+    return { total: this.#core.table.liveCount, tombstones: this.#core.table.tombstoneCount };
+  }
+
+  /** The state this node holds for a key, tombstones included (for tests and diagnostics). */
+  inspect(key: string): SessionState | undefined {
+    return this.#core.table.get(key);
+  }
+
+  /** Live sessions this node holds. */
+  liveSessions(): IterableIterator<SessionState> {
+    return this.#core.table.liveStates();
+  }
+
+  /** Ends an idle session here and everywhere. */
+  #expire(state: SessionState): void {
+    void this.#publisher.publish([this.#core.endSession(state, 'expired')], 'async');
+  }
+
+  /** After a gap: a resync (no log), or the log replayed to its end and the outbox sent again. */
+  #repairGap(reason: GapReason): void {
+    if (this.#resync) this.#resync.schedule(reason);
+    else if (this.#log && !this.#catchingUpLog) {
+      clearTimeout(this.#catchUpTimer);
+      this.#catchUpTimer = setTimeout(() => void this.#catchUpLog(reason), 0);
+    }
+  }
+
+  /** Log mode: replays to the stream's end, sends the outbox again, closes the gap; tries again while the log is unreachable. */
+  async #catchUpLog(reason: GapReason): Promise<void> {
+    const log = this.#log;
+    const gaps = this.#gaps;
+    const { logger, stats } = this.#core.parts;
+    if (!log || !gaps || !this.#core.ready || !gaps.channelUp) return;
+    this.#catchingUpLog = true;
+    const started = Date.now();
+    let caughtUp = false;
+    try {
+      caughtUp = await log.replayToEnd(() => gaps.channelUp);
+      if (caughtUp) {
+        this.#publisher.flushOutbox();
+        gaps.close();
+        stats.resyncs++;
+        logger.info({ reason, ms: Date.now() - started }, "caught up: log replayed to the stream's end");
+      }
+    } catch (error) {
+      logger.warn({ reason, error: (error as Error).message }, 'catch-up: the log is unreachable');
+    } finally {
+      this.#catchingUpLog = false;
+      if (!caughtUp && this.#core.ready && gaps.channelUp) this.#catchUpTimer = setTimeout(() => void this.#catchUpLog(reason), gaps.afterMs);
+    }
+  }
+
+  /** With a log, the first page of a state transfer waits until this node caught up with it (see `LogReplica.catchUp`). */
+  #answerFirstPage(incoming: Incoming): void {
+    if (this.#log) void this.#log.catchUp().then(() => this.#answer(incoming));
+    else this.#answer(incoming);
+  }
+
+  #answer(incoming: Incoming): void {
+    try {
+      this.#core.donor.answer(incoming);
+    } catch (error) {
+      this.#core.parts.logger.error({ joiner: incoming.message.node, error: (error as Error).message }, 'state transfer: could not answer');
+    }
+  }
+
+  #applyDelta({ message, reply }: Incoming): void {
+    if (message.kind !== 'delta') return;
+    const { id, s: states, r } = message.body;
+    this.#core.applyStates(states);
+    // A resync resends old writes on purpose: they are no sample of replication lag.
+    if (!id.startsWith(RESYNC_ID)) this.#core.recordLag(states);
+    const ackTo = r ?? reply;
+    if (ackTo) this.#core.parts.bus.send(ackTo, 'ack', { id });
+  }
+}
