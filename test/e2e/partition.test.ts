@@ -3,6 +3,7 @@
 // memberDropMs. Each test counts what a user would see: sessions ended that were in use, stale reads,
 // writes answered 200 that are missing afterwards. Every count must be 0; each result is printed as a
 // `[fault-table]` line (the README's fault table is made from these lines).
+import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   CookieClient,
@@ -219,4 +220,55 @@ describe("partitions and stalls", () => {
     );
     row("link reset, ack mode (one node)", 0, { writesAcknowledged: acked.length, writesLost: 0 });
   }, 90_000);
+
+  it("log mode (async): a write made right after the node's link was reset is sent again after the reconnect, not lost", async () => {
+    const nats = await startNatsServer({ jetstream: true });
+    cleanups.push(() => nats.stop());
+    const forwarder = await startForwarder(nats.port);
+    cleanups.push(() => forwarder.close());
+    const cluster = uniqueCluster("log-outbox");
+    const a = await start({ cluster, node: "a", nats: forwarder.url, extraArgs: ["--jetstream", "true"] });
+    const b = await start({ cluster, node: "b", nats: nats.url, extraArgs: ["--jetstream", "true"] });
+    await seeEachOther(a, b);
+    const client = new CookieClient();
+    expect((await client.request(a.url, "PUT", "/session/attributes/x", "1")).status).toBe(200);
+    await waitFor("b to hold x=1", async () => (await new CookieClient({ cookie: client.cookie! }).request(b.url, "GET", "/session")).json?.attributes?.x === 1, { timeoutMs: 10_000, intervalMs: 100 });
+
+    const cutAt = Date.now();
+    await forwarder.reset();
+    // Within memberDropMs a is still ready: the write is answered 200 and must not be lost.
+    const write = await new CookieClient({ cookie: client.cookie! }).request(a.url, "PUT", "/session/attributes/x", "2");
+    const acknowledged = write.status === 200 ? 1 : 0;
+    await forwarder.heal();
+    const cutMs = Date.now() - cutAt;
+    let lost = 0;
+    if (acknowledged) {
+      await waitFor(
+        "b to get x=2",
+        async () => (await new CookieClient({ cookie: client.cookie! }).request(b.url, "GET", "/session")).json?.attributes?.x === 2,
+        { timeoutMs: 20_000, intervalMs: 200 },
+      ).catch(() => void lost++);
+    }
+    row("link reset, log mode async (one node)", cutMs, { writesAcknowledged: acknowledged, writesLost: lost });
+    expect(write.status).toBe(200);
+    expect(lost).toBe(0);
+  }, 90_000);
+
+  it("the first node of a cluster starts at once although a passive subscriber listens on the cluster's subjects", async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.stop());
+    const cluster = uniqueCluster("passive");
+    const operator = await connect({ servers: nats.url });
+    cleanups.push(() => operator.close());
+    // Like `nats sub 'sessrep.>'`: receives the state request and never answers it.
+    operator.subscribe(`sessrep.${cluster}.>`);
+    await operator.flush();
+    const started = Date.now();
+    const a = await start({ cluster, node: "a", nats: nats.url });
+    const readyMs = Date.now() - started;
+    row("passive subscriber, first node start", readyMs, {});
+    expect(readyMs).toBeLessThan(15_000);
+    const client = new CookieClient();
+    expect((await client.request(a.url, "PUT", "/session/attributes/x", "1")).status).toBe(200);
+  }, 60_000);
 });
