@@ -34,10 +34,10 @@ export default defineConfig({
       },
       {
         extends: true,
-        // Node processes, HAProxy, Deno, the CDK synth, packaging: the product as users run it.
+        // Node processes, HAProxy, Deno, the CDK synth, packaging, the runtime adapters: the product as users run it.
         test: {
           name: "e2e",
-          include: ["test/e2e/**/*.test.ts", "test/package/**/*.test.ts", "test/infra/**/*.test.ts", ...NEEDS_PROCESSES],
+          include: ["test/e2e/**/*.test.ts", "test/adapters/**/*.test.ts", "test/package/**/*.test.ts", "test/infra/**/*.test.ts", ...NEEDS_PROCESSES],
           globalSetup: ["./test/global-setup.ts"],
         },
       },

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
-import { startNode, type NodeHandle } from '../test/kit/node-process.ts';
+import { ADMIN_HEADERS, startNode, type NodeHandle } from '../test/kit/node-process.ts';
 import { waitFor } from '../functions/launch/index.ts';
 import { round, sleep } from './stats.ts';
 
@@ -98,7 +98,7 @@ interface ClusterView {
 
 /** GET /cluster of a node process. */
 export async function clusterView(node: NodeHandle): Promise<ClusterView> {
-  const response = await fetch(`${node.url}/cluster`);
+  const response = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS });
   return (await response.json()) as ClusterView;
 }
 

@@ -1,7 +1,8 @@
-/** The demo app every node serves: a session API, a counter, and the cluster's health and status. */
+/** The demo app every node serves: a session API and a counter, next to the library's admin routes. */
 import { Hono } from 'hono';
+import { adminRoutes, probeRoutes, type AdminRoutesOptions } from 'session-replication/admin';
 import { HTTPException } from 'hono/http-exception';
-import { SessionReplicationError, UnserializableValueError, type ReplicatedSessions, type Session, type SessionVariables } from '../lib/index.ts';
+import { SessionReplicationError, UnserializableValueError, type ReplicatedSessions, type Session, type SessionVariables } from 'session-replication';
 
 /** The session as the demo API shows it. */
 function describe(session: Session, node: string) {
@@ -25,52 +26,24 @@ function jsonSafe(_key: string, value: unknown): unknown {
   return value;
 }
 
-function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body, jsonSafe), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers } });
+function json(body: unknown): Response {
+  return new Response(JSON.stringify(body, jsonSafe), { headers: { 'content-type': 'application/json; charset=utf-8' } });
 }
-
-/** `/cluster` and `/cluster/sessions` are read by the dashboard of every other member, from its own origin. */
-const CLUSTER_VIEW_HEADERS = { 'access-control-allow-origin': '*', 'cache-control': 'no-store' };
 
 /** Parts a runtime plugs into the demo app, which itself stays runtime-neutral. */
 export interface DemoAppOptions {
-  /** The dashboard page for `GET /cluster/ui` (the Node server reads functions/dashboard/index.html). */
-  readonly dashboardHtml?: string;
-  /** Answers `GET /metrics` (Prometheus text); the Node server passes one built on prom-client. */
-  readonly metrics?: () => Response | Promise<Response>;
+  /**
+   * The admin routes (`/cluster`, drain, `/cluster/ui`, `/metrics`) with their guard, mounted at the
+   * root; omitted: only the open probes `/healthz` and `/readyz`.
+   */
+  readonly admin?: AdminRoutesOptions;
 }
 
-/** Builds the demo Hono app on a cluster node. */
+/** Builds the demo Hono app on a cluster node: a session API, a counter, and the library's admin routes. */
 export function createDemoApp(sessions: ReplicatedSessions, options: DemoAppOptions = {}): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   const node = sessions.node;
-
-  app.get('/healthz', (c) => {
-    const ready = sessions.ready;
-    // A draining node answers 503 so a load balancer stops sending it traffic.
-    const draining = sessions.drainStatus().state !== 'serving';
-    return c.json({ ready, node, stateTransfer: sessions.status().stateTransfer.state, ...(draining ? { draining } : {}) }, ready && !draining ? 200 : 503);
-  });
-  app.post('/cluster/drain', (c) => {
-    // Not from another site's page: a browser sends Origin on a cross-origin POST (curl and the CLI send none).
-    const origin = c.req.header('origin');
-    if (origin !== undefined && origin !== new URL(c.req.url).origin) return json({ error: 'cross-origin drain refused' }, 403);
-    sessions.drain().catch((error: unknown) => sessions.logger.error({ error }, 'draining failed'));
-    return json(sessions.drainStatus(), 202, { 'cache-control': 'no-store' });
-  });
-  app.get('/cluster/drain', () => json(sessions.drainStatus(), 200, CLUSTER_VIEW_HEADERS));
-  app.get('/cluster', () => json(sessions.status(), 200, CLUSTER_VIEW_HEADERS));
-  app.get('/cluster/sessions', (c) => {
-    const raw = c.req.query('limit') ?? '200';
-    const limit = Number(raw);
-    if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) return json({ error: 'limit must be an integer from 1 to 1000' }, 400, CLUSTER_VIEW_HEADERS);
-    return json(sessions.sessions(limit), 200, CLUSTER_VIEW_HEADERS);
-  });
-  const { dashboardHtml, metrics } = options;
-  if (dashboardHtml !== undefined) {
-    app.get('/cluster/ui', () => new Response(dashboardHtml, { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' } }));
-  }
-  if (metrics) app.get('/metrics', () => metrics());
+  app.route('/', options.admin ? adminRoutes(sessions, options.admin) : probeRoutes(sessions));
 
   app.use('/session/*', sessions.middleware());
   app.use('/counter', sessions.middleware());

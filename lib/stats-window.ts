@@ -104,6 +104,8 @@ export class LagWindow {
   count = 0;
   /** Sum of every lag ever recorded, ms. */
   sumMs = 0;
+  /** Samples ever recorded, per bin (for a Prometheus histogram's `_bucket` lines). */
+  readonly #allTime = new Float64Array(BINS);
 
   constructor(readonly windowSeconds = 60) {
     this.#bins = new Uint32Array(windowSeconds * BINS);
@@ -121,10 +123,31 @@ export class LagWindow {
       this.#seconds[slot] = second;
       this.#max[slot] = 0;
     }
-    this.#bins[slot * BINS + lagBin(ms)]!++;
+    const bin = lagBin(ms);
+    this.#bins[slot * BINS + bin]!++;
+    this.#allTime[bin]!++;
     if (ms > this.#max[slot]!) this.#max[slot] = ms;
     this.count++;
     this.sumMs += ms;
+  }
+
+  /**
+   * Cumulative all-time counts at the bin edges 2^k ms for k = 0..`doublings` (1 ms, 2 ms, 4 ms, ...):
+   * `counts[k]` samples were below `boundsMs[k]`. Bin edges fall exactly on powers of two, so these
+   * counts are exact, not interpolated; a Prometheus histogram reports them as `le` buckets.
+   */
+  cumulative(doublings = 16): { boundsMs: number[]; counts: number[] } {
+    const boundsMs: number[] = [];
+    const counts: number[] = [];
+    let seen = 0;
+    let bin = 0;
+    for (let k = 0; k <= doublings; k++) {
+      // Bins 0..k*STEPS_PER_DOUBLING hold every lag below 2^k ms.
+      for (; bin <= Math.min(k * STEPS_PER_DOUBLING, BINS - 1); bin++) seen += this.#allTime[bin]!;
+      boundsMs.push(2 ** k);
+      counts.push(seen);
+    }
+    return { boundsMs, counts };
   }
 
   /** p50, p99 and max of the samples recorded in the last `windowSeconds` before `now`. */

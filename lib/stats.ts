@@ -96,6 +96,11 @@ export class ReplicationStats {
     return { count: this.#lag.count, sumMs: this.#lag.sumMs };
   }
 
+  /** All-time lag counts below 1, 2, 4, ... 65536 ms (a Prometheus histogram's cumulative buckets). */
+  lagBuckets(): { boundsMs: number[]; counts: number[] } {
+    return this.#lag.cumulative();
+  }
+
   /** A copy for `/cluster`. */
   snapshot(): Record<string, unknown> {
     return structuredClone({ ...this }) as Record<string, unknown>;

@@ -24,6 +24,9 @@ export const ENTRIES: readonly PackageEntry[] = [
   { subpath: './jetstream', source: 'lib/channel/jetstream-log.ts' },
   { subpath: './dynamodb', source: 'lib/store/dynamodb.ts' },
   { subpath: './sns-sqs', source: 'lib/channel/sns-sqs.ts' },
+  { subpath: './admin', source: 'lib/admin/index.ts' },
+  { subpath: './testing', source: 'lib/testing/index.ts' },
+  { subpath: './node', source: 'adapters/node/index.ts' },
 ];
 
 /** The file name (without extension) an entry is built to in `dist/`: `index` for `.`, else the subpath. */

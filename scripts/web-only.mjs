@@ -82,6 +82,9 @@ export function typecheckWithoutNode(files) {
     isolatedModules: true,
     noEmit: true,
     skipLibCheck: true,
+    // The development resolution of `session-replication[/subpath]` (tsconfig.json `paths`), as for tsc.
+    baseUrl: ROOT,
+    paths: ts.readConfigFile(resolve(ROOT, 'tsconfig.json'), ts.sys.readFile).config.compilerOptions.paths,
   };
   const program = ts.createProgram(files.map((f) => resolve(ROOT, f)), options);
   const host = { getCanonicalFileName: (f) => f, getCurrentDirectory: () => ROOT, getNewLine: () => '\n' };

@@ -5,7 +5,6 @@
  *   npm run build:edge
  *   NATS_URL=ws://127.0.0.1:8080 SESSREP_NODE=edge1 PORT=8000 deno run --allow-net --allow-env dist/edge/deno.js
  */
-import dashboardHtml from '../dashboard/index.html';
 import { createEdgeNode, edgeConfigFromEnv } from './edge-node.ts';
 import { deno, onTermination, runtimeEnv } from './runtime.ts';
 
@@ -14,7 +13,7 @@ if (!Deno) throw new Error('functions/edge/deno.ts runs on Deno; on other runtim
 
 const env = runtimeEnv();
 const config = edgeConfigFromEnv(env);
-const node = createEdgeNode(config, { dashboardHtml });
+const node = createEdgeNode(config);
 const port = Number(env.PORT ?? '8000');
 const hostname = env.HOST ?? '127.0.0.1';
 

@@ -36,10 +36,9 @@ export interface EdgeNode {
   stop(): Promise<void>;
 }
 
-/** Parts an entry plugs in: a logger (default: JSON lines on the console) and the dashboard page. */
+/** Parts an entry plugs in: a logger (default: JSON lines on the console). */
 export interface EdgeNodeOptions {
   logger?: Logger;
-  dashboardHtml?: string;
   /** How long a request waits for the NATS connection before it is answered 503 (default 5000 ms). */
   connectWaitMs?: number;
 }
@@ -92,7 +91,7 @@ export function createEdgeNode(config: EdgeConfig, options: EdgeNodeOptions = {}
       maxInactiveSeconds: config.maxInactive,
       logger,
     });
-    app = createDemoApp(sessions, options.dashboardHtml !== undefined ? { dashboardHtml: options.dashboardHtml } : {});
+    app = createDemoApp(sessions, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {});
     appReady?.();
     await sessions.start();
     return sessions;

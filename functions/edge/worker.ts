@@ -8,7 +8,6 @@
  *   npm run build:edge
  *   NATS_URL=ws://127.0.0.1:8080 deno serve --allow-net --allow-env --port 8000 dist/edge/worker.js
  */
-import dashboardHtml from '../dashboard/index.html';
 import { ConfigError } from '../shared/config.ts';
 import { createEdgeNode, edgeConfigFromEnv, type EdgeNode } from './edge-node.ts';
 import { onTermination, runtimeEnv } from './runtime.ts';
@@ -22,7 +21,7 @@ export default {
         const config = edgeConfigFromEnv(runtimeEnv(env));
         // The first request tells this node its public base URL (other members' dashboards use it).
         config.advertiseUrl ??= new URL(request.url).origin;
-        const created = createEdgeNode(config, { dashboardHtml });
+        const created = createEdgeNode(config);
         node = created;
         // Where the runtime has signals (deno serve, Bun): leave the cluster gracefully on SIGTERM.
         onTermination(() => created.stop());

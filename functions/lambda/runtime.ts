@@ -435,7 +435,8 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
         }
         await next();
       });
-      outer.route('/', createDemoApp(cluster));
+      // No admin token, no drain or cluster view on the (public) Function URL: only the probes.
+      outer.route('/', createDemoApp(cluster, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}));
       lambda = handle(outer);
       sessions = cluster;
       stats.startMs = Date.now() - started;

@@ -1,6 +1,6 @@
 /**
  * HAProxy in front of a local cluster: sticky on the route suffix of the session cookie
- * (`SESSIONID=<key>.<node>` goes to server `<node>`), health checks on `/healthz` (a joining or
+ * (`SESSIONID=<key>.<node>` goes to server `<node>`), health checks on `/readyz` (a joining or
  * draining node answers 503 and gets no traffic), and quick failover: a 100 ms connect timeout, and
  * a refused connection, an empty answer or a 503 (a draining node refusing a new session) is retried
  * on another server (`option redispatch`, `retry-on`). Verified with HAProxy 2.6. Its stats page
@@ -69,7 +69,7 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '',
     'backend nodes',
     '  balance roundrobin',
-    '  option httpchk GET /healthz',
+    '  option httpchk GET /readyz',
     '  http-check expect status 200',
     `  default-server inter ${inter}ms fastinter ${Math.max(100, Math.floor(inter / 2))}ms downinter ${inter}ms fall 2 rise 2`,
     // Sticky routing on the cookie's route: the text after the last dot names the node. A rule naming
@@ -130,7 +130,7 @@ export function haproxyBinary(): string | undefined {
 
 /**
  * Writes haproxy.cfg and runs `haproxy -db` (foreground, one process) until the load balancer answers
- * `/healthz` with 200. A port taken in the meantime is retried with another free one.
+ * `/readyz` with 200. A port taken in the meantime is retried with another free one.
  */
 export async function startHaproxy(options: StartHaproxyOptions): Promise<HaproxyHandle> {
   const binary = options.binary ?? haproxyBinary();
@@ -156,7 +156,7 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
     const url = `http://${host}:${port}`;
     const statsUrl = `http://${host}:${statsPort}/`;
     try {
-      await waitFor('HAProxy to route /healthz to a node', async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200, {
+      await waitFor('HAProxy to route /readyz to a node', async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, {
         timeoutMs: 30_000,
         intervalMs: 100,
         process: proc,

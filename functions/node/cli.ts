@@ -11,38 +11,21 @@ import { ConfigError } from '../shared/config.ts';
 import { clusterCommand } from './cluster-command.ts';
 import { addServeOptions, nameIn, rawSettings, readServeConfig, settingOption } from './config.ts';
 import { drainCommand } from './drain-command.ts';
-import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
+import { createDynamoClient, createLogger, startNode } from './node-server.ts';
 
 const ENDPOINTS = `Endpoints of every node: GET /session, PUT|DELETE /session/attributes/:name, POST /counter,
-POST /session/invalidate, POST /session/regenerate, GET /cluster, GET /cluster/sessions,
-GET /cluster/ui, GET /metrics, GET /healthz (503 while joining or draining),
-POST /cluster/drain (start draining), GET /cluster/drain ({state, remaining}).
+POST /session/invalidate, POST /session/regenerate; open probes GET /healthz (alive) and GET /readyz
+(503 while joining or draining); with SESSREP_ADMIN_TOKEN (Bearer, or the Basic-auth password):
+GET /cluster, GET /cluster/sessions, GET /cluster/ui, GET /metrics, POST /cluster/drain (start
+draining), GET /cluster/drain ({state, remaining}).
 SIGTERM or Ctrl-C leaves the cluster gracefully (after a drain: without moving any session).`;
-
-/** Stops the nodes on SIGTERM/SIGINT, leaving the cluster gracefully. */
-function stopOnSignals(nodes: RunningNode[]): void {
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`session-replication: ${signal}, leaving the cluster\n`);
-    const timer = setTimeout(() => process.exit(1), 5000);
-    await Promise.allSettled(nodes.map((node) => node.close()));
-    clearTimeout(timer);
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
-}
 
 /** The `serve` command. */
 function serveCommand(): Command {
   const command = new Command('serve').summary('run one node').description('Runs one cluster node: the demo app over HTTP, replicated over NATS (or the in-process channel).');
   return addServeOptions(command).action(async (_options: unknown, self: Command) => {
     const config = readServeConfig(rawSettings(self), nameIn(self));
-    const nodes: RunningNode[] = [];
-    stopOnSignals(nodes);
-    nodes.push(await startNode(config, createLogger(config.logLevel)));
+    await startNode(config, createLogger(config.logLevel), { handleSignals: true });
   });
 }
 

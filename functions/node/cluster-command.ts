@@ -6,12 +6,14 @@
  * (or `--data-dir`), and every process it started is stopped by PID on Ctrl-C, SIGTERM, SIGHUP, an
  * error, or, through a watchdog process, when the supervisor itself is killed.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { MemoryBus } from 'session-replication';
 import { createSnapshotTable } from 'session-replication/dynamodb';
+import type { NodeServer } from 'session-replication/node';
 import {
   abortable,
   dynamoDbLocalDir,
@@ -31,7 +33,7 @@ import {
 } from '../launch/index.ts';
 import { ConfigError, SETTINGS, type SettingName } from '../shared/config.ts';
 import { addServeOptions, nameIn, rawSettings, readServeConfig, SERVE_SETTINGS, type ServeConfig } from './config.ts';
-import { createDynamoClient, createLogger, startNode, type RunningNode } from './node-server.ts';
+import { createDynamoClient, createLogger, startNode } from './node-server.ts';
 
 /** Options of `cluster` besides the serve settings, as commander parsed them. */
 interface ClusterCommandOptions {
@@ -95,6 +97,8 @@ async function runLocalCluster(options: ClusterCommandOptions, command: Command)
   const inProcess = !externalNats && !natsBinary;
   // Validate every serve setting now (a placeholder stands in for the nats-server started below).
   const base: ServeConfig = readServeConfig({ ...raw, logLevel: raw.logLevel ?? 'warn', ...(natsBinary ? { nats: 'nats://127.0.0.1:4222' } : {}) }, nameIn(command));
+  // Every node of a local cluster shares one admin token: the given one, else a fresh one printed below.
+  base.adminToken ??= randomBytes(18).toString('base64url');
   if (inProcess && options.inProcess !== true) {
     out('nats-server not found (apt-get install nats-server): every node runs in this process on the in-process channel');
   }
@@ -119,9 +123,12 @@ async function runLocalCluster(options: ClusterCommandOptions, command: Command)
       dynamodb: base.manager === 'delta' && options.dynamodb,
       explicitDynamoTable: raw.dynamodbTable,
       // Settings given on the command line that are not passed as flags travel as environment variables.
-      passEnv: Object.fromEntries(
-        SERVE_SETTINGS.filter((name) => !ARG_SETTINGS.has(name) && command.getOptionValueSource(name) === 'cli' && raw[name] !== undefined).map((name) => [SETTINGS[name].env, raw[name]!]),
-      ),
+      passEnv: {
+        ...Object.fromEntries(
+          SERVE_SETTINGS.filter((name) => !ARG_SETTINGS.has(name) && command.getOptionValueSource(name) === 'cli' && raw[name] !== undefined).map((name) => [SETTINGS[name].env, raw[name]!]),
+        ),
+        SESSREP_ADMIN_TOKEN: base.adminToken,
+      },
     });
   } catch (error) {
     if ((error as Error).name === 'AbortError') return; // A signal arrived during start-up: the shutdown is under way.
@@ -150,7 +157,7 @@ class Supervisor {
   readonly #watchdog?: Watchdog;
   readonly #group: ProcessGroup;
   readonly #abort = new AbortController();
-  readonly #inProcessNodes: RunningNode[] = [];
+  readonly #inProcessNodes: NodeServer[] = [];
   #nodes: TrackedProcess[] = [];
   #haproxy?: HaproxyHandle;
   #servers: TrackedProcess[] = [];
@@ -282,7 +289,7 @@ class Supervisor {
       const logger = createLogger(base.logLevel);
       for (let i = 1; i <= count; i++) {
         const config: ServeConfig = { ...base, node: `n${i}`, port: plan.basePort + i - 1 };
-        const node = await Promise.race([startNode(config, logger.child({ node: config.node }), bus), abortable(signal)]);
+        const node = await Promise.race([startNode(config, logger.child({ node: config.node }), { bus }), abortable(signal)]);
         this.#inProcessNodes.push(node);
         urls.push({ node: config.node, url: `http://${host}:${node.port}`, port: node.port });
         out(`${label(config.node)}ready  http://${host}:${node.port}/  (in this process)`);
@@ -312,7 +319,7 @@ class Supervisor {
         nodes.map(async ({ node, port }, i) => {
           const child = this.#nodes[i]!;
           const url = `http://${host}:${port}`;
-          await waitFor(`${node} to answer /healthz with 200`, async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200, {
+          await waitFor(`${node} to answer /readyz with 200`, async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, {
             timeoutMs: 120_000,
             signal,
             process: child,
@@ -347,13 +354,14 @@ class Supervisor {
     if (this.#haproxy) out(`  load balancer  ${this.#haproxy.url}/   (HAProxy, sticky on the SESSIONID route; stats ${this.#haproxy.statsUrl})`);
     for (const { node, url, pid } of urls) out(`  node ${node.padEnd(9)} ${url}/${pid ? `   (pid ${pid})` : ''}`);
     out(`  dashboard      ${first}/cluster/ui`);
+    out(`  admin token    ${base.adminToken}   (the dashboard's password, any user; Bearer for curl and drain)`);
     const pids = [`supervisor=${process.pid}`, ...(this.#watchdog ? [`watchdog=${this.#watchdog.pid}`] : []), ...this.#group.live().map((c) => `${c.name}=${c.pid}`)];
     out(`pids: ${pids.join(' ')}`);
     out('');
     out('Try:');
     out(`  curl -c jar -b jar -X POST ${entry}/counter`);
-    out(`  curl ${first}/cluster`);
-    out(`  session-replication drain --url ${urls.at(-1)!.url}    # then stop that node: kill -TERM <its pid>`);
+    out(`  curl -H "authorization: Bearer ${base.adminToken}" ${first}/cluster`);
+    out(`  SESSREP_ADMIN_TOKEN=${base.adminToken} session-replication drain --url ${urls.at(-1)!.url}    # then stop that node: kill -TERM <its pid>`);
     out('Ctrl-C stops everything.');
   }
 

@@ -37,6 +37,8 @@ export interface ServeConfig {
   natsAuth: NatsAuthConfig;
   /** Expiry sweep period in ms. */
   sweepEveryMs: number;
+  /** The token guarding the admin routes; undefined: only the probes are served. */
+  adminToken?: string;
 }
 
 /** NATS credentials and TLS files (all optional; combine as the server requires). */

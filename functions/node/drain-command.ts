@@ -1,10 +1,12 @@
 /**
  * `session-replication drain`: asks one node to drain (`POST /cluster/drain`) and waits, printing
- * progress, until it reports `drained` (`GET /cluster/drain`): then it is safe to stop it.
+ * progress, until it reports `drained` (`GET /cluster/drain`): then it is safe to stop it. The admin
+ * token (`--admin-token` or `SESSREP_ADMIN_TOKEN`) is sent as a bearer token.
  */
 import { Command, Option } from 'commander';
 import type { DrainStatus } from 'session-replication';
 import { ConfigError } from '../shared/config.ts';
+import { settingOption } from './config.ts';
 
 /** Options of `drain`, as commander parsed them. */
 interface DrainOptions {
@@ -12,6 +14,8 @@ interface DrainOptions {
   node?: string;
   via: string;
   timeout: string;
+  /** The node's admin token (prefer SESSREP_ADMIN_TOKEN over the flag). */
+  adminToken?: string;
 }
 
 /** The `drain` command. */
@@ -23,13 +27,21 @@ export function drainCommand(): Command {
     .addOption(new Option('--node <id>', 'the node to drain, found by its advertised URL on /cluster of --via'))
     .addOption(new Option('--via <url>', 'any member, to look --node up').default('http://127.0.0.1:8081'))
     .addOption(new Option('--timeout <seconds>', 'give up after this many seconds (exit code 1)').default('120'))
+    .addOption(settingOption('adminToken'))
     .action((options: DrainOptions) => drain(options));
 }
 
 const URL_PATTERN = /^https?:\/\/\S+$/;
 
-async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
-  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
+/** The admin token as an Authorization header (none without a token). */
+function adminHeaders(token: string | undefined): Record<string, string> {
+  const trimmed = token?.trim();
+  return trimmed ? { authorization: `Bearer ${trimmed}` } : {};
+}
+
+async function getJson<T>(url: string, headers: Record<string, string>, init: RequestInit = {}): Promise<{ status: number; body: T }> {
+  const response = await fetch(url, { ...init, headers, signal: AbortSignal.timeout(5000) });
+  if (response.status === 401) throw new ConfigError(`${url} answered 401: set SESSREP_ADMIN_TOKEN (or --admin-token) to the node's admin token`);
   const text = await response.text();
   let body: T;
   try {
@@ -41,8 +53,8 @@ async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status
 }
 
 /** Finds the advertised URL of `node` on `/cluster` of `via`. */
-async function urlOf(node: string, via: string): Promise<string> {
-  const { body } = await getJson<{ node: string; url?: string; members?: { node: string; url?: string }[] }>(`${via.replace(/\/+$/, '')}/cluster`);
+async function urlOf(node: string, via: string, headers: Record<string, string>): Promise<string> {
+  const { body } = await getJson<{ node: string; url?: string; members?: { node: string; url?: string }[] }>(`${via.replace(/\/+$/, '')}/cluster`, headers);
   const member = body.members?.find((m) => m.node === node);
   if (!member) throw new ConfigError(`node "${node}" is not a member of the cluster ${via} belongs to (members: ${(body.members ?? []).map((m) => m.node).join(', ')})`);
   if (!member.url) throw new ConfigError(`node "${node}" does not advertise its URL: use --url`);
@@ -58,16 +70,17 @@ async function drain(values: DrainOptions): Promise<void> {
   }
   const timeoutS = Number(values.timeout);
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new ConfigError(`--timeout must be a positive number of seconds, got "${values.timeout}"`);
-  const base = (values.url ?? (await urlOf(values.node!, values.via))).replace(/\/+$/, '');
+  const headers = adminHeaders(values.adminToken);
+  const base = (values.url ?? (await urlOf(values.node!, values.via, headers))).replace(/\/+$/, '');
   const started = Date.now();
-  const post = await getJson<DrainStatus & { error?: string }>(`${base}/cluster/drain`, { method: 'POST' });
+  const post = await getJson<DrainStatus & { error?: string }>(`${base}/cluster/drain`, headers, { method: 'POST' });
   if (post.status !== 202) throw new Error(`${base}/cluster/drain answered ${post.status}: ${post.body.error ?? JSON.stringify(post.body)}`);
   process.stdout.write(`draining ${base}: ${post.body.remaining} remaining\n`);
   let last = post.body.remaining;
   let lastPrinted = Date.now();
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const { body } = await getJson<DrainStatus>(`${base}/cluster/drain`);
+    const { body } = await getJson<DrainStatus>(`${base}/cluster/drain`, headers);
     if (body.state === 'drained') {
       process.stdout.write(`drained ${base} in ${((Date.now() - started) / 1000).toFixed(1)} s: safe to stop it now (SIGTERM)\n`);
       return;

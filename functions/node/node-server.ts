@@ -1,29 +1,18 @@
-/** Runs one cluster node on Node.js: NATS or in-process channel, the demo app over HTTP, pino logs. */
-import { serve, type ServerType } from '@hono/node-server';
+/** Runs one cluster node on Node.js: NATS or in-process channel, the demo app on `adapters/node`, pino logs. */
 import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type TlsOptions } from '@nats-io/transport-node';
 import pino from 'pino';
-import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus, type ReplicatedSessions } from '../../lib/index.ts';
-import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
-import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
-import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
+import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus } from 'session-replication';
+import { processMetrics, serveNode, type NodeServer } from 'session-replication/node';
+import { NatsChannel, NODE_CONNECTION_DEFAULTS } from 'session-replication/nats';
+import { jetStreamLogFor } from 'session-replication/jetstream';
+import { DynamoSnapshotStore } from 'session-replication/dynamodb';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { hostname } from 'node:os';
 import { createDemoApp } from '../demo-app.ts';
-import { createNodeMetrics } from './metrics.ts';
 import type { NatsAuthConfig, ServeConfig } from './config.ts';
-
-/** A running node. */
-export interface RunningNode {
-  readonly sessions: ReplicatedSessions;
-  readonly server: ServerType;
-  /** The port the HTTP server listens on (useful with port 0). */
-  readonly port: number;
-  /** Leaves the cluster gracefully and closes the HTTP server. */
-  close(): Promise<void>;
-}
 
 /** A pino logger at `level` writing JSON lines to stdout. */
 export function createLogger(level: ServeConfig['logLevel']): Logger {
@@ -127,80 +116,64 @@ export async function connectNats(servers: string[], name: string, logger: Logge
   return new NatsChannel(connection);
 }
 
-/**
- * Starts a node: the HTTP server first (so `/healthz` answers 503 while NATS is unreachable and
- * during state transfer), then the cluster. With `bus`, uses that in-process bus instead of NATS.
- */
-export async function startNode(config: ServeConfig, logger: Logger, bus?: MemoryBus): Promise<RunningNode> {
-  // Until the cluster exists (NATS may still be unreachable), every request gets 503.
-  let fetch: (request: Request) => Response | Promise<Response> = () =>
-    Response.json({ ready: false, node: config.node, detail: 'starting: connecting to the channel' }, { status: 503 });
-  const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
-    const server = serve({ fetch: (request) => fetch(request), port: config.port, hostname: config.host }, (info) => resolve({ server, port: info.port }));
-    server.once('error', reject);
-  });
-  logger.info({ url: `http://${config.host}:${port}` }, 'listening');
-  const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth) : undefined;
-  const channel: Channel = nats ?? new MemoryChannel(bus);
-  const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
-  const store =
-    config.dynamodbTable !== undefined ? new DynamoSnapshotStore({ client: createDynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
-  const sessions = createCluster({
-    ...(log ? { log } : {}),
-    ...(store ? { store } : {}),
-    ...(config.clusterKeys.length > 0 ? { clusterKeys: config.clusterKeys, protection: config.protection } : {}),
-    cluster: config.cluster,
-    node: config.node,
-    channel,
-    manager: config.manager,
-    sendMode: config.send,
-    maxInactiveSeconds: config.maxInactive,
-    sweepIntervalMs: config.sweepEveryMs,
-    advertiseUrl: config.advertiseUrl ?? defaultAdvertiseUrl(config.host, port),
-    logger,
-  });
-  fetch = createDemoApp(sessions, { dashboardHtml: dashboardHtml(), metrics: createNodeMetrics(sessions).handler }).fetch;
-  await sessions.start();
-  return {
-    sessions,
-    server,
-    port,
-    async close() {
-      // Stop taking requests first and let those in flight finish (their acks still need the cluster), then leave.
-      await closeHttp(server, 3000);
-      await sessions.stop();
-    },
-  };
+/** Options of {@link startNode} besides the configuration. */
+export interface StartNodeOptions {
+  /** Use this in-process bus instead of NATS (the local cluster without nats-server). */
+  readonly bus?: MemoryBus;
+  /** Leave gracefully and exit on SIGTERM/SIGINT (the `serve` command); default: the caller closes the node. */
+  readonly handleSignals?: boolean;
 }
 
 /**
- * Closes the listener, closes idle keep-alive connections (a load balancer's pooled ones) at once, and
- * cuts connections still busy after `graceMs`; resolves when every connection is gone.
+ * Starts a node on `adapters/node`: the HTTP server first (every request answers 503 while NATS is
+ * unreachable), then the cluster, serving the demo app with the admin routes (guarded by the admin
+ * token; without one, only the probes). Resolves once the node has joined.
  */
-function closeHttp(server: ServerType, graceMs: number): Promise<void> {
-  const http = server as Partial<Pick<import('node:http').Server, 'closeIdleConnections' | 'closeAllConnections'>> & ServerType;
-  return new Promise<void>((resolve) => {
-    const idle = setInterval(() => http.closeIdleConnections?.(), 100);
-    const cut = setTimeout(() => http.closeAllConnections?.(), graceMs);
-    server.close(() => {
-      clearInterval(idle);
-      clearTimeout(cut);
-      resolve();
-    });
-    http.closeIdleConnections?.();
-  });
+export async function startNode(config: ServeConfig, logger: Logger, options: StartNodeOptions = {}): Promise<NodeServer> {
+  const { bus, handleSignals = false } = options;
+  const server = await serveNode(
+    (node) =>
+      createDemoApp(node, {
+        ...(config.adminToken !== undefined ? { admin: { token: config.adminToken, extraMetrics: processMetrics({ cluster: node.cluster, node: node.node }) } } : {}),
+      }),
+    {
+      port: config.port,
+      hostname: config.host,
+      shutdownSignals: handleSignals ? ['SIGTERM', 'SIGINT'] : false,
+      beforeClose: (_node, reason) => {
+        if (reason.startsWith('SIG')) process.stderr.write(`session-replication: ${reason}, leaving the cluster\n`);
+      },
+      cluster: async ({ port }) => {
+        const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth) : undefined;
+        const channel: Channel = nats ?? new MemoryChannel(bus);
+        const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
+        const store =
+          config.dynamodbTable !== undefined ? new DynamoSnapshotStore({ client: createDynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
+        return createCluster({
+          ...(log ? { log } : {}),
+          ...(store ? { store } : {}),
+          ...(config.clusterKeys.length > 0 ? { clusterKeys: config.clusterKeys, protection: config.protection } : {}),
+          cluster: config.cluster,
+          node: config.node,
+          channel,
+          manager: config.manager,
+          sendMode: config.send,
+          maxInactiveSeconds: config.maxInactive,
+          sweepIntervalMs: config.sweepEveryMs,
+          advertiseUrl: config.advertiseUrl ?? defaultAdvertiseUrl(config.host, port),
+          logger,
+        });
+      },
+    },
+  );
+  logger.info({ url: `http://${config.host}:${server.port}` }, 'listening');
+  if (config.adminToken === undefined) logger.warn({}, 'no admin token (SESSREP_ADMIN_TOKEN): /cluster, drain, the dashboard and /metrics are off; /healthz and /readyz stay open');
+  await server.ready;
+  return server;
 }
 
 /** http://HOST:PORT; a wildcard bind address advertises the machine's host name instead. */
 export function defaultAdvertiseUrl(host: string, port: number): string {
   const name = host === '0.0.0.0' || host === '::' || host === '' ? hostname() : host;
   return `http://${name.includes(':') ? `[${name}]` : name}:${port}`;
-}
-
-let dashboardPage: string | undefined;
-
-/** The dashboard page (functions/dashboard/index.html), read once. */
-export function dashboardHtml(): string {
-  dashboardPage ??= readFileSync(new URL('../dashboard/index.html', import.meta.url), 'utf8');
-  return dashboardPage;
 }

@@ -36,6 +36,8 @@ export interface SettingSpec {
   readonly default?: string;
   /** The runtimes that read it. */
   readonly runtimes: readonly Runtime[];
+  /** A secret: an error about it names the rule, never the value. @default false */
+  readonly secret?: boolean;
 }
 
 const ALL: readonly Runtime[] = ['node', 'lambda', 'edge'];
@@ -118,6 +120,13 @@ export const SETTINGS = {
     runtimes: LAMBDA,
   },
   sweepEveryMs: { env: 'SESSREP_SWEEP_INTERVAL_MS', flag: 'sweep-interval-ms', help: 'time between expiry sweeps (Lambda: the minimum, swept on a request)', default: '10000', runtimes: NODE_LAMBDA },
+  adminToken: {
+    env: 'SESSREP_ADMIN_TOKEN',
+    flag: 'admin-token',
+    help: 'token (16+ characters) for /cluster, drain, /cluster/ui and /metrics: Bearer, or the Basic-auth password; prefer the env var (default: those routes are off)',
+    runtimes: ALL,
+    secret: true,
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 /** The name of a setting (a key of `SETTINGS`). */
@@ -151,6 +160,8 @@ export interface CommonConfig {
   /** Cluster keys, newest first; empty: messages are neither signed nor encrypted. */
   clusterKeys: ClusterKeyConfig[];
   protection: 'encrypt' | 'sign';
+  /** Guards the admin routes; undefined: only the probes `/healthz` and `/readyz` are served. */
+  adminToken?: string;
 }
 
 /** What `readConfig('node', ...)` returns: file settings are paths the Node entry reads. */
@@ -267,6 +278,7 @@ function schemaFor(runtime: Runtime) {
     catchUpTimeoutMs: integer(1),
     catchUpFail: oneOf(['reject', 'serve']),
     sweepEveryMs: integer(1),
+    adminToken: z.string().min(16, { error: 'must be at least 16 characters' }),
   } satisfies Record<SettingName, z.ZodType>;
   const shape = Object.fromEntries(
     (Object.keys(SETTINGS) as SettingName[]).filter((name) => settingsOf(runtime).includes(name)).map((name) => [name, fields[name].optional()]),
@@ -314,7 +326,8 @@ export function parseConfig<R extends Runtime>(runtime: R, raw: RawSettings, nam
     const issue = parsed.error.issues[0]!;
     const name = issue.path[0] as SettingName;
     const value = name === 'nats' && typeof issue.path[1] === 'number' ? splitList(values.nats ?? '')[issue.path[1]] : values[name];
-    throw new ConfigError(`${nameOf(name)} ${issue.message}, got "${value}"`);
+    const spec: SettingSpec = SETTINGS[name];
+    throw new ConfigError(`${nameOf(name)} ${issue.message}${spec.secret ? '' : `, got "${value}"`}`);
   }
   const { clusterKey: _keys, ...settings } = parsed.data as Record<string, unknown>;
   const config: Record<string, unknown> = { ...settings, ...resolveCommon(runtime, parsed.data as Record<string, unknown>, nameOf) };

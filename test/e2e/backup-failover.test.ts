@@ -1,7 +1,7 @@
 // Owns: end-to-end failover of the backup manager: four real node processes (ack mode) on a nats-server
 // started by this file; nodes are killed with SIGKILL and the survivors must serve every session.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CookieClient, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { ADMIN_HEADERS, CookieClient, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 interface Counts {
   total: number;
@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 async function cluster(node: NodeHandle): Promise<{ members: { node: string; ready: boolean }[]; sessions: Counts }> {
-  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) });
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(2000) });
   return (await res.json()) as { members: { node: string; ready: boolean }[]; sessions: Counts };
 }
 

@@ -2,7 +2,7 @@
 import { resolve } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SETTINGS, settingsOf } from "../../functions/shared/config.ts";
-import { CLI_SCRIPT, REPO_ROOT, spawnTracked, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { ADMIN_HEADERS, CLI_SCRIPT, REPO_ROOT, spawnTracked, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 let nats: NatsServerHandle;
 let nodes: NodeHandle[] = [];
@@ -86,7 +86,7 @@ describe("CLI", () => {
     for (const node of ["n1", "n2", "n3"]) nodes.push(await startNode({ cluster, node, nats: nats.url, readyTimeoutMs: 60_000 }));
     const [n1, n2, n3] = nodes;
     const membersOf = async (node: NodeHandle) => {
-      const status = (await (await fetch(`${node.url}/cluster`)).json()) as { members: { node: string; ready: boolean }[] };
+      const status = (await (await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS })).json()) as { members: { node: string; ready: boolean }[] };
       return status.members.filter((m) => m.ready).map((m) => m.node).sort();
     };
     await waitFor("all three members everywhere", async () => (await Promise.all(nodes.map(membersOf))).every((m) => m.join() === "n1,n2,n3"));

@@ -1,13 +1,14 @@
 // Owns: end-to-end test of the cluster dashboard (/cluster/ui) in real headless Chromium: three node
-// processes (backup manager) on a nats-server started here; the page must show every member, the
-// session distribution, and a SIGKILLed node as unreachable or dead within 5 s.
+// processes (backup manager) on a nats-server started here; the page (behind the admin token, every
+// member read through this node, no CORS) must show every member, the session distribution, and a
+// SIGKILLed node as unreachable or dead within 5 s.
 // Artifacts: test-output/dashboard.png (three live nodes) and test-output/dashboard-node-down.png (n3 killed).
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT, CookieClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { ADMIN_HEADERS, ADMIN_TOKEN, REPO_ROOT, CookieClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = resolve(REPO_ROOT, "test-output/dashboard.png");
@@ -43,7 +44,7 @@ beforeAll(async () => {
   }
   await waitFor("every node to see three ready members", async () => {
     for (const node of nodes) {
-      const status = (await (await fetch(`${node.url}/cluster`)).json()) as { members: { ready: boolean }[] };
+      const status = (await (await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS })).json()) as { members: { ready: boolean }[] };
       if (status.members.filter((m) => m.ready).length !== 3) return false;
     }
     return true;
@@ -58,7 +59,7 @@ beforeAll(async () => {
   }
   await waitFor("every node to know every session", async () => {
     for (const node of nodes) {
-      const status = (await (await fetch(`${node.url}/cluster`)).json()) as { sessions: { total: number } };
+      const status = (await (await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS })).json()) as { sessions: { total: number } };
       if (status.sessions.total !== 3 * PER_NODE) return false;
     }
     return true;
@@ -70,6 +71,8 @@ beforeAll(async () => {
     headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     viewport: { width: 1360, height: 1000 },
+    // The dashboard asks for the admin token with HTTP Basic auth (any user name).
+    httpCredentials: { username: "operator", password: ADMIN_TOKEN },
   });
   page = browser.pages()[0] ?? (await browser.newPage());
 }, 90_000);
@@ -97,6 +100,15 @@ async function members(): Promise<MemberRow[]> {
 }
 
 describe("the cluster dashboard (/cluster/ui) in headless Chromium", () => {
+  it("answers 401 with a Basic challenge without the admin token, and sends no CORS header", async () => {
+    const anonymous = await fetch(`${nodes[0]!.url}/cluster/ui`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get("www-authenticate")).toMatch(/^Basic /);
+    const cluster = await fetch(`${nodes[0]!.url}/cluster`, { headers: { ...ADMIN_HEADERS, origin: "https://elsewhere.example" } });
+    expect(cluster.status).toBe(200);
+    expect(cluster.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
   it(`shows three alive members, the session distribution and the sessions table; screenshot at ${SCREENSHOT}`, async () => {
     const response = await page.goto(`${nodes[0]!.url}/cluster/ui`);
     expect(response?.status()).toBe(200);
@@ -147,8 +159,8 @@ describe("the cluster dashboard (/cluster/ui) in headless Chromium", () => {
     const outRate = Number((await page.textContent("#r-out"))?.replace(/,/g, ""));
     expect(outRate).toBeGreaterThan(0);
 
-    // The Node server also serves /metrics (prom-client) next to the dashboard.
-    const metrics = await fetch(`${nodes[0]!.url}/metrics`);
+    // The Node server also serves /metrics (the admin routes, plus process metrics) next to the dashboard.
+    const metrics = await fetch(`${nodes[0]!.url}/metrics`, { headers: ADMIN_HEADERS });
     expect(metrics.status).toBe(200);
     const text = await metrics.text();
     expect(text).toMatch(new RegExp(`^sessrep_sessions\\{role="primary",cluster="${nodes[0]!.cluster}",node="n1"\\} ${PER_NODE}$`, "m"));

@@ -1,7 +1,7 @@
 // Owns: end-to-end tests of a delta cluster of real node processes (CLI `serve`) on a nats-server this file starts:
 // failover after SIGKILL with route rewrite, failure detection, ack mode across processes, late joiner.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CookieClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
+import { ADMIN_HEADERS, CookieClient, startNatsServer, startNode, waitFor, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
 
 let nats: NatsServerHandle;
 let nodes: NodeHandle[] = [];
@@ -42,7 +42,7 @@ interface ClusterJson {
 }
 
 async function clusterOf(node: NodeHandle): Promise<ClusterJson> {
-  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) });
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(2000) });
   expect(res.status).toBe(200);
   return (await res.json()) as ClusterJson;
 }
@@ -138,7 +138,7 @@ describe("delta cluster of real processes", () => {
     }
   }, PROCESS_TEST_TIMEOUT_MS);
 
-  it("a node started later serves every existing session as soon as its /healthz answers 200", async () => {
+  it("a node started later serves every existing session as soon as its /readyz answers 200", async () => {
     const cluster = uniqueCluster("e2e-join");
     const [n1, n2] = await start(cluster, ["n1", "n2"]);
     await waitForMembers([n1!, n2!], ["n1", "n2"]);
@@ -154,7 +154,7 @@ describe("delta cluster of real processes", () => {
     await waitForSessions([n1!, n2!], clients.length);
 
     const started = Date.now();
-    const [n3] = await start(cluster, ["n3"]); // resolves once /healthz is 200
+    const [n3] = await start(cluster, ["n3"]); // resolves once /readyz is 200
     const readyMs = Date.now() - started;
     const status = await clusterOf(n3!);
     expect(status.ready).toBe(true);
@@ -168,6 +168,6 @@ describe("delta cluster of real processes", () => {
         }),
       );
     }
-    console.info(`[timing] late joiner n3 with ${clients.length} sessions: process start to /healthz 200 in ${readyMs} ms`);
+    console.info(`[timing] late joiner n3 with ${clients.length} sessions: process start to /readyz 200 in ${readyMs} ms`);
   }, PROCESS_TEST_TIMEOUT_MS);
 });

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { createCluster, type Logger, type ReplicatedSessions } from "../../lib/index.ts";
-import { REPO_ROOT, CookieClient, spawnTracked, startNatsServer, tail, waitFor, waitForHttp, type NatsServerHandle, type TrackedProcess } from "../kit/index.ts";
+import { ADMIN_HEADERS, ADMIN_TOKEN, REPO_ROOT, CookieClient, spawnTracked, startNatsServer, tail, waitFor, waitForHttp, type NatsServerHandle, type TrackedProcess } from "../kit/index.ts";
 
 /** The Deno binary the `deno` npm package ships (in its platform package `@deno/<os>-<arch>`; no download). */
 function denoBinary(): string {
@@ -49,6 +49,7 @@ function edgeEnv(node: string, extra: Record<string, string> = {}): NodeJS.Proce
     SESSREP_CLUSTER: CLUSTER,
     SESSREP_NODE: node,
     LOG_LEVEL: "info",
+    SESSREP_ADMIN_TOKEN: ADMIN_TOKEN,
     ...extra,
   };
 }
@@ -83,7 +84,7 @@ interface ClusterView {
 
 /** GET /cluster of `baseUrl`. */
 async function clusterView(baseUrl: string): Promise<ClusterView> {
-  const res = await fetch(new URL("/cluster", baseUrl));
+  const res = await fetch(new URL("/cluster", baseUrl), { headers: ADMIN_HEADERS });
   return (await res.json()) as ClusterView;
 }
 
@@ -141,7 +142,7 @@ beforeAll(async () => {
   // The Node node: in-process, TCP NATS, served over HTTP like the edge nodes so latencies compare.
   const nc = await connect({ servers: nats.url, name: `${CLUSTER}-node1`, noEcho: true });
   nodeSessions = createCluster({ cluster: CLUSTER, node: "node1", channel: new NatsChannel(nc), logger: silent });
-  const app = createDemoApp(nodeSessions);
+  const app = createDemoApp(nodeSessions, { admin: { token: ADMIN_TOKEN } });
   await nodeSessions.start();
   nodeServer = await new Promise<ServerType>((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
@@ -149,7 +150,7 @@ beforeAll(async () => {
   nodeUrl = `http://127.0.0.1:${(nodeServer.address() as AddressInfo).port}`;
 
   [edge, lazy] = await Promise.all([startDenoRun("edge1"), startDenoServe("lazy1")]);
-  await waitForHttp(`${edge.url}/healthz`, { timeoutMs: 30_000 });
+  await waitForHttp(`${edge.url}/readyz`, { timeoutMs: 30_000 });
 }, 240_000);
 
 afterAll(async () => {

@@ -6,7 +6,7 @@
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
-import { CookieClient, freePort, LOCAL_AWS, startDynamoDbLocal, startNatsCluster, startNatsServer, startNode, uniqueCluster, waitFor, type DynamoDbLocalHandle, type NatsClusterHandle, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
+import { ADMIN_HEADERS, CookieClient, freePort, LOCAL_AWS, startDynamoDbLocal, startNatsCluster, startNatsServer, startNode, uniqueCluster, waitFor, type DynamoDbLocalHandle, type NatsClusterHandle, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
 
 const running: NodeHandle[] = [];
 const servers: Array<{ stop(): Promise<void> }> = [];
@@ -47,7 +47,7 @@ interface ClusterView {
 }
 
 async function view(node: NodeHandle): Promise<ClusterView> {
-  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(5000) });
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(5000) });
   return (await res.json()) as ClusterView;
 }
 

@@ -2,7 +2,7 @@
 // node processes on a real nats-server, ack mode: 300 cookie-keeping clients count, the node that owns most of
 // them is SIGKILLed, and every session must keep counting from its last acknowledged value under a new route.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CookieClient, HAPROXY, inBatches, startHaproxyFor, startNatsServer, startNode, uniqueCluster, waitFor, type HaproxyHandle, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { ADMIN_HEADERS, CookieClient, HAPROXY, inBatches, startHaproxyFor, startNatsServer, startNode, uniqueCluster, waitFor, type HaproxyHandle, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 const SESSIONS = 300;
 const CONCURRENCY = 20;
@@ -50,7 +50,7 @@ async function startCluster(manager: "delta" | "backup"): Promise<NodeHandle[]> 
     "every node to see the other two ready",
     async () => {
       for (const node of nodes) {
-        const status = (await (await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { members: { ready: boolean }[] };
+        const status = (await (await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(2000) })).json()) as { members: { ready: boolean }[] };
         if (status.members.filter((m) => m.ready).length !== 3) return false;
       }
       return true;

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { CLI_SCRIPT, CookieClient, findExecutable, freePort, HAPROXY, REPO_ROOT, spawnTracked, waitFor, type TrackedProcess } from "../kit/index.ts";
+import { ADMIN_HEADERS, ADMIN_TOKEN, CLI_SCRIPT, CookieClient, findExecutable, freePort, HAPROXY, REPO_ROOT, spawnTracked, waitFor, type TrackedProcess } from "../kit/index.ts";
 
 const NATS = findExecutable("nats-server");
 const JAVA = findExecutable("java");
@@ -57,7 +57,7 @@ function pgrep(pattern: string): string[] {
 function startCluster(basePort: number): TrackedProcess {
   return spawnTracked(process.execPath, [resolve(REPO_ROOT, CLI_SCRIPT), "cluster", "--nodes", "3", "--base-port", String(basePort)], {
     cwd: REPO_ROOT,
-    env: { ...process.env, NODE_NO_WARNINGS: "1" },
+    env: { ...process.env, NODE_NO_WARNINGS: "1", SESSREP_ADMIN_TOKEN: ADMIN_TOKEN },
     name: "cluster",
   });
 }
@@ -90,17 +90,19 @@ describe.skipIf((!NATS || !HAPROXY) && !process.env.CI)("session-replication clu
         expect(client.cookie?.endsWith(`.${servedBy}`)).toBe(true);
       }
       // The nodes form one cluster, with the JetStream log and (with Java) the DynamoDB snapshot store.
-      const status = (await (await fetch(`${nodeUrl(1)}/cluster`)).json()) as { members: { node: string; ready: boolean }[]; persistence?: { store?: string } };
+      expect(cluster.output()).toContain(`admin token    ${ADMIN_TOKEN}`);
+      expect((await fetch(`${nodeUrl(1)}/cluster`)).status).toBe(401);
+      const status = (await (await fetch(`${nodeUrl(1)}/cluster`, { headers: ADMIN_HEADERS })).json()) as { members: { node: string; ready: boolean }[]; persistence?: { store?: string } };
       expect(status.members.filter((m) => m.ready).map((m) => m.node).sort()).toEqual(["n1", "n2", "n3"]);
       if (JAVA) expect(status.persistence?.store).toBe("dynamodb");
-      expect((await fetch(`${nodeUrl(1)}/cluster/ui`)).status).toBe(200);
+      expect((await fetch(`${nodeUrl(1)}/cluster/ui`, { headers: ADMIN_HEADERS })).status).toBe(200);
       // Draining is per node: the load balancer refuses it.
-      expect((await fetch(`${lb}/cluster/drain`, { method: "POST" })).status).toBe(403);
+      expect((await fetch(`${lb}/cluster/drain`, { method: "POST", headers: ADMIN_HEADERS })).status).toBe(403);
 
       // Drain the node that serves the session, found by id, then stop it: the session moves on, nothing is lost.
       const drain = spawnTracked(process.execPath, [resolve(REPO_ROOT, CLI_SCRIPT), "drain", "--node", servedBy, "--via", nodeUrl(1)], {
         cwd: REPO_ROOT,
-        env: { ...process.env, NODE_NO_WARNINGS: "1" },
+        env: { ...process.env, NODE_NO_WARNINGS: "1", SESSREP_ADMIN_TOKEN: ADMIN_TOKEN },
         name: "drain",
       });
       expect((await drain.exited).code, drain.output()).toBe(0);

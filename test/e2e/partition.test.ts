@@ -6,6 +6,7 @@
 import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  ADMIN_HEADERS,
   CookieClient,
   createNetnsLink,
   startForwarder,
@@ -44,7 +45,7 @@ interface ClusterView {
 }
 
 async function view(node: NodeHandle): Promise<ClusterView> {
-  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(3000) });
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(3000) });
   return (await res.json()) as ClusterView;
 }
 

@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { resolve } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
-import { CLI_SCRIPT, CookieClient, ddbClient, inBatches, REPO_ROOT, spawnTracked, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { ADMIN_HEADERS, CLI_SCRIPT, CookieClient, ddbClient, inBatches, REPO_ROOT, spawnTracked, startNatsServer, startNode, uniqueCluster, waitFor, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 let nats: NatsServerHandle | undefined;
 let nc: NatsConnection | undefined;
@@ -51,7 +51,7 @@ interface ClusterView {
 }
 
 async function view(node: NodeHandle): Promise<ClusterView> {
-  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(3000) });
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(3000) });
   return (await res.json()) as ClusterView;
 }
 

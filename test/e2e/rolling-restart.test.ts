@@ -4,7 +4,7 @@
 // answer nothing but 200.
 import { resolve } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CLI_SCRIPT, CookieClient, HAPROXY, REPO_ROOT, spawnTracked, startHaproxyFor, startNatsServer, startNode, uniqueCluster, waitFor, type HaproxyHandle, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
+import { ADMIN_HEADERS, ADMIN_TOKEN, CLI_SCRIPT, CookieClient, HAPROXY, REPO_ROOT, spawnTracked, startHaproxyFor, startNatsServer, startNode, uniqueCluster, waitFor, type HaproxyHandle, type NatsServerHandle, type NodeHandle } from "../kit/index.ts";
 
 const USERS = 20;
 
@@ -88,7 +88,7 @@ async function waitForMembers(nodes: NodeHandle[]): Promise<void> {
     "every node to see all three ready",
     async () => {
       for (const node of nodes) {
-        const status = (await (await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(2000) })).json()) as { members: { ready: boolean; draining: boolean }[] };
+        const status = (await (await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(2000) })).json()) as { members: { ready: boolean; draining: boolean }[] };
         if (status.members.filter((m) => m.ready && !m.draining).length !== nodes.length) return false;
       }
       return true;
@@ -128,7 +128,7 @@ describe.skipIf(!HAPROXY && !process.env.CI)("rolling restart by drain through H
         const stepStarted = Date.now();
         const drain = spawnTracked(process.execPath, [resolve(REPO_ROOT, CLI_SCRIPT), "drain", "--url", node.url, "--timeout", "60"], {
           cwd: REPO_ROOT,
-          env: { ...process.env, NODE_NO_WARNINGS: "1" },
+          env: { ...process.env, NODE_NO_WARNINGS: "1", SESSREP_ADMIN_TOKEN: ADMIN_TOKEN },
           name: `drain ${node.node}`,
         });
         const drained = await drain.exited;

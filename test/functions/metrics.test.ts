@@ -1,14 +1,22 @@
-// Owns: tests of functions/node/metrics.ts (GET /metrics in Prometheus text) and of the demo app's
-// operator endpoints: /cluster (CORS), /cluster/sessions, /cluster/ui and /metrics only when injected.
+// Owns: tests of GET /metrics in Prometheus text as the Node server serves it (the admin routes of
+// lib/admin plus the process metrics of adapters/node) and of the demo app's operator endpoints:
+// /cluster (no CORS), /cluster/sessions, /cluster/ui and /metrics only with an admin guard.
 import { afterEach, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
-import { createNodeMetrics } from "../../functions/node/metrics.ts";
+import { processMetrics } from "../../adapters/node/index.ts";
 import { consoleLogger, createCluster, MemoryBus, MemoryChannel, type ReplicatedSessions } from "../../lib/index.ts";
 import { CookieClient } from "../kit/cookie-client.ts";
 import { FASTER } from "../kit/timings.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 
 const running: ReplicatedSessions[] = [];
+const TOKEN = "metrics-test-admin-token-0123456789";
+const BEARER = { authorization: `Bearer ${TOKEN}` };
+
+/** The demo app with the admin routes as the Node server mounts them, optionally with process metrics. */
+function nodeApp(node: ReplicatedSessions, withProcess = true) {
+  return createDemoApp(node, { admin: { token: TOKEN, ...(withProcess ? { extraMetrics: processMetrics({ cluster: node.cluster, node: node.node }) } : {}) } });
+}
 
 afterEach(async () => {
   await Promise.all(running.splice(0).map((node) => node.stop().catch(() => undefined)));
@@ -77,7 +85,7 @@ function parseExposition(text: string): Exposition {
       expect(consumed, `labels of ${line}`).toBe(match[2].length);
     }
     const raw = match[3]!;
-    // Like Prometheus (Go's ParseFloat), NaN and Inf in any case: prom-client writes "Nan" for an empty event-loop histogram.
+    // Like Prometheus (Go's ParseFloat), NaN and Inf in any case.
     const nan = /^nan$/i.test(raw);
     const value = nan ? Number.NaN : /^\+?inf$/i.test(raw) ? Infinity : /^-inf$/i.test(raw) ? -Infinity : Number(raw);
     if (!nan) expect(Number.isNaN(value), `value of ${line}`).toBe(false);
@@ -96,8 +104,8 @@ function value(exposition: Exposition, name: string, labels: Record<string, stri
   return exposition.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
 
-async function scrape(app: { request(path: string): Response | Promise<Response> }): Promise<Exposition> {
-  const res = await app.request("/metrics");
+async function scrape(app: { request(path: string, init?: RequestInit): Response | Promise<Response> }): Promise<Exposition> {
+  const res = await app.request("/metrics", { headers: BEARER });
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
   return parseExposition(await res.text());
@@ -106,7 +114,7 @@ async function scrape(app: { request(path: string): Response | Promise<Response>
 describe("GET /metrics", () => {
   it("is Prometheus text with sessrep_ metrics following the naming conventions, plus process metrics", async () => {
     const [a] = await startNodes(["a", "b"]);
-    const app = createDemoApp(a!, { metrics: createNodeMetrics(a!).handler });
+    const app = nodeApp(a!);
     const metrics = await scrape(app);
     const expected: Record<string, string> = {
       sessrep_messages_sent_total: "counter",
@@ -124,7 +132,11 @@ describe("GET /metrics", () => {
       sessrep_members: "gauge",
       sessrep_ready: "gauge",
       sessrep_state_transfer_sessions: "gauge",
-      sessrep_replication_lag_seconds: "summary",
+      sessrep_replication_lag_seconds: "histogram",
+      sessrep_sessions_rejected_total: "counter",
+      sessrep_channel_errors_total: "counter",
+      sessrep_resyncs_total: "counter",
+      sessrep_resync_repairs_total: "counter",
       process_cpu_seconds_total: "counter",
       process_resident_memory_bytes: "gauge",
       nodejs_eventloop_lag_seconds: "gauge",
@@ -145,14 +157,15 @@ describe("GET /metrics", () => {
     expect(value(metrics, "sessrep_sessions", { role: "replica" })).toBe(0);
     expect(value(metrics, "sessrep_messages_sent_total", { kind: "hb" })).toBeGreaterThan(0);
     expect(value(metrics, "sessrep_replication_lag_seconds_count")).toBe(0);
-    // No quantiles until something was applied in the last minute.
+    // A histogram, not a summary: no quantiles, cumulative buckets (all empty so far).
     expect(value(metrics, "sessrep_replication_lag_seconds", { quantile: "0.5" })).toBeUndefined();
+    expect(value(metrics, "sessrep_replication_lag_seconds_bucket", { le: "+Inf" })).toBe(0);
   });
 
   it("values change after traffic: messages, bytes, sessions, lag", async () => {
     const [a, b] = await startNodes(["a", "b"]);
-    const appA = createDemoApp(a!, { metrics: createNodeMetrics(a!, { processMetrics: false }).handler });
-    const appB = createDemoApp(b!, { metrics: createNodeMetrics(b!, { processMetrics: false }).handler });
+    const appA = nodeApp(a!, false);
+    const appB = nodeApp(b!, false);
     const beforeA = await scrape(appA);
     const beforeB = await scrape(appB);
     expect(value(beforeA, "sessrep_messages_sent_total", { kind: "delta" })).toBeUndefined();
@@ -187,8 +200,14 @@ describe("GET /metrics", () => {
     // One lag sample per applied delta: at least one per session.
     expect(value(afterB, "sessrep_replication_lag_seconds_count")).toBe(b!.stats.lagTotals().count);
     expect(value(afterB, "sessrep_replication_lag_seconds_count")).toBeGreaterThanOrEqual(3);
-    const p50 = value(afterB, "sessrep_replication_lag_seconds", { quantile: "0.5" })!;
-    const p99 = value(afterB, "sessrep_replication_lag_seconds", { quantile: "0.99" })!;
+    // Cumulative buckets: non-decreasing, +Inf equals _count, and a p50 and p99 computable from them.
+    const buckets = afterB.samples.filter((s) => s.name === "sessrep_replication_lag_seconds_bucket");
+    for (let i = 1; i < buckets.length; i++) expect(buckets[i]!.value).toBeGreaterThanOrEqual(buckets[i - 1]!.value);
+    const count = value(afterB, "sessrep_replication_lag_seconds_count")!;
+    expect(value(afterB, "sessrep_replication_lag_seconds_bucket", { le: "+Inf" })).toBe(count);
+    const quantile = (q: number) => Number(buckets.find((s) => s.value >= q * count)!.labels.le);
+    const p50 = quantile(0.5);
+    const p99 = quantile(0.99);
     expect(p50).toBeGreaterThanOrEqual(0);
     expect(p99).toBeGreaterThanOrEqual(p50);
     expect(p99).toBeLessThan(1); // seconds, in process
@@ -202,7 +221,7 @@ describe("GET /metrics", () => {
     await waitFor("every node to know the session", () => [a, b, c].every((n) => n!.status().sessions.total === 1));
     const roles = await Promise.all(
       [a, b, c].map(async (n) => {
-        const metrics = await scrape(createDemoApp(n!, { metrics: createNodeMetrics(n!, { processMetrics: false }).handler }));
+        const metrics = await scrape(nodeApp(n!, false));
         return ["primary", "backup", "proxy"].map((role) => value(metrics, "sessrep_sessions", { role }));
       }),
     );
@@ -215,44 +234,48 @@ describe("GET /metrics", () => {
 });
 
 describe("the demo app's operator endpoints", () => {
-  it("/cluster allows any origin to read it; /metrics and /cluster/ui exist only when injected", async () => {
+  it("/cluster needs the admin token and sends no CORS header; without an admin guard only the probes exist", async () => {
     const [a] = await startNodes(["a"]);
-    const plain = createDemoApp(a!);
-    const cluster = await plain.request("/cluster");
+    const app = nodeApp(a!);
+    expect((await app.request("/cluster")).status).toBe(401);
+    const cluster = await app.request("/cluster", { headers: { ...BEARER, origin: "https://elsewhere.example" } });
     expect(cluster.status).toBe(200);
-    expect(cluster.headers.get("access-control-allow-origin")).toBe("*");
+    expect(cluster.headers.get("access-control-allow-origin")).toBeNull();
     expect(await cluster.json()).toMatchObject({ node: "a", rates: { windowSeconds: expect.any(Number) }, replicationLag: { samples: 0 }, draining: false });
-    expect((await plain.request("/metrics")).status).toBe(404);
-    expect((await plain.request("/cluster/ui")).status).toBe(404);
 
-    const withUi = createDemoApp(a!, { dashboardHtml: "<!doctype html><title>x</title>" });
-    const ui = await withUi.request("/cluster/ui");
+    const plain = createDemoApp(a!);
+    expect((await plain.request("/cluster", { headers: BEARER })).status).toBe(404);
+    expect((await plain.request("/metrics", { headers: BEARER })).status).toBe(404);
+    expect((await plain.request("/cluster/ui", { headers: BEARER })).status).toBe(404);
+    expect((await plain.request("/readyz")).status).toBe(200);
+
+    const ui = await app.request("/cluster/ui", { headers: BEARER });
     expect(ui.status).toBe(200);
     expect(ui.headers.get("content-type")).toContain("text/html");
-    expect(await ui.text()).toContain("<title>x</title>");
+    expect(await ui.text()).toContain("<title>Cluster dashboard · session-replication</title>");
   });
 
-  it("/cluster/sessions lists key prefixes, honours limit, rejects a bad limit, and is readable cross-origin", async () => {
+  it("/cluster/sessions lists key prefixes, honours limit, rejects a bad limit, and sends no CORS header", async () => {
     const [a] = await startNodes(["a"]);
-    const app = createDemoApp(a!);
+    const app = nodeApp(a!);
     const cookies: string[] = [];
     for (let i = 0; i < 5; i++) {
       const res = await app.request("/counter", { method: "POST" });
       const line = res.headers.getSetCookie()[0]!;
       cookies.push(line.slice("SESSIONID=".length).split(";")[0]!);
     }
-    const res = await app.request("/cluster/sessions?limit=2");
+    const res = await app.request("/cluster/sessions?limit=2", { headers: BEARER });
     expect(res.status).toBe(200);
-    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    expect(res.headers.get("access-control-allow-origin")).toBeNull();
     const list = (await res.json()) as { total: number; sessions: { key: string }[] };
     expect(list.total).toBe(5);
     expect(list.sessions).toHaveLength(2);
-    const all = await (await app.request("/cluster/sessions")).text();
+    const all = await (await app.request("/cluster/sessions", { headers: BEARER })).text();
     for (const cookie of cookies) {
       const key = cookie.slice(0, cookie.lastIndexOf("."));
       expect(all).toContain(`"${key.slice(0, 8)}"`);
       expect(all).not.toContain(key);
     }
-    for (const bad of ["0", "-1", "abc", "1001", "2.5"]) expect((await app.request(`/cluster/sessions?limit=${bad}`)).status).toBe(400);
+    for (const bad of ["0", "-1", "abc", "1001", "2.5"]) expect((await app.request(`/cluster/sessions?limit=${bad}`, { headers: BEARER })).status).toBe(400);
   });
 });

@@ -10,6 +10,9 @@ import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../
 import type { BackupManager } from "../../lib/managers/backup/backup-manager.ts";
 import { CookieClient, FAST, memoryLogger, uniqueCluster, waitFor, type LogLine } from "../kit/index.ts";
 
+/** The admin guard of the demo apps below (`/cluster` is read through it). */
+const ADMIN = { token: "backup-test-admin-token-0123456789" };
+
 /**
  * Fast failure detection (FAST: a silent member is pinged after 600 ms and dropped 300 ms later). A fetch
  * gives up after 1 s: right after an in-process crash NATS may still route one request to the closed
@@ -47,7 +50,7 @@ async function startBackupNode(cluster: string, name: string, options: Partial<C
     nc,
     sessions,
     manager: sessions.manager as BackupManager,
-    app: createDemoApp(sessions),
+    app: createDemoApp(sessions, { admin: ADMIN }),
     logs,
     crash: () => nc.close(),
     stop: () => (stopped ??= sessions.stop().catch(() => undefined).finally(() => (nc.isClosed() ? undefined : nc.close()))),
@@ -155,7 +158,7 @@ async function waitForPlacement(nodes: BNode[], keys: string[], expected?: Map<s
 
 /** Primary, backup and proxy counts as `/cluster` shows them. */
 async function clusterCounts(node: BNode): Promise<{ total: number; primary: number; backup: number; proxy: number }> {
-  const res = await node.app.request("/cluster");
+  const res = await node.app.request("/cluster", { headers: { authorization: `Bearer ${ADMIN.token}` } });
   return ((await res.json()) as { sessions: { total: number; primary: number; backup: number; proxy: number } }).sessions;
 }
 

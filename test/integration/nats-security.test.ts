@@ -11,6 +11,7 @@ import { natsAuthOptions } from "../../functions/node/node-server.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import type { ChannelStatus } from "../../lib/index.ts";
 import {
+  ADMIN_HEADERS,
   createTlsFiles,
   createUserNKey,
   CookieClient,
@@ -88,7 +89,7 @@ interface ClusterView {
 }
 
 async function view(node: NodeHandle): Promise<ClusterView> {
-  const res = await fetch(`${node.url}/cluster`, { signal: AbortSignal.timeout(5000) });
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(5000) });
   return (await res.json()) as ClusterView;
 }
 
@@ -149,7 +150,7 @@ describe("NATS authentication and TLS", () => {
       const line = await node.process.waitForOutput(/\{[^\n]*"msg":"NATS unreachable, still retrying"[^\n]*\}/, 45_000);
       const entry = JSON.parse(line[0]) as { error?: string };
       expect(entry.error, line[0]).toMatch(/certificate/i);
-      const health = await fetch(`${node.url}/healthz`, { signal: AbortSignal.timeout(5000) });
+      const health = await fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(5000) });
       expect(health.status).toBe(503);
       expect(node.output()).not.toContain('"node ready"');
     } finally {
@@ -181,7 +182,7 @@ describe("NATS authentication and TLS", () => {
     const entry = JSON.parse(line[0]) as { error?: string; waitedMs: number };
     // Node's TLS stack reports the server's alert: "... alert bad certificate ... SSL alert number 42" (or "certificate required").
     expect(entry.error, line[0]).toMatch(/certificate/i);
-    expect((await fetch(`${bare.url}/healthz`, { signal: AbortSignal.timeout(5000) })).status).toBe(503);
+    expect((await fetch(`${bare.url}/readyz`, { signal: AbortSignal.timeout(5000) })).status).toBe(503);
     expect(bare.output()).not.toContain('"node ready"');
     expect(mutual.process.output()).toMatch(/TLS handshake error: .*certificate/);
 

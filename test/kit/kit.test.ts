@@ -8,6 +8,7 @@ import { Hono } from "hono";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import {
+  ADMIN_TOKEN,
   REPO_ROOT,
   CookieClient,
   freePort,
@@ -268,7 +269,7 @@ describe("startNatsServer", () => {
 describe("startNode (against a fake CLI)", () => {
   const script = "test/kit/fixtures/fake-node.mjs";
 
-  it("passes the serve contract flags, runs from the repo root and waits for /healthz 200", async () => {
+  it("passes the serve contract flags and the admin token, runs from the repo root and waits for /readyz 200", async () => {
     const n = await startNode({
       script,
       cluster: "c1",
@@ -281,12 +282,13 @@ describe("startNode (against a fake CLI)", () => {
     });
     try {
       const r = await fetch(`${n.url}/argv`);
-      const body = (await r.json()) as { args: string[]; cwd: string; probes: number };
+      const body = (await r.json()) as { args: string[]; cwd: string; probes: number; adminToken: string };
       expect(body.args).toEqual([
         "serve", "--cluster", "c1", "--node", "n1", "--port", String(n.port), "--host", "127.0.0.1",
         "--nats", "nats://127.0.0.1:1,nats://127.0.0.1:2", "--manager", "delta", "--send", "ack", "--max-inactive", "30", "--x",
       ]);
       expect(body.cwd).toBe(REPO_ROOT);
+      expect(body.adminToken).toBe(ADMIN_TOKEN);
       expect(body.probes).toBeGreaterThanOrEqual(3); // two 503s were waited out
       expect(n.url).toBe(`http://127.0.0.1:${n.port}`);
     } finally {
@@ -300,7 +302,7 @@ describe("startNode (against a fake CLI)", () => {
     try {
       expect(n.args).toEqual(["serve", "--cluster", "c", "--node", "a", "--port", String(n.port), "--host", "127.0.0.1"]);
       await n.process.waitForOutput(/listening on/);
-      expect((await fetch(`${n.url}/healthz`)).status).toBe(503);
+      expect((await fetch(`${n.url}/readyz`)).status).toBe(503);
     } finally {
       await n.stop();
     }

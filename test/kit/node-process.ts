@@ -5,6 +5,12 @@ import { freePort, REPO_ROOT, spawnTracked, tail, waitForHttp, type TrackedProce
 /** Path of the CLI started by {@link startNode}, relative to the repo root. */
 export const CLI_SCRIPT = "bin/session-replication.js";
 
+/** The admin token (SESSREP_ADMIN_TOKEN) of every node {@link startNode} starts, unless `env` sets another. */
+export const ADMIN_TOKEN = "test-kit-admin-token-0123456789ab";
+
+/** Headers that pass the admin guard of a node started by {@link startNode} (`/cluster`, drain, `/metrics`, ...). */
+export const ADMIN_HEADERS: Readonly<Record<string, string>> = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
 /** Options for {@link startNode}; each maps onto a `session-replication serve` flag. */
 export interface StartNodeOptions {
   /** --cluster NAME */
@@ -25,7 +31,7 @@ export interface StartNodeOptions {
   extraArgs?: string[];
   /** --port (default: a free port). Pass a previous node's port to restart it in place. */
   port?: number;
-  /** Wait until GET /healthz answers 200 (default true). */
+  /** Wait until GET /readyz answers 200 (default true). */
   waitReady?: boolean;
   /** Readiness timeout in ms (default 20000). */
   readyTimeoutMs?: number;
@@ -71,7 +77,7 @@ export function serveArgs(opts: StartNodeOptions, port: number): string[] {
   return [...args, ...(opts.extraArgs ?? [])];
 }
 
-/** Spawns `node bin/session-replication.js serve ...` from the repo root and (by default) waits for /healthz 200. */
+/** Spawns `node bin/session-replication.js serve ...` from the repo root and (by default) waits for /readyz 200. */
 export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
   const port = opts.port ?? (await freePort());
   const args = serveArgs(opts, port);
@@ -79,7 +85,7 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
   const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
   const proc = spawnTracked(command!, [...prefix, script, ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, NODE_NO_WARNINGS: "1", ...opts.env },
+    env: { ...process.env, NODE_NO_WARNINGS: "1", SESSREP_ADMIN_TOKEN: ADMIN_TOKEN, ...opts.env },
     name: `node ${opts.node}`,
   });
   const url = `http://${opts.host ?? "127.0.0.1"}:${port}`;
@@ -102,7 +108,7 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
   });
   earlyExit.catch(() => {}); // only meaningful while racing below
   try {
-    await Promise.race([waitForHttp(`${url}/healthz`, { status: 200, timeoutMs: opts.readyTimeoutMs ?? 20000 }), earlyExit]);
+    await Promise.race([waitForHttp(`${url}/readyz`, { status: 200, timeoutMs: opts.readyTimeoutMs ?? 20000 }), earlyExit]);
   } catch (e) {
     await proc.stop(1000);
     throw new Error(

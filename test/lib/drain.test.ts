@@ -1,5 +1,5 @@
 // Owns: draining a node on the in-process channel: hand-over of primaries and backups (backup manager),
-// waiting for acks (delta manager), 503s for new sessions, /healthz and /cluster/drain, the quiet period.
+// waiting for acks (delta manager), 503s for new sessions, /readyz and /cluster/drain, the quiet period.
 import { describe, expect, it } from "vitest";
 import { MemoryBus } from "../../lib/channel/memory.ts";
 import type { ReplicatedSessions } from "../../lib/cluster.ts";
@@ -9,11 +9,16 @@ import { waitFor } from "../../functions/launch/index.ts";
 import { CookieClient } from "../kit/cookie-client.ts";
 import { attributesOn, startNodes, stopNode } from "../kit/memory-nodes.ts";
 
+const ADMIN = { token: "drain-test-admin-token-0123456789" };
+const BEARER = { authorization: `Bearer ${ADMIN.token}` };
+/** The demo app with its admin routes, as the Node server serves it. */
+const demo = (node: ReplicatedSessions) => createDemoApp(node, { admin: ADMIN });
+
 /** A cookie-keeping client for in-process demo apps. */
 class AppClient {
   readonly jar = new CookieClient();
   async request(node: ReplicatedSessions, method: string, path: string, headers: Record<string, string> = {}) {
-    const app = createDemoApp(node);
+    const app = demo(node);
     const res = await app.request(path, { method, headers: { ...headers, ...(this.jar.cookie ? { cookie: `SESSIONID=${this.jar.cookie}` } : {}) } });
     for (const line of res.headers.getSetCookie()) this.jar.absorb(line);
     const text = await res.text();
@@ -25,22 +30,24 @@ class AppClient {
 }
 
 async function drainStatus(node: ReplicatedSessions) {
-  const res = await createDemoApp(node).request("/cluster/drain");
+  const res = await demo(node).request("/cluster/drain", { headers: BEARER });
   return (await res.json()) as { state: string; remaining: number; inFlight: number; durationMs?: number };
 }
 
 describe("drain: delta manager", () => {
-  it("refuses new sessions with 503 + Retry-After, keeps serving existing ones, fails /healthz, and reports drained after the quiet period", async () => {
+  it("refuses new sessions with 503 + Retry-After, keeps serving existing ones, fails /readyz, and reports drained after the quiet period", async () => {
     const bus = new MemoryBus();
     const [n1, n2] = await startNodes(bus, ["n1", "n2"], { sendMode: "ack", drainQuietMs: 200 });
     const user = new AppClient();
     expect((await user.request(n1!, "POST", "/counter")).json.counter).toBe(1);
     expect(await drainStatus(n1!)).toMatchObject({ state: "serving", remaining: 0 });
 
-    const started = await createDemoApp(n1!).request("/cluster/drain", { method: "POST" });
+    const started = await demo(n1!).request("/cluster/drain", { method: "POST", headers: BEARER });
     expect(started.status).toBe(202);
     expect(((await started.json()) as { state: string }).state).toBe("draining");
-    expect((await createDemoApp(n1!).request("/healthz")).status).toBe(503);
+    expect((await demo(n1!).request("/readyz")).status).toBe(503);
+    // Still alive: an orchestrator must not restart a draining node.
+    expect((await demo(n1!).request("/healthz")).status).toBe(200);
     // The other member sees it draining through the heartbeat.
     await waitFor("n2 to see n1 draining", () => n2!.status().members.find((m) => m.node === "n1")?.state === "draining");
 
@@ -61,7 +68,7 @@ describe("drain: delta manager", () => {
     expect(attributesOn(n2!, user.key)).toEqual({ counter: 2 });
 
     // A cross-site page cannot start a drain.
-    const cross = await createDemoApp(n2!).request("http://127.0.0.1:8082/cluster/drain", { method: "POST", headers: { origin: "https://evil.example" } });
+    const cross = await demo(n2!).request("http://127.0.0.1:8082/cluster/drain", { method: "POST", headers: { ...BEARER, origin: "https://evil.example" } });
     expect(cross.status).toBe(403);
     expect((await drainStatus(n2!)).state).toBe("serving");
   });

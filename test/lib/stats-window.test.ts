@@ -142,6 +142,26 @@ describe("LagWindow", () => {
   });
 });
 
+describe("LagWindow.cumulative (the Prometheus histogram buckets)", () => {
+  it("counts every sample ever recorded below each power of two ms, exactly, outside the one-minute window too", () => {
+    const lag = new LagWindow();
+    const t0 = 1_000_000;
+    for (const ms of [0, 0.5, 1, 1.9, 2, 3, 3.99, 4, 100, 70_000]) lag.record(ms, t0);
+    lag.record(1, t0 + 5 * 60_000); // minutes later: the window forgot the first ones, the buckets did not
+    const { boundsMs, counts } = lag.cumulative(16);
+    expect(boundsMs).toEqual(Array.from({ length: 17 }, (_, k) => 2 ** k));
+    const below = (ms: number) => counts[boundsMs.indexOf(ms)];
+    expect(below(1)).toBe(2); // 0 and 0.5
+    expect(below(2)).toBe(5); // + 1, 1.9 and the late 1
+    expect(below(4)).toBe(8); // + 2, 3, 3.99
+    expect(below(8)).toBe(9); // + 4
+    expect(below(128)).toBe(10); // + 100
+    expect(below(65536)).toBe(10); // 70 s is above the last edge: only in +Inf (the count)
+    expect(lag.count).toBe(11);
+    for (let i = 1; i < counts.length; i++) expect(counts[i]).toBeGreaterThanOrEqual(counts[i - 1]!);
+  });
+});
+
 describe("ReplicationStats windows", () => {
   it("rates come from the traffic counters sampled each second", () => {
     const stats = new ReplicationStats();

@@ -24,6 +24,9 @@ import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/chann
 import { createSnapshotTable } from "../../../lib/store/dynamodb.ts";
 import { REPO_ROOT, spawnTracked, startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
 
+/** The admin token the handler module reads (SESSREP_ADMIN_TOKEN): `/cluster` needs it. */
+const ADMIN_TOKEN = "lambda-test-admin-token-0123456789";
+
 const USER = "sessrep";
 const PASSWORD = "s3cret-for-tests";
 const SECRET_ID = "sessrep/test/nats";
@@ -47,7 +50,7 @@ const workers: ChildProcess[] = [];
 let requestCounter = 0;
 
 /** A Function URL (payload format 2.0) event, as Lambda delivers it: cookies in `cookies`, not in a header. */
-function urlEvent(method: string, path: string, options: { cookie?: string; body?: string } = {}): LambdaEvent {
+function urlEvent(method: string, path: string, options: { cookie?: string; body?: string; headers?: Record<string, string> } = {}): LambdaEvent {
   const now = Date.now();
   const event: APIGatewayProxyEventV2 = {
     version: "2.0",
@@ -61,6 +64,7 @@ function urlEvent(method: string, path: string, options: { cookie?: string; body
       "x-forwarded-port": "443",
       "user-agent": "vitest",
       ...(options.body !== undefined ? { "content-type": "application/json" } : {}),
+      ...options.headers,
     },
     requestContext: {
       accountId: "anonymous",
@@ -223,6 +227,7 @@ describe("handler module (env-configured, NATS credentials from Secrets Manager)
       AWS_SECRET_ACCESS_KEY: "test",
       AWS_ENDPOINT_URL_SECRETS_MANAGER: awsUrl,
       LOG_LEVEL: "silent",
+      SESSREP_ADMIN_TOKEN: ADMIN_TOKEN,
     });
     delete process.env.NATS_URL; // the servers come from the secret
     delete process.env.SESSREP_DYNAMODB_TABLE;
@@ -285,7 +290,8 @@ describe("handler module (env-configured, NATS credentials from Secrets Manager)
     const health = (await handler(urlEvent("GET", "/healthz"))) as Result;
     expect(health.statusCode).toBe(200);
     expect(json(health)).toMatchObject({ ready: true, node: runtime.node });
-    const cluster = json((await handler(urlEvent("GET", "/cluster"))) as Result);
+    expect(((await handler(urlEvent("GET", "/cluster"))) as Result).statusCode).toBe(401);
+    const cluster = json((await handler(urlEvent("GET", "/cluster", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }))) as Result);
     expect(cluster).toMatchObject({ cluster: "lambda-it", node: runtime.node, manager: "delta", sendMode: "persist", persistence: { log: "SESSREP_lambda-it", store: "log-replay" } });
   });
 });

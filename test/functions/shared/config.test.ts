@@ -48,6 +48,8 @@ describe("readConfig", () => {
     ["node", { NATS_USER: "u" }, /NATS_USER and NATS_PASSWORD go together/],
     ["edge", { NATS_URL: "ws://h:1", SESSREP_MAX_INACTIVE: "1.5" }, /SESSREP_MAX_INACTIVE must be an integer/],
     ["edge", { NATS_URL: "ws://h:1", SESSREP_CLUSTER_KEY: "k1:short" }, /^SESSREP_CLUSTER_KEY: /],
+    // A secret is never echoed: the message names the rule, not the value.
+    ["lambda", { SESSREP_ADMIN_TOKEN: "short-secret" }, /^SESSREP_ADMIN_TOKEN must be at least 16 characters$/],
   ] as const)("%s refuses %o with a ConfigError naming the variable", (runtime, env, message) => {
     const error = (() => {
       try {

@@ -1,13 +1,21 @@
-<!doctype html>
+/**
+ * The cluster dashboard page served at `<admin>/cluster/ui`: one self-contained HTML document kept as
+ * a module string, so it ships with the library and works on every runtime without a file system.
+ */
+
+/** The dashboard HTML. */
+export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Cluster dashboard · session-replication</title>
 <!--
-  The cluster dashboard every node serves at /cluster/ui: one self-contained file, no build step.
-  It polls /cluster of this node and of every member (their advertised URLs; CORS is open on GET),
-  and /cluster/sessions for the session table (key prefixes only: keys are credentials).
+  The cluster dashboard of the admin routes (GET <admin>/cluster/ui): one self-contained page.
+  Every request is same-origin and relative to where the admin routes are mounted: this node's
+  /cluster, and the other members through this node (/cluster/members/<node>, which the node
+  fetches from the member's advertised URL), plus /cluster/sessions for the session table (key
+  prefixes only: keys are credentials). The browser sends the admin credentials it was asked for.
 -->
 <style>
   :root {
@@ -158,39 +166,42 @@ function svg(tag, attrs) {
 }
 const fmt = (n, d = 0) => (n === null || n === undefined || Number.isNaN(n) ? "–" : Number(n).toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }));
 const fmtRate = (n) => fmt(n, n < 10 ? 1 : 0);
-const fmtMs = (ms) => (ms === null || ms === undefined ? "–" : ms < 10 ? `${fmt(ms, 1)} ms` : ms < 10000 ? `${fmt(ms)} ms` : `${fmt(ms / 1000, 1)} s`);
+const fmtMs = (ms) => (ms === null || ms === undefined ? "–" : ms < 10 ? \`\${fmt(ms, 1)} ms\` : ms < 10000 ? \`\${fmt(ms)} ms\` : \`\${fmt(ms / 1000, 1)} s\`);
 function fmtAge(ms) {
   if (ms === undefined || ms === null || ms < 0) return "–";
   const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  if (s < 60) return \`\${s}s\`;
+  if (s < 3600) return \`\${Math.floor(s / 60)}m \${s % 60}s\`;
+  if (s < 86400) return \`\${Math.floor(s / 3600)}h \${Math.floor((s % 3600) / 60)}m\`;
+  return \`\${Math.floor(s / 86400)}d \${Math.floor((s % 86400) / 3600)}h\`;
 }
 const sum = (xs) => xs.reduce((a, b) => a + (Number(b) || 0), 0);
-const pill = (state) => el("span", { class: `pill s-${state}`, "data-state": state }, el("span", { class: "dot" }), state);
+const pill = (state) => el("span", { class: \`pill s-\${state}\`, "data-state": state }, el("span", { class: "dot" }), state);
 
 async function getJson(url) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
   try {
     const res = await fetch(url, { signal: ctl.signal, cache: "no-store" });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    if (!res.ok) throw new Error(\`HTTP \${res.status}\`);
     return await res.json();
   } finally {
     clearTimeout(timer);
   }
 }
-const base = (url) => (url || "").replace(/\/+$/, "");
+const base = (url) => (url || "").replace(/\\/+$/, "");
+/** Where the admin routes are mounted: this page is <admin>/cluster/ui. */
+const ADMIN = location.pathname.replace(/\\/cluster\\/ui\\/?$/, "");
+const member = (node, path = "") => \`\${ADMIN}/cluster/members/\${encodeURIComponent(node)}\${path}\`;
 
 async function poll() {
   try {
-    self = await getJson("/cluster");
+    self = await getJson(\`\${ADMIN}/cluster\`);
     $("live-dot").className = "dot ok";
-    $("live-text").textContent = `live · ${new Date().toLocaleTimeString()}`;
+    $("live-text").textContent = \`live · \${new Date().toLocaleTimeString()}\`;
   } catch (error) {
     $("live-dot").className = "dot bad";
-    $("live-text").textContent = `this node does not answer (${error.message})`;
+    $("live-text").textContent = \`this node does not answer (\${error.message})\`;
     for (const n of nodes.values()) if (n.self) n.state = "unreachable";
     render();
     return;
@@ -202,9 +213,9 @@ async function poll() {
     nodes.set(view.node, n);
     Object.assign(n, { view, self: view.self, url: view.url, gone: false });
     if (view.self) { n.status = self; n.lastOk = Date.now(); n.state = view.state; return; }
-    if (!/^https?:\/\//.test(view.url || "")) { n.status = null; n.state = view.state; n.noUrl = true; return; }
+    if (!/^https?:\\/\\//.test(view.url || "")) { n.status = null; n.state = view.state; n.noUrl = true; return; }
     try {
-      n.status = await getJson(`${base(view.url)}/cluster`);
+      n.status = await getJson(member(view.node));
       n.lastOk = Date.now();
       n.state = view.state;
     } catch {
@@ -225,7 +236,7 @@ async function poll() {
   while (history.length > HISTORY) history.shift();
   render();
   // Membership changed (a node joined, died or came back): refresh the session table now, not in 3 s.
-  const shape = order().map((n) => `${n.node}:${n.state}`).join(",");
+  const shape = order().map((n) => \`\${n.node}:\${n.state}\`).join(",");
   if (lastShape && shape !== lastShape && sessionsTimer) {
     clearTimeout(sessionsTimer);
     sessionsTimer = setTimeout(sessionsLoop, 0);
@@ -243,34 +254,34 @@ function render() {
   $("self").textContent = self.node;
   $("manager").textContent = self.manager;
   $("send").textContent = self.sendMode;
-  document.title = `${self.cluster} · cluster dashboard`;
+  document.title = \`\${self.cluster} · cluster dashboard\`;
   const all = order();
   const up = all.filter((n) => n.status);
   const healthy = all.filter((n) => n.state === "alive").length;
-  $("c-members").textContent = `${healthy} / ${all.length}`;
+  $("c-members").textContent = \`\${healthy} / \${all.length}\`;
   const down = all.filter((n) => n.state === "unreachable" || n.state === "dead").length;
-  $("c-members-sub").textContent = down ? `${down} unreachable or dead` : "all alive";
+  $("c-members-sub").textContent = down ? \`\${down} unreachable or dead\` : "all alive";
   $("c-members-sub").className = down ? "sub error" : "sub";
   const totals = self.sessions;
   $("c-sessions").textContent = fmt(self.manager === "backup" ? (totals.primary || 0) + (totals.backup || 0) + (totals.proxy || 0) : totals.total);
   $("c-sessions-sub").textContent = self.manager === "backup" ? "known to this node (entries)" : "replicated on every node";
   const last = history[history.length - 1] || { in: 0, out: 0, bin: 0, bout: 0 };
   $("c-rate").replaceChildren(fmtRate(last.out), el("small", {}, "out"));
-  $("c-rate-sub").textContent = `${fmtRate(last.in)} in · ${fmt((last.bout + last.bin) / 1024, 1)} KB/s`;
+  $("c-rate-sub").textContent = \`\${fmtRate(last.in)} in · \${fmt((last.bout + last.bin) / 1024, 1)} KB/s\`;
   const lags = up.map((n) => n.status.replicationLag).filter((l) => l && l.samples > 0);
   const worst = (key) => (lags.length ? Math.max(...lags.map((l) => l[key])) : null);
   if (lags.length) {
     const [p50, p99] = [worst("p50Ms"), worst("p99Ms")];
     const unit = p99 >= 10000 ? "s" : "ms";
     const f = (ms) => (unit === "s" ? fmt(ms / 1000, 1) : fmt(ms, ms < 10 ? 1 : 0));
-    $("c-lag").replaceChildren(`${f(p50)} / ${f(p99)}`, el("small", {}, unit));
+    $("c-lag").replaceChildren(\`\${f(p50)} / \${f(p99)}\`, el("small", {}, unit));
   } else $("c-lag").textContent = "–";
-  $("c-lag-sub").textContent = lags.length ? `last minute, ${fmt(sum(lags.map((l) => l.samples)))} samples, worst node` : "no replication in the last minute";
+  $("c-lag-sub").textContent = lags.length ? \`last minute, \${fmt(sum(lags.map((l) => l.samples)))} samples, worst node\` : "no replication in the last minute";
   $("c-acks").textContent = fmt(sum(up.map((n) => n.status.stats.acksTimedOut)));
   const dropped = {};
   for (const n of up) for (const [reason, count] of Object.entries(n.status.stats.dropped || {})) dropped[reason] = (dropped[reason] || 0) + count;
   $("c-dropped").textContent = fmt(sum(Object.values(dropped)));
-  $("c-dropped-sub").textContent = Object.keys(dropped).length ? Object.entries(dropped).map(([r, c]) => `${r} ${c}`).join(" · ") : "none";
+  $("c-dropped-sub").textContent = Object.keys(dropped).length ? Object.entries(dropped).map(([r, c]) => \`\${r} \${c}\`).join(" · ") : "none";
   renderMembers(all);
   renderBars(all);
   renderChart(last);
@@ -299,9 +310,9 @@ function renderMembers(all) {
       el("td", { class: "num" }, lag ? fmtMs(lag.p99Ms) : "–"),
       el("td", { class: "num" }, s ? fmt(s.stats.acksTimedOut) : "–"),
       el("td", { class: "num" }, s ? fmt(sum(Object.values(s.stats.dropped || {}))) : "–"),
-      el("td", {}, st ? `${st.state}${st.sessionsReceived ? ` · ${fmt(st.sessionsReceived)} recv` : ""}${st.donor ? ` from ${st.donor}` : ""}` : "–"),
+      el("td", {}, st ? \`\${st.state}\${st.sessionsReceived ? \` · \${fmt(st.sessionsReceived)} recv\` : ""}\${st.donor ? \` from \${st.donor}\` : ""}\` : "–"),
       el("td", { class: "num" }, startedAt && !n.gone ? fmtAge(now - startedAt) : "–"),
-      el("td", { class: "mono" }, n.url ? el("a", { href: n.url.replace(/\/+$/, "") + "/cluster/ui" }, n.url) : n.noUrl ? "not advertised" : "–"));
+      el("td", { class: "mono" }, n.url ? el("a", { href: base(n.url) + ADMIN + "/cluster/ui", rel: "noopener" }, n.url) : n.noUrl ? "not advertised" : "–"));
     return row;
   }));
 }
@@ -316,21 +327,21 @@ function renderBars(all) {
     const total = c ? sum(c) : null;
     const track = el("div", { class: "track" });
     if (c) roles.forEach((role, i) => {
-      if (c[i] > 0) track.append(el("div", { class: "seg", "data-role": role, "data-count": c[i], title: `${role}: ${c[i]}`, style: `width:${(100 * c[i]) / max}%` }));
+      if (c[i] > 0) track.append(el("div", { class: "seg", "data-role": role, "data-count": c[i], title: \`\${role}: \${c[i]}\`, style: \`width:\${(100 * c[i]) / max}%\` }));
     });
-    return el("div", { class: `bar-row${c ? "" : " down"}`, "data-node": n.node, "data-state": n.state, "data-total": total === null ? "" : total },
-      el("div", { class: "bar-name mono", title: n.node }, el("span", { class: `dot s-${n.state}`, style: `background:var(--${n.state === "unreachable" || n.state === "dead" ? "down" : n.state})` }), n.node),
+    return el("div", { class: \`bar-row\${c ? "" : " down"}\`, "data-node": n.node, "data-state": n.state, "data-total": total === null ? "" : total },
+      el("div", { class: "bar-name mono", title: n.node }, el("span", { class: \`dot s-\${n.state}\`, style: \`background:var(--\${n.state === "unreachable" || n.state === "dead" ? "down" : n.state})\` }), n.node),
       track,
       el("div", { class: "bar-value" }, c ? fmt(total) : n.state));
   }));
   const items = backup ? [["primary", "primary"], ["backup", "backup copy"], ["proxy", "proxy entry"]] : [["sessions", "sessions held"]];
-  $("legend").replaceChildren(...items.map(([v, label]) => el("span", {}, el("i", { style: `background:var(--${v})` }), label)));
+  $("legend").replaceChildren(...items.map(([v, label]) => el("span", {}, el("i", { style: \`background:var(--\${v})\` }), label)));
 }
 
 function renderChart(last) {
   $("r-out").textContent = fmtRate(last.out);
   $("r-in").textContent = fmtRate(last.in);
-  $("r-bytes").textContent = `${fmt(last.bout / 1024, 1)} KB/s out · ${fmt(last.bin / 1024, 1)} KB/s in`;
+  $("r-bytes").textContent = \`\${fmt(last.bout / 1024, 1)} KB/s out · \${fmt(last.bin / 1024, 1)} KB/s in\`;
   const W = 600, H = 150, top = 10, bottom = 18, left = 34;
   const chart = $("chart");
   const peak = Math.max(1, ...history.map((p) => Math.max(p.in, p.out)));
@@ -351,11 +362,11 @@ function renderChart(last) {
   const label = svg("text", { x: W - 4, y: H - 4, "text-anchor": "end" });
   label.textContent = "now";
   const label2 = svg("text", { x: left, y: H - 4 });
-  label2.textContent = span >= 90000 ? `−${Math.round(span / 60000)} min` : `−${Math.round(span / 1000)} s`;
+  label2.textContent = span >= 90000 ? \`−\${Math.round(span / 60000)} min\` : \`−\${Math.round(span / 1000)} s\`;
   parts.push(label, label2);
   for (const [key, color] of [["in", "var(--in)"], ["out", "var(--out)"]]) {
     if (history.length < 2) break;
-    const pts = history.map((p, i) => `${x(i).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
+    const pts = history.map((p, i) => \`\${x(i).toFixed(1)},\${y(p[key]).toFixed(1)}\`).join(" ");
     parts.push(svg("polyline", { points: pts, fill: "none", stroke: color, "stroke-width": 2, "vector-effect": "non-scaling-stroke", "stroke-linejoin": "round" }));
   }
   chart.replaceChildren(...parts);
@@ -365,7 +376,7 @@ function renderChart(last) {
 async function pollSessions() {
   if (!self) return;
   const sources = order().filter((n) => n.status && (n.self || self.manager === "backup"));
-  const lists = await Promise.all(sources.map((n) => getJson(`${n.self ? "" : base(n.url)}/cluster/sessions?limit=200`).catch(() => null)));
+  const lists = await Promise.all(sources.map((n) => getJson(n.self ? \`\${ADMIN}/cluster/sessions?limit=200\` : member(n.node, "/sessions?limit=200")).catch(() => null)));
   const mine = lists[0];
   if (!mine) return;
   // Rows come from this node; the backup manager's age and idle time come from whichever node holds the data.
@@ -378,7 +389,7 @@ async function pollSessions() {
     }
   }
   const rows = [...merged.values()].sort((a, b) => (b.createdAt || 0) - (a.createdAt || 0));
-  $("sessions-note").textContent = `${fmt(rows.length)} shown of ${fmt(mine.total)} · key prefixes only`;
+  $("sessions-note").textContent = \`\${fmt(rows.length)} shown of \${fmt(mine.total)} · key prefixes only\`;
   // The delta manager keeps every session on every node: no primary or backup to show.
   const backup = mine.manager === "backup";
   const heads = backup ? ["Key prefix", "Primary", "Backup", "Age", "Idle", "Last used on"] : ["Key prefix", "Held on", "Age", "Idle", "Last used on"];
@@ -389,7 +400,7 @@ async function pollSessions() {
     return;
   }
   body.replaceChildren(...rows.map((s) => el("tr", { "data-key": s.key },
-    el("td", { class: "mono" }, `${s.key}…`),
+    el("td", { class: "mono" }, \`\${s.key}…\`),
     ...(backup ? [el("td", { class: "mono" }, s.primary || "–"), el("td", { class: "mono" }, s.backup || "none")] : [el("td", {}, "every node")]),
     el("td", { class: "num" }, s.createdAt !== undefined ? fmtAge(s.time - s.createdAt) : "–"),
     el("td", { class: "num" }, s.lastAccessedAt !== undefined ? fmtAge(s.time - s.lastAccessedAt) : "–"),
@@ -408,3 +419,4 @@ loop().then(() => sessionsLoop());
 </script>
 </body>
 </html>
+`;
