@@ -7,7 +7,8 @@ import { InvalidOptionsError } from './errors.ts';
 import { consoleLogger, type Logger } from './logger.ts';
 import { BackupManager } from './managers/backup/backup-manager.ts';
 import { DeltaManager } from './managers/delta/delta-manager.ts';
-import type { SendMode, StateTransferStatus } from './managers/manager.ts';
+import type { SendMode, SessionManager, SessionSummary, StateTransferStatus } from './managers/manager.ts';
+import type { PageLimits } from './managers/state-transfer.ts';
 import { Membership } from './membership/membership.ts';
 import { sessionMiddleware, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
 import { HybridClock } from './session/clock.ts';
@@ -16,7 +17,6 @@ import type { ReplicationLog } from './channel/jetstream-log.ts';
 import type { SnapshotStore } from './store/snapshot-store.ts';
 import { ReplicationStats, type TrafficRates } from './stats.ts';
 import type { LagSummary } from './stats-window.ts';
-import { roleOf } from './managers/backup/ownership-map.ts';
 import { checkClusterKeys, MessageProtection } from './codec/protection.ts';
 import { DrainController, type DrainStatus } from './drain.ts';
 import type { MiddlewareHandler } from 'hono';
@@ -26,6 +26,9 @@ const DEFAULT_SESSION_BYTES = 1024 * 1024;
 const DEFAULT_STORED_SESSION_BYTES = 350 * 1024;
 /** Largest `maxSessionBytes` allowed with a snapshot store (DynamoDB's item limit less the item's keys and fields). */
 const MAX_STORED_SESSION_BYTES = 380 * 1024;
+/** State transfer pages: small enough for one broker message; the backup manager's carry entries only, so more of them. */
+const DELTA_PAGE_LIMITS: PageLimits = { maxSessions: 1000, maxBytes: 512 * 1024 };
+const BACKUP_PAGE_LIMITS: PageLimits = { maxSessions: 5000, maxBytes: 512 * 1024 };
 /** Room a replication message needs besides the session's attributes (envelope, keys, stamps). */
 const PAYLOAD_OVERHEAD_BYTES = 64 * 1024;
 
@@ -95,19 +98,7 @@ export interface MemberStatus {
   lastSeenMsAgo: number;
 }
 
-/** One row of `/cluster/sessions`: never the full key (it is a credential) nor attribute values. */
-export interface SessionSummary {
-  /** The first 8 characters of the session key. */
-  key: string;
-  /** Backup manager: this node's role, and where the session lives. */
-  role?: 'primary' | 'backup' | 'proxy';
-  primary?: string;
-  backup?: string;
-  /** When this node holds the session's data. */
-  createdAt?: number;
-  lastAccessedAt?: number;
-  lastAccessedBy?: string;
-}
+export type { SessionSummary };
 
 /** The JSON served at `/cluster/sessions`. */
 export interface SessionList {
@@ -208,11 +199,15 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     touchIntervalMs,
     tombstoneTtlMs: o.tombstoneTtlMs,
     resyncAfterMs: o.memberDropMs,
+    pageLimits: o.manager === 'backup' ? BACKUP_PAGE_LIMITS : DELTA_PAGE_LIMITS,
+    snapshot: { intervalMs: o.snapshotIntervalMs, checkpointPollMs: Math.max(5000, o.snapshotIntervalMs * 5) },
     ...(o.log ? { log: o.log } : {}),
-    ...(o.store ? { store: o.store, snapshot: { intervalMs: o.snapshotIntervalMs, checkpointPollMs: Math.max(5000, o.snapshotIntervalMs * 5) } } : {}),
+    ...(o.store ? { store: o.store } : {}),
   };
   const manager: DeltaManager | BackupManager =
     o.manager === 'backup' ? new BackupManager(parts, { ...managerOptions, fetchTimeoutMs: o.fetchTimeoutMs }) : new DeltaManager(parts, managerOptions);
+  /** The manager as the status views see it: through the contract only. */
+  const contract: SessionManager = manager;
   const drainer = new DrainController(manager, membership, logger, o.drainQuietMs);
   const channelState: ClusterStatus['channel'] = { kind: channel.kind, status: 'connected' };
   channel.onStatus((status, detail) => {
@@ -337,30 +332,13 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         rates: stats.rates(),
         replicationLag: stats.lag(now),
         stateTransfer: { ...manager.stateTransfer },
-        ...(manager instanceof DeltaManager && manager.persistence ? { persistence: manager.persistence } : {}),
+        ...(contract.persistence ? { persistence: contract.persistence } : {}),
         stats: stats.snapshot(),
       };
     },
     sessions(limit = 200) {
-      const max = Math.max(0, Math.min(Math.floor(limit), 10_000));
-      const rows: SessionSummary[] = [];
-      const held = (key: string): Pick<SessionSummary, 'createdAt' | 'lastAccessedAt' | 'lastAccessedBy'> => {
-        const state = manager.inspect(key);
-        return state && !state.ended ? { createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {};
-      };
-      if (manager instanceof BackupManager) {
-        let total = 0;
-        for (const entry of manager.entries()) {
-          total++;
-          if (rows.length < max) rows.push({ key: entry.key.slice(0, 8), role: roleOf(entry, node), primary: entry.primary, backup: entry.backup, ...held(entry.key) });
-        }
-        return { node, manager: 'backup', time: Date.now(), total, sessions: rows };
-      }
-      for (const state of manager.liveSessions()) {
-        if (rows.length >= max) break;
-        rows.push({ key: state.key.slice(0, 8), createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy });
-      }
-      return { node, manager: 'delta', time: Date.now(), total: manager.sessionCounts().total ?? rows.length, sessions: rows };
+      const { total, sessions } = manager.summaries(Math.max(0, Math.min(Math.floor(limit), 10_000)));
+      return { node, manager: manager.name, time: Date.now(), total, sessions };
     },
   };
 }

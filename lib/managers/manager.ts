@@ -27,20 +27,20 @@ export interface ManagerParts {
   readonly logger: Logger;
 }
 
-/** Timing and limits both strategies take; each strategy's options extend these. */
+/** Timing and limits both strategies take; each strategy's options extend these (`createCluster` supplies the defaults). */
 export interface CommonManagerOptions {
-  /** How long an `ack` commit waits for the members that must apply it; default 5000 ms. */
+  /** How long an `ack` commit waits for the members that must apply it. */
   readonly ackTimeoutMs: number;
-  /** A joiner's budget for fetching all sessions from a peer; default 60000 ms. */
+  /** A joiner's budget for fetching all sessions from a peer. */
   readonly stateTransferTimeoutMs: number;
-  /** Expiry sweep period; default 10000 ms. */
+  /** Expiry sweep period. */
   readonly sweepIntervalMs: number;
   /** Minimum time between two replicated touches of an unchanged session. */
   readonly touchIntervalMs: number;
-  /** How long ended sessions stay as tombstones, absorbing late messages; default 10 min. */
+  /** How long ended sessions stay as tombstones, absorbing late messages. */
   readonly tombstoneTtlMs: number;
-  /** Size limits of the pages a donor sends a joiner. @default each strategy's own (`DEFAULT_PAGE_LIMITS` for delta) */
-  readonly pageLimits?: PageLimits;
+  /** How much one state transfer page carries. */
+  readonly pageLimits: PageLimits;
 }
 
 /** How one request's changes are committed. */
@@ -64,6 +64,20 @@ export interface StateTransferStatus {
   /** Why the node started empty, when it did. */
   detail?: string;
   durationMs?: number;
+}
+
+/** One row of `/cluster/sessions`: never the full key (it is a credential) nor attribute values. */
+export interface SessionSummary {
+  /** The first 8 characters of the session key. */
+  key: string;
+  /** Backup manager: this node's role, and where the session lives. */
+  role?: 'primary' | 'backup' | 'proxy';
+  primary?: string;
+  backup?: string;
+  /** When this node holds the session's data. */
+  createdAt?: number;
+  lastAccessedAt?: number;
+  lastAccessedBy?: string;
 }
 
 /** A replication strategy. */
@@ -98,12 +112,6 @@ export interface SessionManager {
    * resolves to false when the changes could not be sent (the middleware answers 503 in `persist`).
    */
   commit(changes: SessionChanges, options: CommitOptions): Promise<boolean | void>;
-  /**
-   * Expires sessions idle past their interval (plus a replica's grace) everywhere and forgets old
-   * tombstones. The manager's timer calls it every `sweepIntervalMs`; a runtime whose timers do not
-   * run while frozen (AWS Lambda) calls it itself.
-   */
-  sweep(now: number): void;
   /** Handles a message sent to this node's own subject (acks, state pages, copies, fetches). */
   onDirect(incoming: Incoming): void;
   /** The session data this node holds for a key, tombstones included (tests and diagnostics). */
@@ -123,4 +131,14 @@ export interface SessionManager {
   drain(): Promise<void>;
   /** Sessions (backup) or unacknowledged writes (delta) that still keep this node from stopping safely. */
   drainRemaining(): number;
+  /** Ends the sessions idle past their timeout as of `now` (ms since epoch); runs every `sweepIntervalMs` by itself. */
+  sweep(now: number): void;
+  /** Replication log and snapshot store progress for `/cluster`, when they are configured. */
+  readonly persistence?: Record<string, unknown>;
+  /**
+   * The sessions this node knows, at most `limit` rows, for `/cluster/sessions`: the delta manager
+   * the sessions it holds, the backup manager every live ownership entry with this node's role.
+   * `total` counts them all.
+   */
+  summaries(limit: number): { total: number; sessions: SessionSummary[] };
 }

@@ -29,9 +29,6 @@ export interface PageLimits {
   readonly maxBytes: number;
 }
 
-/** Default page limits. */
-export const DEFAULT_PAGE_LIMITS: PageLimits = { maxSessions: 1000, maxBytes: 512 * 1024 };
-
 /**
  * A byte budget that fits one broker message: at most half the broker's max payload (when known),
  * which leaves room for the encoding and the envelope. A single larger item still goes alone.

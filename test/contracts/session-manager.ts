@@ -60,7 +60,7 @@ function attributes(state: { attributes: Map<string, { value?: string }> } | und
 
 /**
  * Runs the SessionManager contract: find, resolve, commit and apply, invalidate, expiry by sweep,
- * counts, drain, and state transfer to a joiner. Every node is reached only through the
+ * counts and summaries, drain, and state transfer to a joiner. Every node is reached only through the
  * `SessionManager` interface and the middleware, as `createCluster` wires them.
  */
 export function describeSessionManagerContract({ name, manager, channel, options = {}, additionalTests }: SessionManagerContractOptions): void {
@@ -202,6 +202,25 @@ export function describeSessionManagerContract({ name, manager, channel, options
       await waitFor("every node to know the five sessions", () => nodes.every((n) => n.manager.sessionCounts().total === 5));
       expect(nodes[0]!.manager.activeSessions()).toBe(5);
       expect(new Set([...nodes[0]!.manager.liveSessions()].map((s) => s.key))).toEqual(new Set(keys));
+    });
+
+    it("summaries: at most `limit` rows of key prefixes (never a full key), `total` counting every session known", async () => {
+      const nodes = await startNodes(2);
+      const keys: string[] = [];
+      for (let i = 0; i < 4; i++) keys.push((await createSession(nodes[0]!, { i })).key);
+      await waitFor("n2 to know the four sessions", () => nodes[1]!.manager.sessionCounts().total === 4);
+      for (const n of nodes) {
+        const { total, sessions } = n.manager.summaries(3);
+        expect(total).toBe(4);
+        expect(sessions).toHaveLength(3);
+        for (const row of sessions) {
+          expect(row.key).toHaveLength(8);
+          expect(keys.filter((key) => key.startsWith(row.key))).toHaveLength(1);
+        }
+      }
+      const writer = nodes[0]!.manager.summaries(10);
+      expect(writer.sessions.map((row) => row.key).sort()).toEqual(keys.map((key) => key.slice(0, 8)).sort());
+      for (const row of writer.sessions) expect(row.lastAccessedBy).toBe("n1");
     });
 
     it("drain leaves nothing keeping the node from stopping, and the others still serve its sessions after it stopped", async () => {

@@ -9,12 +9,12 @@
  * fetches sessions, `hand-over.ts` drains, and `copies.ts` sends data and entries.
  */
 import type { Incoming } from '../../bus/cluster-bus.ts';
+import { SESSION_PREFIX_LENGTH } from '../../logger.ts';
 import type { SessionChanges } from '../../session/session.ts';
 import { isIdleExpired, latestStamp, type SessionState } from '../../session/state.ts';
 import { ReplicaCore } from '../core.ts';
-import type { CommitOptions, CommonManagerOptions, ManagerParts, SendMode, SessionManager, StateTransferStatus } from '../manager.ts';
+import type { CommitOptions, CommonManagerOptions, ManagerParts, SendMode, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
 import { roleOf, type OwnershipEntry } from './ownership-map.ts';
-import { DEFAULT_PAGE_LIMITS } from '../state-transfer.ts';
 import { CopySender } from './copies.ts';
 import { HandOver } from './hand-over.ts';
 import { Ownership } from './ownership.ts';
@@ -22,7 +22,7 @@ import { Takeover } from './takeover.ts';
 
 /** Timing and limits of the backup manager. */
 export interface BackupManagerOptions extends CommonManagerOptions {
-  /** How long a proxy waits for the primary or backup to hand over a session; default 5000 ms. */
+  /** How long a proxy waits for the primary or backup to hand over a session. */
   readonly fetchTimeoutMs: number;
 }
 
@@ -44,8 +44,7 @@ export class BackupManager implements SessionManager {
       keys: () => [...this.#ownership.map.all()].map((entry) => entry.key),
       item: (key: string) => ({ entry: this.#ownership.map.raw(key) }),
     };
-    const pageLimits = options.pageLimits ?? { ...DEFAULT_PAGE_LIMITS, maxSessions: 5000 };
-    const core = new ReplicaCore(parts, { ...options, pageLimits, source });
+    const core = new ReplicaCore(parts, { ...options, source });
     this.#core = core;
     this.stateTransfer = core.stateTransfer;
     this.#copies = new CopySender(core, options.ackTimeoutMs);
@@ -171,6 +170,20 @@ export class BackupManager implements SessionManager {
   /** Live ownership entries this node knows. */
   entries(): IterableIterator<OwnershipEntry> {
     return this.#ownership.map.live();
+  }
+
+  /** Every live ownership entry with this node's role, data fields where the data is held here, at most `limit` rows (`SessionManager.summaries`). */
+  summaries(limit: number): { total: number; sessions: SessionSummary[] } {
+    const sessions: SessionSummary[] = [];
+    let total = 0;
+    for (const entry of this.entries()) {
+      total++;
+      if (sessions.length >= limit) continue;
+      const state = this.#core.table.live(entry.key);
+      const held = state ? { createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {};
+      sessions.push({ key: entry.key.slice(0, SESSION_PREFIX_LENGTH), role: roleOf(entry, this.#core.self), primary: entry.primary, backup: entry.backup, ...held });
+    }
+    return { total, sessions };
   }
 
   /** See `HandOver.drain`: every session this node is primary or backup of goes to other members. */

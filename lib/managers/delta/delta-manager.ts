@@ -8,14 +8,14 @@
  * and catches up through the replication log.
  */
 import type { Incoming } from '../../bus/cluster-bus.ts';
+import { SESSION_PREFIX_LENGTH } from '../../logger.ts';
 import type { ReplicationLog } from '../../channel/jetstream-log.ts';
 import type { SessionChanges } from '../../session/session.ts';
 import { cloneState, type SessionState } from '../../session/state.ts';
 import type { SnapshotStore } from '../../store/snapshot-store.ts';
 import type { SnapshotWriterOptions } from '../../store/snapshot-writer.ts';
 import { ReplicaCore } from '../core.ts';
-import type { CommitOptions, CommonManagerOptions, ManagerParts, SessionManager, StateTransferStatus } from '../manager.ts';
-import { DEFAULT_PAGE_LIMITS } from '../state-transfer.ts';
+import type { CommitOptions, CommonManagerOptions, ManagerParts, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
 import { StallAwareExpiry } from './expiry.ts';
 import { GapWatch, type GapReason } from './gaps.ts';
 import { LogReplica } from './log-replica.ts';
@@ -28,8 +28,8 @@ export interface DeltaManagerOptions extends CommonManagerOptions {
   readonly log?: ReplicationLog;
   /** The snapshot store (DynamoDB): where a joining node loads sessions instead of asking a peer (needs `log`). */
   readonly store?: SnapshotStore;
-  /** Write-behind timing of the snapshot store. @default { intervalMs: 1000, checkpointPollMs: 5000 } */
-  readonly snapshot?: SnapshotWriterOptions;
+  /** Write-behind timing of the snapshot store (used with `store`). */
+  readonly snapshot: SnapshotWriterOptions;
   /**
    * After the channel reconnects, or after this process stalled (paused, frozen, blocked event loop)
    * for longer than this, the node may have missed deltas (core NATS does not keep them). Without a
@@ -60,7 +60,7 @@ export class DeltaManager implements SessionManager {
 
   constructor(parts: ManagerParts, options: DeltaManagerOptions) {
     const source = { keys: () => this.#core.table.keys(), item: (key: string) => ({ state: this.#core.table.get(key) }) };
-    const core = new ReplicaCore(parts, { ...options, pageLimits: options.pageLimits ?? DEFAULT_PAGE_LIMITS, source });
+    const core = new ReplicaCore(parts, { ...options, source });
     this.#core = core;
     this.stateTransfer = core.stateTransfer;
     const { log, resyncAfterMs } = options;
@@ -187,6 +187,17 @@ export class DeltaManager implements SessionManager {
   /** Live sessions this node holds. */
   liveSessions(): IterableIterator<SessionState> {
     return this.#core.table.liveStates();
+  }
+
+  /** Summaries of the live sessions held here, at most `limit` (`SessionManager.summaries`). */
+  summaries(limit: number): { total: number; sessions: SessionSummary[] } {
+    const sessions: SessionSummary[] = [];
+    for (const state of this.liveSessions()) {
+      if (sessions.length >= limit) break;
+      const { key, createdAt, lastAccessedAt, lastAccessedBy } = state;
+      sessions.push({ key: key.slice(0, SESSION_PREFIX_LENGTH), createdAt, lastAccessedAt, lastAccessedBy });
+    }
+    return { total: this.#core.table.liveCount, sessions };
   }
 
   /** Ends an idle session here and everywhere. */

@@ -13,7 +13,7 @@ import type { ReplicaCore } from '../core.ts';
 export interface LogReplicaOptions {
   readonly log: ReplicationLog;
   readonly store?: SnapshotStore | undefined;
-  readonly snapshot?: SnapshotWriterOptions | undefined;
+  readonly snapshot: SnapshotWriterOptions;
   readonly stateTransferTimeoutMs: number;
 }
 
@@ -32,8 +32,7 @@ export class LogReplica {
     private readonly options: LogReplicaOptions,
   ) {
     if (options.store) {
-      const snapshot = options.snapshot ?? { intervalMs: 1000, checkpointPollMs: 5000 };
-      this.#writer = new SnapshotWriter(options.store, (key) => core.table.get(key), () => this.#isSnapshotLeader(), snapshot, core.parts.logger);
+      this.#writer = new SnapshotWriter(options.store, (key) => core.table.get(key), () => this.#isSnapshotLeader(), options.snapshot, core.parts.logger);
     }
   }
 

@@ -35,7 +35,15 @@ async function manualNode(
   const membership = new Membership(clusterBus, FASTER, silentLogger);
   const deltaManager = new DeltaManager(
     { bus: clusterBus, membership, clock, stats, logger: silentLogger },
-    { ackTimeoutMs: FASTER.ackTimeoutMs, stateTransferTimeoutMs: FASTER.stateTransferTimeoutMs, sweepIntervalMs: FASTER.sweepIntervalMs, touchIntervalMs: 1000, tombstoneTtlMs, ...(pageLimits ? { pageLimits } : {}) },
+    {
+      ackTimeoutMs: FASTER.ackTimeoutMs,
+      stateTransferTimeoutMs: FASTER.stateTransferTimeoutMs,
+      sweepIntervalMs: FASTER.sweepIntervalMs,
+      touchIntervalMs: 1000,
+      tombstoneTtlMs,
+      pageLimits: pageLimits ?? { maxSessions: 1000, maxBytes: 512 * 1024 },
+      snapshot: { intervalMs: 1000, checkpointPollMs: 5000 },
+    },
   );
   const direct = clusterBus.listen(clusterBus.subjects.node(name), (incoming) => {
     if (incoming.message.kind === "ping") membership.answerPing(incoming);
