@@ -135,7 +135,7 @@ describe("partitions and stalls", () => {
     const cutMs = Date.now() - cutAt;
     await seeEachOther(a, b, 60_000);
     // a catches up and ends nothing: the session stays in use on b for a few more touch intervals.
-    await waitFor("a to be ready again", async () => (await fetch(`${a.url}/healthz`)).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
+    await waitFor("a to be ready again", async () => (await fetch(`${a.url}/readyz`)).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
     const healedAt = Date.now();
     await waitFor("5 s after a caught up", () => Date.now() - healedAt > 5000, { timeoutMs: 10_000, intervalMs: 200 });
     await user.stop();

@@ -147,12 +147,13 @@ export class DeltaManager implements SessionManager {
       if (outcome.created) parts.stats.sessionsCreated++;
       if (outcome.ended) parts.stats.sessionsInvalidated++;
     }
-    if (!options.replicate) {
-      for (const delta of changes.deltas) pending.stash(delta);
-      return;
-    }
+    // A filtered request's changes wait for the session's next replicated commit, except an end (a
+    // logout, the old key of a regenerated id): no later commit comes for it, so it leaves at once.
+    const deltas = options.replicate ? changes.deltas : changes.deltas.filter((delta) => delta.ended);
+    if (!options.replicate) for (const delta of changes.deltas) if (!delta.ended) pending.stash(delta);
+    if (deltas.length === 0) return;
     // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
-    const outgoing = changes.deltas.flatMap((delta) => pending.due(delta, changes.modified, now) ?? []);
+    const outgoing = deltas.flatMap((delta) => pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;
     const outcome = await this.#publisher.publish(outgoing, options.mode, options.route);
     if (options.mode === 'async') return;
