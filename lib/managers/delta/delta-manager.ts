@@ -110,7 +110,10 @@ export class DeltaManager implements SessionManager {
 
   /** Handles a message on this node's own subject that belongs to the manager (acks, state pages). */
   onDirect(incoming: Incoming): void {
-    this.#core.onDirect(incoming);
+    // A transfer's first page asked of this node directly (a join) waits for the log like one asked on the state subject.
+    const { message } = incoming;
+    if (message.kind === 'state-req' && message.body.transfer === undefined) this.#answerFirstPage(incoming);
+    else this.#core.onDirect(incoming);
   }
 
   /** The live session, unless it is idle past its interval in this node's view (see `StallAwareExpiry.admit`). */
