@@ -12,7 +12,6 @@ import {
   startForwarder,
   startNatsServer,
   startNode,
-  stallNode,
   uniqueCluster,
   waitFor,
   type NetnsLink,
