@@ -4,11 +4,15 @@
 // writes answered 200 that are missing afterwards. Every count must be 0; each result is printed as a
 // `[fault-table]` line (the README's fault table is made from these lines).
 import { connect } from "@nats-io/transport-node";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   ADMIN_HEADERS,
   CookieClient,
   createNetnsLink,
+  restartBroker,
   startForwarder,
   startNatsServer,
   startNode,
@@ -281,4 +285,43 @@ describe("partitions and stalls", () => {
     const client = new CookieClient();
     expect((await client.request(a.url, "PUT", "/session/attributes/x", "1")).status).toBe(200);
   }, 60_000);
+
+  it("log mode (ack): a write made while the broker is down is refused and undone, not answered 200 and lost", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nats-restart-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    let nats = await startNatsServer({ jetstream: true, dir });
+    cleanups.push(() => nats.stop());
+    const cluster = uniqueCluster("log-ack-restart");
+    const a = await start({ cluster, node: "a", nats: nats.url, send: "ack", extraArgs: ["--jetstream", "true"] });
+    const b = await start({ cluster, node: "b", nats: nats.url, send: "ack", extraArgs: ["--jetstream", "true"] });
+    await seeEachOther(a, b);
+    const client = new CookieClient();
+    expect((await client.request(a.url, "PUT", "/session/attributes/x", "0")).status).toBe(200);
+
+    nats.kill("SIGKILL");
+    await nats.process.exited;
+    const downAt = Date.now();
+    await waitFor("a to notice", () => /"status":"disconnected"|connection changed/.test(a.output()), { timeoutMs: 10_000, intervalMs: 50 });
+    const write = await new CookieClient({ cookie: client.cookie! }).request(a.url, "PUT", "/session/attributes/x", "1");
+    nats = await restartBroker(nats, { jetstream: true, dir }, 2000);
+    cleanups.push(() => nats.stop());
+    const downMs = Date.now() - downAt;
+    await seeEachOther(a, b, 60_000);
+    const expected = write.status === 200 ? 1 : 0;
+    let lost = 0;
+    await waitFor(
+      `x=${expected} on a and b`,
+      async () => {
+        for (const node of [a, b]) {
+          const read = await new CookieClient({ cookie: client.cookie! }).request(node.url, "GET", "/session");
+          if (read.status !== 200 || read.json.attributes.x !== expected) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    ).catch(() => void lost++);
+    row("broker restart, log mode ack", downMs, { writesAcknowledged: write.status === 200 ? 1 : 0, writesLost: lost });
+    expect(write.status).toBe(503);
+    expect(lost).toBe(0);
+  }, 120_000);
 });
