@@ -9,7 +9,7 @@
  */
 import type { Incoming } from '../../bus/cluster-bus.ts';
 import { SESSION_PREFIX_LENGTH } from '../../logger.ts';
-import type { ReplicationLog } from '../../channel/jetstream-log.ts';
+import type { ReplicationLog } from '../../log/replication-log.ts';
 import type { SessionChanges } from '../../session/session.ts';
 import { cloneState, type SessionState } from '../../session/state.ts';
 import type { SnapshotStore } from '../../store/snapshot-store.ts';

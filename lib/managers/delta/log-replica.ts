@@ -4,7 +4,7 @@
  * snapshot's checkpoint and keeps following it; the oldest ready member writes snapshots behind.
  */
 import type { Decoded } from '../../bus/cluster-bus.ts';
-import type { LogFollower, LogMessage, ReplicationLog } from '../../channel/jetstream-log.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from '../../log/replication-log.ts';
 import type { SnapshotStore } from '../../store/snapshot-store.ts';
 import { SnapshotWriter, type SnapshotWriterOptions } from '../../store/snapshot-writer.ts';
 import type { ReplicaCore } from '../core.ts';

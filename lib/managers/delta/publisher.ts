@@ -5,7 +5,7 @@
  * replication log and resolve once it stored them. With a log, keys sent while disconnected or just
  * before are kept in an outbox and sent again after the catch-up.
  */
-import type { ReplicationLog } from '../../channel/jetstream-log.ts';
+import type { ReplicationLog } from '../../log/replication-log.ts';
 import { sessionWireBytes } from '../../codec/wire-size.ts';
 import { sessionFields } from '../../logger.ts';
 import { cloneState, type SessionState } from '../../session/state.ts';
