@@ -4,7 +4,9 @@
  * reset) and nats.js drops what was published while disconnected; a paused process may have been
  * cut off too. A gap opens on a disconnect or an event-loop stall and stays open until the manager
  * caught up (resync done, or log replayed to the stream's end). While it is open the node ends no
- * session; once it lasted longer than `afterMs` the node is not ready either.
+ * session. It is long, and the node not ready, when a disconnect lasted longer than `afterMs`, or a
+ * stall longer than `afterMs` came with a disconnect (the server cut the node off, so what it missed
+ * is gone); a stall alone loses nothing (the connection kept the messages) and only opens the gap.
  */
 import type { ReplicaCore } from '../core.ts';
 
@@ -23,8 +25,8 @@ export interface GapHandlers {
 export class GapWatch {
   #channelUp = true;
   #disconnectedAt = 0;
-  /** Open from a disconnect or stall until `close()`; `long` once it lasted longer than `afterMs`. */
-  #gap?: { long: boolean };
+  /** Open from a disconnect or stall until `close()`; `stall`: it began with one; `long`: see the header. */
+  #gap?: { long: boolean; stall?: boolean };
   #stallWatch?: ReturnType<typeof setInterval>;
 
   constructor(
@@ -60,6 +62,7 @@ export class GapWatch {
         this.#channelUp = false;
         this.#disconnectedAt = Date.now();
         this.#gap ??= { long: false };
+        if (this.#gap.stall) this.#gap.long = true;
         handlers.disconnected();
         return;
       }
@@ -74,7 +77,10 @@ export class GapWatch {
         const now = Date.now();
         if (now - last > afterMs && this.core.ready) {
           this.core.parts.logger.warn({ stalledMs: now - last }, 'this process stalled: deltas may have been missed');
-          this.#gap = { long: true };
+          // A disconnect noticed on resume, before this tick, was part of the stall.
+          if (this.#gap && !this.#channelUp) this.#gap.long = true;
+          else if (this.#gap) this.#gap.stall = true;
+          else this.#gap = { long: false, stall: true };
           handlers.repair('stall');
         }
         last = now;
