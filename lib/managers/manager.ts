@@ -87,7 +87,7 @@ export interface SessionManager {
   /** True once state transfer finished: the node may serve traffic. */
   readonly ready: boolean;
   /**
-   * True while the node, after a gap (disconnected or stalled longer than `memberDropMs`), has not
+   * True while the node, after a long gap (disconnected longer than `memberDropMs`, or cut off while stalled), has not
    * caught up: it serves no session until then. @default false (a manager without gap handling)
    */
   readonly catchingUp?: boolean;

@@ -83,7 +83,7 @@ export class DeltaManager implements SessionManager {
   }
 
   /**
-   * True while this node, disconnected or stalled for longer than `resyncAfterMs`, has not caught up:
+   * True while this node, after a long gap (see `GapWatch.long`), has not caught up:
    * its table may be stale, so it serves no session (the middleware answers 503).
    */
   get catchingUp(): boolean {
