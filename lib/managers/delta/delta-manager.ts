@@ -209,10 +209,12 @@ export class DeltaManager implements SessionManager {
     void this.#publisher.publish([this.#core.endSession(state, 'expired')], 'async');
   }
 
-  /** After a gap: a resync (no log), or the log replayed to its end and the outbox sent again. */
+  /** After a gap: a resync (no log), or (log) the outbox sent again at once and the log replayed to its end. */
   #repairGap(reason: GapReason): void {
     if (this.#resync) this.#resync.schedule(reason);
     else if (this.#log && !this.#catchingUpLog) {
+      // The outbox holds whole states (merging them again is harmless): it need not wait for the replay.
+      if (reason === 'reconnect') this.#publisher.flushOutbox();
       clearTimeout(this.#catchUpTimer);
       this.#catchUpTimer = setTimeout(() => void this.#catchUpLog(reason), 0);
     }
