@@ -30,11 +30,11 @@ export type LeaveReason = 'left' | 'dead' | 'restarted';
 
 /** Membership timing (Tomcat's McastService `frequency` and `dropTime`). */
 export interface MembershipOptions {
-  /** Heartbeat period; default 500 ms. */
+  /** Heartbeat period. */
   readonly heartbeatIntervalMs: number;
-  /** Silence after which a member is checked by ping and dropped if it does not answer; default 3000 ms. */
+  /** Silence after which a member is checked by ping and dropped if it does not answer. */
   readonly memberDropMs: number;
-  /** How long the verifying ping waits; default 1000 ms. */
+  /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
   /** This node's HTTP base URL, carried in heartbeats so dashboards can reach every member. */
   readonly advertiseUrl?: string;

@@ -6,7 +6,8 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { ChangeNotConfirmedError, ChangeNotStoredError, NodeCatchingUpError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
 import type { HybridClock } from '../session/clock.ts';
@@ -75,14 +76,14 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
   return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
     if (manager.catchingUp) {
       // Its table may be stale after a gap: another node serves the request (nothing was done here).
-      return c.json({ error: 'this node is catching up after a gap: retry on another node', code: 'NODE_CATCHING_UP' }, 503, { 'Retry-After': '1' });
+      return errorResponse(c, new NodeCatchingUpError());
     }
     const requested = parseSessionId(getCookie(c, cookieName));
     const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
     if (!state && parts.isDraining?.()) {
       // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
       logger.debug({ route: requested?.route }, 'draining: new session refused');
-      return c.json({ error: 'this node is draining: retry on another node', code: 'NODE_DRAINING' }, 503, { 'Retry-After': '1' });
+      return errorResponse(c, new NodeDrainingError());
     }
     const session = new Session({
       ...(state ? { state } : {}),
@@ -100,13 +101,13 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     if (c.error instanceof TooManySessionsError) {
       stats.rejectedSessions++;
       logger.warn({ node, limit: c.error.limit }, 'new session refused: maxActiveSessions reached');
-      c.res = c.json({ error: c.error.message, code: c.error.code }, 503, { 'Retry-After': '10' });
+      c.res = errorResponse(c, c.error);
       return;
     }
     if (c.error instanceof SessionTooLargeError) {
       stats.oversizedRejected++;
       logger.warn({ session: session.key.slice(0, 8), route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');
-      c.res = c.json({ error: 'session too large', limitBytes: c.error.limitBytes }, 413);
+      c.res = errorResponse(c, c.error);
       return;
     }
     if (!state && !session.used) return; // No session asked for, none created.
@@ -131,8 +132,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     );
     if (sendMode !== 'async' && replicate && (await committed) === false) {
       // Not stored in the log (persist) or not confirmed by every member (ack): say so rather than claim it was.
-      const error = sendMode === 'persist' ? 'the change could not be stored in the replication log; retry' : 'not every member confirmed the change; retry';
-      c.res = c.json({ error }, 503, { 'Retry-After': '1' });
+      c.res = errorResponse(c, sendMode === 'persist' ? new ChangeNotStoredError() : new ChangeNotConfirmedError());
       return;
     }
 

@@ -3,7 +3,7 @@
 import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Channel } from "../../lib/channel/channel.ts";
-import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/cluster.ts";
+import { createCluster, type ClusterOptions, type ClusterNode } from "../../lib/cluster/index.ts";
 import type { SessionManager } from "../../lib/managers/manager.ts";
 import type { SessionVariables } from "../../lib/middleware/session-middleware.ts";
 import { decodeValue } from "../../lib/session/values.ts";
@@ -29,13 +29,13 @@ export interface SessionManagerContractOptions {
 /** A node under test: the cluster node, its manager, and a Hono app over its middleware. */
 interface ContractNode {
   readonly name: string;
-  readonly node: ReplicatedSessions;
+  readonly node: ClusterNode;
   readonly manager: SessionManager;
   readonly app: Hono<{ Variables: SessionVariables }>;
 }
 
 /** `POST /set` (every entry of the JSON body), `GET /get`, `POST /invalidate`. */
-function contractApp(node: ReplicatedSessions): Hono<{ Variables: SessionVariables }> {
+function contractApp(node: ClusterNode): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   app.use(node.middleware());
   app.post("/set", async (c) => {
@@ -65,7 +65,7 @@ function attributes(state: { attributes: Map<string, { value?: string }> } | und
  */
 export function describeSessionManagerContract({ name, manager, channel, options = {}, additionalTests }: SessionManagerContractOptions): void {
   describe(`SessionManager contract: ${name}`, () => {
-    const running: ReplicatedSessions[] = [];
+    const running: ClusterNode[] = [];
     const channels: Channel[] = [];
     let cluster = "";
 
