@@ -6,7 +6,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { ChangeNotStoredError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { ChangeNotConfirmedError, ChangeNotStoredError, NodeCatchingUpError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
 import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
@@ -80,6 +80,10 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     });
 
   return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
+    if (manager.catchingUp) {
+      // Its table may be stale after a gap: another node serves the request (nothing was done here).
+      return errorResponse(c, new NodeCatchingUpError());
+    }
     const requested = parseSessionId(getCookie(c, cookieName));
     const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
     if (!state && parts.isDraining?.()) {
@@ -132,9 +136,9 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       },
       'session request',
     );
-    if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
-      // The change is only on this node: say so rather than claim it was stored.
-      c.res = errorResponse(c, new ChangeNotStoredError());
+    if (sendMode !== 'async' && replicate && (await committed) === false) {
+      // Not stored in the log (persist) or not confirmed by every member (ack): say so rather than claim it was.
+      c.res = errorResponse(c, sendMode === 'persist' ? new ChangeNotStoredError() : new ChangeNotConfirmedError());
       return;
     }
 
