@@ -20,6 +20,8 @@ import { roleOf } from './managers/ownership-map.ts';
 import { checkClusterKeys, MessageProtection } from './codec/protection.ts';
 import { DrainController, type DrainStatus } from './drain.ts';
 import type { MiddlewareHandler } from 'hono';
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import type { SessionData } from './session/session.ts';
 
 /** Default session size limit: 1 MiB, or 350 KiB with a snapshot store so every session fits one DynamoDB item. */
 const DEFAULT_SESSION_BYTES = 1024 * 1024;
@@ -47,6 +49,12 @@ const optionsSchema = z
     fetchTimeoutMs: ms(5000),
     stateTransferTimeoutMs: z.number().int().nonnegative().default(60_000),
     maxInactiveSeconds: z.number().int().default(1800),
+    /** Absolute session lifetime from creation in seconds, enforced on every node beside the idle timeout; 0: none. @default 0 */
+    maxLifetimeSeconds: z.number().int().nonnegative().default(0),
+    /** Standard Schemas (zod, valibot, arktype) per attribute name, checked at `set()` and when a change arrives from another node. */
+    schema: z.record(z.string(), z.custom<StandardSchemaV1>((value) => typeof value === 'object' && value !== null && '~standard' in value, 'schema entries must be Standard Schemas')).optional(),
+    /** The attribute `session.setPrincipal()` writes and the principal index reads. @default 'principal' */
+    principalAttribute: z.string().min(1).max(256).default('principal'),
     sweepIntervalMs: ms(10_000),
     touchIntervalMs: z.number().int().positive().optional(),
     tombstoneTtlMs: ms(600_000),
@@ -161,7 +169,7 @@ export interface ReplicatedSessions {
   /** Leaves gracefully and closes the channel. */
   stop(): Promise<void>;
   /** The Hono middleware that gives handlers `c.get('session')`. */
-  middleware(options?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables }>;
+  middleware<Data extends SessionData = SessionData>(options?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables<Data> }>;
   /** The `/cluster` view of this node. */
   status(): ClusterStatus;
   /** The sessions this node knows, at most `limit` (for `/cluster/sessions`): key prefixes only. */
@@ -262,8 +270,8 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
       await channel.flush().catch(() => undefined);
       await channel.close();
     },
-    middleware(middlewareOptions) {
-      const inner = sessionMiddleware(
+    middleware<Data extends SessionData = SessionData>(middlewareOptions?: SessionMiddlewareOptions) {
+      const inner = sessionMiddleware<Data>(
         {
           node,
           manager,
@@ -276,11 +284,16 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
           limits: { maxAttributes: o.maxAttributes, maxAttributeNameLength: o.maxAttributeNameLength, maxValueDepth: o.maxValueDepth },
           maxActiveSessions: o.maxActiveSessions,
           isDraining: () => drainer.draining,
+          defaultMaxLifetimeSeconds: o.maxLifetimeSeconds,
+          principalAttribute: o.principalAttribute,
+          ...(o.schema ? { schema: o.schema } : {}),
+          // An async commit leaves on the next turn (batching); then the bus and channel flush it.
+          settle: () => new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => bus.flush()).then(() => channel.flush()),
         },
         middlewareOptions,
       );
       // Session requests in flight keep a draining node from reporting `drained`.
-      return async function trackedSession(c, next) {
+      const tracked: MiddlewareHandler<{ Variables: SessionVariables<Data> }> = async function trackedSession(c, next) {
         const leave = drainer.enter();
         try {
           return await inner(c, next);
@@ -288,6 +301,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
           leave();
         }
       };
+      return tracked;
     },
     drain() {
       return drainer.start().then(() => drainer.status());

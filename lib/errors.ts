@@ -103,3 +103,13 @@ export class MissingPeerDependencyError extends SessionReplicationError {
     super('MISSING_PEER_DEPENDENCY', `${neededBy} needs the package "${packageName}", which is not installed: npm install ${packageName}`, options);
   }
 }
+
+/** A value given to `set()` does not match the Standard Schema configured for its attribute (`schema`). */
+export class InvalidSessionValueError extends SessionReplicationError {
+  constructor(
+    readonly attribute: string,
+    readonly issues: readonly string[],
+  ) {
+    super('INVALID_SESSION_VALUE', `attribute "${attribute}" does not match its schema: ${issues.join('; ')}`);
+  }
+}

@@ -23,7 +23,9 @@ const wireState = z.object({
   ab: token,
   m: z.tuple([z.number().int(), stamp]),
   x: z.array(z.tuple([z.string().min(1).max(256), stamp, z.string().optional()])),
-  e: z.tuple([stamp, z.enum(['invalidated', 'expired'])]).optional(),
+  e: z.tuple([stamp, z.enum(['invalidated', 'expired', 'regenerated'])]).optional(),
+  /** Absolute lifetime [seconds, stamp]; older nodes ignore it. */
+  l: z.tuple([z.number().int(), stamp]).optional(),
 });
 
 /** Ownership entry (backup manager): [key, primary, backup, stamp, ended?]. */
@@ -172,6 +174,7 @@ function toWire(state: SessionState): WireState {
     a: state.lastAccessedAt,
     ab: state.lastAccessedBy,
     m: [state.maxInactive.seconds, state.maxInactive.stamp as WireState['m'][1]],
+    ...(state.maxLifetime ? { l: [state.maxLifetime.seconds, state.maxLifetime.stamp as WireState['m'][1]] as WireState['m'] } : {}),
     x,
     ...(state.ended ? { e: [state.ended.stamp as WireState['m'][1], state.ended.reason] } : {}),
   };
@@ -195,6 +198,7 @@ function fromWire(wire: WireState): SessionState {
     lastAccessedAt: wire.a,
     lastAccessedBy: wire.ab,
     maxInactive: { seconds: wire.m[0], stamp: wire.m[1] as Stamp },
+    ...(wire.l ? { maxLifetime: { seconds: wire.l[0], stamp: wire.l[1] as Stamp } } : {}),
     attributes,
     ...(wire.e ? { ended: { stamp: wire.e[0] as Stamp, reason: wire.e[1] } } : {}),
   };

@@ -6,7 +6,7 @@
  * checkpoint covers, so whoever becomes leader next knows exactly what is still unwritten.
  */
 import type { Logger } from '../logger.ts';
-import type { SessionState } from '../session/state.ts';
+import { expiresAt, type SessionState } from '../session/state.ts';
 import type { SnapshotItem, SnapshotStore } from './snapshot-store.ts';
 
 /** Extra time an item outlives its session's timeout before DynamoDB's TTL may delete it. */
@@ -107,9 +107,10 @@ export class SnapshotWriter {
     for (const key of this.#dirty.keys()) {
       const state = this.stateOf(key);
       if (!state) continue;
-      const seconds = state.maxInactive.seconds;
-      const expiresAt = seconds > 0 ? Math.ceil((state.lastAccessedAt + seconds * 1000) / 1000) + TTL_GRACE_SECONDS : undefined;
-      items.push({ state, version: upTo, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+      // DynamoDB's TTL: the earlier of the idle timeout and the absolute lifetime, plus a grace.
+      const deadline = expiresAt(state);
+      const ttl = deadline !== undefined ? Math.ceil(deadline / 1000) + TTL_GRACE_SECONDS : undefined;
+      items.push({ state, version: upTo, ...(ttl !== undefined ? { expiresAt: ttl } : {}) });
     }
     try {
       const result = await this.store.write(items);
