@@ -91,7 +91,7 @@ export function createEdgeNode(config: EdgeConfig, options: EdgeNodeOptions = {}
       maxInactiveSeconds: config.maxInactive,
       logger,
     });
-    app = createDemoApp(sessions, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {});
+    app = createDemoApp(sessions, { session: { trustProxy: config.trustProxy }, ...(config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}) });
     appReady?.();
     await sessions.start();
     return sessions;

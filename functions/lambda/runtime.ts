@@ -436,7 +436,7 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
         await next();
       });
       // No admin token, no drain or cluster view on the (public) Function URL: only the probes.
-      outer.route('/', createDemoApp(cluster, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}));
+      outer.route('/', createDemoApp(cluster, { session: { trustProxy: config.trustProxy }, ...(config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}) }));
       lambda = handle(outer);
       sessions = cluster;
       stats.startMs = Date.now() - started;

@@ -13,6 +13,7 @@ describe("edge node configuration", () => {
       manager: "delta",
       send: "async",
       maxInactive: 1800,
+      trustProxy: false,
       logLevel: "info",
       jetstream: false,
       clusterKeys: [],
