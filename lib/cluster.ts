@@ -20,6 +20,10 @@ import { roleOf } from './managers/ownership-map.ts';
 import { checkClusterKeys, MessageProtection } from './codec/protection.ts';
 import { DrainController, type DrainStatus } from './drain.ts';
 import type { MiddlewareHandler } from 'hono';
+import { observeAll, SessionEvents, type ListenerOptions, type SessionEventMap } from './session/events.ts';
+import { PrincipalIndex } from './session/principal-index.ts';
+import { SchemaDriftCheck } from './session/schema.ts';
+import { cloneState } from './session/state.ts';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { SessionData } from './session/session.ts';
 
@@ -182,6 +186,28 @@ export interface ReplicatedSessions {
   drain(): Promise<DrainStatus>;
   /** `serving`, `draining`, or `drained` (safe to stop), and what is left. */
   drainStatus(): DrainStatus;
+  /**
+   * Listens to session events: `created`, `ended` (with its reason) and `attribute` (set or removed).
+   * By default only changes made on this node; `{ replicated: true }` also those arriving from other
+   * nodes (`origin: 'remote'`). A listener that throws is logged and counted. Returns the remover.
+   */
+  on<T extends keyof SessionEventMap>(type: T, listener: (event: SessionEventMap[T]) => void, options?: ListenerOptions): () => void;
+  /**
+   * The live sessions of a principal (`session.setPrincipal(id)`) anywhere in the cluster: the delta
+   * manager answers from its own index (every node holds every session), the backup manager asks
+   * every member for the sessions it holds.
+   */
+  findByPrincipal(principal: string): Promise<PrincipalSession[]>;
+  /** Ends every session of a principal on every node (password change, "log out everywhere"); resolves to how many ended. */
+  endSessionsOf(principal: string): Promise<number>;
+}
+
+/** A session found by `findByPrincipal`. The key is a credential: show only a prefix of it. */
+export interface PrincipalSession {
+  readonly key: string;
+  readonly createdAt?: number;
+  readonly lastAccessedAt?: number;
+  readonly lastAccessedBy?: string;
 }
 
 /**
@@ -204,8 +230,15 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     { heartbeatIntervalMs: o.heartbeatIntervalMs, memberDropMs: o.memberDropMs, pingTimeoutMs: o.pingTimeoutMs, ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl } : {}) },
     logger,
   );
+  const events = new SessionEvents(node, logger);
+  const principals = new PrincipalIndex(o.principalAttribute);
+  const observers = [events.observer(), principals.observer()];
+  const drift = o.schema
+    ? new SchemaDriftCheck(o.schema, node, (name, author, issues) => logger.warn({ attribute: name, from: author, issues: issues.slice(0, 3) }, 'schema drift: a replicated value does not match this node\'s schema (applied anyway)'))
+    : undefined;
+  if (drift) observers.push(drift.observer());
   const touchIntervalMs = o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10)));
-  const parts = { bus, membership, clock, stats, logger };
+  const parts = { bus, membership, clock, stats, logger, observer: observeAll(observers) };
   // The default fits one broker message (NATS's default max payload is 1 MB) and one DynamoDB item.
   const fitsPayload = channel.maxPayload !== undefined ? channel.maxPayload - PAYLOAD_OVERHEAD_BYTES : Infinity;
   const maxSessionBytes = o.maxSessionBytes ?? Math.min(o.store ? DEFAULT_STORED_SESSION_BYTES : DEFAULT_SESSION_BYTES, fitsPayload);
@@ -233,6 +266,26 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     else logger.warn({ status, detail }, 'channel connection changed');
   });
   let direct: { unsubscribe(): void } | undefined;
+
+  const describe = (key: string): PrincipalSession => {
+    const state = manager.find(key);
+    return state ? { key, createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : { key };
+  };
+  async function findByPrincipal(principal: string): Promise<PrincipalSession[]> {
+    if (typeof principal !== 'string' || principal.length === 0) throw new InvalidOptionsError('a principal is a non-empty string');
+    const keys = new Set(principals.keysOf(principal));
+    if (manager.name === 'backup') {
+      // Sessions live on their primary and backup only: ask every member what it holds.
+      const answers = await Promise.allSettled(
+        membership.members().map((member) => bus.request(bus.subjects.node(member.node), 'principal', { p: principal }, o.fetchTimeoutMs)),
+      );
+      for (const answer of answers) {
+        if (answer.status === 'fulfilled' && answer.value.kind === 'principal-keys') for (const key of (answer.value.body as { k: string[] }).k) keys.add(key);
+        else if (answer.status === 'rejected') logger.warn({ error: (answer.reason as Error).message }, 'findByPrincipal: a member did not answer');
+      }
+    }
+    return [...keys].map(describe);
+  }
   let sampler: ReturnType<typeof setInterval> | undefined;
 
   return {
@@ -250,8 +303,11 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
       stats.sampleRates();
       sampler ??= setInterval(() => stats.sampleRates(), 1000);
       direct = bus.listen(bus.subjects.node(node), (incoming) => {
-        if (incoming.message.kind === 'ping') membership.answerPing(incoming);
-        else manager.onDirect(incoming);
+        const { message } = incoming;
+        if (message.kind === 'ping') membership.answerPing(incoming);
+        else if (message.kind === 'principal') {
+          if (incoming.reply) bus.send(incoming.reply, 'principal-keys', { k: principals.keysOf((message.body as { p: string }).p) });
+        } else manager.onDirect(incoming);
       });
       const limit = channel.maxPayload;
       if (limit !== undefined && maxSessionBytes + PAYLOAD_OVERHEAD_BYTES > limit) {
@@ -309,6 +365,23 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     drainStatus() {
       return drainer.status();
     },
+    on(type, listener, listenerOptions) {
+      return events.on(type, listener, listenerOptions);
+    },
+    findByPrincipal,
+    async endSessionsOf(principal) {
+      let ended = 0;
+      for (const { key } of await findByPrincipal(principal)) {
+        // The backup manager takes the session over from its holder first; the end then reaches every copy.
+        const state = await manager.resolve(key);
+        if (!state) continue;
+        const end = { ...cloneState(state), attributes: new Map(), ended: { stamp: clock.tick(), reason: 'invalidated' as const } };
+        await manager.commit({ deltas: [end], modified: true }, { replicate: true, mode: o.sendMode === 'persist' ? 'persist' : 'ack' });
+        ended++;
+      }
+      logger.info({ principalSessions: ended }, 'ended every session of a principal');
+      return ended;
+    },
     status() {
       const now = Date.now();
       const draining = membership.draining;
@@ -352,7 +425,8 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         replicationLag: stats.lag(now),
         stateTransfer: { ...manager.stateTransfer },
         ...(manager instanceof DeltaManager && manager.persistence ? { persistence: manager.persistence } : {}),
-        stats: stats.snapshot(),
+        // Session listeners that threw, and replicated values that did not match this node's schema.
+        stats: { ...stats.snapshot(), listenerErrors: events.listenerErrors, schemaDrift: drift?.drifted ?? 0 },
       };
     },
     sessions(limit = 200) {

@@ -65,6 +65,10 @@ const bodies = {
   fetch: z.object({ k: z.string().min(1).max(64) }),
   /** The answer to `fetch`: the holder's entry and state, when it has them. */
   fetched: z.object({ e: z.array(wireEntry), s: z.array(wireState) }),
+  /** Backup manager: which sessions of this principal does a member hold? (`findByPrincipal` asks every member.) */
+  principal: z.object({ p: z.string().min(1).max(1024) }),
+  /** The answer to `principal`: the keys the member holds. */
+  'principal-keys': z.object({ k: z.array(z.string().min(1).max(64)).max(100_000) }),
 } as const;
 
 /** Every message kind on the wire. */

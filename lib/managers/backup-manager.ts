@@ -65,6 +65,7 @@ export class BackupManager implements SessionManager {
     private readonly options: BackupManagerOptions,
   ) {
     this.#pending = new PendingReplication(options.touchIntervalMs);
+    if (parts.observer) this.#table.observe(parts.observer);
     const source = {
       keys: () => [...this.#map.all()].map((entry) => entry.key),
       item: (key: string) => ({ entry: this.#map.raw(key) }),

@@ -9,6 +9,7 @@ import type { MessageBody } from '../codec/envelope.ts';
 import { sessionFields, type Logger } from '../logger.ts';
 import type { Membership } from '../membership/membership.ts';
 import type { HybridClock } from '../session/clock.ts';
+import type { SessionObserver } from '../session/events.ts';
 import type { SessionChanges } from '../session/session.ts';
 import { attributeBytes, cloneState, isIdleExpired, latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
@@ -59,6 +60,8 @@ export interface ManagerParts {
   readonly clock: HybridClock;
   readonly stats: ReplicationStats;
   readonly logger: Logger;
+  /** Hears every change the session table merges (events, the principal index, schema drift). */
+  readonly observer?: SessionObserver;
 }
 
 /** Most sessions one async message carries (small deltas: well under the broker's payload limit). */
@@ -116,6 +119,7 @@ export class DeltaManager implements SessionManager {
     private readonly options: DeltaManagerOptions,
   ) {
     this.#pending = new PendingReplication(options.touchIntervalMs);
+    if (parts.observer) this.#table.observe(parts.observer);
     const source = { keys: () => this.#table.keys(), item: (key: string) => ({ state: this.#table.get(key) }) };
     this.#donor = new StateDonor(parts.bus, source, options.pageLimits ?? DEFAULT_PAGE_LIMITS, parts.logger);
     parts.membership.onLeave((member) => this.#acks.forget(member.node));

@@ -3,7 +3,10 @@
  * a change arrives from another node, so that schema drift during a rolling deploy is seen.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
+import { decodeValue } from '../codec/values.ts';
 import { InvalidOptionsError, InvalidSessionValueError } from '../errors.ts';
+import type { SessionObserver } from './events.ts';
+import type { SessionState } from './state.ts';
 
 /** A Standard Schema per attribute name; attributes without one are not checked. */
 export type SessionSchema = { readonly [name: string]: StandardSchemaV1 };
@@ -28,4 +31,43 @@ export function checkAttribute(schema: SessionSchema | undefined, name: string, 
 function describeIssue(issue: StandardSchemaV1.Issue): string {
   const path = issue.path?.map((segment) => String(typeof segment === 'object' ? segment.key : segment)).join('.');
   return path ? `${path}: ${issue.message}` : issue.message;
+}
+
+/**
+ * Checks the attribute values that arrive from other nodes against this node's schema. A mismatch is
+ * schema drift (a rolling deploy changed an attribute's shape): it is logged and counted, and the
+ * value is still applied (every node must hold the same state); never thrown.
+ */
+export class SchemaDriftCheck {
+  /** Values from other nodes that did not match this node's schema. */
+  drifted = 0;
+
+  constructor(
+    readonly schema: SessionSchema,
+    readonly self: string,
+    readonly report: (name: string, author: string, issues: readonly string[]) => void,
+  ) {}
+
+  /** The observer that checks each replicated attribute. */
+  observer(): SessionObserver {
+    const check = (state: SessionState, name: string, author: string) => {
+      if (author === this.self || !Object.hasOwn(this.schema, name)) return;
+      const value = state.attributes.get(name)?.value;
+      if (value === undefined) return;
+      try {
+        checkAttribute(this.schema, name, decodeValue(value));
+      } catch (error) {
+        this.drifted++;
+        this.report(name, author, error instanceof InvalidSessionValueError ? error.issues : [(error as Error).message]);
+      }
+    };
+    return {
+      created: () => undefined, // its attributes follow as attribute changes
+      attribute: (state, name, removed, author) => {
+        if (!removed) check(state, name, author);
+      },
+      ended: () => undefined,
+      removed: () => undefined,
+    };
+  }
 }
