@@ -50,7 +50,11 @@ export function createDemoApp(sessions: ReplicatedSessions, options: DemoAppOpti
   app.use('/session/*', sessions.middleware(options.session));
   app.use('/counter', sessions.middleware(options.session));
 
-  app.get('/session', (c) => json(describe(c.get('session'), node)));
+  // The demo hands out a session on GET /session (reads alone create none: touch() asks for one).
+  app.get('/session', (c) => {
+    c.get('session').touch();
+    return json(describe(c.get('session'), node));
+  });
 
   app.put('/session/attributes/:name', async (c) => {
     const text = await c.req.text();

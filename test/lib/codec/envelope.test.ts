@@ -27,7 +27,7 @@ const sessionState: fc.Arbitrary<SessionState> = fc
     lastAccessedBy: token,
     maxInactive: fc.record({ seconds: fc.integer({ min: -(2 ** 31), max: 2 ** 31 }), stamp }),
     attributes: fc.uniqueArray(fc.tuple(attributeName, stamp, attributeValue), { selector: ([name]) => name, maxLength: 6 }),
-    ended: fc.option(fc.record({ stamp, reason: fc.constantFrom("invalidated" as const, "expired" as const) }), { nil: undefined }),
+    ended: fc.option(fc.record({ stamp, reason: fc.constantFrom("invalidated" as const, "expired" as const, "regenerated" as const) }), { nil: undefined }),
   })
   .map(({ attributes, ended, ...rest }) => ({
     ...rest,
