@@ -7,6 +7,7 @@ import { z } from "zod";
 import { MemoryBus } from "../../../lib/channel/memory.ts";
 import { InvalidOptionsError } from "../../../lib/errors.ts";
 import type { SessionVariables } from "../../../lib/middleware/session-middleware.ts";
+import type { SchemaData } from "../../../lib/session/schema.ts";
 import { parseSessionId } from "../../../lib/session/ids.ts";
 import { waitFor } from "../../../functions/launch/index.ts";
 import { attributesOn, startNodes } from "../../kit/memory-nodes.ts";
@@ -243,5 +244,27 @@ describe("edge commit", () => {
     const handed: Promise<unknown>[] = [];
     await app.fetch(new Request("http://app.test/"), {}, { waitUntil: (p: Promise<unknown>) => void handed.push(p), passThroughOnException: () => undefined, props: {} });
     expect(handed).toHaveLength(0);
+  });
+});
+
+describe("the README's typed example", () => {
+  it("SchemaData<typeof schema> types get and set; the schema checks set()", async () => {
+    const schema = { cart: z.array(z.string()), visits: z.number().int().nonnegative() };
+    type Data = SchemaData<typeof schema>;
+    const [n1] = await startNodes(new MemoryBus(), ["n1"], { schema });
+    const app = new Hono<{ Variables: SessionVariables<Data> }>();
+    app.use("*", n1!.middleware<Data>());
+    app.post("/visit", (c) => {
+      const session = c.get("session");
+      session.set("visits", (session.get("visits") ?? 0) + 1);
+      // @ts-expect-error visits is a number
+      if (c.req.query("bad")) session.set("visits", "x");
+      return c.json({ visits: session.get("visits") });
+    });
+    const first = await app.request("http://app.test/visit", { method: "POST" });
+    expect(await first.json()).toEqual({ visits: 1 });
+    const cookie = first.headers.getSetCookie()[0]!.split(";")[0]!;
+    expect(await (await app.request("http://app.test/visit", { method: "POST", headers: { cookie } })).json()).toEqual({ visits: 2 });
+    expect((await app.request("http://app.test/visit?bad=1", { method: "POST", headers: { cookie } })).status).toBe(500);
   });
 });
