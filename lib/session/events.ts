@@ -122,9 +122,17 @@ export class SessionEvents {
 /** One observer that reports to several. */
 export function observeAll(observers: SessionObserver[]): SessionObserver {
   return {
-    created: (state, author) => observers.forEach((o) => o.created(state, author)),
-    attribute: (state, name, removed, author) => observers.forEach((o) => o.attribute(state, name, removed, author)),
-    ended: (state, author) => observers.forEach((o) => o.ended(state, author)),
-    removed: (key) => observers.forEach((o) => o.removed(key)),
+    created: (state, author) => {
+      for (const o of observers) o.created(state, author);
+    },
+    attribute: (state, name, removed, author) => {
+      for (const o of observers) o.attribute(state, name, removed, author);
+    },
+    ended: (state, author) => {
+      for (const o of observers) o.ended(state, author);
+    },
+    removed: (key) => {
+      for (const o of observers) o.removed(key);
+    },
   };
 }

@@ -34,7 +34,10 @@ describe("sessions list|kill --principal", () => {
     const url = `http://127.0.0.1:${port}`;
 
     const out: string[] = [];
-    vi.spyOn(process.stdout, "write").mockImplementation((chunk) => (out.push(String(chunk)), true));
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
     await sessionsCommand().parseAsync(["list", "--principal", "ada", "--url", url, "--admin-token", TOKEN], { from: "user" });
     expect(out.join("")).toMatch(/^2 session\(s\) of ada\n/);
     for (const key of keys.slice(0, 2)) expect(out.join("")).toContain(`${key.slice(0, 8)}…`);
