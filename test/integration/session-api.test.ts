@@ -51,6 +51,25 @@ async function login(node: TestNode, user: string): Promise<{ cookie: string; ke
   return { cookie: `SESSIONID=${id}`, key: parseSessionId(id)!.key };
 }
 
+describe("lazy sessions over NATS", () => {
+  it("10,000 anonymous requests whose handler only reads leave 0 sessions on every node, send no Set-Cookie and publish no delta", async () => {
+    const nodes = await start("it-lazy", ["a", "b", "c"]);
+    const apps = nodes.map(userApp);
+    let setCookies = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const res = await apps[i % apps.length]!.request("http://app.test/whoami");
+      expect(res.status).toBe(200);
+      setCookies += res.headers.getSetCookie().length;
+    }
+    expect(setCookies).toBe(0);
+    for (const node of nodes) {
+      expect(node.sessions.status().sessions).toMatchObject({ total: 0 });
+      expect(node.sessions.stats.sent.delta ?? 0).toBe(0);
+      expect(node.sessions.stats.received.delta ?? 0).toBe(0);
+    }
+  });
+});
+
 describe("session events over NATS", () => {
   it("local listeners hear this node's changes; replicated listeners also hear other nodes' with origin remote; a throwing listener is counted", async () => {
     const [a, b] = await start("it-events", ["a", "b"]);
@@ -94,6 +113,21 @@ describe("session events over NATS", () => {
     await waitFor("the end on b", () => replicatedOnB.some((e) => e.type === "ended"));
     expect(replicatedOnB.at(-1)).toEqual({ type: "ended", key, origin: "remote", node: "a", reason: "invalidated" });
     expect(onA.at(-1)).toEqual({ type: "ended", key, origin: "local", node: "a", reason: "invalidated" });
+  });
+
+  it("an expiry is reported where the sweep ended it (local) and on the other node (remote), reason expired", async () => {
+    const [a, b] = await start("it-events-expiry", ["a", "b"], { maxInactiveSeconds: 60, maxLifetimeSeconds: 1, sweepIntervalMs: 100 });
+    const onA: SessionEvent[] = [];
+    const onB: SessionEvent[] = [];
+    a!.sessions.on("ended", (e) => onA.push(e), { replicated: true });
+    b!.sessions.on("ended", (e) => onB.push(e), { replicated: true });
+    const id = await (await userApp(a!).request("http://app.test/set", { method: "POST", body: JSON.stringify({ x: 1 }) })).text();
+    const key = parseSessionId(id)!.key;
+    await waitFor("the end on both nodes", () => onA.length > 0 && onB.length > 0);
+    // Whichever node's sweep came first ended it; the other heard it by replication (or both swept: both local).
+    for (const e of [...onA, ...onB]) expect(e).toMatchObject({ type: "ended", key, reason: "expired" });
+    expect(onA.length + onB.length).toBe(2);
+    expect([onA[0]!, onB[0]!].some((e) => e.origin === "local")).toBe(true);
   });
 
   it("regenerateId reports the old key ended with reason regenerated on every node", async () => {
