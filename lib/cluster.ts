@@ -230,11 +230,14 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
     { heartbeatIntervalMs: o.heartbeatIntervalMs, memberDropMs: o.memberDropMs, pingTimeoutMs: o.pingTimeoutMs, ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl } : {}) },
     logger,
   );
-  const events = new SessionEvents(node, logger);
+  const events = new SessionEvents(node, logger, () => stats.listenerErrors++);
   const principals = new PrincipalIndex(o.principalAttribute);
   const observers = [events.observer(), principals.observer()];
   const drift = o.schema
-    ? new SchemaDriftCheck(o.schema, node, (name, author, issues) => logger.warn({ attribute: name, from: author, issues: issues.slice(0, 3) }, 'schema drift: a replicated value does not match this node\'s schema (applied anyway)'))
+    ? new SchemaDriftCheck(o.schema, node, (name, author, issues) => {
+        stats.schemaDrift++;
+        logger.warn({ attribute: name, from: author, issues: issues.slice(0, 3) }, "schema drift: a replicated value does not match this node's schema (applied anyway)");
+      })
     : undefined;
   if (drift) observers.push(drift.observer());
   const touchIntervalMs = o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10)));
@@ -425,8 +428,7 @@ export function createCluster(options: ClusterOptions): ReplicatedSessions {
         replicationLag: stats.lag(now),
         stateTransfer: { ...manager.stateTransfer },
         ...(manager instanceof DeltaManager && manager.persistence ? { persistence: manager.persistence } : {}),
-        // Session listeners that threw, and replicated values that did not match this node's schema.
-        stats: { ...stats.snapshot(), listenerErrors: events.listenerErrors, schemaDrift: drift?.drifted ?? 0 },
+        stats: stats.snapshot(),
       };
     },
     sessions(limit = 200) {

@@ -69,12 +69,12 @@ type Listener<T extends keyof SessionEventMap> = (event: SessionEventMap[T]) => 
 /** The listeners of one node; `origin` is decided against this node's id. */
 export class SessionEvents {
   readonly #listeners: { [T in keyof SessionEventMap]: Array<{ listener: Listener<T>; replicated: boolean }> } = { created: [], ended: [], attribute: [] };
-  /** Listener calls that threw. */
-  listenerErrors = 0;
 
+  /** `onListenerError` counts each listener call that threw (the cluster's `stats.listenerErrors`). */
   constructor(
     readonly node: string,
     readonly logger: Logger,
+    readonly onListenerError: () => void,
   ) {}
 
   /** Adds a listener for one event type; returns a function that removes it. */
@@ -112,7 +112,7 @@ export class SessionEvents {
       try {
         listener(event);
       } catch (error) {
-        this.listenerErrors++;
+        this.onListenerError();
         this.logger.error({ event: type, session: event.key.slice(0, 8), error: (error as Error).message }, 'a session listener threw');
       }
     }

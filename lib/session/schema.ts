@@ -39,9 +39,7 @@ function describeIssue(issue: StandardSchemaV1.Issue): string {
  * value is still applied (every node must hold the same state); never thrown.
  */
 export class SchemaDriftCheck {
-  /** Values from other nodes that did not match this node's schema. */
-  drifted = 0;
-
+  /** `report` hears each mismatch (the cluster logs it and counts `stats.schemaDrift`). */
   constructor(
     readonly schema: SessionSchema,
     readonly self: string,
@@ -57,7 +55,6 @@ export class SchemaDriftCheck {
       try {
         checkAttribute(this.schema, name, decodeValue(value));
       } catch (error) {
-        this.drifted++;
         this.report(name, author, error instanceof InvalidSessionValueError ? error.issues : [(error as Error).message]);
       }
     };
