@@ -3,6 +3,7 @@
  * `notifyListenersOnReplication`): what a node's session table saw change, and the typed listeners
  * that hear it. A listener that throws is logged and counted; it never breaks replication.
  */
+import { InvalidOptionsError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { EndReason, SessionState } from './state.ts';
 
@@ -77,8 +78,10 @@ export class SessionEvents {
     readonly onListenerError: () => void,
   ) {}
 
-  /** Adds a listener for one event type; returns a function that removes it. */
+  /** Adds a listener for one event type; returns a function that removes it. Throws `InvalidOptionsError` for an unknown type or a listener that is not a function. */
   on<T extends keyof SessionEventMap>(type: T, listener: Listener<T>, options: ListenerOptions = {}): () => void {
+    if (!Object.hasOwn(this.#listeners, type)) throw new InvalidOptionsError(`unknown session event "${String(type)}": created, ended or attribute`);
+    if (typeof listener !== 'function') throw new InvalidOptionsError('a session listener must be a function');
     const entry = { listener, replicated: options.replicated ?? false };
     const list = this.#listeners[type] as Array<typeof entry>;
     list.push(entry);

@@ -247,6 +247,26 @@ describe("edge commit", () => {
   });
 });
 
+describe("session events", () => {
+  it("on() refuses an unknown event type or a listener that is not a function with InvalidOptionsError; the remover stops delivery", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ["n1"]);
+    expect(() => n1!.on("destroyed" as "ended", () => undefined)).toThrow(InvalidOptionsError);
+    expect(() => n1!.on("ended", "log" as never)).toThrow(InvalidOptionsError);
+    const seen: string[] = [];
+    const off = n1!.on("attribute", (e) => seen.push(e.name));
+    const app = new Hono<{ Variables: SessionVariables }>();
+    app.use(n1!.middleware());
+    app.post("/:name", (c) => {
+      c.get("session").set(c.req.param("name"), 1);
+      return c.text(c.get("session").id);
+    });
+    const id = await (await app.request("http://app.test/a", { method: "POST" })).text();
+    off();
+    await app.request("http://app.test/b", { method: "POST", headers: { cookie: `SESSIONID=${id}` } });
+    expect(seen).toEqual(["a"]);
+  });
+});
+
 describe("the README's typed example", () => {
   it("SchemaData<typeof schema> types get and set; the schema checks set()", async () => {
     const schema = { cart: z.array(z.string()), visits: z.number().int().nonnegative() };
