@@ -10,7 +10,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Hono } from 'hono';
-import { jetStreamLogFor, type JetStreamLog } from '../lib/channel/jetstream-log.ts';
+import { jetStreamLogFor, type JetStreamLog } from '../lib/log/jetstream.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
 import { createCluster, type Logger, type ReplicatedSessions, type SessionVariables } from '../lib/index.ts';
 import type { DeltaManager } from '../lib/managers/delta-manager.ts';

@@ -16,7 +16,7 @@ import type { Hono } from 'hono';
 import { createDemoApp } from '../functions/demo-app.ts';
 import type { Channel } from '../lib/channel/channel.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
-import { SnsSqsChannel } from '../lib/channel/sns-sqs.ts';
+import { SnsSqsChannel } from '../lib/channel/sns-sqs/index.ts';
 import { consoleLogger, createCluster, type ReplicatedSessions, type SessionVariables } from '../lib/index.ts';
 import { freePort, spawnTracked, startNatsServer, waitFor } from '../functions/launch/index.ts';
 import { ProbeChannel } from './probe-channel.ts';

@@ -12,7 +12,7 @@ import { Membership } from './membership/membership.ts';
 import { sessionMiddleware, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
 import { HybridClock } from './session/clock.ts';
 import { TOKEN_PATTERN } from './session/ids.ts';
-import type { ReplicationLog } from './channel/jetstream-log.ts';
+import type { ReplicationLog } from './log/replication-log.ts';
 import type { SnapshotStore } from './store/snapshot-store.ts';
 import { ReplicationStats, type TrafficRates } from './stats.ts';
 import type { LagSummary } from './stats-window.ts';

@@ -104,6 +104,54 @@ export class MissingPeerDependencyError extends SessionReplicationError {
   }
 }
 
+/** A message is larger than the channel (or broker) carries; nothing of it was sent. */
+export class MessageTooLargeError extends SessionReplicationError {
+  constructor(
+    readonly subject: string,
+    readonly sizeBytes: number,
+    readonly limitBytes: number,
+    what = 'message',
+  ) {
+    super('MESSAGE_TOO_LARGE', `${what} on ${subject} is ${sizeBytes} bytes, over the limit of ${limitBytes} bytes`);
+  }
+}
+
+/** The broker refused to set up what a channel needs (topic, queue, subscription); `cause` holds its answer. */
+export class BrokerSetupError extends SessionReplicationError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BROKER_SETUP_FAILED', message, options);
+  }
+}
+
+/**
+ * The replication log already holds a different message under this message id (within its
+ * duplicate window), so this one was not stored; persist mode answers 503.
+ */
+export class DuplicateMessageIdError extends SessionReplicationError {
+  constructor(
+    readonly log: string,
+    readonly msgId: string,
+    readonly storedSeq: number,
+  ) {
+    super('LOG_DUPLICATE_MESSAGE_ID', `${log}: message id ${msgId} already names another message (sequence ${storedSeq}); not stored`);
+  }
+}
+
+/**
+ * Some snapshot items could not be written now (the store is unreachable, throttling outlasted the
+ * retries, or it refused); `done` tells what the same call did write, `unwritten` which keys to retry.
+ */
+export class SnapshotWriteError extends SessionReplicationError {
+  constructor(
+    message: string,
+    readonly done: { written: number; superseded: number; rejected?: Array<{ key: string; reason: string }> },
+    readonly unwritten: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super('SNAPSHOT_WRITE_FAILED', message, options);
+  }
+}
+
 /** A value given to `set()` does not match the Standard Schema configured for its attribute (`schema`). */
 export class InvalidSessionValueError extends SessionReplicationError {
   constructor(

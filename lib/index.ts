@@ -16,5 +16,5 @@ export type { EndReason } from './session/state.ts';
 export { ReplicationStats, type TrafficRates } from './stats.ts';
 export { LagWindow, RateWindow, type LagSummary } from './stats-window.ts';
 export { MemorySnapshotStore } from './store/memory.ts';
-export type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from './store/snapshot-store.ts';
-export type { LogFollower, LogMessage, ReplicationLog } from './channel/jetstream-log.ts';
+export type { LoadProgress, SnapshotItem, SnapshotRejection, SnapshotStore, SnapshotWriteResult } from './store/snapshot-store.ts';
+export type { LogFollower, LogMessage, ReplicationLog } from './log/replication-log.ts';

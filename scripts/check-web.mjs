@@ -31,6 +31,6 @@ if (problems.length > 0) {
   process.exit(1);
 }
 const kib = (n) => `${(n / 1024).toFixed(0)} KiB`;
-const shown = ['lib/index.ts', 'lib/channel/nats.ts', 'lib/channel/jetstream-log.ts', 'lib/store/dynamodb.ts'].filter((e) => outputs[e] !== undefined);
+const shown = ['lib/index.ts', 'lib/channel/nats.ts', 'lib/log/jetstream.ts', 'lib/store/dynamodb.ts'].filter((e) => outputs[e] !== undefined);
 const sizes = shown.map((e) => `${e} ${kib(outputs[e])}`).join(', ');
 console.log(`check:web ok: ${entryPoints.length} entry point(s) bundle for a Web-only target without Node imports and typecheck without Node types (${Date.now() - started} ms)${sizes ? `; unminified bundles: ${sizes}` : ''}`);

@@ -21,9 +21,9 @@ export const PACKAGE_NAME = 'session-replication';
 export const ENTRIES: readonly PackageEntry[] = [
   { subpath: '.', source: 'lib/index.ts' },
   { subpath: './nats', source: 'lib/channel/nats.ts' },
-  { subpath: './jetstream', source: 'lib/channel/jetstream-log.ts' },
+  { subpath: './jetstream', source: 'lib/log/jetstream.ts' },
   { subpath: './dynamodb', source: 'lib/store/dynamodb.ts' },
-  { subpath: './sns-sqs', source: 'lib/channel/sns-sqs.ts' },
+  { subpath: './sns-sqs', source: 'lib/channel/sns-sqs/index.ts' },
   { subpath: './admin', source: 'lib/admin/index.ts' },
   { subpath: './testing', source: 'lib/testing/index.ts' },
   { subpath: './node', source: 'adapters/node/index.ts' },

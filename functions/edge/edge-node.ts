@@ -12,7 +12,7 @@
 import { wsconnect, type ConnectionOptions, type NatsConnection } from '@nats-io/nats-core';
 import { createCluster, consoleLogger, type Logger, type LogLevel, type ReplicatedSessions } from '../../lib/index.ts';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from '../../lib/channel/nats.ts';
-import { jetStreamLogFor } from '../../lib/channel/jetstream-log.ts';
+import { jetStreamLogFor } from '../../lib/log/jetstream.ts';
 import { createDemoApp } from '../demo-app.ts';
 import { readConfig, type EdgeEnvConfig } from '../shared/config.ts';
 

@@ -18,7 +18,7 @@ import { Hono } from 'hono';
 import { handle, type APIGatewayProxyResult, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
 import { getCookie } from 'hono/cookie';
 import { z } from 'zod';
-import { jetStreamLogFor, type LogFollower, type LogMessage, type ReplicationLog } from '../../lib/channel/jetstream-log.ts';
+import { jetStreamLogFor, type LogFollower, type LogMessage, type ReplicationLog } from '../../lib/log/jetstream.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
 import { createCluster, parseSessionId, type Logger, type LogLevel, type ReplicatedSessions } from '../../lib/index.ts';
 import type { SessionState } from '../../lib/session/state.ts';

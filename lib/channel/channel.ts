@@ -21,14 +21,18 @@ export type ChannelStatus = 'connected' | 'disconnected' | 'reconnecting' | 'clo
 
 /**
  * A publish/subscribe transport with NATS subject semantics (`.`-separated tokens, `*` and `>`
- * wildcards) and request/reply. Implementations: `MemoryChannel` (in-process) and `NatsChannel`.
+ * wildcards, see `subjects.ts`) and request/reply. Implementations: `MemoryChannel` (in-process),
+ * `NatsChannel` and `SnsSqsChannel`.
  */
 export interface Channel {
-  /** A short name for logs and `/cluster`: `memory` or `nats`. */
+  /** A short name for logs and `/cluster`: `memory`, `nats` or `sns-sqs`. */
   readonly kind: string;
   /** The largest message the broker accepts, in bytes, when it is known. */
   readonly maxPayload?: number;
-  /** Publishes fire-and-forget; with `reply`, receivers may answer to that subject. */
+  /**
+   * Publishes fire-and-forget; with `reply`, receivers may answer to that subject. A subject with a
+   * wildcard or an empty token throws `InvalidOptionsError`.
+   */
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void;
   /**
    * Subscribes to a subject (wildcards allowed). With `queue`, each message goes to one member of

@@ -1,22 +1,13 @@
 /** The in-process channel: the embedded default, so one process or a unit test needs no broker. */
 import { ChannelRequestError } from '../errors.ts';
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel.ts';
+import { assertPublishSubject, subjectMatches } from './subjects.ts';
 
 interface Subscriber {
   readonly tokens: string[];
   readonly queue?: string;
   readonly owner: MemoryChannel;
   readonly deliver: (message: ChannelMessage) => void;
-}
-
-/** Whether a subject matches a subscription pattern with NATS wildcards (`*` one token, `>` the rest). */
-export function subjectMatches(pattern: string[], subject: string[]): boolean {
-  for (let i = 0; i < pattern.length; i++) {
-    const token = pattern[i];
-    if (token === '>') return subject.length > i;
-    if (i >= subject.length || (token !== '*' && token !== subject[i])) return false;
-  }
-  return pattern.length === subject.length;
 }
 
 /** A broker living in one process; every `MemoryChannel` created on the same bus sees the others. */
@@ -109,6 +100,7 @@ export class MemoryChannel implements Channel {
   /** Async so that a closed channel rejects, as the `Channel` contract says, instead of throwing. */
   async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
     this.#assertOpen(subject);
+    assertPublishSubject(subject);
     const inbox = this.bus.inbox();
     return new Promise((resolve, reject) => {
       const subscription = this.subscribe(inbox, (reply) => {
@@ -144,6 +136,7 @@ export class MemoryChannel implements Channel {
 
   #publish(subject: string, data: Uint8Array, reply: string | undefined): number {
     this.#assertOpen(subject);
+    assertPublishSubject(subject);
     return this.bus.route({ subject, data: data.slice(), ...(reply !== undefined ? { reply } : {}) });
   }
 

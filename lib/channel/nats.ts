@@ -2,6 +2,7 @@
 import { errors, type NatsConnection } from '@nats-io/nats-core';
 import { ChannelRequestError } from '../errors.ts';
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel.ts';
+import { assertPublishSubject } from './subjects.ts';
 
 /**
  * The connection policy every node uses, over TCP or WebSocket: wait for the first connect and then
@@ -33,6 +34,7 @@ export class NatsChannel implements Channel {
   }
 
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {
+    assertPublishSubject(subject);
     try {
       this.connection.publish(subject, data, options?.reply !== undefined ? { reply: options.reply } : undefined);
     } catch (cause) {
@@ -68,6 +70,7 @@ export class NatsChannel implements Channel {
   }
 
   async request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
+    assertPublishSubject(subject);
     try {
       const reply = await this.connection.request(subject, data, { timeout: options.timeoutMs });
       return reply.data;

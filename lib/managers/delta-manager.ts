@@ -18,7 +18,7 @@ import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import type { CommitOptions, SessionManager, StateTransferStatus } from './manager.ts';
 import { SessionTable } from './session-table.ts';
 import { DEFAULT_PAGE_LIMITS, fitPayload, receiveState, StateDonor, type PageLimits, type StatePage } from './state-transfer.ts';
-import type { LogFollower, LogMessage, ReplicationLog } from '../channel/jetstream-log.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from '../log/replication-log.ts';
 import type { SnapshotStore } from '../store/snapshot-store.ts';
 import { SnapshotWriter, type SnapshotWriterOptions } from '../store/snapshot-writer.ts';
 

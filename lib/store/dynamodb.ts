@@ -3,8 +3,13 @@
  * `<cluster>#<shard>` (a cluster is spread over `shards` partitions so writes do not pile onto one
  * partition and a load can Query them in parallel), sort key `sk` is the session key. An item holds
  * the encoded state `s`, its version `v` (the log sequence it reflects) and `ttl` (epoch seconds),
- * so DynamoDB deletes expired sessions by itself. The client is injected, so any endpoint works:
- * AWS, LocalStack or DynamoDB Local.
+ * so DynamoDB deletes expired sessions by itself; an ended session is a tombstone (`ended`, `v`,
+ * `ttl`, no `s`) that keeps older and live writes out until its `ttl`. The client is injected, so
+ * any endpoint works: AWS, LocalStack or DynamoDB Local.
+ *
+ * Limits: items are sized before they are sent, and one over DynamoDB's 400 KB is rejected
+ * (reported, not retried); transactions stay within 100 items and 4 MB, and one that DynamoDB still
+ * refuses as too large is split in halves.
  */
 import {
   CreateTableCommand,
@@ -19,24 +24,40 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { decodeSessionState, encodeSessionState } from '../codec/envelope.ts';
+import { SnapshotWriteError } from '../errors.ts';
+import { retrying, sleep } from '../retry.ts';
 import type { SessionState } from '../session/state.ts';
-import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from './snapshot-store.ts';
+import type { LoadProgress, SnapshotItem, SnapshotRejection, SnapshotStore, SnapshotWriteResult } from './snapshot-store.ts';
 
-/** DynamoDB's item size limit; items are checked against it before they are sent. */
+/** DynamoDB's item size limit; items are sized against it before they are sent. */
 export const DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024;
+/** DynamoDB's limit for one transaction, all items together (4 MB), less room for the request itself. */
+const TRANSACTION_LIMIT_BYTES = 4_000_000;
 
 /** Settings of the DynamoDB store. */
 export interface DynamoSnapshotStoreOptions {
   readonly client: DynamoDBClient;
   readonly table: string;
   readonly cluster: string;
-  /** Partitions per cluster; default 16. Every node of a cluster must use the same number. */
+  /**
+   * Partitions per cluster. Every node of a cluster must use the same number.
+   * @default 16
+   */
   readonly shards?: number;
-  /** Items per transaction (DynamoDB allows 100); default 25. */
+  /**
+   * Items per transaction (DynamoDB allows 100; fewer when they would exceed 4 MB together).
+   * @default 25
+   */
   readonly batchSize?: number;
-  /** Transactions in flight; default 8. */
+  /**
+   * Transactions in flight.
+   * @default 8
+   */
   readonly concurrency?: number;
-  /** Attempts per batch on throttling or conflicts; default 8, with exponential backoff. */
+  /**
+   * Attempts per transaction on throttling or conflicts, with exponential backoff.
+   * @default 8
+   */
   readonly maxAttempts?: number;
 }
 
@@ -48,8 +69,6 @@ export function shardOf(key: string, shards: number): number {
   for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
   return (hash >>> 0) % shards;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Snapshot store on DynamoDB. */
 export class DynamoSnapshotStore implements SnapshotStore {
@@ -74,18 +93,48 @@ export class DynamoSnapshotStore implements SnapshotStore {
 
   async write(items: readonly SnapshotItem[]): Promise<SnapshotWriteResult> {
     const result: SnapshotWriteResult = { written: 0, superseded: 0 };
-    const batches: SnapshotItem[][] = [];
-    for (let i = 0; i < items.length; i += this.#batchSize) batches.push(items.slice(i, i + this.#batchSize));
-    let next = 0;
+    const rejected: SnapshotRejection[] = [];
+    const unwritten: string[] = [];
+    let failure: unknown;
+    const queue: Operation[][] = [];
+    let batch: Operation[] = [];
+    let batchBytes = 0;
+    for (const item of items) {
+      const operation = this.#operation(item);
+      if (operation.bytes > DYNAMODB_ITEM_LIMIT_BYTES) {
+        rejected.push({ key: item.state.key, reason: `item is about ${operation.bytes} bytes, over DynamoDB's item limit of 400 KB (${DYNAMODB_ITEM_LIMIT_BYTES} bytes)` });
+        continue;
+      }
+      if (batch.length > 0 && (batch.length >= this.#batchSize || batchBytes + operation.bytes > TRANSACTION_LIMIT_BYTES)) {
+        queue.push(batch);
+        batch = [];
+        batchBytes = 0;
+      }
+      batch.push(operation);
+      batchBytes += operation.bytes;
+    }
+    if (batch.length > 0) queue.push(batch);
     const worker = async () => {
-      while (next < batches.length) {
-        const batch = batches[next++]!;
-        const outcome = await this.#writeBatch(batch);
-        result.written += outcome.written;
-        result.superseded += outcome.superseded;
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const { error, pending } = await this.#writeBatch(next, result, rejected);
+        if (error === undefined) continue;
+        if (isTooLarge(error) && pending.length > 1) {
+          // DynamoDB found the transaction too large after all: try the halves.
+          const half = Math.ceil(pending.length / 2);
+          queue.push(pending.slice(0, half), pending.slice(half));
+        } else if (isTooLarge(error)) {
+          rejected.push({ key: pending[0]!.key, reason: (error as Error).message });
+        } else {
+          failure = error;
+          unwritten.push(...pending.map((operation) => operation.key));
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.#concurrency, batches.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.#concurrency, queue.length) }, worker));
+    if (rejected.length > 0) result.rejected = rejected;
+    if (unwritten.length > 0) {
+      throw new SnapshotWriteError(`${unwritten.length} of ${items.length} snapshot items not written: ${(failure as Error).message}`, result, unwritten, { cause: failure });
+    }
     return result;
   }
 
@@ -132,6 +181,7 @@ export class DynamoSnapshotStore implements SnapshotStore {
           for (const item of page.Items ?? []) {
             // DynamoDB's TTL deletion lags by up to days: skip what has expired already.
             if (item.ttl?.N !== undefined && Number(item.ttl.N) < now) continue;
+            // A tombstone (`ended`, no `s`) only keeps the end: nothing to load.
             if (item.s?.S !== undefined) states.push(decodeSessionState(item.s.S));
           }
           onPage(states);
@@ -145,49 +195,90 @@ export class DynamoSnapshotStore implements SnapshotStore {
     return checkpoint;
   }
 
-  async #writeBatch(batch: SnapshotItem[]): Promise<SnapshotWriteResult> {
-    const result: SnapshotWriteResult = { written: 0, superseded: 0 };
+  /**
+   * One transaction, retried with backoff for the items DynamoDB did not get to (throttling,
+   * conflicts); items it refuses one by one (too large) go to `rejected`, stale ones count as
+   * superseded. Resolves with the error that ended the attempts and the items still unwritten.
+   */
+  async #writeBatch(batch: Operation[], result: SnapshotWriteResult, rejected: SnapshotRejection[]): Promise<{ error?: unknown; pending: Operation[] }> {
     let pending = batch;
-    for (let attempt = 1; pending.length > 0; attempt++) {
-      try {
-        await this.#client.send(new TransactWriteItemsCommand({ TransactItems: pending.map((item) => this.#operation(item)) }));
-        result.written += pending.length;
-        return result;
-      } catch (error) {
-        const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
-        const retry: SnapshotItem[] = [];
-        if ((error as Error).name === 'TransactionCanceledException' && reasons) {
-          reasons.forEach((reason, i) => {
-            if (reason.Code === 'ConditionalCheckFailed') result.superseded++;
-            else if (RETRYABLE.has(reason.Code ?? 'None')) retry.push(pending[i]!);
-            else throw error;
-          });
-        } else if (isThrottling(error)) {
-          retry.push(...pending);
-        } else {
-          throw error;
-        }
-        if (retry.length > 0 && attempt >= this.#maxAttempts) throw error;
-        pending = retry;
-        if (pending.length > 0) await sleep(Math.min(5000, 50 * 2 ** attempt) * (0.5 + Math.random() / 2));
-      }
+    let retryable = false;
+    try {
+      await retrying(
+        async () => {
+          try {
+            await this.#client.send(new TransactWriteItemsCommand({ TransactItems: pending.map((operation) => operation.write) }));
+            result.written += pending.length;
+            pending = [];
+          } catch (error) {
+            retryable = isThrottling(error);
+            const reasons = (error as { CancellationReasons?: { Code?: string; Message?: string }[] }).CancellationReasons;
+            if ((error as Error).name !== 'TransactionCanceledException' || !reasons) throw error;
+            const codes = reasons.map((reason) => reason.Code ?? 'None');
+            if (codes.some((code) => code !== 'ConditionalCheckFailed' && code !== 'ValidationError' && !RETRYABLE.has(code))) throw error;
+            const retry: Operation[] = [];
+            reasons.forEach((reason, i) => {
+              const operation = pending[i]!;
+              if (reason.Code === 'ConditionalCheckFailed') result.superseded++;
+              else if (reason.Code === 'ValidationError') rejected.push({ key: operation.key, reason: reason.Message ?? 'refused by DynamoDB' });
+              else retry.push(operation);
+            });
+            pending = retry;
+            retryable = true;
+            if (pending.length > 0) throw error;
+          }
+        },
+        { isRetryable: () => retryable, maxAttempts: this.#maxAttempts },
+      );
+      return { pending: [] };
+    } catch (error) {
+      return { error, pending };
     }
-    return result;
   }
 
-  #operation(item: SnapshotItem): TransactWriteItem {
+  #operation(item: SnapshotItem): Operation {
     const key = { pk: { S: `${this.#cluster}#${shardOf(item.state.key, this.#shards)}` }, sk: { S: item.state.key } };
-    const condition = { ConditionExpression: 'attribute_not_exists(sk) OR v <= :v', ExpressionAttributeValues: { ':v': { N: String(item.version) } } };
-    if (item.state.ended) return { Delete: { TableName: this.#table, Key: key, ...condition } };
-    const encoded = encodeSessionState(item.state);
-    const fields: Record<string, AttributeValue> = { ...key, v: { N: String(item.version) }, s: { S: encoded } };
+    const fields: Record<string, AttributeValue> = { ...key, v: { N: String(item.version) } };
+    if (item.state.ended) fields.ended = { S: item.state.ended.reason };
+    else fields.s = { S: encodeSessionState(item.state) };
     if (item.expiresAt !== undefined) fields.ttl = { N: String(item.expiresAt) };
-    return { Put: { TableName: this.#table, Item: fields, ...condition } };
+    // An end replaces any state not newer than it; a live state never replaces an end.
+    const ConditionExpression = item.state.ended ? 'attribute_not_exists(sk) OR v <= :v' : 'attribute_not_exists(sk) OR (v <= :v AND attribute_not_exists(ended))';
+    return {
+      key: item.state.key,
+      bytes: itemBytes(fields),
+      write: { Put: { TableName: this.#table, Item: fields, ConditionExpression, ExpressionAttributeValues: { ':v': { N: String(item.version) } } } },
+    };
   }
 
   #metaKey(): string {
     return `${this.#cluster}#meta`;
   }
+}
+
+/** One item's write, its key and its size as DynamoDB counts it. */
+interface Operation {
+  readonly key: string;
+  readonly bytes: number;
+  readonly write: TransactWriteItem;
+}
+
+const utf8 = new TextEncoder();
+
+/** An item's size as DynamoDB counts it: attribute names plus values (strings in UTF-8, numbers at most 21). */
+function itemBytes(fields: Record<string, AttributeValue>): number {
+  let bytes = 0;
+  for (const [name, value] of Object.entries(fields)) {
+    bytes += utf8.encode(name).byteLength;
+    if (value.S !== undefined) bytes += utf8.encode(value.S).byteLength;
+    else if (value.N !== undefined) bytes += 21;
+  }
+  return bytes;
+}
+
+/** DynamoDB refused the request as over its size limits (transaction or item): retrying the same will not help. */
+function isTooLarge(error: unknown): boolean {
+  return (error as Error).name === 'ValidationException' && /size|large|exceed/i.test((error as Error).message);
 }
 
 function isThrottling(error: unknown): boolean {

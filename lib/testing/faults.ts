@@ -6,7 +6,7 @@
  * process whose socket buffers fill. `heal()` ends every fault.
  */
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from '../channel/channel.ts';
-import { subjectMatches } from '../channel/memory.ts';
+import { subjectMatches } from '../channel/subjects.ts';
 import { ChannelRequestError } from '../errors.ts';
 
 /** Which messages a fault applies to; every field narrows it. */

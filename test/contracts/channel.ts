@@ -4,7 +4,7 @@
 // keep order; SNS cannot report "no responders" at once, only after a discovery window).
 import { afterEach, describe, expect, it } from "vitest";
 import type { Channel, ChannelMessage } from "../../lib/channel/channel.ts";
-import { ChannelRequestError } from "../../lib/errors.ts";
+import { ChannelRequestError, InvalidOptionsError } from "../../lib/errors.ts";
 import { waitFor } from "../kit/index.ts";
 
 /** Makes `count` channels that see each other. */
@@ -102,6 +102,21 @@ export function describeChannelContract(kind: string, factory: ChannelFactory, c
       expect(sorted(tail.texts())).toEqual(["node.n1", "node.n1.deep"]);
       expect(exact.texts()).toEqual(["node"]);
       expect(sorted(all.texts())).toEqual(sorted([...subjects, "end"]));
+    });
+
+    it("refuses to publish to a wildcard subject or one with an empty token (InvalidOptionsError), and delivers nothing", async () => {
+      const [a, b] = await channels(2);
+      const all = collector();
+      b!.subscribe(`${prefix}.>`, all.handler);
+      await ready(b!);
+      for (const bad of [`${prefix}.*`, `${prefix}.>`, `${prefix}..x`, `${prefix}.`]) {
+        expect(() => a!.publish(bad, utf8.encode("bad")), bad).toThrow(InvalidOptionsError);
+        await expect(a!.request(bad, utf8.encode("bad"), { timeoutMs: 500 }), bad).rejects.toThrow(InvalidOptionsError);
+      }
+      a!.publish(`${prefix}.good`, utf8.encode("good"));
+      await waitFor("the good message", () => all.got.length >= 1, { timeoutMs });
+      if (!capabilities.ordered) await b!.flush();
+      expect(all.texts()).toEqual(["good"]);
     });
 
     it("gives each message to exactly one member of a queue group, and to every plain subscriber", async () => {

@@ -175,7 +175,7 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
       target.bulkTimeoutMs,
     );
 
-    it("an ended state deletes the item, but only when it is not older than what is stored", async () => {
+    it("an ended state ends the item (a load skips it), but only when it is not older than what is stored", async () => {
       const store = target.create(cluster());
       const [kept, ended, neverStored] = [sessionKey(1), sessionKey(2), sessionKey(3)];
       await store.write([
@@ -193,6 +193,38 @@ export function snapshotStoreContract(target: SnapshotStoreTarget): void {
       const { states } = await loadAll(store);
       expect([...states.keys()]).toEqual([kept]);
       expect(attributeValue(states.get(kept), "a")).toBe(1);
+    });
+
+    it("an end is kept with its version: a stale writer's older live state is superseded and the session never loads again", async () => {
+      const c = cluster();
+      const store = target.create(c);
+      const stale = another(c, store);
+      const key = sessionKey();
+      // The leader wrote S at 5; S ended at 8 and the (new) leader wrote the end.
+      expect(await store.write([{ state: sessionState(key, { a: 1 }), version: 5 }])).toEqual({ written: 1, superseded: 0 });
+      expect(await store.write([{ state: sessionState(key, {}, { ended: "invalidated" }), version: 8 }])).toEqual({ written: 1, superseded: 0 });
+      // The old leader thaws and flushes what it held before the end.
+      expect(await stale.write([{ state: sessionState(key, { a: 1 }), version: 5 }])).toEqual({ written: 0, superseded: 1 });
+      expect(await stale.write([{ state: sessionState(key, { a: 1 }), version: 7 }])).toEqual({ written: 0, superseded: 1 });
+      expect((await loadAll(store)).states.has(key)).toBe(false);
+      expect((await loadAll(stale)).states.has(key)).toBe(false);
+    });
+
+    it("a live state never replaces an end, not even at a newer or the same version; a newer end replaces an older one", async () => {
+      const store = target.create(cluster());
+      const [key, never] = [sessionKey(1), sessionKey(2)];
+      // An end for a session never stored still blocks every later live write.
+      expect(await store.write([{ state: sessionState(never, {}, { ended: "expired" }), version: 3 }])).toEqual({ written: 1, superseded: 0 });
+      expect(await store.write([{ state: sessionState(key, {}, { ended: "invalidated" }), version: 10 }])).toEqual({ written: 1, superseded: 0 });
+      expect(
+        await store.write([
+          { state: sessionState(key, { back: true }), version: 12 },
+          { state: sessionState(never, { back: true }), version: 3 },
+        ]),
+      ).toEqual({ written: 0, superseded: 2 });
+      expect(await store.write([{ state: sessionState(key, {}, { ended: "expired" }), version: 11 }])).toEqual({ written: 1, superseded: 0 });
+      expect(await store.write([{ state: sessionState(key, {}, { ended: "invalidated" }), version: 9 }])).toEqual({ written: 0, superseded: 1 });
+      expect((await loadAll(store)).states.size).toBe(0);
     });
 
     it("the checkpoint only moves forward, also under concurrent writers", async () => {

@@ -2,10 +2,11 @@
 // nats-server with JetStream, shared DynamoDB Local): no bulk state transfer from peers, fallback to a
 // peer when DynamoDB is unreachable, and send mode persist answering after JetStream stored the write.
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/nats-core";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { decodeEnvelope } from "../../lib/codec/envelope.ts";
-import type { ReplicationLog } from "../../lib/channel/jetstream-log.ts";
+import type { ReplicationLog } from "../../lib/log/jetstream.ts";
 import type { ClusterOptions } from "../../lib/index.ts";
 import { DynamoSnapshotStore } from "../../lib/store/dynamodb.ts";
 import { CookieClient, ddbClient, deleteStreams, freePort, inBatches, laggingLog, persistentNode, canonical, throwawayTable, uniqueCluster, waitFor, type PersistentNode } from "../kit/index.ts";
@@ -310,5 +311,33 @@ describe("join from the DynamoDB snapshot plus the JetStream log", () => {
       await waitFor(`the other node to apply write ${i}`, () => (i % 2 ? b : a).appliedSeq() >= after);
     }
     expect(a.sessions.stats.replicationErrors + b.sessions.stats.replicationErrors).toBe(0);
+  });
+  it("send mode persist answers 503, not 200, when someone stored another message under the node's next message id", async () => {
+    const cluster = newCluster("it-msgid");
+    const a = await node(cluster, "a", { store: false, options: { sendMode: "persist" } });
+    const b = await node(cluster, "b", { store: false, options: { sendMode: "persist" } });
+    const jsm = await jetstreamManager(a.nc);
+    const user = new CookieClient();
+    expect((await user.request(a, "PUT", "/session/attributes/v", "1")).status).toBe(200);
+    // A's message id, as anyone reading the stream (or subscribed to the delta subject) sees it.
+    const { last } = await a.log.bounds();
+    const stored = await jsm.streams.getMessage(a.log.name, { seq: last });
+    const id = stored!.header!.get("Nats-Msg-Id");
+    expect(id).toMatch(/\d+$/);
+    // Someone with publish rights on the subject (no cluster key needed) takes A's next id.
+    const subject = (await jsm.streams.info(a.log.name)).config.subjects[0]!;
+    const h = headers();
+    h.set("Nats-Msg-Id", id.replace(/\d+$/, (n) => String(Number(n) + 1)));
+    await jetstream(a.nc).publish(subject, new TextEncoder().encode("impostor"), { headers: h });
+    // The write was not stored: the node must not answer as if it were.
+    const reply = await user.request(a, "PUT", "/session/attributes/v", "2");
+    expect(reply.status).toBe(503);
+    expect(a.sessions.stats.replicationErrors).toBe(1);
+    expect(a.logs.some((line) => /replication failed/.test(line.message) && /already names another message/.test(String(line.fields.error)))).toBe(true);
+    // A retry goes through under a fresh id, and b applies it.
+    expect((await user.request(a, "PUT", "/session/attributes/v", "3")).status).toBe(200);
+    const end = (await a.log.bounds()).last;
+    await waitFor("b to apply the retried write", () => b.appliedSeq() >= end);
+    expect(b.manager.inspect(user.key)?.attributes.get("v")?.value).toBe("[3]");
   });
 });

@@ -1,13 +1,13 @@
 // Owns: SnsSqsChannel tests: the Channel contract suite plus SNS/SQS specifics (own messages filtered by
 // the filter policy, point-to-point, cleanup on close, reclaiming a crashed run's queue, isolated
 // clusters, payload limits, delivery receipts). fauxqs in-process, or AWS_ENDPOINT_URL (see test/kit/sns-sqs.ts).
-import { ListSubscriptionsByTopicCommand } from "@aws-sdk/client-sns";
-import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
+import { ListSubscriptionsByTopicCommand, SNSClient } from "@aws-sdk/client-sns";
+import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ChannelMessage, ChannelStatus } from "../../lib/channel/channel.ts";
-import { SNS_SQS_FRAGMENT_BYTES, SNS_SQS_MAX_PAYLOAD, SnsSqsChannel } from "../../lib/channel/sns-sqs.ts";
-import { InvalidOptionsError } from "../../lib/errors.ts";
-import { connectChannel, deleteCluster, startSnsSqs, TEST_NO_RESPONDERS_MS, uniqueCluster, waitFor, type SnsSqsEndpoint } from "../kit/index.ts";
+import { SNS_SQS_FRAGMENT_BYTES, SNS_SQS_MAX_PAYLOAD, SnsSqsChannel } from "../../lib/channel/sns-sqs/index.ts";
+import { BrokerSetupError, InvalidOptionsError, MessageTooLargeError } from "../../lib/errors.ts";
+import { connectChannel, deleteCluster, freePort, startSnsSqs, TEST_NO_RESPONDERS_MS, uniqueCluster, waitFor, type SnsSqsEndpoint } from "../kit/index.ts";
 import { describeChannelContract } from "../contracts/channel.ts";
 
 let aws: SnsSqsEndpoint;
@@ -188,8 +188,8 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
     b!.subscribe("app.get", (m) => b!.publish(m.reply!, pattern(700_000)));
     const reply = await a!.request("app.get", utf8.encode("?"), { timeoutMs: 10_000 });
     expect(Buffer.from(reply).equals(Buffer.from(pattern(700_000)))).toBe(true);
-    expect(() => a!.publish("app.big", new Uint8Array(SNS_SQS_MAX_PAYLOAD + 1))).toThrow(RangeError);
-    await expect(a!.request("app.big", new Uint8Array(SNS_SQS_MAX_PAYLOAD + 1), { timeoutMs: 1000 })).rejects.toThrow(RangeError);
+    expect(() => a!.publish("app.big", new Uint8Array(SNS_SQS_MAX_PAYLOAD + 1))).toThrow(MessageTooLargeError);
+    await expect(a!.request("app.big", new Uint8Array(SNS_SQS_MAX_PAYLOAD + 1), { timeoutMs: 1000 })).rejects.toThrow(MessageTooLargeError);
   });
 
   it("keeps publishing through an SNS outage: retries with backoff, reports disconnected then connected", async () => {
@@ -262,5 +262,25 @@ describe("SnsSqsChannel: SNS/SQS specifics", () => {
     await expect(SnsSqsChannel.connect({ sns, sqs, cluster: "a.b", node: "n" })).rejects.toThrow(InvalidOptionsError);
     await expect(SnsSqsChannel.connect({ sns, sqs, cluster: "c", node: "" })).rejects.toThrow(InvalidOptionsError);
     await expect(SnsSqsChannel.connect({ sns, sqs, cluster: "c", node: "n", waitTimeSeconds: 21 })).rejects.toThrow(InvalidOptionsError);
+    await expect(SnsSqsChannel.connect({ sns, sqs, cluster: "c", node: "n", maxPayload: 0 })).rejects.toThrow(/maxPayload/);
+    await expect(SnsSqsChannel.connect({ sns, sqs, cluster: "c", node: "n", noRespondersMs: -1 })).rejects.toThrow(/noRespondersMs/);
+    await expect(SnsSqsChannel.connect({ sns: {} as never, sqs, cluster: "c", node: "n" })).rejects.toThrow(/sns must be an AWS SDK v3 client/);
+  });
+
+  it("rejects with BrokerSetupError, the AWS error as cause, when the endpoint refuses", async () => {
+    const endpoint = `http://127.0.0.1:${await freePort()}`;
+    const config = { endpoint, region: "us-east-1", maxAttempts: 1, credentials: { accessKeyId: "test", secretAccessKey: "test" } };
+    const sns = new SNSClient(config);
+    const sqs = new SQSClient(config);
+    try {
+      const error = await SnsSqsChannel.connect({ sns, sqs, cluster: uniqueCluster("down"), node: "n" }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BrokerSetupError);
+      expect((error as BrokerSetupError).code).toBe("BROKER_SETUP_FAILED");
+      expect((error as BrokerSetupError).message).toMatch(/could not set up cluster/);
+      expect((error as BrokerSetupError).cause).toBeInstanceOf(Error);
+    } finally {
+      sns.destroy();
+      sqs.destroy();
+    }
   });
 });

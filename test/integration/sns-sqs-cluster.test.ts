@@ -5,7 +5,7 @@ import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import type { Hono } from "hono";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
-import type { SnsSqsChannel } from "../../lib/channel/sns-sqs.ts";
+import type { SnsSqsChannel } from "../../lib/channel/sns-sqs/index.ts";
 import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
 import { connectChannel, CookieClient, deleteCluster, startSnsSqs, uniqueCluster, waitFor, type SnsSqsEndpoint } from "../kit/index.ts";
 

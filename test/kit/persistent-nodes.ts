@@ -4,7 +4,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Hono } from "hono";
 import { createDemoApp } from "../../functions/demo-app.ts";
-import { jetStreamLogFor, type JetStreamLog, type ReplicationLog } from "../../lib/channel/jetstream-log.ts";
+import { jetStreamLogFor, type JetStreamLog, type ReplicationLog } from "../../lib/log/jetstream.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { createCluster, type ClusterOptions, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
 import { DeltaManager } from "../../lib/managers/delta-manager.ts";

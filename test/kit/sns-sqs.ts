@@ -9,7 +9,7 @@
 // Every test uses its own randomly named cluster (topic and queues) and deletes it afterwards.
 import { SNSClient } from "@aws-sdk/client-sns";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { SnsSqsChannel, type SnsSqsChannelOptions } from "../../lib/channel/sns-sqs.ts";
+import { SnsSqsChannel, type SnsSqsChannelOptions } from "../../lib/channel/sns-sqs/index.ts";
 
 /** Where SNS and SQS answer, and how to make clients for it. */
 export interface SnsSqsEndpoint {

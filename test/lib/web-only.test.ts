@@ -16,7 +16,7 @@ describe("check:web (lib/ stays Web-standard)", () => {
     const { code, output } = await checkWeb();
     expect(output).toMatch(/check:web ok: \d+ entry point\(s\)/);
     // The package's entry points are among them (the DynamoDB store bundles with the SDK's browser build).
-    for (const entry of ["lib/index.ts", "lib/channel/nats.ts", "lib/channel/jetstream-log.ts", "lib/store/dynamodb.ts"]) expect(output).toContain(`${entry} `);
+    for (const entry of ["lib/index.ts", "lib/channel/nats.ts", "lib/log/jetstream.ts", "lib/store/dynamodb.ts"]) expect(output).toContain(`${entry} `);
     expect(code).toBe(0);
   });
 

@@ -20,7 +20,7 @@ import {
   type LambdaRuntimeStats,
 } from "../../../functions/lambda/runtime.ts";
 import { ConfigError } from "../../../functions/shared/config.ts";
-import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/channel/jetstream-log.ts";
+import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/log/jetstream.ts";
 import { createSnapshotTable } from "../../../lib/store/dynamodb.ts";
 import { REPO_ROOT, spawnTracked, startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
 

@@ -1,7 +1,8 @@
 // Owns: unit tests of lib/channel/memory.ts (subject matching, pub/sub, queue groups, request/reply, close).
 import { describe, expect, it } from "vitest";
 import type { ChannelMessage } from "../../../lib/channel/channel.ts";
-import { MemoryBus, MemoryChannel, subjectMatches } from "../../../lib/channel/memory.ts";
+import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
+import { subjectMatches } from "../../../lib/channel/subjects.ts";
 import { ChannelRequestError } from "../../../lib/errors.ts";
 import { waitFor } from "../../../functions/launch/index.ts";
 
@@ -126,7 +127,7 @@ describe("queue groups", () => {
     const bus = new MemoryBus();
     const counts = { g1: [0, 0, 0], g2: [0, 0], plain: 0 };
     const members = [0, 1, 2].map((i) => new MemoryChannel(bus).subscribe("work", () => counts.g1[i]!++, { queue: "g1" }));
-    [0, 1].forEach((i) => new MemoryChannel(bus).subscribe("work", () => counts.g2[i]!++, { queue: "g2" }));
+    for (const i of [0, 1]) new MemoryChannel(bus).subscribe("work", () => counts.g2[i]!++, { queue: "g2" });
     new MemoryChannel(bus).subscribe("work", () => counts.plain++);
     const publisher = new MemoryChannel(bus);
     for (let i = 0; i < 300; i++) publisher.publish("work", enc.encode(String(i)));
@@ -137,7 +138,7 @@ describe("queue groups", () => {
     expect(counts.plain).toBe(300);
     // Spread over the group, not all to one member.
     for (const n of counts.g1) expect(n).toBeGreaterThan(0);
-    members.forEach((m) => m.unsubscribe());
+    for (const m of members) m.unsubscribe();
   });
 });
 

@@ -68,6 +68,45 @@ describe("DynamoSnapshotStore on DynamoDB", () => {
     expect(meta?.seq).toEqual({ N: "42" });
   });
 
+  it("keeps an end as a tombstone item: ended, v and ttl, no state", async () => {
+    const cluster = uniqueCluster("tombstone");
+    const store = new DynamoSnapshotStore({ client, table: table.table, cluster });
+    const key = sessionKey();
+    const expiresAt = Math.floor(Date.now() / 1000) + 7200;
+    await store.write([{ state: sessionState(key, { a: 1 }), version: 3 }]);
+    await store.write([{ state: sessionState(key, {}, { ended: "invalidated" }), version: 4, expiresAt }]);
+    const { Item } = await client.send(new GetItemCommand({ TableName: table.table, Key: { pk: { S: `${cluster}#${shardOf(key, 16)}` }, sk: { S: key } } }));
+    expect(Item).toEqual({ pk: { S: `${cluster}#${shardOf(key, 16)}` }, sk: { S: key }, v: { N: "4" }, ended: { S: "invalidated" }, ttl: { N: String(expiresAt) } });
+  });
+
+  it("rejects and reports an item over DynamoDB's 400 KB, and writes the rest of its batch", async () => {
+    const cluster = uniqueCluster("huge");
+    const store = new DynamoSnapshotStore({ client, table: table.table, cluster });
+    const huge = sessionState(sessionKey(0), { blob: "x".repeat(420 * 1024) });
+    const small = [1, 2, 3].map((i) => sessionState(sessionKey(i), { i }));
+    const result = await store.write([small[0]!, huge, small[1]!, small[2]!].map((state) => ({ state, version: 1 })));
+    expect(result.written).toBe(3);
+    expect(result.rejected?.map((r) => r.key)).toEqual([huge.key]);
+    expect(result.rejected?.[0]?.reason).toMatch(/400|size/i);
+    const loaded: string[] = [];
+    await store.load((page) => loaded.push(...page.map((state) => state.key)));
+    expect(loaded.sort()).toEqual(small.map((state) => state.key).sort());
+  });
+
+  it("writes items that together exceed a transaction's 4 MB in smaller transactions", { timeout: 60_000 }, async () => {
+    const cluster = uniqueCluster("big");
+    const store = new DynamoSnapshotStore({ client, table: table.table, cluster, batchSize: 25 });
+    const states = Array.from({ length: 16 }, (_, i) => sessionState(sessionKey(i), { blob: `${i}`.padEnd(300 * 1024, "y") }));
+    const result = await store.write(states.map((state) => ({ state, version: 2 })));
+    expect(result).toEqual({ written: 16, superseded: 0 });
+    const loaded = new Map<string, number>();
+    await store.load((page) => {
+      for (const state of page) loaded.set(state.key, state.attributes.get("blob")!.value!.length);
+    });
+    expect([...loaded.keys()].sort()).toEqual(states.map((state) => state.key).sort());
+    for (const length of loaded.values()) expect(length).toBeGreaterThan(300 * 1024);
+  });
+
   it("another node's store (own instance, same cluster) loads what the first one wrote", async () => {
     const cluster = uniqueCluster("shards");
     const writer = new DynamoSnapshotStore({ client, table: table.table, cluster });

@@ -2,6 +2,7 @@
 // checkpoint, versions, TTLs, failures; then the same on real nodes (NATS JetStream + DynamoDB).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { SnapshotWriteError } from "../../../lib/errors.ts";
 import type { SessionState } from "../../../lib/session/state.ts";
 import { DynamoSnapshotStore } from "../../../lib/store/dynamodb.ts";
 import { MemorySnapshotStore } from "../../../lib/store/memory.ts";
@@ -14,15 +15,28 @@ class RecordingStore extends MemorySnapshotStore {
   readonly writes: SnapshotItem[][] = [];
   readonly checkpoints: number[] = [];
   failing?: Error;
+  /** The next write writes everything but this key, then rejects with SnapshotWriteError naming it. */
+  failOnce?: string;
 
   override async write(items: readonly SnapshotItem[]) {
     if (this.failing) throw this.failing;
     this.writes.push([...items]);
-    return super.write(items);
+    const failed = this.failOnce;
+    if (failed === undefined) return super.write(items);
+    this.failOnce = undefined;
+    const done = await super.write(items.filter((item) => item.state.key !== failed));
+    throw new SnapshotWriteError("1 snapshot item not written: simulated throttling", done, [failed]);
   }
+
+  /** The next checkpoint write rejects. */
+  failCheckpointOnce = false;
 
   override async writeCheckpoint(sequence: number) {
     if (this.failing) throw this.failing;
+    if (this.failCheckpointOnce) {
+      this.failCheckpointOnce = false;
+      throw new Error("simulated checkpoint failure");
+    }
     this.checkpoints.push(sequence);
     return super.writeCheckpoint(sequence);
   }
@@ -144,7 +158,7 @@ describe("SnapshotWriter", () => {
     expect(store.writes.at(-1)![0]!.expiresAt).toBe(Math.ceil((state.createdAt + 60_000) / 1000) + 3600);
   });
 
-  it("gives items a TTL of the session timeout plus an hour of grace, none for sessions that never expire; ends delete", async () => {
+  it("gives items a TTL of the session timeout plus an hour of grace, none for sessions that never expire; ends become tombstones kept a day longer", async () => {
     const store = new RecordingStore();
     const table = new Map<string, SessionState>();
     const { writer } = writerFor(store, table, { value: true });
@@ -154,11 +168,14 @@ describe("SnapshotWriter", () => {
     await store.write([{ state: sessionState(ended, { a: 1 }), version: 1 }]);
     table.set(ended, sessionState(ended, {}, { ended: "invalidated" }));
     writer.noteApplied(2, [expiring, forever, ended]);
+    const flushedAt = Date.now();
     await writer.flush();
     const items = new Map(store.writes.at(-1)!.map((item) => [item.state.key, item]));
     const last = table.get(expiring)!.lastAccessedAt;
     expect(items.get(expiring)!.expiresAt).toBe(Math.ceil((last + 600_000) / 1000) + 3600);
     expect(items.get(forever)!.expiresAt).toBeUndefined();
+    // A tombstone outlives any copy a stale writer may hold: counted from now, plus the log's 24 h retention.
+    expect(items.get(ended)!.expiresAt).toBeGreaterThanOrEqual(Math.floor(flushedAt / 1000) + 1800 + 24 * 3600);
     const loaded: string[] = [];
     await store.load((page) => loaded.push(...page.map((s) => s.key)));
     expect(loaded.sort()).toEqual([expiring, forever].sort());
@@ -185,6 +202,62 @@ describe("SnapshotWriter", () => {
     expect(writer.status).toMatchObject({ dirty: 0, checkpoint: 1, itemsWritten: 1 });
   });
 
+  it("after a partial failure, writes again only what was not written", async () => {
+    const store = new RecordingStore();
+    const table = new Map<string, SessionState>();
+    const { writer } = writerFor(store, table, { value: true }, { intervalMs: 10, checkpointPollMs: 0 });
+    const keys = Array.from({ length: 10 }, (_, i) => sessionKey(i));
+    for (const key of keys) table.set(key, sessionState(key, { a: 1 }));
+    writer.noteApplied(1, keys);
+    // The store wrote 9 and could not write one (as DynamoDB when one transaction's retries run out).
+    store.failOnce = keys[3];
+    await writer.flush();
+    expect(writer.status).toMatchObject({ errors: 1, dirty: 1, itemsWritten: 9 });
+    expect(store.checkpoints).toEqual([]);
+    await waitFor("the retry after the backoff", async () => {
+      await writer.tick();
+      return writer.status.flushes === 1;
+    });
+    expect(store.writes.at(-1)!.map((item) => item.state.key)).toEqual([keys[3]]);
+    expect(writer.status).toMatchObject({ dirty: 0, itemsWritten: 10, checkpoint: 1 });
+  });
+
+  it("a failed checkpoint after a successful write does not write the items again, only the checkpoint", async () => {
+    const store = new RecordingStore();
+    const table = new Map<string, SessionState>();
+    const { writer } = writerFor(store, table, { value: true }, { intervalMs: 10, checkpointPollMs: 0 });
+    const keys = Array.from({ length: 5 }, (_, i) => sessionKey(i));
+    for (const key of keys) table.set(key, sessionState(key, { a: 1 }));
+    writer.noteApplied(7, keys);
+    store.failCheckpointOnce = true;
+    await writer.flush();
+    expect(writer.status).toMatchObject({ errors: 1, itemsWritten: 5, dirty: 0 });
+    expect(store.checkpoints).toEqual([]);
+    await waitFor("the checkpoint after the backoff", async () => {
+      await writer.tick();
+      return writer.status.flushes === 1;
+    });
+    expect(store.itemsWritten).toBe(5);
+    expect(store.checkpoints).toEqual([7]);
+    expect(writer.status).toMatchObject({ itemsWritten: 5, checkpoint: 7 });
+  });
+
+  it("keeps the unwritten set within the sessions held: a non-leader forgets sessions it no longer holds while no checkpoint comes", async () => {
+    const store = new RecordingStore();
+    const table = new Map<string, SessionState>();
+    const { writer } = writerFor(store, table, { value: false });
+    for (let seq = 1; seq <= 1000; seq++) {
+      const key = sessionKey(seq);
+      table.set(key, sessionState(key, { seq }));
+      writer.noteApplied(seq, [key]);
+      if (seq % 10 !== 0) table.delete(key); // Ended and collected, or expired: 9 in 10 are gone.
+    }
+    expect(writer.status.dirty).toBe(1000);
+    await writer.tick(); // No checkpoint was ever written.
+    expect(writer.status.dirty).toBe(100);
+    expect(writer.status.checkpoint).toBeUndefined();
+  });
+
   it("the leader flushes what is dirty when it stops; a non-leader does not", async () => {
     const store = new RecordingStore();
     const table = new Map<string, SessionState>();
@@ -201,6 +274,70 @@ describe("SnapshotWriter", () => {
     await leader.stop();
     expect(store.itemsWritten).toBe(1);
     expect(await store.readCheckpoint()).toBe(3);
+  });
+});
+
+describe("SnapshotWriter on DynamoDB: ends, limits and failures", () => {
+  let client: DynamoDBClient;
+  let table: { table: string; drop(): Promise<void> };
+  beforeAll(async () => {
+    client = ddbClient(inject("ddbEndpoint"));
+    table = await throwawayTable(client, "sessrep-writer-limits");
+  });
+  afterAll(async () => {
+    await table?.drop();
+    client?.destroy();
+  });
+  const storeFor = (cluster: string) => new DynamoSnapshotStore({ client, table: table.table, cluster });
+  const loadKeys = async (store: SnapshotStore) => {
+    const keys: string[] = [];
+    await store.load((page) => keys.push(...page.map((state) => state.key)));
+    return keys.sort();
+  };
+
+  it("a stale leader that thaws never brings an ended session back, and a cold start does not load it", async () => {
+    const cluster = uniqueCluster("stale");
+    const key = sessionKey();
+    // X (oldest) applied S's write at 5 and froze before its next flush.
+    const xTable = new Map<string, SessionState>([[key, sessionState(key, { user: "u" })]]);
+    const x = writerFor(storeFor(cluster), xTable, { value: true }).writer;
+    x.noteApplied(5, [key]);
+    // Meanwhile Z, the interim leader, wrote S, then S's end at 8, and advanced the checkpoint.
+    const zTable = new Map<string, SessionState>([[key, sessionState(key, { user: "u" })]]);
+    const z = writerFor(storeFor(cluster), zTable, { value: true }).writer;
+    z.noteApplied(5, [key]);
+    await z.flush();
+    zTable.set(key, sessionState(key, {}, { ended: "invalidated" }));
+    z.noteApplied(8, [key]);
+    await z.flush();
+    expect(z.status).toMatchObject({ checkpoint: 8, errors: 0 });
+    // X thaws: its overdue flush writes the copy it held before the end.
+    await x.flush();
+    expect(x.status).toMatchObject({ itemsWritten: 0, itemsSuperseded: 1, errors: 0 });
+    // A cold start (a fresh store instance, as a new node) does not see S.
+    expect(await loadKeys(storeFor(cluster))).toEqual([]);
+  });
+
+  it("an item the store can never hold is reported, counted and skipped: the others are written and the checkpoint advances", async () => {
+    const cluster = uniqueCluster("huge");
+    const store = storeFor(cluster);
+    const sessions = new Map<string, SessionState>();
+    const keys = [sessionKey(0), sessionKey(1), sessionKey(2)];
+    sessions.set(keys[0]!, sessionState(keys[0]!, { blob: "z".repeat(450 * 1024) }));
+    sessions.set(keys[1]!, sessionState(keys[1]!, { a: 1 }));
+    sessions.set(keys[2]!, sessionState(keys[2]!, { a: 2 }));
+    const { writer, logger } = writerFor(store, sessions, { value: true });
+    writer.noteApplied(3, keys);
+    await writer.flush();
+    expect(writer.status).toMatchObject({ itemsWritten: 2, itemsRejected: 1, errors: 0, dirty: 0, checkpoint: 3 });
+    expect(await store.readCheckpoint()).toBe(3);
+    expect(logger.lines.some((l) => l.level === "warn" && /never hold/.test(l.message) && JSON.stringify(l.fields).includes(keys[0]!))).toBe(true);
+    expect(await loadKeys(store)).toEqual([keys[1]!, keys[2]!].sort());
+    // The next change to another session is written at once: nothing is stuck behind the big one.
+    sessions.set(keys[1]!, sessionState(keys[1]!, { a: 10 }));
+    writer.noteApplied(4, [keys[1]!]);
+    await writer.flush();
+    expect(writer.status).toMatchObject({ itemsWritten: 3, itemsRejected: 1, checkpoint: 4 });
   });
 });
 
@@ -258,7 +395,9 @@ describe("snapshot write-behind on a real cluster (JetStream + DynamoDB)", () =>
         "DynamoDB to hold every session's final value",
         async () => {
           stored.clear();
-          await store.load((page) => page.forEach((s) => stored.set(s.key, s)));
+          await store.load((page) => {
+            for (const s of page) stored.set(s.key, s);
+          });
           const missing = clients.filter((c) => stored.get(c.key)?.attributes.get("counter")?.value !== "[100]").length;
           if (missing > 0) throw new Error(`${missing} sessions not final yet; a ${JSON.stringify(a.snapshot())}`);
           return true;
@@ -304,7 +443,9 @@ describe("snapshot write-behind on a real cluster (JetStream + DynamoDB)", () =>
         "DynamoDB to hold the final value",
         async () => {
           let value: string | undefined;
-          await store.load((page) => page.forEach((s) => (value = s.attributes.get("counter")?.value)));
+          await store.load((page) => {
+            for (const s of page) value = s.attributes.get("counter")?.value;
+          });
           return value === "[100]";
         },
         { timeoutMs: 15_000, intervalMs: 250 },

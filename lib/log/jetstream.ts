@@ -2,47 +2,40 @@
  * `JetStreamLog`: the replication log of one cluster in a NATS JetStream stream. The stream stores
  * the cluster's `.delta` subject (bounded by age and size, deduplicating by message id), so a
  * joining, restarted or thawed node can replay from a sequence instead of asking a peer.
+ *
+ * Message ids: JetStream drops a message whose `Nats-Msg-Id` it stored within the duplicate window
+ * and answers with the first one's sequence. Each `JetStreamLog` prefixes the writer's `msgId` with
+ * a random id of its own (122 bits), so ids of different writers never collide; a duplicate answer
+ * is checked against the stored bytes, so a different message stored under the same id is refused
+ * (`DuplicateMessageIdError`) instead of being reported as stored.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
 import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { DuplicateMessageIdError } from '../errors.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from './replication-log.ts';
 
-/** A stored replication message. */
-export interface LogMessage {
-  readonly seq: number;
-  readonly data: Uint8Array;
-}
+export type { LogFollower, LogMessage, ReplicationLog } from './replication-log.ts';
 
-/** A running replay: delivers stored messages in order, then new ones as they are stored. */
-export interface LogFollower {
-  /** Stops delivering. */
-  stop(): void;
-}
-
-/** The log contract the delta manager uses (implemented by `JetStreamLog`). */
-export interface ReplicationLog {
-  /** The stream name, for logs and `/cluster`. */
-  readonly name: string;
-  /** Creates the stream if it does not exist. */
-  ensure(): Promise<void>;
-  /** Stores a message (deduplicated by `msgId`) and resolves with its sequence once stored. */
-  append(data: Uint8Array, msgId: string): Promise<number>;
-  /** First retained and last stored sequence (`first` is `last + 1` for an empty stream). */
-  bounds(): Promise<{ first: number; last: number }>;
-  /** Delivers every message from `fromSeq` on, in order and without gaps, until stopped. */
-  follow(fromSeq: number, onMessage: (message: LogMessage) => void): Promise<LogFollower>;
-}
-
-/** Stream limits. */
+/** The stream and its limits. */
 export interface JetStreamLogOptions {
-  /** Stream name; default `SESSREP_<cluster>`. */
+  /** Stream name (`jetStreamLogFor` uses `SESSREP_<cluster>`). */
   readonly stream: string;
   /** The subject stored: the cluster's delta subject. */
   readonly subject: string;
-  /** Oldest message kept; default 24 h. */
+  /**
+   * Oldest message kept.
+   * @default 86400000 (24 h)
+   */
   readonly maxAgeMs?: number;
-  /** Largest stream size; default 1 GiB. */
+  /**
+   * Largest stream size in bytes.
+   * @default 1073741824 (1 GiB)
+   */
   readonly maxBytes?: number;
-  /** Window in which a repeated message id is stored once; default 2 min. */
+  /**
+   * Window in which a repeated message id is stored once.
+   * @default 120000 (2 min)
+   */
   readonly duplicateWindowMs?: number;
 }
 
@@ -52,6 +45,8 @@ const nanos = (ms: number) => ms * 1_000_000;
 export class JetStreamLog implements ReplicationLog {
   readonly name: string;
   readonly #js: JetStreamClient;
+  /** Prefixes every message id: ids of different writers never collide. */
+  readonly #writer = crypto.randomUUID();
   #manager?: JetStreamManager;
 
   constructor(
@@ -87,13 +82,19 @@ export class JetStreamLog implements ReplicationLog {
   }
 
   async append(data: Uint8Array, msgId: string): Promise<number> {
-    const ack = await this.#js.publish(this.options.subject, data, { msgID: msgId });
-    return ack.seq;
+    const id = `${this.#writer}.${msgId}`;
+    const ack = await this.#js.publish(this.options.subject, data, { msgID: id });
+    if (!ack.duplicate) return ack.seq;
+    // A retry of this very message is fine; anything else under this id was not stored.
+    const stored = await (await this.#jsm()).streams.getMessage(this.options.stream, { seq: ack.seq });
+    if (stored && sameBytes(stored.data, data)) return ack.seq;
+    throw new DuplicateMessageIdError(this.name, id, ack.seq);
   }
 
   async bounds(): Promise<{ first: number; last: number }> {
-    const info = await (await this.#jsm()).streams.info(this.options.stream);
-    return { first: info.state.first_seq, last: info.state.last_seq };
+    const { state } = await (await this.#jsm()).streams.info(this.options.stream);
+    // A stream that never stored anything reports first 0: the contract says last + 1.
+    return { first: state.messages === 0 ? state.last_seq + 1 : state.first_seq, last: state.last_seq };
   }
 
   async follow(fromSeq: number, onMessage: (message: LogMessage) => void): Promise<LogFollower> {
@@ -113,6 +114,12 @@ export class JetStreamLog implements ReplicationLog {
     this.#manager ??= await jetstreamManager(this.connection);
     return this.#manager;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The replication log of `cluster`: stream `SESSREP_<cluster>` storing `<prefix>.<cluster>.delta`. */
