@@ -152,6 +152,18 @@ export class SnapshotWriteError extends SessionReplicationError {
   }
 }
 
+/** A runtime adapter was loaded on another runtime (`session-replication/deno` outside Deno, ...). */
+export class UnsupportedRuntimeError extends SessionReplicationError {
+  constructor(
+    /** The entry point, such as `session-replication/deno`. */
+    readonly entry: string,
+    /** The runtime it needs, such as `Deno`. */
+    readonly runtime: string,
+  ) {
+    super('UNSUPPORTED_RUNTIME', `${entry} runs on ${runtime} only (its ${runtime} API is missing here)`);
+  }
+}
+
 /** A value given to `set()` does not match the Standard Schema configured for its attribute (`schema`). */
 export class InvalidSessionValueError extends SessionReplicationError {
   constructor(

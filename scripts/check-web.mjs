@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Owns: `npm run check:web`: proves lib/ is Web-standard only (it runs on Deno, Bun, Workers, browsers).
 //
-//   node scripts/check-web.mjs            every lib/**/*.ts (except *.node.ts) as its own entry point
+//   node scripts/check-web.mjs            every lib/**/*.ts (except *.node.ts) and the Web-runtime adapters
+//                                         (adapters/{deno,bun,cloudflare}) as their own entry points
 //   node scripts/check-web.mjs FILE...    only these entry points (the test uses a fixture)
 //
 // Each entry is bundled with esbuild for a Web-only target (platform browser, conditions worker and
@@ -22,7 +23,9 @@ function modulesUnder(dir) {
 
 const args = process.argv.slice(2);
 // Entry points relative to the repository root (arguments are taken relative to the working directory).
-const entryPoints = args.length > 0 ? args.map((arg) => relative(ROOT, resolve(arg))) : modulesUnder(join(ROOT, 'lib'));
+/** The adapters for runtimes without Node: Deno, Bun (as a Web runtime) and Cloudflare Workers. */
+const WEB_ADAPTERS = ['adapters/deno/index.ts', 'adapters/bun/index.ts', 'adapters/cloudflare/index.ts'];
+const entryPoints = args.length > 0 ? args.map((arg) => relative(ROOT, resolve(arg))) : [...modulesUnder(join(ROOT, 'lib')), ...WEB_ADAPTERS];
 const started = Date.now();
 const { problems, outputs } = await checkWebOnly(entryPoints);
 if (problems.length > 0) {

@@ -27,6 +27,9 @@ export const ENTRIES: readonly PackageEntry[] = [
   { subpath: './admin', source: 'lib/admin/index.ts' },
   { subpath: './testing', source: 'lib/testing/index.ts' },
   { subpath: './node', source: 'adapters/node/index.ts' },
+  { subpath: './deno', source: 'adapters/deno/index.ts' },
+  { subpath: './bun', source: 'adapters/bun/index.ts' },
+  { subpath: './cloudflare', source: 'adapters/cloudflare/index.ts' },
 ];
 
 /** The file name (without extension) an entry is built to in `dist/`: `index` for `.`, else the subpath. */

@@ -44,18 +44,26 @@ export function guardOptionalPeers(chunks: readonly BuiltChunk[], peers: readonl
   };
   const core = peersReached('index.mjs');
   if (core.size > 0) throw new Error(`the core entry (dist/index.mjs) imports optional peers: ${[...core].join(', ')}`);
+  const guards: Array<{ fileName: string; implName: string; outDir: string; code: string }> = [];
   for (const entry of ENTRIES) {
     const fileName = `${distName(entry)}.mjs`;
     const chunk = jsChunks.get(fileName);
     if (chunk === undefined || entry.subpath === '.') continue;
     const needed = [...peersReached(fileName)].sort();
     if (needed.length === 0) continue;
-    const importers = [...jsChunks.values()].filter((c) => c.imports.includes(fileName) || c.dynamicImports.includes(fileName));
-    if (importers.length > 0) throw new Error(`dist/${fileName} is imported by ${importers.map((c) => c.fileName).join(', ')}: it cannot become a guard`);
     const implName = `${distName(entry)}.impl.mjs`;
-    renameSync(join(chunk.outDir, fileName), join(chunk.outDir, implName));
-    writeFileSync(join(chunk.outDir, fileName), guardModule(specifier(entry), needed, implName, chunk.exports));
+    guards.push({ fileName, implName, outDir: chunk.outDir, code: guardModule(specifier(entry), needed, implName, chunk.exports) });
   }
+  for (const guard of guards) renameSync(join(guard.outDir, guard.fileName), join(guard.outDir, guard.implName));
+  // A chunk that imports a guarded entry (an adapter using NatsChannel) imports its implementation: that chunk
+  // reaches the same peers, so the entries that import it are guards themselves.
+  for (const chunk of jsChunks.values()) {
+    const path = join(chunk.outDir, guards.find((g) => g.fileName === chunk.fileName)?.implName ?? chunk.fileName);
+    const code = readFileSync(path, 'utf8');
+    const rewritten = guards.reduce((text, g) => text.replaceAll(`"./${g.fileName}"`, `"./${g.implName}"`), code);
+    if (rewritten !== code) writeFileSync(path, rewritten);
+  }
+  for (const guard of guards) writeFileSync(join(guard.outDir, guard.fileName), guard.code);
 }
 
 /** The guard module: loads `implName` through loadOptionalPeer and re-exports `names`. */
