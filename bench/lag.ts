@@ -5,8 +5,8 @@ import type { Hono } from 'hono';
 import { createDemoApp } from '../functions/demo-app.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
 import type { ClusterKeyConfig, ProtectionMode } from '../lib/codec/protection.ts';
-import type { BackupManager } from '../lib/managers/backup-manager.ts';
-import { consoleLogger, createCluster, type ReplicatedSessions, type SendMode, type SessionVariables } from '../lib/index.ts';
+import type { BackupManager } from '../lib/managers/backup/backup-manager.ts';
+import { consoleLogger, createCluster, type ClusterNode, type SendMode, type SessionVariables } from '../lib/index.ts';
 import { waitFor } from '../functions/launch/index.ts';
 import { ProbeChannel } from './probe-channel.ts';
 import { nextTurn, summarize, withTimeout, type Summary } from './stats.ts';
@@ -79,7 +79,7 @@ interface Pending {
  */
 export class LagProbe {
   readonly #samples = { toB: [] as number[], toAll: [] as number[], request: [] as number[], toPublish: [] as number[], publishToB: [] as number[], publishToReceiveB: [] as number[], receiveToAppliedB: [] as number[] };
-  readonly #nodes: ReplicatedSessions[] = [];
+  readonly #nodes: ClusterNode[] = [];
   #pending: Pending | undefined;
   #deltaBytes = 0;
   #deltaCount = 0;
@@ -242,9 +242,9 @@ export class LagProbe {
     };
   }
 
-  /** Stops every node (graceful leave, closes its NATS connection). */
+  /** Stops every node (graceful leave), then closes its channel and so its NATS connection. */
   async close(): Promise<void> {
     this.#pending = undefined;
-    for (const node of this.#nodes.splice(0).reverse()) await node.stop().catch(() => undefined);
+    for (const node of this.#nodes.splice(0).reverse()) await node.stop().finally(() => node.channel.close()).catch(() => undefined);
   }
 }

@@ -9,8 +9,8 @@ import { connect } from '@nats-io/transport-node';
 import { stringify } from 'devalue';
 import { Hono } from 'hono';
 import { NatsChannel } from '../lib/channel/nats.ts';
-import { consoleLogger, createCluster, type ReplicatedSessions, type SendMode, type SessionVariables } from '../lib/index.ts';
-import type { BackupManager } from '../lib/managers/backup-manager.ts';
+import { consoleLogger, createCluster, type ClusterNode, type SendMode, type SessionVariables } from '../lib/index.ts';
+import type { BackupManager } from '../lib/managers/backup/backup-manager.ts';
 import { waitFor } from '../functions/launch/index.ts';
 import { interleave, LagProbe, type LagResult } from './lag.ts';
 import { ProbeChannel } from './probe-channel.ts';
@@ -75,7 +75,7 @@ interface Counters {
 
 /** A cluster of in-process nodes, each with its own NATS connection and an app with `/async/counter` and `/ack/counter`. */
 class CountingCluster {
-  readonly nodes: ReplicatedSessions[] = [];
+  readonly nodes: ClusterNode[] = [];
   readonly apps: Hono<{ Variables: SessionVariables }>[] = [];
   /** Heartbeat bytes per node as seen on the wire (the stats count bytes of every kind together). */
   readonly #hb: { sent: number; received: number }[] = [];
@@ -209,7 +209,7 @@ class CountingCluster {
   }
 
   async close(): Promise<void> {
-    for (const node of this.nodes.splice(0).reverse()) await node.stop().catch(() => undefined);
+    for (const node of this.nodes.splice(0).reverse()) await node.stop().finally(() => node.channel.close()).catch(() => undefined);
   }
 }
 

@@ -12,8 +12,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Hono } from 'hono';
 import { jetStreamLogFor, type JetStreamLog } from '../lib/log/jetstream.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
-import { createCluster, type Logger, type ReplicatedSessions, type SessionVariables } from '../lib/index.ts';
-import type { DeltaManager } from '../lib/managers/delta-manager.ts';
+import { createCluster, type Logger, type ClusterNode, type SessionVariables } from '../lib/index.ts';
+import type { DeltaManager } from '../lib/managers/delta/delta-manager.ts';
 import { createSnapshotTable, DynamoSnapshotStore } from '../lib/store/dynamodb.ts';
 import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from '../lib/store/snapshot-store.ts';
 import type { SnapshotWriterStatus } from '../lib/store/snapshot-writer.ts';
@@ -150,7 +150,7 @@ class TimedStore implements SnapshotStore {
 
 /** An in-process node: its own NATS connection, optionally the JetStream log and a store, and a small app. */
 interface BenchNode {
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   readonly manager: DeltaManager;
   readonly nc: NatsConnection;
   readonly log?: JetStreamLog;

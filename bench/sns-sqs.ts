@@ -17,7 +17,7 @@ import { createDemoApp } from '../functions/demo-app.ts';
 import type { Channel } from '../lib/channel/channel.ts';
 import { NatsChannel } from '../lib/channel/nats.ts';
 import { SnsSqsChannel } from '../lib/channel/sns-sqs/index.ts';
-import { consoleLogger, createCluster, type ReplicatedSessions, type SessionVariables } from '../lib/index.ts';
+import { consoleLogger, createCluster, type ClusterNode, type SessionVariables } from '../lib/index.ts';
 import { freePort, spawnTracked, startNatsServer, waitFor } from '../functions/launch/index.ts';
 import { ProbeChannel } from './probe-channel.ts';
 import { nextTurn, summarize, withTimeout, type Summary } from './stats.ts';
@@ -36,7 +36,7 @@ const WARMUP = arg('warmup', 50);
 /** Two nodes of one cluster over a transport, with hooks that see B apply a write without polling. */
 class Pair {
   readonly samples: { lag: number[]; request: number[]; hop: number[] } = { lag: [], request: [], hop: [] };
-  readonly nodes: ReplicatedSessions[] = [];
+  readonly nodes: ClusterNode[] = [];
   #app?: Hono<{ Variables: SessionVariables }>;
   #cookie = '';
   #key = '';
@@ -101,7 +101,7 @@ class Pair {
   }
 
   async stop(): Promise<void> {
-    for (const node of this.nodes.splice(0).reverse()) await node.stop().catch(() => undefined);
+    for (const node of this.nodes.splice(0).reverse()) await node.stop().finally(() => node.channel.close()).catch(() => undefined);
   }
 }
 

@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import { adminRoutes, probeRoutes, type AdminRoutesOptions } from 'session-replication/admin';
 import { HTTPException } from 'hono/http-exception';
-import { SessionReplicationError, UnserializableValueError, type ReplicatedSessions, type Session, type SessionMiddlewareOptions, type SessionVariables } from 'session-replication';
+import { SessionReplicationError, UnserializableValueError, type ClusterNode, type Session, type SessionMiddlewareOptions, type SessionVariables } from 'session-replication';
 
 /** The session as the demo API shows it. */
 function describe(session: Session, node: string) {
@@ -42,7 +42,7 @@ export interface DemoAppOptions {
 }
 
 /** Builds the demo Hono app on a cluster node: a session API, a counter, and the library's admin routes. */
-export function createDemoApp(sessions: ReplicatedSessions, options: DemoAppOptions = {}): Hono<{ Variables: SessionVariables }> {
+export function createDemoApp(sessions: ClusterNode, options: DemoAppOptions = {}): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   const node = sessions.node;
   app.route('/', options.admin ? adminRoutes(sessions, options.admin) : probeRoutes(sessions));

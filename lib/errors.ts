@@ -1,13 +1,32 @@
 /** The typed error family: every failure the library reports is one of these. */
 
-/** Base class of every error raised by session-replication; `code` is stable for programs to match. */
+/** What a `SessionReplicationError` carries besides its code and message. */
+export interface SessionReplicationErrorOptions {
+  /** The underlying error. */
+  readonly cause?: unknown;
+  /** The HTTP status a request failing with this error is answered with (see `errorResponse`). */
+  readonly status?: number;
+  /** Seconds after which a retry may succeed: the `Retry-After` header of that answer. */
+  readonly retryAfter?: number;
+}
+
+/**
+ * Base class of every error raised by session-replication; `code` is stable for programs to match.
+ * Errors a request can fail with also carry the HTTP `status` (and `retryAfter`) it is answered with.
+ */
 export class SessionReplicationError extends Error {
   /** A stable, machine-readable code such as `SESSION_TOO_LARGE`. */
   readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The HTTP status of the answer to a request that failed with this error, when it maps to one. */
+  readonly status?: number;
+  /** Seconds a client should wait before retrying (the `Retry-After` header), when a retry may succeed. */
+  readonly retryAfter?: number;
+  constructor(code: string, message: string, options: SessionReplicationErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
+    if (options.status !== undefined) this.status = options.status;
+    if (options.retryAfter !== undefined) this.retryAfter = options.retryAfter;
   }
 }
 
@@ -24,7 +43,7 @@ export class SessionTooLargeError extends SessionReplicationError {
     readonly sizeBytes: number,
     readonly limitBytes: number,
   ) {
-    super('SESSION_TOO_LARGE', `session would be ${sizeBytes} bytes, over the limit of ${limitBytes} bytes (maxSessionBytes)`);
+    super('SESSION_TOO_LARGE', `session would be ${sizeBytes} bytes, over the limit of ${limitBytes} bytes (maxSessionBytes)`, { status: 413 });
   }
 }
 
@@ -48,7 +67,27 @@ export class SessionLimitError extends SessionReplicationError {
 /** This node holds `maxActiveSessions` sessions already; the middleware answers 503 with Retry-After. */
 export class TooManySessionsError extends SessionReplicationError {
   constructor(readonly limit: number) {
-    super('TOO_MANY_SESSIONS', `this node holds its maximum of ${limit} sessions (maxActiveSessions)`);
+    super('TOO_MANY_SESSIONS', `this node holds its maximum of ${limit} sessions (maxActiveSessions)`, { status: 503, retryAfter: 10 });
+  }
+}
+
+/**
+ * This node is draining and does not serve the session a request names (or a new one): the
+ * middleware answers 503 with Retry-After, and a load balancer retries on another node.
+ */
+export class NodeDrainingError extends SessionReplicationError {
+  constructor() {
+    super('NODE_DRAINING', 'this node is draining: retry on another node', { status: 503, retryAfter: 1 });
+  }
+}
+
+/**
+ * Send mode `persist`: the replication log (JetStream) did not store a request's change, which is
+ * only on this node; the middleware answers 503 with Retry-After instead of claiming it was stored.
+ */
+export class ChangeNotStoredError extends SessionReplicationError {
+  constructor() {
+    super('CHANGE_NOT_STORED', 'the change could not be stored in the replication log; retry', { status: 503, retryAfter: 1 });
   }
 }
 

@@ -1,12 +1,14 @@
 /** Public entry point: Web-standard only, runs on every Hono runtime. NATS lives in `session-replication/nats`. */
-export { createCluster, type ClusterOptions, type ClusterStatus, type MemberStatus, type PrincipalSession, type ReplicatedSessions, type SessionList, type SessionSummary } from './cluster.ts';
+export { createCluster, type ChannelState, type ClusterNode, type ClusterOptions, type ClusterStatus, type MemberStatus, type MembershipView, type PrincipalSession, type SessionList } from './cluster/index.ts';
 export type { DrainStatus } from './drain.ts';
 export type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel/channel.ts';
 export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts';
 export * from './errors.ts';
+export { errorResponse, type ErrorBody } from './http/error-response.ts';
 export { loadOptionalPeer } from './optional-peer.ts';
 export { consoleLogger, type Logger, type LogLevel } from './logger.ts';
-export type { SendMode, StateTransferStatus } from './managers/manager.ts';
+export type { CommitOptions, SendMode, SessionManager, SessionSummary, StateTransferStatus } from './managers/manager.ts';
+export type { MemberInfo } from './membership/membership.ts';
 export { DEFAULT_FILTER, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
 export { formatSessionId, parseSessionId, type SessionId } from './session/ids.ts';
 export { DEFAULT_PRINCIPAL_ATTRIBUTE, FLASH_PREFIX, Session, type SessionData, type ValueOf } from './session/session.ts';

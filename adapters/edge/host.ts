@@ -3,7 +3,7 @@
  * listens, leave the cluster gracefully on SIGTERM/SIGINT, and a `close()` for the caller. The
  * runtime adapters supply the server and the signal API; nothing here names a runtime.
  */
-import type { ReplicatedSessions } from '../../lib/index.ts';
+import type { ClusterNode } from '../../lib/index.ts';
 import type { EdgeMember } from './member.ts';
 
 /** The signals a hosted member leaves the cluster on. */
@@ -37,9 +37,9 @@ export interface ServedMember {
   /** Base URL the server listens at. */
   readonly url: string;
   /** The cluster node once the NATS connection is up. */
-  readonly node: ReplicatedSessions | undefined;
+  readonly node: ClusterNode | undefined;
   /** Resolves when the node has joined and finished state transfer (the node starts by itself; this only waits). */
-  ready(): Promise<ReplicatedSessions>;
+  ready(): Promise<ClusterNode>;
   /** Stops taking requests, leaves the cluster gracefully and closes the NATS connection (idempotent). */
   close(): Promise<void>;
 }

@@ -15,7 +15,7 @@ import {
   consoleLogger,
   createCluster,
   type ClusterOptions,
-  type ReplicatedSessions,
+  type ClusterNode,
   type SessionMiddlewareOptions,
 } from '../../lib/index.ts';
 
@@ -30,7 +30,7 @@ export interface FetchHandler {
  * apps that place `node.middleware()` themselves or show `node.status()`).
  */
 // biome-ignore lint/suspicious/noExplicitAny: any Hono app, whatever its Env, schema and base path (Hono's generics are invariant)
-export type MemberApp = Hono<any, any, any> | ((node: ReplicatedSessions) => FetchHandler);
+export type MemberApp = Hono<any, any, any> | ((node: ClusterNode) => FetchHandler);
 
 /** Options of a member node on a Web-standard runtime. */
 export interface EdgeMemberOptions {
@@ -58,15 +58,15 @@ export interface EdgeMember {
    * Connects, creates the cluster node and runs state transfer (idempotent; after a failure the next
    * call tries again). `advertiseUrl` is this node's base URL when the options name none.
    */
-  start(advertiseUrl?: string): Promise<ReplicatedSessions>;
+  start(advertiseUrl?: string): Promise<ClusterNode>;
   /** The cluster node once the NATS connection is up. */
-  readonly node: ReplicatedSessions | undefined;
+  readonly node: ClusterNode | undefined;
   /** Leaves the cluster gracefully and closes the NATS connection. */
   stop(): Promise<void>;
 }
 
 /** Serves `app` on `node`: a factory builds it; a Hono app is mounted behind the session middleware. */
-function mount(app: MemberApp, node: ReplicatedSessions, session: SessionMiddlewareOptions | undefined): FetchHandler {
+function mount(app: MemberApp, node: ClusterNode, session: SessionMiddlewareOptions | undefined): FetchHandler {
   if (typeof app === 'function') return app(node);
   const host = new Hono();
   host.use(node.middleware(session));
@@ -94,15 +94,15 @@ function checkWebSocketServers(nats: ConnectionOptions): void {
 export function createEdgeMember(app: MemberApp, options: EdgeMemberOptions): EdgeMember {
   checkWebSocketServers(options.nats);
   const logger = options.cluster.logger ?? consoleLogger();
-  let node: ReplicatedSessions | undefined;
+  let node: ClusterNode | undefined;
   let connection: NatsConnection | undefined;
   let handler: FetchHandler | undefined;
-  let starting: Promise<ReplicatedSessions> | undefined;
+  let starting: Promise<ClusterNode> | undefined;
   let stopped = false;
   let handlerReady: () => void = () => undefined;
   let hasHandler = new Promise<void>((resolve) => (handlerReady = resolve));
 
-  async function run(advertiseUrl: string | undefined): Promise<ReplicatedSessions> {
+  async function run(advertiseUrl: string | undefined): Promise<ClusterNode> {
     const name = options.cluster.node ?? crypto.randomUUID().slice(0, 8);
     logger.info({ servers: options.nats.servers, node: name }, 'connecting to NATS over WebSocket');
     const connected = await wsconnect({
@@ -131,7 +131,7 @@ export function createEdgeMember(app: MemberApp, options: EdgeMemberOptions): Ed
     return node;
   }
 
-  function start(advertiseUrl?: string): Promise<ReplicatedSessions> {
+  function start(advertiseUrl?: string): Promise<ClusterNode> {
     if (stopped) return Promise.reject(new Error('the member node is stopped'));
     starting ??= run(advertiseUrl).catch((error: unknown) => {
       logger.error({ error: error instanceof Error ? error.message : String(error) }, 'member node failed to start');

@@ -8,7 +8,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { adminGuard, adminRoutes, type AdminRoutesOptions } from '../../lib/admin/index.ts';
-import { createCluster, InvalidOptionsError, SessionReplicationError, type ClusterOptions, type ReplicatedSessions as ClusterNode } from '../../lib/index.ts';
+import { createCluster, InvalidOptionsError, SessionReplicationError, type ClusterOptions, type ClusterNode } from '../../lib/index.ts';
 import { processMetrics } from './process-metrics.ts';
 
 /** Anything with a Hono-style `fetch`: the user's app. */

@@ -4,7 +4,7 @@
  * which do the work. Runtime-neutral: the entries (deno.ts, bun.ts, worker.ts) read the environment.
  */
 import type { ConnectionOptions, NatsConnection } from '@nats-io/nats-core';
-import { consoleLogger, type ReplicatedSessions } from 'session-replication';
+import { consoleLogger, type ClusterNode } from 'session-replication';
 import type { EdgeMemberOptions, FetchHandler } from 'session-replication/deno';
 import { jetStreamLogFor } from 'session-replication/jetstream';
 import { NODE_CONNECTION_DEFAULTS } from 'session-replication/nats';
@@ -40,6 +40,6 @@ export function edgeMemberOptions(config: EdgeEnvConfig): EdgeMemberOptions {
 }
 
 /** The demo app as a member app, built on the running node; with `SESSREP_ADMIN_TOKEN` it mounts the admin routes behind that token. */
-export function demoMemberApp(config: EdgeEnvConfig): (node: ReplicatedSessions) => FetchHandler {
+export function demoMemberApp(config: EdgeEnvConfig): (node: ClusterNode) => FetchHandler {
   return (node) => createDemoApp(node, { session: { trustProxy: config.trustProxy }, ...(config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}) });
 }

@@ -20,7 +20,7 @@ import { getCookie } from 'hono/cookie';
 import { z } from 'zod';
 import { jetStreamLogFor, type LogFollower, type LogMessage, type ReplicationLog } from '../../lib/log/jetstream.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
-import { createCluster, parseSessionId, type Logger, type LogLevel, type ReplicatedSessions } from '../../lib/index.ts';
+import { createCluster, parseSessionId, type Logger, type LogLevel, type ClusterNode } from '../../lib/index.ts';
 import type { SessionState } from '../../lib/session/state.ts';
 import { DynamoSnapshotStore } from '../../lib/store/dynamodb.ts';
 import type { LoadProgress, SnapshotStore, SnapshotWriteResult } from '../../lib/store/snapshot-store.ts';
@@ -359,11 +359,11 @@ export interface LambdaRuntime {
   readonly node: string;
   readonly stats: LambdaRuntimeStats;
   /** Starts (once) the NATS connection and the cluster; a failed start is retried by the next call. */
-  start(): Promise<ReplicatedSessions>;
+  start(): Promise<ClusterNode>;
   /** The Lambda handler. */
   readonly handler: LambdaHandler;
   /** The running cluster, once started. */
-  readonly sessions: ReplicatedSessions | undefined;
+  readonly sessions: ClusterNode | undefined;
   /** The replication log wrapper, when JetStream is on. */
   readonly log: CatchUpLog | undefined;
   /** Leaves the cluster and closes the connection, within `budgetMs` when given. */
@@ -375,14 +375,14 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
   const node = config.node;
   const logger = (deps.logger ?? lambdaLogger(config.logLevel)).child({ cluster: config.cluster, node });
   const stats: LambdaRuntimeStats = { invocations: 0, connections: 0, catchUps: 0, catchUpsRestarted: 0, catchUpsFailed: 0, sweeps: 0 };
-  let sessions: ReplicatedSessions | undefined;
+  let sessions: ClusterNode | undefined;
   let log: CatchUpLog | undefined;
-  let starting: Promise<ReplicatedSessions> | undefined;
+  let starting: Promise<ClusterNode> | undefined;
   let lambda: ReturnType<typeof handle> | undefined;
   let lastSweep = Date.now();
   let shuttingDown: Promise<void> | undefined;
 
-  async function boot(): Promise<ReplicatedSessions> {
+  async function boot(): Promise<ClusterNode> {
     const started = Date.now();
     const text = await (deps.fetchNatsSettings ?? fetchNatsSettingsText)(config);
     const settings = text !== undefined ? parseNatsSettings(text, config.natsSecret ?? config.natsParameter ?? 'NATS settings') : {};
@@ -399,7 +399,7 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
       ...natsConnectionOptions(settings),
     });
     stats.connections++;
-    let cluster: ReplicatedSessions | undefined;
+    let cluster: ClusterNode | undefined;
     try {
       const channel = new NatsChannel(connection);
       log = config.jetstream ? new CatchUpLog(jetStreamLogFor(connection, config.cluster)) : undefined;
@@ -472,7 +472,7 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
     sessions.manager.sweep(now);
   }
 
-  function start(): Promise<ReplicatedSessions> {
+  function start(): Promise<ClusterNode> {
     starting ??= boot().catch((error: unknown) => {
       starting = undefined;
       logger.error({ error }, 'cold start failed: the next invocation retries');
@@ -515,7 +515,11 @@ export function createLambdaRuntime(config: LambdaConfig, deps: LambdaDeps = {})
     shuttingDown ??= (async () => {
       const cluster = sessions ?? (await starting?.catch(() => undefined));
       if (!cluster) return;
-      const stopping = cluster.stop().catch((error: unknown) => logger.warn({ error }, 'leaving the cluster failed'));
+      // The node leaves the channel it was given open: close it (and the connection) after leaving.
+      const stopping = cluster
+        .stop()
+        .finally(() => cluster.channel.close())
+        .catch((error: unknown) => logger.warn({ error }, 'leaving the cluster failed'));
       if (budgetMs === undefined) await stopping;
       else await withDeadline(stopping, Date.now() + budgetMs).catch(() => logger.warn({ budgetMs }, 'leaving the cluster did not finish within the shutdown budget'));
     })();

@@ -131,6 +131,8 @@ export interface StartNodeOptions {
  */
 export async function startNode(config: ServeConfig, logger: Logger, options: StartNodeOptions = {}): Promise<NodeServer> {
   const { bus, handleSignals = false } = options;
+  // This shell opens the channel (and its NATS connection), so it closes it once the node has left.
+  let channel: Channel | undefined;
   const server = await serveNode(
     (node) =>
       createDemoApp(node, {
@@ -146,7 +148,7 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
       },
       cluster: async ({ port }) => {
         const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth) : undefined;
-        const channel: Channel = nats ?? new MemoryChannel(bus);
+        channel = nats ?? new MemoryChannel(bus);
         const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
         const store =
           config.dynamodbTable !== undefined ? new DynamoSnapshotStore({ client: createDynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
@@ -169,7 +171,18 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
   logger.info({ url: `http://${config.host}:${server.port}` }, 'listening');
   if (config.adminToken === undefined) logger.warn({}, 'no admin token (SESSREP_ADMIN_TOKEN): /cluster, drain, the dashboard and /metrics are off; /healthz and /readyz stay open');
   await server.ready;
-  return server;
+  return {
+    port: server.port,
+    ...(server.adminPort !== undefined ? { adminPort: server.adminPort } : {}),
+    ready: server.ready,
+    get node() {
+      return server.node;
+    },
+    async close(reason) {
+      await server.close(reason);
+      await channel?.close();
+    },
+  };
 }
 
 /** http://HOST:PORT; a wildcard bind address advertises the machine's host name instead. */

@@ -3,7 +3,7 @@
  * status, Web-standard and free of prom-client so every runtime exposes the same series.
  * Replication lag is a histogram, so a cluster-wide p99 can be computed with `histogram_quantile`.
  */
-import type { ReplicatedSessions as ClusterNode } from '../index.ts';
+import type { ClusterNode } from '../index.ts';
 
 /** The Content-Type of the Prometheus text format. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

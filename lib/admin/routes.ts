@@ -4,7 +4,7 @@
  * probes; everything else sits behind the guard, and nothing sends CORS headers.
  */
 import { Hono, type Context } from 'hono';
-import type { ReplicatedSessions as ClusterNode } from '../index.ts';
+import type { ClusterNode } from '../index.ts';
 import { DASHBOARD_HTML } from './dashboard.ts';
 import { adminGuard, type AdminGuardOptions } from './guard.ts';
 import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from './metrics.ts';

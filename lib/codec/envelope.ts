@@ -7,8 +7,20 @@ import { MalformedMessageError } from '../errors.ts';
 import type { Stamp } from '../session/clock.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
 import type { AttributeRegister, SessionState } from '../session/state.ts';
-import type { OwnershipEntry } from '../managers/ownership-map.ts';
-import { decodeValue, wireBytes } from './values.ts';
+import { decodeValue, wireBytes } from '../session/values.ts';
+
+/**
+ * Where one session lives (backup manager): the wire form of an ownership entry, decoded. `backup`
+ * is empty while the primary has no other member to copy to.
+ */
+export interface OwnershipEntry {
+  readonly key: string;
+  readonly primary: string;
+  readonly backup: string;
+  readonly stamp: Stamp;
+  /** Set when the session ended: the entry is removed everywhere (kept as a tombstone for a while). */
+  readonly ended?: boolean;
+}
 
 /** Version of the envelope format; a node drops messages of any other version. */
 export const WIRE_VERSION = 1;
@@ -82,8 +94,8 @@ type EntriesField<B> = B extends { e: WireEntry[] } ? Omit<B, 'e'> & { e: Owners
 /** The decoded body of a message kind; session lists arrive as `SessionState`s, entries as `OwnershipEntry`s. */
 export type MessageBody<K extends MessageKind> = EntriesField<SessionsField<RawBody<K>>>;
 
-/** A decoded message. */
-export interface Envelope<K extends MessageKind = MessageKind> {
+/** A decoded message of one kind. */
+export interface EnvelopeOf<K extends MessageKind> {
   readonly cluster: string;
   /** Sending node id. */
   readonly node: string;
@@ -92,6 +104,12 @@ export interface Envelope<K extends MessageKind = MessageKind> {
   readonly kind: K;
   readonly body: MessageBody<K>;
 }
+
+/**
+ * A decoded message: a union discriminated by `kind`, so `message.kind === 'ack'` narrows `body`.
+ * `Envelope<'ack' | 'copy'>` is the union of those kinds only.
+ */
+export type Envelope<K extends MessageKind = MessageKind> = { [P in K]: EnvelopeOf<P> }[K];
 
 const envelope = z.object({
   v: z.number(),
@@ -106,7 +124,7 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** Encodes a message for the wire. */
-export function encodeEnvelope<K extends MessageKind>(message: Envelope<K>): Uint8Array {
+export function encodeEnvelope<K extends MessageKind>(message: EnvelopeOf<K>): Uint8Array {
   const body: Record<string, unknown> = { ...(message.body as object) };
   if (Array.isArray(body.s)) body.s = (body.s as SessionState[]).map(toWire);
   if (Array.isArray(body.e)) body.e = (body.e as OwnershipEntry[]).map(entryToWire);
@@ -134,7 +152,8 @@ export function decodeEnvelope(data: Uint8Array, cluster: string): Envelope {
   const decoded: Record<string, unknown> = { ...(parsed.data as object) };
   if (Array.isArray(decoded.s)) decoded.s = (decoded.s as WireState[]).map(fromWire);
   if (Array.isArray(decoded.e)) decoded.e = (decoded.e as WireEntry[]).map(entryFromWire);
-  return { cluster: c, node: n, incarnation: i, kind: k, body: decoded as MessageBody<MessageKind> };
+  // The body was validated against `bodies[k]` just above: kind and body agree.
+  return { cluster: c, node: n, incarnation: i, kind: k, body: decoded } as Envelope;
 }
 
 /** Encodes one session state as JSON text (the wire form), e.g. for a snapshot item. */
@@ -153,11 +172,6 @@ export function decodeSessionState(text: string): SessionState {
   const parsed = wireState.safeParse(json);
   if (!parsed.success) throw new MalformedMessageError('malformed', `bad session state: ${z.prettifyError(parsed.error)}`);
   return fromWire(parsed.data);
-}
-
-/** Narrows an envelope to one kind. */
-export function isKind<K extends MessageKind>(message: Envelope, kind: K): message is Envelope<K> {
-  return message.kind === kind;
 }
 
 function entryToWire(entry: OwnershipEntry): WireEntry {

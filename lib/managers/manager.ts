@@ -1,13 +1,50 @@
-/** The contract every replication strategy (delta, later backup) fulfils for the middleware and the cluster. */
+/**
+ * The contract both replication strategies (delta: all-to-all, backup: primary/backup) fulfil for the
+ * middleware and the cluster, and the types both share: the parts they are wired with and the options
+ * they have in common.
+ */
+import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
+import type { Logger } from '../logger.ts';
+import type { Membership } from '../membership/membership.ts';
+import type { HybridClock } from '../session/clock.ts';
+import type { SessionObserver } from '../session/events.ts';
 import type { SessionChanges } from '../session/session.ts';
 import type { SessionState } from '../session/state.ts';
-import type { Incoming } from '../bus/cluster-bus.ts';
+import type { ReplicationStats } from '../stats.ts';
+import type { PageLimits } from './state-transfer.ts';
 
 /**
  * When a commit's promise resolves (Tomcat's channelSendOptions, simplified): `async` at once,
  * `ack` when every replica applied it, `persist` when the replication log (JetStream) stored it.
  */
 export type SendMode = 'async' | 'ack' | 'persist';
+
+/** The parts a manager works with, wired by `createCluster`. */
+export interface ManagerParts {
+  readonly bus: ClusterBus;
+  readonly membership: Membership;
+  readonly clock: HybridClock;
+  readonly stats: ReplicationStats;
+  readonly logger: Logger;
+  /** Hears every change the session table merges (events, the principal index, schema drift). */
+  readonly observer?: SessionObserver;
+}
+
+/** Timing and limits both strategies take; each strategy's options extend these (`createCluster` supplies the defaults). */
+export interface CommonManagerOptions {
+  /** How long an `ack` commit waits for the members that must apply it. */
+  readonly ackTimeoutMs: number;
+  /** A joiner's budget for fetching all sessions from a peer. */
+  readonly stateTransferTimeoutMs: number;
+  /** Expiry sweep period. */
+  readonly sweepIntervalMs: number;
+  /** Minimum time between two replicated touches of an unchanged session. */
+  readonly touchIntervalMs: number;
+  /** How long ended sessions stay as tombstones, absorbing late messages. */
+  readonly tombstoneTtlMs: number;
+  /** How much one state transfer page carries. */
+  readonly pageLimits: PageLimits;
+}
 
 /** How one request's changes are committed. */
 export interface CommitOptions {
@@ -30,6 +67,20 @@ export interface StateTransferStatus {
   /** Why the node started empty, when it did. */
   detail?: string;
   durationMs?: number;
+}
+
+/** One row of `/cluster/sessions`: never the full key (it is a credential) nor attribute values. */
+export interface SessionSummary {
+  /** The first 8 characters of the session key. */
+  key: string;
+  /** Backup manager: this node's role, and where the session lives. */
+  role?: 'primary' | 'backup' | 'proxy';
+  primary?: string;
+  backup?: string;
+  /** When this node holds the session's data. */
+  createdAt?: number;
+  lastAccessedAt?: number;
+  lastAccessedBy?: string;
 }
 
 /** A replication strategy. */
@@ -78,4 +129,14 @@ export interface SessionManager {
   drain(): Promise<void>;
   /** Sessions (backup) or unacknowledged writes (delta) that still keep this node from stopping safely. */
   drainRemaining(): number;
+  /** Ends the sessions idle past their timeout as of `now` (ms since epoch); runs every `sweepIntervalMs` by itself. */
+  sweep(now: number): void;
+  /** Replication log and snapshot store progress for `/cluster`, when they are configured. */
+  readonly persistence?: Record<string, unknown>;
+  /**
+   * The sessions this node knows, at most `limit` rows, for `/cluster/sessions`: the delta manager
+   * the sessions it holds, the backup manager every live ownership entry with this node's role.
+   * `total` counts them all.
+   */
+  summaries(limit: number): { total: number; sessions: SessionSummary[] };
 }

@@ -4,12 +4,12 @@
  * pulls the rest in pages from that donor's own subject.
  */
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
-import type { MessageBody } from '../codec/envelope.ts';
-import { ChannelRequestError } from '../errors.ts';
+import type { MessageBody, OwnershipEntry } from '../codec/envelope.ts';
+import { ENTRY_WIRE_BYTES, sessionWireBytes } from '../codec/wire-size.ts';
+import { ChannelRequestError, MalformedMessageError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { attributeBytes, type SessionState } from '../session/state.ts';
+import type { SessionState } from '../session/state.ts';
 import type { StateTransferStatus } from './manager.ts';
-import type { OwnershipEntry } from './ownership-map.ts';
 
 /** What a donor serves: a snapshot of keys, then, per key, the session data and/or ownership entry. */
 export interface StateSource {
@@ -28,9 +28,6 @@ export interface PageLimits {
   readonly maxSessions: number;
   readonly maxBytes: number;
 }
-
-/** Default page limits. */
-export const DEFAULT_PAGE_LIMITS: PageLimits = { maxSessions: 1000, maxBytes: 512 * 1024 };
 
 /**
  * A byte budget that fits one broker message: at most half the broker's max payload (when known),
@@ -56,8 +53,9 @@ export class StateDonor {
 
   /** Answers one `state-req`. */
   answer(incoming: Incoming): void {
-    if (incoming.message.kind !== 'state-req' || !incoming.reply) return;
-    const request = incoming.message.body as MessageBody<'state-req'>;
+    const { message, reply } = incoming;
+    if (message.kind !== 'state-req' || !reply) return;
+    const request = message.body;
     const now = Date.now();
     this.#forgetIdle(now);
     const known = request.transfer !== undefined ? this.#transfers.get(request.transfer) : undefined;
@@ -66,7 +64,7 @@ export class StateDonor {
     const transfer = known ?? { keys: this.source.keys(), lastUsed: now };
     if (!known) {
       this.#transfers.set(id, transfer);
-      this.logger.info({ joiner: incoming.message.node, sessions: transfer.keys.length }, 'state transfer: serving');
+      this.logger.info({ joiner: message.node, sessions: transfer.keys.length }, 'state transfer: serving');
     }
     transfer.lastUsed = now;
     const sessions: SessionState[] = [];
@@ -76,7 +74,7 @@ export class StateDonor {
     const maxBytes = fitPayload(this.limits.maxBytes, this.bus.channel.maxPayload);
     while (cursor < transfer.keys.length && sessions.length + entries.length < this.limits.maxSessions) {
       const { state, entry } = this.source.item(transfer.keys[cursor]!);
-      const size = (state ? 200 + attributeBytes(state) : 0) + (entry ? 100 : 0);
+      const size = (state ? sessionWireBytes(state) : 0) + (entry ? ENTRY_WIRE_BYTES : 0);
       // Check the fit before adding: a page exceeds maxBytes only to carry one oversized session alone.
       if (cursor > request.cursor && bytes + size > maxBytes) break;
       cursor++;
@@ -86,7 +84,7 @@ export class StateDonor {
     }
     const next = cursor < transfer.keys.length ? cursor : null;
     if (next === null) this.#transfers.delete(id);
-    this.bus.send(incoming.reply, 'state-page', { transfer: id, s: sessions, ...(entries.length > 0 ? { e: entries } : {}), next, total: transfer.keys.length });
+    this.bus.send(reply, 'state-page', { transfer: id, s: sessions, ...(entries.length > 0 ? { e: entries } : {}), next, total: transfer.keys.length });
   }
 
   #forgetIdle(now: number): void {
@@ -94,22 +92,27 @@ export class StateDonor {
   }
 }
 
+/** What `receiveState` needs besides the bus. */
+export interface ReceiveStateOptions {
+  /** The budget for the whole transfer. */
+  readonly timeoutMs: number;
+  /** Called with each page as it arrives. */
+  readonly apply: (page: StatePage) => void;
+  /** Updated as the transfer goes: pages, sessions, donor, outcome. */
+  readonly status: StateTransferStatus;
+  readonly logger: Logger;
+  /** Ask this member directly. @default whichever ready member answers on the `state` subject first */
+  readonly donor?: string;
+  /** Give up on a page that takes longer than this. @default the rest of `timeoutMs` */
+  readonly pageTimeoutMs?: number;
+}
+
 /**
- * The joiner side: fetches every page from one donor within `timeoutMs`, handing each page's
- * sessions to `apply`. Updates `status` as it goes and never throws: a node without a donor starts
- * empty, and one whose donor fails keeps what arrived, with a warning. With `donor`, asks that
- * member directly instead of whichever ready member answers first; with `pageTimeoutMs`, gives up
- * on a page that takes longer than that.
+ * The joiner side: fetches every page from one donor within `timeoutMs`, handing each page to
+ * `apply`. Updates `status` as it goes and never throws: a node without a donor starts empty, and
+ * one whose donor fails keeps what arrived, with a warning.
  */
-export async function receiveState(
-  bus: ClusterBus,
-  timeoutMs: number,
-  apply: (page: StatePage) => void,
-  status: StateTransferStatus,
-  logger: Logger,
-  donor?: string,
-  pageTimeoutMs?: number,
-): Promise<void> {
+export async function receiveState(bus: ClusterBus, { timeoutMs, apply, status, logger, donor, pageTimeoutMs }: ReceiveStateOptions): Promise<void> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   status.state = 'running';
@@ -120,8 +123,8 @@ export async function receiveState(
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new ChannelRequestError('timeout', subject);
       const reply = await bus.request(subject, 'state-req', request, Math.min(remaining, pageTimeoutMs ?? remaining));
-      if (reply.kind !== 'state-page') throw new Error(`donor answered with ${reply.kind}`);
-      const page = reply.body as MessageBody<'state-page'>;
+      if (reply.kind !== 'state-page') throw new MalformedMessageError('malformed', `donor answered with ${reply.kind}`);
+      const page = reply.body;
       status.donor = reply.node;
       status.pages++;
       status.sessionsReceived += page.s.length + (page.e?.length ?? 0);

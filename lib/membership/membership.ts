@@ -4,7 +4,6 @@
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
-import type { MessageBody } from '../codec/envelope.ts';
 import { ChannelRequestError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
@@ -31,11 +30,11 @@ export type LeaveReason = 'left' | 'dead' | 'restarted';
 
 /** Membership timing (Tomcat's McastService `frequency` and `dropTime`). */
 export interface MembershipOptions {
-  /** Heartbeat period; default 500 ms. */
+  /** Heartbeat period. */
   readonly heartbeatIntervalMs: number;
-  /** Silence after which a member is checked by ping and dropped if it does not answer; default 3000 ms. */
+  /** Silence after which a member is checked by ping and dropped if it does not answer. */
   readonly memberDropMs: number;
-  /** How long the verifying ping waits; default 1000 ms. */
+  /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
   /** This node's HTTP base URL, carried in heartbeats so dashboards can reach every member. */
   readonly advertiseUrl?: string;
@@ -159,7 +158,7 @@ export class Membership {
 
   #onHeartbeat({ message }: Incoming): void {
     if (message.kind !== 'hb') return;
-    const body = message.body as MessageBody<'hb'>;
+    const { body } = message;
     const known = this.#members.get(message.node);
     if (body.leaving) {
       this.#departed.add(message.incarnation);

@@ -6,7 +6,8 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { InvalidOptionsError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { ChangeNotStoredError, InvalidOptionsError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
 import type { HybridClock } from '../session/clock.ts';
@@ -185,7 +186,7 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     if (!state && parts.isDraining?.()) {
       // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
       logger.debug({ route: requested?.route }, 'draining: new session refused');
-      return c.json({ error: 'this node is draining: retry on another node', code: 'NODE_DRAINING' }, 503, { 'Retry-After': '1' });
+      return errorResponse(c, new NodeDrainingError());
     }
     const session = new Session<Data>({
       ...(state ? { state } : {}),
@@ -206,13 +207,13 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     if (c.error instanceof TooManySessionsError) {
       stats.rejectedSessions++;
       logger.warn({ node, limit: c.error.limit }, 'new session refused: maxActiveSessions reached');
-      c.res = c.json({ error: c.error.message, code: c.error.code }, 503, { 'Retry-After': '10' });
+      c.res = errorResponse(c, c.error);
       return;
     }
     if (c.error instanceof SessionTooLargeError) {
       stats.oversizedRejected++;
       logger.warn({ session: session.key.slice(0, 8), route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');
-      c.res = c.json({ error: 'session too large', limitBytes: c.error.limitBytes }, 413);
+      c.res = errorResponse(c, c.error);
       return;
     }
     if (!state && !session.used) return; // No session asked for and nothing written: none created, no cookie.
@@ -240,7 +241,7 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     );
     if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
       // The change is only on this node: say so rather than claim it was stored.
-      c.res = c.json({ error: 'the change could not be stored in the replication log; retry' }, 503, { 'Retry-After': '1' });
+      c.res = errorResponse(c, new ChangeNotStoredError());
       return;
     }
 

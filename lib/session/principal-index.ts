@@ -2,7 +2,7 @@
  * The sessions of each user on this node: the principal attribute (`session.setPrincipal(id)`)
  * indexed as the session table merges, so `findByPrincipal` needs no scan.
  */
-import { decodeValue } from '../codec/values.ts';
+import { decodeValue } from './values.ts';
 import type { SessionObserver } from './events.ts';
 import type { SessionState } from './state.ts';
 

@@ -3,7 +3,7 @@
  * a change arrives from another node, so that schema drift during a rolling deploy is seen.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { decodeValue } from '../codec/values.ts';
+import { decodeValue } from './values.ts';
 import { InvalidOptionsError, InvalidSessionValueError } from '../errors.ts';
 import type { SessionObserver } from './events.ts';
 import type { SessionState } from './state.ts';

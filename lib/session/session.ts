@@ -1,6 +1,6 @@
 /** `Session`: what a handler sees as `c.get('session')`; records the request's writes as a delta. */
 import { InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
-import { decodeValue, encodeValue } from '../codec/values.ts';
+import { decodeValue, encodeValue } from './values.ts';
 import type { HybridClock, Stamp } from './clock.ts';
 import { formatSessionId, newSessionKey } from './ids.ts';
 import { checkAttribute, type SessionSchema } from './schema.ts';

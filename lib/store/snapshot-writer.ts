@@ -40,9 +40,9 @@ export interface SnapshotWriterStatus {
 
 /** Write-behind settings. */
 export interface SnapshotWriterOptions {
-  /** How often the leader writes; default 1000 ms. */
+  /** How often the leader writes. */
   readonly intervalMs: number;
-  /** How often other nodes read the checkpoint to forget what it covers; default 5000 ms. */
+  /** How often other nodes read the checkpoint to forget what it covers. */
   readonly checkpointPollMs: number;
 }
 

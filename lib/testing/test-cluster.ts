@@ -4,7 +4,7 @@
  */
 import { MemoryBus, MemoryChannel } from '../channel/memory.ts';
 import { InvalidOptionsError, SessionReplicationError } from '../errors.ts';
-import { createCluster, consoleLogger, type ClusterOptions, type ReplicatedSessions as ClusterNode } from '../index.ts';
+import { createCluster, consoleLogger, type ClusterOptions, type ClusterNode } from '../index.ts';
 import { FaultInjector, faultyChannel } from './faults.ts';
 
 /** What a node serves in a test cluster: a Hono app, or anything with Hono's `request`. */
@@ -104,7 +104,8 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
   if (names.length === 0) throw new InvalidOptionsError('a test cluster needs at least one node');
   const bus = new MemoryBus();
   const nodes: ClusterNode[] = [];
-  const stopAll = () => Promise.all(nodes.map((node) => node.stop().catch(() => undefined))).then(() => undefined);
+  // The test cluster made each node's channel, so it closes them once the nodes have left.
+  const stopAll = () => Promise.all(nodes.map((node) => node.stop().finally(() => node.channel.close()).catch(() => undefined))).then(() => undefined);
   try {
     for (const name of names) {
       const node = createCluster({ logger: consoleLogger('silent'), ...FAST, ...clusterOptions, cluster, node: name, channel: faultyChannel(new MemoryChannel(bus), name, faults) });

@@ -1,6 +1,6 @@
 // Owns: the SnapshotStore contract suite, run against every implementation (memory.test.ts, dynamodb.test.ts).
 import { describe, expect, it } from "vitest";
-import { decodeValue } from "../../lib/codec/values.ts";
+import { decodeValue } from "../../lib/session/values.ts";
 import type { SessionState } from "../../lib/session/state.ts";
 import type { LoadProgress, SnapshotItem, SnapshotStore } from "../../lib/store/snapshot-store.ts";
 import { canonical, sessionKey, sessionState, shuffled } from "../kit/snapshots.ts";

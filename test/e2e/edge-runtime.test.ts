@@ -11,7 +11,7 @@ import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoApp } from '../../functions/demo-app.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
-import { createCluster, type Logger, type ReplicatedSessions } from '../../lib/index.ts';
+import { createCluster, type Logger, type ClusterNode } from '../../lib/index.ts';
 import {
   ADMIN_HEADERS,
   ADMIN_TOKEN,
@@ -50,7 +50,7 @@ const CLUSTER = `edge-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 let nats: NatsServerHandle;
 let workDir: string;
 let deno: string;
-let nodeSessions: ReplicatedSessions;
+let nodeSessions: ClusterNode;
 let nodeServer: ServerType;
 let nodeUrl: string;
 let edge: EdgeProcess;

@@ -4,27 +4,27 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { processMetrics } from "../../adapters/node/index.ts";
-import { consoleLogger, createCluster, MemoryBus, MemoryChannel, type ReplicatedSessions } from "../../lib/index.ts";
+import { consoleLogger, createCluster, MemoryBus, MemoryChannel, type ClusterNode } from "../../lib/index.ts";
 import { CookieClient } from "../kit/cookie-client.ts";
 import { FASTER } from "../kit/timings.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 
-const running: ReplicatedSessions[] = [];
+const running: ClusterNode[] = [];
 const TOKEN = "metrics-test-admin-token-0123456789";
 const BEARER = { authorization: `Bearer ${TOKEN}` };
 
 /** The demo app with the admin routes as the Node server mounts them, optionally with process metrics. */
-function nodeApp(node: ReplicatedSessions, withProcess = true) {
+function nodeApp(node: ClusterNode, withProcess = true) {
   return createDemoApp(node, { admin: { token: TOKEN, ...(withProcess ? { extraMetrics: processMetrics({ cluster: node.cluster, node: node.node }) } : {}) } });
 }
 
 afterEach(async () => {
-  await Promise.all(running.splice(0).map((node) => node.stop().catch(() => undefined)));
+  await Promise.all(running.splice(0).map((node) => node.stop().finally(() => node.channel.close()).catch(() => undefined)));
 });
 
-async function startNodes(names: string[], manager: "delta" | "backup" = "delta"): Promise<ReplicatedSessions[]> {
+async function startNodes(names: string[], manager: "delta" | "backup" = "delta"): Promise<ClusterNode[]> {
   const bus = new MemoryBus();
-  const nodes: ReplicatedSessions[] = [];
+  const nodes: ClusterNode[] = [];
   for (const node of names) {
     const sessions = createCluster({ cluster: "metrics", node, manager, channel: new MemoryChannel(bus), logger: consoleLogger("silent"), ...FASTER });
     running.push(sessions);

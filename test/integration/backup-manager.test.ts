@@ -5,9 +5,9 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
 import { encodeEnvelope } from "../../lib/codec/envelope.ts";
-import { decodeValue } from "../../lib/codec/values.ts";
-import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/index.ts";
-import type { BackupManager } from "../../lib/managers/backup-manager.ts";
+import { decodeValue } from "../../lib/session/values.ts";
+import { createCluster, type ClusterOptions, type ClusterNode } from "../../lib/index.ts";
+import type { BackupManager } from "../../lib/managers/backup/backup-manager.ts";
 import { CookieClient, FAST, memoryLogger, uniqueCluster, waitFor, type LogLine } from "../kit/index.ts";
 
 /** The admin guard of the demo apps below (`/cluster` is read through it). */
@@ -24,7 +24,7 @@ const TIMINGS = { ...FAST, fetchTimeoutMs: 1000 } as const;
 interface BNode {
   readonly name: string;
   readonly nc: NatsConnection;
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   readonly manager: BackupManager;
   readonly app: ReturnType<typeof createDemoApp>;
   readonly logs: LogLine[];

@@ -25,8 +25,10 @@ describe("expiry everywhere over NATS", () => {
     const nodes = await harness.start("a", "b", "c");
     const [a, b] = nodes;
     const client = new CookieClient();
-    await client.request(a!, "PUT", "/session/attributes/secret", JSON.stringify("s3cr3t"));
+    // Taken before the request: the session's last access is stamped while the request runs, and a slow
+    // response (a loaded machine) must not make the expiry look early.
     const createdAt = Date.now();
+    await client.request(a!, "PUT", "/session/attributes/secret", JSON.stringify("s3cr3t"));
     const key = client.key;
     await waitForConvergence(nodes, [key]);
 

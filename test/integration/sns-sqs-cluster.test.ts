@@ -6,7 +6,7 @@ import type { Hono } from "hono";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import type { SnsSqsChannel } from "../../lib/channel/sns-sqs/index.ts";
-import { createCluster, type ClusterOptions, type Logger, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
+import { createCluster, type ClusterOptions, type Logger, type ClusterNode, type SessionVariables } from "../../lib/index.ts";
 import { connectChannel, CookieClient, deleteCluster, startSnsSqs, uniqueCluster, waitFor, type SnsSqsEndpoint } from "../kit/index.ts";
 
 let aws: SnsSqsEndpoint;
@@ -25,7 +25,7 @@ const silent: Logger = { debug: () => undefined, info: () => undefined, warn: ()
 
 interface SnsNode {
   readonly name: string;
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   readonly channel: SnsSqsChannel;
   readonly app: Hono<{ Variables: SessionVariables }>;
 }
@@ -33,7 +33,7 @@ interface SnsNode {
 let cluster = "";
 const running: SnsNode[] = [];
 afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((node) => node.sessions.stop()));
+  await Promise.allSettled(running.splice(0).map((node) => node.sessions.stop().finally(() => node.channel.close())));
   await deleteCluster(aws, cluster).catch(() => undefined);
 });
 
@@ -93,13 +93,14 @@ describe("createCluster over SnsSqsChannel", () => {
     for (const client of clients) expect(c.sessions.manager.inspect(client.key)).toBeDefined();
   });
 
-  it("a node that stops leaves the membership and its queue is deleted", async () => {
+  it("a node that stops leaves the membership, and closing its channel deletes its queue", async () => {
     cluster = uniqueCluster("it-sns-leave");
     const a = await startNode("a");
     const b = await startNode("b");
     await waitFor("a sees b", () => readyPeers(a).join() === "b");
     const queueUrl = b.channel.queueUrl;
     await b.sessions.stop();
+    await b.channel.close();
     running.splice(running.indexOf(b), 1);
     // The graceful leave removes b at once (well before memberDropMs would).
     await waitFor("a no longer lists b", () => readyPeers(a).length === 0, { timeoutMs: 1500 });

@@ -3,15 +3,16 @@ import { Hono, type Context } from "hono";
 import { afterEach } from "vitest";
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from "../../lib/channel/channel.ts";
 import { MemoryChannel, type MemoryBus } from "../../lib/channel/memory.ts";
-import { decodeValue } from "../../lib/codec/values.ts";
-import { createCluster, type ClusterOptions, type ReplicatedSessions } from "../../lib/cluster.ts";
+import { decodeValue } from "../../lib/session/values.ts";
+import { clusterNode, resolveOptions, wireNode, type ClusterNode, type ClusterOptions, type NodeParts, type ResolvedOptions } from "../../lib/cluster/index.ts";
 import type { SessionMiddlewareOptions, SessionVariables } from "../../lib/middleware/session-middleware.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 import { CookieClient } from "./cookie-client.ts";
 import { silentLogger } from "./logger.ts";
 import { FASTER } from "./timings.ts";
 
-const running = new Set<ReplicatedSessions>();
+const running = new Set<ClusterNode>();
+const partsByNode = new WeakMap<ClusterNode, NodeParts>();
 const cleanups: Array<() => void | Promise<void>> = [];
 
 /** Registers a cleanup that runs after the current test (in reverse order, after nodes stop). */
@@ -24,21 +25,35 @@ if (process.env.VITEST_WORKER_ID !== undefined) {
   afterEach(async () => {
     const nodes = [...running];
     running.clear();
-    await Promise.all(nodes.map((node) => node.stop().catch(() => undefined)));
+    await Promise.all(nodes.map((node) => stopNode(node).catch(() => undefined)));
     for (const fn of cleanups.splice(0).reverse()) await fn();
   });
 }
 
-/** Creates (not starts) a node on `bus` with the {@link FASTER} timings; it is stopped after the test. */
-export function makeNode(bus: MemoryBus, node: string, options: Partial<ClusterOptions> = {}): ReplicatedSessions {
-  const cluster = createCluster({ cluster: "test", node, channel: new MemoryChannel(bus), logger: silentLogger, ...FASTER, ...options });
+/**
+ * Creates (not starts) a node on `bus` with the {@link FASTER} timings, wired as `createCluster` wires
+ * it; `overrides` replace resolved options no `ClusterOptions` field reaches (page limits). The node
+ * is stopped, and its channel closed, after the test.
+ */
+export function makeNode(bus: MemoryBus, node: string, options: Partial<ClusterOptions> = {}, overrides: Partial<ResolvedOptions> = {}): ClusterNode {
+  const resolved = resolveOptions({ cluster: "test", node, channel: new MemoryChannel(bus), logger: silentLogger, ...FASTER, ...options });
+  const parts = wireNode({ ...resolved, ...overrides });
+  const cluster = clusterNode(parts);
+  partsByNode.set(cluster, parts);
   running.add(cluster);
   return cluster;
 }
 
+/** The wired parts of a node made by `makeNode` (membership, clock, the concrete manager). */
+export function partsOf(node: ClusterNode): NodeParts {
+  const parts = partsByNode.get(node);
+  if (!parts) throw new Error(`${node.node} was not made by makeNode`);
+  return parts;
+}
+
 /** Creates and starts nodes one after the other, then waits until every node sees every other as ready. */
-export async function startNodes(bus: MemoryBus, names: string[], options: Partial<ClusterOptions> = {}): Promise<ReplicatedSessions[]> {
-  const nodes: ReplicatedSessions[] = [];
+export async function startNodes(bus: MemoryBus, names: string[], options: Partial<ClusterOptions> = {}): Promise<ClusterNode[]> {
+  const nodes: ClusterNode[] = [];
   for (const name of names) {
     const node = makeNode(bus, name, options);
     await node.start();
@@ -50,14 +65,18 @@ export async function startNodes(bus: MemoryBus, names: string[], options: Parti
   return nodes;
 }
 
-/** Stops a node now (and forgets it for the after-test cleanup). */
-export async function stopNode(node: ReplicatedSessions): Promise<void> {
+/** Stops a node now and closes the channel `makeNode` gave it (and forgets it for the after-test cleanup). */
+export async function stopNode(node: ClusterNode): Promise<void> {
   running.delete(node);
-  await node.stop();
+  try {
+    await node.stop();
+  } finally {
+    await node.channel.close();
+  }
 }
 
 /** The attributes a node holds for a live session, decoded, or undefined when it holds none. */
-export function attributesOn(node: ReplicatedSessions, key: string): Record<string, unknown> | undefined {
+export function attributesOn(node: ClusterNode, key: string): Record<string, unknown> | undefined {
   const state = node.manager.find(key);
   if (!state) return undefined;
   const out: Record<string, unknown> = {};
@@ -71,7 +90,7 @@ export function attributesOn(node: ReplicatedSessions, key: string): Record<stri
  * names), `GET /get` (all attributes and the id), `GET /noop` (never touches the session),
  * `POST /invalidate`, `POST /regenerate`.
  */
-export function sessionApp(node: ReplicatedSessions, options?: SessionMiddlewareOptions): Hono<{ Variables: SessionVariables }> {
+export function sessionApp(node: ClusterNode, options?: SessionMiddlewareOptions): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   app.onError((error, c) => c.text(`error: ${error.message}`, 500));
   app.use(node.middleware(options));
@@ -175,17 +194,17 @@ export class DelayedChannel implements Channel {
   }
 }
 
-const apps = new WeakMap<ReplicatedSessions, Hono<{ Variables: SessionVariables }>>();
+const apps = new WeakMap<ClusterNode, Hono<{ Variables: SessionVariables }>>();
 
 /** The default {@link sessionApp} of a node, created once. */
-export function appFor(node: ReplicatedSessions): Hono<{ Variables: SessionVariables }> {
+export function appFor(node: ClusterNode): Hono<{ Variables: SessionVariables }> {
   let app = apps.get(node);
   if (!app) apps.set(node, (app = sessionApp(node)));
   return app;
 }
 
 /** Sets attributes through `node`'s app and returns the session cookie (the given one when unchanged). */
-export async function setOn(node: ReplicatedSessions, cookie: string | undefined, values: Record<string, unknown>, path = "/set"): Promise<string> {
+export async function setOn(node: ClusterNode, cookie: string | undefined, values: Record<string, unknown>, path = "/set"): Promise<string> {
   const res = await call(appFor(node), "POST", path, { ...(cookie !== undefined ? { cookie } : {}), body: values });
   if (res.status !== 200) throw new Error(`POST ${path} on ${node.node}: ${res.status} ${res.text}`);
   const current = res.cookie ?? cookie;

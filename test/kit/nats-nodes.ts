@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import type { Hono } from "hono";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type ClusterOptions, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
+import { createCluster, type ClusterOptions, type ClusterNode, type SessionVariables } from "../../lib/index.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 import type { CookieClient } from "./cookie-client.ts";
 import { memoryLogger, type LogLine } from "./logger.ts";
@@ -15,7 +15,7 @@ import { FAST } from "./timings.ts";
 /** A cluster node running in this process over its own NATS connection. */
 export interface TestNode {
   readonly name: string;
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   /** The demo app on this node. */
   readonly app: Hono<{ Variables: SessionVariables }>;
   /** This node's own NATS connection (also usable to publish raw bytes). */

@@ -6,8 +6,8 @@ import type { Hono } from "hono";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { jetStreamLogFor, type JetStreamLog, type ReplicationLog } from "../../lib/log/jetstream.ts";
 import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type ClusterOptions, type ReplicatedSessions, type SessionVariables } from "../../lib/index.ts";
-import { DeltaManager } from "../../lib/managers/delta-manager.ts";
+import { createCluster, type ClusterOptions, type ClusterNode, type SessionVariables } from "../../lib/index.ts";
+import { DeltaManager } from "../../lib/managers/delta/delta-manager.ts";
 import type { SnapshotStore } from "../../lib/store/snapshot-store.ts";
 import type { SnapshotWriterStatus } from "../../lib/store/snapshot-writer.ts";
 import { memoryLogger, type LogLine } from "./logger.ts";
@@ -26,7 +26,7 @@ export function laggingLog(inner: ReplicationLog, delayMs: number): ReplicationL
 /** An in-process node: its own NATS connection, a JetStream log, optionally a store. */
 export interface PersistentNode {
   readonly name: string;
-  readonly sessions: ReplicatedSessions;
+  readonly sessions: ClusterNode;
   readonly manager: DeltaManager;
   readonly app: Hono<{ Variables: SessionVariables }>;
   readonly nc: NatsConnection;

@@ -1,7 +1,7 @@
 // Owns: helpers for snapshot-store tests: DynamoDB clients for the shared endpoint, throwaway tables,
 // session states built directly (no cluster needed), and the canonical form that compares them.
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { encodeValue } from "../../lib/codec/values.ts";
+import { encodeValue } from "../../lib/session/values.ts";
 import type { Stamp } from "../../lib/session/clock.ts";
 import { createState, type SessionState } from "../../lib/session/state.ts";
 import { createSnapshotTable } from "../../lib/store/dynamodb.ts";

@@ -2,8 +2,8 @@
 // waiting for acks (delta manager), 503s for new sessions, /readyz and /cluster/drain, the quiet period.
 import { describe, expect, it } from "vitest";
 import { MemoryBus } from "../../lib/channel/memory.ts";
-import type { ReplicatedSessions } from "../../lib/cluster.ts";
-import { BackupManager } from "../../lib/managers/backup-manager.ts";
+import type { ClusterNode } from "../../lib/cluster/index.ts";
+import { BackupManager } from "../../lib/managers/backup/backup-manager.ts";
 import { createDemoApp } from "../../functions/demo-app.ts";
 import { waitFor } from "../../functions/launch/index.ts";
 import { CookieClient } from "../kit/cookie-client.ts";
@@ -12,12 +12,12 @@ import { attributesOn, startNodes, stopNode } from "../kit/memory-nodes.ts";
 const ADMIN = { token: "drain-test-admin-token-0123456789" };
 const BEARER = { authorization: `Bearer ${ADMIN.token}` };
 /** The demo app with its admin routes, as the Node server serves it. */
-const demo = (node: ReplicatedSessions) => createDemoApp(node, { admin: ADMIN });
+const demo = (node: ClusterNode) => createDemoApp(node, { admin: ADMIN });
 
 /** A cookie-keeping client for in-process demo apps. */
 class AppClient {
   readonly jar = new CookieClient();
-  async request(node: ReplicatedSessions, method: string, path: string, headers: Record<string, string> = {}) {
+  async request(node: ClusterNode, method: string, path: string, headers: Record<string, string> = {}) {
     const app = demo(node);
     const res = await app.request(path, { method, headers: { ...headers, ...(this.jar.cookie ? { cookie: `SESSIONID=${this.jar.cookie}` } : {}) } });
     for (const line of res.headers.getSetCookie()) this.jar.absorb(line);
@@ -29,7 +29,7 @@ class AppClient {
   }
 }
 
-async function drainStatus(node: ReplicatedSessions) {
+async function drainStatus(node: ClusterNode) {
   const res = await demo(node).request("/cluster/drain", { headers: BEARER });
   return (await res.json()) as { state: string; remaining: number; inFlight: number; durationMs?: number };
 }
@@ -55,7 +55,7 @@ describe("drain: delta manager", () => {
     const refused = await newcomer.request(n1!, "POST", "/counter");
     expect(refused.status).toBe(503);
     expect(refused.headers.get("retry-after")).toBe("1");
-    expect(refused.json.code).toBe("NODE_DRAINING");
+    expect(refused.json).toEqual({ error: "this node is draining: retry on another node", code: "NODE_DRAINING" });
     expect(newcomer.jar.cookie).toBeUndefined();
     // The same request on a serving node creates the session.
     expect((await newcomer.request(n2!, "POST", "/counter")).status).toBe(200);

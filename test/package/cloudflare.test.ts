@@ -13,7 +13,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { connect } from '@nats-io/transport-node';
 import * as esbuild from 'esbuild';
 import { Hono } from 'hono';
-import { createCluster, type ReplicatedSessions, type SessionVariables } from 'session-replication';
+import { createCluster, type ClusterNode, type SessionVariables } from 'session-replication';
 import { NatsChannel } from 'session-replication/nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -151,7 +151,7 @@ describe('session-replication/cloudflare from the packed tarball, in workerd', (
   }, async () => {
     const cluster = `cf-pkg-${process.pid}`;
     const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
-    const node: ReplicatedSessions = createCluster({
+    const node: ClusterNode = createCluster({
       cluster,
       node: 'n1',
       channel: new NatsChannel(await connect({ servers: nats.url, noEcho: true })),

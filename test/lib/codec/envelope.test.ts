@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decodeEnvelope, encodeEnvelope, WIRE_VERSION, type Envelope, type MessageBody, type MessageKind } from "../../../lib/codec/envelope.ts";
-import { encodeValue } from "../../../lib/codec/values.ts";
+import { encodeValue } from "../../../lib/session/values.ts";
 import { MalformedMessageError, type DropReason } from "../../../lib/errors.ts";
 import type { Stamp } from "../../../lib/session/clock.ts";
 import type { AttributeRegister, SessionState } from "../../../lib/session/state.ts";

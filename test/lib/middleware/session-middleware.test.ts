@@ -127,7 +127,7 @@ describe("valve", () => {
 
     const res = await call(appFor(n1!), "POST", "/set", { cookie, body: { small: "ok", big: "x".repeat(3000) } });
     expect(res.status).toBe(413);
-    expect(JSON.parse(res.text)).toEqual({ error: "session too large", limitBytes: 2000 });
+    expect(JSON.parse(res.text)).toEqual({ error: expect.stringContaining("over the limit of 2000 bytes"), code: "SESSION_TOO_LARGE" });
     expect(n1!.stats.oversizedRejected).toBe(1);
     expect(n1!.stats.sent.delta ?? 0).toBe(sent);
     expect(attributesOn(n1!, key)).toEqual({ a: 1 });
@@ -255,6 +255,7 @@ describe("maxActiveSessions", () => {
     const res = await app.request("http://app.test/set", { method: "POST", headers: { "content-type": "application/json" }, body: '{"n":3}' });
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("10");
+    expect(await res.json()).toEqual({ error: "this node holds its maximum of 2 sessions (maxActiveSessions)", code: "TOO_MANY_SESSIONS" });
     expect(res.headers.getSetCookie()).toEqual([]);
     expect(a!.stats.rejectedSessions).toBe(1);
     expect(a!.manager.activeSessions()).toBe(2);
@@ -310,6 +311,7 @@ describe("send mode persist", () => {
     const refused = await app.request("http://app.test/set", { method: "POST", headers: { "content-type": "application/json" }, body: '{"n":1}' });
     expect(refused.status).toBe(503);
     expect(refused.headers.get("retry-after")).toBe("1");
+    expect(await refused.json()).toEqual({ error: "the change could not be stored in the replication log; retry", code: "CHANGE_NOT_STORED" });
     expect(a!.stats.replicationErrors).toBe(1);
     failing = false;
     const ok = await call(app, "POST", "/set", { body: { n: 2 } });

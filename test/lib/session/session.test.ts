@@ -1,6 +1,6 @@
 // Owns: unit tests of lib/session/session.ts (the handler's view of a session and the delta it records).
 import { describe, expect, it } from "vitest";
-import { decodeValue, encodeValue } from "../../../lib/codec/values.ts";
+import { decodeValue, encodeValue } from "../../../lib/session/values.ts";
 import { InvalidOptionsError, InvalidSessionValueError, InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooManySessionsError, UnserializableValueError } from "../../../lib/errors.ts";
 import { HybridClock, compareStamps } from "../../../lib/session/clock.ts";
 import { parseSessionId } from "../../../lib/session/ids.ts";

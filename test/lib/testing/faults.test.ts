@@ -3,7 +3,7 @@
 // cookies kept across nodes, clients apart, and replication converging after each fault heals.
 import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
-import { ChannelRequestError, MemoryBus, MemoryChannel, type Channel, type ChannelStatus, type ReplicatedSessions, type SessionVariables } from "../../../lib/index.ts";
+import { ChannelRequestError, MemoryBus, MemoryChannel, type Channel, type ChannelStatus, type ClusterNode, type SessionVariables } from "../../../lib/index.ts";
 import { createTestCluster, FaultInjector, faultyChannel, type TestCluster } from "../../../lib/testing/index.ts";
 import { waitFor } from "../../../functions/launch/index.ts";
 
@@ -129,7 +129,7 @@ describe("FaultInjector on raw channels", () => {
 });
 
 /** A counter app on one node. */
-function counterApp(node: ReplicatedSessions) {
+function counterApp(node: ClusterNode) {
   const app = new Hono<{ Variables: SessionVariables }>();
   app.use(node.middleware());
   app.post("/counter", (c) => {

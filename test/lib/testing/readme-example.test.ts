@@ -2,11 +2,11 @@
 // two in step: the README shows this file's code from the `import` lines on.
 import { Hono } from "hono";
 import { afterEach, expect, test } from "vitest";
-import type { ReplicatedSessions, SessionVariables } from "session-replication";
+import type { ClusterNode, SessionVariables } from "session-replication";
 import { createTestCluster, type TestCluster } from "session-replication/testing";
 
 // Your app, built on one cluster node.
-function createApp(node: ReplicatedSessions) {
+function createApp(node: ClusterNode) {
   const app = new Hono<{ Variables: SessionVariables }>();
   app.use(node.middleware());
   app.post("/login/:user", (c) => {

@@ -1,15 +1,16 @@
-// Owns: unit tests of what lib/cluster.ts shows operators: member states (draining, url), traffic rates,
+// Owns: unit tests of what lib/cluster/status.ts shows operators: member states (draining, url), traffic rates,
 // replication lag measured where writes are applied, `sessions()` (key prefixes only), and the session
 // and route fields on replication log lines. In-process nodes on a MemoryBus.
 import { describe, expect, it } from "vitest";
-import { MemoryBus } from "../../lib/channel/memory.ts";
-import { createCluster } from "../../lib/cluster.ts";
-import { InvalidOptionsError } from "../../lib/errors.ts";
-import type { Logger } from "../../lib/logger.ts";
-import { BackupManager } from "../../lib/managers/backup-manager.ts";
-import { waitFor } from "../../functions/launch/index.ts";
-import { attributesOn, call, makeNode, sessionApp, setOn, startNodes } from "../kit/memory-nodes.ts";
-import { keyOf } from "../kit/cookie-client.ts";
+import type { ChannelStatus } from "../../../lib/channel/channel.ts";
+import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
+import { createCluster } from "../../../lib/cluster/index.ts";
+import { InvalidOptionsError } from "../../../lib/errors.ts";
+import type { Logger } from "../../../lib/logger.ts";
+import { BackupManager } from "../../../lib/managers/backup/backup-manager.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { attributesOn, call, makeNode, partsOf, sessionApp, setOn, startNodes } from "../../kit/memory-nodes.ts";
+import { keyOf } from "../../kit/cookie-client.ts";
 
 /** A logger that keeps every line (bound fields merged in), at every level. */
 function capturingLogger(lines: Record<string, unknown>[], bound: Record<string, unknown> = {}): Logger {
@@ -24,13 +25,13 @@ describe("member states on /cluster", () => {
     expect(a!.status().members.find((m) => m.node === "b")).toMatchObject({ state: "alive", draining: false });
     expect(a!.status().members.find((m) => m.node === "b")).not.toHaveProperty("url");
 
-    b!.membership.setDraining(true);
+    partsOf(b!).membership.setDraining(true);
     expect(b!.status()).toMatchObject({ draining: true });
     expect(b!.status().members[0]).toMatchObject({ node: "b", self: true, state: "draining", draining: true });
     await waitFor("a to see b draining", () => a!.status().members.find((m) => m.node === "b")?.state === "draining");
     expect(a!.status().members.find((m) => m.node === "b")).toMatchObject({ draining: true, ready: true });
 
-    b!.membership.setDraining(false);
+    partsOf(b!).membership.setDraining(false);
     await waitFor("a to see b alive again", () => a!.status().members.find((m) => m.node === "b")?.state === "alive");
   });
 
@@ -150,5 +151,41 @@ describe("log lines for operators", () => {
       if ("session" in line) expect(line.session).toHaveLength(8);
       expect(JSON.stringify(line)).not.toContain(keyOf(cookie));
     }
+  });
+});
+
+/** A memory channel whose connection status the test drives. */
+class StatusChannel extends MemoryChannel {
+  readonly #listeners: Array<(status: ChannelStatus, detail?: string) => void> = [];
+
+  override onStatus(listener: (status: ChannelStatus, detail?: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  emit(status: ChannelStatus, detail?: string): void {
+    for (const listener of this.#listeners) listener(status, detail);
+  }
+}
+
+describe("the channel on /cluster", () => {
+  it("follows the connection and counts broker refusals, and a stopped node no longer reports on a channel it was given", async () => {
+    const channel = new StatusChannel(new MemoryBus());
+    const lines: Record<string, unknown>[] = [];
+    const node = createCluster({ cluster: "c", node: "a", channel, logger: capturingLogger(lines) });
+    await node.start();
+    expect(node.status().channel).toEqual({ kind: "memory", status: "connected" });
+
+    channel.emit("error", 'Permissions Violation for Publish to "sessrep.c.delta"');
+    expect(node.status().channel).toEqual({ kind: "memory", status: "error", detail: 'Permissions Violation for Publish to "sessrep.c.delta"' });
+    expect(node.stats.channelErrors).toBe(1);
+    expect(lines.filter((line) => line.msg === "the broker refused an operation")).toHaveLength(1);
+    channel.emit("connected");
+    expect(node.status().channel.status).toBe("connected");
+
+    await node.stop();
+    channel.emit("error", "after stop");
+    expect(node.stats.channelErrors).toBe(1);
+    expect(lines.filter((line) => line.msg === "the broker refused an operation")).toHaveLength(1);
+    await channel.close();
   });
 });

@@ -1,11 +1,11 @@
-// Owns: unit tests of lib/cluster.ts (option validation, wiring, lone start, status, stop) on a MemoryBus.
+// Owns: unit tests of lib/cluster/ (option validation, wiring, lone start, status, what stop closes) on a MemoryBus.
 import { describe, expect, it } from "vitest";
-import { MemoryBus, MemoryChannel } from "../../lib/channel/memory.ts";
-import { createCluster, type ClusterOptions } from "../../lib/cluster.ts";
-import { ChannelRequestError, InvalidOptionsError } from "../../lib/errors.ts";
-import { waitFor } from "../../functions/launch/index.ts";
-import { makeNode, startNodes, stopNode } from "../kit/memory-nodes.ts";
-import { silentLogger } from "../kit/logger.ts";
+import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
+import { createCluster, type ClusterOptions } from "../../../lib/cluster/index.ts";
+import { ChannelRequestError, InvalidOptionsError } from "../../../lib/errors.ts";
+import { waitFor } from "../../../functions/launch/index.ts";
+import { makeNode, startNodes, stopNode } from "../../kit/memory-nodes.ts";
+import { silentLogger } from "../../kit/logger.ts";
 
 /** The InvalidOptionsError createCluster throws for these options. */
 function invalid(options: Record<string, unknown>): InvalidOptionsError {
@@ -68,7 +68,7 @@ describe("a cluster node", () => {
     expect(node.status()).toMatchObject({ ready: true, sessions: { total: 0, tombstones: 0 }, stateTransfer: { state: "skipped" } });
   });
 
-  it("status lists the other members with their state, and stop leaves gracefully and closes the channel", async () => {
+  it("status lists the other members with their state, and stop leaves gracefully", async () => {
     const bus = new MemoryBus();
     const [a, b] = await startNodes(bus, ["a", "b"]);
     const members = a!.status().members;
@@ -78,7 +78,34 @@ describe("a cluster node", () => {
     ]);
     await stopNode(b!);
     await waitFor("a to drop b", () => a!.status().members.length === 1, { timeoutMs: 250 });
-    expect(() => b!.channel.publish("x", new Uint8Array())).toThrow(ChannelRequestError);
+    expect(b!.ready).toBe(false);
+  });
+
+  it("stop closes the in-process channel the node created", async () => {
+    const node = createCluster({ cluster: "own", node: "a", logger: silentLogger });
+    await node.start();
+    expect(node.channel.kind).toBe("memory");
+    await node.stop();
+    expect(() => node.channel.publish("x", new Uint8Array())).toThrow(ChannelRequestError);
+  });
+
+  it("stop leaves a channel it was given open and usable, with none of the node's subscriptions left", async () => {
+    const bus = new MemoryBus();
+    const channel = new MemoryChannel(bus);
+    const node = createCluster({ cluster: "given", node: "a", channel, logger: silentLogger, heartbeatIntervalMs: 50, memberDropMs: 300 });
+    await node.start();
+    await node.stop();
+    // The caller's channel still delivers: a subscription made after stop receives what a peer publishes.
+    const received: string[] = [];
+    channel.subscribe("app.events", (message) => received.push(new TextDecoder().decode(message.data)));
+    const peer = new MemoryChannel(bus);
+    peer.publish("app.events", new TextEncoder().encode("after stop"));
+    await waitFor("the message on the caller's channel", () => received.length === 1);
+    expect(received).toEqual(["after stop"]);
+    // The node itself answers nothing any more: a request to its own subject finds no responder.
+    await expect(peer.request("sessrep.given.node.a", new Uint8Array(), { timeoutMs: 200 })).rejects.toMatchObject({ kind: "no-responders" });
+    await peer.close();
+    await channel.close();
   });
 
   it("clusters with different names on one bus never see each other", async () => {

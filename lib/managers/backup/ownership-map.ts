@@ -3,17 +3,10 @@
  * Entries merge last-writer-wins by hybrid-clock stamp, an ended entry is a terminal tombstone, so
  * every node converges on the same map whatever order the `.map` broadcasts arrive in.
  */
-import { compareStamps, type Stamp } from '../session/clock.ts';
+import type { OwnershipEntry } from '../../codec/envelope.ts';
+import { compareStamps } from '../../session/clock.ts';
 
-/** Where one session lives. `backup` is empty while the primary has no other member to copy to. */
-export interface OwnershipEntry {
-  readonly key: string;
-  readonly primary: string;
-  readonly backup: string;
-  readonly stamp: Stamp;
-  /** Set when the session ended: the entry is removed everywhere (kept as a tombstone for a while). */
-  readonly ended?: boolean;
-}
+export type { OwnershipEntry };
 
 /** A node's role for one session. */
 export type Role = 'primary' | 'backup' | 'proxy';

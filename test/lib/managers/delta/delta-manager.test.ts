@@ -1,62 +1,42 @@
-// Owns: unit tests of lib/managers/delta-manager.ts (with state transfer) on a shared MemoryBus: replication,
+// Owns: unit tests of lib/managers/delta/delta-manager.ts (with state transfer) on a shared MemoryBus: replication,
 // state transfer, expiry and touches, ack mode, filtered commits, convergence.
 import { describe, expect, it } from "vitest";
-import { ClusterBus } from "../../../lib/bus/cluster-bus.ts";
-import type { Channel } from "../../../lib/channel/channel.ts";
-import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
-import type { ReplicatedSessions } from "../../../lib/cluster.ts";
-import { DeltaManager } from "../../../lib/managers/delta-manager.ts";
-import type { SendMode } from "../../../lib/managers/manager.ts";
-import type { PageLimits } from "../../../lib/managers/state-transfer.ts";
-import { Membership } from "../../../lib/membership/membership.ts";
-import { HybridClock } from "../../../lib/session/clock.ts";
-import { Session } from "../../../lib/session/session.ts";
-import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../../functions/launch/index.ts";
-import { attributesOn, call, DelayedChannel, makeNode, onCleanup, sessionApp, setOn, startNodes, stopNode } from "../../kit/memory-nodes.ts";
-import { silentLogger } from "../../kit/logger.ts";
-import { FASTER } from "../../kit/timings.ts";
-import { keyOf } from "../../kit/cookie-client.ts";
-
-const manager = (node: ReplicatedSessions) => node.manager as DeltaManager;
+import { ClusterBus } from "../../../../lib/bus/cluster-bus.ts";
+import type { Channel } from "../../../../lib/channel/channel.ts";
+import { MemoryBus, MemoryChannel } from "../../../../lib/channel/memory.ts";
+import type { SendMode } from "../../../../lib/managers/manager.ts";
+import type { PageLimits } from "../../../../lib/managers/state-transfer.ts";
+import { HybridClock } from "../../../../lib/session/clock.ts";
+import { Session } from "../../../../lib/session/session.ts";
+import { ReplicationStats } from "../../../../lib/stats.ts";
+import { waitFor } from "../../../../functions/launch/index.ts";
+import { attributesOn, call, DelayedChannel, makeNode, onCleanup, partsOf, sessionApp, setOn, startNodes, stopNode } from "../../../kit/memory-nodes.ts";
+import { silentLogger } from "../../../kit/logger.ts";
+import { FASTER } from "../../../kit/timings.ts";
+import { keyOf } from "../../../kit/cookie-client.ts";
 
 /**
- * A node wired by hand exactly as createCluster wires it, for what createCluster does not expose:
- * page limits, the clock (to write sessions without HTTP) and a custom channel.
+ * A started node wired as createCluster wires it, with what ClusterOptions does not reach (page
+ * limits), and `write` to run a "request" on a session without HTTP.
  */
-async function manualNode(
+async function writerNode(
   bus: MemoryBus,
   name: string,
-  { pageLimits, channel = new MemoryChannel(bus), tombstoneTtlMs = 600_000 }: { pageLimits?: PageLimits; channel?: Channel; tombstoneTtlMs?: number } = {},
+  { pageLimits, channel, tombstoneTtlMs }: { pageLimits?: PageLimits; channel?: Channel; tombstoneTtlMs?: number } = {},
 ) {
-  const stats = new ReplicationStats();
-  const clock = new HybridClock(name);
-  const clusterBus = new ClusterBus(channel, { cluster: "test", node: name, incarnation: crypto.randomUUID() }, "sessrep", stats, silentLogger);
-  const membership = new Membership(clusterBus, FASTER, silentLogger);
-  const deltaManager = new DeltaManager(
-    { bus: clusterBus, membership, clock, stats, logger: silentLogger },
-    { ackTimeoutMs: FASTER.ackTimeoutMs, stateTransferTimeoutMs: FASTER.stateTransferTimeoutMs, sweepIntervalMs: FASTER.sweepIntervalMs, touchIntervalMs: 1000, tombstoneTtlMs, ...(pageLimits ? { pageLimits } : {}) },
-  );
-  const direct = clusterBus.listen(clusterBus.subjects.node(name), (incoming) => {
-    if (incoming.message.kind === "ping") membership.answerPing(incoming);
-    else deltaManager.onDirect(incoming);
-  });
-  await deltaManager.start();
-  onCleanup(async () => {
-    await deltaManager.stop();
-    direct.unsubscribe();
-    await channel.close();
-  });
+  const node = makeNode(bus, name, { ...(channel ? { channel } : {}), ...(tombstoneTtlMs !== undefined ? { tombstoneTtlMs } : {}) }, pageLimits ? { pageLimits } : {});
+  await node.start();
+  const { manager, clock } = partsOf(node);
   /** Runs one "request" on the session `key` (a new one when undefined) and commits it; returns the key. */
   async function write(key: string | undefined, handler: (session: Session) => void, mode: SendMode = "async"): Promise<string> {
-    const state = key === undefined ? undefined : deltaManager.find(key);
+    const state = key === undefined ? undefined : manager.find(key);
     const session = new Session({ ...(state ? { state } : {}), node: name, clock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 1800 });
     handler(session);
     const resultKey = session.key;
-    await deltaManager.commit(session.takeChanges(Date.now()), { replicate: true, mode });
+    await manager.commit(session.takeChanges(Date.now()), { replicate: true, mode });
     return resultKey;
   }
-  return { manager: deltaManager, stats, write };
+  return { manager, stats: node.stats, write };
 }
 
 /** A fake member that heartbeats "ready" but never applies or acknowledges anything. */
@@ -141,18 +121,18 @@ describe("state transfer", () => {
 
   it("with small page limits, the joiner pulls many pages from one donor", async () => {
     const bus = new MemoryBus();
-    const donor = await manualNode(bus, "donor", { pageLimits: { maxSessions: 7, maxBytes: 1 << 20 } });
+    const donor = await writerNode(bus, "donor", { pageLimits: { maxSessions: 7, maxBytes: 1 << 20 } });
     const keys: string[] = [];
     for (let i = 0; i < 50; i++) keys.push(await donor.write(undefined, (s) => s.set("i", i)));
     const joiner = makeNode(bus, "joiner");
     await joiner.start();
     expect(joiner.manager.stateTransfer).toMatchObject({ state: "done", donor: "donor", sessionsReceived: 50, pages: 8 });
-    keys.forEach((key, i) => expect(attributesOn(joiner, key)).toEqual({ i }));
+    for (const [i, key] of keys.entries()) expect(attributesOn(joiner, key)).toEqual({ i });
   });
 
   it("pages are also cut by bytes: as many sessions as fit, an oversized one alone", async () => {
     const bus = new MemoryBus();
-    const donor = await manualNode(bus, "donor", { pageLimits: { maxSessions: 1000, maxBytes: 2000 } });
+    const donor = await writerNode(bus, "donor", { pageLimits: { maxSessions: 1000, maxBytes: 2000 } });
     // Each counts a little over 600 bytes (200 + name + encoded value) against the page budget: three fit in 2000 bytes, four do not.
     for (let i = 0; i < 9; i++) await donor.write(undefined, (s) => s.set("s", "x".repeat(400)));
     // Over the budget on its own: it still travels, alone on its page.
@@ -166,7 +146,7 @@ describe("state transfer", () => {
   it("writes made while the transfer runs are buffered and applied, not lost", async () => {
     const bus = new MemoryBus();
     // A slow donor: every message it receives (each page request) arrives 30 ms late.
-    const donor = await manualNode(bus, "donor", { pageLimits: { maxSessions: 1, maxBytes: 1 << 20 }, channel: new DelayedChannel(bus, 30) });
+    const donor = await writerNode(bus, "donor", { pageLimits: { maxSessions: 1, maxBytes: 1 << 20 }, channel: new DelayedChannel(bus, 30) });
     const keys: string[] = [];
     for (let i = 0; i < 8; i++) keys.push(await donor.write(undefined, (s) => s.set("v", 0)));
     const joiner = makeNode(bus, "joiner");
@@ -253,7 +233,7 @@ describe("expiry", () => {
 
   it("a session with maxInactive 0 never expires", async () => {
     const bus = new MemoryBus();
-    const node = await manualNode(bus, "a");
+    const node = await writerNode(bus, "a");
     const key = await node.write(undefined, (s) => {
       s.set("x", 1);
       s.maxInactiveInterval = 0;
@@ -265,7 +245,7 @@ describe("expiry", () => {
   it("sweep expires by the given clock, and find() expires on access", async () => {
     const bus = new MemoryBus();
     // Tombstones must outlive the sweep's far-future clock to be inspected.
-    const node = await manualNode(bus, "a", { tombstoneTtlMs: 1e10 });
+    const node = await writerNode(bus, "a", { tombstoneTtlMs: 1e10 });
     const swept = await node.write(undefined, (s) => s.set("x", 1));
     node.manager.sweep(Date.now() + 1800 * 1000 + 1);
     expect(node.manager.inspect(swept)?.ended?.reason).toBe("expired");
@@ -385,7 +365,7 @@ describe("stop", () => {
     await waitFor("a to count the mute member as ready", () => a!.membership.readyMembers().length === 2);
     const writing = setOn(a!, undefined, { x: 1 });
     await waitFor("the commit to be waiting", () => (a!.stats.sent.delta ?? 0) >= 1);
-    await manager(a!).stop();
+    await a!.manager.stop();
     await writing;
     expect(a!.ready).toBe(false);
     await waitFor("b to drop a", () => !b!.membership.has("a"));

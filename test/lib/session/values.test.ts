@@ -1,7 +1,7 @@
-// Owns: unit and property tests of lib/codec/values.ts (attribute values on the wire).
+// Owns: unit and property tests of lib/session/values.ts (attribute values on the wire).
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { byteLength, decodeValue, encodeValue } from "../../../lib/codec/values.ts";
+import { byteLength, decodeValue, encodeValue } from "../../../lib/session/values.ts";
 import { UnserializableValueError } from "../../../lib/errors.ts";
 
 const roundTrip = (value: unknown) => decodeValue(encodeValue("attr", value).text);

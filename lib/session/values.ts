@@ -1,4 +1,4 @@
-/** Attribute values on the wire: devalue text, so Date, Map, Set, Uint8Array and bigint survive exactly. */
+/** Attribute values in their replicated form: devalue text, so Date, Map, Set, Uint8Array and bigint survive exactly. */
 import { parse, stringify } from 'devalue';
 import { UnserializableValueError } from '../errors.ts';
 
@@ -36,6 +36,6 @@ export function decodeValue(text: string): unknown {
 
 /** UTF-8 length of a string without allocating for pure ASCII. */
 export function byteLength(text: string): number {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the range \x00-\x7f is "pure ASCII", not a control character
   return /^[\x00-\x7f]*$/.test(text) ? text.length : utf8.encode(text).length;
 }

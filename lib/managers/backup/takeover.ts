@@ -1,0 +1,108 @@
+/**
+ * `Takeover`: a request for a session this node is not primary of. The node fetches the session from
+ * its primary or backup and becomes its primary; on the other side, a holder answers such fetches.
+ */
+import type { Incoming } from '../../bus/cluster-bus.ts';
+import { ChannelRequestError } from '../../errors.ts';
+import { sessionFields } from '../../logger.ts';
+import { latestStamp, type SessionState } from '../../session/state.ts';
+import type { ReplicaCore } from '../core.ts';
+import { roleOf, type OwnershipEntry } from './ownership-map.ts';
+import type { Ownership } from './ownership.ts';
+
+/** Fetches sessions from their holders and takes them over; answers other nodes' fetches. */
+export class Takeover {
+  /** Takeovers in flight, so concurrent requests for one session fetch it once. */
+  readonly #resolving = new Map<string, Promise<SessionState | undefined>>();
+
+  constructor(
+    private readonly core: ReplicaCore,
+    private readonly ownership: Ownership,
+    /** How long a proxy waits for the primary or backup to hand over a session. */
+    private readonly fetchTimeoutMs: number,
+    /** The live session this node holds for a key (expiring it when idle). */
+    private readonly find: (key: string) => SessionState | undefined,
+  ) {}
+
+  /** Takes `key` over, once however many requests ask for it at the same time. */
+  resolve(key: string, routeHint: string | undefined): Promise<SessionState | undefined> {
+    let running = this.#resolving.get(key);
+    if (!running) {
+      running = this.#takeOver(key, routeHint).finally(() => this.#resolving.delete(key));
+      this.#resolving.set(key, running);
+    }
+    return running;
+  }
+
+  /** Answers a `fetch`: this node's entry and live state of the key. A primary remembers whom it handed the session to. */
+  onFetch({ message, reply }: Incoming): void {
+    if (message.kind !== 'fetch' || !reply) return;
+    const key = message.body.k;
+    const entry = this.ownership.map.raw(key);
+    const state = this.core.table.get(key);
+    const live = state && !state.ended ? state : undefined;
+    if (entry && roleOf(entry, this.core.self) === 'primary' && live) this.ownership.recordHandOver(key, message.node, live);
+    this.core.parts.bus.send(reply, 'fetched', { e: entry ? [entry] : [], s: live ? [live] : [] });
+  }
+
+  /**
+   * Finds a session this node is not primary of and takes it over. Asks its primary, then its backup
+   * (for a key unknown here, the node the cookie's route names), following any newer entry a reply
+   * brings. Even a backup asks the primary first, for writes still on their way (async mode); when the
+   * primary does not answer, the backup serves its own copy. A node that did not answer is not made
+   * the new backup.
+   */
+  async #takeOver(key: string, routeHint: string | undefined): Promise<SessionState | undefined> {
+    const { map } = this.ownership;
+    const { table, parts, self } = this.core;
+    const ended = () => !map.get(key) && map.raw(key) !== undefined;
+    if (ended()) return undefined;
+    const asked = new Set(['', self]);
+    const unreachable: string[] = [];
+    for (;;) {
+      const entry = map.get(key);
+      const node = (entry ? [entry.primary, entry.backup] : routeHint ? [routeHint] : []).find((n) => !asked.has(n) && parts.membership.has(n));
+      if (node === undefined) break;
+      asked.add(node);
+      const found = await this.#fetch(node, key);
+      if (!found) {
+        unreachable.push(node);
+        continue;
+      }
+      if (found.entry) this.ownership.merge(found.entry);
+      if (ended()) return undefined;
+      if (!found.state || found.state.ended) continue;
+      table.merge(found.state);
+      parts.clock.observe(latestStamp(found.state));
+      const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, unreachable);
+      parts.logger.info({ ...sessionFields([key]), route: routeHint, from: node, backup: claimed.backup }, 'took over a session');
+      return table.live(key);
+    }
+    const entry = map.get(key);
+    const state = entry && roleOf(entry, self) === 'backup' ? this.find(key) : undefined;
+    if (state) {
+      this.ownership.claim(key, entry, unreachable);
+      return state;
+    }
+    if (entry) {
+      const { primary, backup } = entry;
+      parts.logger.warn({ ...sessionFields([key]), route: routeHint, primary, backup, unreachable }, 'session not reachable on its primary or backup');
+    }
+    return undefined;
+  }
+
+  async #fetch(node: string, key: string): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
+    const { bus, logger } = this.core.parts;
+    try {
+      const reply = await bus.request(bus.subjects.node(node), 'fetch', { k: key }, this.fetchTimeoutMs);
+      if (reply.kind !== 'fetched') return undefined;
+      const [entry] = reply.body.e;
+      const [state] = reply.body.s;
+      return { ...(entry ? { entry } : {}), ...(state ? { state } : {}) };
+    } catch (error) {
+      if (!(error instanceof ChannelRequestError)) throw error;
+      logger.warn({ ...sessionFields([key]), from: node, error: error.kind }, 'fetch failed');
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * `ReplicaCore`: what both replication strategies hold and do the same way. It owns the session
+ * table, the acks, pending replication, the state donor and the subscriptions; it runs the join
+ * lifecycle (subscribe and buffer, join, state transfer, drain the buffer, serve donors, sweep,
+ * ready), makes message ids and ends sessions. Each manager composes one; it is not a base class.
+ */
+import type { ChannelSubscription } from '../channel/channel.ts';
+import type { Incoming } from '../bus/cluster-bus.ts';
+import { sessionFields } from '../logger.ts';
+import { cloneState, latestStamp, type EndReason, type SessionState } from '../session/state.ts';
+import { AckTracker } from './ack-tracker.ts';
+import type { ManagerParts, StateTransferStatus } from './manager.ts';
+import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
+import { SessionTable } from './session-table.ts';
+import { receiveState, StateDonor, type PageLimits, type StatePage, type StateSource } from './state-transfer.ts';
+
+/** What the core needs to know from its manager. */
+export interface ReplicaCoreOptions {
+  readonly touchIntervalMs: number;
+  readonly sweepIntervalMs: number;
+  readonly tombstoneTtlMs: number;
+  readonly stateTransferTimeoutMs: number;
+  /** Page limits of the state this node donates. */
+  readonly pageLimits: PageLimits;
+  /** What this node donates to joiners. */
+  readonly source: StateSource;
+}
+
+/** The state, timers and lifecycle both managers share. */
+export class ReplicaCore {
+  readonly table = new SessionTable();
+  readonly acks = new AckTracker();
+  readonly pending: PendingReplication;
+  readonly donor: StateDonor;
+  readonly stateTransfer: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
+  readonly #subscriptions: ChannelSubscription[] = [];
+  #sweepTimer?: ReturnType<typeof setInterval>;
+  #ready = false;
+  #messageCounter = 0;
+
+  constructor(
+    readonly parts: ManagerParts,
+    private readonly options: ReplicaCoreOptions,
+  ) {
+    this.pending = new PendingReplication(options.touchIntervalMs);
+    if (parts.observer) this.table.observe(parts.observer);
+    this.donor = new StateDonor(parts.bus, options.source, options.pageLimits, parts.logger);
+    parts.membership.onLeave((member) => this.acks.forget(member.node));
+  }
+
+  /** True once the join finished: the node may serve traffic. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** This node's id. */
+  get self(): string {
+    return this.parts.clock.node;
+  }
+
+  /** A message id unique in the cluster: the process run's incarnation prefix and a counter. */
+  nextMessageId(prefix = ''): string {
+    return `${prefix}${this.parts.bus.identity.incarnation.slice(0, 8)}-${++this.#messageCounter}`;
+  }
+
+  /** Subscribes for as long as the manager runs. */
+  listen(subject: string, handler: (incoming: Incoming) => void, options?: { queue?: string }): void {
+    this.#subscriptions.push(this.parts.bus.listen(subject, handler, options));
+  }
+
+  /**
+   * Joins through a peer: subscribes to `subject` first and buffers what arrives, so nothing
+   * published during the transfer is missed; starts membership; fetches the state of a ready member
+   * into `applyPage`; then hands the buffered messages to `handle`, and every later one as it comes.
+   */
+  async joinFromPeer(subject: string, handle: (incoming: Incoming) => void, applyPage: (page: StatePage) => void): Promise<void> {
+    let buffer: Incoming[] | undefined = [];
+    this.listen(subject, (incoming) => (buffer ? buffer.push(incoming) : handle(incoming)));
+    this.parts.membership.start();
+    await this.receiveState(applyPage);
+    const buffered = buffer;
+    buffer = undefined;
+    for (const incoming of buffered) handle(incoming);
+  }
+
+  /** Fetches the state of whichever ready member answers first into `apply`, reporting on `stateTransfer`. */
+  receiveState(apply: (page: StatePage) => void): Promise<void> {
+    const { bus, logger } = this.parts;
+    return receiveState(bus, { timeoutMs: this.options.stateTransferTimeoutMs, apply, status: this.stateTransfer, logger });
+  }
+
+  /**
+   * Ends the join: serves state transfers to joiners (one ready member per request, through the
+   * queue group `donors`), starts the sweep timer and announces this node ready.
+   */
+  serve(answer: (incoming: Incoming) => void, sweepTick: () => void): void {
+    this.listen(this.parts.bus.subjects.state, answer, { queue: 'donors' });
+    this.#sweepTimer = setInterval(sweepTick, this.options.sweepIntervalMs);
+    this.#ready = true;
+    this.parts.membership.setReady(true);
+  }
+
+  /**
+   * Stops the sweep, releases every ack waiter, runs `beforeLeaving` (a last flush) while still
+   * ready, then leaves the cluster and unsubscribes.
+   */
+  async stop(beforeLeaving?: () => Promise<void>): Promise<void> {
+    clearInterval(this.#sweepTimer);
+    this.acks.releaseAll();
+    if (beforeLeaving) await beforeLeaving();
+    this.#ready = false;
+    this.parts.membership.stop();
+    for (const subscription of this.#subscriptions.splice(0)) subscription.unsubscribe();
+  }
+
+  /** Handles the direct messages both strategies share (acks, state-transfer pages); false for any other kind. */
+  onDirect(incoming: Incoming): boolean {
+    const { message } = incoming;
+    if (message.kind === 'ack') this.acks.acknowledge(message.body.id, message.node);
+    else if (message.kind === 'state-req') this.donor.answer(incoming);
+    else return false;
+    return true;
+  }
+
+  /** Merges states received from peers, moving this node's clock past them. */
+  applyStates(states: readonly SessionState[]): void {
+    for (const state of states) {
+      this.parts.clock.observe(latestStamp(state));
+      this.table.merge(state);
+    }
+  }
+
+  /**
+   * Ends a live session here and returns its tombstone, for the strategy to replicate. Counts the
+   * expiry when this merge ended it.
+   */
+  endSession(state: SessionState, reason: EndReason): SessionState {
+    const end: SessionState = { ...cloneState(state), attributes: new Map(), ended: { stamp: this.parts.clock.tick(), reason } };
+    if (this.table.merge(end).ended && reason === 'expired') this.parts.stats.sessionsExpired++;
+    this.parts.logger.info({ ...sessionFields([state.key]), reason }, 'session ended');
+    return end;
+  }
+
+  /**
+   * The extra grace a node that is not the session's authority (delta: not its last accessor;
+   * backup: not its primary) waits before expiring it: two touch intervals, because touches reach
+   * it at most once per interval (Tomcat waits 2x on replicas).
+   */
+  replicaGrace(state: SessionState): number {
+    return 2 * touchIntervalFor(state, this.options.touchIntervalMs);
+  }
+
+  /** Forgets tombstones older than `tombstoneTtlMs`, with their pending replication. */
+  collectTombstones(now: number): void {
+    for (const key of this.table.collect(now - this.options.tombstoneTtlMs)) this.pending.forget(key);
+  }
+
+  /**
+   * Records the replication lag of applied deltas, one sample per session delta (a message may batch
+   * several requests): now minus the wall time of the delta's newest stamp, the moment of its write.
+   */
+  recordLag(states: readonly SessionState[]): void {
+    if (states.length === 0) return;
+    const now = Date.now();
+    for (const state of states) this.parts.stats.recordLag(now - latestStamp(state)[0], now);
+  }
+}

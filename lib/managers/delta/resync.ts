@@ -1,0 +1,167 @@
+/**
+ * `Resync`: the delta manager's gap repair without a log. Core NATS drops what a disconnected
+ * subscriber misses (a broker restart, a failover to another server, a slow consumer cut off by the
+ * server), and a paused process may have been cut off too. After a channel reconnect or an
+ * event-loop stall, the node merges the full state of every ready member and, after a reconnect,
+ * sends its own.
+ */
+import { sessionWireBytes } from '../../codec/wire-size.ts';
+import type { SessionState } from '../../session/state.ts';
+import { batchBySize } from '../batching.ts';
+import type { ReplicaCore } from '../core.ts';
+import type { StateTransferStatus } from '../manager.ts';
+import { receiveState, type StatePage } from '../state-transfer.ts';
+import { BATCH_SESSIONS } from './publisher.ts';
+
+/** Why a node merges its peers' state again after it joined. */
+export type ResyncReason = 'reconnect' | 'stall';
+
+/** Id prefix of the delta messages a resync sends: receivers do not count them as replication lag. */
+export const RESYNC_ID = 'resync-';
+
+/** Timing of resyncs. */
+export interface ResyncOptions {
+  /** How long after a reconnect or stall the resync runs (members have time to be back). */
+  readonly resyncAfterMs: number;
+  readonly stateTransferTimeoutMs: number;
+  /** A page's budget: a live member answers at once. */
+  readonly ackTimeoutMs: number;
+  /** Byte budget of one delta message. */
+  readonly maxBytes: () => number;
+}
+
+/** Watches for gaps and repairs them by merging every ready member's state. */
+export class Resync {
+  #timer?: ReturnType<typeof setTimeout>;
+  #stallWatch?: ReturnType<typeof setInterval>;
+  #running = false;
+  /** A reason given while a resync ran: another one follows at once. */
+  #again?: ResyncReason;
+  /** False between a channel disconnect and its reconnect (which schedules a resync itself). */
+  #channelUp = true;
+
+  constructor(
+    private readonly core: ReplicaCore,
+    private readonly options: ResyncOptions,
+  ) {}
+
+  /** True while a resync merges: access times are being refreshed, so expiry waits. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Schedules a resync on every channel reconnect and every event-loop stall longer than `resyncAfterMs`. */
+  watch(): void {
+    const afterMs = this.options.resyncAfterMs;
+    this.core.parts.bus.channel.onStatus((status) => {
+      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') this.#channelUp = false;
+      if (status !== 'connected') return;
+      this.#channelUp = true;
+      if (this.core.ready) this.#schedule('reconnect', afterMs);
+    });
+    let last = Date.now();
+    this.#stallWatch = setInterval(
+      () => {
+        const now = Date.now();
+        if (now - last > afterMs && this.core.ready) {
+          this.core.parts.logger.warn({ stalledMs: now - last }, 'this process stalled: deltas may have been missed');
+          this.#schedule('stall', afterMs);
+        }
+        last = now;
+      },
+      Math.max(50, Math.min(1000, Math.floor(afterMs / 4))),
+    );
+  }
+
+  /** Stops watching and cancels a scheduled resync. */
+  stop(): void {
+    clearInterval(this.#stallWatch);
+    clearTimeout(this.#timer);
+  }
+
+  #schedule(reason: ResyncReason, delayMs: number): void {
+    if (this.#running) {
+      this.#again = reason;
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#run(reason), delayMs);
+  }
+
+  /**
+   * Merges the full state of every ready member (idempotent: the CRDT merge keeps what is newer).
+   * Every member, not one: a delta lost with a broker may be held by its writer only.
+   */
+  async #run(reason: ResyncReason): Promise<void> {
+    const { bus, membership, stats, logger } = this.core.parts;
+    if (!this.core.ready || !this.#channelUp) return;
+    this.#running = true;
+    const started = Date.now();
+    const donors = membership.readyMembers().map((m) => m.node);
+    let repaired = 0;
+    let received = 0;
+    const failed: string[] = [];
+    try {
+      for (const donor of donors) {
+        const status: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
+        // A page gets ackTimeoutMs (a live member answers at once): a request sent just before the
+        // connection dropped must not hold the resync that the reconnect asks for.
+        const apply = (page: StatePage) => (repaired += this.#repair(page.sessions));
+        const { stateTransferTimeoutMs: timeoutMs, ackTimeoutMs: pageTimeoutMs } = this.options;
+        await receiveState(bus, { timeoutMs, apply, status, logger: logger.child({ resync: reason }), donor, pageTimeoutMs });
+        received += status.sessionsReceived;
+        if (status.state === 'failed') failed.push(donor);
+      }
+      // After a reconnect the gap goes both ways: what this node sent just before the connection
+      // dropped may have been lost with it, and members that stayed connected never resync.
+      const pushed = reason === 'reconnect' ? this.#pushAll() : 0;
+      stats.resyncs++;
+      stats.resyncRepairs += repaired;
+      logger.info({ reason, donors, sessionsReceived: received, repaired, pushed, ms: Date.now() - started }, 'resync: merged the state of every ready member');
+    } finally {
+      this.#running = false;
+      const again = this.#again ?? (failed.length > 0 ? reason : undefined);
+      this.#again = undefined;
+      if (failed.length > 0) logger.warn({ reason, failed }, 'resync: some members did not answer in full, trying again');
+      // A reconnect during the resync asks again at once; a member that did not answer, after the usual wait.
+      if (again && this.core.ready) this.#schedule(again, failed.length > 0 ? this.options.resyncAfterMs : 0);
+    }
+  }
+
+  /**
+   * Sends every session this node holds (tombstones too) as async deltas, in messages that fit the
+   * broker; their ids start with `resync-` so receivers do not count them as replication lag.
+   * Returns how many sessions were sent.
+   */
+  #pushAll(): number {
+    const { bus, logger } = this.core.parts;
+    const { table } = this.core;
+    const held = table.keys().flatMap((key) => table.get(key) ?? []);
+    let sent = 0;
+    try {
+      for (const message of batchBySize(held, { maxCount: BATCH_SESSIONS, maxBytes: this.options.maxBytes(), sizeOf: sessionWireBytes })) {
+        bus.send(bus.subjects.delta, 'delta', { id: this.core.nextMessageId(RESYNC_ID), s: message });
+        sent += message.length;
+      }
+    } catch (error) {
+      logger.warn({ sent, error: (error as Error).message }, 'resync: sending this node\'s sessions failed');
+    }
+    return sent;
+  }
+
+  /** Merges states of a resync; returns how many sessions' data it changed (access times aside: those replicate lazily). */
+  #repair(states: SessionState[]): number {
+    const { table } = this.core;
+    let repaired = 0;
+    for (const state of states) {
+      const held = table.get(state.key);
+      const before = held && { registers: new Map(held.attributes), ended: held.ended, maxInactive: held.maxInactive };
+      this.core.applyStates([state]);
+      const after = table.get(state.key);
+      if (!after) continue;
+      const changed = !before || after.ended !== before.ended || after.maxInactive !== before.maxInactive;
+      if (changed || [...after.attributes].some(([name, r]) => before.registers.get(name) !== r)) repaired++;
+    }
+    return repaired;
+  }
+}
