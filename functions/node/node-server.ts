@@ -150,6 +150,7 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
           manager: config.manager,
           sendMode: config.send,
           maxInactiveSeconds: config.maxInactive,
+          sweepIntervalMs: config.sweepEveryMs,
           advertiseUrl: config.advertiseUrl ?? defaultAdvertiseUrl(config.host, port),
           logger,
         });

@@ -6,7 +6,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { ChangeNotStoredError, InvalidOptionsError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { ChangeNotConfirmedError, ChangeNotStoredError, InvalidOptionsError, NodeCatchingUpError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
 import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
@@ -26,7 +26,10 @@ export const DEFAULT_FILTER = /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|av
 
 /** Cookie and valve settings of the middleware. */
 export interface SessionMiddlewareOptions {
-  /** Cookie name; default `SESSIONID`. */
+  /**
+   * Cookie name.
+   * @default DEFAULT_COOKIE_NAME (`SESSIONID`)
+   */
   readonly cookieName?: string;
   /** Cookie path; default `/`. */
   readonly cookiePath?: string;
@@ -97,6 +100,9 @@ export interface MiddlewareParts {
   readonly settle?: () => Promise<void>;
 }
 
+/** The session cookie's name when `cookieName` is not given. */
+export const DEFAULT_COOKIE_NAME = 'SESSIONID';
+
 /** The checked cookie settings of one middleware. */
 interface CookieSettings {
   readonly name: string;
@@ -112,7 +118,7 @@ interface CookieSettings {
 
 /** Checks the cookie options; throws `InvalidOptionsError` for combinations browsers reject. */
 function cookieSettings(options: SessionMiddlewareOptions): CookieSettings {
-  const { cookieName = 'SESSIONID', cookiePath = '/', cookieDomain, secure = 'auto', trustProxy = false, cookiePrefix, sameSite = 'Lax', maxAge, partitioned = false } = options;
+  const { cookieName = DEFAULT_COOKIE_NAME, cookiePath = '/', cookieDomain, secure = 'auto', trustProxy = false, cookiePrefix, sameSite = 'Lax', maxAge, partitioned = false } = options;
   const problems: string[] = [];
   if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) problems.push('cookieName must be a cookie token (letters, digits, !#$%&\'*+-.^_`|~)');
   if (cookiePrefix !== undefined && cookiePrefix !== 'host' && cookiePrefix !== 'secure') problems.push("cookiePrefix must be 'host' or 'secure'");
@@ -181,6 +187,10 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
   };
 
   return createMiddleware<{ Variables: SessionVariables<Data> }>(async function replicatedSession(c, next) {
+    if (manager.catchingUp) {
+      // Its table may be stale after a gap: another node serves the request (nothing was done here).
+      return errorResponse(c, new NodeCatchingUpError());
+    }
     const requested = parseSessionId(getCookie(c, cookie.name, cookie.prefix));
     const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
     if (!state && parts.isDraining?.()) {
@@ -239,9 +249,9 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       },
       'session request',
     );
-    if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
-      // The change is only on this node: say so rather than claim it was stored.
-      c.res = errorResponse(c, new ChangeNotStoredError());
+    if (sendMode !== 'async' && replicate && (await committed) === false) {
+      // Not stored in the log (persist) or not confirmed by every member (ack): say so rather than claim it was.
+      c.res = errorResponse(c, sendMode === 'persist' ? new ChangeNotStoredError() : new ChangeNotConfirmedError());
       return;
     }
 
