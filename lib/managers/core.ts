@@ -48,6 +48,7 @@ export class ReplicaCore {
       for (const node of members) parts.membership.suspect(node);
     });
     this.pending = new PendingReplication(options.touchIntervalMs);
+    if (parts.observer) this.table.observe(parts.observer);
     this.donor = new StateDonor(parts.bus, options.source, options.pageLimits, parts.logger);
     parts.membership.onLeave((member) => this.acks.forget(member.node));
   }
