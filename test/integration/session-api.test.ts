@@ -154,6 +154,8 @@ describe.each(["delta", "backup"] as const)("a principal's sessions with the %s 
     // With the backup manager each session lives on two of the three nodes, so some node holds only one of
     // ada's sessions (or none): every node finding both means the members were asked.
     await waitFor("every node to find both of ada's sessions", async () => (await Promise.all(nodes.map((n) => n.sessions.findByPrincipal("ada")))).every((found) => found.length === 2));
+    // bob's login came last: its change may still be on its way to a (the write is async).
+    await waitFor("a to find bob's session", async () => (await a.sessions.findByPrincipal("bob")).length > 0);
     if (manager === "backup") expect(nodes.some((n) => !n.sessions.manager.inspect(ada1.key) || !n.sessions.manager.inspect(ada2.key))).toBe(true);
     expect((await c.sessions.findByPrincipal("ada")).map((s) => s.key).sort()).toEqual([ada1.key, ada2.key].sort());
     expect((await a.sessions.findByPrincipal("bob")).map((s) => s.key)).toEqual([bob.key]);
