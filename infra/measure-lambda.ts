@@ -6,7 +6,7 @@
  * 1. Builds the handler exactly as the stack does (esbuild, ESM, minified, AWS SDK bundled).
  * 2. Cold start: a fresh Node process imports the bundle (INIT: connect, snapshot load, log
  *    replay) and answers one Function URL event; import and first-response times, `--runs` times.
- * 3. Warm invocations: POST /counter with the cookie routed here (no catch-up) and routed
+ * 3. Warm invocations: POST /counter with the cookie routed here and routed
  *    elsewhere (one catch-up round trip), in-process, p50/p99.
  * 4. Write-behind coalescing: `--coalesce` requests over `--sessions` sessions through two
  *    instances; how many DynamoDB items and checkpoints the snapshot leader wrote.
@@ -19,7 +19,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { build } from 'esbuild';
-import { createLambdaRuntime, lambdaConfigFromEnv, lambdaLogger, type LambdaRuntime } from '../functions/lambda/runtime.ts';
+import { lambdaLogger, type LambdaSessionHandler } from 'session-replication/lambda';
+import { readConfig } from '../functions/shared/config.ts';
+import { createDemoLambdaHandler } from '../functions/lambda/runtime.ts';
 import { createSnapshotTable } from '../lib/store/dynamodb.ts';
 import { startDynamoDbLocal, startNatsServer } from '../test/kit/index.ts';
 import { REPO_ROOT } from './lib/session-stack.ts';
@@ -47,7 +49,10 @@ function event(method: string, path: string, cookie?: string) {
     rawQueryString: '',
     ...(cookie ? { cookies: [cookie] } : {}),
     headers: { host: 'x.lambda-url.us-east-1.on.aws', 'x-forwarded-proto': 'https' },
-    requestContext: { http: { method, path, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'measure' }, domainName: 'x.lambda-url.us-east-1.on.aws' },
+    requestContext: {
+      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'measure' },
+      domainName: 'x.lambda-url.us-east-1.on.aws',
+    },
     body: null,
     isBase64Encoded: false,
   };
@@ -57,9 +62,17 @@ const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 };
-const summary = (values: number[]) => ({ n: values.length, min: round(Math.min(...values)), p50: round(percentile(values, 50)), p90: round(percentile(values, 90)), p99: round(percentile(values, 99)), max: round(Math.max(...values)) });
+const summary = (values: number[]) => ({
+  n: values.length,
+  min: round(Math.min(...values)),
+  p50: round(percentile(values, 50)),
+  p90: round(percentile(values, 90)),
+  p99: round(percentile(values, 99)),
+  max: round(Math.max(...values)),
+});
 const round = (n: number) => Math.round(n * 100) / 100;
-const cookieOf = (result: { cookies?: string[] }) => result.cookies?.find((c) => c.startsWith('SESSIONID='))?.split(';')[0];
+const cookieOf = (result: { cookies?: string[] }) =>
+  result.cookies?.find((c) => c.startsWith('SESSIONID='))?.split(';')[0];
 
 async function bundle(): Promise<string> {
   const dir = join(REPO_ROOT, '.cache', 'lambda-bundle');
@@ -77,47 +90,91 @@ async function bundle(): Promise<string> {
     minify: true,
     keepNames: true,
     external: [],
-    banner: { js: "import { createRequire as __sessrepCreateRequire } from 'node:module'; const require = __sessrepCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __sessrepCreateRequire } from 'node:module'; const require = __sessrepCreateRequire(import.meta.url);",
+    },
     logLevel: 'silent',
   });
   return outfile;
 }
 
 /** One cold start in a fresh process: ms to import (INIT) and to the first response. */
-function coldStart(file: string, env: Record<string, string>): Promise<{ processMs: number; importMs: number; startMs: number; firstResponseMs: number; totalMs: number; cpuMs: number }> {
+function coldStart(
+  file: string,
+  env: Record<string, string>,
+): Promise<{
+  processMs: number;
+  importMs: number;
+  startMs: number;
+  firstResponseMs: number;
+  totalMs: number;
+  cpuMs: number;
+}> {
   const script = `
     const t0 = performance.now();
-    const { handler, runtime } = await import(${JSON.stringify(file)});
+    const { handler } = await import(${JSON.stringify(file)});
     const t1 = performance.now();
     const result = await handler(${JSON.stringify(event('POST', '/counter'))});
     const t2 = performance.now();
     if (result.statusCode !== 200) throw new Error('status ' + result.statusCode + ' ' + result.body);
     const cpu = process.cpuUsage();
-    console.log(JSON.stringify({ processMs: t0, importMs: t1 - t0, startMs: runtime.stats.startMs, firstResponseMs: t2 - t1, totalMs: t2 - t0, cpuMs: (cpu.user + cpu.system) / 1000 }));
+    console.log(JSON.stringify({ processMs: t0, importMs: t1 - t0, startMs: handler.stats.startMs, firstResponseMs: t2 - t1, totalMs: t2 - t0, cpuMs: (cpu.user + cpu.system) / 1000 }));
     process.exit(0);`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`cold start exited ${code}: ${out}`))));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').pop()!))
+        : reject(new Error(`cold start exited ${code}: ${out}`)),
+    );
   });
 }
 
 async function main() {
-  const report: Record<string, unknown> = { node: process.version, load: (await import('node:os')).loadavg().map(round) };
+  const report: Record<string, unknown> = {
+    node: process.version,
+    load: (await import('node:os')).loadavg().map(round),
+  };
   const nats = await startNatsServer({ jetstream: true });
   const ddb = await startDynamoDbLocal();
-  const runtimes: LambdaRuntime[] = [];
+  const runtimes: LambdaSessionHandler[] = [];
   try {
-    const client = new DynamoDBClient({ endpoint: ddb.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    const client = new DynamoDBClient({
+      endpoint: ddb.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
     const table = 'sessrep-measure';
     await createSnapshotTable(client, table);
     client.destroy();
     const file = await bundle();
-    const baseEnv = { NATS_URL: nats.url, AWS_REGION: 'us-east-1', LOG_LEVEL: 'error', AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-    const config = (cluster: string) => ({ ...lambdaConfigFromEnv({ ...baseEnv, SESSREP_CLUSTER: cluster, SESSREP_DYNAMODB_TABLE: table, DYNAMODB_ENDPOINT: ddb.endpoint }) });
+    const baseEnv = {
+      NATS_URL: nats.url,
+      AWS_REGION: 'us-east-1',
+      LOG_LEVEL: 'error',
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    };
+    const config = (cluster: string) => ({
+      ...readConfig('lambda', {
+        ...baseEnv,
+        SESSREP_CLUSTER: cluster,
+        SESSREP_DYNAMODB_TABLE: table,
+        DYNAMODB_ENDPOINT: ddb.endpoint,
+      }),
+    });
     const newRuntime = (cluster: string) => {
-      const runtime = createLambdaRuntime(config(cluster), { handleSigterm: false, logger: lambdaLogger('error') });
+      const runtime = createDemoLambdaHandler(config(cluster), {
+        leaveOnSigterm: false,
+        logger: lambdaLogger('error'),
+      });
       runtimes.push(runtime);
       return runtime;
     };
@@ -125,7 +182,15 @@ async function main() {
     // --- cold starts: empty cluster, then a cluster holding SESSIONS sessions in the snapshot table
     const cold = async (cluster: string) => {
       const samples = [];
-      for (let i = 0; i < RUNS; i++) samples.push(await coldStart(file, { ...baseEnv, SESSREP_CLUSTER: cluster, SESSREP_DYNAMODB_TABLE: table, DYNAMODB_ENDPOINT: ddb.endpoint }));
+      for (let i = 0; i < RUNS; i++)
+        samples.push(
+          await coldStart(file, {
+            ...baseEnv,
+            SESSREP_CLUSTER: cluster,
+            SESSREP_DYNAMODB_TABLE: table,
+            DYNAMODB_ENDPOINT: ddb.endpoint,
+          }),
+        );
       return {
         importMs: summary(samples.map((s) => s.importMs)),
         moduleLoadMs: summary(samples.map((s) => s.importMs - s.startMs)),
@@ -140,20 +205,20 @@ async function main() {
     report.coldStartEmpty = await cold('cold-empty');
 
     const seeded = newRuntime('cold-seeded');
-    for (let i = 0; i < SESSIONS; i++) await seeded.handler(event('POST', '/counter') as never);
+    for (let i = 0; i < SESSIONS; i++) await seeded(event('POST', '/counter') as never);
     await new Promise((resolve) => setTimeout(resolve, 2500)); // the write-behind flushes once a second
-    report.seededSnapshot = seeded.sessions!.status().persistence;
+    report.seededSnapshot = seeded.clusterNode!.status().persistence;
     report[`coldStartWith${SESSIONS}Sessions`] = await cold('cold-seeded');
     await seeded.shutdown();
 
     // --- warm invocations (in-process, after the cold start)
     const a = newRuntime('warm');
-    let cookie = cookieOf((await a.handler(event('POST', '/counter') as never)) as { cookies?: string[] })!;
+    let cookie = cookieOf((await a(event('POST', '/counter') as never)) as { cookies?: string[] })!;
     const own: number[] = [];
     const cpuBefore = process.cpuUsage();
     for (let i = 0; i < WARM; i++) {
       const t = performance.now();
-      await a.handler(event('POST', '/counter', cookie) as never);
+      await a(event('POST', '/counter', cookie) as never);
       own.push(performance.now() - t);
     }
     const cpuOwn = process.cpuUsage(cpuBefore);
@@ -163,17 +228,23 @@ async function main() {
     for (let i = 0; i < WARM; i++) {
       const [to] = i % 2 === 0 ? [b] : [a];
       const t = performance.now();
-      const result = (await to!.handler(event('POST', '/counter', cookie) as never)) as { cookies?: string[] };
+      const result = (await to!(event('POST', '/counter', cookie) as never)) as { cookies?: string[] };
       foreign.push(performance.now() - t);
       cookie = cookieOf(result) ?? cookie;
     }
     const health: number[] = [];
     for (let i = 0; i < WARM; i++) {
       const t = performance.now();
-      await a.handler(event('GET', '/healthz') as never);
+      await a(event('GET', '/healthz') as never);
       health.push(performance.now() - t);
     }
-    report.warmMs = { ownRouteCounterCpuMsPerRequest: round((cpuOwn.user + cpuOwn.system) / 1000 / WARM), ownRouteCounter: summary(own), otherRouteCounter: summary(foreign), healthz: summary(health), catchUps: a.stats.catchUps + b.stats.catchUps };
+    report.warmMs = {
+      ownRouteCounterCpuMsPerRequest: round((cpuOwn.user + cpuOwn.system) / 1000 / WARM),
+      ownRouteCounter: summary(own),
+      otherRouteCounter: summary(foreign),
+      healthz: summary(health),
+      catchUps: a.stats.catchUps + b.stats.catchUps,
+    };
 
     // --- write-behind coalescing: COALESCE requests at RATE/s over SESSIONS sessions, two instances
     const c1 = newRuntime('coalesce');
@@ -183,17 +254,33 @@ async function main() {
     for (let i = 0; i < COALESCE; i++) {
       const s = Math.floor(Math.random() * SESSIONS);
       const target = i % 2 === 0 ? c1 : c2;
-      const result = (await target.handler(event('POST', '/counter', cookies[s]) as never)) as { cookies?: string[] };
+      const result = (await target(event('POST', '/counter', cookies[s]) as never)) as { cookies?: string[] };
       cookies[s] = cookieOf(result) ?? cookies[s];
       const due = started + ((i + 1) * 1000) / RATE;
       if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
     }
     const seconds = (Date.now() - started) / 1000;
     // Let the leader write everything that is dirty (a flush can take longer than its 1 s interval).
-    const dirty = () => [c1, c2].reduce((n, r) => n + ((r.sessions!.status().persistence as { snapshot: { dirty: number; leader: boolean } }).snapshot.leader ? (r.sessions!.status().persistence as { snapshot: { dirty: number } }).snapshot.dirty : 0), 0);
-    for (let waited = 0; waited < 30_000 && dirty() > 0; waited += 250) await new Promise((resolve) => setTimeout(resolve, 250));
+    const dirty = () =>
+      [c1, c2].reduce(
+        (n, r) =>
+          n +
+          ((r.clusterNode!.status().persistence as { snapshot: { dirty: number; leader: boolean } }).snapshot.leader
+            ? (r.clusterNode!.status().persistence as { snapshot: { dirty: number } }).snapshot.dirty
+            : 0),
+        0,
+      );
+    for (let waited = 0; waited < 30_000 && dirty() > 0; waited += 250)
+      await new Promise((resolve) => setTimeout(resolve, 250));
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const writers = [c1, c2].map((r) => (r.sessions!.status().persistence as { snapshot: { itemsWritten: number; flushes: number; leader: boolean } }).snapshot);
+    const writers = [c1, c2].map(
+      (r) =>
+        (
+          r.clusterNode!.status().persistence as {
+            snapshot: { itemsWritten: number; flushes: number; leader: boolean };
+          }
+        ).snapshot,
+    );
     const items = writers.reduce((n, w) => n + w.itemsWritten, 0);
     const flushes = writers.reduce((n, w) => n + w.flushes, 0);
     report.coalescing = {

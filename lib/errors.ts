@@ -91,6 +91,27 @@ export class ChangeNotStoredError extends SessionReplicationError {
   }
 }
 
+/**
+ * Send mode `ack`: not every member confirmed a request's change in time, or the node was not
+ * connected (then the change was undone here); the middleware answers 503 with Retry-After.
+ */
+export class ChangeNotConfirmedError extends SessionReplicationError {
+  constructor() {
+    super('CHANGE_NOT_CONFIRMED', 'not every member confirmed the change; retry', { status: 503, retryAfter: 1 });
+  }
+}
+
+/**
+ * The node was disconnected (or stalled and cut off) for longer than `memberDropMs` and has not
+ * caught up: it serves no session from its possibly stale table; the middleware answers 503 with
+ * Retry-After, and a load balancer retries on another node.
+ */
+export class NodeCatchingUpError extends SessionReplicationError {
+  constructor() {
+    super('NODE_CATCHING_UP', 'this node is catching up after a gap: retry on another node', { status: 503, retryAfter: 1 });
+  }
+}
+
 /** A session was used after `invalidate()`. */
 export class InvalidatedSessionError extends SessionReplicationError {
   constructor() {

@@ -6,10 +6,10 @@ export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts'
 export * from './errors.ts';
 export { errorResponse, type ErrorBody } from './http/error-response.ts';
 export { loadOptionalPeer } from './optional-peer.ts';
-export { consoleLogger, type Logger, type LogLevel } from './logger.ts';
+export { consoleLogger, type Logger, type LogLevel, type LogSink } from './logger.ts';
 export type { CommitOptions, SendMode, SessionManager, SessionSummary, StateTransferStatus } from './managers/manager.ts';
 export type { MemberInfo } from './membership/membership.ts';
-export { DEFAULT_FILTER, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
+export { DEFAULT_COOKIE_NAME, DEFAULT_FILTER, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
 export { formatSessionId, parseSessionId, type SessionId } from './session/ids.ts';
 export { Session } from './session/session.ts';
 export { ReplicationStats, type TrafficRates } from './stats.ts';
@@ -17,3 +17,5 @@ export { LagWindow, RateWindow, type LagSummary } from './stats-window.ts';
 export { MemorySnapshotStore } from './store/memory.ts';
 export type { LoadProgress, SnapshotItem, SnapshotRejection, SnapshotStore, SnapshotWriteResult } from './store/snapshot-store.ts';
 export type { LogFollower, LogMessage, ReplicationLog } from './log/replication-log.ts';
+export { CatchUpLog, type CatchUpLogOptions, type CatchUpResult } from './log/catch-up-log.ts';
+export { LogReplayStore } from './store/log-replay.ts';

@@ -17,22 +17,30 @@ const LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 /** Log levels, least severe first; `silent` logs nothing. */
 export type LogLevel = (typeof LEVELS)[number];
 
-/** A logger writing JSON lines through `console`, for runtimes without pino. */
-export function consoleLogger(level: LogLevel = 'warn', bound: Record<string, unknown> = {}): Logger {
+/** Where `consoleLogger` sends a finished line (without a trailing newline). */
+export type LogSink = (line: string, level: Exclude<LogLevel, 'silent'>) => void;
+
+/** The default sink: `console.error` for errors, `console.warn` for warnings, `console.log` otherwise. */
+const toConsole: LogSink = (line, level) => (level === 'error' ? console.error : level === 'warn' ? console.warn : console.log)(line);
+
+/**
+ * A logger writing one JSON object per line, for runtimes without pino. `sink` receives each line
+ * (default: the console); a runtime whose console decorates lines passes a raw writer instead.
+ */
+export function consoleLogger(level: LogLevel = 'warn', bound: Record<string, unknown> = {}, sink: LogSink = toConsole): Logger {
   const min = LEVELS.indexOf(level);
   const at =
     (name: Exclude<LogLevel, 'silent'>): LogFn =>
     (fields, message) => {
       if (LEVELS.indexOf(name) < min) return;
-      const line = JSON.stringify({ level: name, time: Date.now(), ...bound, ...fields, msg: message }, jsonSafe);
-      (name === 'error' ? console.error : name === 'warn' ? console.warn : console.log)(line);
+      sink(JSON.stringify({ level: name, time: Date.now(), ...bound, ...fields, msg: message }, jsonSafe), name);
     };
   return {
     debug: at('debug'),
     info: at('info'),
     warn: at('warn'),
     error: at('error'),
-    child: (fields) => consoleLogger(level, { ...bound, ...fields }),
+    child: (fields) => consoleLogger(level, { ...bound, ...fields }, sink),
   };
 }
 

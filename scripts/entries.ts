@@ -30,6 +30,8 @@ export const ENTRIES: readonly PackageEntry[] = [
   { subpath: './deno', source: 'adapters/deno/index.ts' },
   { subpath: './bun', source: 'adapters/bun/index.ts' },
   { subpath: './cloudflare', source: 'adapters/cloudflare/index.ts' },
+  { subpath: './lambda', source: 'adapters/lambda/index.ts' },
+  { subpath: './cdk', source: 'adapters/cdk/index.ts' },
 ];
 
 /** The file name (without extension) an entry is built to in `dist/`: `index` for `.`, else the subpath. */

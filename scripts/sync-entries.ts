@@ -28,10 +28,10 @@ function jsrExports(): Record<string, string> {
 }
 
 /** Each derived table: its file and how to put the table into the parsed file. */
-type Json = Record<string, any>;
+type Json = Record<string, unknown>;
 const TARGETS: { file: string; apply: (json: Json) => Json }[] = [
   { file: 'package.json', apply: (json) => ({ ...json, exports: packageExports() }) },
-  { file: 'tsconfig.json', apply: (json) => ({ ...json, compilerOptions: { ...json.compilerOptions, paths: tsconfigPaths() } }) },
+  { file: 'tsconfig.json', apply: (json) => ({ ...json, compilerOptions: { ...(json.compilerOptions as Json), paths: tsconfigPaths() } }) },
   { file: 'jsr.json', apply: (json) => ({ ...json, exports: jsrExports() }) },
 ];
 

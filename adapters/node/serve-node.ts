@@ -7,6 +7,7 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
+import type { constants } from 'node:os';
 import { adminGuard, adminRoutes, type AdminRoutesOptions } from '../../lib/admin/index.ts';
 import { createCluster, InvalidOptionsError, SessionReplicationError, type ClusterOptions, type ClusterNode } from '../../lib/index.ts';
 import { processMetrics } from './process-metrics.ts';
@@ -63,7 +64,7 @@ export interface ServeNodeOptions {
    * A second signal during the shutdown exits at once with code 1.
    * @default ['SIGTERM', 'SIGINT']
    */
-  readonly shutdownSignals?: readonly NodeJS.Signals[] | false;
+  readonly shutdownSignals?: readonly (keyof typeof constants.signals)[] | false;
   /** Runs first on shutdown, while the node still serves: a drain (`node.drain()`), a log line. */
   readonly beforeClose?: (node: ClusterNode | undefined, reason: string) => void | Promise<void>;
   /**

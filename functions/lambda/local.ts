@@ -10,13 +10,16 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import { parseArgs } from 'node:util';
 import type { LambdaEvent } from 'hono/aws-lambda';
-import { createLambdaRuntime, lambdaConfigFromEnv, type LambdaRuntime } from './runtime.ts';
+import type { LambdaSessionHandler } from 'session-replication/lambda';
+import { readConfig } from '../shared/config.ts';
+import { createDemoLambdaHandler } from './runtime.ts';
 
 /** The Function URL event for a Node request. */
 export function functionUrlEvent(request: IncomingMessage, body: Buffer): LambdaEvent {
   const url = new URL(request.url ?? '/', 'http://localhost');
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(request.headers)) if (value !== undefined && name !== 'cookie') headers[name] = Array.isArray(value) ? value.join(',') : value;
+  for (const [name, value] of Object.entries(request.headers))
+    if (value !== undefined && name !== 'cookie') headers[name] = Array.isArray(value) ? value.join(',') : value;
   const cookies = request.headers.cookie?.split(/;\s*/).filter(Boolean);
   const now = Date.now();
   return {
@@ -31,7 +34,13 @@ export function functionUrlEvent(request: IncomingMessage, body: Buffer): Lambda
       apiId: 'local',
       domainName: headers.host ?? 'localhost',
       domainPrefix: 'local',
-      http: { method: request.method ?? 'GET', path: url.pathname, protocol: 'HTTP/1.1', sourceIp: request.socket.remoteAddress ?? '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
+      http: {
+        method: request.method ?? 'GET',
+        path: url.pathname,
+        protocol: 'HTTP/1.1',
+        sourceIp: request.socket.remoteAddress ?? '127.0.0.1',
+        userAgent: headers['user-agent'] ?? '',
+      },
       requestId: crypto.randomUUID(),
       routeKey: '$default',
       stage: '$default',
@@ -44,19 +53,29 @@ export function functionUrlEvent(request: IncomingMessage, body: Buffer): Lambda
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { port: { type: 'string', default: '3000' }, host: { type: 'string', default: '127.0.0.1' }, instances: { type: 'string', default: '1' } } });
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '3000' },
+      host: { type: 'string', default: '127.0.0.1' },
+      instances: { type: 'string', default: '1' },
+    },
+  });
   const count = Math.max(1, Number(values.instances));
-  const instances: LambdaRuntime[] = Array.from({ length: count }, () => createLambdaRuntime(lambdaConfigFromEnv(), { handleSigterm: false }));
+  const instances: LambdaSessionHandler[] = Array.from({ length: count }, () =>
+    createDemoLambdaHandler(readConfig('lambda', process.env), { leaveOnSigterm: false }),
+  );
   await Promise.all(instances.map((instance) => instance.start()));
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const instance = instances[Math.floor(Math.random() * instances.length)]!;
-      instance
-        .handler(functionUrlEvent(request, Buffer.concat(chunks)))
+      instance(functionUrlEvent(request, Buffer.concat(chunks)))
         .then((result) => {
-          const headers: Record<string, string | string[]> = { ...(result.headers as Record<string, string>), 'x-lambda-instance': instance.node };
+          const headers: Record<string, string | string[]> = {
+            ...(result.headers as Record<string, string>),
+            'x-lambda-instance': instance.node,
+          };
           const cookies = (result as { cookies?: string[] }).cookies;
           if (cookies?.length) headers['set-cookie'] = cookies;
           response.writeHead(result.statusCode, headers);
@@ -70,7 +89,9 @@ async function main(): Promise<void> {
   });
   server.listen(Number(values.port), values.host, () => {
     const { port } = server.address() as { port: number };
-    process.stdout.write(`Lambda handler on http://${values.host}:${port} (${count} instance${count > 1 ? 's' : ''}: ${instances.map((i) => i.node).join(', ')})\n`);
+    process.stdout.write(
+      `Lambda handler on http://${values.host}:${port} (${count} instance${count > 1 ? 's' : ''}: ${instances.map((i) => i.node).join(', ')})\n`,
+    );
   });
   const stop = () => {
     server.close();

@@ -25,6 +25,8 @@ export interface NatsServerOptions {
   jetstream?: boolean;
   /** A plain (no TLS) WebSocket listener. @default false */
   websocket?: boolean;
+  /** Client listen address; the returned `url` stays on 127.0.0.1 when it is a wildcard. @default '127.0.0.1' */
+  host?: string;
   /** Client port; pass a previous server's port to restart "the same" server. @default a random port */
   port?: number;
   /** WebSocket port. @default a random port */
@@ -76,7 +78,7 @@ export function natsServerBinary(): string {
 
 /** The configuration text for `options` with its store under `dir`. */
 export function natsServerConfig(options: NatsServerOptions, dir: string): string {
-  const lines = [`listen: "127.0.0.1:${options.port ?? -1}"`];
+  const lines = [`listen: "${options.host ?? '127.0.0.1'}:${options.port ?? -1}"`];
   if (options.serverName) lines.push(`server_name: ${options.serverName}`);
   if (options.jetstream) lines.push(`jetstream { store_dir: ${JSON.stringify(join(dir, 'jetstream'))} }`);
   if (options.websocket) lines.push(`websocket { listen: "127.0.0.1:${options.wsPort ?? -1}", no_tls: true }`);
@@ -131,7 +133,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     const message = (error as Error).message.replace(/^nats-server exited while waiting/, 'nats-server exited early while waiting');
     throw new Error(`${message.split('\n')[0]}\nconfig:\n${config}nats-server output:\n${tail(proc.output())}`);
   }
-  const url = ports.nats![0]!;
+  const url = ports.nats!.find((candidate) => candidate.includes('//127.0.0.1:')) ?? ports.nats![0]!;
   return {
     url,
     ...(ports.websocket?.[0] ? { wsUrl: ports.websocket[0] } : {}),

@@ -5,13 +5,13 @@
  * from them. A bad flag or setting exits 2 with one line on stderr.
  */
 import { Command, CommanderError } from 'commander';
-import { InvalidOptionsError } from 'session-replication';
-import { createSnapshotTable } from 'session-replication/dynamodb';
+import { InvalidOptionsError, MissingPeerDependencyError } from 'session-replication';
 import { ConfigError } from '../shared/config.ts';
 import { clusterCommand } from './cluster-command.ts';
 import { addServeOptions, nameIn, rawSettings, readServeConfig, settingOption } from './config.ts';
 import { drainCommand } from './drain-command.ts';
-import { createDynamoClient, createLogger, startNode } from './node-server.ts';
+import { loadDynamoDB } from './dynamodb.ts';
+import { createLogger, startNode } from './node-server.ts';
 
 const ENDPOINTS = `Endpoints of every node: GET /session, PUT|DELETE /session/attributes/:name, POST /counter,
 POST /session/invalidate, POST /session/regenerate; open probes GET /healthz (alive) and GET /readyz
@@ -40,9 +40,10 @@ function tableCommand(): Command {
       const raw = rawSettings(self);
       const table = raw.dynamodbTable;
       if (table === undefined) throw new ConfigError('table create needs --dynamodb-table NAME (or SESSREP_DYNAMODB_TABLE)');
-      const client = createDynamoClient({ awsRegion: raw.awsRegion ?? 'us-east-1', ...(raw.dynamodbEndpoint ? { dynamodbEndpoint: raw.dynamodbEndpoint } : {}) });
+      const dynamodb = await loadDynamoDB();
+      const client = dynamodb.createClient({ awsRegion: raw.awsRegion ?? 'us-east-1', ...(raw.dynamodbEndpoint ? { dynamodbEndpoint: raw.dynamodbEndpoint } : {}) });
       try {
-        const outcome = await createSnapshotTable(client, table);
+        const outcome = await dynamodb.createSnapshotTable(client, table);
         process.stdout.write(outcome === 'created' ? `created table ${table} (keys pk/sk, on-demand, TTL on "ttl")\n` : `table ${table} already exists: left as it is\n`);
       } finally {
         client.destroy();
@@ -93,6 +94,10 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     fail(error.message.replace(/^error: /, '').split('\n')[0]!);
   }
   if (error instanceof ConfigError || error instanceof InvalidOptionsError) fail(error.message.split('\n')[0]!);
+  if (error instanceof MissingPeerDependencyError) {
+    process.stderr.write(`session-replication: ${error.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`session-replication: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exit(1);
 });

@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { MemoryBus } from 'session-replication';
-import { createSnapshotTable } from 'session-replication/dynamodb';
 import type { NodeServer } from 'session-replication/node';
 import {
   abortable,
@@ -33,7 +32,8 @@ import {
 } from '../launch/index.ts';
 import { ConfigError, SETTINGS, type SettingName } from '../shared/config.ts';
 import { addServeOptions, nameIn, rawSettings, readServeConfig, SERVE_SETTINGS, type ServeConfig } from './config.ts';
-import { createDynamoClient, createLogger, startNode } from './node-server.ts';
+import { loadDynamoDB } from './dynamodb.ts';
+import { createLogger, startNode } from './node-server.ts';
 
 /** Options of `cluster` besides the serve settings, as commander parsed them. */
 interface ClusterCommandOptions {
@@ -274,9 +274,10 @@ class Supervisor {
     const table = plan.explicitDynamoTable ?? (dynamo || dynamoEndpoint ? `sessrep-${base.cluster}` : undefined);
     if (dynamo) dynamoEndpoint = dynamo.endpoint;
     if (dynamoEndpoint && table && base.manager === 'delta') {
-      const client = createDynamoClient({ dynamodbEndpoint: dynamoEndpoint, awsRegion: base.awsRegion });
+      const dynamodb = await loadDynamoDB();
+      const client = dynamodb.createClient({ dynamodbEndpoint: dynamoEndpoint, awsRegion: base.awsRegion });
       try {
-        const outcome = await Promise.race([createSnapshotTable(client, table), abortable(signal)]);
+        const outcome = await Promise.race([dynamodb.createSnapshotTable(client, table), abortable(signal)]);
         out(`${label(dynamo ? 'dynamodb-local' : 'dynamodb')}${dynamoEndpoint}, table ${table} (${outcome})${dynamo ? `  (pid ${dynamo.pid})` : ''}`);
       } finally {
         client.destroy();

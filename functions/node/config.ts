@@ -35,6 +35,8 @@ export interface ServeConfig {
   protection: 'encrypt' | 'sign';
   /** How the node authenticates to NATS and verifies it. */
   natsAuth: NatsAuthConfig;
+  /** Expiry sweep period in ms. */
+  sweepEveryMs: number;
   /** The token guarding the admin routes; undefined: only the probes are served. */
   adminToken?: string;
 }

@@ -5,30 +5,17 @@ import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus
 import { processMetrics, serveNode, type NodeServer } from 'session-replication/node';
 import { NatsChannel, NODE_CONNECTION_DEFAULTS } from 'session-replication/nats';
 import { jetStreamLogFor } from 'session-replication/jetstream';
-import { DynamoSnapshotStore } from 'session-replication/dynamodb';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { hostname } from 'node:os';
 import { createDemoApp } from '../demo-app.ts';
 import type { NatsAuthConfig, ServeConfig } from './config.ts';
+import { loadDynamoDB } from './dynamodb.ts';
 
 /** A pino logger at `level` writing JSON lines to stdout. */
 export function createLogger(level: ServeConfig['logLevel']): Logger {
   return pino({ level, base: undefined }) as unknown as Logger;
-}
-
-/** A DynamoDB client for the configured endpoint; local endpoints get placeholder credentials when none are set. */
-export function createDynamoClient(config: Pick<ServeConfig, 'dynamodbEndpoint' | 'awsRegion'>): DynamoDBClient {
-  const local = config.dynamodbEndpoint !== undefined && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
-  return new DynamoDBClient({
-    region: config.awsRegion,
-    maxAttempts: 3,
-    requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000 },
-    ...(config.dynamodbEndpoint !== undefined ? { endpoint: config.dynamodbEndpoint } : {}),
-    ...(local ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
-  });
 }
 
 /** Connection options for the configured NATS credentials and TLS files (TLS also for `tls://` server URLs). */
@@ -149,8 +136,9 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
         const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth) : undefined;
         channel = nats ?? new MemoryChannel(bus);
         const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
+        const dynamodb = config.dynamodbTable !== undefined ? await loadDynamoDB() : undefined;
         const store =
-          config.dynamodbTable !== undefined ? new DynamoSnapshotStore({ client: createDynamoClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
+          dynamodb && config.dynamodbTable !== undefined ? new dynamodb.DynamoSnapshotStore({ client: dynamodb.createClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
         return createCluster({
           ...(log ? { log } : {}),
           ...(store ? { store } : {}),
@@ -161,6 +149,7 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
           manager: config.manager,
           sendMode: config.send,
           maxInactiveSeconds: config.maxInactive,
+          sweepIntervalMs: config.sweepEveryMs,
           advertiseUrl: config.advertiseUrl ?? defaultAdvertiseUrl(config.host, port),
           logger,
         });

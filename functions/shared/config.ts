@@ -119,7 +119,7 @@ export const SETTINGS = {
     default: 'reject',
     runtimes: LAMBDA,
   },
-  sweepEveryMs: { env: 'SESSREP_SWEEP_INTERVAL_MS', flag: 'sweep-interval-ms', help: 'minimum time between expiry sweeps', default: '10000', runtimes: LAMBDA },
+  sweepEveryMs: { env: 'SESSREP_SWEEP_INTERVAL_MS', flag: 'sweep-interval-ms', help: 'time between expiry sweeps (Lambda: the minimum, swept on a request)', default: '10000', runtimes: NODE_LAMBDA },
   adminToken: {
     env: 'SESSREP_ADMIN_TOKEN',
     flag: 'admin-token',
@@ -182,6 +182,8 @@ export interface NodeEnvConfig extends CommonConfig {
   natsTlsCa?: string;
   natsTlsCert?: string;
   natsTlsKey?: string;
+  /** Expiry sweep period in ms. */
+  sweepEveryMs: number;
 }
 
 /** What `readConfig('edge', ...)` returns. */

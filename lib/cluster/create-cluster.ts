@@ -54,6 +54,12 @@ export interface ClusterNode {
    * connection) yourself.
    */
   stop(): Promise<void>;
+  /**
+   * Resolves once every message handed to the cluster bus so far (protected ones included) has been
+   * published and the broker has received it; call it after the current turn's writes were sent
+   * (async writes leave on the next turn) before a runtime may freeze the process.
+   */
+  flush(): Promise<void>;
   /** The Hono middleware that gives handlers `c.get('session')`. */
   middleware(options?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables }>;
   /** The `/cluster` view of this node. */
@@ -136,6 +142,10 @@ export function clusterNode(parts: NodeParts): ClusterNode {
       await channel.flush().catch(() => undefined);
       parts.channelWatch.stop();
       if (parts.ownsChannel) await channel.close();
+    },
+    async flush() {
+      await bus.flush();
+      await channel.flush();
     },
     middleware(middlewareOptions) {
       const inner = sessionMiddleware(

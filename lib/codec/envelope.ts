@@ -25,10 +25,49 @@ export interface OwnershipEntry {
 /** Version of the envelope format; a node drops messages of any other version. */
 export const WIRE_VERSION = 1;
 
+/** A hybrid-clock stamp on the wire: [wall time in ms, counter, node]. */
+type WireStamp = [wall: number, counter: number, node: string];
+
+/** One session state on the wire (short keys keep messages small). */
+interface WireState {
+  /** The session key. */
+  k: string;
+  /** Created at, ms since the epoch. */
+  c: number;
+  /** Last accessed at, ms since the epoch. */
+  a: number;
+  /** The node that last accessed it. */
+  ab: string;
+  /** The idle timeout in seconds, with the stamp of its last change. */
+  m: [seconds: number, stamp: WireStamp];
+  /** Attributes: name, stamp and encoded value (no value: removed). */
+  x: [name: string, stamp: WireStamp, value?: string][];
+  /** Set when the session ended: the stamp and why. */
+  e?: [stamp: WireStamp, reason: 'invalidated' | 'expired'];
+}
+
+/** Ownership entry (backup manager) on the wire: [key, primary, backup, stamp, ended?]. */
+type WireEntry = [key: string, primary: string, backup: string, stamp: WireStamp, ended?: 1];
+
+/** The body of each message kind as it travels (sessions as {@link WireState}, entries as {@link WireEntry}); `bodies` validates them. */
+interface WireBodies {
+  delta: { id: string; s: WireState[]; r?: string };
+  ack: { id: string };
+  hb: { started: number; ready: boolean; leaving?: boolean; hello?: boolean; draining?: boolean; url?: string };
+  ping: Record<string, never>;
+  pong: { ready: boolean };
+  'state-req': { transfer?: string; cursor: number };
+  'state-page': { transfer: string; s: WireState[]; e?: WireEntry[]; next: number | null; total: number };
+  map: { e: WireEntry[] };
+  copy: { id: string; e: WireEntry[]; s: WireState[]; fwd?: boolean; write?: boolean };
+  fetch: { k: string };
+  fetched: { e: WireEntry[]; s: WireState[] };
+}
+
 const token = z.string().regex(TOKEN_PATTERN);
 const time = z.number().int().nonnegative();
 const stamp = z.tuple([time, z.number().int().nonnegative(), token]);
-const wireState = z.object({
+const wireState: z.ZodType<WireState> = z.object({
   k: z.string().min(1).max(64),
   c: time,
   a: time,
@@ -39,9 +78,9 @@ const wireState = z.object({
 });
 
 /** Ownership entry (backup manager): [key, primary, backup, stamp, ended?]. */
-const wireEntry = z.tuple([z.string().min(1).max(64), z.union([token, z.literal('')]), z.union([token, z.literal('')]), stamp, z.literal(1).optional()]);
+const wireEntry: z.ZodType<WireEntry> = z.tuple([z.string().min(1).max(64), z.union([token, z.literal('')]), z.union([token, z.literal('')]), stamp, z.literal(1).optional()]);
 
-const bodies = {
+const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
   /** Delta manager: one request's changes; `r` is where to acknowledge (ack mode), kept in the body so it survives a replay. */
   delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState), r: z.string().max(256).optional() }),
   ack: z.object({ id: z.string().min(1).max(64) }),
@@ -75,14 +114,12 @@ const bodies = {
   fetch: z.object({ k: z.string().min(1).max(64) }),
   /** The answer to `fetch`: the holder's entry and state, when it has them. */
   fetched: z.object({ e: z.array(wireEntry), s: z.array(wireState) }),
-} as const;
+};
 
 /** Every message kind on the wire. */
-export type MessageKind = keyof typeof bodies;
+export type MessageKind = keyof WireBodies;
 
-type WireState = z.infer<typeof wireState>;
-type WireEntry = z.infer<typeof wireEntry>;
-type RawBody<K extends MessageKind> = z.infer<(typeof bodies)[K]>;
+type RawBody<K extends MessageKind> = WireBodies[K];
 type SessionsField<B> = B extends { s: WireState[] } ? Omit<B, 's'> & { s: SessionState[] } : B;
 type EntriesField<B> = B extends { e: WireEntry[] } ? Omit<B, 'e'> & { e: OwnershipEntry[] } : B extends { e?: WireEntry[] } ? Omit<B, 'e'> & { e?: OwnershipEntry[] } : B;
 /** The decoded body of a message kind; session lists arrive as `SessionState`s, entries as `OwnershipEntry`s. */

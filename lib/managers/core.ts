@@ -20,6 +20,8 @@ export interface ReplicaCoreOptions {
   readonly sweepIntervalMs: number;
   readonly tombstoneTtlMs: number;
   readonly stateTransferTimeoutMs: number;
+  /** How long a joiner waits for one page from a donor before it asks the next ready member. */
+  readonly ackTimeoutMs: number;
   /** Page limits of the state this node donates. */
   readonly pageLimits: PageLimits;
   /** What this node donates to joiners. */
@@ -82,10 +84,40 @@ export class ReplicaCore {
     for (const incoming of buffered) handle(incoming);
   }
 
-  /** Fetches the state of whichever ready member answers first into `apply`, reporting on `stateTransfer`. */
-  receiveState(apply: (page: StatePage) => void): Promise<void> {
-    const { bus, logger } = this.parts;
-    return receiveState(bus, { timeoutMs: this.options.stateTransferTimeoutMs, apply, status: this.stateTransfer, logger });
+  /**
+   * The join's state transfer into `apply`, reported on `stateTransfer`. Members answer a joiner's
+   * hello heartbeat at once, so after two heartbeat intervals this node knows who can donate. Nobody:
+   * it starts empty at once (a passive subscriber on the cluster's subjects, such as an operator's
+   * `nats sub 'sessrep.>'`, swallows the request without answering, so "no responders" alone is no
+   * proof). Otherwise it asks the ready members directly, one after another, until one sends every
+   * page: a donor that fails or stops answering mid-transfer is replaced by the next (pages already
+   * merged stay: merging again is harmless).
+   */
+  async receiveState(apply: (page: StatePage) => void): Promise<void> {
+    const { bus, logger, membership } = this.parts;
+    const status = this.stateTransfer;
+    const started = Date.now();
+    const deadline = started + this.options.stateTransferTimeoutMs;
+    const window = Math.min(2 * membership.heartbeatIntervalMs, this.options.stateTransferTimeoutMs);
+    while (membership.readyMembers().length === 0 && Date.now() - started < window) await new Promise((resolve) => setTimeout(resolve, 10));
+    const donors = membership.readyMembers().map((member) => member.node);
+    if (donors.length === 0) {
+      status.state = 'skipped';
+      status.detail = 'no ready member answered the hello heartbeat: started empty';
+      status.durationMs = Date.now() - started;
+      logger.info({}, 'state transfer: no ready member, starting empty');
+      return;
+    }
+    // A log-mode donor answers its first page once it applied the log (up to 5 s).
+    const pageTimeoutMs = Math.max(10_000, 2 * this.options.ackTimeoutMs);
+    for (const [i, donor] of donors.entries()) {
+      const timeoutMs = deadline - Date.now();
+      if (timeoutMs <= 0) break;
+      await receiveState(bus, { timeoutMs, apply, status, logger, donor, pageTimeoutMs });
+      if (status.state === 'done') break;
+      if (i < donors.length - 1) logger.warn({ donor, next: donors[i + 1] }, 'state transfer: asking the next ready member');
+    }
+    status.durationMs = Date.now() - started;
   }
 
   /**

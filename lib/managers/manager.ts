@@ -86,6 +86,11 @@ export interface SessionManager {
   readonly name: 'delta' | 'backup';
   /** True once state transfer finished: the node may serve traffic. */
   readonly ready: boolean;
+  /**
+   * True while the node, after a long gap (disconnected longer than `memberDropMs`, or cut off while stalled), has not
+   * caught up: it serves no session until then. @default false (a manager without gap handling)
+   */
+  readonly catchingUp?: boolean;
   /** Subscribes, joins the cluster and runs state transfer; resolves when ready. */
   start(): Promise<void>;
   /** Leaves the cluster gracefully and stops timers. */

@@ -65,7 +65,12 @@ export class Membership {
     readonly startedAt: number = Date.now(),
   ) {}
 
-  /** Starts listening and heartbeating; the first heartbeat asks every member to answer at once. */
+  /** The heartbeat period: a member answers a hello at once and beats at least this often. */
+  get heartbeatIntervalMs(): number {
+    return this.options.heartbeatIntervalMs;
+  }
+
+    /** Starts listening and heartbeating; the first heartbeat asks every member to answer at once. */
   start(): void {
     if (this.#running) return;
     this.#running = true;

@@ -6,7 +6,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { ChangeNotStoredError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { ChangeNotConfirmedError, ChangeNotStoredError, NodeCatchingUpError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
 import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
@@ -25,7 +25,10 @@ export const DEFAULT_FILTER = /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|av
 
 /** Cookie and valve settings of the middleware. */
 export interface SessionMiddlewareOptions {
-  /** Cookie name; default `SESSIONID`. */
+  /**
+   * Cookie name.
+   * @default DEFAULT_COOKIE_NAME (`SESSIONID`)
+   */
   readonly cookieName?: string;
   /** Cookie path; default `/`. */
   readonly cookiePath?: string;
@@ -58,9 +61,12 @@ export interface MiddlewareParts {
   readonly isDraining?: () => boolean;
 }
 
+/** The session cookie's name when `cookieName` is not given. */
+export const DEFAULT_COOKIE_NAME = 'SESSIONID';
+
 /** Builds the session middleware for one cluster node. */
 export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddlewareOptions = {}): MiddlewareHandler<{ Variables: SessionVariables }> {
-  const { cookieName = 'SESSIONID', cookiePath = '/', cookieDomain, secure = 'auto', filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
+  const { cookieName = DEFAULT_COOKIE_NAME, cookiePath = '/', cookieDomain, secure = 'auto', filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
   const { node, manager, stats, logger } = parts;
   const maxActive = parts.maxActiveSessions ?? -1;
 
@@ -74,6 +80,10 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     });
 
   return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
+    if (manager.catchingUp) {
+      // Its table may be stale after a gap: another node serves the request (nothing was done here).
+      return errorResponse(c, new NodeCatchingUpError());
+    }
     const requested = parseSessionId(getCookie(c, cookieName));
     const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
     if (!state && parts.isDraining?.()) {
@@ -126,9 +136,9 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       },
       'session request',
     );
-    if (sendMode !== 'async' && replicate && (await committed) === false && sendMode === 'persist') {
-      // The change is only on this node: say so rather than claim it was stored.
-      c.res = errorResponse(c, new ChangeNotStoredError());
+    if (sendMode !== 'async' && replicate && (await committed) === false) {
+      // Not stored in the log (persist) or not confirmed by every member (ack): say so rather than claim it was.
+      c.res = errorResponse(c, sendMode === 'persist' ? new ChangeNotStoredError() : new ChangeNotConfirmedError());
       return;
     }
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { App } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { describe, expect, inject, it } from "vitest";
+import { SessionClusterFunction } from "../../adapters/cdk/index.ts";
 import { defaultNatsSecretName, METRIC_FILTERS, REPO_ROOT, SessionStack, sessionStackPropsFromContext, type SessionStackProps } from "../../infra/lib/session-stack.ts";
 
 /** Synthesizes one environment from context, as `cdk synth -c key=value` would, with bundling off (fast, no esbuild). */
@@ -35,6 +36,9 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
     expect(stack.stackName).toBe("SessionReplication-prod");
     expect(stack.account).toBe(ACCOUNT);
     expect(stack.region).toBe(REGION);
+    // The repository's stack is the library's construct around the demo handler.
+    expect(stack.sessions).toBeInstanceOf(SessionClusterFunction);
+    expect(stack.node.findChild("Sessions")).toBe(stack.sessions);
   });
 
   it("creates the snapshot table: pk/sk strings, TTL on ttl, on-demand, point-in-time recovery, retained", () => {
@@ -66,7 +70,7 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
       Architectures: ["arm64"],
       MemorySize: 512,
       Timeout: 15,
-      LoggingConfig: { LogGroup: { Ref: Match.stringLikeRegexp("^FunctionLogs") } },
+      LoggingConfig: { LogGroup: { Ref: Match.stringLikeRegexp("^SessionsLogs") } },
       Environment: {
         Variables: {
           SESSREP_CLUSTER: "shop",
@@ -76,7 +80,7 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
           LOG_LEVEL: "warn",
           NATS_URL: "tls://nats.example.com:4222",
           SESSREP_NATS_SECRET: "sessrep/prod/nats",
-          SESSREP_DYNAMODB_TABLE: { Ref: Match.stringLikeRegexp("^Sessions") },
+          SESSREP_DYNAMODB_TABLE: { Ref: Match.stringLikeRegexp("^SessionsTable") },
           AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
         },
       },
@@ -85,9 +89,9 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
 
   it("exposes the function through a public, buffered Function URL", () => {
     template.resourceCountIs("AWS::Lambda::Url", 1);
-    template.hasResourceProperties("AWS::Lambda::Url", { AuthType: "NONE", InvokeMode: "BUFFERED", TargetFunctionArn: { "Fn::GetAtt": [Match.stringLikeRegexp("^Function"), "Arn"] } });
+    template.hasResourceProperties("AWS::Lambda::Url", { AuthType: "NONE", InvokeMode: "BUFFERED", TargetFunctionArn: { "Fn::GetAtt": [Match.stringLikeRegexp("^SessionsFunction"), "Arn"] } });
     template.hasResourceProperties("AWS::Lambda::Permission", { Action: "lambda:InvokeFunctionUrl", Principal: "*", FunctionUrlAuthType: "NONE" });
-    template.hasOutput("FunctionUrl", { Value: { "Fn::GetAtt": [Match.stringLikeRegexp("^FunctionFunctionUrl"), "FunctionUrl"] } });
+    template.hasOutput("FunctionUrl", { Value: { "Fn::GetAtt": [Match.stringLikeRegexp("^SessionsFunctionFunctionUrl"), "FunctionUrl"] } });
   });
 
   it("gives the role no managed policy and exactly these statements: its logs, its table's partitions, its secret", () => {
@@ -97,16 +101,16 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
     });
     const ownPartitions = { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["shop#*"] } };
     expect(policyStatements(template)).toEqual([
-      { Sid: "Logs", Effect: "Allow", Action: ["logs:CreateLogStream", "logs:PutLogEvents"], Resource: { "Fn::GetAtt": [expect.stringMatching(/^FunctionLogs/), "Arn"] } },
-      { Sid: "SnapshotItems", Effect: "Allow", Action: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], Resource: { "Fn::GetAtt": [expect.stringMatching(/^Sessions/), "Arn"] }, Condition: ownPartitions },
+      { Sid: "Logs", Effect: "Allow", Action: ["logs:CreateLogStream", "logs:PutLogEvents"], Resource: { "Fn::GetAtt": [expect.stringMatching(/^SessionsLogs/), "Arn"] } },
+      { Sid: "SnapshotItems", Effect: "Allow", Action: ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], Resource: { "Fn::GetAtt": [expect.stringMatching(/^SessionsTable/), "Arn"] }, Condition: ownPartitions },
       {
         Sid: "SnapshotDeletesInTransactions",
         Effect: "Allow",
         Action: "dynamodb:DeleteItem",
-        Resource: { "Fn::GetAtt": [expect.stringMatching(/^Sessions/), "Arn"] },
+        Resource: { "Fn::GetAtt": [expect.stringMatching(/^SessionsTable/), "Arn"] },
         Condition: { ...ownPartitions, "ForAnyValue:StringEquals": { "dynamodb:EnclosingOperation": ["TransactWriteItems"] } },
       },
-      { Sid: "SnapshotTable", Effect: "Allow", Action: "dynamodb:DescribeTable", Resource: { "Fn::GetAtt": [expect.stringMatching(/^Sessions/), "Arn"] } },
+      { Sid: "SnapshotTable", Effect: "Allow", Action: "dynamodb:DescribeTable", Resource: { "Fn::GetAtt": [expect.stringMatching(/^SessionsTable/), "Arn"] } },
       {
         Sid: "NatsSettings",
         Effect: "Allow",
@@ -125,7 +129,7 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
     template.resourceCountIs("AWS::Logs::MetricFilter", 3);
     for (const [name, pattern] of Object.entries(METRIC_FILTERS)) {
       template.hasResourceProperties("AWS::Logs::MetricFilter", {
-        LogGroupName: { Ref: Match.stringLikeRegexp("^FunctionLogs") },
+        LogGroupName: { Ref: Match.stringLikeRegexp("^SessionsLogs") },
         FilterPattern: pattern.logPatternString,
         MetricTransformations: [{ MetricNamespace: "SessionReplication/prod", MetricName: name, MetricValue: "1", DefaultValue: 0 }],
       });
@@ -150,7 +154,7 @@ describe("SessionStack (delta manager, Secrets Manager)", () => {
     template.hasResourceProperties("AWS::CloudWatch::Alarm", {
       Namespace: "AWS/Lambda",
       MetricName: "Errors",
-      Dimensions: [{ Name: "FunctionName", Value: { Ref: Match.stringLikeRegexp("^Function") } }],
+      Dimensions: [{ Name: "FunctionName", Value: { Ref: Match.stringLikeRegexp("^SessionsFunction") } }],
       Threshold: 1,
     });
   });
@@ -193,7 +197,7 @@ describe("SessionStack variants", () => {
 
   it("the backup manager has no table, no DynamoDB permission and sends async", () => {
     const { stack, template } = synth({ ...base, manager: "backup" });
-    expect(stack.table).toBeUndefined();
+    expect(stack.sessions.table).toBeUndefined();
     template.resourceCountIs("AWS::DynamoDB::Table", 0);
     expect(JSON.stringify(policyStatements(template))).not.toContain("dynamodb:");
     template.hasResourceProperties("AWS::Lambda::Function", { Environment: { Variables: Match.objectLike({ SESSREP_MANAGER: "backup", SESSREP_SEND: "async", SESSREP_DYNAMODB_TABLE: Match.absent() }) } });
@@ -279,7 +283,10 @@ describe("cdk synth (the CLI, offline)", () => {
             const event = { version: "2.0", routeKey: "$default", rawPath: "/counter", rawQueryString: "", headers: { host: "x.lambda-url.us-east-1.on.aws", "x-forwarded-proto": "https" },
               requestContext: { http: { method: "POST", path: "/counter", protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "t" }, domainName: "x.lambda-url.us-east-1.on.aws" }, body: null, isBase64Encoded: false };
             const result = await handler(event);
-            console.log(JSON.stringify(result));
+            // The public URL never drains: POST /cluster/drain is not routed, and the instance keeps serving.
+            const drain = await handler({ ...event, rawPath: "/cluster/drain", requestContext: { ...event.requestContext, http: { ...event.requestContext.http, path: "/cluster/drain" } } });
+            const health = await handler({ ...event, rawPath: "/healthz", requestContext: { ...event.requestContext, http: { ...event.requestContext.http, method: "GET", path: "/healthz" } } });
+            console.log(JSON.stringify({ ...result, drainStatus: drain.statusCode, healthStatus: health.statusCode, health: JSON.parse(health.body) }));
             process.exit(0);`;
           const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
             cwd: REPO_ROOT,
@@ -292,8 +299,11 @@ describe("cdk synth (the CLI, offline)", () => {
           child.on("close", (code) => resolve({ code, output }));
         });
         expect(invoke.code, invoke.output).toBe(0);
-        const result = JSON.parse(invoke.output.trim().split("\n").pop()!) as { statusCode: number; body: string; cookies: string[] };
+        const result = JSON.parse(invoke.output.trim().split("\n").pop()!) as { statusCode: number; body: string; cookies: string[]; drainStatus: number; healthStatus: number; health: Record<string, unknown> };
         expect(result.statusCode).toBe(200);
+        expect(result.drainStatus).toBe(404);
+        expect(result.healthStatus).toBe(200);
+        expect(result.health).not.toHaveProperty("draining");
         expect(JSON.parse(result.body)).toMatchObject({ counter: 1, node: expect.stringMatching(/^lam-/) });
         expect(result.cookies[0]).toMatch(/^SESSIONID=/);
       } finally {

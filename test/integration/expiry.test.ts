@@ -127,15 +127,21 @@ describe("expiry everywhere over NATS", () => {
     await waitForEnded(nodes, client.key, "expired");
   });
 
-  it("a session last used on a node that left still expires on the survivors", async () => {
+  it("a session last used on a node that left is no longer served by the survivors, and dropped there at twice its interval (only the last server ends a session everywhere)", async () => {
     harness = new Harness(inject("natsUrl"), uniqueCluster("it-expire-orphan"), { maxInactiveSeconds: 1 });
     const nodes = await harness.start("a", "b", "c");
     const [a, b, c] = nodes;
     const client = new CookieClient();
     await client.request(a!, "POST", "/counter");
     await waitForConvergence(nodes, [client.key]);
+    const idleSince = Date.now();
     await a!.stop();
-    const waited = await waitForEnded([b!, c!], client.key, "expired");
-    expect(waited).toBeLessThan(6000);
+    // Timeout 1 s, touch interval 1 s: not served after 1 s + 2 touch intervals, dropped after 2 s + 2 touch intervals.
+    await waitFor("the survivors to decline the session", () => [b!, c!].every((node) => node.sessions.manager.find(client.key) === undefined), { timeoutMs: 6000 });
+    expect(Date.now() - idleSince).toBeGreaterThanOrEqual(2900);
+    await waitFor("the survivors to drop the session", () => [b!, c!].every((node) => node.sessions.manager.inspect(client.key) === undefined), { timeoutMs: 8000 });
+    expect(Date.now() - idleSince).toBeGreaterThanOrEqual(3900);
+    // Nobody broadcast an end: no tombstone anywhere.
+    for (const node of [b!, c!]) expect(node.sessions.stats.sessionsExpired).toBe(0);
   });
 });

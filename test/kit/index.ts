@@ -13,3 +13,4 @@ export * from "./persistent-nodes.ts";
 export * from "./snapshots.ts";
 export * from "./sns-sqs.ts";
 export * from "./timings.ts";
+export * from "./faults.ts";

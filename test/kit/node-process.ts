@@ -37,6 +37,10 @@ export interface StartNodeOptions {
   readyTimeoutMs?: number;
   /** Script to run instead of bin/session-replication.js (relative to the repo root or absolute); for kit tests. */
   script?: string;
+  /** --host: the HTTP bind address, also the address `url` uses. @default "127.0.0.1" */
+  host?: string;
+  /** A command the node runs under, e.g. `ip netns exec NS` (see `test/kit/faults.ts`). @default none */
+  wrapper?: readonly string[];
 }
 
 /** A running node started by {@link startNode}. */
@@ -65,7 +69,7 @@ export interface NodeHandle {
 
 /** Builds the `serve` argv for `opts` on `port` (exported so tests can assert the CLI contract). */
 export function serveArgs(opts: StartNodeOptions, port: number): string[] {
-  const args = ["serve", "--cluster", opts.cluster, "--node", opts.node, "--port", String(port), "--host", "127.0.0.1"];
+  const args = ["serve", "--cluster", opts.cluster, "--node", opts.node, "--port", String(port), "--host", opts.host ?? "127.0.0.1"];
   if (opts.nats !== undefined) args.push("--nats", opts.nats);
   if (opts.manager !== undefined) args.push("--manager", opts.manager);
   if (opts.send !== undefined) args.push("--send", opts.send);
@@ -78,12 +82,13 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
   const port = opts.port ?? (await freePort());
   const args = serveArgs(opts, port);
   const script = resolve(REPO_ROOT, opts.script ?? CLI_SCRIPT);
-  const proc = spawnTracked(process.execPath, [script, ...args], {
+  const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
+  const proc = spawnTracked(command!, [...prefix, script, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, NODE_NO_WARNINGS: "1", SESSREP_ADMIN_TOKEN: ADMIN_TOKEN, ...opts.env },
     name: `node ${opts.node}`,
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${opts.host ?? "127.0.0.1"}:${port}`;
   const handle: NodeHandle = {
     node: opts.node,
     cluster: opts.cluster,

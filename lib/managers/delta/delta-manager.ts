@@ -3,19 +3,21 @@
  * changes go to every member as one message on `<prefix>.<cluster>.delta`; receivers merge them by
  * the CRDT rule, so order and duplicates do not matter. Expiry runs on every node's sweep.
  *
- * This file holds commit and apply; `publisher.ts` sends, `expiry.ts` expires, `resync.ts` repairs
- * gaps without a log, and `log-replica.ts` joins and follows through the replication log.
+ * This file holds commit and apply; `publisher.ts` sends, `expiry.ts` expires, `gaps.ts` notices
+ * disconnects and stalls, `resync.ts` repairs gaps without a log, and `log-replica.ts` joins, follows
+ * and catches up through the replication log.
  */
 import type { Incoming } from '../../bus/cluster-bus.ts';
 import { SESSION_PREFIX_LENGTH } from '../../logger.ts';
 import type { ReplicationLog } from '../../log/replication-log.ts';
 import type { SessionChanges } from '../../session/session.ts';
-import type { SessionState } from '../../session/state.ts';
+import { cloneState, type SessionState } from '../../session/state.ts';
 import type { SnapshotStore } from '../../store/snapshot-store.ts';
 import type { SnapshotWriterOptions } from '../../store/snapshot-writer.ts';
 import { ReplicaCore } from '../core.ts';
 import type { CommitOptions, CommonManagerOptions, ManagerParts, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
 import { StallAwareExpiry } from './expiry.ts';
+import { GapWatch, type GapReason } from './gaps.ts';
 import { LogReplica } from './log-replica.ts';
 import { DeltaPublisher } from './publisher.ts';
 import { Resync, RESYNC_ID } from './resync.ts';
@@ -29,13 +31,17 @@ export interface DeltaManagerOptions extends CommonManagerOptions {
   /** Write-behind timing of the snapshot store (used with `store`). */
   readonly snapshot: SnapshotWriterOptions;
   /**
-   * Without a log: after the channel reconnects, or after this process stalled (paused, frozen,
-   * blocked event loop) for longer than this, the node may have missed deltas (core NATS does not
-   * keep them), so it waits this long for members to be back and merges every ready member's state
-   * (a resync). The cluster passes `memberDropMs`. @default unset: no resync
+   * After the channel reconnects, or after this process stalled (paused, frozen, blocked event loop)
+   * for longer than this, the node may have missed deltas (core NATS does not keep them). Without a
+   * log it waits this long for members to be back and merges every ready member's state (a resync);
+   * with a log it replays the log to the stream's end. Until then it ends no session, and after a
+   * gap longer than this it is not ready (`catchingUp`). The cluster passes `memberDropMs`.
+   * @default unset: no gap handling
    */
   readonly resyncAfterMs?: number;
 }
+
+const copyOf = (state: SessionState | undefined) => state && cloneState(state);
 
 /** All-to-all replication. */
 export class DeltaManager implements SessionManager {
@@ -47,17 +53,24 @@ export class DeltaManager implements SessionManager {
   readonly #expiry: StallAwareExpiry;
   readonly #resync?: Resync;
   readonly #log?: LogReplica;
+  readonly #gaps?: GapWatch;
+  /** Log mode: the pending or running catch-up after a gap. */
+  #catchUpTimer?: ReturnType<typeof setTimeout>;
+  #catchingUpLog = false;
 
   constructor(parts: ManagerParts, options: DeltaManagerOptions) {
     const source = { keys: () => this.#core.table.keys(), item: (key: string) => ({ state: this.#core.table.get(key) }) };
     const core = new ReplicaCore(parts, { ...options, source });
     this.#core = core;
     this.stateTransfer = core.stateTransfer;
-    this.#publisher = new DeltaPublisher(core, options);
     const { log, resyncAfterMs } = options;
+    const gaps = resyncAfterMs !== undefined ? new GapWatch(core, resyncAfterMs) : undefined;
+    this.#gaps = gaps;
+    this.#publisher = new DeltaPublisher(core, { ...options, connected: () => gaps?.channelUp ?? true });
     if (log) this.#log = new LogReplica(core, { ...options, log });
-    else if (resyncAfterMs !== undefined) this.#resync = new Resync(core, { ...options, resyncAfterMs, maxBytes: () => this.#publisher.maxBytes });
-    this.#expiry = new StallAwareExpiry(core, options, () => this.#resync?.running ?? false, (state) => this.#expire(state));
+    else if (gaps) this.#resync = new Resync(core, { ...options, resyncAfterMs: gaps.afterMs, maxBytes: () => this.#publisher.maxBytes }, gaps);
+    const caughtUp = () => !(gaps?.open ?? false) && (gaps?.channelUp ?? true) && !(this.#resync?.running ?? false) && !this.#catchingUpLog;
+    this.#expiry = new StallAwareExpiry(core, options, caughtUp, (state) => this.#expire(state));
   }
 
   /** Snapshot and log progress for `/cluster`, when a log is configured. */
@@ -66,7 +79,15 @@ export class DeltaManager implements SessionManager {
   }
 
   get ready(): boolean {
-    return this.#core.ready;
+    return this.#core.ready && !this.catchingUp;
+  }
+
+  /**
+   * True while this node, after a long gap (see `GapWatch.long`), has not caught up:
+   * its table may be stale, so it serves no session (the middleware answers 503).
+   */
+  get catchingUp(): boolean {
+    return this.#core.ready && (this.#gaps?.long ?? false);
   }
 
   async start(): Promise<void> {
@@ -76,24 +97,29 @@ export class DeltaManager implements SessionManager {
     else await core.joinFromPeer(bus.subjects.delta, (incoming) => this.#applyDelta(incoming), (page) => core.applyStates(page.sessions));
     this.#expiry.start();
     core.serve((incoming) => this.#answerFirstPage(incoming), () => this.#expiry.tick());
-    this.#resync?.watch();
+    this.#gaps?.watch({ repair: (reason) => this.#repairGap(reason), disconnected: () => this.#publisher.disconnected() });
   }
 
   async stop(): Promise<void> {
+    this.#gaps?.stop();
     this.#resync?.stop();
+    clearTimeout(this.#catchUpTimer);
     this.#publisher.flush();
     await this.#core.stop(async () => this.#log?.stop());
   }
 
   /** Handles a message on this node's own subject that belongs to the manager (acks, state pages). */
   onDirect(incoming: Incoming): void {
-    this.#core.onDirect(incoming);
+    // A transfer's first page asked of this node directly (a join) waits for the log like one asked on the state subject.
+    const { message } = incoming;
+    if (message.kind === 'state-req' && message.body.transfer === undefined) this.#answerFirstPage(incoming);
+    else this.#core.onDirect(incoming);
   }
 
+  /** The live session, unless it is idle past its interval in this node's view (see `StallAwareExpiry.admit`). */
   find(key: string): SessionState | undefined {
     const state = this.#core.table.live(key);
-    if (state && this.#expiry.expireIfIdle(state, Date.now())) return undefined;
-    return state;
+    return state && this.#expiry.admit(state, Date.now()) ? state : undefined;
   }
 
   async resolve(key: string): Promise<SessionState | undefined> {
@@ -117,19 +143,31 @@ export class DeltaManager implements SessionManager {
   async commit(changes: SessionChanges, options: CommitOptions): Promise<boolean | void> {
     const { table, pending, parts } = this.#core;
     const now = Date.now();
+    // What the table held before, to undo a change the cluster refused (the request answers 503).
+    const before = options.replicate && options.mode !== 'async' ? changes.deltas.map((delta) => ({ key: delta.key, state: copyOf(table.get(delta.key)) })) : [];
     for (const delta of changes.deltas) {
       const outcome = table.merge(delta);
       if (outcome.created) parts.stats.sessionsCreated++;
       if (outcome.ended) parts.stats.sessionsInvalidated++;
     }
-    if (!options.replicate) {
-      for (const delta of changes.deltas) pending.stash(delta);
-      return;
-    }
+    // A filtered request's changes wait for the session's next replicated commit, except an end (a
+    // logout, the old key of a regenerated id): no later commit comes for it, so it leaves at once.
+    const deltas = options.replicate ? changes.deltas : changes.deltas.filter((delta) => delta.ended);
+    if (!options.replicate) for (const delta of changes.deltas) if (!delta.ended) pending.stash(delta);
+    if (deltas.length === 0) return;
     // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
-    const outgoing = changes.deltas.flatMap((delta) => pending.due(delta, changes.modified, now) ?? []);
+    const outgoing = deltas.flatMap((delta) => pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;
-    return this.#publisher.publish(outgoing, options.mode, options.route);
+    const outcome = await this.#publisher.publish(outgoing, options.mode, options.route);
+    if (options.mode === 'async') return;
+    if (outcome === 'refused') {
+      for (const { key, state } of before) {
+        table.remove(key);
+        if (state) table.merge(state);
+        pending.forget(key);
+      }
+    }
+    return outcome === 'sent';
   }
 
   /** Expires idle sessions everywhere and forgets old tombstones (the timer calls it unless this process stalled). */
@@ -169,6 +207,42 @@ export class DeltaManager implements SessionManager {
   /** Ends an idle session here and everywhere. */
   #expire(state: SessionState): void {
     void this.#publisher.publish([this.#core.endSession(state, 'expired')], 'async');
+  }
+
+  /** After a gap: a resync (no log), or (log) the outbox sent again at once and the log replayed to its end. */
+  #repairGap(reason: GapReason): void {
+    if (this.#resync) this.#resync.schedule(reason);
+    else if (this.#log && !this.#catchingUpLog) {
+      // The outbox holds whole states (merging them again is harmless): it need not wait for the replay.
+      if (reason === 'reconnect') this.#publisher.flushOutbox();
+      clearTimeout(this.#catchUpTimer);
+      this.#catchUpTimer = setTimeout(() => void this.#catchUpLog(reason), 0);
+    }
+  }
+
+  /** Log mode: replays to the stream's end, sends the outbox again, closes the gap; tries again while the log is unreachable. */
+  async #catchUpLog(reason: GapReason): Promise<void> {
+    const log = this.#log;
+    const gaps = this.#gaps;
+    const { logger, stats } = this.#core.parts;
+    if (!log || !gaps || !this.#core.ready || !gaps.channelUp) return;
+    this.#catchingUpLog = true;
+    const started = Date.now();
+    let caughtUp = false;
+    try {
+      caughtUp = await log.replayToEnd(() => gaps.channelUp);
+      if (caughtUp) {
+        this.#publisher.flushOutbox();
+        gaps.close();
+        stats.resyncs++;
+        logger.info({ reason, ms: Date.now() - started }, "caught up: log replayed to the stream's end");
+      }
+    } catch (error) {
+      logger.warn({ reason, error: (error as Error).message }, 'catch-up: the log is unreachable');
+    } finally {
+      this.#catchingUpLog = false;
+      if (!caughtUp && this.#core.ready && gaps.channelUp) this.#catchUpTimer = setTimeout(() => void this.#catchUpLog(reason), gaps.afterMs);
+    }
   }
 
   /** With a log, the first page of a state transfer waits until this node caught up with it (see `LogReplica.catchUp`). */

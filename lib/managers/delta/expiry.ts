@@ -1,14 +1,19 @@
 /**
- * `StallAwareExpiry`: the delta manager's expiry. Every node sweeps; a session last used elsewhere
- * gets a replica's grace; and after this process stalled, expiry waits until it caught up, because
- * its access times are stale.
+ * `StallAwareExpiry`: the delta manager's expiry. Only the node that served a session last ends it
+ * everywhere, one touch interval after its timeout (a newer access elsewhere may not have been sent
+ * yet), and only from a caught-up view: not after this process stalled, not while disconnected or
+ * catching up. Any other node declines to serve a session idle past its timeout plus two touch
+ * intervals, and drops it locally at twice its timeout (Tomcat's replica expiry): if its last server
+ * is still there it ends it, and a resync brings back what a stale view dropped too early.
  */
 import { isIdleExpired, type SessionState } from '../../session/state.ts';
 import type { ReplicaCore } from '../core.ts';
+import { touchIntervalFor } from '../pending-replication.ts';
 
 /** Timing of the expiry sweep. */
 export interface ExpiryOptions {
   readonly sweepIntervalMs: number;
+  readonly touchIntervalMs: number;
   /** See `DeltaManagerOptions.resyncAfterMs`; also how late a sweep may come before it counts as a stall. */
   readonly resyncAfterMs?: number | undefined;
 }
@@ -22,8 +27,8 @@ export class StallAwareExpiry {
   constructor(
     private readonly core: ReplicaCore,
     private readonly options: ExpiryOptions,
-    /** True while something that refreshes access times runs (a resync). */
-    private readonly catchingUp: () => boolean,
+    /** False while this node's view may lack accesses made elsewhere (a gap not caught up, a resync running). */
+    private readonly caughtUp: () => boolean,
     private readonly end: (state: SessionState) => void,
   ) {}
 
@@ -34,9 +39,8 @@ export class StallAwareExpiry {
 
   /**
    * The sweep timer. A tick that comes much later than scheduled means this process was paused
-   * (SIGSTOP, a frozen Lambda, a long GC): its access times are stale, and expiring now could end
-   * sessions that were used elsewhere meanwhile, for good. So expiry waits until the node caught up
-   * (the log replay or resync has had time to run); tombstones are still collected.
+   * (SIGSTOP, a frozen Lambda, a long GC): its access times are stale, so ending waits a while even
+   * where no gap watch runs (Lambda); tombstones are still collected.
    */
   tick(): void {
     const now = Date.now();
@@ -46,30 +50,49 @@ export class StallAwareExpiry {
       this.core.parts.logger.warn({ lateMs: now - this.#lastSweepAt - sweepIntervalMs }, 'expiry paused: this process was stalled and may have missed accesses');
     }
     this.#lastSweepAt = now;
-    if (this.#mayExpire(now)) this.sweep(now);
-    else this.core.collectTombstones(now);
+    this.sweep(now);
   }
 
-  /** Expires idle sessions everywhere and forgets old tombstones. */
+  /** Ends the idle sessions this node served last (from a caught-up view), drops stale replicas, forgets old tombstones. */
   sweep(now: number): void {
-    for (const state of this.core.table.expired(now, (s) => this.#graceFor(s))) this.end(state);
+    const mayEnd = this.#mayEnd(now);
+    for (const state of this.core.table.expired(now, (s) => this.#graceFor(s))) {
+      if (this.#servedHere(state)) {
+        if (mayEnd) this.end(state);
+      } else if (isIdleExpired(state, now, state.maxInactive.seconds * 1000 + this.#graceFor(state))) {
+        this.core.table.remove(state.key);
+        this.core.pending.forget(state.key);
+        this.core.parts.logger.debug({ session: state.key.slice(0, 8), lastAccessedBy: state.lastAccessedBy }, 'session dropped here: idle twice its interval, served last elsewhere');
+      }
+    }
     this.core.collectTombstones(now);
   }
 
-  /** Ends `state` when it is idle past its interval and this node may expire now; true when it did. */
-  expireIfIdle(state: SessionState, now: number): boolean {
-    if (!this.#mayExpire(now) || !isIdleExpired(state, now, this.#graceFor(state))) return false;
+  /**
+   * Whether a live session may be served. Idle past its interval: the node that served it last ends
+   * it (and does not serve it), unless its view is not caught up (then it serves it: the session
+   * may be in use elsewhere); any other node declines it without ending it.
+   */
+  admit(state: SessionState, now: number): boolean {
+    if (!isIdleExpired(state, now, this.#graceFor(state))) return true;
+    if (!this.#servedHere(state)) return false;
+    if (!this.#mayEnd(now)) return true;
     this.end(state);
-    return true;
+    return false;
   }
 
-  /** Whether this node's view of access times is fresh enough to expire sessions. */
-  #mayExpire(now: number): boolean {
-    return now >= this.#pausedUntil && !this.catchingUp();
+  /** Whether this node's view is fresh enough to end sessions. */
+  #mayEnd(now: number): boolean {
+    return now >= this.#pausedUntil && this.caughtUp();
   }
 
-  /** A session last used on another node waits a replica's grace: touches reach us at most once per interval. */
+  #servedHere(state: SessionState): boolean {
+    return state.lastAccessedBy === this.core.self;
+  }
+
+  /** Touches are rate-limited per node: the last server waits one touch interval, any other node two. */
   #graceFor(state: SessionState): number {
-    return state.lastAccessedBy === this.core.self ? 0 : this.core.replicaGrace(state);
+    const interval = touchIntervalFor(state, this.options.touchIntervalMs);
+    return this.#servedHere(state) ? interval : 2 * interval;
   }
 }

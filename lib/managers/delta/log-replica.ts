@@ -120,6 +120,17 @@ export class LogReplica {
     }
   }
 
+  /**
+   * After a gap: waits until this node applied the log up to the stream's end as it is now (throws
+   * when the log is unreachable); true when it did while `connected` held throughout.
+   */
+  async replayToEnd(connected: () => boolean): Promise<boolean> {
+    const { last } = await this.options.log.bounds();
+    const deadline = Date.now() + this.options.stateTransferTimeoutMs;
+    while (this.#appliedSeq < last && Date.now() < deadline && connected()) await new Promise((resolve) => setTimeout(resolve, 20));
+    return this.#appliedSeq >= last && connected();
+  }
+
   /** Resolves once the log replay reached `target`, or at the deadline (with a warning). */
   #replayUntil(target: number, deadline: number): Promise<void> {
     if (this.#appliedSeq >= target) return Promise.resolve();
@@ -140,11 +151,15 @@ export class LogReplica {
     });
   }
 
-  #onLogMessage({ seq, data }: LogMessage): void {
+  /** Applies a log message; a protected one is decoded asynchronously, and the promise settles once it is applied. */
+  #onLogMessage({ seq, data }: LogMessage): Promise<void> | void {
     const { bus } = this.core.parts;
     const decoded = bus.decode(data, bus.subjects.delta);
-    if (decoded instanceof Promise) this.#logChain = this.#logChain.then(async () => this.#applyLogMessage(seq, await decoded));
-    else this.#applyLogMessage(seq, decoded);
+    if (decoded instanceof Promise) {
+      this.#logChain = this.#logChain.then(async () => this.#applyLogMessage(seq, await decoded));
+      return this.#logChain;
+    }
+    this.#applyLogMessage(seq, decoded);
   }
 
   #applyLogMessage(seq: number, decoded: Decoded | undefined): void {

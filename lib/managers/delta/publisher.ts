@@ -1,12 +1,14 @@
 /**
  * `DeltaPublisher`: puts the delta manager's writes on the wire. Async writes of one event-loop turn
- * share messages (one broker round, one decode per peer); `ack` writes wait for every ready member;
- * `persist` writes go to the replication log and resolve once it stored them.
+ * share messages (one broker round, one decode per peer); `ack` writes wait for every ready member
+ * (and are refused while disconnected, where nats.js would drop them); `persist` writes go to the
+ * replication log and resolve once it stored them. With a log, keys sent while disconnected or just
+ * before are kept in an outbox and sent again after the catch-up.
  */
 import type { ReplicationLog } from '../../log/replication-log.ts';
 import { sessionWireBytes } from '../../codec/wire-size.ts';
 import { sessionFields } from '../../logger.ts';
-import type { SessionState } from '../../session/state.ts';
+import { cloneState, type SessionState } from '../../session/state.ts';
 import { batchBySize } from '../batching.ts';
 import type { ReplicaCore } from '../core.ts';
 import type { SendMode } from '../manager.ts';
@@ -16,6 +18,25 @@ import { fitPayload } from '../state-transfer.ts';
 export const BATCH_SESSIONS = 64;
 /** Bytes of session data above which a message is split (a single larger delta still goes alone). */
 const BATCH_BYTES = 256 * 1024;
+/**
+ * How long before a disconnect is noticed a sent delta may still be lost with the connection (nats.js
+ * drops its unsent buffer on every dial): such keys go to the outbox.
+ */
+const IN_FLIGHT_MS = 5000;
+
+/**
+ * What sending did: `sent`; `refused` (it did not leave this node, was not stored by the log, or an
+ * `ack` write found the channel down); `unconfirmed` (sent, but not every member acknowledged in time).
+ */
+export type SendOutcome = 'sent' | 'refused' | 'unconfirmed';
+
+/** Options of {@link DeltaPublisher}. */
+export interface DeltaPublisherOptions {
+  readonly ackTimeoutMs: number;
+  readonly log?: ReplicationLog | undefined;
+  /** False while the channel is down. */
+  readonly connected: () => boolean;
+}
 
 /**
  * Runs `task` once the current event-loop turn's I/O callbacks are done: `setImmediate` where the
@@ -31,10 +52,14 @@ export class DeltaPublisher {
   /** Async deltas waiting for the end of the current event-loop turn. */
   readonly #batch: SessionState[] = [];
   #batchScheduled = false;
+  /** Log mode: keys whose latest change may not have reached the broker. */
+  readonly #outbox = new Set<string>();
+  /** Log mode: when each key was last sent, oldest first. */
+  readonly #sentAt = new Map<string, number>();
 
   constructor(
     private readonly core: ReplicaCore,
-    private readonly options: { readonly ackTimeoutMs: number; readonly log?: ReplicationLog | undefined },
+    private readonly options: DeltaPublisherOptions,
   ) {}
 
   /** The byte budget of one delta message on this channel. */
@@ -44,15 +69,32 @@ export class DeltaPublisher {
 
   /**
    * Sends deltas in `mode`. Resolves at once (async), when every ready member acknowledged or
-   * `ackTimeoutMs` passed (ack), or when the log stored them (persist); false when they could not be sent.
+   * `ackTimeoutMs` passed (ack), or when the log stored them (persist).
    */
-  async publish(deltas: SessionState[], mode: SendMode, route?: string): Promise<boolean | void> {
+  async publish(deltas: SessionState[], mode: SendMode, route?: string): Promise<SendOutcome> {
     if (mode !== 'async') return this.#send(deltas, mode, route);
     this.#batch.push(...deltas);
     if (!this.#batchScheduled) {
       this.#batchScheduled = true;
       nextTurn(() => this.flush());
     }
+    return 'sent';
+  }
+
+  /** The channel went down: what was sent in the last moments may be lost with the connection. */
+  disconnected(): void {
+    for (const key of this.#sentAt.keys()) this.#outbox.add(key);
+    this.#sentAt.clear();
+  }
+
+  /** Log mode, after the catch-up: sends the latest state of every key in the outbox again (a CRDT merge: repeating it is harmless). */
+  flushOutbox(): void {
+    if (this.#outbox.size === 0) return;
+    const { table, parts } = this.core;
+    const states = [...this.#outbox].flatMap((key) => table.get(key) ?? []).map(cloneState);
+    this.#outbox.clear();
+    parts.logger.info({ sessions: states.length }, 'outbox: changes made around the disconnect sent again');
+    void this.publish(states, 'async');
   }
 
   /** Sends the async deltas of the current turn now, in messages that fit the broker. */
@@ -64,10 +106,16 @@ export class DeltaPublisher {
     }
   }
 
-  /** Sends one message; resolves to false when it could not be sent (or stored, in `persist` mode). */
-  async #send(deltas: SessionState[], mode: SendMode, route?: string): Promise<boolean> {
+  /** Sends one message. */
+  async #send(deltas: SessionState[], mode: SendMode, route?: string): Promise<SendOutcome> {
     const { bus, membership, stats, logger } = this.core.parts;
     const { acks } = this.core;
+    if (mode === 'ack' && !this.options.connected()) {
+      stats.replicationErrors++;
+      logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route }, 'ack write refused: not connected to the cluster');
+      return 'refused';
+    }
+    if (this.options.log && mode !== 'persist') this.#noteSent(deltas.map((d) => d.key));
     const id = this.core.nextMessageId();
     const acked = mode === 'ack' ? acks.wait(id, membership.readyMembers().map((m) => m.node), this.options.ackTimeoutMs) : undefined;
     const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
@@ -78,14 +126,29 @@ export class DeltaPublisher {
       stats.replicationErrors++;
       logger.error({ ...sessionFields(deltas.map((d) => d.key)), route, mode, error: (error as Error).message }, 'replication failed: changes kept locally only');
       acks.cancel(id);
-      return false;
+      return 'refused';
     }
-    if (!acked) return true;
+    if (!acked) return 'sent';
     const missing = await acked;
-    if (missing.length > 0) {
-      stats.acksTimedOut++;
-      logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route, missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
+    if (missing.length === 0) return 'sent';
+    stats.acksTimedOut++;
+    logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route, missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
+    return 'unconfirmed';
+  }
+
+  /** Log mode: remembers when keys were sent; while disconnected they go straight to the outbox. */
+  #noteSent(keys: string[]): void {
+    const now = Date.now();
+    const connected = this.options.connected();
+    for (const key of keys) {
+      if (!connected) this.#outbox.add(key);
+      this.#sentAt.delete(key);
+      this.#sentAt.set(key, now);
     }
-    return true;
+    // Oldest first (re-inserted on every send): forget what left long enough ago to be on the broker.
+    for (const [key, at] of this.#sentAt) {
+      if (now - at <= IN_FLIGHT_MS) break;
+      this.#sentAt.delete(key);
+    }
   }
 }

@@ -1,9 +1,7 @@
 /**
- * `Resync`: the delta manager's gap repair without a log. Core NATS drops what a disconnected
- * subscriber misses (a broker restart, a failover to another server, a slow consumer cut off by the
- * server), and a paused process may have been cut off too. After a channel reconnect or an
- * event-loop stall, the node merges the full state of every ready member and, after a reconnect,
- * sends its own.
+ * `Resync`: the delta manager's gap repair without a log (see `gaps.ts` for what opens a gap). After
+ * a channel reconnect or an event-loop stall, the node merges the full state of every ready member
+ * and, after a reconnect, sends its own; then the gap closes.
  */
 import { sessionWireBytes } from '../../codec/wire-size.ts';
 import type { SessionState } from '../../session/state.ts';
@@ -11,10 +9,8 @@ import { batchBySize } from '../batching.ts';
 import type { ReplicaCore } from '../core.ts';
 import type { StateTransferStatus } from '../manager.ts';
 import { receiveState, type StatePage } from '../state-transfer.ts';
+import type { GapReason, GapWatch } from './gaps.ts';
 import { BATCH_SESSIONS } from './publisher.ts';
-
-/** Why a node merges its peers' state again after it joined. */
-export type ResyncReason = 'reconnect' | 'stall';
 
 /** Id prefix of the delta messages a resync sends: receivers do not count them as replication lag. */
 export const RESYNC_ID = 'resync-';
@@ -30,19 +26,17 @@ export interface ResyncOptions {
   readonly maxBytes: () => number;
 }
 
-/** Watches for gaps and repairs them by merging every ready member's state. */
+/** Repairs gaps by merging every ready member's state. */
 export class Resync {
   #timer?: ReturnType<typeof setTimeout>;
-  #stallWatch?: ReturnType<typeof setInterval>;
   #running = false;
   /** A reason given while a resync ran: another one follows at once. */
-  #again?: ResyncReason;
-  /** False between a channel disconnect and its reconnect (which schedules a resync itself). */
-  #channelUp = true;
+  #again?: GapReason;
 
   constructor(
     private readonly core: ReplicaCore,
     private readonly options: ResyncOptions,
+    private readonly gaps: GapWatch,
   ) {}
 
   /** True while a resync merges: access times are being refreshed, so expiry waits. */
@@ -50,36 +44,17 @@ export class Resync {
     return this.#running;
   }
 
-  /** Schedules a resync on every channel reconnect and every event-loop stall longer than `resyncAfterMs`. */
-  watch(): void {
-    const afterMs = this.options.resyncAfterMs;
-    this.core.parts.bus.channel.onStatus((status) => {
-      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') this.#channelUp = false;
-      if (status !== 'connected') return;
-      this.#channelUp = true;
-      if (this.core.ready) this.#schedule('reconnect', afterMs);
-    });
-    let last = Date.now();
-    this.#stallWatch = setInterval(
-      () => {
-        const now = Date.now();
-        if (now - last > afterMs && this.core.ready) {
-          this.core.parts.logger.warn({ stalledMs: now - last }, 'this process stalled: deltas may have been missed');
-          this.#schedule('stall', afterMs);
-        }
-        last = now;
-      },
-      Math.max(50, Math.min(1000, Math.floor(afterMs / 4))),
-    );
-  }
-
-  /** Stops watching and cancels a scheduled resync. */
+  /** Cancels a scheduled resync. */
   stop(): void {
-    clearInterval(this.#stallWatch);
     clearTimeout(this.#timer);
   }
 
-  #schedule(reason: ResyncReason, delayMs: number): void {
+  /** Runs a resync `resyncAfterMs` from now (members have time to be back). */
+  schedule(reason: GapReason): void {
+    this.#schedule(reason, this.options.resyncAfterMs);
+  }
+
+  #schedule(reason: GapReason, delayMs: number): void {
     if (this.#running) {
       this.#again = reason;
       return;
@@ -92,9 +67,9 @@ export class Resync {
    * Merges the full state of every ready member (idempotent: the CRDT merge keeps what is newer).
    * Every member, not one: a delta lost with a broker may be held by its writer only.
    */
-  async #run(reason: ResyncReason): Promise<void> {
+  async #run(reason: GapReason): Promise<void> {
     const { bus, membership, stats, logger } = this.core.parts;
-    if (!this.core.ready || !this.#channelUp) return;
+    if (!this.core.ready || !this.gaps.channelUp) return;
     this.#running = true;
     const started = Date.now();
     const donors = membership.readyMembers().map((m) => m.node);
@@ -115,6 +90,7 @@ export class Resync {
       // After a reconnect the gap goes both ways: what this node sent just before the connection
       // dropped may have been lost with it, and members that stayed connected never resync.
       const pushed = reason === 'reconnect' ? this.#pushAll() : 0;
+      if (failed.length === 0) this.gaps.close();
       stats.resyncs++;
       stats.resyncRepairs += repaired;
       logger.info({ reason, donors, sessionsReceived: received, repaired, pushed, ms: Date.now() - started }, 'resync: merged the state of every ready member');

@@ -1,4 +1,4 @@
-// Owns: tests of the AWS Lambda entry point (functions/lambda/handler.ts, runtime.ts) against a real local nats-server.
+// Owns: tests of the AWS Lambda entry point (functions/lambda/handler.ts, runtime.ts, config.ts) on session-replication/lambda, against a real local nats-server.
 import { fork, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -9,18 +9,11 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import type { APIGatewayProxyResult, LambdaEvent } from "hono/aws-lambda";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import {
-  CatchUpLog,
-  createLambdaRuntime,
-  lambdaConfigFromEnv,
-  lambdaLogger,
-  parseNatsSettings,
-  type LambdaConfig,
-  type LambdaRuntime,
-  type LambdaRuntimeStats,
-} from "../../../functions/lambda/runtime.ts";
-import { ConfigError } from "../../../functions/shared/config.ts";
-import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/log/jetstream.ts";
+import { lambdaLogger, parseNatsSettings, type LambdaHandlerStats, type LambdaSessionHandler } from "../../../adapters/lambda/index.ts";
+import { ConfigError, readConfig, type LambdaEnvConfig } from "../../../functions/shared/config.ts";
+import { createDemoLambdaHandler } from "../../../functions/lambda/runtime.ts";
+import { InvalidOptionsError } from "../../../lib/errors.ts";
+import { consoleLogger } from "../../../lib/logger.ts";
 import { createSnapshotTable } from "../../../lib/store/dynamodb.ts";
 import { REPO_ROOT, spawnTracked, startNatsServer, waitFor, type NatsServerHandle } from "../../kit/index.ts";
 
@@ -41,7 +34,7 @@ let awsUrl: string;
 const awsCalls: string[] = [];
 let settingsText: string;
 const savedEnv = { ...process.env };
-const runtimes: LambdaRuntime[] = [];
+const runtimes: LambdaSessionHandler[] = [];
 const workers: ChildProcess[] = [];
 
 // ---------------------------------------------------------------------------------------------
@@ -105,12 +98,12 @@ async function connectionsNamed(prefix: string): Promise<string[]> {
   return (body.connections ?? []).map((c) => c.name ?? "").filter((name) => name.startsWith(prefix));
 }
 
-function config(overrides: Partial<LambdaConfig> & { cluster: string }): LambdaConfig {
-  return { ...lambdaConfigFromEnv({ AWS_REGION: "us-east-1", NATS_URL: nats.url }), ...overrides };
+function config(overrides: Partial<LambdaEnvConfig> & { cluster: string }): LambdaEnvConfig {
+  return { ...readConfig("lambda", { AWS_REGION: "us-east-1", NATS_URL: nats.url }), ...overrides };
 }
 
-function newRuntime(cfg: LambdaConfig): LambdaRuntime {
-  const runtime = createLambdaRuntime(cfg, { fetchNatsSettings: async () => settingsText, handleSigterm: false, logger: lambdaLogger("silent") });
+function newRuntime(cfg: LambdaEnvConfig): LambdaSessionHandler {
+  const runtime = createDemoLambdaHandler(cfg, { nats: { load: async () => settingsText }, leaveOnSigterm: false, logger: lambdaLogger("silent") });
   runtimes.push(runtime);
   return runtime;
 }
@@ -119,8 +112,8 @@ function newRuntime(cfg: LambdaConfig): LambdaRuntime {
 interface Worker {
   readonly child: ChildProcess;
   readonly node: string;
-  invoke(event: LambdaEvent): Promise<{ result: Result; stats: LambdaRuntimeStats }>;
-  stats(): Promise<LambdaRuntimeStats>;
+  invoke(event: LambdaEvent): Promise<{ result: Result; stats: LambdaHandlerStats }>;
+  stats(): Promise<LambdaHandlerStats>;
   /** Stops the worker's log follower silently, as a pull request that expired during a long freeze does. */
   stall(): Promise<void>;
   exited: Promise<number | null>;
@@ -161,9 +154,9 @@ async function startWorker(env: Record<string, string>): Promise<Worker> {
     exited,
     invoke: async (event) => {
       const reply = await ask({ event });
-      return { result: reply.result as Result, stats: reply.stats as LambdaRuntimeStats };
+      return { result: reply.result as Result, stats: reply.stats as LambdaHandlerStats };
     },
-    stats: async () => (await ask({})).stats as LambdaRuntimeStats,
+    stats: async () => (await ask({})).stats as LambdaHandlerStats,
     stall: async () => void (await ask({ stall: true })),
   };
 }
@@ -235,41 +228,41 @@ describe("handler module (env-configured, NATS credentials from Secrets Manager)
     awsCalls.length = 0;
     // Importing the module is Lambda's INIT phase: it starts the node (top-level await).
     handlerModule = await import("../../../functions/lambda/handler.ts");
-    runtimes.push(handlerModule.runtime);
+    runtimes.push(handlerModule.handler);
   });
 
   it("starts during import: the secret is fetched once and one NATS connection is open before the first invocation", async () => {
-    const { runtime } = handlerModule;
-    expect(runtime.sessions?.ready).toBe(true);
-    expect(runtime.stats.invocations).toBe(0);
+    const { handler } = handlerModule;
+    expect(handler.clusterNode?.ready).toBe(true);
+    expect(handler.stats.invocations).toBe(0);
     expect(awsCalls).toEqual(["secretsmanager.GetSecretValue"]);
-    expect(runtime.node).toMatch(/^lam-[0-9a-z]{8}$/);
-    expect(await connectionsNamed(`sessrep-lambda-it-${runtime.node}`)).toHaveLength(1);
+    expect(handler.node).toMatch(/^lam-[0-9a-z]{8}$/);
+    expect(await connectionsNamed(`sessrep-lambda-it-${handler.node}`)).toHaveLength(1);
   });
 
   it("reuses the connection across invocations and keeps the session through the cookie", async () => {
-    const { handler, runtime } = handlerModule;
+    const { handler } = handlerModule;
     const first = (await handler(urlEvent("POST", "/counter"))) as Result;
     expect(first.statusCode).toBe(200);
-    expect(json(first)).toEqual({ counter: 1, node: runtime.node });
+    expect(json(first)).toEqual({ counter: 1, node: handler.node });
     cookie = sessionCookie(first)!;
-    expect(cookie).toMatch(new RegExp(`^SESSIONID=[A-Za-z0-9_-]{24}\\.${runtime.node}$`));
+    expect(cookie).toMatch(new RegExp(`^SESSIONID=[A-Za-z0-9_-]{24}\\.${handler.node}$`));
     // Function URLs are https: the cookie is Secure, HttpOnly and SameSite=Lax.
     expect(first.cookies![0]).toMatch(/HttpOnly/);
     expect(first.cookies![0]).toMatch(/Secure/);
 
     const second = (await handler(urlEvent("POST", "/counter", { cookie }))) as Result;
-    expect(json(second)).toEqual({ counter: 2, node: runtime.node });
+    expect(json(second)).toEqual({ counter: 2, node: handler.node });
     expect(sessionCookie(second)).toBeUndefined(); // same key, same route: no new Set-Cookie
 
     const view = (await handler(urlEvent("GET", "/session", { cookie }))) as Result;
     expect(view.statusCode).toBe(200);
-    expect(json(view)).toMatchObject({ isNew: false, attributes: { counter: 2 }, node: runtime.node });
+    expect(json(view)).toMatchObject({ isNew: false, attributes: { counter: 2 }, node: handler.node });
 
-    expect(runtime.stats.invocations).toBe(3);
-    expect(runtime.stats.connections).toBe(1);
+    expect(handler.stats.invocations).toBe(3);
+    expect(handler.stats.connections).toBe(1);
     expect(awsCalls).toEqual(["secretsmanager.GetSecretValue"]);
-    expect(await connectionsNamed(`sessrep-lambda-it-${runtime.node}`)).toHaveLength(1);
+    expect(await connectionsNamed(`sessrep-lambda-it-${handler.node}`)).toHaveLength(1);
   });
 
   it("keeps attributes and ends the session on invalidate", async () => {
@@ -286,13 +279,25 @@ describe("handler module (env-configured, NATS credentials from Secrets Manager)
   });
 
   it("serves health and the cluster view", async () => {
-    const { handler, runtime } = handlerModule;
+    const { handler } = handlerModule;
     const health = (await handler(urlEvent("GET", "/healthz"))) as Result;
     expect(health.statusCode).toBe(200);
-    expect(json(health)).toMatchObject({ ready: true, node: runtime.node });
+    expect(json(health)).toMatchObject({ ready: true, node: handler.node });
     expect(((await handler(urlEvent("GET", "/cluster"))) as Result).statusCode).toBe(401);
     const cluster = json((await handler(urlEvent("GET", "/cluster", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }))) as Result);
-    expect(cluster).toMatchObject({ cluster: "lambda-it", node: runtime.node, manager: "delta", sendMode: "persist", persistence: { log: "SESSREP_lambda-it", store: "log-replay" } });
+    expect(cluster).toMatchObject({ cluster: "lambda-it", node: handler.node, manager: "delta", sendMode: "persist", persistence: { log: "SESSREP_lambda-it", store: "log-replay" } });
+  });
+
+  it("never drains from the public URL, even with the admin token: POST /cluster/drain is 404 and the environment keeps serving", async () => {
+    const { handler } = handlerModule;
+    const drain = (await handler(urlEvent("POST", "/cluster/drain"))) as Result;
+    expect(drain.statusCode).toBe(404);
+    const withToken = (await handler(urlEvent("POST", "/cluster/drain", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }))) as Result;
+    expect(withToken.statusCode).toBe(404);
+    expect(handler.clusterNode!.drainStatus().state).toBe("serving");
+    const health = (await handler(urlEvent("GET", "/healthz"))) as Result;
+    expect(health.statusCode).toBe(200);
+    expect(json(health)).not.toHaveProperty("draining");
   });
 });
 
@@ -300,19 +305,19 @@ describe("several execution environments", () => {
   it("a second environment serves a session created by the first, after catching up with the log, and rewrites the route", async () => {
     const a = newRuntime(config({ cluster: "lambda-two" }));
     const b = newRuntime(config({ cluster: "lambda-two" }));
-    const first = (await a.handler(urlEvent("POST", "/counter"))) as Result;
+    const first = (await a(urlEvent("POST", "/counter"))) as Result;
     const cookieA = sessionCookie(first)!;
     expect(routeOf(cookieA)).toBe(a.node);
 
     // persist mode: the response came after JetStream stored the change, so b finds it at once.
-    const atB = (await b.handler(urlEvent("POST", "/counter", { cookie: cookieA }))) as Result;
+    const atB = (await b(urlEvent("POST", "/counter", { cookie: cookieA }))) as Result;
     expect(json(atB)).toEqual({ counter: 2, node: b.node });
     const cookieB = sessionCookie(atB)!;
     expect(cookieB.slice(0, cookieB.lastIndexOf("."))).toBe(cookieA.slice(0, cookieA.lastIndexOf(".")));
     expect(routeOf(cookieB)).toBe(b.node);
     expect(b.stats.catchUps).toBeGreaterThanOrEqual(1);
 
-    const backAtA = (await a.handler(urlEvent("POST", "/counter", { cookie: cookieB }))) as Result;
+    const backAtA = (await a(urlEvent("POST", "/counter", { cookie: cookieB }))) as Result;
     expect(json(backAtA)).toEqual({ counter: 3, node: a.node });
     expect(a.stats.catchUpsFailed + b.stats.catchUpsFailed).toBe(0);
   });
@@ -321,10 +326,10 @@ describe("several execution environments", () => {
     const a = newRuntime(config({ cluster: "lambda-async", send: "async" }));
     const b = newRuntime(config({ cluster: "lambda-async", send: "async" }));
     await b.start();
-    let cookie = sessionCookie((await a.handler(urlEvent("POST", "/counter"))) as Result)!;
+    let cookie = sessionCookie((await a(urlEvent("POST", "/counter"))) as Result)!;
     for (let i = 2; i <= 6; i++) {
       const at = i % 2 === 0 ? b : a;
-      const result = (await at.handler(urlEvent("POST", "/counter", { cookie }))) as Result;
+      const result = (await at(urlEvent("POST", "/counter", { cookie }))) as Result;
       expect(json(result)).toEqual({ counter: i, node: at.node });
       cookie = sessionCookie(result) ?? cookie;
     }
@@ -334,31 +339,31 @@ describe("several execution environments", () => {
     process.env.AWS_ENDPOINT_URL_SSM = awsUrl;
     process.env.AWS_ACCESS_KEY_ID = "test";
     process.env.AWS_SECRET_ACCESS_KEY = "test";
-    const runtime = createLambdaRuntime(
-      lambdaConfigFromEnv({ SESSREP_CLUSTER: "lambda-ssm", SESSREP_NATS_PARAMETER: PARAMETER, AWS_REGION: "us-east-1" }),
-      { handleSigterm: false, logger: lambdaLogger("silent") },
+    const runtime = createDemoLambdaHandler(
+      readConfig("lambda", { SESSREP_CLUSTER: "lambda-ssm", SESSREP_NATS_PARAMETER: PARAMETER, AWS_REGION: "us-east-1" }),
+      { leaveOnSigterm: false, logger: lambdaLogger("silent") },
     );
     runtimes.push(runtime);
     const before = awsCalls.length;
-    const result = (await runtime.handler(urlEvent("POST", "/counter"))) as Result;
+    const result = (await runtime(urlEvent("POST", "/counter"))) as Result;
     expect(json(result)).toEqual({ counter: 1, node: runtime.node });
     expect(awsCalls.slice(before)).toEqual(["AmazonSSM.GetParameter"]);
   });
 
   it("answers 503 while NATS is unreachable and starts on a later invocation", async () => {
     let fail = true;
-    const runtime = createLambdaRuntime(config({ cluster: "lambda-retry" }), {
-      handleSigterm: false,
+    const runtime = createDemoLambdaHandler(config({ cluster: "lambda-retry" }), {
+      leaveOnSigterm: false,
       logger: lambdaLogger("silent"),
-      fetchNatsSettings: async () => (fail ? JSON.stringify({ servers: "nats://127.0.0.1:1", user: USER, password: PASSWORD }) : settingsText),
+      nats: { load: async () => (fail ? JSON.stringify({ servers: "nats://127.0.0.1:1", user: USER, password: PASSWORD }) : settingsText) },
     });
     runtimes.push(runtime);
-    const down = (await runtime.handler(urlEvent("GET", "/healthz"))) as Result;
+    const down = (await runtime(urlEvent("GET", "/healthz"))) as Result;
     expect(down.statusCode).toBe(503);
     expect(down.headers?.["retry-after"]).toBe("1");
     expect(runtime.stats.connections).toBe(0);
     fail = false;
-    const up = (await runtime.handler(urlEvent("GET", "/healthz"))) as Result;
+    const up = (await runtime(urlEvent("GET", "/healthz"))) as Result;
     expect(up.statusCode).toBe(200);
     expect(runtime.stats.connections).toBe(1);
   });
@@ -368,7 +373,7 @@ describe("several execution environments", () => {
     const a = newRuntime(config({ cluster, maxInactive: 2, sweepEveryMs: 100 }));
     // maxInactive 2 s: a session untouched for 2 s (+2 s grace for one last used elsewhere) is expired by a sweep.
     const frozen = await startWorker({ SESSREP_CLUSTER: cluster, SESSREP_MAX_INACTIVE: "2", SESSREP_SWEEP_INTERVAL_MS: "100", SESSREP_CATCHUP_TIMEOUT_MS: "10000" });
-    let cookie = sessionCookie((await a.handler(urlEvent("POST", "/counter"))) as Result)!;
+    let cookie = sessionCookie((await a(urlEvent("POST", "/counter"))) as Result)!;
     const seen = await frozen.invoke(urlEvent("GET", "/session", { cookie }));
     expect(json(seen.result)).toMatchObject({ attributes: { counter: 1 } });
 
@@ -380,7 +385,7 @@ describe("several execution environments", () => {
       // 6 s of use on `a` while the other instance hears nothing: its copy says "idle since 6 s".
       for (let i = 0; i < 12; i++) {
         await sleep(500);
-        const r = (await a.handler(urlEvent("POST", "/counter", { cookie }))) as Result;
+        const r = (await a(urlEvent("POST", "/counter", { cookie }))) as Result;
         cookie = sessionCookie(r) ?? cookie;
       }
     } finally {
@@ -396,7 +401,7 @@ describe("several execution environments", () => {
     const thawed = await frozen.invoke(urlEvent("POST", "/counter", { cookie }));
     expect(json(thawed.result)).toEqual({ counter: 14, node: frozen.node });
     // The session is still alive everywhere: nothing expired it while the copy was stale.
-    const again = (await a.handler(urlEvent("POST", "/counter", { cookie: sessionCookie(thawed.result)! }))) as Result;
+    const again = (await a(urlEvent("POST", "/counter", { cookie: sessionCookie(thawed.result)! }))) as Result;
     expect(json(again)).toEqual({ counter: 15, node: a.node });
     frozen.child.kill("SIGKILL");
   });
@@ -406,12 +411,12 @@ describe("several execution environments", () => {
     const a = newRuntime(config({ cluster }));
     await a.start();
     const worker = await startWorker({ SESSREP_CLUSTER: cluster });
-    await waitFor("the worker to join", () => a.sessions!.status().members.some((m) => m.node === worker.node && m.ready));
+    await waitFor("the worker to join", () => a.clusterNode!.status().members.some((m) => m.node === worker.node && m.ready));
     const signalled = Date.now();
     worker.child.kill("SIGTERM");
     expect(await worker.exited).toBe(0);
     // A graceful leave is seen well before memberDropMs (3 s) would drop a silent member.
-    await waitFor("the worker to leave", () => !a.sessions!.status().members.some((m) => m.node === worker.node), { timeoutMs: 2500 });
+    await waitFor("the worker to leave", () => !a.clusterNode!.status().members.some((m) => m.node === worker.node), { timeoutMs: 2500 });
     expect(Date.now() - signalled).toBeLessThan(2500);
   });
 
@@ -425,21 +430,21 @@ describe("several execution environments", () => {
     await createSnapshotTable(client, table);
     client.destroy();
     const cluster = "lambda-ddb";
-    const withTable = (): LambdaConfig => config({ cluster, dynamodbTable: table, dynamodbEndpoint: endpoint });
+    const withTable = (): LambdaEnvConfig => config({ cluster, dynamodbTable: table, dynamodbEndpoint: endpoint });
     const first = newRuntime(withTable());
-    const created = (await first.handler(urlEvent("PUT", "/session/attributes/user", { body: JSON.stringify("ada") }))) as Result;
+    const created = (await first(urlEvent("PUT", "/session/attributes/user", { body: JSON.stringify("ada") }))) as Result;
     const cookie = sessionCookie(created)!;
     // The snapshot leader (the only member) writes behind once a second; leaving flushes it too.
     await waitFor("a snapshot flush", () => {
-      const persistence = first.sessions!.status().persistence as { snapshot?: { itemsWritten: number } } | undefined;
+      const persistence = first.clusterNode!.status().persistence as { snapshot?: { itemsWritten: number } } | undefined;
       return (persistence?.snapshot?.itemsWritten ?? 0) >= 1;
     });
     await first.shutdown();
 
     const second = newRuntime(withTable());
-    const served = (await second.handler(urlEvent("GET", "/session", { cookie }))) as Result;
+    const served = (await second(urlEvent("GET", "/session", { cookie }))) as Result;
     expect(json(served)).toMatchObject({ isNew: false, attributes: { user: "ada" }, node: second.node });
-    expect(second.sessions!.status().stateTransfer).toMatchObject({ state: "done", source: "snapshot" });
+    expect(second.clusterNode!.status().stateTransfer).toMatchObject({ state: "done", source: "snapshot" });
   });
 });
 
@@ -472,78 +477,21 @@ describe("functions/lambda/local.ts", () => {
   });
 });
 
-describe("CatchUpLog", () => {
-  /** A log whose follower can be made to stall, like a pull consumer whose request expired during a freeze. */
-  class FakeLog implements ReplicationLog {
-    readonly name = "fake";
-    readonly messages: LogMessage[] = [];
-    stalled = false;
-    follows: number[] = [];
-    #live: Array<{ from: number; on: (m: LogMessage) => void; stopped: boolean }> = [];
-    async ensure() {}
-    async append(data: Uint8Array): Promise<number> {
-      const message = { seq: this.messages.length + 1, data };
-      this.messages.push(message);
-      for (const f of this.#live) if (!f.stopped && !this.stalled) f.on(message);
-      return message.seq;
-    }
-    async bounds() {
-      return { first: 1, last: this.messages.length };
-    }
-    async follow(fromSeq: number, onMessage: (m: LogMessage) => void): Promise<LogFollower> {
-      this.follows.push(fromSeq);
-      const follower = { from: fromSeq, on: onMessage, stopped: false };
-      this.#live.push(follower);
-      this.stalled = false;
-      for (const m of this.messages) if (m.seq >= fromSeq) onMessage(m);
-      return { stop: () => void (follower.stopped = true) };
-    }
-  }
-
-  it("returns at once when nothing is missing, waits for a live follower, and restarts a stalled one from the next sequence", async () => {
-    const inner = new FakeLog();
-    const log = new CatchUpLog(inner, { stallMs: 50 });
-    const applied: number[] = [];
-    await log.follow(1, (m) => applied.push(m.seq));
-    await inner.append(new Uint8Array());
-    expect(await log.catchUp(1000)).toMatchObject({ ok: true, missed: 0, restarted: false });
-
-    inner.stalled = true;
-    await inner.append(new Uint8Array());
-    await inner.append(new Uint8Array());
-    const result = await log.catchUp(1000);
-    expect(result).toMatchObject({ ok: true, target: 3, missed: 2, restarted: true });
-    expect(inner.follows).toEqual([1, 2]);
-    expect(applied).toEqual([1, 2, 3]); // once each, in order
-    expect(log.delivered).toBe(3);
-  });
-
-  it("reports failure when the log cannot be read before the deadline", async () => {
-    const inner = new FakeLog();
-    inner.bounds = () => new Promise(() => undefined);
-    const log = new CatchUpLog(inner);
-    await log.follow(1, () => undefined);
-    const result = await log.catchUp(100);
-    expect(result.ok).toBe(false);
-    expect(result.ms).toBeGreaterThanOrEqual(90);
-  });
-});
-
 describe("configuration", () => {
   it("reads the environment with Lambda defaults", () => {
-    const c = lambdaConfigFromEnv({ NATS_URL: "nats://a:4222, nats://b:4222", AWS_REGION: "eu-west-1", SESSREP_DYNAMODB_TABLE: "tbl" });
+    const c = readConfig("lambda", { NATS_URL: "nats://a:4222, nats://b:4222", AWS_REGION: "eu-west-1", SESSREP_DYNAMODB_TABLE: "tbl" });
     expect(c).toMatchObject({ cluster: "demo", nats: ["nats://a:4222", "nats://b:4222"], manager: "delta", jetstream: true, send: "persist", dynamodbTable: "tbl", awsRegion: "eu-west-1", logLevel: "warn", catchUpFail: "reject" });
     expect(c.node).toMatch(/^lam-[0-9a-z]{8}$/);
-    expect(lambdaConfigFromEnv({}).node).not.toBe(c.node);
-    expect(lambdaConfigFromEnv({ SESSREP_MANAGER: "backup" })).toMatchObject({ manager: "backup", jetstream: false, send: "async" });
+    expect(readConfig("lambda", {}).node).not.toBe(c.node);
+    expect(readConfig("lambda", { SESSREP_MANAGER: "backup" })).toMatchObject({ manager: "backup", jetstream: false, send: "async" });
   });
 
   it("rejects bad or contradictory settings with the variable's name", () => {
-    expect(() => lambdaConfigFromEnv({ SESSREP_SEND: "sometimes" })).toThrow(/SESSREP_SEND must be one of async, ack, persist/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(ConfigError);
-    expect(() => lambdaConfigFromEnv({ SESSREP_JETSTREAM: "false", SESSREP_DYNAMODB_TABLE: "tbl" })).toThrow(/needs the JetStream log/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_NATS_SECRET: "a", SESSREP_NATS_PARAMETER: "b" })).toThrow(/not both/);
-    expect(() => lambdaConfigFromEnv({ SESSREP_CATCHUP_TIMEOUT_MS: "0" })).toThrow(/SESSREP_CATCHUP_TIMEOUT_MS/);
+    expect(() => readConfig("lambda", { SESSREP_SEND: "sometimes" })).toThrow(/SESSREP_SEND must be one of async, ack, persist/);
+    expect(() => readConfig("lambda", { SESSREP_MANAGER: "backup", SESSREP_JETSTREAM: "true" })).toThrow(ConfigError);
+    expect(() => readConfig("lambda", { SESSREP_JETSTREAM: "false", SESSREP_DYNAMODB_TABLE: "tbl" })).toThrow(/needs the JetStream log/);
+    expect(() => readConfig("lambda", { SESSREP_NATS_SECRET: "a", SESSREP_NATS_PARAMETER: "b" })).toThrow(/not both/);
+    expect(() => readConfig("lambda", { SESSREP_CATCHUP_TIMEOUT_MS: "0" })).toThrow(/SESSREP_CATCHUP_TIMEOUT_MS/);
   });
 
   it("parses NATS settings as JSON or a .creds file, and never echoes the secret in errors", () => {
@@ -551,6 +499,7 @@ describe("configuration", () => {
     const creds = "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n";
     expect(parseNatsSettings(creds, "s")).toEqual({ creds: creds.trim() });
     expect(() => parseNatsSettings("hunter2-password", "secret sessrep/nats")).toThrow(/^secret sessrep\/nats: not JSON and not a \.creds file$/);
+    expect(() => parseNatsSettings("hunter2-password", "s")).toThrow(InvalidOptionsError);
     expect(() => parseNatsSettings('{"pasword":"hunter2"}', "s")).toThrow(/Unrecognized key/);
     try {
       parseNatsSettings('{"pasword":"hunter2"}', "s");
@@ -561,7 +510,8 @@ describe("configuration", () => {
 
   it("logs one raw JSON object per line (CloudWatch metric filters match on $.level and $.msg)", () => {
     const lines: string[] = [];
-    const logger = lambdaLogger("warn", { cluster: "c" }, (line) => lines.push(line)).child({ node: "n" });
+    // lambdaLogger is consoleLogger with a raw stdout sink: the same lines, without Lambda's console prefix.
+    const logger = consoleLogger("warn", { cluster: "c" }, (line) => lines.push(`${line}\n`)).child({ node: "n" });
     logger.info({}, "hidden");
     logger.error({ error: new Error("boom") }, "replication failed: changes kept locally only");
     expect(lines).toHaveLength(1);

@@ -315,4 +315,32 @@ describe("send mode persist", () => {
     expect(ok.status).toBe(200);
     expect(stored).toBe(1);
   });
+
+  it("a refused change is undone on the node: a write is not read back, an invalidate leaves the session live", async () => {
+    let failing = false;
+    const log = {
+      name: "fake",
+      ensure: async () => undefined,
+      bounds: async () => ({ first: 0, last: 0 }),
+      follow: async () => ({ stop: () => undefined }),
+      append: async () => {
+        if (failing) throw new Error("JetStream unavailable");
+        return 1;
+      },
+    };
+    const [a] = await startNodes(new MemoryBus(), ["a"], { log, sendMode: "persist" });
+    const app = sessionApp(a!);
+    const created = await call(app, "POST", "/set", { body: { n: 1 } });
+    expect(created.status).toBe(200);
+    const cookie = created.cookie!;
+    failing = true;
+    expect((await call(app, "POST", "/set", { cookie, body: { n: 2 } })).status).toBe(503);
+    expect(attributesOn(a!, keyOf(cookie))).toEqual({ n: 1 });
+    expect((await call(app, "POST", "/invalidate", { cookie })).status).toBe(503);
+    expect(attributesOn(a!, keyOf(cookie))).toEqual({ n: 1 });
+    expect(a!.manager.inspect(keyOf(cookie))?.ended).toBeUndefined();
+    // A session created by a refused request does not stay behind either.
+    expect((await call(app, "POST", "/set", { body: { other: true } })).status).toBe(503);
+    expect(a!.manager.activeSessions()).toBe(1);
+  });
 });

@@ -1,0 +1,101 @@
+/**
+ * `GapWatch`: when the delta manager's view may lack what happened elsewhere. Core NATS drops what a
+ * disconnected subscriber misses (a broker restart, a failover, a slow consumer cut off, a link
+ * reset) and nats.js drops what was published while disconnected; a paused process may have been
+ * cut off too. A gap opens on a disconnect or an event-loop stall and stays open until the manager
+ * caught up (resync done, or log replayed to the stream's end). While it is open the node ends no
+ * session. It is long, and the node not ready, when a disconnect lasted longer than `afterMs`, or a
+ * stall longer than `afterMs` came with a disconnect (the server cut the node off, so what it missed
+ * is gone); a stall alone loses nothing (the connection kept the messages) and only opens the gap.
+ */
+import type { ReplicaCore } from '../core.ts';
+
+/** Why a node catches up again after it joined. */
+export type GapReason = 'reconnect' | 'stall';
+
+/** What the watch reports to its manager. */
+export interface GapHandlers {
+  /** The channel is back, or this process ran again after a stall: catch up. */
+  readonly repair: (reason: GapReason) => void;
+  /** The channel went down (what was sent just before may be lost). */
+  readonly disconnected: () => void;
+}
+
+/** Tracks the channel and event-loop stalls; the manager closes the gap once it caught up. */
+export class GapWatch {
+  #channelUp = true;
+  #disconnectedAt = 0;
+  /** Open from a disconnect or stall until `close()`; `stall`: it began with one; `long`: see the header. */
+  #gap?: { long: boolean; stall?: boolean };
+  #stallWatch?: ReturnType<typeof setInterval>;
+
+  constructor(
+    private readonly core: ReplicaCore,
+    /** How long a disconnect or stall may last before the node counts as not ready (the cluster passes `memberDropMs`). */
+    readonly afterMs: number,
+  ) {}
+
+  /** False between a channel disconnect and its reconnect. */
+  get channelUp(): boolean {
+    return this.#channelUp;
+  }
+
+  /** True from a disconnect or stall until the manager caught up. */
+  get open(): boolean {
+    return this.#gap !== undefined;
+  }
+
+  /** True while a gap longer than `afterMs` is open: the table may be stale, the node serves nothing. */
+  get long(): boolean {
+    const gap = this.#gap;
+    if (!gap) return false;
+    if (!gap.long && !this.#channelUp && Date.now() - this.#disconnectedAt > this.afterMs) gap.long = true;
+    return gap.long;
+  }
+
+  /** Starts watching the channel's status and the event loop. */
+  watch(handlers: GapHandlers): void {
+    const { afterMs } = this;
+    this.core.parts.bus.channel.onStatus((status) => {
+      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') {
+        if (!this.#channelUp) return;
+        this.#channelUp = false;
+        this.#disconnectedAt = Date.now();
+        this.#gap ??= { long: false };
+        if (this.#gap.stall) this.#gap.long = true;
+        handlers.disconnected();
+        return;
+      }
+      if (status !== 'connected') return;
+      if (!this.#channelUp && this.#gap && Date.now() - this.#disconnectedAt > afterMs) this.#gap.long = true;
+      this.#channelUp = true;
+      if (this.core.ready) handlers.repair('reconnect');
+    });
+    let last = Date.now();
+    this.#stallWatch = setInterval(
+      () => {
+        const now = Date.now();
+        if (now - last > afterMs && this.core.ready) {
+          this.core.parts.logger.warn({ stalledMs: now - last }, 'this process stalled: deltas may have been missed');
+          // A disconnect noticed on resume, before this tick, was part of the stall.
+          if (this.#gap && !this.#channelUp) this.#gap.long = true;
+          else if (this.#gap) this.#gap.stall = true;
+          else this.#gap = { long: false, stall: true };
+          handlers.repair('stall');
+        }
+        last = now;
+      },
+      Math.max(50, Math.min(1000, Math.floor(afterMs / 4))),
+    );
+  }
+
+  /** The manager caught up: the gap closes (unless the channel went down again meanwhile). */
+  close(): void {
+    if (this.#channelUp) this.#gap = undefined;
+  }
+
+  /** Stops watching the event loop. */
+  stop(): void {
+    clearInterval(this.#stallWatch);
+  }
+}
