@@ -137,6 +137,8 @@ export class GapRecovery {
       const announced = this.#announcePrimaries();
       this.ownership.protectUnprotected();
       this.#reconciled = true;
+      this.core.parts.stats.resyncs++;
+      this.core.parts.stats.resyncRepairs += merged + pulled + forgotten;
       logger.info({ reason, donors, merged, pulled, forgotten, announced, ms: Date.now() - started }, 'gap recovery: reconciled ownership with every ready member');
     } finally {
       this.#running = false;
