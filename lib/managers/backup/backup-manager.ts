@@ -16,6 +16,7 @@ import { ReplicaCore } from '../core.ts';
 import type { CommitOptions, CommonManagerOptions, ManagerParts, SendMode, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
 import { roleOf, type OwnershipEntry } from './ownership-map.ts';
 import { CopySender } from './copies.ts';
+import { GapWatch } from '../delta/gaps.ts';
 import { GapRecovery } from './gap-recovery.ts';
 import { HandOver } from './hand-over.ts';
 import { Ownership } from './ownership.ts';
@@ -29,7 +30,8 @@ export interface BackupManagerOptions extends CommonManagerOptions {
    * After the channel reconnects, or after this process stalled for longer than this, the node may
    * have missed ownership broadcasts and copies: it waits this long for members to be back, then
    * reconciles its ownership map with every ready member (`GapRecovery`); it ends no session until
-   * then. The cluster passes `memberDropMs`. @default 3000
+   * then, and after a gap longer than this it serves none either (`catchingUp`). The cluster passes
+   * `memberDropMs`. @default 3000
    */
   readonly resyncAfterMs?: number;
 }
@@ -44,13 +46,17 @@ export class BackupManager implements SessionManager {
   readonly #ownership: Ownership;
   readonly #takeover: Takeover;
   readonly #handOver: HandOver;
+  readonly #watch: GapWatch;
   readonly #gaps: GapRecovery;
+  #lastSweepAt = Date.now();
   readonly #tombstoneTtlMs: number;
+  readonly #sweepIntervalMs: number;
   /** Entries naming this node primary without data here, seen by the last sweep (see `#sweepHeldWithoutData`). */
   #withoutData = new Set<string>();
 
   constructor(parts: ManagerParts, options: BackupManagerOptions) {
     this.#tombstoneTtlMs = options.tombstoneTtlMs;
+    this.#sweepIntervalMs = options.sweepIntervalMs;
     const source = {
       keys: () => [...this.#ownership.map.all()].map((entry) => entry.key),
       item: (key: string) => ({ entry: this.#ownership.map.raw(key) }),
@@ -62,7 +68,8 @@ export class BackupManager implements SessionManager {
     this.#ownership = new Ownership(core, this.#copies);
     this.#takeover = new Takeover(core, this.#ownership, options.fetchTimeoutMs, (key) => this.find(key));
     this.#handOver = new HandOver(core, this.#ownership, this.#copies, options.ackTimeoutMs);
-    this.#gaps = new GapRecovery(core, this.#ownership, this.#copies, this.#takeover, { ...options, resyncAfterMs: options.resyncAfterMs ?? 3000 });
+    this.#watch = new GapWatch(core, options.resyncAfterMs ?? 3000);
+    this.#gaps = new GapRecovery(core, this.#watch, this.#ownership, this.#copies, this.#takeover, options);
     parts.membership.onLeave((member) => {
       if (core.ready) this.#ownership.memberGone(member.node);
     });
@@ -72,7 +79,12 @@ export class BackupManager implements SessionManager {
   }
 
   get ready(): boolean {
-    return this.#core.ready;
+    return this.#core.ready && !this.catchingUp;
+  }
+
+  /** True while this node, after a long gap (see `GapWatch.long`), has not reconciled: it serves no session until then. */
+  get catchingUp(): boolean {
+    return this.#core.ready && this.#watch.long;
   }
 
   async start(): Promise<void> {
@@ -81,6 +93,7 @@ export class BackupManager implements SessionManager {
       for (const entry of page.entries) this.#ownership.merge(entry);
       for (const state of page.sessions) core.table.merge(state);
     });
+    this.#lastSweepAt = Date.now();
     core.serve((incoming) => core.donor.answer(incoming), () => this.#sweepTick(Date.now()));
     this.#gaps.watch();
   }
@@ -153,7 +166,10 @@ export class BackupManager implements SessionManager {
    * since its last gap; see `GapRecovery.mayExpire`); tombstones are collected either way.
    */
   #sweepTick(now: number): void {
-    if (this.#gaps.mayExpire()) {
+    // A tick this late means this process stalled: the gap watch notices on its next tick.
+    const late = now - this.#lastSweepAt > this.#sweepIntervalMs + this.#watch.afterMs;
+    this.#lastSweepAt = now;
+    if (!late && this.#gaps.mayExpire()) {
       this.sweep(now);
       this.#sweepHeldWithoutData();
     } else {

@@ -3,11 +3,13 @@
  * misses, so a node that blinked (a reconnect) or stalled (paused, frozen, blocked event loop) may
  * have missed `.map` broadcasts and copies: it would stay primary of sessions that moved, keep
  * proxies of sessions that ended, and expire sessions in use elsewhere from its stale view. After a
- * gap the node exchanges ownership entries with every ready member and repairs what differs, and
- * until that succeeded it ends nothing (see `mayExpire`).
+ * gap (noticed by the same `GapWatch` as the delta manager's) the node exchanges ownership entries
+ * with every ready member and repairs what differs, and until that succeeded it ends nothing (see
+ * `mayExpire`).
  */
 import type { OwnershipEntry } from '../../codec/envelope.ts';
 import type { ReplicaCore } from '../core.ts';
+import type { GapReason, GapWatch } from '../delta/gaps.ts';
 import type { StateTransferStatus } from '../manager.ts';
 import { receiveState } from '../state-transfer.ts';
 import { roleOf } from './ownership-map.ts';
@@ -17,30 +19,21 @@ import type { Takeover } from './takeover.ts';
 
 /** Timing of gap recovery. */
 export interface GapRecoveryOptions {
-  /** How long after a reconnect or stall the exchange runs (members have time to be back); also how late a tick may come before it counts as a stall. */
-  readonly resyncAfterMs: number;
   /** The budget of one member's whole map. */
   readonly stateTransferTimeoutMs: number;
   /** A page's budget: a live member answers at once. */
   readonly ackTimeoutMs: number;
 }
 
-/** Why this node reconciles. */
-type GapReason = 'reconnect' | 'stall';
-
-/** Watches for gaps, reconciles the ownership map and held copies with the members, and guards expiry meanwhile. */
+/** Reconciles the ownership map and held copies with the members after each gap `GapWatch` reports, and guards expiry meanwhile. */
 export class GapRecovery {
   #timer?: ReturnType<typeof setTimeout>;
-  #stallWatch?: ReturnType<typeof setInterval>;
-  #lastTick = Date.now();
-  #channelUp = true;
-  /** False from a gap until an exchange with every ready member succeeded. */
-  #reconciled = true;
   #running = false;
   #again?: GapReason;
 
   constructor(
     private readonly core: ReplicaCore,
+    private readonly gaps: GapWatch,
     private readonly ownership: Ownership,
     private readonly copies: CopySender,
     private readonly takeover: Takeover,
@@ -48,44 +41,22 @@ export class GapRecovery {
   ) {}
 
   /**
-   * Whether this node's view is fresh enough to end sessions: connected, not stalled, and reconciled
-   * since its last gap. A stale view would end sessions in use elsewhere, and an end wins everywhere.
+   * Whether this node's view is fresh enough to end sessions: connected, and reconciled since its
+   * last disconnect or stall. A stale view would end sessions in use elsewhere, and an end wins everywhere.
    */
   mayExpire(): boolean {
-    this.#checkStall(Date.now());
-    return this.#channelUp && this.#reconciled && !this.#running;
+    return !this.gaps.open && this.gaps.channelUp && !this.#running;
   }
 
-  /** Schedules a reconciliation on every channel reconnect and every stall longer than `resyncAfterMs`. */
+  /** Reconciles `gaps.afterMs` after every channel reconnect and every stall (members have time to be back). */
   watch(): void {
-    const afterMs = this.options.resyncAfterMs;
-    this.core.parts.bus.channel.onStatus((status) => {
-      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') {
-        this.#channelUp = false;
-        this.#reconciled = false;
-      }
-      if (status !== 'connected') return;
-      this.#channelUp = true;
-      if (this.core.ready) this.#schedule('reconnect', afterMs);
-    });
-    this.#lastTick = Date.now();
-    this.#stallWatch = setInterval(() => this.#checkStall(Date.now()), Math.max(50, Math.min(1000, Math.floor(afterMs / 4))));
+    this.gaps.watch({ repair: (reason) => this.#schedule(reason, this.gaps.afterMs), disconnected: () => undefined });
   }
 
   /** Stops watching and cancels a scheduled reconciliation. */
   stop(): void {
-    clearInterval(this.#stallWatch);
+    this.gaps.stop();
     clearTimeout(this.#timer);
-  }
-
-  /** A tick much later than scheduled means this process was paused: it may have missed broadcasts. */
-  #checkStall(now: number): void {
-    const stalledMs = now - this.#lastTick;
-    this.#lastTick = now;
-    if (stalledMs <= this.options.resyncAfterMs || !this.core.ready) return;
-    this.core.parts.logger.warn({ stalledMs }, 'this process stalled: ownership broadcasts may have been missed, expiry waits for reconciliation');
-    this.#reconciled = false;
-    this.#schedule('stall', this.options.resyncAfterMs);
   }
 
   #schedule(reason: GapReason, delayMs: number): void {
@@ -106,7 +77,7 @@ export class GapRecovery {
    */
   async #run(reason: GapReason): Promise<void> {
     const { bus, logger } = this.core.parts;
-    if (!this.core.ready || !this.#channelUp) return;
+    if (!this.core.ready || !this.gaps.channelUp) return;
     this.#running = true;
     const started = Date.now();
     const startStamp = this.core.parts.clock.tick();
@@ -136,7 +107,7 @@ export class GapRecovery {
       const forgotten = this.#forgetOrphanedProxies(known, startStamp[0]);
       const announced = this.#announcePrimaries();
       this.ownership.protectUnprotected();
-      this.#reconciled = true;
+      this.gaps.close();
       this.core.parts.stats.resyncs++;
       this.core.parts.stats.resyncRepairs += merged + pulled + forgotten;
       logger.info({ reason, donors, merged, pulled, forgotten, announced, ms: Date.now() - started }, 'gap recovery: reconciled ownership with every ready member');
@@ -145,7 +116,7 @@ export class GapRecovery {
       const again = this.#again ?? (failed.length > 0 ? reason : undefined);
       this.#again = undefined;
       if (failed.length > 0) logger.warn({ reason, failed }, 'gap recovery: some members did not answer in full, trying again');
-      if (again && this.core.ready) this.#schedule(again, failed.length > 0 ? this.options.resyncAfterMs : 0);
+      if (again && this.core.ready) this.#schedule(again, failed.length > 0 ? this.gaps.afterMs : 0);
     }
   }
 

@@ -142,7 +142,9 @@ export class Ownership {
     const state = this.core.table.live(entry.key);
     const handed = this.#handedOver.get(entry.key);
     this.#handedOver.delete(entry.key);
-    if (!state || !this.core.parts.membership.has(entry.primary)) return;
+    // Sent even to a primary this node does not list yet (right after a gap its heartbeat may come
+    // after its entry): the data is dropped here next, so this is its last chance to reach it.
+    if (!state) return;
     if (handed?.node === entry.primary && !mergeInto(cloneState(handed.state), state)) return;
     this.copies.pass(entry.primary, entry, state);
   }

@@ -99,6 +99,8 @@ describe("backup manager gap recovery", () => {
     // Whichever primary won, it holds the writes made on n2 during the cut.
     const primary = cluster.nodes.findIndex((node) => node.node === managerOf(cluster, 0).entry(key)!.primary);
     await waitFor("the primary to hold the latest write", () => attributesOn(cluster.nodes[primary]!, key)?.n === n);
+    // n1 was cut off for longer than memberDropMs: it serves again once it reconciled.
+    await waitFor("n1 to have reconciled", () => !cluster.nodes[0]!.manager.catchingUp && cluster.nodes[0]!.stats.resyncs >= 1);
     expect(await post(cluster, 0)).toBe(n + 1);
     expect(await post(cluster, 1)).toBe(n + 2);
     expect(await post(cluster, 2)).toBe(n + 3);
