@@ -121,6 +121,24 @@ describe("backup manager gap recovery", () => {
     expect(managerOf(cluster, 0).inspect(key)?.attributes.size ?? 0).toBe(0);
   });
 
+  it("a backup promoted without data asks the members for the session instead of starting a new one", async () => {
+    const cluster = await start();
+    // n1's copies to its backup n2 are lost: n2 knows the entry (from .map) but holds no data.
+    cluster.faults.drop({ from: "n1", subject: "sessrep.*.node.n2" });
+    expect(await post(cluster, 0)).toBe(1);
+    const key = await onlyKey(cluster);
+    expect(managerOf(cluster, 1).inspect(key)).toBeUndefined();
+    // n1 falls silent for n2 and n3, which promote n2; n1 misses nothing and never hears of it.
+    cluster.faults.drop({ from: "n1", subject: "sessrep.*.hb" }).drop({ from: "n1", subject: "_INBOX.>" }).drop({ from: "n2", subject: "sessrep.*.map" });
+    await waitFor("n2 to be promoted without data", () => managerOf(cluster, 1).entry(key)?.primary === "n2");
+    expect(managerOf(cluster, 1).inspect(key)).toBeUndefined();
+    expect(managerOf(cluster, 0).entry(key)).toMatchObject({ primary: "n1" });
+    cluster.faults.heal();
+    await waitFor("n2 to see n1 again", () => cluster.nodes[1]!.status().members.some((m) => m.node === "n1" && m.ready));
+    // The request on n2 finds the session on n1 rather than answering a new one.
+    expect(await post(cluster, 1)).toBe(2);
+  });
+
   it("a backup promoted without data asks the members, and its entry is ended everywhere when nobody has the session", async () => {
     const cluster = await start();
     // n1's copies to its backup n2 are lost: n2 knows the entry (from .map) but holds no data.
