@@ -20,8 +20,7 @@ export default defineConfig([
     dts: true,
     // dependencies and peer dependencies stay imports (tsdown's default); nothing from node_modules is inlined, and the
     // runtimes' own modules that adapters use (`node:*`, `cloudflare:*`, `bun`) are left to the runtime.
-    // An entry that imports another entry by its public name (session-replication/nats) keeps that import.
-    deps: { neverBundle: [/^node:/, /^cloudflare:/, /^bun(:|$)/, /^session-replication\//] },
+    deps: { neverBundle: [/^node:/, /^cloudflare:/, /^bun(:|$)/] },
     hooks: {
       // Entries that need NATS or the AWS SDK load it through a guard that names a missing package (scripts/optional-peer-guards.ts).
       'build:done': ({ chunks }) => guardOptionalPeers(chunks, optionalPeers('package.json')),

@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import { adminRoutes, probeRoutes, type AdminRoutesOptions } from 'session-replication/admin';
 import { HTTPException } from 'hono/http-exception';
-import { SessionReplicationError, UnserializableValueError, type ClusterNode, type Session, type SessionVariables } from 'session-replication';
+import { SessionReplicationError, UnserializableValueError, type ClusterNode, type Session, type SessionMiddlewareOptions, type SessionVariables } from 'session-replication';
 
 /** The session as the demo API shows it. */
 function describe(session: Session, node: string) {
@@ -37,6 +37,8 @@ export interface DemoAppOptions {
    * root; omitted: only the open probes `/healthz` and `/readyz`.
    */
   readonly admin?: AdminRoutesOptions;
+  /** Cookie and valve options of the session middleware (`trustProxy` behind a TLS-terminating proxy). */
+  readonly session?: SessionMiddlewareOptions;
 }
 
 /** Builds the demo Hono app on a cluster node: a session API, a counter, and the library's admin routes. */
@@ -45,10 +47,14 @@ export function createDemoApp(sessions: ClusterNode, options: DemoAppOptions = {
   const node = sessions.node;
   app.route('/', options.admin ? adminRoutes(sessions, options.admin) : probeRoutes(sessions));
 
-  app.use('/session/*', sessions.middleware());
-  app.use('/counter', sessions.middleware());
+  app.use('/session/*', sessions.middleware(options.session));
+  app.use('/counter', sessions.middleware(options.session));
 
-  app.get('/session', (c) => json(describe(c.get('session'), node)));
+  // The demo hands out a session on GET /session (reads alone create none: touch() asks for one).
+  app.get('/session', (c) => {
+    c.get('session').touch();
+    return json(describe(c.get('session'), node));
+  });
 
   app.put('/session/attributes/:name', async (c) => {
     const text = await c.req.text();

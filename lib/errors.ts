@@ -223,3 +223,13 @@ export class UnsupportedRuntimeError extends SessionReplicationError {
     super('UNSUPPORTED_RUNTIME', `${entry} runs on ${runtime} only (its ${runtime} API is missing here)`);
   }
 }
+
+/** A value given to `set()` does not match the Standard Schema configured for its attribute (`schema`). */
+export class InvalidSessionValueError extends SessionReplicationError {
+  constructor(
+    readonly attribute: string,
+    readonly issues: readonly string[],
+  ) {
+    super('INVALID_SESSION_VALUE', `attribute "${attribute}" does not match its schema: ${issues.join('; ')}`);
+  }
+}

@@ -1,5 +1,5 @@
 /** Public entry point: Web-standard only, runs on every Hono runtime. NATS lives in `session-replication/nats`. */
-export { createCluster, type ChannelState, type ClusterNode, type ClusterOptions, type ClusterStatus, type MemberStatus, type MembershipView, type SessionList } from './cluster/index.ts';
+export { createCluster, type ChannelState, type ClusterNode, type ClusterOptions, type ClusterStatus, type MemberStatus, type MembershipView, type PrincipalSession, type SessionList } from './cluster/index.ts';
 export type { DrainStatus } from './drain.ts';
 export type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel/channel.ts';
 export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts';
@@ -11,7 +11,10 @@ export type { CommitOptions, SendMode, SessionManager, SessionSummary, StateTran
 export type { MemberInfo } from './membership/membership.ts';
 export { DEFAULT_COOKIE_NAME, DEFAULT_FILTER, type SessionMiddlewareOptions, type SessionVariables } from './middleware/session-middleware.ts';
 export { formatSessionId, parseSessionId, type SessionId } from './session/ids.ts';
-export { Session } from './session/session.ts';
+export { DEFAULT_PRINCIPAL_ATTRIBUTE, FLASH_PREFIX, Session, type SessionData, type ValueOf } from './session/session.ts';
+export type { AttributeChangedEvent, EventOrigin, ListenerOptions, SessionCreatedEvent, SessionEndedEvent, SessionEvent, SessionEventMap } from './session/events.ts';
+export type { SchemaData, SessionSchema } from './session/schema.ts';
+export type { EndReason } from './session/state.ts';
 export { ReplicationStats, type TrafficRates } from './stats.ts';
 export { LagWindow, RateWindow, type LagSummary } from './stats-window.ts';
 export { MemorySnapshotStore } from './store/memory.ts';

@@ -46,6 +46,10 @@ export class ReplicationStats {
   resyncs = 0;
   /** Sessions a resync changed: updates this node had missed. */
   resyncRepairs = 0;
+  /** Session listeners (`on('created' | 'ended' | 'attribute')`) that threw. */
+  listenerErrors = 0;
+  /** Attribute values from other nodes that did not match this node's schema (drift during a rolling deploy). */
+  schemaDrift = 0;
 
   /** Counts one outgoing message. */
   countSent(kind: MessageKind, bytes: number): void {

@@ -18,8 +18,8 @@ import type { Context, Env, Hono, MiddlewareHandler, Schema } from 'hono';
 import { handle, type APIGatewayProxyResult, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
 import { getCookie } from 'hono/cookie';
 // The NATS entries by their public names: the build keeps them separate modules (each guards its optional peers).
-import { jetStreamLogFor, type ReplicationLog } from 'session-replication/jetstream';
-import { NatsChannel } from 'session-replication/nats';
+import { jetStreamLogFor, type ReplicationLog } from '../../lib/log/jetstream.ts';
+import { NatsChannel } from '../../lib/channel/nats.ts';
 import { createCluster } from '../../lib/cluster/index.ts';
 import { InvalidOptionsError } from '../../lib/errors.ts';
 import { CatchUpLog } from '../../lib/log/catch-up-log.ts';

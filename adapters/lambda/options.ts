@@ -1,7 +1,7 @@
 /** The options, counters and handler type of `createLambdaHandler`. */
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { APIGatewayProxyResult, LambdaContext, LambdaEvent } from 'hono/aws-lambda';
-import type { ReplicationLog } from 'session-replication/jetstream';
+import type { ReplicationLog } from '../../lib/log/jetstream.ts';
 import type { ClusterOptions, createCluster } from '../../lib/cluster/index.ts';
 import type { CatchUpLog } from '../../lib/log/catch-up-log.ts';
 import type { Logger } from '../../lib/logger.ts';

@@ -41,5 +41,5 @@ export function edgeMemberOptions(config: EdgeEnvConfig): EdgeMemberOptions {
 
 /** The demo app as a member app, built on the running node; with `SESSREP_ADMIN_TOKEN` it mounts the admin routes behind that token. */
 export function demoMemberApp(config: EdgeEnvConfig): (node: ClusterNode) => FetchHandler {
-  return (node) => createDemoApp(node, config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {});
+  return (node) => createDemoApp(node, { session: { trustProxy: config.trustProxy }, ...(config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}) });
 }

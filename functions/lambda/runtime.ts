@@ -51,7 +51,7 @@ export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOpti
 
 /** The demo app's handler for the function's settings; `overrides` replace options (tests). */
 export function createDemoLambdaHandler(config: LambdaEnvConfig, overrides: Partial<LambdaHandlerOptions> = {}): LambdaSessionHandler {
-  return createLambdaHandler((node) => publicDemoApp(node, config.adminToken), { ...lambdaHandlerOptions(config), ...overrides });
+  return createLambdaHandler((node) => publicDemoApp(node, config), { ...lambdaHandlerOptions(config), ...overrides });
 }
 
 /**
@@ -59,10 +59,16 @@ export function createDemoLambdaHandler(config: LambdaEnvConfig, overrides: Part
  * token (SESSREP_ADMIN_TOKEN). Drain is never routed from the public URL, token or not: there is no
  * one instance to drain behind it, and an environment leaves the cluster on SIGTERM instead.
  */
-function publicDemoApp(node: LambdaClusterNode, adminToken: string | undefined): Hono {
+function publicDemoApp(node: LambdaClusterNode, config: LambdaEnvConfig): Hono {
   const app = new Hono();
   app.post('/cluster/drain', (c) => c.json({ error: 'not found', code: 'NOT_FOUND' }, 404));
-  app.route('/', createDemoApp(node, adminToken !== undefined ? { admin: { token: adminToken } } : {}));
+  app.route(
+    '/',
+    createDemoApp(node, {
+      session: { trustProxy: config.trustProxy },
+      ...(config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}),
+    }),
+  );
   return app;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The `session-replication` command line, on commander: `serve` runs one node, `cluster` a local
- * cluster, `drain` drains a node, `table create` makes the snapshot table. Every serve setting is a
+ * cluster, `drain` drains a node, `sessions list|kill --principal` a user's sessions, `table create` makes the snapshot table. Every serve setting is a
  * flag with an environment variable and a default (functions/shared/config.ts); `--help` is generated
  * from them. A bad flag or setting exits 2 with one line on stderr.
  */
@@ -12,12 +12,14 @@ import { addServeOptions, nameIn, rawSettings, readServeConfig, settingOption } 
 import { drainCommand } from './drain-command.ts';
 import { loadDynamoDB } from './dynamodb.ts';
 import { createLogger, startNode } from './node-server.ts';
+import { sessionsCommand } from './sessions-command.ts';
 
 const ENDPOINTS = `Endpoints of every node: GET /session, PUT|DELETE /session/attributes/:name, POST /counter,
 POST /session/invalidate, POST /session/regenerate; open probes GET /healthz (alive) and GET /readyz
 (503 while joining or draining); with SESSREP_ADMIN_TOKEN (Bearer, or the Basic-auth password):
 GET /cluster, GET /cluster/sessions, GET /cluster/ui, GET /metrics, POST /cluster/drain (start
-draining), GET /cluster/drain ({state, remaining}).
+draining), GET /cluster/drain ({state, remaining}), GET|DELETE /cluster/principals/:id/sessions
+(a user's sessions; DELETE ends them on every node).
 SIGTERM or Ctrl-C leaves the cluster gracefully (after a drain: without moving any session).`;
 
 /** The `serve` command. */
@@ -59,7 +61,7 @@ export function program(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
     .showSuggestionAfterError(false);
-  const commands = [serveCommand(), clusterCommand(), drainCommand(), tableCommand()];
+  const commands = [serveCommand(), clusterCommand(), drainCommand(), sessionsCommand(), tableCommand()];
   // addCommand does not pass settings down: every command reports errors (and exits) through the root.
   const inherit = (command: Command) => {
     command.copyInheritedSettings(root);

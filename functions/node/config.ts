@@ -22,6 +22,8 @@ export interface ServeConfig {
   manager: 'delta' | 'backup';
   send: 'async' | 'ack' | 'persist';
   maxInactive: number;
+  /** Believe X-Forwarded-Proto (a TLS-terminating proxy in front) when deciding whether the session cookie is Secure. */
+  trustProxy: boolean;
   logLevel: LogLevel;
   /** Keep a replication log in JetStream (on with a DynamoDB table or send mode persist). */
   jetstream: boolean;

@@ -33,13 +33,14 @@ export function drainCommand(): Command {
 
 const URL_PATTERN = /^https?:\/\/\S+$/;
 
-/** The admin token as an Authorization header (none without a token). */
-function adminHeaders(token: string | undefined): Record<string, string> {
+/** The admin token as an Authorization header (none without a token); `sessions` uses it too. */
+export function adminHeaders(token: string | undefined): Record<string, string> {
   const trimmed = token?.trim();
   return trimmed ? { authorization: `Bearer ${trimmed}` } : {};
 }
 
-async function getJson<T>(url: string, headers: Record<string, string>, init: RequestInit = {}): Promise<{ status: number; body: T }> {
+/** Fetches JSON from a node's admin route (5 s timeout); a 401 becomes a `ConfigError` naming the admin token. */
+export async function getJson<T>(url: string, headers: Record<string, string>, init: RequestInit = {}): Promise<{ status: number; body: T }> {
   const response = await fetch(url, { ...init, headers, signal: AbortSignal.timeout(5000) });
   if (response.status === 401) throw new ConfigError(`${url} answered 401: set SESSREP_ADMIN_TOKEN (or --admin-token) to the node's admin token`);
   const text = await response.text();

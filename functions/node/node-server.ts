@@ -123,6 +123,7 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
   const server = await serveNode(
     (node) =>
       createDemoApp(node, {
+        session: { trustProxy: config.trustProxy },
         ...(config.adminToken !== undefined ? { admin: { token: config.adminToken, extraMetrics: processMetrics({ cluster: node.cluster, node: node.node }) } } : {}),
       }),
     {

@@ -67,6 +67,13 @@ export const SETTINGS = {
     runtimes: ALL,
   },
   maxInactive: { env: 'SESSREP_MAX_INACTIVE', flag: 'max-inactive', help: 'session timeout in seconds (<= 0: never)', default: '1800', runtimes: ALL },
+  trustProxy: {
+    env: 'SESSREP_TRUST_PROXY',
+    flag: 'trust-proxy',
+    help: 'true behind a TLS-terminating proxy that sets X-Forwarded-Proto: the session cookie is Secure when the client used https',
+    default: 'false',
+    runtimes: ALL,
+  },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level', help: 'debug, info, warn, error or silent', default: 'info', runtimes: ALL },
   jetstream: {
     env: 'SESSREP_JETSTREAM',
@@ -154,6 +161,8 @@ export interface CommonConfig {
   send: 'async' | 'ack' | 'persist';
   /** Session timeout in seconds; <= 0: never. */
   maxInactive: number;
+  /** Believe X-Forwarded-Proto when deciding whether the session cookie is Secure. */
+  trustProxy: boolean;
   logLevel: LogLevel;
   /** Keep the replication log in JetStream. */
   jetstream: boolean;
@@ -257,6 +266,7 @@ function schemaFor(runtime: Runtime) {
     manager: oneOf(['delta', 'backup']),
     send: oneOf(['async', 'ack', 'persist']),
     maxInactive: integer(-1, MAX_INACTIVE_SECONDS),
+    trustProxy: oneOf(['true', 'false']).transform((value) => value === 'true'),
     logLevel: oneOf(['debug', 'info', 'warn', 'error', 'silent']),
     jetstream: oneOf(['true', 'false']).transform((value) => value === 'true'),
     dynamodbTable: z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, { error: 'must be 3-255 characters of A-Z a-z 0-9 _ . -' }),

@@ -74,6 +74,8 @@ const COUNTERS: ReadonlyArray<readonly [field: string, name: string, help: strin
   ['replicationErrors', 'sessrep_replication_errors_total', 'Replication publishes that failed (the request was still answered).'],
   ['resyncs', 'sessrep_resyncs_total', 'Full-state merges from every ready member after a reconnect or a stall.'],
   ['resyncRepairs', 'sessrep_resync_repairs_total', 'Sessions a resync changed: updates this node had missed.'],
+  ['listenerErrors', 'sessrep_session_listener_errors_total', 'Session event listeners that threw (logged; replication went on).'],
+  ['schemaDrift', 'sessrep_schema_drift_total', "Attribute values from other nodes that did not match this node's schema (applied anyway)."],
 ];
 
 /** The counter maps of `ReplicationStats`, by message kind or drop reason. */

@@ -61,6 +61,8 @@ export function probeRoutes(node: ClusterNode): Hono {
  * Builds the admin routes of one node: the probes of {@link probeRoutes} plus the guarded routes. Throws `InvalidOptionsError` without a guard.
  *
  * Guarded: `GET /cluster`, `GET /cluster/sessions?limit=`, `POST /cluster/drain`, `GET /cluster/drain`,
+ * `GET /cluster/principals/:id/sessions` (a user's sessions cluster-wide, key prefixes only),
+ * `DELETE /cluster/principals/:id/sessions` (end them on every node: "log out everywhere"),
  * `GET /cluster/members/:node[/sessions]` (another member's view, fetched by this node from the
  * member's advertised URL under the same mount path), `GET /cluster/ui`, `GET /metrics`.
  *
@@ -86,6 +88,20 @@ export function adminRoutes(node: ClusterNode, options: AdminRoutesOptions): Hon
     return c.json(node.drainStatus(), 202, NO_STORE);
   });
   admin.get('/cluster/drain', guard, (c) => c.json(node.drainStatus(), 200, NO_STORE));
+  admin.get('/cluster/principals/:principal/sessions', guard, async (c) => {
+    const principal = c.req.param('principal');
+    // The key is a credential: an operator sees its first 8 characters, as on /cluster/sessions.
+    const sessions = (await node.findByPrincipal(principal)).map((s) => ({ ...s, key: s.key.slice(0, 8) }));
+    return c.json({ principal, total: sessions.length, sessions }, 200, NO_STORE);
+  });
+  admin.delete('/cluster/principals/:principal/sessions', guard, async (c) => {
+    const origin = c.req.header('origin');
+    if (origin !== undefined && origin !== new URL(c.req.url).origin) return c.json({ error: 'cross-origin request refused', code: 'FORBIDDEN' }, 403, NO_STORE);
+    const principal = c.req.param('principal');
+    const ended = await node.endSessionsOf(principal);
+    node.logger.info({ principal: principal.slice(0, 64), ended }, "admin: ended a principal's sessions");
+    return c.json({ principal, ended }, 200, NO_STORE);
+  });
   admin.get('/cluster/members/:member', guard, (c) => fromMember(c, '/cluster'));
   admin.get('/cluster/members/:member/sessions', guard, (c) => fromMember(c, `/cluster/sessions${new URL(c.req.url).search}`));
   if (dashboard) admin.get('/cluster/ui', guard, (c) => c.body(DASHBOARD_HTML, 200, DASHBOARD_HEADERS));

@@ -3,6 +3,7 @@ import type { MiddlewareHandler } from 'hono';
 import type { Channel } from '../channel/channel.ts';
 import { MessageProtection } from '../codec/protection.ts';
 import type { DrainStatus } from '../drain.ts';
+import { InvalidOptionsError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { SessionManager } from '../managers/manager.ts';
 import type { MemberInfo } from '../membership/membership.ts';
@@ -11,6 +12,9 @@ import {
   type SessionMiddlewareOptions,
   type SessionVariables,
 } from '../middleware/session-middleware.ts';
+import type { ListenerOptions, SessionEventMap } from '../session/events.ts';
+import type { SessionData } from '../session/session.ts';
+import { cloneState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
 import { type ClusterOptions, PAYLOAD_OVERHEAD_BYTES, resolveOptions } from './options.ts';
 import { type ClusterStatus, clusterStatus, type SessionList, sessionList, type StatusSource } from './status.ts';
@@ -61,7 +65,9 @@ export interface ClusterNode {
    */
   flush(): Promise<void>;
   /** The Hono middleware that gives handlers `c.get('session')`. */
-  middleware(options?: SessionMiddlewareOptions): MiddlewareHandler<{ Variables: SessionVariables }>;
+  middleware<Data extends SessionData = SessionData>(
+    options?: SessionMiddlewareOptions,
+  ): MiddlewareHandler<{ Variables: SessionVariables<Data> }>;
   /** The `/cluster` view of this node. */
   status(): ClusterStatus;
   /** The sessions this node knows, at most `limit` (for `/cluster/sessions`): key prefixes only. */
@@ -74,6 +80,32 @@ export interface ClusterNode {
   drain(): Promise<DrainStatus>;
   /** `serving`, `draining`, or `drained` (safe to stop), and what is left. */
   drainStatus(): DrainStatus;
+  /**
+   * Listens to session events: `created`, `ended` (with its reason) and `attribute` (set or removed).
+   * By default only changes made on this node; `{ replicated: true }` also those arriving from other
+   * nodes (`origin: 'remote'`). A listener that throws is logged and counted. Returns the remover.
+   */
+  on<T extends keyof SessionEventMap>(
+    type: T,
+    listener: (event: SessionEventMap[T]) => void,
+    options?: ListenerOptions,
+  ): () => void;
+  /**
+   * The live sessions of a principal (`session.setPrincipal(id)`) anywhere in the cluster: the delta
+   * manager answers from its own index (every node holds every session), the backup manager asks
+   * every member for the sessions it holds.
+   */
+  findByPrincipal(principal: string): Promise<PrincipalSession[]>;
+  /** Ends every session of a principal on every node (password change, "log out everywhere"); resolves to how many ended. */
+  endSessionsOf(principal: string): Promise<number>;
+}
+
+/** A session found by `findByPrincipal`. The key is a credential: show only a prefix of it. */
+export interface PrincipalSession {
+  readonly key: string;
+  readonly createdAt?: number;
+  readonly lastAccessedAt?: number;
+  readonly lastAccessedBy?: string;
 }
 
 /**
@@ -86,7 +118,7 @@ export function createCluster(options: ClusterOptions): ClusterNode {
 
 /** Gives wired parts their lifecycle, middleware and views. */
 export function clusterNode(parts: NodeParts): ClusterNode {
-  const { options, channel, bus, membership, manager, stats, logger, drainer } = parts;
+  const { options, channel, bus, membership, manager, stats, logger, drainer, events, principals } = parts;
   const { node } = options;
   const source: StatusSource = {
     cluster: options.cluster,
@@ -100,6 +132,34 @@ export function clusterNode(parts: NodeParts): ClusterNode {
   };
   let direct: { unsubscribe(): void } | undefined;
   let sampler: ReturnType<typeof setInterval> | undefined;
+
+  const describe = (key: string): PrincipalSession => {
+    const state = manager.find(key);
+    return state
+      ? { key, createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy }
+      : { key };
+  };
+  async function findByPrincipal(principal: string): Promise<PrincipalSession[]> {
+    if (typeof principal !== 'string' || principal.length === 0)
+      throw new InvalidOptionsError('a principal is a non-empty string');
+    const keys = new Set(principals.keysOf(principal));
+    if (manager.name === 'backup') {
+      // Sessions live on their primary and backup only: ask every member what it holds.
+      const answers = await Promise.allSettled(
+        membership
+          .members()
+          .map((member) =>
+            bus.request(bus.subjects.node(member.node), 'principal', { p: principal }, options.fetchTimeoutMs),
+          ),
+      );
+      for (const answer of answers) {
+        if (answer.status === 'rejected')
+          logger.warn({ error: (answer.reason as Error).message }, 'findByPrincipal: a member did not answer');
+        else if (answer.value.kind === 'principal-keys') for (const key of answer.value.body.k) keys.add(key);
+      }
+    }
+    return [...keys].map(describe);
+  }
 
   return {
     cluster: options.cluster,
@@ -116,8 +176,11 @@ export function clusterNode(parts: NodeParts): ClusterNode {
       stats.sampleRates();
       sampler ??= setInterval(() => stats.sampleRates(), 1000);
       direct = bus.listen(bus.subjects.node(node), (incoming) => {
-        if (incoming.message.kind === 'ping') membership.answerPing(incoming);
-        else manager.onDirect(incoming);
+        const { message } = incoming;
+        if (message.kind === 'ping') membership.answerPing(incoming);
+        else if (message.kind === 'principal') {
+          if (incoming.reply) bus.send(incoming.reply, 'principal-keys', { k: principals.keysOf(message.body.p) });
+        } else manager.onDirect(incoming);
       });
       const limit = channel.maxPayload;
       if (limit !== undefined && options.maxSessionBytes + PAYLOAD_OVERHEAD_BYTES > limit) {
@@ -147,8 +210,8 @@ export function clusterNode(parts: NodeParts): ClusterNode {
       await bus.flush();
       await channel.flush();
     },
-    middleware(middlewareOptions) {
-      const inner = sessionMiddleware(
+    middleware<Data extends SessionData = SessionData>(middlewareOptions?: SessionMiddlewareOptions) {
+      const inner = sessionMiddleware<Data>(
         {
           node,
           manager,
@@ -165,11 +228,19 @@ export function clusterNode(parts: NodeParts): ClusterNode {
           },
           maxActiveSessions: options.maxActiveSessions,
           isDraining: () => drainer.draining,
+          defaultMaxLifetimeSeconds: options.maxLifetimeSeconds,
+          principalAttribute: options.principalAttribute,
+          ...(options.schema ? { schema: options.schema } : {}),
+          // An async commit leaves on the next turn (batching); then the bus and channel flush it.
+          settle: () =>
+            new Promise<void>((resolve) => setTimeout(resolve, 0))
+              .then(() => bus.flush())
+              .then(() => channel.flush()),
         },
         middlewareOptions,
       );
       // Session requests in flight keep a draining node from reporting `drained`.
-      return async function trackedSession(c, next) {
+      const tracked: MiddlewareHandler<{ Variables: SessionVariables<Data> }> = async function trackedSession(c, next) {
         const leave = drainer.enter();
         try {
           return await inner(c, next);
@@ -177,12 +248,37 @@ export function clusterNode(parts: NodeParts): ClusterNode {
           leave();
         }
       };
+      return tracked;
     },
     drain() {
       return drainer.start().then(() => drainer.status());
     },
     drainStatus() {
       return drainer.status();
+    },
+    on(type, listener, listenerOptions) {
+      return events.on(type, listener, listenerOptions);
+    },
+    findByPrincipal,
+    async endSessionsOf(principal) {
+      let ended = 0;
+      for (const { key } of await findByPrincipal(principal)) {
+        // The backup manager takes the session over from its holder first; the end then reaches every copy.
+        const state = await manager.resolve(key);
+        if (!state) continue;
+        const end = {
+          ...cloneState(state),
+          attributes: new Map(),
+          ended: { stamp: parts.clock.tick(), reason: 'invalidated' as const },
+        };
+        await manager.commit(
+          { deltas: [end], modified: true },
+          { replicate: true, mode: options.sendMode === 'persist' ? 'persist' : 'ack' },
+        );
+        ended++;
+      }
+      logger.info({ principalSessions: ended }, 'ended every session of a principal');
+      return ended;
     },
     status() {
       return clusterStatus(source);

@@ -2,6 +2,7 @@
  * The options of `createCluster`, their validation, and every default: `resolveOptions()` is the one
  * place a default is decided, including those computed from other options.
  */
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { z } from 'zod';
 import type { Channel } from '../channel/channel.ts';
 import type { ReplicationLog } from '../log/replication-log.ts';
@@ -11,6 +12,7 @@ import { consoleLogger, type Logger } from '../logger.ts';
 import type { SendMode } from '../managers/manager.ts';
 import type { PageLimits } from '../managers/state-transfer.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
+import type { SessionSchema } from '../session/schema.ts';
 import type { SnapshotStore } from '../store/snapshot-store.ts';
 import type { SnapshotWriterOptions } from '../store/snapshot-writer.ts';
 
@@ -92,6 +94,25 @@ export interface ClusterOptions {
    * @default 1800
    */
   readonly maxInactiveSeconds?: number;
+  /**
+   * Absolute lifetime of new sessions from creation, in seconds, enforced on every node beside the
+   * idle timeout (each session can change its own through `maxLifetime`); 0: none.
+   * @default 0
+   */
+  readonly maxLifetimeSeconds?: number;
+  /**
+   * Standard Schemas (zod, valibot, arktype) per attribute name: a value is checked at `set()`
+   * (`InvalidSessionValueError`), and a change arriving from another node that does not match is applied,
+   * logged and counted (`stats.schemaDrift`).
+   * @default none
+   */
+  readonly schema?: SessionSchema;
+  /**
+   * The attribute `session.setPrincipal()` writes and the principal index (`findByPrincipal`,
+   * `endSessionsOf`) reads.
+   * @default 'principal'
+   */
+  readonly principalAttribute?: string;
   /**
    * Period of the expiry sweep. Milliseconds.
    * @default 10000
@@ -201,6 +222,9 @@ export interface ResolvedOptions {
   readonly fetchTimeoutMs: number;
   readonly stateTransferTimeoutMs: number;
   readonly maxInactiveSeconds: number;
+  readonly maxLifetimeSeconds: number;
+  readonly schema: SessionSchema | undefined;
+  readonly principalAttribute: string;
   readonly sweepIntervalMs: number;
   readonly touchIntervalMs: number;
   readonly tombstoneTtlMs: number;
@@ -261,6 +285,17 @@ const optionsSchema = z
     fetchTimeoutMs: ms(5000),
     stateTransferTimeoutMs: z.number().int().nonnegative().default(60_000),
     maxInactiveSeconds: z.number().int().default(1800),
+    maxLifetimeSeconds: z.number().int().nonnegative().default(0),
+    schema: z
+      .record(
+        z.string(),
+        z.custom<StandardSchemaV1>(
+          (value) => typeof value === 'object' && value !== null && '~standard' in value,
+          'schema entries must be Standard Schemas',
+        ),
+      )
+      .optional(),
+    principalAttribute: z.string().min(1).max(256).default('principal'),
     sweepIntervalMs: ms(10_000),
     touchIntervalMs: z.number().int().positive().optional(),
     tombstoneTtlMs: ms(600_000),
@@ -345,6 +380,7 @@ export function resolveOptions(options: ClusterOptions): ResolvedOptions {
     snapshot: { intervalMs: o.snapshotIntervalMs, checkpointPollMs: Math.max(5000, o.snapshotIntervalMs * 5) },
     pageLimits: o.manager === 'backup' ? BACKUP_PAGE_LIMITS : DELTA_PAGE_LIMITS,
     clusterKeys: o.clusterKeys,
+    schema: o.schema,
     advertiseUrl: o.advertiseUrl,
     logger: o.logger ?? consoleLogger(),
   };

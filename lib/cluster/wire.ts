@@ -1,6 +1,7 @@
 /**
- * `wireNode`: builds one node's parts from resolved options (channel, bus, membership, manager,
- * drain controller), so `createCluster` and tests share one wiring.
+ * `wireNode`: builds one node's parts from resolved options (channel, bus, membership, session
+ * events, principal index, schema drift check, manager, drain controller), so `createCluster` and
+ * tests share one wiring.
  */
 import { ClusterBus } from '../bus/cluster-bus.ts';
 import type { Channel } from '../channel/channel.ts';
@@ -12,6 +13,9 @@ import { DeltaManager, type DeltaManagerOptions } from '../managers/delta/delta-
 import type { SessionManager } from '../managers/manager.ts';
 import { Membership } from '../membership/membership.ts';
 import { HybridClock } from '../session/clock.ts';
+import { observeAll, SessionEvents } from '../session/events.ts';
+import { PrincipalIndex } from '../session/principal-index.ts';
+import { SchemaDriftCheck } from '../session/schema.ts';
 import { ReplicationStats } from '../stats.ts';
 import type { ResolvedOptions } from './options.ts';
 import { type ChannelWatch, watchChannel } from './status.ts';
@@ -29,6 +33,10 @@ export interface NodeParts {
   readonly bus: ClusterBus;
   readonly membership: Membership;
   readonly manager: SessionManager;
+  /** The session event listeners (`node.on(...)`), fed by the session table. */
+  readonly events: SessionEvents;
+  /** This node's sessions by principal, fed by the session table. */
+  readonly principals: PrincipalIndex;
   readonly drainer: DrainController;
   /** The channel's connection state (for `/cluster`). */
   readonly channelWatch: ChannelWatch;
@@ -59,7 +67,20 @@ export function wireNode(options: ResolvedOptions): NodeParts {
     },
     logger,
   );
-  const managerParts = { bus, membership, clock, stats, logger };
+  const events = new SessionEvents(node, logger, () => stats.listenerErrors++);
+  const principals = new PrincipalIndex(options.principalAttribute);
+  const observers = [events.observer(), principals.observer()];
+  if (options.schema) {
+    const drift = new SchemaDriftCheck(options.schema, node, (name, author, issues) => {
+      stats.schemaDrift++;
+      logger.warn(
+        { attribute: name, from: author, issues: issues.slice(0, 3) },
+        "schema drift: a replicated value does not match this node's schema (applied anyway)",
+      );
+    });
+    observers.push(drift.observer());
+  }
+  const managerParts = { bus, membership, clock, stats, logger, observer: observeAll(observers) };
   const managerOptions: DeltaManagerOptions = {
     ackTimeoutMs: options.ackTimeoutMs,
     stateTransferTimeoutMs: options.stateTransferTimeoutMs,
@@ -79,5 +100,19 @@ export function wireNode(options: ResolvedOptions): NodeParts {
       : new DeltaManager(managerParts, managerOptions);
   const drainer = new DrainController(manager, membership, logger, options.drainQuietMs);
   const channelWatch = watchChannel(channel, stats, logger);
-  return { options, channel, ownsChannel, logger, stats, clock, bus, membership, manager, drainer, channelWatch };
+  return {
+    options,
+    channel,
+    ownsChannel,
+    logger,
+    stats,
+    clock,
+    bus,
+    membership,
+    manager,
+    events,
+    principals,
+    drainer,
+    channelWatch,
+  };
 }

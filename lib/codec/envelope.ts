@@ -43,7 +43,9 @@ interface WireState {
   /** Attributes: name, stamp and encoded value (no value: removed). */
   x: [name: string, stamp: WireStamp, value?: string][];
   /** Set when the session ended: the stamp and why. */
-  e?: [stamp: WireStamp, reason: 'invalidated' | 'expired'];
+  e?: [stamp: WireStamp, reason: 'invalidated' | 'expired' | 'regenerated'];
+  /** The absolute lifetime in seconds, with the stamp of its last change; older nodes ignore it. */
+  l?: [seconds: number, stamp: WireStamp];
 }
 
 /** Ownership entry (backup manager) on the wire: [key, primary, backup, stamp, ended?]. */
@@ -62,6 +64,8 @@ interface WireBodies {
   copy: { id: string; e: WireEntry[]; s: WireState[]; fwd?: boolean; write?: boolean };
   fetch: { k: string };
   fetched: { e: WireEntry[]; s: WireState[] };
+  principal: { p: string };
+  'principal-keys': { k: string[] };
 }
 
 const token = z.string().regex(TOKEN_PATTERN);
@@ -74,7 +78,8 @@ const wireState: z.ZodType<WireState> = z.object({
   ab: token,
   m: z.tuple([z.number().int(), stamp]),
   x: z.array(z.tuple([z.string().min(1).max(256), stamp, z.string().optional()])),
-  e: z.tuple([stamp, z.enum(['invalidated', 'expired'])]).optional(),
+  e: z.tuple([stamp, z.enum(['invalidated', 'expired', 'regenerated'])]).optional(),
+  l: z.tuple([z.number().int(), stamp]).optional(),
 });
 
 /** Ownership entry (backup manager): [key, primary, backup, stamp, ended?]. */
@@ -114,6 +119,10 @@ const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
   fetch: z.object({ k: z.string().min(1).max(64) }),
   /** The answer to `fetch`: the holder's entry and state, when it has them. */
   fetched: z.object({ e: z.array(wireEntry), s: z.array(wireState) }),
+  /** Backup manager: which sessions of this principal does a member hold? (`findByPrincipal` asks every member.) */
+  principal: z.object({ p: z.string().min(1).max(1024) }),
+  /** The answer to `principal`: the keys the member holds. */
+  'principal-keys': z.object({ k: z.array(z.string().min(1).max(64)).max(100_000) }),
 };
 
 /** Every message kind on the wire. */
@@ -223,6 +232,7 @@ function toWire(state: SessionState): WireState {
     a: state.lastAccessedAt,
     ab: state.lastAccessedBy,
     m: [state.maxInactive.seconds, state.maxInactive.stamp as WireState['m'][1]],
+    ...(state.maxLifetime ? { l: [state.maxLifetime.seconds, state.maxLifetime.stamp as WireState['m'][1]] as WireState['m'] } : {}),
     x,
     ...(state.ended ? { e: [state.ended.stamp as WireState['m'][1], state.ended.reason] } : {}),
   };
@@ -246,6 +256,7 @@ function fromWire(wire: WireState): SessionState {
     lastAccessedAt: wire.a,
     lastAccessedBy: wire.ab,
     maxInactive: { seconds: wire.m[0], stamp: wire.m[1] as Stamp },
+    ...(wire.l ? { maxLifetime: { seconds: wire.l[0], stamp: wire.l[1] as Stamp } } : {}),
     attributes,
     ...(wire.e ? { ended: { stamp: wire.e[0] as Stamp, reason: wire.e[1] } } : {}),
   };

@@ -45,6 +45,7 @@ export class ReplicaCore {
     private readonly options: ReplicaCoreOptions,
   ) {
     this.pending = new PendingReplication(options.touchIntervalMs);
+    if (parts.observer) this.table.observe(parts.observer);
     this.donor = new StateDonor(parts.bus, options.source, options.pageLimits, parts.logger);
     parts.membership.onLeave((member) => this.acks.forget(member.node));
   }

@@ -7,6 +7,7 @@ import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
 import type { Logger } from '../logger.ts';
 import type { Membership } from '../membership/membership.ts';
 import type { HybridClock } from '../session/clock.ts';
+import type { SessionObserver } from '../session/events.ts';
 import type { SessionChanges } from '../session/session.ts';
 import type { SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
@@ -25,6 +26,8 @@ export interface ManagerParts {
   readonly clock: HybridClock;
   readonly stats: ReplicationStats;
   readonly logger: Logger;
+  /** Hears every change the session table merges (events, the principal index, schema drift). */
+  readonly observer?: SessionObserver;
 }
 
 /** Timing and limits both strategies take; each strategy's options extend these (`createCluster` supplies the defaults). */

@@ -1,5 +1,6 @@
 /** `SessionTable`: the sessions one node holds, merged by the CRDT rule, with tombstones for ended ones. */
-import { cloneState, isIdleExpired, mergeInto, type SessionState } from '../session/state.ts';
+import type { SessionObserver } from '../session/events.ts';
+import { cloneState, isIdleExpired, mergeInto, type AttributeRegister, type SessionState } from '../session/state.ts';
 
 /** What a merge did to the table. */
 export interface MergeOutcome {
@@ -15,6 +16,12 @@ export interface MergeOutcome {
 export class SessionTable {
   readonly #states = new Map<string, SessionState>();
   #live = 0;
+  #observer?: SessionObserver;
+
+  /** Reports every change a merge makes (events, the principal index, schema drift checks). */
+  observe(observer: SessionObserver): void {
+    this.#observer = observer;
+  }
 
   /** Merges a delta or a full state; the table keeps its own copy. */
   merge(incoming: SessionState): MergeOutcome {
@@ -24,13 +31,33 @@ export class SessionTable {
       mergeInto(state, incoming); // normalises an ended state (drops attributes)
       this.#states.set(state.key, state);
       if (!state.ended) this.#live++;
+      // The creator's stamp: a new state's interval is stamped at creation.
+      if (!state.ended && this.#observer) {
+        this.#observer.created(state, state.maxInactive.stamp[2]);
+        for (const [name, register] of state.attributes) if (register.value !== undefined) this.#observer.attribute(state, name, false, register.stamp[2]);
+      }
       return { created: !state.ended, ended: false, changed: true };
     }
     const wasLive = !current.ended;
+    const before = this.#observer && wasLive ? new Map(current.attributes) : undefined;
     const changed = mergeInto(current, incoming);
     const ended = wasLive && current.ended !== undefined;
     if (ended) this.#live--;
+    if (this.#observer && changed) this.#report(current, before, ended);
     return { created: false, ended, changed };
+  }
+
+  #report(state: SessionState, before: Map<string, AttributeRegister> | undefined, ended: boolean): void {
+    const observer = this.#observer!;
+    if (ended) return observer.ended(state, state.ended!.stamp[2]);
+    if (!before) return;
+    for (const [name, register] of state.attributes) {
+      const previous = before.get(name);
+      if (previous === register) continue;
+      // A removal of an attribute this node never had set is no change to report.
+      if (register.value === undefined && previous?.value === undefined) continue;
+      observer.attribute(state, name, register.value === undefined, register.stamp[2]);
+    }
   }
 
   /** The live session with this key, or undefined if unknown or ended. */
@@ -77,6 +104,7 @@ export class SessionTable {
     if (!state) return;
     this.#states.delete(key);
     if (!state.ended) this.#live--;
+    this.#observer?.removed(key);
   }
 
   /** Removes tombstones that ended before `endedBefore`; returns the removed keys. */

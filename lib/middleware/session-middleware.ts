@@ -6,18 +6,19 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { ChangeNotConfirmedError, ChangeNotStoredError, NodeCatchingUpError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { ChangeNotConfirmedError, ChangeNotStoredError, InvalidOptionsError, NodeCatchingUpError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
 import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
 import type { HybridClock } from '../session/clock.ts';
 import { parseSessionId } from '../session/ids.ts';
-import { Session, type SessionLimits } from '../session/session.ts';
+import type { SessionSchema } from '../session/schema.ts';
+import { Session, type SessionData, type SessionLimits } from '../session/session.ts';
 import type { ReplicationStats } from '../stats.ts';
 
-/** Context variables the middleware sets: `c.get('session')`. */
-export interface SessionVariables {
-  session: Session;
+/** Context variables the middleware sets: `c.get('session')`, typed by the session's `Data`. */
+export interface SessionVariables<Data extends SessionData = SessionData> {
+  session: Session<Data>;
 }
 
 /** Paths the valve skips by default: common static files (Tomcat's usual `filter`). */
@@ -34,8 +35,35 @@ export interface SessionMiddlewareOptions {
   readonly cookiePath?: string;
   /** Cookie domain; default none (host only). */
   readonly cookieDomain?: string;
-  /** `auto` (default) sets Secure when the request came over https. */
+  /**
+   * `auto` sets Secure when the client's request came over https: the request URL, or with
+   * `trustProxy` the `X-Forwarded-Proto` header a TLS-terminating proxy sets.
+   * @default 'auto'
+   */
   readonly secure?: boolean | 'auto';
+  /**
+   * Believe the `X-Forwarded-Proto` header (its first value) when deciding `secure: 'auto'`. Turn it
+   * on only behind a proxy that sets the header (ALB, nginx, HAProxy, Cloudflare): clients can send it too.
+   * @default false
+   */
+  readonly trustProxy?: boolean;
+  /**
+   * Cookie name prefix the browser enforces: `host` sends `__Host-<name>` (Secure, path `/`, no
+   * domain: the cookie cannot be set by a sibling subdomain), `secure` sends `__Secure-<name>`.
+   * @default none
+   */
+  readonly cookiePrefix?: 'host' | 'secure';
+  /** SameSite attribute; `None` needs Secure. @default 'Lax' */
+  readonly sameSite?: 'Strict' | 'Lax' | 'None';
+  /**
+   * Max-Age of the cookie: a number of seconds, `'expiry'` for when the session expires unless used
+   * again (the earlier of the idle timeout and the absolute lifetime; the cookie is then refreshed on
+   * every request), or none: a browser-session cookie.
+   * @default none
+   */
+  readonly maxAge?: number | 'expiry';
+  /** Partitioned (CHIPS) cookie for third-party contexts; needs Secure. @default false */
+  readonly partitioned?: boolean;
   /** Paths matching this are not replicated (their changes leave with the next request); null replicates all. */
   readonly filter?: RegExp | null;
   /** Overrides the cluster's send mode for this middleware. */
@@ -59,45 +87,127 @@ export interface MiddlewareParts {
   readonly maxActiveSessions?: number;
   /** True while the node drains: a request whose session is not served here gets 503 + Retry-After (another node takes it). */
   readonly isDraining?: () => boolean;
+  /** Absolute lifetime of new sessions in seconds; 0 or absent: none. */
+  readonly defaultMaxLifetimeSeconds?: number;
+  /** Standard Schemas checked at `set()`, per attribute name. */
+  readonly schema?: SessionSchema;
+  /** The attribute `setPrincipal()` writes. */
+  readonly principalAttribute?: string;
+  /**
+   * Resolves once an async commit has left this node. On runtimes with `executionCtx.waitUntil`
+   * (Cloudflare Workers, Vercel Edge) it is handed there, so the runtime does not cut it off.
+   */
+  readonly settle?: () => Promise<void>;
 }
 
 /** The session cookie's name when `cookieName` is not given. */
 export const DEFAULT_COOKIE_NAME = 'SESSIONID';
 
+/** The checked cookie settings of one middleware. */
+interface CookieSettings {
+  readonly name: string;
+  readonly path: string;
+  readonly domain?: string;
+  readonly secure: boolean | 'auto';
+  readonly trustProxy: boolean;
+  readonly prefix?: 'host' | 'secure';
+  readonly sameSite: 'Strict' | 'Lax' | 'None';
+  readonly maxAge?: number | 'expiry';
+  readonly partitioned: boolean;
+}
+
+/** Checks the cookie options; throws `InvalidOptionsError` for combinations browsers reject. */
+function cookieSettings(options: SessionMiddlewareOptions): CookieSettings {
+  const { cookieName = DEFAULT_COOKIE_NAME, cookiePath = '/', cookieDomain, secure = 'auto', trustProxy = false, cookiePrefix, sameSite = 'Lax', maxAge, partitioned = false } = options;
+  const problems: string[] = [];
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) problems.push('cookieName must be a cookie token (letters, digits, !#$%&\'*+-.^_`|~)');
+  if (cookiePrefix !== undefined && cookiePrefix !== 'host' && cookiePrefix !== 'secure') problems.push("cookiePrefix must be 'host' or 'secure'");
+  if (cookiePrefix === 'host' && (cookiePath !== '/' || cookieDomain !== undefined)) problems.push("cookiePrefix 'host' needs cookiePath '/' and no cookieDomain");
+  if (cookiePrefix !== undefined && secure === false) problems.push('a cookiePrefix needs Secure: secure must not be false');
+  if (!['Strict', 'Lax', 'None'].includes(sameSite)) problems.push("sameSite must be 'Strict', 'Lax' or 'None'");
+  if (sameSite === 'None' && secure === false) problems.push("sameSite 'None' needs Secure: secure must not be false");
+  if (partitioned && secure === false) problems.push('partitioned needs Secure: secure must not be false');
+  if (maxAge !== undefined && maxAge !== 'expiry' && !(Number.isInteger(maxAge) && maxAge > 0)) problems.push("maxAge must be a positive whole number of seconds or 'expiry'");
+  if (problems.length > 0) throw new InvalidOptionsError(`invalid middleware options: ${problems.join('; ')}`);
+  return {
+    name: cookieName,
+    path: cookiePath,
+    ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}),
+    // A prefixed, SameSite=None or partitioned cookie is always Secure (browsers drop it otherwise).
+    secure: cookiePrefix !== undefined || sameSite === 'None' || partitioned ? true : secure,
+    trustProxy,
+    ...(cookiePrefix !== undefined ? { prefix: cookiePrefix } : {}),
+    sameSite,
+    ...(maxAge !== undefined ? { maxAge } : {}),
+    partitioned,
+  };
+}
+
+/** Whether the client reached us over https: the request URL, or the proxy's `X-Forwarded-Proto` when trusted. */
+function cameOverHttps(c: Context, trustProxy: boolean): boolean {
+  const forwarded = trustProxy ? c.req.header('x-forwarded-proto')?.split(',')[0]?.trim().toLowerCase() : undefined;
+  return forwarded ? forwarded === 'https' : new URL(c.req.url).protocol === 'https:';
+}
+
+/** The runtime's `waitUntil` (Cloudflare Workers, Vercel Edge), or undefined where there is none. */
+function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) | undefined {
+  try {
+    const ctx = c.executionCtx; // Hono's getter throws when the runtime passed no execution context.
+    return typeof ctx?.waitUntil === 'function' ? (promise) => ctx.waitUntil(promise) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Builds the session middleware for one cluster node. */
-export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddlewareOptions = {}): MiddlewareHandler<{ Variables: SessionVariables }> {
-  const { cookieName = DEFAULT_COOKIE_NAME, cookiePath = '/', cookieDomain, secure = 'auto', filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
+export function sessionMiddleware<Data extends SessionData = SessionData>(
+  parts: MiddlewareParts,
+  options: SessionMiddlewareOptions = {},
+): MiddlewareHandler<{ Variables: SessionVariables<Data> }> {
+  const { filter = DEFAULT_FILTER, sendMode = parts.sendMode } = options;
+  const cookie = cookieSettings(options);
   const { node, manager, stats, logger } = parts;
   const maxActive = parts.maxActiveSessions ?? -1;
+  const domain = cookie.domain !== undefined ? { domain: cookie.domain } : {};
+  const prefix = cookie.prefix !== undefined ? { prefix: cookie.prefix } : {};
 
-  const writeCookie = (c: Context, value: string) =>
-    setCookie(c, cookieName, value, {
-      path: cookiePath,
+  const writeCookie = (c: Context, session: Session<Data>) => {
+    const expires = cookie.maxAge === 'expiry' ? session.expiresAt(Date.now()) : undefined;
+    const maxAge = cookie.maxAge === 'expiry' ? (expires !== undefined ? Math.max(1, Math.ceil((expires - Date.now()) / 1000)) : undefined) : cookie.maxAge;
+    setCookie(c, cookie.name, session.id, {
+      path: cookie.path,
       httpOnly: true,
-      sameSite: 'Lax',
-      secure: secure === 'auto' ? new URL(c.req.url).protocol === 'https:' : secure,
-      ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}),
+      sameSite: cookie.sameSite,
+      secure: cookie.secure === 'auto' ? cameOverHttps(c, cookie.trustProxy) : cookie.secure,
+      ...domain,
+      ...prefix,
+      ...(maxAge !== undefined ? { maxAge } : {}),
+      ...(cookie.partitioned ? { partitioned: true } : {}),
     });
+  };
 
-  return createMiddleware<{ Variables: SessionVariables }>(async function replicatedSession(c, next) {
+  return createMiddleware<{ Variables: SessionVariables<Data> }>(async function replicatedSession(c, next) {
     if (manager.catchingUp) {
       // Its table may be stale after a gap: another node serves the request (nothing was done here).
       return errorResponse(c, new NodeCatchingUpError());
     }
-    const requested = parseSessionId(getCookie(c, cookieName));
+    const requested = parseSessionId(getCookie(c, cookie.name, cookie.prefix));
     const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
     if (!state && parts.isDraining?.()) {
       // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
       logger.debug({ route: requested?.route }, 'draining: new session refused');
       return errorResponse(c, new NodeDrainingError());
     }
-    const session = new Session({
+    const session = new Session<Data>({
       ...(state ? { state } : {}),
       node,
       clock: parts.clock,
       maxSessionBytes: parts.maxSessionBytes,
       defaultMaxInactiveSeconds: parts.defaultMaxInactiveSeconds,
       ...(parts.limits ? { limits: parts.limits } : {}),
+      ...(parts.defaultMaxLifetimeSeconds ? { defaultMaxLifetimeSeconds: parts.defaultMaxLifetimeSeconds } : {}),
+      ...(parts.schema ? { schema: parts.schema } : {}),
+      ...(parts.principalAttribute !== undefined ? { principalAttribute: parts.principalAttribute } : {}),
       ...(maxActive > 0 ? { admit: () => (manager.activeSessions() >= maxActive ? maxActive : undefined) } : {}),
     });
     c.set('session', session);
@@ -116,7 +226,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       c.res = errorResponse(c, c.error);
       return;
     }
-    if (!state && !session.used) return; // No session asked for, none created.
+    if (!state && !session.used) return; // No session asked for and nothing written: none created, no cookie.
 
     const replicate = filter === null || !filter.test(c.req.path);
     if (!replicate) stats.filteredRequests++;
@@ -124,6 +234,9 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     // Read before committing: after regenerateId() the commit ends the old key's state, which this session still reads from.
     const valid = session.valid;
     const committed = manager.commit(changes, { replicate, mode: sendMode, ...(requested ? { route: requested.route } : {}) });
+    // Edge runtimes stop a request's work once the response is sent unless it is handed to waitUntil.
+    const waitUntil = sendMode === 'async' && replicate && parts.settle ? waitUntilOf(c) : undefined;
+    if (waitUntil && parts.settle) waitUntil(committed.then(parts.settle));
     logger.debug(
       {
         session: session.key.slice(0, 8),
@@ -143,7 +256,7 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
     }
 
     if (!valid) {
-      if (requested) deleteCookie(c, cookieName, { path: cookiePath, ...(cookieDomain !== undefined ? { domain: cookieDomain } : {}) });
+      if (requested) deleteCookie(c, cookie.name, { path: cookie.path, secure: cookie.secure === true || cameOverHttps(c, cookie.trustProxy), ...domain, ...prefix });
       return;
     }
     const rerouted = state !== undefined && requested !== undefined && requested.route !== node && requested.key === session.key;
@@ -151,6 +264,6 @@ export function sessionMiddleware(parts: MiddlewareParts, options: SessionMiddle
       stats.routeRewrites++;
       logger.info({ session: session.key.slice(0, 8), route: requested.route }, 'route rewritten to this node');
     }
-    if (!state || rerouted || requested?.key !== session.key) writeCookie(c, session.id);
+    if (!state || rerouted || requested?.key !== session.key || cookie.maxAge === 'expiry') writeCookie(c, session);
   });
 }

@@ -3,7 +3,8 @@ import { InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooMa
 import { decodeValue, encodeValue } from './values.ts';
 import type { HybridClock, Stamp } from './clock.ts';
 import { formatSessionId, newSessionKey } from './ids.ts';
-import { cloneState, createState, type AttributeRegister, type SessionState } from './state.ts';
+import { checkAttribute, type SessionSchema } from './schema.ts';
+import { cloneState, createState, expiresAt, type AttributeRegister, type EndReason, type SessionState } from './state.ts';
 
 /** Per-session overhead counted against `maxSessionBytes` besides attribute names and values. */
 const HEADER_BYTES = 128;
@@ -18,6 +19,12 @@ export interface SessionInit {
   readonly maxSessionBytes: number;
   /** Max inactive interval for a new session, in seconds. */
   readonly defaultMaxInactiveSeconds: number;
+  /** Absolute lifetime of a new session from its creation, in seconds; 0 or absent: none. */
+  readonly defaultMaxLifetimeSeconds?: number;
+  /** Standard Schemas checked at `set()`, per attribute name. */
+  readonly schema?: SessionSchema;
+  /** The attribute `setPrincipal()` writes and the principal index reads. @default 'principal' */
+  readonly principalAttribute?: string;
   /** Limits besides the size (defaults: 1000 attributes, names of 256 characters, values 32 levels deep). */
   readonly limits?: Partial<SessionLimits>;
   /** Asked before a new session is first used; false throws `TooManySessionsError` (maxActiveSessions). */
@@ -42,12 +49,30 @@ export interface SessionChanges {
   readonly modified: boolean;
 }
 
+/** The attribute `setPrincipal()` writes unless `principalAttribute` names another. */
+export const DEFAULT_PRINCIPAL_ATTRIBUTE = 'principal';
+
+/** Prefix of the attributes `flash()` writes (`takeFlash()` reads and removes them). */
+export const FLASH_PREFIX = 'flash:';
+
+/** The shape of a session's attributes: attribute name to value type. */
+export type SessionData = Record<string, unknown>;
+
+/** The declared type of attribute `K` in `Data`, or `unknown` for a name `Data` does not declare. */
+export type ValueOf<Data extends SessionData, K extends string> = K extends keyof Data ? Data[K] : unknown;
+
 /**
  * One request's view of a replicated session. Reads see this node's replica plus the request's own
  * writes; writes are stamped by the hybrid clock and kept as a delta until the valve commits them.
  * Values are copies: changing an object read from the session changes nothing until it is `set` again.
+ *
+ * Sessions are lazy: a request without a session gets one that is stored, replicated and sent as a
+ * cookie only once the handler writes (`set`, `flash`, `setPrincipal`, `regenerateId`, a new
+ * interval, or `touch()`). Reads (`get`, `has`, `keys`, `id`) create nothing.
+ *
+ * `Data` types the attributes: `get('cart')` returns `Data['cart'] | undefined`.
  */
-export class Session {
+export class Session<Data extends SessionData = SessionData> {
   #key: string;
   readonly #node: string;
   readonly #clock: HybridClock;
@@ -57,6 +82,9 @@ export class Session {
   readonly #pending = new Map<string, AttributeRegister>();
   readonly #decoded = new Map<string, unknown>();
   #maxInactive?: { seconds: number; stamp: Stamp };
+  #maxLifetime?: { seconds: number; stamp: Stamp };
+  readonly #schema?: SessionSchema;
+  readonly #principalAttribute: string;
   #endedAt?: Stamp;
   #previousKey?: string;
   #used = false;
@@ -70,37 +98,34 @@ export class Session {
     this.#clock = init.clock;
     this.#maxBytes = init.maxSessionBytes;
     this.#isNew = !init.state;
-    this.#base = init.state ?? createState(newSessionKey(), init.clock.tick(), init.defaultMaxInactiveSeconds);
+    if (init.schema) this.#schema = init.schema;
+    this.#principalAttribute = init.principalAttribute ?? DEFAULT_PRINCIPAL_ATTRIBUTE;
+    this.#base = init.state ?? createState(newSessionKey(), init.clock.tick(), init.defaultMaxInactiveSeconds, init.defaultMaxLifetimeSeconds);
     this.#key = this.#base.key;
   }
 
-  /** The cookie value: `<key>.<route>` with this node as the route. */
+  /** The cookie value: `<key>.<route>` with this node as the route (reading it creates nothing). */
   get id(): string {
-    this.#use();
     return formatSessionId(this.#key, this.#node);
   }
 
   /** The cluster-wide identity of the session (the id without its route). */
   get key(): string {
-    this.#use();
     return this.#key;
   }
 
   /** True while the request that created the session runs. */
   get isNew(): boolean {
-    this.#use();
     return this.#isNew;
   }
 
   /** Creation time in ms since the epoch. */
   get createdAt(): number {
-    this.#use();
     return this.#base.createdAt;
   }
 
   /** Last access anywhere in the cluster before this request, in ms since the epoch. */
   get lastAccessedAt(): number {
-    this.#use();
     return this.#base.lastAccessedAt;
   }
 
@@ -111,35 +136,64 @@ export class Session {
 
   /** Max inactive interval in seconds; 0 or less means the session never expires. */
   get maxInactiveInterval(): number {
-    this.#use();
     return (this.#maxInactive ?? this.#base.maxInactive).seconds;
   }
 
   set maxInactiveInterval(seconds: number) {
-    this.#live();
+    this.#write();
     if (!Number.isFinite(seconds)) throw new RangeError('maxInactiveInterval must be a finite number of seconds');
     this.#maxInactive = { seconds: Math.trunc(seconds), stamp: this.#clock.tick() };
   }
 
-  /** The value of an attribute, or undefined. */
-  get<T = unknown>(name: string): T | undefined {
+  /** Absolute lifetime from creation in seconds, on every node; 0 or less means none (only the idle timeout applies). */
+  get maxLifetime(): number {
+    return (this.#maxLifetime ?? this.#base.maxLifetime)?.seconds ?? 0;
+  }
+
+  set maxLifetime(seconds: number) {
+    this.#write();
+    if (!Number.isFinite(seconds)) throw new RangeError('maxLifetime must be a finite number of seconds');
+    this.#maxLifetime = { seconds: Math.trunc(seconds), stamp: this.#clock.tick() };
+  }
+
+  /**
+   * When the session expires if it is not used again, counted from this request (ms since epoch): the
+   * earlier of the idle timeout and the absolute lifetime; undefined when it never expires.
+   */
+  expiresAt(now: number): number | undefined {
+    const maxLifetime = this.#maxLifetime ?? this.#base.maxLifetime;
+    return expiresAt({ ...this.#base, lastAccessedAt: now, maxInactive: this.#maxInactive ?? this.#base.maxInactive, ...(maxLifetime ? { maxLifetime } : {}) });
+  }
+
+  /** The value of an attribute, or undefined. Reading creates no session. */
+  get<K extends keyof Data & string>(name: K): Data[K] | undefined;
+  /** The value of an attribute as `T` (an unchecked cast), or undefined. */
+  get<T>(name: string): T | undefined;
+  get(name: string): unknown {
     this.#live();
-    if (this.#decoded.has(name)) return this.#decoded.get(name) as T;
+    if (this.#decoded.has(name)) return this.#decoded.get(name);
     const text = this.#register(name)?.value;
     if (text === undefined) return undefined;
     const value = decodeValue(text);
     this.#decoded.set(name, value);
-    return value as T;
+    return value;
   }
 
   /**
    * Sets an attribute; `undefined` removes it. Throws `UnserializableValueError` for values that
-   * cannot be replicated and `SessionTooLargeError` when the session would exceed `maxSessionBytes`.
+   * cannot be replicated, `SessionTooLargeError` when the session would exceed `maxSessionBytes`, and
+   * `InvalidSessionValueError` when the value does not match the attribute's schema.
    */
-  set(name: string, value: unknown): void {
+  set<K extends string>(name: K, value: ValueOf<Data, K> | undefined): void {
+    this.#set(name, value);
+  }
+
+  #set(name: string, input: unknown): void {
     this.#live();
     this.#checkName(name);
-    if (value === undefined) return this.delete(name);
+    if (input === undefined) return this.delete(name);
+    const value = checkAttribute(this.#schema, name, input);
+    this.#use();
     if (!this.#register(name)?.value && this.keys().length >= this.#limits.maxAttributes) {
       throw new SessionLimitError('maxAttributes', `a session holds at most ${this.#limits.maxAttributes} attributes (maxAttributes)`);
     }
@@ -151,12 +205,51 @@ export class Session {
     this.#decoded.set(name, decodeValue(encoded.text));
   }
 
-  /** Removes an attribute (replicated as a removal even if this node never saw it). */
+  /**
+   * Removes an attribute (replicated as a removal even if this node never saw it). On a session that
+   * is not stored yet there is nothing to remove, and nothing is created.
+   */
   delete(name: string): void {
     this.#live();
     this.#checkName(name);
+    if (this.#isNew && !this.#used && !this.#pending.has(name)) return;
+    this.#use();
     this.#pending.set(name, { stamp: this.#clock.tick(), bytes: 0 });
     this.#decoded.delete(name);
+  }
+
+  /** Keeps a message for the next request that reads it with `takeFlash(name)` (a redirect's notice). */
+  flash<K extends string>(name: K, value: ValueOf<Data, K>): void {
+    this.#set(FLASH_PREFIX + name, value);
+  }
+
+  /** Reads a message kept by `flash(name, value)` and removes it, or undefined when there is none. */
+  takeFlash<K extends keyof Data & string>(name: K): Data[K] | undefined;
+  takeFlash<T>(name: string): T | undefined;
+  takeFlash(name: string): unknown {
+    const value = this.get(FLASH_PREFIX + name);
+    if (value !== undefined) this.delete(FLASH_PREFIX + name);
+    return value;
+  }
+
+  /** The user this session belongs to, set by `setPrincipal()`; indexed cluster-wide (`findByPrincipal`). */
+  get principal(): string | undefined {
+    const value = this.get(this.#principalAttribute);
+    return typeof value === 'string' ? value : undefined;
+  }
+
+  /**
+   * Records the user this session belongs to (at login), so that `findByPrincipal(id)` lists the
+   * session and `endSessionsOf(id)` ends it on every node. `undefined` clears it.
+   */
+  setPrincipal(id: string | undefined): void {
+    if (id !== undefined && (typeof id !== 'string' || id.length === 0)) throw new RangeError('a principal is a non-empty string');
+    this.#set(this.#principalAttribute, id);
+  }
+
+  /** Creates (stores, replicates and sends the cookie of) a new session without writing an attribute. */
+  touch(): void {
+    this.#write();
   }
 
   /** Whether the attribute is set. */
@@ -181,7 +274,7 @@ export class Session {
 
   /** Ends the session on every node. Throws `InvalidatedSessionError` if it already ended. */
   invalidate(): void {
-    this.#live();
+    this.#write();
     this.#endedAt = this.#clock.tick();
   }
 
@@ -190,12 +283,12 @@ export class Session {
    * to the new key and the old key ends everywhere.
    */
   regenerateId(): void {
-    this.#live();
+    this.#write();
     if (!this.#isNew) this.#previousKey ??= this.#key;
     this.#key = newSessionKey();
   }
 
-  /** Whether the handler touched the session at all (a new, untouched session is never stored). */
+  /** Whether the handler wrote to the session at all (a new session nobody wrote to is never stored). */
   get used(): boolean {
     return this.#used;
   }
@@ -209,10 +302,10 @@ export class Session {
   takeChanges(now: number): SessionChanges {
     const base = this.#base;
     const deltas: SessionState[] = [];
-    if (this.#previousKey !== undefined) deltas.push(endDelta(base, this.#previousKey, this.#clock.tick()));
+    if (this.#previousKey !== undefined) deltas.push(endDelta(base, this.#previousKey, this.#clock.tick(), 'regenerated'));
     if (this.#endedAt) {
       // A key that was never stored (new, or freshly regenerated) needs no tombstone.
-      if (!this.#isNew && this.#key === base.key) deltas.push(endDelta(base, this.#key, this.#endedAt));
+      if (!this.#isNew && this.#key === base.key) deltas.push(endDelta(base, this.#key, this.#endedAt, 'invalidated'));
       return { deltas, modified: true };
     }
     const rekeyed = this.#key !== base.key;
@@ -224,9 +317,10 @@ export class Session {
       lastAccessedAt: Math.max(now, base.lastAccessedAt),
       lastAccessedBy: this.#node,
       maxInactive: this.#maxInactive ?? base.maxInactive,
+      ...((this.#maxLifetime ?? base.maxLifetime) ? { maxLifetime: (this.#maxLifetime ?? base.maxLifetime)! } : {}),
       attributes,
     });
-    const modified = this.#isNew || rekeyed || this.#pending.size > 0 || this.#maxInactive !== undefined;
+    const modified = this.#isNew || rekeyed || this.#pending.size > 0 || this.#maxInactive !== undefined || this.#maxLifetime !== undefined;
     return { deltas, modified };
   }
 
@@ -246,9 +340,15 @@ export class Session {
     }
   }
 
+  /** Reads need a session that has not ended; they create nothing. */
   #live(): void {
-    this.#use();
     if (!this.valid) throw new InvalidatedSessionError();
+  }
+
+  /** Writes need a live session and store a new one. */
+  #write(): void {
+    this.#live();
+    this.#use();
   }
 
   #register(name: string): AttributeRegister | undefined {
@@ -264,9 +364,9 @@ export class Session {
   }
 }
 
-function endDelta(base: SessionState, key: string, stamp: Stamp): SessionState {
+function endDelta(base: SessionState, key: string, stamp: Stamp, reason: EndReason): SessionState {
   const delta = cloneState(base);
-  return { ...delta, key, attributes: new Map(), ended: { stamp, reason: 'invalidated' } };
+  return { ...delta, key, attributes: new Map(), ended: { stamp, reason } };
 }
 
 /** Throws `SessionLimitError` when a value nests deeper than `max` (arrays, objects, Maps, Sets); cycles count once. */

@@ -14,8 +14,8 @@ export interface AttributeRegister {
   readonly bytes: number;
 }
 
-/** Why a session ended. */
-export type EndReason = 'invalidated' | 'expired';
+/** Why a session ended: `invalidate()`, idle or lifetime expiry, or the old key of `regenerateId()`. */
+export type EndReason = 'invalidated' | 'expired' | 'regenerated';
 
 /** The replicated state of one session, or a delta of it. */
 export interface SessionState {
@@ -28,6 +28,8 @@ export interface SessionState {
   lastAccessedBy: string;
   /** Max inactive interval in seconds (<= 0: never expires), last writer wins. */
   maxInactive: { seconds: number; stamp: Stamp };
+  /** Absolute lifetime from `createdAt` in seconds (absent or <= 0: none), last writer wins. */
+  maxLifetime?: { seconds: number; stamp: Stamp };
   /** Attribute registers by name, last writer wins per attribute. */
   attributes: Map<string, AttributeRegister>;
   /** Set once the session is invalidated or expired anywhere: terminal, beats every write. */
@@ -35,13 +37,14 @@ export interface SessionState {
 }
 
 /** A fresh state for a session created by `node` at `stamp`. */
-export function createState(key: string, stamp: Stamp, maxInactiveSeconds: number): SessionState {
+export function createState(key: string, stamp: Stamp, maxInactiveSeconds: number, maxLifetimeSeconds = 0): SessionState {
   return {
     key,
     createdAt: stamp[0],
     lastAccessedAt: stamp[0],
     lastAccessedBy: stamp[2],
     maxInactive: { seconds: maxInactiveSeconds, stamp },
+    ...(maxLifetimeSeconds > 0 ? { maxLifetime: { seconds: maxLifetimeSeconds, stamp } } : {}),
     attributes: new Map(),
   };
 }
@@ -51,6 +54,7 @@ export function cloneState(state: SessionState): SessionState {
   return {
     ...state,
     maxInactive: { ...state.maxInactive },
+    ...(state.maxLifetime ? { maxLifetime: { ...state.maxLifetime } } : {}),
     attributes: new Map(state.attributes),
     ...(state.ended ? { ended: { ...state.ended } } : {}),
   };
@@ -78,6 +82,10 @@ export function mergeInto(target: SessionState, incoming: SessionState): boolean
     target.maxInactive = { ...incoming.maxInactive };
     changed = true;
   }
+  if (incoming.maxLifetime && (!target.maxLifetime || compareStamps(incoming.maxLifetime.stamp, target.maxLifetime.stamp) > 0)) {
+    target.maxLifetime = { ...incoming.maxLifetime };
+    changed = true;
+  }
   if (incoming.ended && (!target.ended || compareStamps(incoming.ended.stamp, target.ended.stamp) < 0)) {
     // The earliest end wins so that every node records the same reason and stamp.
     target.ended = { ...incoming.ended };
@@ -103,6 +111,7 @@ export function mergeInto(target: SessionState, incoming: SessionState): boolean
 /** The newest stamp anywhere in a state: what a receiving clock must move past. */
 export function latestStamp(state: SessionState): Stamp {
   let latest = state.maxInactive.stamp;
+  if (state.maxLifetime) latest = newerStamp(latest, state.maxLifetime.stamp);
   for (const register of state.attributes.values()) latest = newerStamp(latest, register.stamp);
   if (state.ended) latest = newerStamp(latest, state.ended.stamp);
   return latest;
@@ -115,8 +124,28 @@ export function attributeBytes(state: SessionState): number {
   return total;
 }
 
-/** Whether a live (not ended) session has been idle at least its max inactive interval plus `graceMs`. */
+/**
+ * Whether a live (not ended) session is due to expire: idle at least its max inactive interval plus
+ * `graceMs`, or older than its absolute lifetime (no grace: `createdAt` is the same on every node).
+ */
 export function isIdleExpired(state: SessionState, now: number, graceMs = 0): boolean {
   const seconds = state.maxInactive.seconds;
-  return seconds > 0 && now - state.lastAccessedAt >= seconds * 1000 + graceMs;
+  if (seconds > 0 && now - state.lastAccessedAt >= seconds * 1000 + graceMs) return true;
+  const lifetime = lifetimeEnd(state);
+  return lifetime !== undefined && now >= lifetime;
+}
+
+/** When the session's absolute lifetime ends (ms since epoch), or undefined without one. */
+export function lifetimeEnd(state: SessionState): number | undefined {
+  const seconds = state.maxLifetime?.seconds ?? 0;
+  return seconds > 0 ? state.createdAt + seconds * 1000 : undefined;
+}
+
+/** When the session expires unless it is used again (ms since epoch): the earlier of idle and lifetime end; undefined: never. */
+export function expiresAt(state: SessionState): number | undefined {
+  const seconds = state.maxInactive.seconds;
+  const idle = seconds > 0 ? state.lastAccessedAt + seconds * 1000 : undefined;
+  const lifetime = lifetimeEnd(state);
+  if (idle === undefined) return lifetime;
+  return lifetime === undefined ? idle : Math.min(idle, lifetime);
 }

@@ -12,7 +12,7 @@
 import { SnapshotWriteError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { Backoff } from '../retry.ts';
-import type { SessionState } from '../session/state.ts';
+import { expiresAt, type SessionState } from '../session/state.ts';
 import type { SnapshotItem, SnapshotStore, SnapshotWriteResult } from './snapshot-store.ts';
 
 /** Extra time an item outlives its session's timeout before DynamoDB's TTL may delete it. */
@@ -187,13 +187,18 @@ export class SnapshotWriter {
 }
 
 /**
- * When the store may forget an item (epoch seconds): a live session's timeout after its last access,
- * plus grace; a tombstone lives at least as long as any copy of the session could (from now, since a
- * stale writer may still hold one), plus a day. Undefined for sessions that never expire.
+ * When the store may forget an item (epoch seconds): a live session's expiry (the earlier of its idle
+ * timeout after the last access and its absolute lifetime), plus grace; a tombstone lives at least as
+ * long as any copy of the session could (from now, since a stale writer may still hold one), plus a
+ * day. Undefined for sessions that never expire.
  */
 function expiryOf(state: SessionState): number | undefined {
   const seconds = state.maxInactive.seconds;
-  if (seconds <= 0) return undefined;
-  if (!state.ended) return Math.ceil((state.lastAccessedAt + seconds * 1000) / 1000) + TTL_GRACE_SECONDS;
-  return Math.ceil((Math.max(Date.now(), state.lastAccessedAt) + seconds * 1000) / 1000) + TOMBSTONE_GRACE_SECONDS;
+  if (!state.ended) {
+    const deadline = expiresAt(state);
+    return deadline === undefined ? undefined : Math.ceil(deadline / 1000) + TTL_GRACE_SECONDS;
+  }
+  // A copy outlives no lifetime: with no idle timeout, the lifetime bounds the tombstone.
+  const end = seconds > 0 ? Math.max(Date.now(), state.lastAccessedAt) + seconds * 1000 : expiresAt(state);
+  return end === undefined ? undefined : Math.ceil(end / 1000) + TOMBSTONE_GRACE_SECONDS;
 }

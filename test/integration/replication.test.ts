@@ -137,7 +137,7 @@ describe("replication of every op kind over NATS", () => {
     expect(reply.json).toMatchObject({ id: `${newKey}.b`, attributes: { cart: { items: [1, 2, 3] }, user: "bob" } });
 
     const states = await waitForConvergence([a!, b!, c!], [oldKey, newKey]);
-    expect(states.get(oldKey)).toMatchObject({ ended: [expect.any(Array), "invalidated"], attributes: [] });
+    expect(states.get(oldKey)).toMatchObject({ ended: [expect.any(Array), "regenerated"], attributes: [] });
     expect(states.get(newKey)).toMatchObject({ ended: null });
     expect(await sessionAttributes(client, a!)).toEqual({ cart: { items: [1, 2, 3] }, user: "bob" });
     expect(await sessionAttributes(client, c!)).toEqual({ cart: { items: [1, 2, 3] }, user: "bob" });

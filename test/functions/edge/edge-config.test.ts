@@ -15,6 +15,7 @@ describe('edge node configuration', () => {
       manager: 'delta',
       send: 'async',
       maxInactive: 1800,
+      trustProxy: false,
       logLevel: 'info',
       jetstream: false,
       clusterKeys: [],

@@ -32,6 +32,14 @@ describe("readConfig", () => {
     expect(readConfig("edge", { NATS_URL: "ws://h:1", SESSREP_CLUSTER_KEY: `# old\nk2:${KEY}\nk1:${KEY.replace(/^./, "B")}` }).clusterKeys.map((k) => k.id)).toEqual(["k2", "k1"]);
   });
 
+  it("trustProxy: false by default on every runtime; SESSREP_TRUST_PROXY=true turns it on; other values are refused", () => {
+    for (const config of [readConfig("node", {}), readConfig("edge", { NATS_URL: "ws://h:1" }), readConfig("lambda", {})]) expect(config.trustProxy).toBe(false);
+    expect(readConfig("node", { SESSREP_TRUST_PROXY: "true" }).trustProxy).toBe(true);
+    expect(readConfig("lambda", { SESSREP_TRUST_PROXY: "true" }).trustProxy).toBe(true);
+    expect(() => readConfig("node", { SESSREP_TRUST_PROXY: "yes" })).toThrow(/^SESSREP_TRUST_PROXY must be/);
+    expect(SETTINGS.trustProxy.flag).toBe("trust-proxy");
+  });
+
   it.each([
     ["node", { PORT: "abc" }, /^PORT must be an integer from 0 to 65535, got "abc"$/],
     ["node", { SESSREP_CLUSTER: "a.b" }, /^SESSREP_CLUSTER must be 1-64 characters of A-Z a-z 0-9 _ -, got "a.b"$/],

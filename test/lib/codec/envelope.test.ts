@@ -26,11 +26,13 @@ const sessionState: fc.Arbitrary<SessionState> = fc
     lastAccessedAt: time,
     lastAccessedBy: token,
     maxInactive: fc.record({ seconds: fc.integer({ min: -(2 ** 31), max: 2 ** 31 }), stamp }),
+    maxLifetime: fc.option(fc.record({ seconds: fc.integer({ min: -(2 ** 31), max: 2 ** 31 }), stamp }), { nil: undefined }),
     attributes: fc.uniqueArray(fc.tuple(attributeName, stamp, attributeValue), { selector: ([name]) => name, maxLength: 6 }),
-    ended: fc.option(fc.record({ stamp, reason: fc.constantFrom("invalidated" as const, "expired" as const) }), { nil: undefined }),
+    ended: fc.option(fc.record({ stamp, reason: fc.constantFrom("invalidated" as const, "expired" as const, "regenerated" as const) }), { nil: undefined }),
   })
-  .map(({ attributes, ended, ...rest }) => ({
+  .map(({ attributes, ended, maxLifetime, ...rest }) => ({
     ...rest,
+    ...(maxLifetime ? { maxLifetime } : {}),
     attributes: new Map<string, AttributeRegister>(
       // A register's size is what the writer's encodeValue measured; the receiver must count the same.
       attributes.map(([name, s, encoded]) => [name, encoded === undefined ? { stamp: s, bytes: 0 } : { stamp: s, value: encoded.text, bytes: encoded.bytes }]),
@@ -51,6 +53,8 @@ const bodyFor: { [K in MessageKind]?: fc.Arbitrary<MessageBody<K>> } = {
     next: fc.option(fc.nat(), { nil: null }),
     total: fc.nat(),
   }),
+  principal: fc.record({ p: fc.string({ minLength: 1, maxLength: 1024 }) }),
+  "principal-keys": fc.record({ k: fc.array(fc.string({ minLength: 1, maxLength: 64 }), { maxLength: 5 }) }),
 };
 const KINDS = Object.keys(bodyFor) as MessageKind[];
 

@@ -45,7 +45,10 @@ describe("session cookie", () => {
     const [n1] = await startNodes(new MemoryBus(), ["n1"]);
     const app = new Hono<{ Variables: SessionVariables }>();
     app.use(n1!.middleware({ cookieName: "SID", cookiePath: "/shop", cookieDomain: "example.com", secure: true }));
-    app.get("/shop/x", (c) => c.text(c.get("session").id));
+    app.get("/shop/x", (c) => {
+      c.get("session").touch();
+      return c.text(c.get("session").id);
+    });
     const res = await app.request("http://example.com/shop/x");
     const line = res.headers.getSetCookie()[0]!;
     expect(line.startsWith(`SID=${await res.text()}`)).toBe(true);
@@ -206,7 +209,7 @@ describe("invalidate and regenerateId", () => {
     expect(n1!.manager.find(oldKey)).toBeUndefined();
     await waitFor("n2 to move the session", () => attributesOn(n2!, parsed.key) && n2!.manager.inspect(oldKey)?.ended);
     expect(attributesOn(n2!, parsed.key)).toEqual({ user: "ann" });
-    expect(n2!.manager.inspect(oldKey)?.ended?.reason).toBe("invalidated");
+    expect(n2!.manager.inspect(oldKey)?.ended?.reason).toBe("regenerated");
     // The old id is dead: using it gives a fresh, empty session.
     const stale = await call(appFor(n2!), "GET", "/get", { cookie });
     expect(JSON.parse(stale.text).attributes).toEqual({});

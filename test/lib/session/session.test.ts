@@ -1,11 +1,12 @@
 // Owns: unit tests of lib/session/session.ts (the handler's view of a session and the delta it records).
 import { describe, expect, it } from "vitest";
 import { decodeValue, encodeValue } from "../../../lib/session/values.ts";
-import { InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooManySessionsError, UnserializableValueError } from "../../../lib/errors.ts";
+import { InvalidOptionsError, InvalidSessionValueError, InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooManySessionsError, UnserializableValueError } from "../../../lib/errors.ts";
 import { HybridClock, compareStamps } from "../../../lib/session/clock.ts";
 import { parseSessionId } from "../../../lib/session/ids.ts";
 import { Session } from "../../../lib/session/session.ts";
-import { cloneState, createState, mergeInto, type SessionState } from "../../../lib/session/state.ts";
+import { cloneState, createState, isIdleExpired, mergeInto, type SessionState } from "../../../lib/session/state.ts";
+import { z } from "zod";
 
 const NODE = "n1";
 const clock = () => new HybridClock(NODE);
@@ -273,7 +274,7 @@ describe("regenerateId", () => {
     expect(changes.deltas).toHaveLength(2);
     const [end, full] = changes.deltas;
     expect(end!.key).toBe(oldKey);
-    expect(end!.ended?.reason).toBe("invalidated");
+    expect(end!.ended?.reason).toBe("regenerated");
     expect(end!.attributes.size).toBe(0);
     expect(full!.key).toBe(session.key);
     expect(full!.ended).toBeUndefined();
@@ -329,9 +330,29 @@ describe("used, isNew and takeChanges().modified", () => {
     ["isNew", (s) => s.isNew],
     ["get", (s) => s.get("x")],
     ["keys", (s) => s.keys()],
-  ])("reading %s marks the session used", (_label, read) => {
+    ["has", (s) => s.has("x")],
+    ["attributes", (s) => s.attributes()],
+    ["createdAt", (s) => s.createdAt],
+    ["maxInactiveInterval", (s) => s.maxInactiveInterval],
+    ["takeFlash of a missing message", (s) => s.takeFlash("notice")],
+    ["delete of a missing attribute", (s) => s.delete("x")],
+  ])("reading %s creates nothing: a new session stays unused", (_label, read) => {
     const session = newSession();
     read(session);
+    expect(session.used).toBe(false);
+  });
+
+  it.each<[string, (s: Session) => void]>([
+    ["set", (s) => s.set("x", 1)],
+    ["touch", (s) => s.touch()],
+    ["flash", (s) => s.flash("notice", "saved")],
+    ["setPrincipal", (s) => s.setPrincipal("alice")],
+    ["regenerateId", (s) => s.regenerateId()],
+    ["maxInactiveInterval =", (s) => (s.maxInactiveInterval = 5)],
+    ["maxLifetime =", (s) => (s.maxLifetime = 5)],
+  ])("writing with %s marks a new session used", (_label, write) => {
+    const session = newSession();
+    write(session);
     expect(session.used).toBe(true);
   });
 
@@ -404,5 +425,94 @@ describe("stamps", () => {
     expect(compareStamps(register.stamp, remote)).toBeGreaterThan(0);
     expect(register.stamp[2]).toBe(NODE);
     expect(register.bytes).toBe(encodeValue("a", 1).bytes);
+  });
+});
+
+describe("flash messages", () => {
+  it("takeFlash returns the message once and removes it in the same change", () => {
+    const writer = newSession();
+    writer.flash("notice", "saved");
+    expect(writer.has("flash:notice")).toBe(true);
+    const reader = existing(stored({ "flash:notice": "saved" }));
+    expect(reader.takeFlash("notice")).toBe("saved");
+    expect(reader.takeFlash("notice")).toBeUndefined();
+    const changes = reader.takeChanges(Date.now());
+    expect(changes.deltas[0]!.attributes.get("flash:notice")).toMatchObject({ bytes: 0 });
+    expect(changes.deltas[0]!.attributes.get("flash:notice")?.value).toBeUndefined();
+  });
+});
+
+describe("principal", () => {
+  it("setPrincipal writes the configured attribute; undefined clears it; empty ids are refused", () => {
+    const session = new Session({ node: NODE, clock: nodeClock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 60, principalAttribute: "user" });
+    session.setPrincipal("alice");
+    expect(session.principal).toBe("alice");
+    expect(session.get("user")).toBe("alice");
+    expect(() => session.setPrincipal("")).toThrow(RangeError);
+    session.setPrincipal(undefined);
+    expect(session.principal).toBeUndefined();
+  });
+});
+
+describe("absolute lifetime", () => {
+  it("a new session carries defaultMaxLifetimeSeconds; expiresAt is the earlier of idle and lifetime", () => {
+    const session = new Session({ node: NODE, clock: nodeClock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 600, defaultMaxLifetimeSeconds: 60 });
+    expect(session.maxLifetime).toBe(60);
+    const now = session.createdAt;
+    expect(session.expiresAt(now)).toBe(session.createdAt + 60_000);
+    session.maxLifetime = 0;
+    expect(session.expiresAt(now)).toBe(now + 600_000);
+    session.maxLifetime = 3600;
+    const delta = session.takeChanges(now).deltas[0]!;
+    expect(delta.maxLifetime?.seconds).toBe(3600);
+  });
+
+  it("isIdleExpired ends a session past its lifetime even when it was just used", () => {
+    const state = createState("k".repeat(24), nodeClock.tick(), 600, 10);
+    expect(isIdleExpired(state, state.createdAt + 9_999)).toBe(false);
+    state.lastAccessedAt = state.createdAt + 9_999;
+    expect(isIdleExpired(state, state.createdAt + 10_000)).toBe(true);
+  });
+
+  it("merges the lifetime last-writer-wins and keeps it through cloneState", () => {
+    const a = createState("k".repeat(24), nodeClock.tick(), 600, 10);
+    const b = cloneState(a);
+    b.maxLifetime = { seconds: 99, stamp: nodeClock.tick() };
+    expect(mergeInto(a, b)).toBe(true);
+    expect(cloneState(a).maxLifetime?.seconds).toBe(99);
+  });
+});
+
+describe("typed data and Standard Schema", () => {
+  interface Data extends Record<string, unknown> {
+    cart: string[];
+    visits: number;
+  }
+
+  it("get and set are typed per attribute name", () => {
+    const session = new Session<Data>({ node: NODE, clock: nodeClock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 60 });
+    session.set("visits", 1);
+    const visits: number | undefined = session.get("visits");
+    expect(visits).toBe(1);
+    // @ts-expect-error a string is not a number
+    session.set("visits", "two");
+  });
+
+  it("checks set() against the attribute's schema: InvalidSessionValueError names the issue; the output is stored", () => {
+    const schema = { visits: z.number().int().nonnegative(), name: z.string().trim() };
+    const session = new Session({ node: NODE, clock: nodeClock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 60, schema });
+    expect(() => session.set("visits", -1)).toThrow(InvalidSessionValueError);
+    expect(() => session.set("visits", "3")).toThrow(expect.objectContaining({ code: "INVALID_SESSION_VALUE", attribute: "visits" }));
+    expect(session.used).toBe(false);
+    session.set("name", "  ada ");
+    expect(session.get("name")).toBe("ada");
+    session.set("other", { any: "thing" }); // no schema: not checked
+    expect(session.get("other")).toEqual({ any: "thing" });
+  });
+
+  it("refuses an asynchronous schema with InvalidOptionsError", () => {
+    const schema = { name: z.string().refine(async () => true) };
+    const session = new Session({ node: NODE, clock: nodeClock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 60, schema });
+    expect(() => session.set("name", "x")).toThrow(InvalidOptionsError);
   });
 });

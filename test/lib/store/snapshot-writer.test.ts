@@ -145,6 +145,19 @@ describe("SnapshotWriter", () => {
     expect(writer.status.checkpoint).toBe(20);
   });
 
+  it("an absolute lifetime shorter than the idle timeout sets the TTL: creation plus lifetime plus the grace", async () => {
+    const store = new RecordingStore();
+    const table = new Map<string, SessionState>();
+    const { writer } = writerFor(store, table, { value: true });
+    const key = sessionKey(4);
+    const state = sessionState(key, { a: 1 }, { maxInactiveSeconds: 3600 });
+    state.maxLifetime = { seconds: 60, stamp: state.maxInactive.stamp };
+    table.set(key, state);
+    writer.noteApplied(1, [key]);
+    await writer.flush();
+    expect(store.writes.at(-1)![0]!.expiresAt).toBe(Math.ceil((state.createdAt + 60_000) / 1000) + 3600);
+  });
+
   it("gives items a TTL of the session timeout plus an hour of grace, none for sessions that never expire; ends become tombstones kept a day longer", async () => {
     const store = new RecordingStore();
     const table = new Map<string, SessionState>();
