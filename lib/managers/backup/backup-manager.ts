@@ -13,7 +13,7 @@ import { SESSION_PREFIX_LENGTH, sessionFields } from '../../logger.ts';
 import type { SessionChanges } from '../../session/session.ts';
 import { isIdleExpired, latestStamp, type SessionState } from '../../session/state.ts';
 import { ReplicaCore } from '../core.ts';
-import { GapWatch } from '../delta/gaps.ts';
+import { GapWatch } from '../gaps.ts';
 import type { CommitOptions, CommonManagerOptions, ManagerParts, SendMode, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
 import { roleOf, type OwnershipEntry } from './ownership-map.ts';
 import { CopySender } from './copies.ts';

@@ -9,7 +9,7 @@
  */
 import type { OwnershipEntry } from '../../codec/envelope.ts';
 import type { ReplicaCore } from '../core.ts';
-import type { GapReason, GapWatch } from '../delta/gaps.ts';
+import type { GapReason, GapWatch } from '../gaps.ts';
 import type { StateTransferStatus } from '../manager.ts';
 import { receiveState } from '../state-transfer.ts';
 import { roleOf } from './ownership-map.ts';
