@@ -8,6 +8,7 @@ import { encodeEnvelope } from "../../lib/codec/envelope.ts";
 import { decodeValue } from "../../lib/session/values.ts";
 import { createCluster, type ClusterOptions, type ClusterNode } from "../../lib/index.ts";
 import type { BackupManager } from "../../lib/managers/backup/backup-manager.ts";
+import { FaultInjector, faultyChannel } from "../../lib/testing/index.ts";
 import { CookieClient, FAST, memoryLogger, uniqueCluster, waitFor, type LogLine } from "../kit/index.ts";
 
 /** The admin guard of the demo apps below (`/cluster` is read through it). */
@@ -40,10 +41,11 @@ afterEach(async () => {
 });
 
 /** Creates and starts one node of `cluster`; resolves once `start()` (state transfer included) resolved. */
-async function startBackupNode(cluster: string, name: string, options: Partial<ClusterOptions> = {}): Promise<BNode> {
+async function startBackupNode(cluster: string, name: string, options: Partial<ClusterOptions> = {}, faults?: FaultInjector): Promise<BNode> {
   const nc = await connect({ servers: inject("natsUrl"), name: `it-${cluster}-${name}` });
   const logs: LogLine[] = [];
-  const sessions = createCluster({ ...TIMINGS, sendMode: "ack", logger: memoryLogger(logs), ...options, cluster, node: name, manager: "backup", channel: new NatsChannel(nc) });
+  const channel = faults ? faultyChannel(new NatsChannel(nc), name, faults) : new NatsChannel(nc);
+  const sessions = createCluster({ ...TIMINGS, sendMode: "ack", logger: memoryLogger(logs), ...options, cluster, node: name, manager: "backup", channel });
   let stopped: Promise<void> | undefined;
   const node: BNode = {
     name,
@@ -61,10 +63,10 @@ async function startBackupNode(cluster: string, name: string, options: Partial<C
 }
 
 /** Starts `count` nodes named n1..n<count> one after another and waits until all see each other ready. */
-async function startCluster(prefix: string, count: number, options: Partial<ClusterOptions> = {}): Promise<{ cluster: string; nodes: BNode[] }> {
+async function startCluster(prefix: string, count: number, options: Partial<ClusterOptions> = {}, faults?: FaultInjector): Promise<{ cluster: string; nodes: BNode[] }> {
   const cluster = uniqueCluster(prefix);
   const nodes: BNode[] = [];
-  for (let i = 1; i <= count; i++) nodes.push(await startBackupNode(cluster, `n${i}`, options));
+  for (let i = 1; i <= count; i++) nodes.push(await startBackupNode(cluster, `n${i}`, options, faults));
   await waitForMembers(nodes);
   return { cluster, nodes };
 }
@@ -520,6 +522,38 @@ describe("backup manager: expiry and invalidation", () => {
     expect(nodes.reduce((sum, n) => sum + n.sessions.stats.sessionsExpired, 0)).toBeGreaterThanOrEqual(1);
     const reply = await client.request(nodes[1]!, "GET", "/session");
     expect(reply.json).toMatchObject({ isNew: true });
+  });
+});
+
+describe("backup manager: gap recovery", () => {
+  it("a node that missed the broadcast of a takeover reconciles after its reconnect: no stale primary, and the session in use elsewhere outlives its timeout", async () => {
+    const faults = new FaultInjector();
+    const { nodes } = await startCluster("bk-gap", 3, { maxInactiveSeconds: 2 }, faults);
+    const [n1, n2, n3] = nodes as [BNode, BNode, BNode];
+    const client = new Client();
+    await client.write(n1, 1);
+    const key = client.key;
+    await waitForPlacement(nodes, [key], new Map([[key, 1]]));
+    expect(n1.manager.entry(key)).toMatchObject({ primary: "n1" });
+    // n3 takes the session over while its .map broadcasts are lost on the way (n1 and the backup miss them).
+    faults.drop({ from: "n3", subject: "sessrep.*.map" });
+    await client.write(n3, 2);
+    await n3.sessions.channel.flush();
+    expect(faults.counts.dropped).toBeGreaterThanOrEqual(1);
+    expect(n3.manager.entry(key)).toMatchObject({ primary: "n3" });
+    expect(n1.manager.entry(key)).toMatchObject({ primary: "n1" });
+    faults.heal();
+    await waitForPlacement(nodes, [key], new Map([[key, 2]]));
+    expect(n1.sessions.stats.resyncs).toBeGreaterThanOrEqual(1);
+    expect(n1.sessions.stats.resyncRepairs).toBeGreaterThanOrEqual(1);
+    // Used on n3 for longer than the timeout as n1 last saw it: nobody ends it.
+    for (let v = 3; v <= 12; v++) {
+      await client.write(n3, v);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    expect(await client.read(n2)).toBe(12);
+    expect(await client.read(n1)).toBe(12);
+    expect(nodes.reduce((sum, node) => sum + node.sessions.stats.sessionsExpired, 0)).toBe(0);
   });
 });
 

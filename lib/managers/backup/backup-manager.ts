@@ -9,13 +9,15 @@
  * fetches sessions, `hand-over.ts` drains, and `copies.ts` sends data and entries.
  */
 import type { Incoming } from '../../bus/cluster-bus.ts';
-import { SESSION_PREFIX_LENGTH } from '../../logger.ts';
+import { SESSION_PREFIX_LENGTH, sessionFields } from '../../logger.ts';
 import type { SessionChanges } from '../../session/session.ts';
 import { isIdleExpired, latestStamp, type SessionState } from '../../session/state.ts';
 import { ReplicaCore } from '../core.ts';
+import { GapWatch } from '../gaps.ts';
 import type { CommitOptions, CommonManagerOptions, ManagerParts, SendMode, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
 import { roleOf, type OwnershipEntry } from './ownership-map.ts';
 import { CopySender } from './copies.ts';
+import { GapRecovery } from './gap-recovery.ts';
 import { HandOver } from './hand-over.ts';
 import { Ownership } from './ownership.ts';
 import { Takeover } from './takeover.ts';
@@ -24,6 +26,14 @@ import { Takeover } from './takeover.ts';
 export interface BackupManagerOptions extends CommonManagerOptions {
   /** How long a proxy waits for the primary or backup to hand over a session. */
   readonly fetchTimeoutMs: number;
+  /**
+   * After the channel reconnects, or after this process stalled for longer than this, the node may
+   * have missed ownership broadcasts and copies: it waits this long for members to be back, then
+   * reconciles its ownership map with every ready member (`GapRecovery`); it ends no session until
+   * then, and after a gap longer than this it serves none either (`catchingUp`). The cluster passes
+   * `memberDropMs`. @default 3000
+   */
+  readonly resyncAfterMs?: number;
 }
 
 /** Primary/backup replication. */
@@ -36,10 +46,17 @@ export class BackupManager implements SessionManager {
   readonly #ownership: Ownership;
   readonly #takeover: Takeover;
   readonly #handOver: HandOver;
+  readonly #watch: GapWatch;
+  readonly #gaps: GapRecovery;
+  #lastSweepAt = Date.now();
   readonly #tombstoneTtlMs: number;
+  readonly #sweepIntervalMs: number;
+  /** Entries naming this node primary without data here, seen by the last sweep (see `#sweepHeldWithoutData`). */
+  #withoutData = new Set<string>();
 
   constructor(parts: ManagerParts, options: BackupManagerOptions) {
     this.#tombstoneTtlMs = options.tombstoneTtlMs;
+    this.#sweepIntervalMs = options.sweepIntervalMs;
     const source = {
       keys: () => [...this.#ownership.map.all()].map((entry) => entry.key),
       item: (key: string) => ({ entry: this.#ownership.map.raw(key) }),
@@ -51,6 +68,8 @@ export class BackupManager implements SessionManager {
     this.#ownership = new Ownership(core, this.#copies);
     this.#takeover = new Takeover(core, this.#ownership, options.fetchTimeoutMs, (key) => this.find(key));
     this.#handOver = new HandOver(core, this.#ownership, this.#copies, options.ackTimeoutMs);
+    this.#watch = new GapWatch(core, options.resyncAfterMs ?? 3000);
+    this.#gaps = new GapRecovery(core, this.#watch, this.#ownership, this.#copies, this.#takeover, options);
     parts.membership.onLeave((member) => {
       if (core.ready) this.#ownership.memberGone(member.node);
     });
@@ -60,7 +79,12 @@ export class BackupManager implements SessionManager {
   }
 
   get ready(): boolean {
-    return this.#core.ready;
+    return this.#core.ready && !this.catchingUp;
+  }
+
+  /** True while this node, after a long gap (see `GapWatch.long`), has not reconciled: it serves no session until then. */
+  get catchingUp(): boolean {
+    return this.#core.ready && this.#watch.long;
   }
 
   async start(): Promise<void> {
@@ -69,10 +93,13 @@ export class BackupManager implements SessionManager {
       for (const entry of page.entries) this.#ownership.merge(entry);
       for (const state of page.sessions) core.table.merge(state);
     });
-    core.serve((incoming) => core.donor.answer(incoming), () => this.sweep(Date.now()));
+    this.#lastSweepAt = Date.now();
+    core.serve((incoming) => core.donor.answer(incoming), () => this.#sweepTick(Date.now()));
+    this.#gaps.watch();
   }
 
   async stop(): Promise<void> {
+    this.#gaps.stop();
     this.#handOver.stop();
     await this.#core.stop();
   }
@@ -87,7 +114,7 @@ export class BackupManager implements SessionManager {
     const entry = this.#ownership.map.get(key);
     if (!entry || roleOf(entry, this.#core.self) === 'proxy') return undefined;
     const state = this.#core.table.live(key);
-    if (state && isIdleExpired(state, Date.now(), this.#graceFor(entry, state))) {
+    if (state && isIdleExpired(state, Date.now(), this.#graceFor(entry, state)) && this.#gaps.mayExpire()) {
       this.#end(state);
       return undefined;
     }
@@ -96,7 +123,8 @@ export class BackupManager implements SessionManager {
 
   resolve(key: string, routeHint?: string): Promise<SessionState | undefined> {
     const entry = this.#ownership.map.get(key);
-    if (entry && roleOf(entry, this.#core.self) === 'primary') return Promise.resolve(this.find(key));
+    // A primary without data (its backup copy was lost before it was promoted) asks the members instead.
+    if (entry && roleOf(entry, this.#core.self) === 'primary' && this.#core.table.get(key)) return Promise.resolve(this.find(key));
     // A draining node takes nothing over: the request is refused here and served by another member.
     if (this.#handOver.draining) return Promise.resolve(undefined);
     return this.#takeover.resolve(key, routeHint);
@@ -131,6 +159,47 @@ export class BackupManager implements SessionManager {
       if (roleOf(entry, self) === 'proxy') table.remove(delta.key);
     }
     await Promise.all(sends);
+  }
+
+  /**
+   * The sweep timer: expires only while this node's view is fresh (connected, not stalled, reconciled
+   * since its last gap; see `GapRecovery.mayExpire`); tombstones are collected either way.
+   */
+  #sweepTick(now: number): void {
+    // A tick this late means this process stalled: the gap watch notices on its next tick.
+    const late = now - this.#lastSweepAt > this.#sweepIntervalMs + this.#watch.afterMs;
+    this.#lastSweepAt = now;
+    if (!late && this.#gaps.mayExpire()) {
+      this.sweep(now);
+      this.#sweepHeldWithoutData();
+    } else {
+      this.#core.collectTombstones(now);
+    }
+  }
+
+  /**
+   * Entries naming this node primary while it holds no data: seen on two sweeps in a row (a copy in
+   * flight has arrived by then), the node asks every member for the session, and ends the entry
+   * everywhere when nobody has it, so it does not stay for good.
+   */
+  #sweepHeldWithoutData(): void {
+    const { self, table, parts } = this.#core;
+    const seen = this.#withoutData;
+    this.#withoutData = new Set();
+    for (const entry of this.#ownership.map.live()) {
+      if (roleOf(entry, self) !== 'primary' || table.get(entry.key)) continue;
+      this.#withoutData.add(entry.key);
+      if (!seen.has(entry.key)) continue;
+      void this.#takeover.resolve(entry.key, undefined).then((state) => {
+        const current = this.#ownership.map.get(entry.key);
+        if (state || !current || roleOf(current, self) !== 'primary' || table.get(entry.key) || !this.#gaps.mayExpire()) return;
+        const ended: OwnershipEntry = { ...current, stamp: parts.clock.tick(), ended: true };
+        this.#ownership.merge(ended);
+        this.#copies.broadcast([ended]);
+        this.#withoutData.delete(entry.key);
+        parts.logger.warn({ ...sessionFields([entry.key]) }, 'ended an ownership entry no member holds data for');
+      });
+    }
   }
 
   /** Expires idle primaries (and orphaned backups) everywhere and forgets old tombstones. */

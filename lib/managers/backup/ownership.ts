@@ -25,11 +25,11 @@ export class Ownership {
     this.#handedOver.set(key, { node, state: cloneState(state) });
   }
 
-  /** Merges an entry and adjusts local data to this node's new role. */
-  merge(entry: OwnershipEntry): void {
+  /** Merges an entry and adjusts local data to this node's new role; true when the entry won. */
+  merge(entry: OwnershipEntry): boolean {
     const { table, pending } = this.core;
     this.core.parts.clock.observe(entry.stamp);
-    if (!this.map.merge(entry)) return;
+    if (!this.map.merge(entry)) return false;
     if (entry.ended) {
       // The ended entry is the tombstone here: it does not say why the session ended, so live data is
       // dropped rather than ended with a guessed reason (the node that ended it keeps the real one).
@@ -41,6 +41,7 @@ export class Ownership {
       table.remove(entry.key);
       pending.forget(entry.key);
     }
+    return true;
   }
 
   /**
@@ -141,7 +142,9 @@ export class Ownership {
     const state = this.core.table.live(entry.key);
     const handed = this.#handedOver.get(entry.key);
     this.#handedOver.delete(entry.key);
-    if (!state || !this.core.parts.membership.has(entry.primary)) return;
+    // Sent even to a primary this node does not list yet (right after a gap its heartbeat may come
+    // after its entry): the data is dropped here next, so this is its last chance to reach it.
+    if (!state) return;
     if (handed?.node === entry.primary && !mergeInto(cloneState(handed.state), state)) return;
     this.copies.pass(entry.primary, entry, state);
   }

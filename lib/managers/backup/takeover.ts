@@ -49,8 +49,9 @@ export class Takeover {
    * Finds a session this node is not primary of and takes it over. Asks its primary, then its backup
    * (for a key unknown here, the node the cookie's route names), following any newer entry a reply
    * brings. Even a backup asks the primary first, for writes still on their way (async mode); when the
-   * primary does not answer, the backup serves its own copy. A node that did not answer is not made
-   * the new backup.
+   * primary does not answer, the backup serves its own copy. A node that did not answer, or answered
+   * without the data, is not made the new backup. A node named primary or backup that holds no data
+   * (its copy was lost before it was promoted) asks every ready member before it gives up.
    */
   async #takeOver(key: string, routeHint: string | undefined): Promise<SessionState | undefined> {
     const { map } = this.ownership;
@@ -59,9 +60,12 @@ export class Takeover {
     if (ended()) return undefined;
     const asked = new Set(['', self]);
     const unreachable: string[] = [];
+    const empty: string[] = [];
     for (;;) {
       const entry = map.get(key);
-      const node = (entry ? [entry.primary, entry.backup] : routeHint ? [routeHint] : []).find((n) => !asked.has(n) && parts.membership.has(n));
+      const holdsNoData = entry !== undefined && roleOf(entry, self) !== 'proxy' && table.get(key) === undefined;
+      const others = holdsNoData ? [routeHint ?? '', ...parts.membership.readyMembers().map((m) => m.node)] : [];
+      const node = (entry ? [entry.primary, entry.backup, ...others] : routeHint ? [routeHint] : []).find((n) => !asked.has(n) && parts.membership.has(n));
       if (node === undefined) break;
       asked.add(node);
       const found = await this.#fetch(node, key);
@@ -71,10 +75,13 @@ export class Takeover {
       }
       if (found.entry) this.ownership.merge(found.entry);
       if (ended()) return undefined;
-      if (!found.state || found.state.ended) continue;
+      if (!found.state || found.state.ended) {
+        empty.push(node);
+        continue;
+      }
       table.merge(found.state);
       parts.clock.observe(latestStamp(found.state));
-      const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, unreachable);
+      const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, [...unreachable, ...empty]);
       parts.logger.info({ ...sessionFields([key]), route: routeHint, from: node, backup: claimed.backup }, 'took over a session');
       return table.live(key);
     }
@@ -89,6 +96,18 @@ export class Takeover {
       parts.logger.warn({ ...sessionFields([key]), route: routeHint, primary, backup, unreachable }, 'session not reachable on its primary or backup');
     }
     return undefined;
+  }
+
+  /**
+   * Merges the live data `node` holds for `key` into this node's copy (a newer write made there while
+   * both believed they were primary); true when it had some. The ownership is left as it is.
+   */
+  async pull(node: string, key: string): Promise<boolean> {
+    const found = await this.#fetch(node, key);
+    if (!found?.state || found.state.ended) return false;
+    this.core.parts.clock.observe(latestStamp(found.state));
+    this.core.table.merge(found.state);
+    return true;
   }
 
   async #fetch(node: string, key: string): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {

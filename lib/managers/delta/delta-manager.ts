@@ -17,7 +17,7 @@ import type { SnapshotWriterOptions } from '../../store/snapshot-writer.ts';
 import { ReplicaCore } from '../core.ts';
 import type { CommitOptions, CommonManagerOptions, ManagerParts, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
 import { StallAwareExpiry } from './expiry.ts';
-import { GapWatch, type GapReason } from './gaps.ts';
+import { GapWatch, type GapReason } from '../gaps.ts';
 import { LogReplica } from './log-replica.ts';
 import { DeltaPublisher } from './publisher.ts';
 import { Resync, RESYNC_ID } from './resync.ts';

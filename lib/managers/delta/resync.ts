@@ -9,7 +9,7 @@ import { batchBySize } from '../batching.ts';
 import type { ReplicaCore } from '../core.ts';
 import type { StateTransferStatus } from '../manager.ts';
 import { receiveState, type StatePage } from '../state-transfer.ts';
-import type { GapReason, GapWatch } from './gaps.ts';
+import type { GapReason, GapWatch } from '../gaps.ts';
 import { BATCH_SESSIONS } from './publisher.ts';
 
 /** Id prefix of the delta messages a resync sends: receivers do not count them as replication lag. */

@@ -1,5 +1,5 @@
 /**
- * `GapWatch`: when the delta manager's view may lack what happened elsewhere. Core NATS drops what a
+ * `GapWatch`: when a manager's view may lack what happened elsewhere (shared by the delta and backup managers). Core NATS drops what a
  * disconnected subscriber misses (a broker restart, a failover, a slow consumer cut off, a link
  * reset) and nats.js drops what was published while disconnected; a paused process may have been
  * cut off too. A gap opens on a disconnect or an event-loop stall and stays open until the manager
@@ -8,7 +8,7 @@
  * stall longer than `afterMs` came with a disconnect (the server cut the node off, so what it missed
  * is gone); a stall alone loses nothing (the connection kept the messages) and only opens the gap.
  */
-import type { ReplicaCore } from '../core.ts';
+import type { ReplicaCore } from './core.ts';
 
 /** Why a node catches up again after it joined. */
 export type GapReason = 'reconnect' | 'stall';
