@@ -4,11 +4,23 @@ interface Waiter {
   readonly pending: Set<string>;
   readonly done: (timedOut: string[]) => void;
   readonly timer: ReturnType<typeof setTimeout>;
+  readonly late: ReturnType<typeof setTimeout>;
 }
+
+/**
+ * How long an acknowledgement may take before its member is checked (a ping that finds a dead
+ * process's subject gone ends the wait at once); a late but live member is not dropped for it.
+ */
+export const ACK_LATE_MS = 20;
 
 /** Tracks outstanding acknowledgements by message id. */
 export class AckTracker {
   readonly #waiters = new Map<string, Waiter>();
+
+  constructor(
+    /** Called with the members still pending `ACK_LATE_MS` after a wait began. */
+    private readonly onLate: (members: string[]) => void = () => {},
+  ) {}
 
   /**
    * Resolves with the members that did not acknowledge within `timeoutMs` (empty when all did).
@@ -19,7 +31,10 @@ export class AckTracker {
     if (pending.size === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.#finish(id, [...pending]), timeoutMs);
-      this.#waiters.set(id, { pending, done: resolve, timer });
+      const late = setTimeout(() => {
+        if (this.#waiters.get(id)?.pending === pending) this.onLate([...pending]);
+      }, Math.min(ACK_LATE_MS, timeoutMs));
+      this.#waiters.set(id, { pending, done: resolve, timer, late });
     });
   }
 
@@ -58,6 +73,7 @@ export class AckTracker {
     if (!waiter) return;
     this.#waiters.delete(id);
     clearTimeout(waiter.timer);
+    clearTimeout(waiter.late);
     waiter.done(timedOut);
   }
 }

@@ -31,7 +31,7 @@ export interface ReplicaCoreOptions {
 /** The state, timers and lifecycle both managers share. */
 export class ReplicaCore {
   readonly table = new SessionTable();
-  readonly acks = new AckTracker();
+  readonly acks: AckTracker;
   readonly pending: PendingReplication;
   readonly donor: StateDonor;
   readonly stateTransfer: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
@@ -44,6 +44,9 @@ export class ReplicaCore {
     readonly parts: ManagerParts,
     private readonly options: ReplicaCoreOptions,
   ) {
+    this.acks = new AckTracker((members) => {
+      for (const node of members) parts.membership.suspect(node);
+    });
     this.pending = new PendingReplication(options.touchIntervalMs);
     if (parts.observer) this.table.observe(parts.observer);
     this.donor = new StateDonor(parts.bus, options.source, options.pageLimits, parts.logger);

@@ -1,6 +1,8 @@
 /**
  * Cluster membership: heartbeats on `<prefix>.<cluster>.hb`, join and leave events, graceful leave,
- * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea).
+ * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea). A
+ * member that missed one heartbeat, or was pointed at by a late ack or a failed fetch, is pinged at
+ * once: "no responders" from the broker means its process is gone.
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
@@ -32,7 +34,10 @@ export type LeaveReason = 'left' | 'dead' | 'restarted';
 export interface MembershipOptions {
   /** Heartbeat period. */
   readonly heartbeatIntervalMs: number;
-  /** Silence after which a member is checked by ping and dropped if it does not answer. */
+  /**
+   * Silence after which a member is checked by ping and dropped if it does not answer. A member whose
+   * subject finds no responder (its connection is gone) is dropped at once instead, see `suspect`.
+   */
   readonly memberDropMs: number;
   /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
@@ -128,6 +133,28 @@ export class Membership {
     this.#leaveListeners.push(listener);
   }
 
+  /**
+   * Checks `node` at once after a point-to-point message to it went unanswered or found nobody (the
+   * broker answers `no-responders` once a dead process's connection is gone): pings its subject and
+   * declares it dead only when that ping finds nobody either. A member that answers, or whose ping
+   * times out (paused, slow), stays: only `memberDropMs` of silence drops it then.
+   */
+  suspect(node: string): void {
+    const member = this.#members.get(node);
+    if (!member || this.#verifying.has(node) || !this.#running) return;
+    this.#verifying.add(node);
+    this.bus
+      .request(this.bus.subjects.node(node), 'ping', {}, this.options.pingTimeoutMs)
+      .then(
+        () => undefined, // Alive; whether it is merely silent stays for the memberDropMs check to judge.
+        (error: unknown) => {
+          if (!(error instanceof ChannelRequestError) || error.kind !== 'no-responders') return;
+          if (this.#members.get(node) === member) this.#remove(member, 'dead');
+        },
+      )
+      .finally(() => this.#verifying.delete(node));
+  }
+
   /** Answers a ping sent to this node's subject. */
   answerPing(incoming: Incoming): void {
     if (incoming.reply) this.bus.send(incoming.reply, 'pong', { ready: this.#ready });
@@ -213,7 +240,10 @@ export class Membership {
     this.#beat(false);
     const now = Date.now();
     for (const member of this.#members.values()) {
-      if (now - member.lastSeen >= this.options.memberDropMs && !this.#verifying.has(member.node)) void this.#verify(member);
+      const silentMs = now - member.lastSeen;
+      if (silentMs >= this.options.memberDropMs) {
+        if (!this.#verifying.has(member.node)) void this.#verify(member);
+      } else if (silentMs > this.options.heartbeatIntervalMs * 1.5) this.suspect(member.node); // One heartbeat missed.
     }
   }
 

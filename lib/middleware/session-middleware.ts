@@ -249,7 +249,9 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       },
       'session request',
     );
-    if (sendMode !== 'async' && replicate && (await committed) === false) {
+    // Async mode too waits for the write to be handed to the channel (the end of this event-loop turn,
+    // where concurrent requests' writes share a message), so the response never overtakes it.
+    if (replicate && (await committed) === false && sendMode !== 'async') {
       // Not stored in the log (persist) or not confirmed by every member (ack): say so rather than claim it was.
       c.res = errorResponse(c, sendMode === 'persist' ? new ChangeNotStoredError() : new ChangeNotConfirmedError());
       return;

@@ -70,7 +70,7 @@ async function waitForSessions(on: NodeHandle[], total: number, timeoutMs = 1000
 const keyOf = (client: CookieClient) => client.cookie!.slice(0, client.cookie!.lastIndexOf("."));
 
 describe("delta cluster of real processes", () => {
-  it("after SIGKILL of node 1, nodes 2 and 3 serve its sessions with the right values and rewrite the cookie route; n1 is dropped within 3 s + ping", async () => {
+  it("after SIGKILL of node 1, nodes 2 and 3 serve its sessions with the right values and rewrite the cookie route; n1 is declared dead before memberDropMs (3 s)", async () => {
     const cluster = uniqueCluster("e2e-kill");
     const [n1, n2, n3] = await start(cluster, ["n1", "n2", "n3"]);
     await waitForMembers([n1!, n2!, n3!], ["n1", "n2", "n3"]);
@@ -94,11 +94,13 @@ describe("delta cluster of real processes", () => {
       ),
     );
 
+    let firstReadMs: number | undefined;
     for (const [i, client] of clients.entries()) {
       const key = keyOf(client);
       const survivor = i % 2 === 0 ? n2! : n3!;
       const other = i % 2 === 0 ? n3! : n2!;
       const read = await client.request(survivor.url, "GET", "/session");
+      firstReadMs ??= Date.now() - killedAt;
       expect(read.status).toBe(200);
       expect(read.json).toMatchObject({ isNew: false, node: survivor.node, attributes: { counter: i + 1, profile: { name: `user${i}`, tags: ["a", i] } } });
       expect(read.setCookie.join("\n")).toContain(`SESSIONID=${key}.${survivor.node}`);
@@ -115,11 +117,67 @@ describe("delta cluster of real processes", () => {
 
     const detection = await dropped;
     for (const ms of detection) {
-      expect(ms).toBeGreaterThan(1500); // detected by silence, not by a leave message
-      expect(ms).toBeLessThan(6000); // memberDropMs 3 s + one heartbeat tick + the verifying ping, with slack for a loaded machine
+      // One missed heartbeat (500 ms) makes a survivor ping n1, and the broker's no-responders verifies it dead.
+      expect(ms).toBeLessThan(3000);
     }
-    console.info(`[timing] SIGKILL of n1 detected by n2 after ${detection[0]} ms, by n3 after ${detection[1]} ms`);
+    // Declared dead (not a leave message: SIGKILL sends none).
+    for (const node of [n2!, n3!]) await waitFor(`${node.node} to log n1 dead`, () => node.output().includes("member declared dead"));
+    console.info(`[timing] SIGKILL of n1: first correct read on a survivor after ${firstReadMs} ms; detected by n2 after ${detection[0]} ms, by n3 after ${detection[1]} ms`);
     await waitForMembers([n2!, n3!], ["n2", "n3"]);
+  }, PROCESS_TEST_TIMEOUT_MS);
+
+  it("ack mode: a SIGSTOPped member is not dropped before memberDropMs although acks to it are late; a SIGKILLed one stops holding writes at once", async () => {
+    const cluster = uniqueCluster("e2e-pause");
+    const [n1, n2, n3] = await start(cluster, ["n1", "n2", "n3"], { send: "ack" });
+    await waitForMembers([n1!, n2!, n3!], ["n1", "n2", "n3"]);
+    const client = new CookieClient();
+    expect((await client.request(n2!.url, "PUT", "/session/attributes/v", "1")).status).toBe(200);
+
+    // Paused: its connection and subscriptions stay, so pings to it time out rather than find nobody.
+    expect(n3!.kill("SIGSTOP")).toBe(true);
+    const pausedAt = Date.now();
+    const writing = client.request(n2!.url, "PUT", "/session/attributes/v", "2");
+    // Through two heartbeat periods plus a ping timeout (2 s < memberDropMs 3 s), n3 stays a member of n2.
+    await waitFor("2 s of pause with n3 still a member", async () => {
+      expect((await clusterOf(n2!)).members.map((m) => m.node)).toContain("n3");
+      return Date.now() - pausedAt >= 2000;
+    }, { timeoutMs: 10_000, intervalMs: 50 });
+    expect(n3!.kill("SIGCONT")).toBe(true);
+    expect((await writing).status).toBe(200);
+    expect((await clusterOf(n2!)).members.map((m) => m.node)).toContain("n3");
+    expect(n2!.output()).not.toContain("member declared dead");
+
+    // Killed: the next acknowledged write does not wait for it (ackTimeoutMs 5 s, memberDropMs 3 s).
+    expect(n3!.kill("SIGKILL")).toBe(true);
+    await n3!.process.exited;
+    const killedAt = Date.now();
+    expect((await client.request(n2!.url, "PUT", "/session/attributes/v", "3")).status).toBe(200);
+    const writeMs = Date.now() - killedAt;
+    expect(writeMs).toBeLessThan(3000);
+    expect((await client.request(n1!.url, "GET", "/session")).json).toMatchObject({ isNew: false, attributes: { v: 3 } });
+    expect((await clusterOf(n2!)).members.map((m) => m.node)).not.toContain("n3");
+    console.info(`[timing] ack write after SIGKILL of a member answered in ${writeMs} ms`);
+  }, PROCESS_TEST_TIMEOUT_MS);
+
+  it("send mode async across processes: the write leaves before the response, so the very first read on n3 mostly sees it (measured)", async () => {
+    const cluster = uniqueCluster("e2e-async");
+    const [n2, n3] = await start(cluster, ["n2", "n3"], { send: "async" });
+    await waitForMembers([n2!, n3!], ["n2", "n3"]);
+    const warmup = 10;
+    const rounds = 100;
+    let seen = 0;
+    for (let i = -warmup; i < rounds; i++) {
+      const client = new CookieClient();
+      expect((await client.request(n2!.url, "PUT", "/session/attributes/value", { i })).status).toBe(200);
+      const read = await client.request(n3!.url, "GET", "/session");
+      if (i >= 0 && (read.json as { attributes: { value?: { i: number } } }).attributes.value?.i === i) seen++;
+    }
+    console.info(`[timing] async mode: the first read on another node saw the write in ${seen}/${rounds} rounds`);
+    // The order itself (the delta is published before the response) is asserted exactly in
+    // test/integration/replication.test.ts; across processes the rate depends on machine load: 85-96 of
+    // 100 when this test runs alone on 2 shared cores, 60 next to another process-heavy file (before the
+    // change: 37 of 60). A miss is n3 serving the GET before the NATS message reached it.
+    expect(seen).toBeGreaterThanOrEqual(rounds / 2);
   }, PROCESS_TEST_TIMEOUT_MS);
 
   it("send mode ack across processes: a write answered by n2 is seen by the very first read on n3", async () => {

@@ -179,6 +179,8 @@ describe("partitions and stalls", () => {
     );
     await waitFor("the server to cut b off as a slow consumer", () => /Slow Consumer Detected/i.test(nats.process.output()), { timeoutMs: 30_000, intervalMs: 100 });
     await waitFor("a to drop b", async () => !(await view(a)).members.some((m) => m.node === "b" && m.ready), { timeoutMs: 15_000, intervalMs: 100 });
+    // a drops b at once once the server cut it off (its subject finds no responder); the pause itself must pass memberDropMs (3 s).
+    await waitFor("the pause to pass memberDropMs", () => Date.now() - stalledAt > 3500, { timeoutMs: 10_000, intervalMs: 50 });
     b.kill("SIGCONT");
     const stallMs = Date.now() - stalledAt;
     // From the moment b runs again, every answer it gives either refuses (503) or has the new value.

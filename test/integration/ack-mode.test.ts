@@ -65,3 +65,23 @@ describe("send mode ack over NATS", () => {
     expect(a!.sessions.stats.acksTimedOut).toBe(0);
   });
 });
+
+describe("a member that dies in ack mode (its NATS connection gone, no leave sent)", () => {
+  it("writes stop waiting for it at once: the broker's no-responders to a ping verifies it dead long before memberDropMs", async () => {
+    const slow = { sendMode: "ack", ackTimeoutMs: 10_000, heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 1_000 } as const;
+    harness = new Harness(inject("natsUrl"), uniqueCluster("it-ack-dead"), slow);
+    const [a, b, c] = await harness.start("a", "b", "c");
+    const client = new CookieClient();
+    expect((await client.request(a!, "PUT", "/session/attributes/x", "1")).status).toBe(200);
+    // The process is gone: its connection closes without a leave (like SIGKILL), so the broker drops its subscriptions.
+    await c!.nc.close();
+    const died = Date.now();
+    expect((await client.request(a!, "PUT", "/session/attributes/x", "2")).status).toBe(200);
+    const writeMs = Date.now() - died;
+    expect(a!.sessions.membership.has("c")).toBe(false);
+    expect(writeMs).toBeLessThan(slow.memberDropMs);
+    expect(a!.sessions.stats.acksTimedOut).toBe(0);
+    expect((await client.request(b!, "GET", "/session")).json).toMatchObject({ isNew: false, attributes: { x: 2 } });
+    console.info(`[it-ack-dead] the write after the death answered in ${writeMs} ms`);
+  });
+});

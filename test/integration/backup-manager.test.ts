@@ -400,6 +400,24 @@ describe("backup manager: failover", () => {
     await waitForPlacement(nodes.slice(1), [key], new Map([[key, 20]]));
   });
 
+  it("a proxy whose primary is dead reads from the backup at once, and drops the dead member long before memberDropMs", async () => {
+    const slow = { heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 1_000, fetchTimeoutMs: 10_000, ackTimeoutMs: 10_000 };
+    const { nodes } = await startCluster("bk-dead-primary", 3, slow);
+    const client = new Client();
+    await client.write(nodes[0]!, 7);
+    const backup = nodes.find((n) => n.name === nodes[0]!.manager.entry(client.key)!.backup)!;
+    const proxy = nodes.slice(1).find((n) => n !== backup)!;
+    await nodes[0]!.crash();
+    const died = Date.now();
+    expect(await client.read(proxy)).toBe(7);
+    const readMs = Date.now() - died;
+    expect(readMs).toBeLessThan(slow.fetchTimeoutMs);
+    await waitFor("the proxy to drop the dead primary", () => !proxy.sessions.membership.has(nodes[0]!.name), { timeoutMs: slow.memberDropMs });
+    const droppedMs = Date.now() - died;
+    expect(droppedMs).toBeLessThan(slow.memberDropMs);
+    console.info(`[bk-dead-primary] first read on the proxy ${readMs} ms after the crash; dead primary dropped after ${droppedMs} ms`);
+  });
+
   it("sessions of several hundred kilobytes are re-backed after a crash in copies that fit the broker's max payload", async () => {
     const { nodes } = await startCluster("bk-big", 3);
     const clients: Client[] = [];

@@ -246,3 +246,33 @@ describe("attribute value types JSON cannot carry", () => {
     expect(await sessionAttributes(client, b!)).toEqual({ ok: 1, marker: "after" });
   });
 });
+
+describe("send mode async over NATS", () => {
+  it("each write is handed to the channel before the session middleware returns, and concurrent writes still share messages", async () => {
+    harness = new Harness(inject("natsUrl"), uniqueCluster("it-async-order"), { sendMode: "async" });
+    const [a, b] = await harness.start("a", "b");
+    const sent = () => a!.sessions.stats.sent.delta ?? 0;
+    /** Deltas published by the time the session middleware handed back the response, per request. */
+    const sentAtResponse: number[] = [];
+    const app = new Hono<{ Variables: SessionVariables }>();
+    app.use("*", async (_c, next) => {
+      await next();
+      sentAtResponse.push(sent());
+    });
+    app.use("*", a!.sessions.middleware());
+    app.put("/x/:value", (c) => {
+      c.get("session").set("x", Number(c.req.param("value")));
+      return c.text("ok");
+    });
+    for (let i = 1; i <= 10; i++) {
+      expect((await app.request(`/x/${i}`, { method: "PUT" })).status).toBe(200);
+      expect(sentAtResponse[i - 1], `write ${i}`).toBe(i);
+    }
+    // Twenty requests started in one turn share one message, sent before any of them is answered.
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => app.request(`/x/${i}`, { method: "PUT" })));
+    expect(replies.every((reply) => reply.status === 200)).toBe(true);
+    expect(sent()).toBe(11);
+    expect(sentAtResponse.slice(10)).toEqual(Array(20).fill(11));
+    await waitForConvergence([a!, b!], undefined, { access: false });
+  });
+});

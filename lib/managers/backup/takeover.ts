@@ -102,6 +102,8 @@ export class Takeover {
     } catch (error) {
       if (!(error instanceof ChannelRequestError)) throw error;
       logger.warn({ ...sessionFields([key]), from: node, error: error.kind }, 'fetch failed');
+      // Nobody listens on its subject: its process is likely gone; verify and drop it now, not after memberDropMs.
+      if (error.kind === 'no-responders') this.core.parts.membership.suspect(node);
       return undefined;
     }
   }

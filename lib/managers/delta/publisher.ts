@@ -52,6 +52,9 @@ export class DeltaPublisher {
   /** Async deltas waiting for the end of the current event-loop turn. */
   readonly #batch: SessionState[] = [];
   #batchScheduled = false;
+  /** Resolves once the current turn's batch was handed to the channel. */
+  #batchSent: Promise<SendOutcome> = Promise.resolve('sent');
+  #markBatchSent: () => void = () => {};
   /** Log mode: keys whose latest change may not have reached the broker. */
   readonly #outbox = new Set<string>();
   /** Log mode: when each key was last sent, oldest first. */
@@ -68,17 +71,20 @@ export class DeltaPublisher {
   }
 
   /**
-   * Sends deltas in `mode`. Resolves at once (async), when every ready member acknowledged or
-   * `ackTimeoutMs` passed (ack), or when the log stored them (persist).
+   * Sends deltas in `mode`. Resolves once the turn's batch was handed to the channel (async: the
+   * caller responds after that, so a read on another node right after the response finds the write),
+   * when every ready member acknowledged or `ackTimeoutMs` passed (ack), or when the log stored them
+   * (persist).
    */
   async publish(deltas: SessionState[], mode: SendMode, route?: string): Promise<SendOutcome> {
     if (mode !== 'async') return this.#send(deltas, mode, route);
     this.#batch.push(...deltas);
     if (!this.#batchScheduled) {
       this.#batchScheduled = true;
+      this.#batchSent = new Promise((resolve) => (this.#markBatchSent = () => resolve('sent')));
       nextTurn(() => this.flush());
     }
-    return 'sent';
+    return this.#batchSent;
   }
 
   /** The channel went down: what was sent in the last moments may be lost with the connection. */
@@ -104,6 +110,7 @@ export class DeltaPublisher {
     for (const message of batchBySize(this.#batch.splice(0), { maxCount: BATCH_SESSIONS, maxBytes: this.maxBytes, sizeOf: sessionWireBytes })) {
       void this.#send(message, 'async');
     }
+    this.#markBatchSent();
   }
 
   /** Sends one message. */

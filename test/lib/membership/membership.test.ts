@@ -165,17 +165,58 @@ describe("Membership", () => {
     expect(a.membership.has("quiet")).toBe(false);
   });
 
-  it("a member whose process is gone (no responder) is declared dead after memberDropMs", async () => {
+  it("suspect(): a member whose subject finds no responder is declared dead at once, long before memberDropMs", async () => {
+    const slow = { heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 1_000 };
     const bus = new MemoryBus();
-    const a = member(bus, "a");
+    const a = member(bus, "a", slow);
     a.membership.start();
     const gone = puppet(bus, "gone");
-    gone.silence();
-    const lastBeat = Date.now();
     gone.beat();
+    await waitFor("a to see gone", () => a.membership.has("gone"));
+    const lastBeat = Date.now();
+    gone.silence();
+    a.membership.suspect("gone");
     await waitFor("gone to be dead", () => a.leaves.length > 0, { timeoutMs: 5000 });
     expect(a.leaves).toEqual([["gone", "dead"]]);
-    expect(Date.now() - lastBeat).toBeGreaterThanOrEqual(TIMING.memberDropMs);
+    expect(Date.now() - lastBeat).toBeLessThan(slow.memberDropMs);
+  });
+
+  it("suspect(): a member that answers, or whose ping times out (paused), is kept", async () => {
+    const slow = { heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 100 };
+    const bus = new MemoryBus();
+    const a = member(bus, "a", slow);
+    a.membership.start();
+    const live = puppet(bus, "live");
+    const paused = puppet(bus, "paused");
+    live.beat();
+    paused.beat();
+    await waitFor("a to see both", () => a.membership.has("live") && a.membership.has("paused"));
+    paused.stopAnswering(); // still subscribed: the broker does not answer no-responders for it
+    a.membership.suspect("live");
+    a.membership.suspect("paused");
+    await waitFor("live to answer the ping", () => live.pings === 1);
+    // Suspect again once the first ping to `paused` timed out: a second ping goes out only then.
+    await waitFor("the ping to paused to time out", () => {
+      a.membership.suspect("paused");
+      return paused.pings === 0 && Date.now() - find(a.membership, "paused")!.lastSeen > slow.pingTimeoutMs * 2;
+    });
+    expect(a.leaves).toEqual([]);
+    expect(a.names().sort()).toEqual(["live", "paused"]);
+  });
+
+  it("a member that missed one heartbeat is probed, and dropped at once when its subject is gone", async () => {
+    const timing = { heartbeatIntervalMs: 50, memberDropMs: 10_000, pingTimeoutMs: 100 };
+    const bus = new MemoryBus();
+    const a = member(bus, "a", timing);
+    a.membership.start();
+    const gone = puppet(bus, "gone");
+    gone.beat();
+    await waitFor("a to see gone", () => a.membership.has("gone"));
+    const lastBeat = Date.now();
+    gone.silence();
+    await waitFor("gone to be dead", () => a.leaves.length > 0, { timeoutMs: 5000 });
+    expect(a.leaves).toEqual([["gone", "dead"]]);
+    expect(Date.now() - lastBeat).toBeLessThan(timing.memberDropMs);
   });
 
   it("a restart under a new incarnation gives 'restarted' then a join; a stale heartbeat of the old run is ignored", async () => {

@@ -46,12 +46,17 @@ function muteMember(bus: MemoryBus, name = "mute") {
   const beat = (leaving = false) => clusterBus.send(clusterBus.subjects.heartbeat, "hb", { started: 1, ready: true, ...(leaving ? { leaving } : {}) });
   beat();
   const timer = setInterval(beat, FASTER.heartbeatIntervalMs);
+  // Alive: it answers pings on its own subject (a dead process's subject finds no responder), it just never acknowledges.
+  const direct = clusterBus.listen(clusterBus.subjects.node(name), ({ message, reply }) => {
+    if (message.kind === "ping" && reply) clusterBus.send(reply, "pong", { ready: true });
+  });
   const leave = () => {
     clearInterval(timer);
     beat(true);
   };
   onCleanup(async () => {
     clearInterval(timer);
+    direct.unsubscribe();
     await channel.close();
   });
   return { leave };
