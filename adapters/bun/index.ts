@@ -9,14 +9,7 @@ import { UnsupportedRuntimeError } from '../../lib/errors.ts';
 import { hostMember, httpUrl, type HostOptions, type ServedMember, type SignalApi } from '../edge/host.ts';
 import { createEdgeMember, type EdgeMemberOptions, type MemberApp } from '../edge/member.ts';
 
-export {
-  createEdgeMember,
-  type EdgeMember,
-  type EdgeMemberOptions,
-  type FetchHandler,
-  type MemberApp,
-} from '../edge/member.ts';
-export type { HostOptions, ServedMember } from '../edge/host.ts';
+export * from '../edge/exports.ts';
 
 /** The part of Bun's API this adapter uses (declared here so the library needs no Bun types). */
 interface BunNamespace {

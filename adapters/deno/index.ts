@@ -17,14 +17,7 @@ import {
 } from '../edge/host.ts';
 import { createEdgeMember, type EdgeMemberOptions, type MemberApp } from '../edge/member.ts';
 
-export {
-  createEdgeMember,
-  type EdgeMember,
-  type EdgeMemberOptions,
-  type FetchHandler,
-  type MemberApp,
-} from '../edge/member.ts';
-export type { HostOptions, ServedMember } from '../edge/host.ts';
+export * from '../edge/exports.ts';
 
 /** The part of Deno's namespace this adapter uses (declared here so the library needs no Deno types). */
 interface DenoNamespace {

@@ -7,15 +7,10 @@
  */
 import { serveDeno } from 'session-replication/deno';
 import { readConfig } from '../shared/config.ts';
-import { demoMemberApp, edgeMemberOptions } from './edge-node.ts';
+import { announceListening, demoMemberApp, edgeServeOptions } from './edge-node.ts';
 import { runtimeEnv } from './runtime.ts';
 
 const env = runtimeEnv();
 const config = readConfig('edge', env);
-const node = await serveDeno(demoMemberApp(config), {
-  ...edgeMemberOptions(config),
-  port: Number(env.PORT ?? '8000'),
-  hostname: env.HOST ?? '127.0.0.1',
-});
-// Always printed (whatever LOG_LEVEL says): scripts and tests learn the port from it.
-console.log(JSON.stringify({ level: 'info', time: Date.now(), msg: 'listening', url: node.url, runtime: 'deno' }));
+const node = await serveDeno(demoMemberApp(config), edgeServeOptions(config, env, 8000));
+announceListening(node.url, 'deno');

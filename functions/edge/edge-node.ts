@@ -21,6 +21,16 @@ export function wsConnectionOptions(config: EdgeEnvConfig): ConnectionOptions {
   };
 }
 
+/** The options of `serveDeno` / `serveBun`: the member options of `config`, listening on PORT (else `defaultPort`) and HOST (else 127.0.0.1). */
+export function edgeServeOptions(config: EdgeEnvConfig, env: Readonly<Record<string, string | undefined>>, defaultPort: number): EdgeMemberOptions & { port: number; hostname: string } {
+  return { ...edgeMemberOptions(config), port: Number(env.PORT ?? String(defaultPort)), hostname: env.HOST ?? '127.0.0.1' };
+}
+
+/** Prints the `listening` line whatever LOG_LEVEL says: scripts and tests learn the port from it. */
+export function announceListening(url: string, runtime: 'deno' | 'bun'): void {
+  console.log(JSON.stringify({ level: 'info', time: Date.now(), msg: 'listening', url, runtime }));
+}
+
 /** The member node options of the Deno and Bun adapters for `config`. */
 export function edgeMemberOptions(config: EdgeEnvConfig): EdgeMemberOptions {
   return {

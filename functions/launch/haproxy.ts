@@ -6,8 +6,7 @@
  * on another server (`option redispatch`, `retry-on`). Verified with HAProxy 2.6. Its stats page
  * tells tests each server's state and the retry counters.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, portIsFree } from './ports.ts';
 import { defaultGroup, findExecutable, type ProcessGroup, type TrackedProcess } from './processes.ts';
@@ -138,13 +137,7 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
   const group = options.group ?? defaultGroup();
   const bindHost = options.bindHost ?? '127.0.0.1';
   const host = bindHost === '0.0.0.0' || bindHost === '::' ? '127.0.0.1' : bindHost;
-  const ownsDir = options.dir === undefined;
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'haproxy-'));
-  const keepDir = ownsDir ? group.removeDirOnExit(dir) : () => undefined;
-  const removeDir = () => {
-    if (ownsDir) rmSync(dir, { recursive: true, force: true });
-    keepDir();
-  };
+  const { dir, remove: removeDir } = group.workDir(options.dir, 'haproxy-');
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
     const preferred = options.port ?? 0;

@@ -3,8 +3,7 @@
  * a plain WebSocket listener and cluster routes, configuration and store in a directory it owns (or
  * one it is given).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultGroup, findExecutable, type ProcessGroup, type TrackedProcess } from './processes.ts';
 import { tail, waitFor } from './wait.ts';
@@ -94,13 +93,7 @@ export function natsServerConfig(options: NatsServerOptions, dir: string): strin
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServerHandle> {
   const binary = options.binary ?? natsServerBinary();
   const group = options.group ?? defaultGroup();
-  const ownsDir = options.dir === undefined;
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'nats-'));
-  const keepDir = ownsDir ? group.removeDirOnExit(dir) : () => undefined;
-  const removeDir = () => {
-    if (ownsDir) rmSync(dir, { recursive: true, force: true });
-    keepDir();
-  };
+  const { dir, remove: removeDir } = group.workDir(options.dir, 'nats-');
   const config = natsServerConfig(options, dir);
   const configFile = join(dir, 'nats-server.conf');
   writeFileSync(configFile, config);

@@ -6,7 +6,8 @@
  * parent's IPC channel (a test worker whose runner died).
  */
 import { spawn, type SpawnOptions } from 'node:child_process';
-import { accessSync, constants, createWriteStream, rmSync, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, mkdtempSync, rmSync, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { tail } from './wait.ts';
 import type { Watchdog } from './watchdog.ts';
@@ -188,6 +189,23 @@ export class ProcessGroup {
   removeDirOnExit(dir: string): () => void {
     this.#dirs.add(dir);
     return () => void this.#dirs.delete(dir);
+  }
+
+  /**
+   * The working directory of a server: `given` (kept), or a fresh temporary one named `prefix…` that
+   * is removed when this process exits; `remove()` removes a directory it created now.
+   */
+  workDir(given: string | undefined, prefix: string): { dir: string; remove(): void } {
+    if (given !== undefined) return { dir: given, remove: () => undefined };
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    const keep = this.removeDirOnExit(dir);
+    return {
+      dir,
+      remove: () => {
+        rmSync(dir, { recursive: true, force: true });
+        keep();
+      },
+    };
   }
 
   /** SIGKILLs every live child and removes the registered directories, at once (for exit paths). */

@@ -5,42 +5,15 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
-import type { LogLevel } from 'session-replication';
-import type { ClusterKeyConfig } from '../../lib/codec/protection.ts';
-import { ConfigError, clusterKeysOf, defaultOf, parseConfig, SETTINGS, type SettingName, settingsOf } from '../shared/config.ts';
+import { ConfigError, clusterKeysOf, defaultOf, type NodeEnvConfig, parseConfig, SETTINGS, type SettingName, settingsOf } from '../shared/config.ts';
 
-/** Settings of `session-replication serve`. */
-export interface ServeConfig {
-  cluster: string;
-  node: string;
-  port: number;
-  host: string;
-  /** The HTTP base URL other members' dashboards use for this node; default http://HOST:PORT. */
-  advertiseUrl?: string;
-  /** NATS server URLs; empty means the in-process channel. */
-  nats: string[];
-  manager: 'delta' | 'backup';
-  send: 'async' | 'ack' | 'persist';
-  maxInactive: number;
-  /** Believe X-Forwarded-Proto (a TLS-terminating proxy in front) when deciding whether the session cookie is Secure. */
-  trustProxy: boolean;
-  logLevel: LogLevel;
-  /** Keep a replication log in JetStream (on with a DynamoDB table or send mode persist). */
-  jetstream: boolean;
-  /** DynamoDB table for snapshots; undefined: peer state transfer only. */
-  dynamodbTable?: string;
-  /** DynamoDB endpoint (DynamoDB Local, LocalStack); undefined: AWS. */
-  dynamodbEndpoint?: string;
-  awsRegion: string;
-  /** Cluster keys (newest first); empty: messages are neither signed nor encrypted. */
-  clusterKeys: ClusterKeyConfig[];
-  protection: 'encrypt' | 'sign';
+/** Node settings whose values are file paths or NATS credentials: `serve` folds them into `clusterKeys` and `natsAuth`. */
+type FileAndAuthSettings = 'clusterKeyFile' | 'natsUser' | 'natsPassword' | 'natsToken' | 'natsNkeySeedFile' | 'natsCreds' | 'natsTlsCa' | 'natsTlsCert' | 'natsTlsKey';
+
+/** Settings of `session-replication serve`: the Node settings, with the key file read and the NATS credentials gathered. */
+export interface ServeConfig extends Omit<NodeEnvConfig, FileAndAuthSettings> {
   /** How the node authenticates to NATS and verifies it. */
   natsAuth: NatsAuthConfig;
-  /** Expiry sweep period in ms. */
-  sweepEveryMs: number;
-  /** The token guarding the admin routes; undefined: only the probes are served. */
-  adminToken?: string;
 }
 
 /** NATS credentials and TLS files (all optional; combine as the server requires). */

@@ -3,6 +3,9 @@
  * queue per node and per queue group), for deployments that run no broker of their own. The AWS
  * clients are made by the caller, so any endpoint works (AWS, LocalStack, fauxqs). How it maps the
  * channel onto SNS and SQS, and its limits: `README.md` in this folder.
+ * Over 400 lines on purpose: the parts with a seam live beside it (attributes, fragments, health,
+ * outbox, options, poller, resources); what stays is the one class that ties them to the `Channel`
+ * contract (subscriptions, groups, request/reply, dispatch), whose private state they all share.
  */
 import { UnsubscribeCommand } from '@aws-sdk/client-sns';
 import { DeleteQueueCommand, type Message } from '@aws-sdk/client-sqs';
