@@ -64,7 +64,13 @@ export async function measureCrypto(natsUrl: string, natsPid: number, options: C
     const probes: LagProbe[] = [];
     try {
       for (const protection of PROTECTIONS) {
-        probes.push(await LagProbe.open(natsUrl, { nodes: options.nodes, mode, ...(protection !== 'none' ? { protection: { keys: [key], mode: protection } } : {}) }));
+        probes.push(
+          await LagProbe.open(natsUrl, {
+            nodes: options.nodes,
+            mode,
+            ...(protection !== 'none' ? { protection: { keys: [key], mode: protection } } : {}),
+          }),
+        );
       }
       lag.push(...(await interleave(probes, options.lag)));
     } finally {
@@ -80,10 +86,17 @@ export async function measureCrypto(natsUrl: string, natsPid: number, options: C
     const clusters = new Map<Protection, NodeHandle[]>();
     for (const protection of PROTECTIONS) {
       options.log(`crypto: starting ${options.nodes} CLI nodes, protection ${protection}`);
-      const keyArgs = protection === 'none' ? [] : ['--cluster-key', `${key.id}:${key.secret}`, '--protection', protection];
+      const keyArgs =
+        protection === 'none' ? [] : ['--cluster-key', `${key.id}:${key.secret}`, '--protection', protection];
       const outcomes = await Promise.allSettled(
         Array.from({ length: options.nodes }, (_, i) =>
-          startNode({ cluster: `bench-crypto-${protection}-${tag}`, node: `n${i + 1}`, nats: natsUrl, extraArgs: ['--log-level', 'warn', ...keyArgs], readyTimeoutMs: 60_000 }),
+          startNode({
+            cluster: `bench-crypto-${protection}-${tag}`,
+            node: `n${i + 1}`,
+            nats: natsUrl,
+            extraArgs: ['--log-level', 'warn', ...keyArgs],
+            readyTimeoutMs: 60_000,
+          }),
         ),
       );
       const nodes = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
@@ -103,11 +116,16 @@ export async function measureCrypto(natsUrl: string, natsPid: number, options: C
       cookies.set(protection, await createSessions(target, t.connections));
     }
     options.log(`crypto: warming up ${t.warmupSec}s on each target`);
-    for (const protection of PROTECTIONS) await cannon(clusters.get(protection)![0]!, cookies.get(protection)!, t.warmupSec);
+    for (const protection of PROTECTIONS)
+      await cannon(clusters.get(protection)![0]!, cookies.get(protection)!, t.warmupSec);
     for (let r = 1; r <= t.rounds; r++) {
       for (const protection of PROTECTIONS) {
         const [target, ...peers] = clusters.get(protection)!;
-        const run: CryptoRun = { protection, round: r, ...(await measureRun(target!, peers, natsPid, cookies.get(protection)!, t.durationSec)) };
+        const run: CryptoRun = {
+          protection,
+          round: r,
+          ...(await measureRun(target!, peers, natsPid, cookies.get(protection)!, t.durationSec)),
+        };
         runs.push(run);
         options.log(
           `crypto: ${protection.padEnd(7)} round ${r}: ${run.reqPerSec} req/s, latency avg ${run.latencyAvgMs} ms p99 ${run.latencyP99Ms} ms, target ${run.targetCpuUsPerReq} us CPU/req, errors ${run.errors}, non-2xx ${run.non2xx}`,
@@ -117,7 +135,8 @@ export async function measureCrypto(natsUrl: string, natsPid: number, options: C
   } finally {
     await Promise.all(started.map((node) => node.stop()));
   }
-  const best = (protection: Protection) => runs.filter((r) => r.protection === protection).reduce((a, b) => (b.reqPerSec > a.reqPerSec ? b : a));
+  const best = (protection: Protection) =>
+    runs.filter((r) => r.protection === protection).reduce((a, b) => (b.reqPerSec > a.reqPerSec ? b : a));
   const meanCpu = (protection: Protection) => {
     const xs = runs.filter((r) => r.protection === protection).map((r) => r.targetCpuUsPerReq);
     return round(xs.reduce((a, b) => a + b, 0) / xs.length, 0);
@@ -126,7 +145,13 @@ export async function measureCrypto(natsUrl: string, natsPid: number, options: C
   const summary = PROTECTIONS.map((protection): CryptoSummary => {
     const b = best(protection);
     const cpu = meanCpu(protection);
-    return { protection, best: b, targetCpuUsPerReq: cpu, ratio: round(b.reqPerSec / base.best.reqPerSec, 3), cpuRatio: round(cpu / base.cpu, 3) };
+    return {
+      protection,
+      best: b,
+      targetCpuUsPerReq: cpu,
+      ratio: round(b.reqPerSec / base.best.reqPerSec, 3),
+      cpuRatio: round(cpu / base.cpu, 3),
+    };
   });
   return { nodes: options.nodes, lag, runs, summary, loadAverage: { start: loadStart, end: os.loadavg()[0]! } };
 }

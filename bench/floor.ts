@@ -27,7 +27,10 @@ export interface FloorResult {
 
 /** A payload of `bytes` printable ASCII characters, JSON-looking like a delta. */
 function payload(bytes: number): Uint8Array {
-  const text = `{"v":1,"k":"delta","b":{"s":[{"x":[["counter","${'x'.repeat(Math.max(0, bytes - 40))}"]]}]}}`.slice(0, bytes);
+  const text = `{"v":1,"k":"delta","b":{"s":[{"x":[["counter","${'x'.repeat(Math.max(0, bytes - 40))}"]]}]}}`.slice(
+    0,
+    bytes,
+  );
   return new TextEncoder().encode(text.padEnd(bytes, ' '));
 }
 
@@ -64,7 +67,14 @@ export class FloorProbe {
     try {
       const pub = await connect({ servers: url, name: `bench-floor-pub-${tag}` });
       connections.push(pub);
-      const probe = new FloorProbe(options, pub, connections, `bench.floor.${tag}`, `bench.floor.${tag}.reply`, payload(options.payloadBytes));
+      const probe = new FloorProbe(
+        options,
+        pub,
+        connections,
+        `bench.floor.${tag}`,
+        `bench.floor.${tag}.reply`,
+        payload(options.payloadBytes),
+      );
       const reply = payload(options.replyBytes);
       for (let i = 0; i < options.peers; i++) {
         const nc = await connect({ servers: url, name: `bench-floor-sub${i}-${tag}` });

@@ -22,7 +22,10 @@ export interface LagOptions {
 }
 
 /** Measures several configurations under the same machine load: warm-up, then `chunks` rounds of each in turn. */
-export async function interleave(probes: readonly LagProbe[], settings: { n: number; warmup: number; chunks: number }): Promise<LagResult[]> {
+export async function interleave(
+  probes: readonly LagProbe[],
+  settings: { n: number; warmup: number; chunks: number },
+): Promise<LagResult[]> {
   for (const probe of probes) await probe.run(settings.warmup, false);
   for (let chunk = 0; chunk < settings.chunks; chunk++) {
     for (const probe of probes) await probe.run(Math.ceil(settings.n / settings.chunks), true);
@@ -78,7 +81,15 @@ interface Pending {
  * protection the delivery handler only starts the asynchronous decrypt), so nothing polls.
  */
 export class LagProbe {
-  readonly #samples = { toB: [] as number[], toAll: [] as number[], request: [] as number[], toPublish: [] as number[], publishToB: [] as number[], publishToReceiveB: [] as number[], receiveToAppliedB: [] as number[] };
+  readonly #samples = {
+    toB: [] as number[],
+    toAll: [] as number[],
+    request: [] as number[],
+    toPublish: [] as number[],
+    publishToB: [] as number[],
+    publishToReceiveB: [] as number[],
+    receiveToAppliedB: [] as number[],
+  };
   readonly #nodes: ClusterNode[] = [];
   #pending: Pending | undefined;
   #deltaBytes = 0;
@@ -128,7 +139,13 @@ export class LagProbe {
           : {
               onReceive: (message) => {
                 const p = this.#pending;
-                if (p && p.tRecvB === undefined && this.#slots.get(index) === 0 && message.subject === this.#dataSubject) p.tRecvB = performance.now();
+                if (
+                  p &&
+                  p.tRecvB === undefined &&
+                  this.#slots.get(index) === 0 &&
+                  message.subject === this.#dataSubject
+                )
+                  p.tRecvB = performance.now();
               },
               onDelivered: () => this.#check(index),
             },
@@ -153,13 +170,18 @@ export class LagProbe {
       this.#nodes.push(node);
       await node.start();
     }
-    await waitFor('every node to see every other as ready', () => this.#nodes.every((n) => n.membership.readyMembers().length === count - 1), {
-      timeoutMs: 10_000,
-    });
+    await waitFor(
+      'every node to see every other as ready',
+      () => this.#nodes.every((n) => n.membership.readyMembers().length === count - 1),
+      {
+        timeoutMs: 10_000,
+      },
+    );
     this.#app = createDemoApp(this.#nodes[0]!);
     const first = await this.#app.request('http://bench.local/counter', { method: 'POST' });
     const cookie = first.headers.get('set-cookie')?.split(';')[0];
-    if (!cookie || first.status !== 200) throw new Error(`could not create a session: ${first.status} ${await first.text()}`);
+    if (!cookie || first.status !== 200)
+      throw new Error(`could not create a session: ${first.status} ${await first.text()}`);
     const id = cookie.slice(cookie.indexOf('=') + 1);
     this.#cookie = cookie;
     this.#key = id.slice(0, id.lastIndexOf('.'));
@@ -174,7 +196,11 @@ export class LagProbe {
       for (let index = 1; index < count; index++) this.#slots.set(index, index - 1);
       this.#dataSubject = `sessrep.${cluster}.delta`;
     }
-    await waitFor('the session on every data holder', () => [...this.#slots.keys()].every((index) => this.#nodes[index]!.manager.find(this.#key)), { timeoutMs: 5000 });
+    await waitFor(
+      'the session on every data holder',
+      () => [...this.#slots.keys()].every((index) => this.#nodes[index]!.manager.find(this.#key)),
+      { timeoutMs: 5000 },
+    );
   }
 
   /** Node `index` may just have applied the pending write: records when it first holds the new value. */
@@ -196,12 +222,16 @@ export class LagProbe {
       const p: Pending = { key: this.#key, expected: stringify(this.#counter + 1), t0: 0, seen: [], count: 0, done };
       this.#pending = p;
       p.t0 = performance.now();
-      const response = await app.request('http://bench.local/counter', { method: 'POST', headers: { cookie: this.#cookie } });
+      const response = await app.request('http://bench.local/counter', {
+        method: 'POST',
+        headers: { cookie: this.#cookie },
+      });
       const tResponse = performance.now();
       await withTimeout(visible, 10_000, `write ${this.#counter + 1} to reach every data holder`);
       this.#pending = undefined;
       const body = (await response.json()) as { counter: number };
-      if (response.status !== 200 || body.counter !== this.#counter + 1) throw new Error(`unexpected answer ${response.status} ${JSON.stringify(body)}`);
+      if (response.status !== 200 || body.counter !== this.#counter + 1)
+        throw new Error(`unexpected answer ${response.status} ${JSON.stringify(body)}`);
       this.#counter = body.counter;
       if (record) {
         const seen = p.seen as number[];
@@ -245,6 +275,10 @@ export class LagProbe {
   /** Stops every node (graceful leave), then closes its channel and so its NATS connection. */
   async close(): Promise<void> {
     this.#pending = undefined;
-    for (const node of this.#nodes.splice(0).reverse()) await node.stop().finally(() => node.channel.close()).catch(() => undefined);
+    for (const node of this.#nodes.splice(0).reverse())
+      await node
+        .stop()
+        .finally(() => node.channel.close())
+        .catch(() => undefined);
   }
 }

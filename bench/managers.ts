@@ -116,7 +116,15 @@ class CountingCluster {
         },
       });
       // Rare heartbeats: membership traffic stays out of the way of the per-write counts.
-      const node = createCluster({ cluster: this.cluster, node: name, channel, manager: this.manager, logger, heartbeatIntervalMs: 10_000, memberDropMs: 60_000 });
+      const node = createCluster({
+        cluster: this.cluster,
+        node: name,
+        channel,
+        manager: this.manager,
+        logger,
+        heartbeatIntervalMs: 10_000,
+        memberDropMs: 60_000,
+      });
       this.nodes.push(node);
       await node.start();
       const app = new Hono<{ Variables: SessionVariables }>();
@@ -131,7 +139,11 @@ class CountingCluster {
       }
       this.apps.push(app);
     }
-    await waitFor('every node to see every other as ready', () => this.nodes.every((n) => n.membership.readyMembers().length === size - 1), { timeoutMs: 15_000 });
+    await waitFor(
+      'every node to see every other as ready',
+      () => this.nodes.every((n) => n.membership.readyMembers().length === size - 1),
+      { timeoutMs: 15_000 },
+    );
   }
 
   /** Creates `perNode` sessions on every node (async), and waits until every data holder has them. */
@@ -143,7 +155,12 @@ class CountingCluster {
       const cookie = response.headers.get('set-cookie')?.split(';')[0];
       if (response.status !== 200 || !cookie) throw new Error(`could not create a session: ${response.status}`);
       const id = cookie.slice(cookie.indexOf('=') + 1);
-      this.sessions.push({ cookie, key: id.slice(0, id.lastIndexOf('.')), node, counter: ((await response.json()) as { counter: number }).counter });
+      this.sessions.push({
+        cookie,
+        key: id.slice(0, id.lastIndexOf('.')),
+        node,
+        counter: ((await response.json()) as { counter: number }).counter,
+      });
       await nextTurn();
     }
     await this.settled();
@@ -165,7 +182,9 @@ class CountingCluster {
         this.sessions.every(
           (s) =>
             (this.manager === 'delta' || this.nodes.every((n) => (n.manager as BackupManager).entry(s.key))) &&
-            this.holders(s.key, s.node).every((i) => this.nodes[i]!.manager.find(s.key)?.attributes.get('counter')?.value === stringify(s.counter)),
+            this.holders(s.key, s.node).every(
+              (i) => this.nodes[i]!.manager.find(s.key)?.attributes.get('counter')?.value === stringify(s.counter),
+            ),
         ),
       { timeoutMs: 20_000 },
     );
@@ -173,11 +192,19 @@ class CountingCluster {
   }
 
   counters(): Counters {
-    const total: Counters = { sent: {}, received: {}, bytesSent: 0, bytesReceived: 0, hbBytesSent: 0, hbBytesReceived: 0 };
+    const total: Counters = {
+      sent: {},
+      received: {},
+      bytesSent: 0,
+      bytesReceived: 0,
+      hbBytesSent: 0,
+      hbBytesReceived: 0,
+    };
     for (const [i, node] of this.nodes.entries()) {
       const stats = node.stats;
       for (const [kind, n] of Object.entries(stats.sent)) total.sent[kind] = (total.sent[kind] ?? 0) + (n ?? 0);
-      for (const [kind, n] of Object.entries(stats.received)) total.received[kind] = (total.received[kind] ?? 0) + (n ?? 0);
+      for (const [kind, n] of Object.entries(stats.received))
+        total.received[kind] = (total.received[kind] ?? 0) + (n ?? 0);
       total.bytesSent += stats.bytesSent;
       total.bytesReceived += stats.bytesReceived;
       total.hbBytesSent += this.#hb[i]!.sent;
@@ -192,15 +219,23 @@ class CountingCluster {
    * group starts in a later turn (the delta manager sends the async writes of one turn together).
    */
   async write(mode: SendMode, writes: number, concurrency = 1): Promise<void> {
-    if (concurrency > this.sessions.length) throw new Error(`${concurrency} concurrent writes need as many sessions, have ${this.sessions.length}`);
+    if (concurrency > this.sessions.length)
+      throw new Error(`${concurrency} concurrent writes need as many sessions, have ${this.sessions.length}`);
     let next = 0;
     for (let j = 0; j < writes; j += concurrency) {
-      const group = Array.from({ length: Math.min(concurrency, writes - j) }, () => this.sessions[next++ % this.sessions.length]!);
+      const group = Array.from(
+        { length: Math.min(concurrency, writes - j) },
+        () => this.sessions[next++ % this.sessions.length]!,
+      );
       await Promise.all(
         group.map(async (s) => {
-          const response = await this.apps[s.node]!.request(`http://bench.local/${mode}/counter`, { method: 'POST', headers: { cookie: s.cookie } });
+          const response = await this.apps[s.node]!.request(`http://bench.local/${mode}/counter`, {
+            method: 'POST',
+            headers: { cookie: s.cookie },
+          });
           const body = (await response.json()) as { counter: number };
-          if (response.status !== 200 || body.counter !== s.counter + 1) throw new Error(`unexpected answer ${response.status} ${JSON.stringify(body)}`);
+          if (response.status !== 200 || body.counter !== s.counter + 1)
+            throw new Error(`unexpected answer ${response.status} ${JSON.stringify(body)}`);
           s.counter = body.counter;
         }),
       );
@@ -209,11 +244,19 @@ class CountingCluster {
   }
 
   async close(): Promise<void> {
-    for (const node of this.nodes.splice(0).reverse()) await node.stop().finally(() => node.channel.close()).catch(() => undefined);
+    for (const node of this.nodes.splice(0).reverse())
+      await node
+        .stop()
+        .finally(() => node.channel.close())
+        .catch(() => undefined);
   }
 }
 
-function diffKinds(after: Record<string, number>, before: Record<string, number>, writes: number): Record<string, number> {
+function diffKinds(
+  after: Record<string, number>,
+  before: Record<string, number>,
+  writes: number,
+): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [kind, n] of Object.entries(after)) {
     const d = n - (before[kind] ?? 0);
@@ -225,7 +268,14 @@ function diffKinds(after: Record<string, number>, before: Record<string, number>
 const sum = (x: Record<string, number>) => Object.values(x).reduce((a, b) => a + b, 0);
 
 /** One counting pass: counters before and after `writes` writes in `mode`. */
-async function countPass(c: CountingCluster, size: number, mode: SendMode, concurrency: number, writes: number, natsPid: number): Promise<TrafficRow> {
+async function countPass(
+  c: CountingCluster,
+  size: number,
+  mode: SendMode,
+  concurrency: number,
+  writes: number,
+  natsPid: number,
+): Promise<TrafficRow> {
   const before = c.counters();
   const cpu0 = { self: selfCpuMs(), nats: cpuMs(natsPid) };
   await c.write(mode, writes, concurrency);
@@ -234,7 +284,8 @@ async function countPass(c: CountingCluster, size: number, mode: SendMode, concu
   const after = c.counters();
   const sentByKind = diffKinds(after.sent, before.sent, writes);
   const receivedByKind = diffKinds(after.received, before.received, writes);
-  const replicationBytes = (total: number, hb: number, total0: number, hb0: number) => round((total - total0 - (hb - hb0)) / writes, 1);
+  const replicationBytes = (total: number, hb: number, total0: number, hb0: number) =>
+    round((total - total0 - (hb - hb0)) / writes, 1);
   return {
     manager: c.manager,
     nodes: size,
@@ -244,7 +295,12 @@ async function countPass(c: CountingCluster, size: number, mode: SendMode, concu
     sentPerWrite: round(sum(sentByKind), 3),
     deliveriesPerWrite: round(sum(receivedByKind), 3),
     bytesSentPerWrite: replicationBytes(after.bytesSent, after.hbBytesSent, before.bytesSent, before.hbBytesSent),
-    bytesReceivedPerWrite: replicationBytes(after.bytesReceived, after.hbBytesReceived, before.bytesReceived, before.hbBytesReceived),
+    bytesReceivedPerWrite: replicationBytes(
+      after.bytesReceived,
+      after.hbBytesReceived,
+      before.bytesReceived,
+      before.hbBytesReceived,
+    ),
     sentByKind,
     receivedByKind,
     processCpuUsPerWrite: round(((cpu1.self - cpu0.self) * 1000) / writes, 0),
@@ -253,7 +309,11 @@ async function countPass(c: CountingCluster, size: number, mode: SendMode, concu
 }
 
 /** The managers section: traffic per write, then lag, for every size. */
-export async function measureManagers(natsUrl: string, natsPid: number, options: ManagersOptions): Promise<ManagersResult> {
+export async function measureManagers(
+  natsUrl: string,
+  natsPid: number,
+  options: ManagersOptions,
+): Promise<ManagersResult> {
   const loadStart = os.loadavg()[0]!;
   const traffic: TrafficRow[] = [];
   const lag: LagResult[] = [];
@@ -263,7 +323,11 @@ export async function measureManagers(natsUrl: string, natsPid: number, options:
       const c = await CountingCluster.open(natsUrl, manager, size);
       try {
         await c.createSessions(options.sessionsPerNode);
-        for (const [mode, concurrency] of [['async', 1], ['ack', 1], ['async', options.burst]] as const) {
+        for (const [mode, concurrency] of [
+          ['async', 1],
+          ['ack', 1],
+          ['async', options.burst],
+        ] as const) {
           const row = await countPass(c, size, mode, concurrency, options.writes, natsPid);
           traffic.push(row);
           options.log(
@@ -279,7 +343,8 @@ export async function measureManagers(natsUrl: string, natsPid: number, options:
       options.log(`managers: ${size} nodes, lag ${mode}, delta and backup interleaved`);
       const probes: LagProbe[] = [];
       try {
-        for (const manager of ['delta', 'backup'] as const) probes.push(await LagProbe.open(natsUrl, { nodes: size, mode, manager }));
+        for (const manager of ['delta', 'backup'] as const)
+          probes.push(await LagProbe.open(natsUrl, { nodes: size, mode, manager }));
         lag.push(...(await interleave(probes, options.lag)));
       } finally {
         for (const probe of probes) await probe.close();

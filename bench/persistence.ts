@@ -18,7 +18,14 @@ import { createSnapshotTable, DynamoSnapshotStore } from '../lib/store/dynamodb.
 import type { LoadProgress, SnapshotItem, SnapshotStore, SnapshotWriteResult } from '../lib/store/snapshot-store.ts';
 import type { SnapshotWriterStatus } from '../lib/store/snapshot-writer.ts';
 import type { SessionState } from '../lib/session/state.ts';
-import { LOCAL_AWS, startDynamoDbLocal, startNatsServer, waitFor, type DynamoDbLocalHandle, type NatsServerHandle } from '../functions/launch/index.ts';
+import {
+  LOCAL_AWS,
+  startDynamoDbLocal,
+  startNatsServer,
+  waitFor,
+  type DynamoDbLocalHandle,
+  type NatsServerHandle,
+} from '../functions/launch/index.ts';
 import { round, sleep } from './stats.ts';
 import { cpuMs, selfCpuMs } from './throughput.ts';
 
@@ -115,7 +122,13 @@ function collectingLogger(lines: string[], bound: Record<string, unknown> = {}):
     if (lines.length < 200) lines.push(`${level} ${message} ${JSON.stringify({ ...bound, ...fields })}`.slice(0, 400));
   };
   const drop = () => undefined;
-  return { debug: drop, info: drop, warn: keep('warn'), error: keep('error'), child: (fields) => collectingLogger(lines, { ...bound, ...fields }) };
+  return {
+    debug: drop,
+    info: drop,
+    warn: keep('warn'),
+    error: keep('error'),
+    child: (fields) => collectingLogger(lines, { ...bound, ...fields }),
+  };
 }
 
 /** A store wrapper that times `load` and remembers the checkpoint it returned. */
@@ -140,7 +153,10 @@ class TimedStore implements SnapshotStore {
     return this.inner.readCheckpoint();
   }
 
-  async load(onPage: (states: SessionState[]) => void, onProgress?: (progress: LoadProgress) => void): Promise<number | undefined> {
+  async load(
+    onPage: (states: SessionState[]) => void,
+    onProgress?: (progress: LoadProgress) => void,
+  ): Promise<number | undefined> {
     const t0 = performance.now();
     this.checkpoint = await this.inner.load(onPage, onProgress);
     this.loadMs = performance.now() - t0;
@@ -158,7 +174,13 @@ interface BenchNode {
   stop(): Promise<void>;
 }
 
-async function createNode(url: string, cluster: string, name: string, logger: Logger, { log = false, store }: { log?: boolean; store?: SnapshotStore } = {}): Promise<BenchNode> {
+async function createNode(
+  url: string,
+  cluster: string,
+  name: string,
+  logger: Logger,
+  { log = false, store }: { log?: boolean; store?: SnapshotStore } = {},
+): Promise<BenchNode> {
   const nc = await connect({ servers: url, name: `${cluster}-${name}`, noEcho: true });
   const replicationLog = log ? jetStreamLogFor(nc, cluster) : undefined;
   const sessions = createCluster({
@@ -194,7 +216,11 @@ async function createNode(url: string, cluster: string, name: string, logger: Lo
     nc,
     ...(replicationLog ? { log: replicationLog } : {}),
     app,
-    stop: () => (stopped ??= sessions.stop().catch(() => undefined).finally(() => (nc.isClosed() ? undefined : nc.close()))),
+    stop: () =>
+      (stopped ??= sessions
+        .stop()
+        .catch(() => undefined)
+        .finally(() => (nc.isClosed() ? undefined : nc.close()))),
   };
 }
 
@@ -209,7 +235,13 @@ async function inParallel(count: number, concurrency: number, fn: (i: number) =>
 }
 
 /** Creates `count` sessions through the middleware; returns their cookies when `keep`. */
-async function seed(node: BenchNode, count: number, concurrency: number, keep: boolean, log: (line: string) => void): Promise<string[]> {
+async function seed(
+  node: BenchNode,
+  count: number,
+  concurrency: number,
+  keep: boolean,
+  log: (line: string) => void,
+): Promise<string[]> {
   const cookies: string[] = [];
   let done = 0;
   const step = Math.max(1, Math.floor(count / 5));
@@ -233,7 +265,11 @@ function snapshotStatus(node: BenchNode): { appliedSeq: number; status: Snapshot
  * publishes that JetStream stores a moment later: without the first condition an empty or partial
  * stream would look fully written.
  */
-async function flushed(node: BenchNode, timeoutMs: number, log: (line: string) => void): Promise<{ last: number; status: SnapshotWriterStatus }> {
+async function flushed(
+  node: BenchNode,
+  timeoutMs: number,
+  log: (line: string) => void,
+): Promise<{ last: number; status: SnapshotWriterStatus }> {
   await node.nc.flush();
   const sent = () => node.sessions.stats.sent.delta ?? 0;
   let lastReport = Date.now();
@@ -244,15 +280,25 @@ async function flushed(node: BenchNode, timeoutMs: number, log: (line: string) =
       const { appliedSeq, status } = snapshotStatus(node);
       if (Date.now() - lastReport > 10_000) {
         lastReport = Date.now();
-        log(`  waiting for the snapshot: stored ${last}/${sent()} messages, applied ${appliedSeq}, dirty ${status.dirty}, checkpoint ${status.checkpoint}, items written ${status.itemsWritten}, errors ${status.errors}`);
+        log(
+          `  waiting for the snapshot: stored ${last}/${sent()} messages, applied ${appliedSeq}, dirty ${status.dirty}, checkpoint ${status.checkpoint}, items written ${status.itemsWritten}, errors ${status.errors}`,
+        );
       }
-      return last >= sent() && appliedSeq >= last && status.dirty === 0 && (status.checkpoint ?? 0) >= last ? { last, status: { ...status } } : false;
+      return last >= sent() && appliedSeq >= last && status.dirty === 0 && (status.checkpoint ?? 0) >= last
+        ? { last, status: { ...status } }
+        : false;
     },
     { timeoutMs, intervalMs: 50 },
   );
 }
 
-async function measureCoalescing(url: string, store: SnapshotStore, tag: string, options: PersistenceOptions, warnings: string[]): Promise<CoalescingResult> {
+async function measureCoalescing(
+  url: string,
+  store: SnapshotStore,
+  tag: string,
+  options: PersistenceOptions,
+  warnings: string[],
+): Promise<CoalescingResult> {
   const { sessions, writesPerSec, durationSec } = options.coalesce;
   const node = await createNode(url, `bench-co-${tag}`, 'a', collectingLogger(warnings), { log: true, store });
   try {
@@ -270,7 +316,9 @@ async function measureCoalescing(url: string, store: SnapshotStore, tag: string,
       const due = Math.floor((elapsed / 1000) * writesPerSec);
       while (issued < due) {
         const cookie = cookies[issued++ % cookies.length]!;
-        const write = Promise.resolve(node.app.request('http://bench.local/counter', { method: 'POST', headers: { cookie } })).then(
+        const write = Promise.resolve(
+          node.app.request('http://bench.local/counter', { method: 'POST', headers: { cookie } }),
+        ).then(
           (response) => void (response.status !== 204 && failed++),
           () => void failed++,
         );
@@ -315,7 +363,13 @@ async function join(
   const store = path === 'snapshot' ? makeStore() : undefined;
   const cpu0 = { process: selfCpuMs(), dynamodb: cpuMs(pids.dynamodb), nats: cpuMs(pids.nats) };
   const t0 = performance.now();
-  const node = await createNode(url, cluster, `j-${path}-${attempt}`, collectingLogger(warnings), path === 'snapshot' ? { log: true, store: store! } : {});
+  const node = await createNode(
+    url,
+    cluster,
+    `j-${path}-${attempt}`,
+    collectingLogger(warnings),
+    path === 'snapshot' ? { log: true, store: store! } : {},
+  );
   try {
     await node.sessions.start();
     const wallMs = performance.now() - t0;
@@ -330,14 +384,22 @@ async function join(
       pages: st.pages,
       held: node.manager.sessionCounts().total ?? 0,
       statePages: node.sessions.stats.received['state-page'] ?? 0,
-      cpuMs: { process: round(cpu1.process - cpu0.process, 0), dynamodb: round(cpu1.dynamodb - cpu0.dynamodb, 0), nats: round(cpu1.nats - cpu0.nats, 0) },
+      cpuMs: {
+        process: round(cpu1.process - cpu0.process, 0),
+        dynamodb: round(cpu1.dynamodb - cpu0.dynamodb, 0),
+        nats: round(cpu1.nats - cpu0.nats, 0),
+      },
     };
     if (store) {
       result.loadMs = round(store.loadMs, 0);
       result.replayed = snapshotStatus(node).appliedSeq - (store.checkpoint ?? 0);
-      if (st.source !== 'snapshot') warnings.push(`snapshot join ${attempt} of ${sessions}: source ${st.source} (${st.detail ?? ''})`);
+      if (st.source !== 'snapshot')
+        warnings.push(`snapshot join ${attempt} of ${sessions}: source ${st.source} (${st.detail ?? ''})`);
     }
-    if (result.held !== sessions) warnings.push(`${path} join ${attempt} of ${sessions}: the joiner holds ${result.held} sessions (state ${st.state}, ${st.detail ?? ''})`);
+    if (result.held !== sessions)
+      warnings.push(
+        `${path} join ${attempt} of ${sessions}: the joiner holds ${result.held} sessions (state ${st.state}, ${st.detail ?? ''})`,
+      );
     return result;
   } finally {
     await node.stop();
@@ -345,7 +407,16 @@ async function join(
 }
 
 /** Seeds a cluster of `count` sessions, waits for the snapshot, then joins from DynamoDB and from a peer, alternately. */
-async function measureSize(url: string, makeStore: () => TimedStore, pids: { dynamodb: number; nats: number }, tag: string, count: number, joins: number, options: PersistenceOptions, warnings: string[]): Promise<SizeResult> {
+async function measureSize(
+  url: string,
+  makeStore: () => TimedStore,
+  pids: { dynamodb: number; nats: number },
+  tag: string,
+  count: number,
+  joins: number,
+  options: PersistenceOptions,
+  warnings: string[],
+): Promise<SizeResult> {
   const cluster = `bench-p${count}-${tag}`;
   const seedNode = await createNode(url, cluster, 'a', collectingLogger(warnings), { log: true, store: makeStore() });
   try {
@@ -355,11 +426,15 @@ async function measureSize(url: string, makeStore: () => TimedStore, pids: { dyn
     const t0 = performance.now();
     await seed(seedNode, count, options.seedConcurrency, false, options.log);
     const t1 = performance.now();
-    options.log(`persistence: ${count} sessions created in ${((t1 - t0) / 1000).toFixed(1)} s; waiting for the snapshot writer`);
+    options.log(
+      `persistence: ${count} sessions created in ${((t1 - t0) / 1000).toFixed(1)} s; waiting for the snapshot writer`,
+    );
     const { last } = await flushed(seedNode, 900_000, options.log);
     const t2 = performance.now();
     const jvm1 = cpuMs(pids.dynamodb);
-    options.log(`persistence: ${count} sessions in DynamoDB after ${((t2 - t1) / 1000).toFixed(1)} s more (log at ${last}); joining`);
+    options.log(
+      `persistence: ${count} sessions in DynamoDB after ${((t2 - t1) / 1000).toFixed(1)} s more (log at ${last}); joining`,
+    );
     const results: JoinResult[] = [];
     for (let attempt = 1; attempt <= joins; attempt++) {
       for (const path of ['snapshot', 'peer'] as const) {
@@ -397,22 +472,41 @@ export async function measurePersistence(options: PersistenceOptions): Promise<P
   let client: DynamoDBClient | undefined;
   try {
     options.log('persistence: starting nats-server (JetStream) and DynamoDB Local');
-    const [n, d] = await Promise.allSettled([startNatsServer({ jetstream: true }), startDynamoDbLocal({ timeoutMs: 120_000 })]);
+    const [n, d] = await Promise.allSettled([
+      startNatsServer({ jetstream: true }),
+      startDynamoDbLocal({ timeoutMs: 120_000 }),
+    ]);
     if (n.status === 'fulfilled') nats = n.value;
     if (d.status === 'fulfilled') ddb = d.value;
     if (n.status === 'rejected') throw n.reason;
     if (d.status === 'rejected') throw d.reason;
     const url = nats!.url;
     const pids = { dynamodb: ddb!.pid, nats: nats!.pid };
-    options.log(`persistence: nats-server ${url} (pid ${nats!.pid}), DynamoDB Local ${ddb!.endpoint} (pid ${ddb!.pid})`);
-    client = new DynamoDBClient({ endpoint: ddb!.endpoint, ...LOCAL_AWS, maxAttempts: 3, requestHandler: { connectionTimeout: 5000, requestTimeout: 60_000 } });
+    options.log(
+      `persistence: nats-server ${url} (pid ${nats!.pid}), DynamoDB Local ${ddb!.endpoint} (pid ${ddb!.pid})`,
+    );
+    client = new DynamoDBClient({
+      endpoint: ddb!.endpoint,
+      ...LOCAL_AWS,
+      maxAttempts: 3,
+      requestHandler: { connectionTimeout: 5000, requestTimeout: 60_000 },
+    });
     const tag = Math.random().toString(36).slice(2, 8);
     const table = `bench-snapshots-${tag}`;
     await createSnapshotTable(client, table);
     const c = client;
     const settings = { shards: 16, batchSize: 25, concurrency: 8, stateTransferTimeoutMs: STATE_TRANSFER_TIMEOUT_MS };
     const storeFor = (cluster: string) =>
-      new TimedStore(new DynamoSnapshotStore({ client: c, table, cluster, shards: settings.shards, batchSize: settings.batchSize, concurrency: settings.concurrency }));
+      new TimedStore(
+        new DynamoSnapshotStore({
+          client: c,
+          table,
+          cluster,
+          shards: settings.shards,
+          batchSize: settings.batchSize,
+          concurrency: settings.concurrency,
+        }),
+      );
 
     const coalescing = await measureCoalescing(url, storeFor(`bench-co-${tag}`), tag, options, warnings);
     options.log(
@@ -429,17 +523,33 @@ export async function measurePersistence(options: PersistenceOptions): Promise<P
         // Seeding, the snapshot flush and each join grow about linearly with the session count.
         const spentSec = (performance.now() - started) / 1000;
         const joinSec = previous.joins.reduce((s, j) => s + j.wallMs / 1000, 0) / Math.max(1, previous.joins.length);
-        const estimatedSec = (count / previous.sessions) * (previous.seedSec + previous.flushWaitSec + joinSec * 2 * joins);
+        const estimatedSec =
+          (count / previous.sessions) * (previous.seedSec + previous.flushWaitSec + joinSec * 2 * joins);
         if (spentSec + estimatedSec > options.budgetSec && options.fallbackSize < count) {
-          reduced = { requested: count, measured: options.fallbackSize, estimatedSec: round(estimatedSec, 0), budgetSec: options.budgetSec };
-          options.log(`persistence: ${count} sessions would take about ${estimatedSec.toFixed(0)} s more (section budget ${options.budgetSec} s, ${spentSec.toFixed(0)} s spent): measuring ${options.fallbackSize} instead`);
+          reduced = {
+            requested: count,
+            measured: options.fallbackSize,
+            estimatedSec: round(estimatedSec, 0),
+            budgetSec: options.budgetSec,
+          };
+          options.log(
+            `persistence: ${count} sessions would take about ${estimatedSec.toFixed(0)} s more (section budget ${options.budgetSec} s, ${spentSec.toFixed(0)} s spent): measuring ${options.fallbackSize} instead`,
+          );
           count = options.fallbackSize;
         }
       }
       const cluster = `bench-p${count}-${tag}`;
       sizes.push(await measureSize(url, () => storeFor(cluster), pids, tag, count, joins, options, warnings));
     }
-    return { coalescing, sizes, ...(reduced ? { reduced } : {}), settings, warnings, durationSec: round((performance.now() - started) / 1000, 1), loadAverage: { start: loadStart, end: os.loadavg()[0]! } };
+    return {
+      coalescing,
+      sizes,
+      ...(reduced ? { reduced } : {}),
+      settings,
+      warnings,
+      durationSec: round((performance.now() - started) / 1000, 1),
+      loadAverage: { start: loadStart, end: os.loadavg()[0]! },
+    };
   } finally {
     client?.destroy();
     await Promise.all([nats?.stop(), ddb?.stop()]);

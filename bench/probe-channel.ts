@@ -32,7 +32,11 @@ export class ProbeChannel implements Channel {
     this.inner.publish(subject, data, options);
   }
 
-  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+  subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription {
     return this.inner.subscribe(
       subject,
       (message) => {

@@ -53,7 +53,11 @@ const pair = (s: Summary) => `${ms(s.p50)} / ${ms(s.p99)}`;
 const pct = (x: number) => `${(100 * x).toFixed(0)} %`;
 
 function table(header: string[], rows: string[][]): string {
-  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
 }
 
 /** The markdown report. */
@@ -84,7 +88,13 @@ export function formatReport(r: BenchReport): string {
     out.push(
       table(
         ['nodes', 'peers', 'one-way to B', 'one-way to all peers', 'round trip, all peers'],
-        floors.map((f) => [String(f.peers + 1), String(f.peers), pair(f.oneWayToB), pair(f.oneWayToAll), pair(f.roundTripAll)]),
+        floors.map((f) => [
+          String(f.peers + 1),
+          String(f.peers),
+          pair(f.oneWayToB),
+          pair(f.oneWayToAll),
+          pair(f.roundTripAll),
+        ]),
       ),
     );
     out.push('');
@@ -101,7 +111,20 @@ export function formatReport(r: BenchReport): string {
     out.push('');
     out.push(
       table(
-        ['nodes', 'send', 'lag to B p50', 'p50 / floor p50', 'lag to B p99', 'p99 / floor p99', 'lag to all p50 / p99', 'request p50 / p99', 'A: request -> publish p50', 'publish -> B receives p50', 'B: receive -> applied p50', 'delta bytes'],
+        [
+          'nodes',
+          'send',
+          'lag to B p50',
+          'p50 / floor p50',
+          'lag to B p99',
+          'p99 / floor p99',
+          'lag to all p50 / p99',
+          'request p50 / p99',
+          'A: request -> publish p50',
+          'publish -> B receives p50',
+          'B: receive -> applied p50',
+          'delta bytes',
+        ],
         lags.map((l) => {
           const f = floorOf(l.nodes);
           return [
@@ -126,7 +149,12 @@ export function formatReport(r: BenchReport): string {
       out.push('');
       out.push(
         `\`ack\` request latency vs the round-trip floor: ` +
-          ack.map((l) => `${l.nodes} nodes ${ms(l.request.p50)} ms p50 = ${ratio(l.request.p50 / (floorOf(l.nodes)?.roundTripAll.p50 ?? Number.NaN))} the round-trip floor p50`).join('; ') +
+          ack
+            .map(
+              (l) =>
+                `${l.nodes} nodes ${ms(l.request.p50)} ms p50 = ${ratio(l.request.p50 / (floorOf(l.nodes)?.roundTripAll.p50 ?? Number.NaN))} the round-trip floor p50`,
+            )
+            .join('; ') +
           `. Ack timeouts: ${ack.map((l) => l.acksTimedOut).join(', ')}.`,
       );
     }
@@ -140,7 +168,9 @@ export function formatReport(r: BenchReport): string {
 
   const failed = Object.entries(r.errors);
   if (failed.length > 0) {
-    out.push(`**Sections that failed:** ${failed.map(([name, error]) => `${name}: ${String(error).split('\n')[0]}`).join('; ')}`);
+    out.push(
+      `**Sections that failed:** ${failed.map(([name, error]) => `${name}: ${String(error).split('\n')[0]}`).join('; ')}`,
+    );
     out.push('');
   }
   return out.join('\n').trimEnd();
@@ -148,7 +178,12 @@ export function formatReport(r: BenchReport): string {
 
 type Heading = (title: string) => void;
 
-function formatThroughput(r: BenchReport, tp: NonNullable<BenchReport['throughput']>, heading: Heading, out: string[]): void {
+function formatThroughput(
+  r: BenchReport,
+  tp: NonNullable<BenchReport['throughput']>,
+  heading: Heading,
+  out: string[],
+): void {
   const t = r.settings.throughput;
   heading('Throughput: `POST /counter` over HTTP');
   out.push(
@@ -159,7 +194,16 @@ function formatThroughput(r: BenchReport, tp: NonNullable<BenchReport['throughpu
   out.push('');
   out.push(
     table(
-      ['nodes', 'ON req/s', 'OFF req/s', 'ON / OFF', 'ON latency avg / p99 (ms)', 'OFF latency avg / p99 (ms)', 'target CPU/request ON / OFF (us, mean of runs)', 'OFF / ON CPU per request'],
+      [
+        'nodes',
+        'ON req/s',
+        'OFF req/s',
+        'ON / OFF',
+        'ON latency avg / p99 (ms)',
+        'OFF latency avg / p99 (ms)',
+        'target CPU/request ON / OFF (us, mean of runs)',
+        'OFF / ON CPU per request',
+      ],
       tp.summary.map((s) => [
         String(s.nodes),
         String(s.on.reqPerSec),
@@ -181,13 +225,29 @@ function formatThroughput(r: BenchReport, tp: NonNullable<BenchReport['throughpu
   out.push('');
   out.push(`All runs (CPU as % of one core during the run; ${r.cpus} cores in total):`);
   out.push('');
-  out.push(runsTable(tp.runs.map((x) => ({ label: [String(x.nodes), x.replication, String(x.round)], run: x })), ['nodes', 'replication', 'run']));
+  out.push(
+    runsTable(
+      tp.runs.map((x) => ({ label: [String(x.nodes), x.replication, String(x.round)], run: x })),
+      ['nodes', 'replication', 'run'],
+    ),
+  );
   out.push('');
 }
 
 function runsTable(rows: { label: string[]; run: ThroughputRunFigures }[], labels: string[]): string {
   return table(
-    [...labels, 'req/s', 'latency avg / p99 (ms)', 'errors / non-2xx', 'deltas / req', 'target CPU/req (us)', 'CPU target', 'CPU peers', 'CPU nats-server', 'CPU autocannon'],
+    [
+      ...labels,
+      'req/s',
+      'latency avg / p99 (ms)',
+      'errors / non-2xx',
+      'deltas / req',
+      'target CPU/req (us)',
+      'CPU target',
+      'CPU peers',
+      'CPU nats-server',
+      'CPU autocannon',
+    ],
     rows.map(({ label, run: x }) => [
       ...label,
       String(x.reqPerSec),
@@ -215,7 +275,10 @@ function formatManagers(r: BenchReport, m: ManagersResult, heading: Heading, out
       `Deliveries = replication messages received and accepted, over all nodes. CPU = this process (every node and the requests) and nats-server, per write. Ratios: backup / delta at the same size and send mode. ${load(m.loadAverage)}.`,
   );
   out.push('');
-  const deltaRow = (x: TrafficRow) => m.traffic.find((d) => d.manager === 'delta' && d.nodes === x.nodes && d.mode === x.mode && d.concurrency === x.concurrency);
+  const deltaRow = (x: TrafficRow) =>
+    m.traffic.find(
+      (d) => d.manager === 'delta' && d.nodes === x.nodes && d.mode === x.mode && d.concurrency === x.concurrency,
+    );
   const send = (x: TrafficRow) => (x.concurrency > 1 ? `${x.mode}, ${x.concurrency} at once` : x.mode);
   const kinds = (k: Record<string, number>) =>
     Object.entries(k)
@@ -223,7 +286,19 @@ function formatManagers(r: BenchReport, m: ManagersResult, heading: Heading, out
       .join(' + ') || '0';
   out.push(
     table(
-      ['nodes', 'manager', 'send', 'sent / write', 'deliveries / write', 'delivered kinds', 'bytes sent / write', 'bytes received / write', 'deliveries vs delta', 'bytes received vs delta', 'CPU / write: process, nats-server (us)'],
+      [
+        'nodes',
+        'manager',
+        'send',
+        'sent / write',
+        'deliveries / write',
+        'delivered kinds',
+        'bytes sent / write',
+        'bytes received / write',
+        'deliveries vs delta',
+        'bytes received vs delta',
+        'CPU / write: process, nats-server (us)',
+      ],
       m.traffic.map((x) => {
         const d = deltaRow(x);
         return [
@@ -271,13 +346,27 @@ function formatManagers(r: BenchReport, m: ManagersResult, heading: Heading, out
     }
     out.push(
       table(
-        ['nodes', 'send', 'delta: to B p50 / p99', 'delta: to all p50 / p99', 'backup: to backup p50 / p99', 'backup / delta p50', 'backup / delta p99', 'request p50 delta / backup', 'message bytes delta / backup', 'ack timeouts delta / backup'],
+        [
+          'nodes',
+          'send',
+          'delta: to B p50 / p99',
+          'delta: to all p50 / p99',
+          'backup: to backup p50 / p99',
+          'backup / delta p50',
+          'backup / delta p99',
+          'request p50 delta / backup',
+          'message bytes delta / backup',
+          'ack timeouts delta / backup',
+        ],
         rows,
       ),
     );
     out.push('');
   }
-  const at = (manager: 'delta' | 'backup', nodes: number, concurrency = 1) => m.traffic.find((x) => x.manager === manager && x.nodes === nodes && x.mode === 'async' && x.concurrency === concurrency);
+  const at = (manager: 'delta' | 'backup', nodes: number, concurrency = 1) =>
+    m.traffic.find(
+      (x) => x.manager === manager && x.nodes === nodes && x.mode === 'async' && x.concurrency === concurrency,
+    );
   const largest = Math.max(...m.traffic.map((x) => x.nodes));
   const d = at('delta', largest);
   const b = at('backup', largest);
@@ -292,9 +381,16 @@ function formatManagers(r: BenchReport, m: ManagersResult, heading: Heading, out
       const sizes = [...new Set(m.traffic.map((x) => x.nodes))].filter((n) => {
         const dn = at('delta', n, s.burst);
         const bn = at('backup', n, s.burst);
-        return dn && bn && dn.deliveriesPerWrite < bn.deliveriesPerWrite && dn.bytesReceivedPerWrite < bn.bytesReceivedPerWrite;
+        return (
+          dn &&
+          bn &&
+          dn.deliveriesPerWrite < bn.deliveriesPerWrite &&
+          dn.bytesReceivedPerWrite < bn.bytesReceivedPerWrite
+        );
       });
-      return sizes.length > 0 ? `Under such concurrency delta is the cheaper one on the wire at ${sizes.join(' and ')} nodes (fewer deliveries and bytes per write).` : '';
+      return sizes.length > 0
+        ? `Under such concurrency delta is the cheaper one on the wire at ${sizes.join(' and ')} nodes (fewer deliveries and bytes per write).`
+        : '';
     };
     const dBurst = at('delta', largest, s.burst);
     const bBurst = at('backup', largest, s.burst);
@@ -326,7 +422,19 @@ function formatCrypto(r: BenchReport, c: CryptoResult, heading: Heading, out: st
   const base = (mode: string) => c.lag.find((l) => l.mode === mode && l.protection === 'none');
   out.push(
     table(
-      ['send', 'protection', 'lag to B p50', 'vs no key', 'lag to B p99', 'vs no key', 'A: request -> publish p50', 'B: receive -> applied p50', 'request p50 / p99', 'message bytes', 'ack timeouts'],
+      [
+        'send',
+        'protection',
+        'lag to B p50',
+        'vs no key',
+        'lag to B p99',
+        'vs no key',
+        'A: request -> publish p50',
+        'B: receive -> applied p50',
+        'request p50 / p99',
+        'message bytes',
+        'ack timeouts',
+      ],
       c.lag.map((l) => {
         const b = base(l.mode);
         return [
@@ -349,13 +457,25 @@ function formatCrypto(r: BenchReport, c: CryptoResult, heading: Heading, out: st
   out.push(
     table(
       ['protection', 'req/s (best)', 'vs no key', 'latency avg / p99 (ms)', 'target CPU/request (us)', 'vs no key'],
-      c.summary.map((x) => [x.protection, String(x.best.reqPerSec), pct(x.ratio), `${x.best.latencyAvgMs} / ${x.best.latencyP99Ms}`, String(x.targetCpuUsPerReq), ratio(x.cpuRatio)]),
+      c.summary.map((x) => [
+        x.protection,
+        String(x.best.reqPerSec),
+        pct(x.ratio),
+        `${x.best.latencyAvgMs} / ${x.best.latencyP99Ms}`,
+        String(x.targetCpuUsPerReq),
+        ratio(x.cpuRatio),
+      ]),
     ),
   );
   out.push('');
   out.push('All runs:');
   out.push('');
-  out.push(runsTable(c.runs.map((x) => ({ label: [x.protection, String(x.round)], run: x })), ['protection', 'run']));
+  out.push(
+    runsTable(
+      c.runs.map((x) => ({ label: [x.protection, String(x.round)], run: x })),
+      ['protection', 'run'],
+    ),
+  );
   out.push('');
 }
 
@@ -374,7 +494,17 @@ function formatPersistence(r: BenchReport, p: PersistenceResult, heading: Headin
   out.push('');
   out.push(
     table(
-      ['sessions', 'session writes/s (target / achieved)', 'session writes', 'JetStream messages / write', 'DynamoDB item writes', 'item writes/s', 'item writes / session write', 'flushes', 'failed writes'],
+      [
+        'sessions',
+        'session writes/s (target / achieved)',
+        'session writes',
+        'JetStream messages / write',
+        'DynamoDB item writes',
+        'item writes/s',
+        'item writes / session write',
+        'flushes',
+        'failed writes',
+      ],
       [
         [
           String(co.sessions),
@@ -405,15 +535,44 @@ function formatPersistence(r: BenchReport, p: PersistenceResult, heading: Headin
   }
   out.push(
     table(
-      ['sessions', 'created in (s)', 'created / s', 'snapshot complete after (s) more', 'items stored / s (from the first session)', 'DynamoDB JVM CPU meanwhile', 'JetStream messages'],
-      p.sizes.map((x) => [int(x.sessions), num(x.seedSec, 1), int(x.seedPerSec), num(x.flushWaitSec, 1), int(x.flushItemsPerSec), `${x.dynamodbCpuPct} %`, int(x.logMessages)]),
+      [
+        'sessions',
+        'created in (s)',
+        'created / s',
+        'snapshot complete after (s) more',
+        'items stored / s (from the first session)',
+        'DynamoDB JVM CPU meanwhile',
+        'JetStream messages',
+      ],
+      p.sizes.map((x) => [
+        int(x.sessions),
+        num(x.seedSec, 1),
+        int(x.seedPerSec),
+        num(x.flushWaitSec, 1),
+        int(x.flushItemsPerSec),
+        `${x.dynamodbCpuPct} %`,
+        int(x.logMessages),
+      ]),
     ),
   );
   out.push('');
-  const best = (x: PersistenceResult['sizes'][number], path: 'snapshot' | 'peer') => Math.min(...x.joins.filter((j) => j.path === path).map((j) => j.wallMs));
+  const best = (x: PersistenceResult['sizes'][number], path: 'snapshot' | 'peer') =>
+    Math.min(...x.joins.filter((j) => j.path === path).map((j) => j.wallMs));
   out.push(
     table(
-      ['sessions', 'join from', 'attempt', 'join (ms)', 'vs peer (best / best)', 'state transfer (ms)', 'DynamoDB load (ms)', 'log replayed', 'pages', 'sessions held', 'CPU ms: process / DynamoDB JVM / nats-server'],
+      [
+        'sessions',
+        'join from',
+        'attempt',
+        'join (ms)',
+        'vs peer (best / best)',
+        'state transfer (ms)',
+        'DynamoDB load (ms)',
+        'log replayed',
+        'pages',
+        'sessions held',
+        'CPU ms: process / DynamoDB JVM / nats-server',
+      ],
       p.sizes.flatMap((x) =>
         x.joins.map((j) => [
           int(x.sessions),
@@ -433,7 +592,12 @@ function formatPersistence(r: BenchReport, p: PersistenceResult, heading: Headin
   );
   out.push('');
   if (p.warnings.length > 0) {
-    out.push(`Warnings logged by the nodes (${p.warnings.length}, first 5): ${p.warnings.slice(0, 5).map((w) => `\`${w.replaceAll('`', "'")}\``).join('; ')}`);
+    out.push(
+      `Warnings logged by the nodes (${p.warnings.length}, first 5): ${p.warnings
+        .slice(0, 5)
+        .map((w) => `\`${w.replaceAll('`', "'")}\``)
+        .join('; ')}`,
+    );
     out.push('');
   }
 }

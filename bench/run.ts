@@ -31,9 +31,13 @@ const SIZES = [2, 3];
 function selectedSections(): Section[] {
   const raw = process.env.BENCH_SECTIONS?.trim();
   if (!raw || raw === 'all') return [...SECTIONS];
-  const names = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
-  if (unknown.length > 0) throw new Error(`BENCH_SECTIONS: unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.join(', ')}`);
+  if (unknown.length > 0)
+    throw new Error(`BENCH_SECTIONS: unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.join(', ')}`);
   return SECTIONS.filter((s) => names.includes(s));
 }
 
@@ -41,14 +45,20 @@ function persistSizes(): number[] {
   const raw = process.env.BENCH_PERSIST_SIZES;
   if (!raw) return QUICK ? [1000, 3000] : [10_000, 100_000];
   const sizes = raw.split(',').map((s) => Number(s.trim()));
-  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`BENCH_PERSIST_SIZES must be positive integers, got "${raw}"`);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error(`BENCH_PERSIST_SIZES must be positive integers, got "${raw}"`);
   return sizes.sort((a, b) => a - b);
 }
 
 const SETTINGS: BenchReport['settings'] = {
   floor: { n: QUICK ? 300 : 2400, warmup: QUICK ? 50 : 500, payloadBytes: 400, replyBytes: 120 },
   lag: { n: QUICK ? 200 : 1600, warmup: QUICK ? 50 : 600, chunks: 4 },
-  throughput: { connections: 20, durationSec: QUICK ? 2 : 6, warmupSec: QUICK ? 1 : 2, rounds: Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 2)) },
+  throughput: {
+    connections: 20,
+    durationSec: QUICK ? 2 : 6,
+    warmupSec: QUICK ? 1 : 2,
+    rounds: Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 2)),
+  },
   managers: {
     sizes: [2, 4, 8],
     writes: QUICK ? 60 : 300,
@@ -72,11 +82,16 @@ const SETTINGS: BenchReport['settings'] = {
 };
 
 const started = performance.now();
-const log = (line: string) => process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(1).padStart(5)}s load ${os.loadavg()[0]!.toFixed(1).padStart(4)}] ${line}\n`);
+const log = (line: string) =>
+  process.stderr.write(
+    `[bench ${((performance.now() - started) / 1000).toFixed(1).padStart(5)}s load ${os.loadavg()[0]!.toFixed(1).padStart(4)}] ${line}\n`,
+  );
 
 function natsServerVersion(): string {
   try {
-    return execFileSync('nats-server', ['--version'], { encoding: 'utf8' }).trim().replace(/^nats-server:\s*/, '');
+    return execFileSync('nats-server', ['--version'], { encoding: 'utf8' })
+      .trim()
+      .replace(/^nats-server:\s*/, '');
   } catch {
     return 'unknown';
   }
@@ -87,10 +102,18 @@ function natsServerVersion(): string {
  * then the same with ack) so both see the same machine load; the floor aggregates all its chunks.
  * Without `withLag`, the floor alone.
  */
-async function measureLatency(url: string, nodes: number, withLag: boolean): Promise<{ floor: FloorResult; lag: LagResult[] }> {
+async function measureLatency(
+  url: string,
+  nodes: number,
+  withLag: boolean,
+): Promise<{ floor: FloorResult; lag: LagResult[] }> {
   const { floor: fs, lag: ls } = SETTINGS;
   const modes = ['async', 'ack'] as const;
-  const floor = await FloorProbe.open(url, { peers: nodes - 1, payloadBytes: fs.payloadBytes, replyBytes: fs.replyBytes });
+  const floor = await FloorProbe.open(url, {
+    peers: nodes - 1,
+    payloadBytes: fs.payloadBytes,
+    replyBytes: fs.replyBytes,
+  });
   const lag: LagResult[] = [];
   try {
     log(`${nodes} nodes: NATS floor warm-up`);
@@ -123,7 +146,12 @@ async function main(): Promise<void> {
   const sections = selectedSections();
   const has = (s: Section) => sections.includes(s);
   const loadStart = os.loadavg()[0]!;
-  log(`sections: ${sections.join(', ')}${QUICK ? ' (quick)' : ''}; ${os.availableParallelism()} CPU(s), load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  log(
+    `sections: ${sections.join(', ')}${QUICK ? ' (quick)' : ''}; ${os.availableParallelism()} CPU(s), load average ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   const report: BenchReport = {
     command: 'npm run bench',
     date: new Date().toISOString(),

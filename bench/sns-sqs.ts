@@ -65,28 +65,42 @@ class Pair {
       this.nodes.push(sessions);
       await sessions.start();
     }
-    await waitFor(`${this.name}: a and b see each other`, () => this.nodes.every((n) => n.membership.readyMembers().length === 1), { timeoutMs: 20_000 });
+    await waitFor(
+      `${this.name}: a and b see each other`,
+      () => this.nodes.every((n) => n.membership.readyMembers().length === 1),
+      { timeoutMs: 20_000 },
+    );
     this.#app = createDemoApp(this.nodes[0]!);
     const first = await this.#app.request('http://bench.local/counter', { method: 'POST' });
     this.#cookie = first.headers.get('set-cookie')!.split(';')[0]!;
     const id = this.#cookie.slice(this.#cookie.indexOf('=') + 1);
     this.#key = id.slice(0, id.lastIndexOf('.'));
     this.#counter = ((await first.json()) as { counter: number }).counter;
-    await waitFor(`${this.name}: the session on b`, () => this.nodes[1]!.manager.find(this.#key), { timeoutMs: 10_000 });
+    await waitFor(`${this.name}: the session on b`, () => this.nodes[1]!.manager.find(this.#key), {
+      timeoutMs: 10_000,
+    });
   }
 
   #check(): void {
     const p = this.#pending;
-    if (p && this.nodes[1]!.manager.find(this.#key)?.attributes.get('counter')?.value === p.expected) p.done(performance.now());
+    if (p && this.nodes[1]!.manager.find(this.#key)?.attributes.get('counter')?.value === p.expected)
+      p.done(performance.now());
   }
 
   async run(n: number, record: boolean): Promise<void> {
     for (let i = 0; i < n; i++) {
       let done!: (t: number) => void;
       const seen = new Promise<number>((resolve) => (done = resolve));
-      const p: { expected: string; t0: number; tPub?: number; done: (t: number) => void } = { expected: stringify(this.#counter + 1), t0: performance.now(), done };
+      const p: { expected: string; t0: number; tPub?: number; done: (t: number) => void } = {
+        expected: stringify(this.#counter + 1),
+        t0: performance.now(),
+        done,
+      };
       this.#pending = p;
-      const response = await this.#app!.request('http://bench.local/counter', { method: 'POST', headers: { cookie: this.#cookie } });
+      const response = await this.#app!.request('http://bench.local/counter', {
+        method: 'POST',
+        headers: { cookie: this.#cookie },
+      });
       const tResponse = performance.now();
       const tSeen = await withTimeout(seen, 15_000, `${this.name}: write ${this.#counter + 1} on b`);
       this.#pending = undefined;
@@ -101,21 +115,37 @@ class Pair {
   }
 
   async stop(): Promise<void> {
-    for (const node of this.nodes.splice(0).reverse()) await node.stop().finally(() => node.channel.close()).catch(() => undefined);
+    for (const node of this.nodes.splice(0).reverse())
+      await node
+        .stop()
+        .finally(() => node.channel.close())
+        .catch(() => undefined);
   }
 }
 
 async function startFauxqsProcess(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   const port = await freePort();
-  const proc = spawnTracked(process.execPath, ['node_modules/fauxqs/dist/cli.js'], { name: 'fauxqs', env: { ...process.env, FAUXQS_PORT: String(port), FAUXQS_LOGGER: 'false' } });
+  const proc = spawnTracked(process.execPath, ['node_modules/fauxqs/dist/cli.js'], {
+    name: 'fauxqs',
+    env: { ...process.env, FAUXQS_PORT: String(port), FAUXQS_LOGGER: 'false' },
+  });
   const endpoint = `http://127.0.0.1:${port}`;
-  const probe = new SNSClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 });
-  await waitFor('fauxqs to answer', async () => (await probe.send(new ListTopicsCommand({}))) && true, { timeoutMs: 20_000, intervalMs: 100 });
+  const probe = new SNSClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+    maxAttempts: 1,
+  });
+  await waitFor('fauxqs to answer', async () => (await probe.send(new ListTopicsCommand({}))) && true, {
+    timeoutMs: 20_000,
+    intervalMs: 100,
+  });
   probe.destroy();
   return { endpoint, stop: async () => void (await proc.stop()) };
 }
 
-const fmt = (s: Summary) => `${s.p50.toFixed(2).padStart(7)} ${s.p90.toFixed(2).padStart(7)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(1).padStart(8)}`;
+const fmt = (s: Summary) =>
+  `${s.p50.toFixed(2).padStart(7)} ${s.p90.toFixed(2).padStart(7)} ${s.p99.toFixed(2).padStart(8)} ${s.max.toFixed(1).padStart(8)}`;
 
 async function main(): Promise<void> {
   const nats = await startNatsServer();
@@ -123,14 +153,24 @@ async function main(): Promise<void> {
   const fauxqs = external ? undefined : await startFauxqsProcess();
   const endpoint = external ?? fauxqs!.endpoint;
   const aws = () => {
-    const config = { endpoint, region: process.env.AWS_REGION ?? 'us-east-1', credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'test', secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'test' } };
+    const config = {
+      endpoint,
+      region: process.env.AWS_REGION ?? 'us-east-1',
+      credentials: {
+        accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'test',
+        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'test',
+      },
+    };
     return { sns: new SNSClient(config), sqs: new SQSClient(config) };
   };
   const natsPair = new Pair('nats');
   const snsPair = new Pair('sns-sqs');
   const clusters: string[] = [];
   try {
-    await natsPair.start(async (_cluster, node) => new NatsChannel(await connect({ servers: nats.url, name: `bench-${node}`, noEcho: true })));
+    await natsPair.start(
+      async (_cluster, node) =>
+        new NatsChannel(await connect({ servers: nats.url, name: `bench-${node}`, noEcho: true })),
+    );
     await snsPair.start(async (cluster, node) => {
       clusters.push(cluster);
       return SnsSqsChannel.connect({ ...aws(), cluster, node });
@@ -145,10 +185,16 @@ async function main(): Promise<void> {
       request: summarize(pair.samples.request),
     }));
     if (args.includes('--json')) {
-      console.log(JSON.stringify({ n: N, endpoint: external ? 'external' : 'fauxqs 1.9.2 (own process)', rows }, null, 2));
+      console.log(
+        JSON.stringify({ n: N, endpoint: external ? 'external' : 'fauxqs 1.9.2 (own process)', rows }, null, 2),
+      );
     } else {
-      console.log(`replication lag, 2 nodes, delta manager, async; ${N} paced writes per transport, interleaved in ${CHUNKS} chunks`);
-      console.log(`SNS/SQS endpoint: ${external ?? 'fauxqs 1.9.2 in its own process'}; NATS: nats-server in its own process`);
+      console.log(
+        `replication lag, 2 nodes, delta manager, async; ${N} paced writes per transport, interleaved in ${CHUNKS} chunks`,
+      );
+      console.log(
+        `SNS/SQS endpoint: ${external ?? 'fauxqs 1.9.2 in its own process'}; NATS: nats-server in its own process`,
+      );
       console.log('                                              p50     p90      p99      max  (ms)');
       for (const row of rows) {
         console.log(`${row.transport.padEnd(8)} write on A -> applied on B       ${fmt(row.lag)}`);
@@ -160,7 +206,8 @@ async function main(): Promise<void> {
     await natsPair.stop();
     await snsPair.stop();
     const { sns, sqs } = aws();
-    for (const cluster of clusters) await SnsSqsChannel.deleteClusterResources({ sns, sqs, cluster }).catch(() => undefined);
+    for (const cluster of clusters)
+      await SnsSqsChannel.deleteClusterResources({ sns, sqs, cluster }).catch(() => undefined);
     await fauxqs?.stop();
     await nats.stop();
   }

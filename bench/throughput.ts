@@ -109,7 +109,8 @@ export async function createSessions(node: NodeHandle, count: number): Promise<s
     const response = await fetch(`${node.url}/counter`, { method: 'POST' });
     await response.text();
     const cookie = response.headers.getSetCookie().find((line) => line.startsWith('SESSIONID='));
-    if (response.status !== 200 || !cookie) throw new Error(`could not create a session on ${node.node}: ${response.status}`);
+    if (response.status !== 200 || !cookie)
+      throw new Error(`could not create a session on ${node.node}: ${response.status}`);
     cookies.push(cookie.split(';')[0]!);
   }
   return cookies;
@@ -134,13 +135,31 @@ export type RunFigures = Omit<ThroughputRun, 'nodes' | 'replication' | 'round'>;
  * One measured autocannon run of `POST /counter` on `node` (each connection with its own session),
  * with the CPU used meanwhile by the target, `others` (its peers), nats-server and this process.
  */
-export async function measureRun(node: NodeHandle, others: readonly NodeHandle[], natsPid: number, cookies: string[], durationSec: number): Promise<RunFigures> {
+export async function measureRun(
+  node: NodeHandle,
+  others: readonly NodeHandle[],
+  natsPid: number,
+  cookies: string[],
+  durationSec: number,
+): Promise<RunFigures> {
   await sleep(300);
-  const before = { target: cpuMs(node.pid), peers: others.map((p) => cpuMs(p.pid)), nats: cpuMs(natsPid), self: selfCpuMs(), deltas: (await clusterView(node)).stats.sent?.delta ?? 0 };
+  const before = {
+    target: cpuMs(node.pid),
+    peers: others.map((p) => cpuMs(p.pid)),
+    nats: cpuMs(natsPid),
+    self: selfCpuMs(),
+    deltas: (await clusterView(node)).stats.sent?.delta ?? 0,
+  };
   const t0 = performance.now();
   const result = await cannon(node, cookies, durationSec);
   const wallMs = performance.now() - t0;
-  const after = { target: cpuMs(node.pid), peers: others.map((p) => cpuMs(p.pid)), nats: cpuMs(natsPid), self: selfCpuMs(), deltas: (await clusterView(node)).stats.sent?.delta ?? 0 };
+  const after = {
+    target: cpuMs(node.pid),
+    peers: others.map((p) => cpuMs(p.pid)),
+    nats: cpuMs(natsPid),
+    self: selfCpuMs(),
+    deltas: (await clusterView(node)).stats.sent?.delta ?? 0,
+  };
   const requests = result['2xx'] + result.non2xx;
   const share = (ms: number) => round((100 * ms) / wallMs, 1);
   return {
@@ -167,7 +186,11 @@ export async function measureRun(node: NodeHandle, others: readonly NodeHandle[]
  * and on the same CLI without `--nats` (in-process channel, no peers: replication off), alternating
  * ON and OFF `rounds` times per size. Starts and stops every node process it uses.
  */
-export async function measureThroughput(natsUrl: string, natsPid: number, options: ThroughputOptions): Promise<{ runs: ThroughputRun[]; summary: ThroughputSummary[] }> {
+export async function measureThroughput(
+  natsUrl: string,
+  natsPid: number,
+  options: ThroughputOptions,
+): Promise<{ runs: ThroughputRun[]; summary: ThroughputSummary[] }> {
   const tag = Math.random().toString(36).slice(2, 8);
   const started: NodeHandle[] = [];
   const common = { extraArgs: ['--log-level', 'warn'], readyTimeoutMs: 30_000 };
@@ -203,7 +226,18 @@ export async function measureThroughput(natsUrl: string, natsPid: number, option
         for (const replication of ['on', 'off'] as const) {
           const node = replication === 'on' ? target : off;
           const others = replication === 'on' ? peers : [];
-          const run: ThroughputRun = { nodes: size, replication, round: r, ...(await measureRun(node, others, natsPid, replication === 'on' ? cookiesOn : cookiesOff, options.durationSec)) };
+          const run: ThroughputRun = {
+            nodes: size,
+            replication,
+            round: r,
+            ...(await measureRun(
+              node,
+              others,
+              natsPid,
+              replication === 'on' ? cookiesOn : cookiesOff,
+              options.durationSec,
+            )),
+          };
           runs.push(run);
           options.log(
             `${size} nodes, replication ${replication.padEnd(3)} round ${r}: ${run.reqPerSec} req/s, latency avg ${run.latencyAvgMs} ms p99 ${run.latencyP99Ms} ms, ` +
@@ -217,7 +251,9 @@ export async function measureThroughput(natsUrl: string, natsPid: number, option
   }
   const summary = options.sizes.map((size) => {
     const best = (replication: 'on' | 'off') =>
-      runs.filter((r) => r.nodes === size && r.replication === replication).reduce((a, b) => (b.reqPerSec > a.reqPerSec ? b : a));
+      runs
+        .filter((r) => r.nodes === size && r.replication === replication)
+        .reduce((a, b) => (b.reqPerSec > a.reqPerSec ? b : a));
     const on = best('on');
     const off = best('off');
     const meanCpu = (replication: 'on' | 'off') => {
@@ -225,7 +261,14 @@ export async function measureThroughput(natsUrl: string, natsPid: number, option
       return round(xs.reduce((a, b) => a + b, 0) / xs.length, 0);
     };
     const targetCpuUsPerReq = { on: meanCpu('on'), off: meanCpu('off') };
-    return { nodes: size, on, off, ratio: round(on.reqPerSec / off.reqPerSec, 3), targetCpuUsPerReq, cpuRatio: round(targetCpuUsPerReq.off / targetCpuUsPerReq.on, 3) };
+    return {
+      nodes: size,
+      on,
+      off,
+      ratio: round(on.reqPerSec / off.reqPerSec, 3),
+      targetCpuUsPerReq,
+      cpuRatio: round(targetCpuUsPerReq.off / targetCpuUsPerReq.on, 3),
+    };
   });
   return { runs, summary };
 }

@@ -2,7 +2,14 @@
 import { Hono } from 'hono';
 import { adminRoutes, probeRoutes, type AdminRoutesOptions } from 'session-replication/admin';
 import { HTTPException } from 'hono/http-exception';
-import { SessionReplicationError, UnserializableValueError, type ClusterNode, type Session, type SessionMiddlewareOptions, type SessionVariables } from 'session-replication';
+import {
+  SessionReplicationError,
+  UnserializableValueError,
+  type ClusterNode,
+  type Session,
+  type SessionMiddlewareOptions,
+  type SessionVariables,
+} from 'session-replication';
 
 /** The session as the demo API shows it. */
 function describe(session: Session, node: string) {
@@ -27,7 +34,9 @@ function jsonSafe(_key: string, value: unknown): unknown {
 }
 
 function json(body: unknown): Response {
-  return new Response(JSON.stringify(body, jsonSafe), { headers: { 'content-type': 'application/json; charset=utf-8' } });
+  return new Response(JSON.stringify(body, jsonSafe), {
+    headers: { 'content-type': 'application/json; charset=utf-8' },
+  });
 }
 
 /** Parts a runtime plugs into the demo app, which itself stays runtime-neutral. */
@@ -42,7 +51,10 @@ export interface DemoAppOptions {
 }
 
 /** Builds the demo Hono app on a cluster node: a session API, a counter, and the library's admin routes. */
-export function createDemoApp(sessions: ClusterNode, options: DemoAppOptions = {}): Hono<{ Variables: SessionVariables }> {
+export function createDemoApp(
+  sessions: ClusterNode,
+  options: DemoAppOptions = {},
+): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   const node = sessions.node;
   app.route('/', options.admin ? adminRoutes(sessions, options.admin) : probeRoutes(sessions));
@@ -77,7 +89,8 @@ export function createDemoApp(sessions: ClusterNode, options: DemoAppOptions = {
 
   app.put('/session/max-inactive-interval', async (c) => {
     const seconds = Number(await c.req.text());
-    if (!Number.isInteger(seconds)) throw new HTTPException(400, { message: 'the body must be an integer number of seconds' });
+    if (!Number.isInteger(seconds))
+      throw new HTTPException(400, { message: 'the body must be an integer number of seconds' });
     const session = c.get('session');
     session.maxInactiveInterval = seconds;
     return json(describe(session, node));

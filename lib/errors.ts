@@ -43,7 +43,11 @@ export class SessionTooLargeError extends SessionReplicationError {
     readonly sizeBytes: number,
     readonly limitBytes: number,
   ) {
-    super('SESSION_TOO_LARGE', `session would be ${sizeBytes} bytes, over the limit of ${limitBytes} bytes (maxSessionBytes)`, { status: 413 });
+    super(
+      'SESSION_TOO_LARGE',
+      `session would be ${sizeBytes} bytes, over the limit of ${limitBytes} bytes (maxSessionBytes)`,
+      { status: 413 },
+    );
   }
 }
 
@@ -67,7 +71,10 @@ export class SessionLimitError extends SessionReplicationError {
 /** This node holds `maxActiveSessions` sessions already; the middleware answers 503 with Retry-After. */
 export class TooManySessionsError extends SessionReplicationError {
   constructor(readonly limit: number) {
-    super('TOO_MANY_SESSIONS', `this node holds its maximum of ${limit} sessions (maxActiveSessions)`, { status: 503, retryAfter: 10 });
+    super('TOO_MANY_SESSIONS', `this node holds its maximum of ${limit} sessions (maxActiveSessions)`, {
+      status: 503,
+      retryAfter: 10,
+    });
   }
 }
 
@@ -87,7 +94,10 @@ export class NodeDrainingError extends SessionReplicationError {
  */
 export class ChangeNotStoredError extends SessionReplicationError {
   constructor() {
-    super('CHANGE_NOT_STORED', 'the change could not be stored in the replication log; retry', { status: 503, retryAfter: 1 });
+    super('CHANGE_NOT_STORED', 'the change could not be stored in the replication log; retry', {
+      status: 503,
+      retryAfter: 1,
+    });
   }
 }
 
@@ -108,7 +118,10 @@ export class ChangeNotConfirmedError extends SessionReplicationError {
  */
 export class NodeCatchingUpError extends SessionReplicationError {
   constructor() {
-    super('NODE_CATCHING_UP', 'this node is catching up after a gap: retry on another node', { status: 503, retryAfter: 1 });
+    super('NODE_CATCHING_UP', 'this node is catching up after a gap: retry on another node', {
+      status: 503,
+      retryAfter: 1,
+    });
   }
 }
 
@@ -120,7 +133,15 @@ export class InvalidatedSessionError extends SessionReplicationError {
 }
 
 /** Why an incoming message was dropped; counted per reason in stats. */
-export type DropReason = 'malformed' | 'foreign-cluster' | 'unsupported-version' | 'own-message' | 'handler-error' | 'unprotected' | 'unknown-key' | 'unauthenticated';
+export type DropReason =
+  | 'malformed'
+  | 'foreign-cluster'
+  | 'unsupported-version'
+  | 'own-message'
+  | 'handler-error'
+  | 'unprotected'
+  | 'unknown-key'
+  | 'unauthenticated';
 
 /** An incoming replication message could not be decoded or does not belong here; it is dropped and counted. */
 export class MalformedMessageError extends SessionReplicationError {
@@ -140,7 +161,11 @@ export class ChannelRequestError extends SessionReplicationError {
     subject: string,
     options?: { cause?: unknown },
   ) {
-    super(kind === 'timeout' ? 'REQUEST_TIMEOUT' : kind === 'closed' ? 'CHANNEL_CLOSED' : 'NO_RESPONDERS', `request on ${subject}: ${kind}`, options);
+    super(
+      kind === 'timeout' ? 'REQUEST_TIMEOUT' : kind === 'closed' ? 'CHANNEL_CLOSED' : 'NO_RESPONDERS',
+      `request on ${subject}: ${kind}`,
+      options,
+    );
   }
 }
 
@@ -160,7 +185,11 @@ export class MissingPeerDependencyError extends SessionReplicationError {
     readonly neededBy: string,
     options?: { cause?: unknown },
   ) {
-    super('MISSING_PEER_DEPENDENCY', `${neededBy} needs the package "${packageName}", which is not installed: npm install ${packageName}`, options);
+    super(
+      'MISSING_PEER_DEPENDENCY',
+      `${neededBy} needs the package "${packageName}", which is not installed: npm install ${packageName}`,
+      options,
+    );
   }
 }
 
@@ -193,7 +222,10 @@ export class DuplicateMessageIdError extends SessionReplicationError {
     readonly msgId: string,
     readonly storedSeq: number,
   ) {
-    super('LOG_DUPLICATE_MESSAGE_ID', `${log}: message id ${msgId} already names another message (sequence ${storedSeq}); not stored`);
+    super(
+      'LOG_DUPLICATE_MESSAGE_ID',
+      `${log}: message id ${msgId} already names another message (sequence ${storedSeq}); not stored`,
+    );
   }
 }
 

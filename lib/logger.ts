@@ -21,13 +21,18 @@ export type LogLevel = (typeof LEVELS)[number];
 export type LogSink = (line: string, level: Exclude<LogLevel, 'silent'>) => void;
 
 /** The default sink: `console.error` for errors, `console.warn` for warnings, `console.log` otherwise. */
-const toConsole: LogSink = (line, level) => (level === 'error' ? console.error : level === 'warn' ? console.warn : console.log)(line);
+const toConsole: LogSink = (line, level) =>
+  (level === 'error' ? console.error : level === 'warn' ? console.warn : console.log)(line);
 
 /**
  * A logger writing one JSON object per line, for runtimes without pino. `sink` receives each line
  * (default: the console); a runtime whose console decorates lines passes a raw writer instead.
  */
-export function consoleLogger(level: LogLevel = 'warn', bound: Record<string, unknown> = {}, sink: LogSink = toConsole): Logger {
+export function consoleLogger(
+  level: LogLevel = 'warn',
+  bound: Record<string, unknown> = {},
+  sink: LogSink = toConsole,
+): Logger {
   const min = LEVELS.indexOf(level);
   const at =
     (name: Exclude<LogLevel, 'silent'>): LogFn =>

@@ -10,7 +10,11 @@ import { MissingPeerDependencyError } from './errors.ts';
  * @param packages The optional peer packages `load` imports (directly or through its imports).
  * @param load Imports the module, such as `() => import('session-replication/nats')`.
  */
-export async function loadOptionalPeer<T>(neededBy: string, packages: readonly string[], load: () => Promise<T>): Promise<T> {
+export async function loadOptionalPeer<T>(
+  neededBy: string,
+  packages: readonly string[],
+  load: () => Promise<T>,
+): Promise<T> {
   try {
     return await load();
   } catch (error) {
@@ -24,5 +28,7 @@ export async function loadOptionalPeer<T>(neededBy: string, packages: readonly s
 function missingPackage(error: unknown, packages: readonly string[]): string | undefined {
   const message = error instanceof Error ? error.message : String(error);
   if (!/cannot find|not found|could not (find|resolve)|failed to resolve/i.test(message)) return undefined;
-  return packages.find((name) => new RegExp(`["'\`]${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(/[^"'\`]*)?["'\`]`).test(message));
+  return packages.find((name) =>
+    new RegExp(`["'\`]${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(/[^"'\`]*)?["'\`]`).test(message),
+  );
 }

@@ -178,7 +178,13 @@ export class LagWindow {
       }
       return max;
     };
-    return { p50Ms: quantile(0.5), p99Ms: quantile(0.99), maxMs: round(max, 2), samples, windowSeconds: this.windowSeconds };
+    return {
+      p50Ms: quantile(0.5),
+      p99Ms: quantile(0.99),
+      maxMs: round(max, 2),
+      samples,
+      windowSeconds: this.windowSeconds,
+    };
   }
 }
 

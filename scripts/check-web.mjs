@@ -25,7 +25,10 @@ const args = process.argv.slice(2);
 // Entry points relative to the repository root (arguments are taken relative to the working directory).
 /** The adapters for runtimes without Node: Deno, Bun (as a Web runtime) and Cloudflare Workers. */
 const WEB_ADAPTERS = ['adapters/deno/index.ts', 'adapters/bun/index.ts', 'adapters/cloudflare/index.ts'];
-const entryPoints = args.length > 0 ? args.map((arg) => relative(ROOT, resolve(arg))) : [...modulesUnder(join(ROOT, 'lib')), ...WEB_ADAPTERS];
+const entryPoints =
+  args.length > 0
+    ? args.map((arg) => relative(ROOT, resolve(arg)))
+    : [...modulesUnder(join(ROOT, 'lib')), ...WEB_ADAPTERS];
 const started = Date.now();
 const { problems, outputs } = await checkWebOnly(entryPoints);
 if (problems.length > 0) {
@@ -34,6 +37,10 @@ if (problems.length > 0) {
   process.exit(1);
 }
 const kib = (n) => `${(n / 1024).toFixed(0)} KiB`;
-const shown = ['lib/index.ts', 'lib/channel/nats.ts', 'lib/log/jetstream.ts', 'lib/store/dynamodb.ts'].filter((e) => outputs[e] !== undefined);
+const shown = ['lib/index.ts', 'lib/channel/nats.ts', 'lib/log/jetstream.ts', 'lib/store/dynamodb.ts'].filter(
+  (e) => outputs[e] !== undefined,
+);
 const sizes = shown.map((e) => `${e} ${kib(outputs[e])}`).join(', ');
-console.log(`check:web ok: ${entryPoints.length} entry point(s) bundle for a Web-only target without Node imports and typecheck without Node types (${Date.now() - started} ms)${sizes ? `; unminified bundles: ${sizes}` : ''}`);
+console.log(
+  `check:web ok: ${entryPoints.length} entry point(s) bundle for a Web-only target without Node imports and typecheck without Node types (${Date.now() - started} ms)${sizes ? `; unminified bundles: ${sizes}` : ''}`,
+);

@@ -16,7 +16,9 @@ type BuiltChunk = (OutputChunk | OutputAsset) & { outDir: string };
 
 /** The package's optional peers (package.json `peerDependenciesMeta` with `optional: true`). */
 export function optionalPeers(packageJsonPath: string): string[] {
-  const manifest = JSON.parse(readFileSync(packageJsonPath, 'utf8')) as { peerDependenciesMeta?: Record<string, { optional?: boolean }> };
+  const manifest = JSON.parse(readFileSync(packageJsonPath, 'utf8')) as {
+    peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+  };
   return Object.entries(manifest.peerDependenciesMeta ?? {})
     .filter(([, meta]) => meta.optional === true)
     .map(([name]) => name);
@@ -30,7 +32,11 @@ function packageOf(id: string): string {
 
 /** Rewrites the built entries that reach an optional peer into guards (see the top of this file); `peers` are the optional peers. */
 export function guardOptionalPeers(chunks: readonly BuiltChunk[], peers: readonly string[]): void {
-  const jsChunks = new Map(chunks.filter((c): c is OutputChunk & { outDir: string } => c.type === 'chunk' && c.fileName.endsWith('.mjs')).map((c) => [c.fileName, c]));
+  const jsChunks = new Map(
+    chunks
+      .filter((c): c is OutputChunk & { outDir: string } => c.type === 'chunk' && c.fileName.endsWith('.mjs'))
+      .map((c) => [c.fileName, c]),
+  );
   /** The optional peers `fileName` reaches through static imports. */
   const peersReached = (fileName: string, seen = new Set<string>()): Set<string> => {
     const found = new Set<string>();
@@ -52,7 +58,12 @@ export function guardOptionalPeers(chunks: readonly BuiltChunk[], peers: readonl
     const needed = [...peersReached(fileName)].sort();
     if (needed.length === 0) continue;
     const implName = `${distName(entry)}.impl.mjs`;
-    guards.push({ fileName, implName, outDir: chunk.outDir, code: guardModule(specifier(entry), needed, implName, chunk.exports) });
+    guards.push({
+      fileName,
+      implName,
+      outDir: chunk.outDir,
+      code: guardModule(specifier(entry), needed, implName, chunk.exports),
+    });
   }
   for (const guard of guards) renameSync(join(guard.outDir, guard.fileName), join(guard.outDir, guard.implName));
   // A chunk that imports a guarded entry (an adapter using NatsChannel) imports its implementation: that chunk

@@ -12,7 +12,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** package.json `exports`: built ESM and its declarations per subpath, plus `./package.json`. */
 function packageExports(): Record<string, unknown> {
   const exports: Record<string, unknown> = {};
-  for (const entry of ENTRIES) exports[entry.subpath] = { types: `./dist/${distName(entry)}.d.mts`, import: `./dist/${distName(entry)}.mjs` };
+  for (const entry of ENTRIES)
+    exports[entry.subpath] = { types: `./dist/${distName(entry)}.d.mts`, import: `./dist/${distName(entry)}.mjs` };
   exports['./package.json'] = './package.json';
   return exports;
 }
@@ -31,7 +32,10 @@ function jsrExports(): Record<string, string> {
 type Json = Record<string, unknown>;
 const TARGETS: { file: string; apply: (json: Json) => Json }[] = [
   { file: 'package.json', apply: (json) => ({ ...json, exports: packageExports() }) },
-  { file: 'tsconfig.json', apply: (json) => ({ ...json, compilerOptions: { ...(json.compilerOptions as Json), paths: tsconfigPaths() } }) },
+  {
+    file: 'tsconfig.json',
+    apply: (json) => ({ ...json, compilerOptions: { ...(json.compilerOptions as Json), paths: tsconfigPaths() } }),
+  },
   { file: 'jsr.json', apply: (json) => ({ ...json, exports: jsrExports() }) },
 ];
 
@@ -49,4 +53,8 @@ if (check && stale.length > 0) {
   console.error(`sync:entries: ${stale.join(', ')} out of date with scripts/entries.ts; run \`npm run sync:entries\``);
   process.exit(1);
 }
-console.log(stale.length === 0 ? 'sync:entries: every table matches scripts/entries.ts' : `sync:entries: rewrote ${stale.join(', ')}`);
+console.log(
+  stale.length === 0
+    ? 'sync:entries: every table matches scripts/entries.ts'
+    : `sync:entries: rewrote ${stale.join(', ')}`,
+);

@@ -51,7 +51,12 @@ export function nodeImportGuard(found) {
       build.onResolve({ filter: /.*/ }, async (args) => {
         if (args.pluginData?.nodeImportGuard || !isNodeBuiltin(args.path)) return undefined;
         if (!args.path.startsWith('node:')) {
-          const natural = await build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { nodeImportGuard: true } });
+          const natural = await build.resolve(args.path, {
+            kind: args.kind,
+            importer: args.importer,
+            resolveDir: args.resolveDir,
+            pluginData: { nodeImportGuard: true },
+          });
           if (natural.errors.length === 0 && !natural.external) return undefined; // remapped by a `browser` field
         }
         found.push({ importer: args.importer, specifier: args.path });
@@ -86,12 +91,16 @@ export function typecheckWithoutNode(files) {
     baseUrl: ROOT,
     paths: ts.readConfigFile(resolve(ROOT, 'tsconfig.json'), ts.sys.readFile).config.compilerOptions.paths,
   };
-  const program = ts.createProgram(files.map((f) => resolve(ROOT, f)), options);
+  const program = ts.createProgram(
+    files.map((f) => resolve(ROOT, f)),
+    options,
+  );
   const host = { getCanonicalFileName: (f) => f, getCurrentDirectory: () => ROOT, getNewLine: () => '\n' };
   const problems = ts.getPreEmitDiagnostics(program).map((d) => ts.formatDiagnostic(d, host).trim());
   // @types/node pulled in by some dependency's `/// <reference types="node" />` would hide Node globals.
   const nodeTypes = program.getSourceFiles().find((f) => /[\\/]@types[\\/]node[\\/]/.test(f.fileName));
-  if (nodeTypes) problems.push(`Node's types were loaded (${shown(nodeTypes.fileName)}): some import references @types/node`);
+  if (nodeTypes)
+    problems.push(`Node's types were loaded (${shown(nodeTypes.fileName)}): some import references @types/node`);
   return problems;
 }
 
@@ -114,9 +123,13 @@ export async function checkWebOnly(entryPoints, { typecheck = true } = {}) {
       metafile: true,
       plugins: [nodeImportGuard(found)],
     });
-    for (const [out, meta] of Object.entries(result.metafile.outputs)) if (meta.entryPoint) outputs[meta.entryPoint] = meta.bytes;
+    for (const [out, meta] of Object.entries(result.metafile.outputs))
+      if (meta.entryPoint) outputs[meta.entryPoint] = meta.bytes;
   } catch (error) {
-    for (const e of error.errors ?? [error]) problems.push(`build error: ${e.text ?? e.message}${e.location ? ` (${e.location.file}:${e.location.line})` : ''}`);
+    for (const e of error.errors ?? [error])
+      problems.push(
+        `build error: ${e.text ?? e.message}${e.location ? ` (${e.location.file}:${e.location.line})` : ''}`,
+      );
   }
   for (const { importer, specifier } of found) problems.push(`Node import "${specifier}" in ${shown(importer)}`);
   if (typecheck) for (const line of typecheckWithoutNode(entryPoints)) problems.push(`without Node types: ${line}`);

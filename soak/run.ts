@@ -18,7 +18,9 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('npm run soak -- [--minutes 10] [--nodes 3] [--sessions 500] [--concurrency 16] [--manager delta|backup]');
+  console.log(
+    'npm run soak -- [--minutes 10] [--nodes 3] [--sessions 500] [--concurrency 16] [--manager delta|backup]',
+  );
   process.exit(0);
 }
 const minutes = Number(values.minutes);
@@ -49,9 +51,20 @@ const nodes: NodeHandle[] = [];
 const cluster = `soak${Date.now().toString(36)}`;
 try {
   for (let i = 1; i <= nodeCount; i++) {
-    nodes.push(await startNode({ cluster, node: `n${i}`, nats: nats.url, manager: values.manager as 'delta', send: 'ack', extraArgs: ['--log-level', 'warn'] }));
+    nodes.push(
+      await startNode({
+        cluster,
+        node: `n${i}`,
+        nats: nats.url,
+        manager: values.manager as 'delta',
+        send: 'ack',
+        extraArgs: ['--log-level', 'warn'],
+      }),
+    );
   }
-  console.log(`soak: ${nodeCount} nodes (${values.manager}, ack), ${sessionCount} sessions, ${concurrency} workers, ${minutes} min`);
+  console.log(
+    `soak: ${nodeCount} nodes (${values.manager}, ack), ${sessionCount} sessions, ${concurrency} workers, ${minutes} min`,
+  );
   const clients = Array.from({ length: sessionCount }, () => new CookieClient());
   const expected = new Map<CookieClient, number>();
   const errors = { http: 0, network: 0, lost: 0 };
@@ -65,7 +78,9 @@ try {
   }, 1000);
   const progress = setInterval(() => {
     const rss = nodes.map((n) => `${n.node} ${samples[n.node]!.at(-1)?.[1].toFixed(0)} MiB`).join(', ');
-    console.log(`  ${((Date.now() - started) / 60_000).toFixed(1)} min: ${requests} requests, errors ${JSON.stringify(errors)}, RSS ${rss}`);
+    console.log(
+      `  ${((Date.now() - started) / 60_000).toFixed(1)} min: ${requests} requests, errors ${JSON.stringify(errors)}, RSS ${rss}`,
+    );
   }, 30_000);
   let next = 0;
   const worker = async () => {
@@ -112,7 +127,15 @@ try {
       nodes.map((n) => {
         const points = samples[n.node]!;
         const secondHalf = points.slice(Math.floor(points.length / 2));
-        return [n.node, { startMiB: +points[0]![1].toFixed(1), endMiB: +points.at(-1)![1].toFixed(1), maxMiB: +Math.max(...points.map((p) => p[1])).toFixed(1), slopeMiBPerMinSecondHalf: +slope(secondHalf).toFixed(3) }];
+        return [
+          n.node,
+          {
+            startMiB: +points[0]![1].toFixed(1),
+            endMiB: +points.at(-1)![1].toFixed(1),
+            maxMiB: +Math.max(...points.map((p) => p[1])).toFixed(1),
+            slopeMiBPerMinSecondHalf: +slope(secondHalf).toFixed(3),
+          },
+        ];
       }),
     ),
   };

@@ -1,8 +1,13 @@
 // Owns: the servers shared by the integration and e2e projects: one nats-server (JetStream + WebSocket) and one DynamoDB Local.
-import type { TestProject } from "vitest/node";
-import { startDynamoDbLocal, startNatsServer, type DynamoDbLocalHandle, type NatsServerHandle } from "../functions/launch/index.ts";
+import type { TestProject } from 'vitest/node';
+import {
+  startDynamoDbLocal,
+  startNatsServer,
+  type DynamoDbLocalHandle,
+  type NatsServerHandle,
+} from '../functions/launch/index.ts';
 
-declare module "vitest" {
+declare module 'vitest' {
   export interface ProvidedContext {
     /** nats://127.0.0.1:PORT of the shared server. */
     natsUrl: string;
@@ -21,17 +26,23 @@ interface SharedServers {
 }
 
 // Global setup runs in the main vitest process once per project: the projects of one run share one set of servers.
-const SHARED = Symbol.for("session-replication.test.shared-servers");
+const SHARED = Symbol.for('session-replication.test.shared-servers');
 const holder = globalThis as { [SHARED]?: Promise<SharedServers> };
 
 async function startServers(): Promise<SharedServers> {
   const external = process.env.DYNAMODB_ENDPOINT;
   // Test workers inherit this: the SDK's notice about its Node 22 requirement in 2027 is noise here (as in bin/).
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const [nats, ddb] = await Promise.allSettled([startNatsServer({ jetstream: true, websocket: true }), external ? Promise.resolve(undefined) : startDynamoDbLocal()]);
-  if (nats.status === "rejected" || ddb.status === "rejected") {
-    await Promise.allSettled([nats.status === "fulfilled" ? nats.value.stop() : undefined, ddb.status === "fulfilled" ? ddb.value?.stop() : undefined]);
-    throw nats.status === "rejected" ? nats.reason : (ddb as PromiseRejectedResult).reason;
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const [nats, ddb] = await Promise.allSettled([
+    startNatsServer({ jetstream: true, websocket: true }),
+    external ? Promise.resolve(undefined) : startDynamoDbLocal(),
+  ]);
+  if (nats.status === 'rejected' || ddb.status === 'rejected') {
+    await Promise.allSettled([
+      nats.status === 'fulfilled' ? nats.value.stop() : undefined,
+      ddb.status === 'fulfilled' ? ddb.value?.stop() : undefined,
+    ]);
+    throw nats.status === 'rejected' ? nats.reason : (ddb as PromiseRejectedResult).reason;
   }
   return { nats: nats.value, dynamodb: ddb.value, ddbEndpoint: external ?? ddb.value!.endpoint, users: 0 };
 }
@@ -53,9 +64,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw error;
   });
   servers.users++;
-  project.provide("natsUrl", servers.nats.url);
-  project.provide("natsWsUrl", servers.nats.wsUrl!);
-  project.provide("ddbEndpoint", servers.ddbEndpoint);
+  project.provide('natsUrl', servers.nats.url);
+  project.provide('natsWsUrl', servers.nats.wsUrl!);
+  project.provide('ddbEndpoint', servers.ddbEndpoint);
   return async () => {
     if (--servers.users > 0) return;
     delete holder[SHARED];

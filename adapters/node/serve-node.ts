@@ -9,7 +9,13 @@ import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import type { constants } from 'node:os';
 import { adminGuard, adminRoutes, type AdminRoutesOptions } from '../../lib/admin/index.ts';
-import { createCluster, InvalidOptionsError, SessionReplicationError, type ClusterOptions, type ClusterNode } from '../../lib/index.ts';
+import {
+  createCluster,
+  InvalidOptionsError,
+  SessionReplicationError,
+  type ClusterOptions,
+  type ClusterNode,
+} from '../../lib/index.ts';
 import { processMetrics } from './process-metrics.ts';
 
 /** Anything with a Hono-style `fetch`: the user's app. */
@@ -46,7 +52,10 @@ export interface ServeNodeOptions {
    * resolves the app answers 503 and `/readyz` says starting.
    * The adapter starts the node and stops it on close.
    */
-  readonly cluster: ClusterNode | ClusterOptions | ((listening: { port: number; adminPort?: number }) => Promise<ClusterNode>);
+  readonly cluster:
+    | ClusterNode
+    | ClusterOptions
+    | ((listening: { port: number; adminPort?: number }) => Promise<ClusterNode>);
   /**
    * The app's port (0: any free port).
    * @default 3000
@@ -112,9 +121,22 @@ const STARTING = { error: 'starting: the node has not joined the cluster yet', c
  *   beforeClose: (node) => node?.drain(),
  * });
  */
-export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp), options: ServeNodeOptions): Promise<NodeServer> {
-  const { cluster, port = 3000, hostname = '0.0.0.0', admin, shutdownSignals = ['SIGTERM', 'SIGINT'], beforeClose, graceMs = 3000, shutdownTimeoutMs = 15_000 } = options;
-  if (admin && admin.port === undefined && !admin.prefix?.startsWith('/')) throw new InvalidOptionsError('admin needs a `port`, or a `prefix` starting with "/"');
+export async function serveNode(
+  app: FetchApp | ((node: ClusterNode) => FetchApp),
+  options: ServeNodeOptions,
+): Promise<NodeServer> {
+  const {
+    cluster,
+    port = 3000,
+    hostname = '0.0.0.0',
+    admin,
+    shutdownSignals = ['SIGTERM', 'SIGINT'],
+    beforeClose,
+    graceMs = 3000,
+    shutdownTimeoutMs = 15_000,
+  } = options;
+  if (admin && admin.port === undefined && !admin.prefix?.startsWith('/'))
+    throw new InvalidOptionsError('admin needs a `port`, or a `prefix` starting with "/"');
   // A missing or weak guard fails here, before anything listens.
   if (admin) adminGuard(admin);
   const prefix = admin?.prefix?.replace(/\/+$/, '');
@@ -129,16 +151,26 @@ export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp
     const path = new URL(request.url).pathname;
     return path === prefix || path.startsWith(`${prefix}/`);
   };
-  const appServer = await listen((request, env) => {
-    if (isAdminPath(request)) return adminFetch(request);
-    if (!served) return Response.json(STARTING, { status: 503, headers: { 'retry-after': '1' } });
-    return served.fetch(request, env);
-  }, port, hostname);
-  const adminServer = admin?.port !== undefined ? await listen(adminFetch, admin.port, admin.hostname ?? '127.0.0.1') : undefined;
+  const appServer = await listen(
+    (request, env) => {
+      if (isAdminPath(request)) return adminFetch(request);
+      if (!served) return Response.json(STARTING, { status: 503, headers: { 'retry-after': '1' } });
+      return served.fetch(request, env);
+    },
+    port,
+    hostname,
+  );
+  const adminServer =
+    admin?.port !== undefined ? await listen(adminFetch, admin.port, admin.hostname ?? '127.0.0.1') : undefined;
 
   const ready = (async () => {
     const listening = { port: appServer.port, ...(adminServer ? { adminPort: adminServer.port } : {}) };
-    const created = typeof cluster === 'function' ? await cluster(listening) : isClusterNode(cluster) ? cluster : createCluster(cluster);
+    const created =
+      typeof cluster === 'function'
+        ? await cluster(listening)
+        : isClusterNode(cluster)
+          ? cluster
+          : createCluster(cluster);
     if (closing) {
       // Closed while the node was being created (say, still connecting to NATS): it never starts.
       await created.stop().catch(() => undefined);
@@ -151,7 +183,10 @@ export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp
       const labels = { cluster: created.cluster, node: created.node };
       const extra = routes.extraMetrics;
       const metrics = processMetrics(labels);
-      const router = adminRoutes(created, { ...routes, extraMetrics: async () => metrics() + (extra ? await extra() : '') });
+      const router = adminRoutes(created, {
+        ...routes,
+        extraMetrics: async () => metrics() + (extra ? await extra() : ''),
+      });
       adminApp = prefix ? new Hono().route(prefix, router) : router;
     }
     if (!created.ready) await created.start();
@@ -162,7 +197,10 @@ export async function serveNode(app: FetchApp | ((node: ClusterNode) => FetchApp
   const close = (reason = 'close') =>
     (closing ??= (async () => {
       await beforeClose?.(node, reason);
-      await Promise.all([closeHttp(appServer.server, graceMs), adminServer ? closeHttp(adminServer.server, graceMs) : undefined]);
+      await Promise.all([
+        closeHttp(appServer.server, graceMs),
+        adminServer ? closeHttp(adminServer.server, graceMs) : undefined,
+      ]);
       // The node leaves only once the requests in flight are done: their acks still need it. A node
       // still being created is not waited for (the factory may wait for NATS forever).
       if (node) {
@@ -208,12 +246,20 @@ function isClusterNode(value: ClusterNode | ClusterOptions): value is ClusterNod
 /** The admin routes while the node does not exist yet: alive, not ready, nothing else. */
 function startingAdmin(request: Request, prefix: string): Response {
   const path = new URL(request.url).pathname.slice(prefix.length);
-  if (path === '/healthz') return Response.json({ status: 'starting', ready: false }, { headers: { 'cache-control': 'no-store' } });
-  return Response.json({ ...STARTING, ready: false }, { status: 503, headers: { 'retry-after': '1', 'cache-control': 'no-store' } });
+  if (path === '/healthz')
+    return Response.json({ status: 'starting', ready: false }, { headers: { 'cache-control': 'no-store' } });
+  return Response.json(
+    { ...STARTING, ready: false },
+    { status: 503, headers: { 'retry-after': '1', 'cache-control': 'no-store' } },
+  );
 }
 
 /** Starts an HTTP server and resolves with it and its port once it listens. */
-function listen(fetch: (request: Request, env: unknown) => Response | Promise<Response>, port: number, hostname: string): Promise<{ server: ServerType; port: number }> {
+function listen(
+  fetch: (request: Request, env: unknown) => Response | Promise<Response>,
+  port: number,
+  hostname: string,
+): Promise<{ server: ServerType; port: number }> {
   return new Promise((resolve, reject) => {
     const server = serve({ fetch, port, hostname }, (info: AddressInfo) => resolve({ server, port: info.port }));
     server.once('error', reject);
@@ -225,7 +271,8 @@ function listen(fetch: (request: Request, env: unknown) => Response | Promise<Re
  * and cuts connections still busy after `graceMs`; resolves when every connection is gone.
  */
 function closeHttp(server: ServerType, graceMs: number): Promise<void> {
-  const http = server as ServerType & Partial<Pick<import('node:http').Server, 'closeIdleConnections' | 'closeAllConnections'>>;
+  const http = server as ServerType &
+    Partial<Pick<import('node:http').Server, 'closeIdleConnections' | 'closeAllConnections'>>;
   return new Promise<void>((resolve) => {
     const idle = setInterval(() => http.closeIdleConnections?.(), 100);
     const cut = setTimeout(() => http.closeAllConnections?.(), graceMs);

@@ -22,8 +22,16 @@ export function wsConnectionOptions(config: EdgeEnvConfig): ConnectionOptions {
 }
 
 /** The options of `serveDeno` / `serveBun`: the member options of `config`, listening on PORT (else `defaultPort`) and HOST (else 127.0.0.1). */
-export function edgeServeOptions(config: EdgeEnvConfig, env: Readonly<Record<string, string | undefined>>, defaultPort: number): EdgeMemberOptions & { port: number; hostname: string } {
-  return { ...edgeMemberOptions(config), port: Number(env.PORT ?? String(defaultPort)), hostname: env.HOST ?? '127.0.0.1' };
+export function edgeServeOptions(
+  config: EdgeEnvConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  defaultPort: number,
+): EdgeMemberOptions & { port: number; hostname: string } {
+  return {
+    ...edgeMemberOptions(config),
+    port: Number(env.PORT ?? String(defaultPort)),
+    hostname: env.HOST ?? '127.0.0.1',
+  };
 }
 
 /** Prints the `listening` line whatever LOG_LEVEL says: scripts and tests learn the port from it. */
@@ -51,5 +59,9 @@ export function edgeMemberOptions(config: EdgeEnvConfig): EdgeMemberOptions {
 
 /** The demo app as a member app, built on the running node; with `SESSREP_ADMIN_TOKEN` it mounts the admin routes behind that token. */
 export function demoMemberApp(config: EdgeEnvConfig): (node: ClusterNode) => FetchHandler {
-  return (node) => createDemoApp(node, { session: { trustProxy: config.trustProxy }, ...(config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}) });
+  return (node) =>
+    createDemoApp(node, {
+      session: { trustProxy: config.trustProxy },
+      ...(config.adminToken !== undefined ? { admin: { token: config.adminToken } } : {}),
+    });
 }

@@ -50,7 +50,10 @@ export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOpti
 }
 
 /** The demo app's handler for the function's settings; `overrides` replace options (tests). */
-export function createDemoLambdaHandler(config: LambdaEnvConfig, overrides: Partial<LambdaHandlerOptions> = {}): LambdaSessionHandler {
+export function createDemoLambdaHandler(
+  config: LambdaEnvConfig,
+  overrides: Partial<LambdaHandlerOptions> = {},
+): LambdaSessionHandler {
   return createLambdaHandler((node) => publicDemoApp(node, config), { ...lambdaHandlerOptions(config), ...overrides });
 }
 

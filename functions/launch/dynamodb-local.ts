@@ -12,7 +12,10 @@ import { REPO_ROOT } from './repo.ts';
 import { tail, waitFor } from './wait.ts';
 
 /** Region and credentials DynamoDB Local accepts (any non-empty values do). */
-export const LOCAL_AWS = { region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } as const;
+export const LOCAL_AWS = {
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+} as const;
 
 /** Where the jar is: env DDB_LOCAL_DIR, else the amplify-dynamodb-simulator devDependency; undefined when absent. */
 export function dynamoDbLocalDir(): string | undefined {
@@ -57,13 +60,21 @@ export interface DynamoDbLocalHandle {
 export async function localDynamoClient(endpoint: string): Promise<DynamoDBClient> {
   // Loaded here so that importing the launcher does not load the AWS SDK.
   const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
-  return new DynamoDBClient({ endpoint, ...LOCAL_AWS, maxAttempts: 1, requestHandler: { connectionTimeout: 1000, requestTimeout: 10_000 } });
+  return new DynamoDBClient({
+    endpoint,
+    ...LOCAL_AWS,
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 1000, requestTimeout: 10_000 },
+  });
 }
 
 /** Starts DynamoDB Local and resolves once ListTables answers. */
 export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Promise<DynamoDbLocalHandle> {
   const jarDir = dynamoDbLocalDir();
-  if (!jarDir) throw new Error('DynamoDB Local not found: run npm ci (devDependency amplify-dynamodb-simulator) or set DDB_LOCAL_DIR');
+  if (!jarDir)
+    throw new Error(
+      'DynamoDB Local not found: run npm ci (devDependency amplify-dynamodb-simulator) or set DDB_LOCAL_DIR',
+    );
   const java = findExecutable('java');
   if (!java) throw new Error('java not found on PATH: apt-get install openjdk-17-jre-headless');
   const port = options.port ?? (await freePort());
@@ -88,19 +99,28 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
       '-port',
       String(port),
     ],
-    { cwd: options.cwd ?? jarDir, name: 'dynamodb-local', maxOutputChars: 64 * 1024, ...(options.logFile ? { logFile: options.logFile } : {}) },
+    {
+      cwd: options.cwd ?? jarDir,
+      name: 'dynamodb-local',
+      maxOutputChars: 64 * 1024,
+      ...(options.logFile ? { logFile: options.logFile } : {}),
+    },
   );
   const endpoint = `http://127.0.0.1:${port}`;
   const stop = async () => void (await proc.stop(3000));
   const { ListTablesCommand } = await import('@aws-sdk/client-dynamodb');
   const client = await localDynamoClient(endpoint);
   try {
-    await waitFor('DynamoDB Local to answer ListTables', async () => (await client.send(new ListTablesCommand({}))).TableNames !== undefined, {
-      timeoutMs: options.timeoutMs ?? 60_000,
-      intervalMs: 50,
-      process: proc,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    await waitFor(
+      'DynamoDB Local to answer ListTables',
+      async () => (await client.send(new ListTablesCommand({}))).TableNames !== undefined,
+      {
+        timeoutMs: options.timeoutMs ?? 60_000,
+        intervalMs: 50,
+        process: proc,
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+    );
   } catch (error) {
     await stop();
     if ((error as Error).name === 'AbortError') throw error;

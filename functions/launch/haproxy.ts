@@ -39,7 +39,8 @@ const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 export function haproxyConfig(options: HaproxyConfigOptions): string {
   const cookie = options.cookieName ?? 'SESSIONID';
   if (!TOKEN.test(cookie)) throw new Error(`cookie name "${cookie}" is not a token`);
-  for (const server of options.servers) if (!TOKEN.test(server.node)) throw new Error(`node id "${server.node}" is not a token`);
+  for (const server of options.servers)
+    if (!TOKEN.test(server.node)) throw new Error(`node id "${server.node}" is not a token`);
   const inter = options.checkIntervalMs ?? 500;
   const lines = [
     '# Written by the session-replication launcher.',
@@ -78,7 +79,14 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     ...options.servers.map((s) => `  server ${s.node} ${s.host}:${s.port} check`),
   ];
   if (options.statsPort !== undefined) {
-    lines.push('', 'frontend stats', `  bind ${options.bindHost}:${options.statsPort}`, '  stats enable', '  stats uri /', '  stats refresh 2s');
+    lines.push(
+      '',
+      'frontend stats',
+      `  bind ${options.bindHost}:${options.statsPort}`,
+      '  stats enable',
+      '  stats uri /',
+      '  stats refresh 2s',
+    );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -141,20 +149,38 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
     const preferred = options.port ?? 0;
-    const port = attempt === 0 && preferred > 0 && (await portIsFree(preferred, bindHost)) ? preferred : await freePort(bindHost);
+    const port =
+      attempt === 0 && preferred > 0 && (await portIsFree(preferred, bindHost)) ? preferred : await freePort(bindHost);
     const statsPort = await freePort(bindHost);
     const configFile = join(dir, 'haproxy.cfg');
-    writeFileSync(configFile, haproxyConfig({ bindHost, port, statsPort, servers: options.servers, ...(options.cookieName ? { cookieName: options.cookieName } : {}) }));
-    const proc = group.spawn(binary, ['-db', '-f', configFile], { name: 'haproxy', maxOutputChars: 64 * 1024, logFile: join(dir, 'haproxy.log') });
+    writeFileSync(
+      configFile,
+      haproxyConfig({
+        bindHost,
+        port,
+        statsPort,
+        servers: options.servers,
+        ...(options.cookieName ? { cookieName: options.cookieName } : {}),
+      }),
+    );
+    const proc = group.spawn(binary, ['-db', '-f', configFile], {
+      name: 'haproxy',
+      maxOutputChars: 64 * 1024,
+      logFile: join(dir, 'haproxy.log'),
+    });
     const url = `http://${host}:${port}`;
     const statsUrl = `http://${host}:${statsPort}/`;
     try {
-      await waitFor('HAProxy to route /readyz to a node', async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, {
-        timeoutMs: 30_000,
-        intervalMs: 100,
-        process: proc,
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
+      await waitFor(
+        'HAProxy to route /readyz to a node',
+        async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200,
+        {
+          timeoutMs: 30_000,
+          intervalMs: 100,
+          process: proc,
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
+      );
     } catch (error) {
       lastError = error as Error;
       await proc.stop(2000);
@@ -175,7 +201,14 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
   throw lastError ?? new Error('HAProxy did not start');
 }
 
-function haproxyHandle(parts: { url: string; port: number; statsUrl: string; proc: TrackedProcess; configFile: string; stop(): Promise<void> }): HaproxyHandle {
+function haproxyHandle(parts: {
+  url: string;
+  port: number;
+  statsUrl: string;
+  proc: TrackedProcess;
+  configFile: string;
+  stop(): Promise<void>;
+}): HaproxyHandle {
   /** Rows of the backend `nodes` in the stats CSV, by server name (BACKEND for the backend's own row). */
   const statsRows = async () => {
     const csv = await (await fetch(`${parts.statsUrl};csv`, { signal: AbortSignal.timeout(2000) })).text();
@@ -191,7 +224,8 @@ function haproxyHandle(parts: { url: string; port: number; statsUrl: string; pro
   };
   const serverStates = async () => {
     const states: Record<string, string> = {};
-    for (const [server, record] of Object.entries(await statsRows())) if (server !== 'BACKEND') states[server] = record.status ?? '';
+    for (const [server, record] of Object.entries(await statsRows()))
+      if (server !== 'BACKEND') states[server] = record.status ?? '';
     return states;
   };
   return {
@@ -208,7 +242,10 @@ function haproxyHandle(parts: { url: string; port: number; statsUrl: string; pro
     },
     async waitForServer(node, state, timeoutMs = 20_000) {
       const started = Date.now();
-      await waitFor(`HAProxy to see ${node} ${state}`, async () => (await serverStates())[node] === state, { timeoutMs, intervalMs: 50 });
+      await waitFor(`HAProxy to see ${node} ${state}`, async () => (await serverStates())[node] === state, {
+        timeoutMs,
+        intervalMs: 50,
+      });
       return Date.now() - started;
     },
     stop: parts.stop,

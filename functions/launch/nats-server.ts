@@ -83,7 +83,9 @@ export function natsServerConfig(options: NatsServerOptions, dir: string): strin
   if (options.websocket) lines.push(`websocket { listen: "127.0.0.1:${options.wsPort ?? -1}", no_tls: true }`);
   if (options.cluster) {
     const routes = options.cluster.routes.map((port) => `nats-route://127.0.0.1:${port}`).join(', ');
-    lines.push(`cluster { name: ${options.cluster.name}, listen: "127.0.0.1:${options.cluster.port}", routes: [${routes}] }`);
+    lines.push(
+      `cluster { name: ${options.cluster.name}, listen: "127.0.0.1:${options.cluster.port}", routes: [${routes}] }`,
+    );
   }
   if (options.extraConfig) lines.push(options.extraConfig);
   return `${lines.join('\n')}\n`;
@@ -99,7 +101,11 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   writeFileSync(configFile, config);
   let proc: TrackedProcess;
   try {
-    proc = group.spawn(binary, ['-c', configFile, '--ports_file_dir', dir], { name: 'nats-server', maxOutputChars: 64 * 1024, ...(options.logFile ? { logFile: options.logFile } : {}) });
+    proc = group.spawn(binary, ['-c', configFile, '--ports_file_dir', dir], {
+      name: 'nats-server',
+      maxOutputChars: 64 * 1024,
+      ...(options.logFile ? { logFile: options.logFile } : {}),
+    });
   } catch (error) {
     removeDir();
     throw error;
@@ -123,7 +129,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   } catch (error) {
     await stop();
     if ((error as Error).name === 'AbortError') throw error;
-    const message = (error as Error).message.replace(/^nats-server exited while waiting/, 'nats-server exited early while waiting');
+    const message = (error as Error).message.replace(
+      /^nats-server exited while waiting/,
+      'nats-server exited early while waiting',
+    );
     throw new Error(`${message.split('\n')[0]}\nconfig:\n${config}nats-server output:\n${tail(proc.output())}`);
   }
   const url = ports.nats!.find((candidate) => candidate.includes('//127.0.0.1:')) ?? ports.nats![0]!;

@@ -86,12 +86,25 @@ export class ProcessGroup {
 
   /** Spawns `command args` with piped output; throws when the command cannot be spawned. */
   spawn(command: string, args: readonly string[] = [], options: SpawnTrackedOptions = {}): TrackedProcess {
-    const { name = command.split('/').pop() ?? command, maxOutputChars = 1 << 20, echo = process.env.KIT_ECHO === '1', logFile, onLine, ...spawnOptions } = options;
-    const child = spawn(command, [...args], { detached: this.#detached, ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] });
+    const {
+      name = command.split('/').pop() ?? command,
+      maxOutputChars = 1 << 20,
+      echo = process.env.KIT_ECHO === '1',
+      logFile,
+      onLine,
+      ...spawnOptions
+    } = options;
+    const child = spawn(command, [...args], {
+      detached: this.#detached,
+      ...spawnOptions,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     if (child.pid === undefined) {
       // The 'error' event follows; without a listener it would be thrown.
       child.once('error', () => undefined);
-      throw new Error(`failed to spawn ${command}: not found or not executable (cwd ${String(spawnOptions.cwd ?? process.cwd())})`);
+      throw new Error(
+        `failed to spawn ${command}: not found or not executable (cwd ${String(spawnOptions.cwd ?? process.cwd())})`,
+      );
     }
     const pid = child.pid;
     this.#watchdog?.watch(pid);
@@ -172,9 +185,22 @@ export class ProcessGroup {
           const check = () => {
             const match = buffer.match(pattern);
             if (match) settle(() => resolve(match));
-            else if (done) settle(() => reject(new Error(`${name} (pid ${pid}) exited before printing ${pattern}; output:\n${tail(buffer)}`)));
+            else if (done)
+              settle(() =>
+                reject(new Error(`${name} (pid ${pid}) exited before printing ${pattern}; output:\n${tail(buffer)}`)),
+              );
           };
-          const timer = setTimeout(() => settle(() => reject(new Error(`timed out after ${timeoutMs}ms waiting for ${name} to print ${pattern}; output:\n${tail(buffer)}`))), timeoutMs);
+          const timer = setTimeout(
+            () =>
+              settle(() =>
+                reject(
+                  new Error(
+                    `timed out after ${timeoutMs}ms waiting for ${name} to print ${pattern}; output:\n${tail(buffer)}`,
+                  ),
+                ),
+              ),
+            timeoutMs,
+          );
           watchers.add(check);
           check();
         });
@@ -247,7 +273,11 @@ export function defaultGroup(): ProcessGroup {
 }
 
 /** Spawns a process in the default group (see {@link ProcessGroup.spawn}). */
-export function spawnTracked(command: string, args: readonly string[] = [], options: SpawnTrackedOptions = {}): TrackedProcess {
+export function spawnTracked(
+  command: string,
+  args: readonly string[] = [],
+  options: SpawnTrackedOptions = {},
+): TrackedProcess {
   return defaultGroup().spawn(command, args, options);
 }
 

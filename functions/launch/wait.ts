@@ -46,7 +46,9 @@ export async function waitFor<T>(
     if (signal?.aborted) throw abortError();
     if (child?.hasExited) {
       const exit = await child.exited;
-      throw new Error(`${child.name} exited while waiting for ${what} (code ${exit.code}, signal ${exit.signal})\n${tail(child.output(), 8192).trimEnd()}`);
+      throw new Error(
+        `${child.name} exited while waiting for ${what} (code ${exit.code}, signal ${exit.signal})\n${tail(child.output(), 8192).trimEnd()}`,
+      );
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -74,7 +76,10 @@ export interface WaitForHttpOptions extends WaitOptions {
 }
 
 /** Polls `GET url` until it answers `status`; resolves with that status and the body text. */
-export function waitForHttp(url: string, { status = 200, intervalMs = 50, ...options }: WaitForHttpOptions = {}): Promise<{ status: number; body: string }> {
+export function waitForHttp(
+  url: string,
+  { status = 200, intervalMs = 50, ...options }: WaitForHttpOptions = {},
+): Promise<{ status: number; body: string }> {
   return waitFor(
     `${url} to answer ${status}`,
     async () => {

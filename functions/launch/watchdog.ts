@@ -47,7 +47,10 @@ export interface Watchdog {
 
 /** Starts the watchdog; it never keeps the supervisor's event loop alive. */
 export function startWatchdog(): Watchdog {
-  const child: ChildProcess = spawn(process.execPath, ['-e', WATCHDOG_SOURCE], { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  const child: ChildProcess = spawn(process.execPath, ['-e', WATCHDOG_SOURCE], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+  });
   child.on('error', () => undefined);
   child.unref();
   (child.channel as { unref?: () => void } | undefined)?.unref?.();

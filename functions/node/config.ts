@@ -5,10 +5,28 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
-import { ConfigError, clusterKeysOf, defaultOf, type NodeEnvConfig, parseConfig, SETTINGS, type SettingName, settingsOf } from '../shared/config.ts';
+import {
+  ConfigError,
+  clusterKeysOf,
+  defaultOf,
+  type NodeEnvConfig,
+  parseConfig,
+  SETTINGS,
+  type SettingName,
+  settingsOf,
+} from '../shared/config.ts';
 
 /** Node settings whose values are file paths or NATS credentials: `serve` folds them into `clusterKeys` and `natsAuth`. */
-type FileAndAuthSettings = 'clusterKeyFile' | 'natsUser' | 'natsPassword' | 'natsToken' | 'natsNkeySeedFile' | 'natsCreds' | 'natsTlsCa' | 'natsTlsCert' | 'natsTlsKey';
+type FileAndAuthSettings =
+  | 'clusterKeyFile'
+  | 'natsUser'
+  | 'natsPassword'
+  | 'natsToken'
+  | 'natsNkeySeedFile'
+  | 'natsCreds'
+  | 'natsTlsCa'
+  | 'natsTlsCert'
+  | 'natsTlsKey';
 
 /** Settings of `session-replication serve`: the Node settings, with the key file read and the NATS credentials gathered. */
 export interface ServeConfig extends Omit<NodeEnvConfig, FileAndAuthSettings> {
@@ -67,14 +85,36 @@ export function nameIn(command: Command): (name: SettingName) => string {
  * Validates `serve` settings (`raw`, as collected from flags and environment) into a `ServeConfig`:
  * reads the cluster key file and checks that credential files exist. Throws `ConfigError`.
  */
-export function readServeConfig(raw: Partial<Record<SettingName, string>>, nameOf: (name: SettingName) => string = (name) => `--${SETTINGS[name].flag}`): ServeConfig {
+export function readServeConfig(
+  raw: Partial<Record<SettingName, string>>,
+  nameOf: (name: SettingName) => string = (name) => `--${SETTINGS[name].flag}`,
+): ServeConfig {
   const config = parseConfig('node', raw, nameOf);
-  const fileSettings = ['clusterKeyFile', 'natsNkeySeedFile', 'natsCreds', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey'] as const;
+  const fileSettings = [
+    'clusterKeyFile',
+    'natsNkeySeedFile',
+    'natsCreds',
+    'natsTlsCa',
+    'natsTlsCert',
+    'natsTlsKey',
+  ] as const;
   for (const name of fileSettings) {
     const file = config[name];
     if (file !== undefined && !existsSync(file)) throw new ConfigError(`${nameOf(name)}: no such file ${file}`);
   }
-  const { clusterKeyFile, natsUser, natsPassword, natsToken, natsNkeySeedFile, natsCreds, natsTlsCa, natsTlsCert, natsTlsKey, clusterKeys, ...rest } = config;
+  const {
+    clusterKeyFile,
+    natsUser,
+    natsPassword,
+    natsToken,
+    natsNkeySeedFile,
+    natsCreds,
+    natsTlsCa,
+    natsTlsCert,
+    natsTlsKey,
+    clusterKeys,
+    ...rest
+  } = config;
   const natsAuth: NatsAuthConfig = {
     ...(natsUser !== undefined ? { user: natsUser, password: natsPassword } : {}),
     ...(natsToken !== undefined ? { token: natsToken } : {}),
@@ -84,7 +124,13 @@ export function readServeConfig(raw: Partial<Record<SettingName, string>>, nameO
     ...(natsTlsCert !== undefined ? { tlsCertFile: natsTlsCert, tlsKeyFile: natsTlsKey } : {}),
   };
   // The key file's keys follow the inline ones; both are checked together (no id twice).
-  const keys = clusterKeyFile === undefined ? clusterKeys : clusterKeysOf(`${raw.clusterKey ?? ''}\n${readKeyFile(clusterKeyFile, nameOf('clusterKeyFile'))}`, nameOf('clusterKey'));
+  const keys =
+    clusterKeyFile === undefined
+      ? clusterKeys
+      : clusterKeysOf(
+          `${raw.clusterKey ?? ''}\n${readKeyFile(clusterKeyFile, nameOf('clusterKeyFile'))}`,
+          nameOf('clusterKey'),
+        );
   return { ...rest, clusterKeys: keys, natsAuth };
 }
 
@@ -93,6 +139,8 @@ function readKeyFile(file: string, source: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`${source}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new ConfigError(
+      `${source}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
 }

@@ -20,8 +20,10 @@ export interface DynamoDBSupport {
 
 /** Loads the AWS SDK client and the DynamoDB entry; without the SDK it rejects with MissingPeerDependencyError naming it. */
 export async function loadDynamoDB(): Promise<DynamoDBSupport> {
-  const [sdk, store] = await loadOptionalPeer('DynamoDB snapshots (--dynamodb-table)', ['@aws-sdk/client-dynamodb'], () =>
-    Promise.all([import('@aws-sdk/client-dynamodb'), import('session-replication/dynamodb')]),
+  const [sdk, store] = await loadOptionalPeer(
+    'DynamoDB snapshots (--dynamodb-table)',
+    ['@aws-sdk/client-dynamodb'],
+    () => Promise.all([import('@aws-sdk/client-dynamodb'), import('session-replication/dynamodb')]),
   );
   return {
     createClient(config) {

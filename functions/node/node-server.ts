@@ -1,5 +1,11 @@
 /** Runs one cluster node on Node.js: NATS or in-process channel, the demo app on `adapters/node`, pino logs. */
-import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type TlsOptions } from '@nats-io/transport-node';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type ConnectionOptions,
+  type TlsOptions,
+} from '@nats-io/transport-node';
 import pino from 'pino';
 import { createCluster, MemoryChannel, type Channel, type Logger, type MemoryBus } from 'session-replication';
 import { processMetrics, serveNode, type NodeServer } from 'session-replication/node';
@@ -20,17 +26,22 @@ export function createLogger(level: ServeConfig['logLevel']): Logger {
 
 /** Connection options for the configured NATS credentials and TLS files (TLS also for `tls://` server URLs). */
 export function natsAuthOptions(auth: NatsAuthConfig, servers: string[] = []): Partial<ConnectionOptions> {
-  const tls = auth.tlsCaFile !== undefined || auth.tlsCertFile !== undefined || servers.some((url) => url.startsWith('tls://'));
+  const tls =
+    auth.tlsCaFile !== undefined || auth.tlsCertFile !== undefined || servers.some((url) => url.startsWith('tls://'));
   const tlsOptions: TlsOptions & { checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined } = {
     ...(auth.tlsCaFile !== undefined ? { caFile: auth.tlsCaFile } : {}),
-    ...(auth.tlsCertFile !== undefined && auth.tlsKeyFile !== undefined ? { certFile: auth.tlsCertFile, keyFile: auth.tlsKeyFile } : {}),
+    ...(auth.tlsCertFile !== undefined && auth.tlsKeyFile !== undefined
+      ? { certFile: auth.tlsCertFile, keyFile: auth.tlsKeyFile }
+      : {}),
     checkServerIdentity: serverIdentityCheck(servers),
   };
   return {
     ...(auth.user !== undefined ? { user: auth.user, pass: auth.password } : {}),
     ...(auth.token !== undefined ? { token: auth.token } : {}),
     ...(auth.credsFile !== undefined ? { authenticator: credsAuthenticator(readFileSync(auth.credsFile)) } : {}),
-    ...(auth.nkeySeedFile !== undefined ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(auth.nkeySeedFile, 'utf8').trim())) } : {}),
+    ...(auth.nkeySeedFile !== undefined
+      ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(auth.nkeySeedFile, 'utf8').trim())) }
+      : {}),
     ...(tls ? { tls: tlsOptions } : {}),
   };
 }
@@ -59,7 +70,14 @@ function serverIdentityCheck(servers: string[]): (host: string, cert: PeerCertif
 /** One attempt at every server, only to learn why connecting fails: the retrying client does not say. */
 async function connectError(options: ConnectionOptions): Promise<string | undefined> {
   try {
-    const probe = await connect({ ...options, name: `${options.name ?? 'sessrep'}-probe`, waitOnFirstConnect: false, reconnect: false, maxReconnectAttempts: 0, timeout: 3000 });
+    const probe = await connect({
+      ...options,
+      name: `${options.name ?? 'sessrep'}-probe`,
+      waitOnFirstConnect: false,
+      reconnect: false,
+      maxReconnectAttempts: 0,
+      timeout: 3000,
+    });
     await probe.close();
     return undefined;
   } catch (error) {
@@ -71,7 +89,12 @@ async function connectError(options: ConnectionOptions): Promise<string | undefi
  * Connects to NATS, retrying forever with the client's backoff; while it waits it logs why connecting
  * fails (refused, TLS, certificate). A server that refuses the credentials ends the wait with that error.
  */
-export async function connectNats(servers: string[], name: string, logger: Logger, auth: NatsAuthConfig = {}): Promise<NatsChannel> {
+export async function connectNats(
+  servers: string[],
+  name: string,
+  logger: Logger,
+  auth: NatsAuthConfig = {},
+): Promise<NatsChannel> {
   logger.info({ servers }, 'connecting to NATS');
   const started = Date.now();
   const options: ConnectionOptions = {
@@ -87,12 +110,19 @@ export async function connectNats(servers: string[], name: string, logger: Logge
     probing = true;
     void connectError(options).then((error) => {
       probing = false;
-      if (waitingFor) logger.warn({ servers, waitedMs: Date.now() - started, ...(error !== undefined ? { error } : {}) }, 'NATS unreachable, still retrying');
+      if (waitingFor)
+        logger.warn(
+          { servers, waitedMs: Date.now() - started, ...(error !== undefined ? { error } : {}) },
+          'NATS unreachable, still retrying',
+        );
     });
   }, 5000);
   const connection = await connect(options)
     .catch((error: unknown) => {
-      logger.error({ servers, error: error instanceof Error ? error.message : String(error) }, 'NATS refused the connection');
+      logger.error(
+        { servers, error: error instanceof Error ? error.message : String(error) },
+        'NATS refused the connection',
+      );
       throw error;
     })
     .finally(() => {
@@ -116,7 +146,11 @@ export interface StartNodeOptions {
  * unreachable), then the cluster, serving the demo app with the admin routes (guarded by the admin
  * token; without one, only the probes). Resolves once the node has joined.
  */
-export async function startNode(config: ServeConfig, logger: Logger, options: StartNodeOptions = {}): Promise<NodeServer> {
+export async function startNode(
+  config: ServeConfig,
+  logger: Logger,
+  options: StartNodeOptions = {},
+): Promise<NodeServer> {
   const { bus, handleSignals = false } = options;
   // This shell opens the channel (and its NATS connection), so it closes it once the node has left.
   let channel: Channel | undefined;
@@ -124,7 +158,14 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
     (node) =>
       createDemoApp(node, {
         session: { trustProxy: config.trustProxy },
-        ...(config.adminToken !== undefined ? { admin: { token: config.adminToken, extraMetrics: processMetrics({ cluster: node.cluster, node: node.node }) } } : {}),
+        ...(config.adminToken !== undefined
+          ? {
+              admin: {
+                token: config.adminToken,
+                extraMetrics: processMetrics({ cluster: node.cluster, node: node.node }),
+              },
+            }
+          : {}),
       }),
     {
       port: config.port,
@@ -134,12 +175,21 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
         if (reason.startsWith('SIG')) process.stderr.write(`session-replication: ${reason}, leaving the cluster\n`);
       },
       cluster: async ({ port }) => {
-        const nats = config.nats.length > 0 ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth) : undefined;
+        const nats =
+          config.nats.length > 0
+            ? await connectNats(config.nats, `sessrep-${config.cluster}-${config.node}`, logger, config.natsAuth)
+            : undefined;
         channel = nats ?? new MemoryChannel(bus);
         const log = nats && config.jetstream ? jetStreamLogFor(nats.connection, config.cluster) : undefined;
         const dynamodb = config.dynamodbTable !== undefined ? await loadDynamoDB() : undefined;
         const store =
-          dynamodb && config.dynamodbTable !== undefined ? new dynamodb.DynamoSnapshotStore({ client: dynamodb.createClient(config), table: config.dynamodbTable, cluster: config.cluster }) : undefined;
+          dynamodb && config.dynamodbTable !== undefined
+            ? new dynamodb.DynamoSnapshotStore({
+                client: dynamodb.createClient(config),
+                table: config.dynamodbTable,
+                cluster: config.cluster,
+              })
+            : undefined;
         return createCluster({
           ...(log ? { log } : {}),
           ...(store ? { store } : {}),
@@ -158,7 +208,11 @@ export async function startNode(config: ServeConfig, logger: Logger, options: St
     },
   );
   logger.info({ url: `http://${config.host}:${server.port}` }, 'listening');
-  if (config.adminToken === undefined) logger.warn({}, 'no admin token (SESSREP_ADMIN_TOKEN): /cluster, drain, the dashboard and /metrics are off; /healthz and /readyz stay open');
+  if (config.adminToken === undefined)
+    logger.warn(
+      {},
+      'no admin token (SESSREP_ADMIN_TOKEN): /cluster, drain, the dashboard and /metrics are off; /healthz and /readyz stay open',
+    );
   await server.ready;
   return {
     port: server.port,

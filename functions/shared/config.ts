@@ -11,9 +11,23 @@ import { z } from 'zod';
 import { SessionReplicationError, type LogLevel } from '../../lib/index.ts';
 import { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig } from '../../lib/codec/protection.ts';
 import { TOKEN_PATTERN } from '../../lib/session/ids.ts';
-import { type RawSettings, RUNTIME_DEFAULTS, type Runtime, SETTINGS, type SettingName, type SettingSpec } from './settings.ts';
+import {
+  type RawSettings,
+  RUNTIME_DEFAULTS,
+  type Runtime,
+  SETTINGS,
+  type SettingName,
+  type SettingSpec,
+} from './settings.ts';
 
-export { type RawSettings, RUNTIME_DEFAULTS, type Runtime, SETTINGS, type SettingName, type SettingSpec } from './settings.ts';
+export {
+  type RawSettings,
+  RUNTIME_DEFAULTS,
+  type Runtime,
+  SETTINGS,
+  type SettingName,
+  type SettingSpec,
+} from './settings.ts';
 
 /** A setting is missing, malformed or contradicts another; the message names the variable (or flag). */
 export class ConfigError extends SessionReplicationError {
@@ -109,10 +123,19 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
     .trim()
-    .regex(/^-?\d+$/, { error: max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}` })
+    .regex(/^-?\d+$/, {
+      error:
+        max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`,
+    })
     .transform(Number)
-    .pipe(z.number().min(min, { error: `must be an integer >= ${min}` }).max(max, { error: `must be an integer from ${min} to ${max}` }));
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(', ')}` });
+    .pipe(
+      z
+        .number()
+        .min(min, { error: `must be an integer >= ${min}` })
+        .max(max, { error: `must be an integer from ${min} to ${max}` }),
+    );
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `must be one of ${values.join(', ')}` });
 const token = z.string().regex(TOKEN_PATTERN, { error: 'must be 1-64 characters of A-Z a-z 0-9 _ -' });
 const httpUrl = z
   .string()
@@ -139,7 +162,9 @@ function schemaFor(runtime: Runtime) {
     trustProxy: oneOf(['true', 'false']).transform((value) => value === 'true'),
     logLevel: oneOf(['debug', 'info', 'warn', 'error', 'silent']),
     jetstream: oneOf(['true', 'false']).transform((value) => value === 'true'),
-    dynamodbTable: z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, { error: 'must be 3-255 characters of A-Z a-z 0-9 _ . -' }),
+    dynamodbTable: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{3,255}$/, { error: 'must be 3-255 characters of A-Z a-z 0-9 _ . -' }),
     dynamodbEndpoint: httpUrl,
     awsRegion: text,
     clusterKey: text,
@@ -161,14 +186,18 @@ function schemaFor(runtime: Runtime) {
     adminToken: z.string().min(16, { error: 'must be at least 16 characters' }),
   } satisfies Record<SettingName, z.ZodType>;
   const shape = Object.fromEntries(
-    (Object.keys(SETTINGS) as SettingName[]).filter((name) => settingsOf(runtime).includes(name)).map((name) => [name, fields[name].optional()]),
+    (Object.keys(SETTINGS) as SettingName[])
+      .filter((name) => settingsOf(runtime).includes(name))
+      .map((name) => [name, fields[name].optional()]),
   );
   return z.object(shape);
 }
 
 /** The settings `runtime` reads, in table order. */
 export function settingsOf(runtime: Runtime): SettingName[] {
-  return (Object.keys(SETTINGS) as SettingName[]).filter((name) => (SETTINGS[name].runtimes as readonly Runtime[]).includes(runtime));
+  return (Object.keys(SETTINGS) as SettingName[]).filter((name) =>
+    (SETTINGS[name].runtimes as readonly Runtime[]).includes(runtime),
+  );
 }
 
 /** The default of `name` on `runtime` (the per-runtime override, else the table's), or undefined. */
@@ -181,7 +210,10 @@ export function defaultOf(runtime: Runtime, name: SettingName): string | undefin
  * Reads `runtime`'s settings from environment variables (blank counts as unset) and validates them.
  * Throws `ConfigError` naming the variable.
  */
-export function readConfig<R extends Runtime>(runtime: R, env: Readonly<Record<string, string | undefined>>): RuntimeConfig[R] {
+export function readConfig<R extends Runtime>(
+  runtime: R,
+  env: Readonly<Record<string, string | undefined>>,
+): RuntimeConfig[R] {
   const raw: RawSettings = {};
   for (const name of settingsOf(runtime)) {
     const spec: SettingSpec = SETTINGS[name];
@@ -195,7 +227,11 @@ export function readConfig<R extends Runtime>(runtime: R, env: Readonly<Record<s
  * Validates raw values (a setting left out takes its default) and applies the cross-field rules.
  * `nameOf` says how errors name a setting: its variable by default, `--flag` for a CLI.
  */
-export function parseConfig<R extends Runtime>(runtime: R, raw: RawSettings, nameOf: (name: SettingName) => string = (name) => SETTINGS[name].env): RuntimeConfig[R] {
+export function parseConfig<R extends Runtime>(
+  runtime: R,
+  raw: RawSettings,
+  nameOf: (name: SettingName) => string = (name) => SETTINGS[name].env,
+): RuntimeConfig[R] {
   const values: RawSettings = {};
   for (const name of settingsOf(runtime)) {
     const value = raw[name] ?? defaultOf(runtime, name);
@@ -205,12 +241,16 @@ export function parseConfig<R extends Runtime>(runtime: R, raw: RawSettings, nam
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const name = issue.path[0] as SettingName;
-    const value = name === 'nats' && typeof issue.path[1] === 'number' ? splitList(values.nats ?? '')[issue.path[1]] : values[name];
+    const value =
+      name === 'nats' && typeof issue.path[1] === 'number' ? splitList(values.nats ?? '')[issue.path[1]] : values[name];
     const spec: SettingSpec = SETTINGS[name];
     throw new ConfigError(`${nameOf(name)} ${issue.message}${spec.secret ? '' : `, got "${value}"`}`);
   }
   const { clusterKey: _keys, ...settings } = parsed.data as Record<string, unknown>;
-  const config: Record<string, unknown> = { ...settings, ...resolveCommon(runtime, parsed.data as Record<string, unknown>, nameOf) };
+  const config: Record<string, unknown> = {
+    ...settings,
+    ...resolveCommon(runtime, parsed.data as Record<string, unknown>, nameOf),
+  };
   // Node ids by default: random per process (Node), per execution environment (Lambda); an edge node leaves it to the cluster.
   if (runtime === 'node') config.node ??= randomNodeId();
   if (runtime === 'lambda') config.node ??= randomNodeId('lam-');
@@ -218,26 +258,61 @@ export function parseConfig<R extends Runtime>(runtime: R, raw: RawSettings, nam
 }
 
 /** The settings whose defaults depend on others, the cluster keys, and the rules between settings. */
-function resolveCommon(runtime: Runtime, settings: Record<string, unknown>, nameOf: (name: SettingName) => string): Pick<CommonConfig, 'jetstream' | 'send' | 'clusterKeys' | 'nats'> {
+function resolveCommon(
+  runtime: Runtime,
+  settings: Record<string, unknown>,
+  nameOf: (name: SettingName) => string,
+): Pick<CommonConfig, 'jetstream' | 'send' | 'clusterKeys' | 'nats'> {
   const manager = settings.manager as CommonConfig['manager'];
   const nats = (settings.nats as string[] | undefined) ?? [];
   // Lambda keeps the log by default with the delta manager: a thawed instance catches up from it.
-  const jetstreamDefault = runtime === 'lambda' ? manager === 'delta' : settings.send === 'persist' || settings.dynamodbTable !== undefined;
+  const jetstreamDefault =
+    runtime === 'lambda' ? manager === 'delta' : settings.send === 'persist' || settings.dynamodbTable !== undefined;
   const jetstream = (settings.jetstream as boolean | undefined) ?? jetstreamDefault;
   // With the log, Lambda answers once JetStream stored the change (a frozen instance may never send it later).
-  const send = (settings.send as CommonConfig['send'] | undefined) ?? (runtime === 'lambda' && jetstream ? 'persist' : 'async');
+  const send =
+    (settings.send as CommonConfig['send'] | undefined) ?? (runtime === 'lambda' && jetstream ? 'persist' : 'async');
   const rule = (broken: boolean, message: string) => {
     if (broken) throw new ConfigError(message);
   };
-  rule(runtime === 'edge' && nats.length === 0, `${nameOf('nats')} is required: the NATS WebSocket URL(s), e.g. ws://127.0.0.1:8080`);
-  rule(send === 'persist' && !jetstream, `${nameOf('send')}=persist needs ${nameOf('jetstream')}=true (the JetStream log)`);
-  rule(settings.dynamodbTable !== undefined && !jetstream, `${nameOf('dynamodbTable')} needs the JetStream log (${nameOf('jetstream')}=true)`);
-  rule(jetstream && manager !== 'delta', `${nameOf('jetstream')}, ${nameOf('dynamodbTable')} and ${nameOf('send')} persist work with ${nameOf('manager')} delta only`);
-  rule(runtime === 'node' && jetstream && nats.length === 0, `${nameOf('jetstream')}, ${nameOf('dynamodbTable')} and ${nameOf('send')} persist need ${nameOf('nats')} (a NATS server with JetStream)`);
-  rule(settings.natsSecret !== undefined && settings.natsParameter !== undefined, `set ${nameOf('natsSecret')} or ${nameOf('natsParameter')}, not both`);
-  rule((settings.natsUser === undefined) !== (settings.natsPassword === undefined), `${nameOf('natsUser')} and ${nameOf('natsPassword')} go together`);
-  rule((settings.natsTlsCert === undefined) !== (settings.natsTlsKey === undefined), `${nameOf('natsTlsCert')} and ${nameOf('natsTlsKey')} go together`);
-  return { nats, jetstream, send, clusterKeys: clusterKeysOf(settings.clusterKey as string | undefined, nameOf('clusterKey')) };
+  rule(
+    runtime === 'edge' && nats.length === 0,
+    `${nameOf('nats')} is required: the NATS WebSocket URL(s), e.g. ws://127.0.0.1:8080`,
+  );
+  rule(
+    send === 'persist' && !jetstream,
+    `${nameOf('send')}=persist needs ${nameOf('jetstream')}=true (the JetStream log)`,
+  );
+  rule(
+    settings.dynamodbTable !== undefined && !jetstream,
+    `${nameOf('dynamodbTable')} needs the JetStream log (${nameOf('jetstream')}=true)`,
+  );
+  rule(
+    jetstream && manager !== 'delta',
+    `${nameOf('jetstream')}, ${nameOf('dynamodbTable')} and ${nameOf('send')} persist work with ${nameOf('manager')} delta only`,
+  );
+  rule(
+    runtime === 'node' && jetstream && nats.length === 0,
+    `${nameOf('jetstream')}, ${nameOf('dynamodbTable')} and ${nameOf('send')} persist need ${nameOf('nats')} (a NATS server with JetStream)`,
+  );
+  rule(
+    settings.natsSecret !== undefined && settings.natsParameter !== undefined,
+    `set ${nameOf('natsSecret')} or ${nameOf('natsParameter')}, not both`,
+  );
+  rule(
+    (settings.natsUser === undefined) !== (settings.natsPassword === undefined),
+    `${nameOf('natsUser')} and ${nameOf('natsPassword')} go together`,
+  );
+  rule(
+    (settings.natsTlsCert === undefined) !== (settings.natsTlsKey === undefined),
+    `${nameOf('natsTlsCert')} and ${nameOf('natsTlsKey')} go together`,
+  );
+  return {
+    nats,
+    jetstream,
+    send,
+    clusterKeys: clusterKeysOf(settings.clusterKey as string | undefined, nameOf('clusterKey')),
+  };
 }
 
 /**

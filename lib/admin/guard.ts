@@ -36,25 +36,36 @@ const MIN_TOKEN_LENGTH = 16;
 export function adminGuard(options: AdminGuardOptions): MiddlewareHandler {
   const { token, authorize, realm = 'session-replication admin' } = options;
   if (token === undefined && authorize === undefined) {
-    throw new InvalidOptionsError('the admin routes need a guard: pass `token` or `authorize(c)` (`authorize: () => true` only on a port no one outside can reach)');
+    throw new InvalidOptionsError(
+      'the admin routes need a guard: pass `token` or `authorize(c)` (`authorize: () => true` only on a port no one outside can reach)',
+    );
   }
   if (token !== undefined && (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH)) {
     throw new InvalidOptionsError(`the admin token must be a string of at least ${MIN_TOKEN_LENGTH} characters`);
   }
-  if (authorize !== undefined && typeof authorize !== 'function') throw new InvalidOptionsError('`authorize` must be a function of the request context');
+  if (authorize !== undefined && typeof authorize !== 'function')
+    throw new InvalidOptionsError('`authorize` must be a function of the request context');
   const challenge = `Basic realm="${realm.replaceAll('"', "'")}", charset="UTF-8"`;
 
   return async function adminGuardMiddleware(c, next) {
     if (token !== undefined) {
       const presented = presentedToken(c.req.header('authorization'));
       if (presented === undefined || !(await timingSafeEqual(presented, token))) {
-        return c.json({ error: presented === undefined ? 'admin credentials required' : 'wrong admin credentials', code: 'UNAUTHORIZED' }, 401, {
-          'www-authenticate': challenge,
-          'cache-control': 'no-store',
-        });
+        return c.json(
+          {
+            error: presented === undefined ? 'admin credentials required' : 'wrong admin credentials',
+            code: 'UNAUTHORIZED',
+          },
+          401,
+          {
+            'www-authenticate': challenge,
+            'cache-control': 'no-store',
+          },
+        );
       }
     }
-    if (authorize !== undefined && !(await authorize(c))) return c.json({ error: 'not allowed', code: 'FORBIDDEN' }, 403, { 'cache-control': 'no-store' });
+    if (authorize !== undefined && !(await authorize(c)))
+      return c.json({ error: 'not allowed', code: 'FORBIDDEN' }, 403, { 'cache-control': 'no-store' });
     await next();
   };
 }

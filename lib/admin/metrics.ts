@@ -29,7 +29,10 @@ export class MetricsWriter {
 
   /** One metric family: `# HELP`, `# TYPE`, then its samples. */
   family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string, samples: readonly MetricSample[]): void {
-    this.#lines.push(`# HELP ${name} ${help.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')}`, `# TYPE ${name} ${type}`);
+    this.#lines.push(
+      `# HELP ${name} ${help.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')}`,
+      `# TYPE ${name} ${type}`,
+    );
     for (const { suffix = '', labels = {}, value } of samples) {
       const own = labelPairs(labels);
       this.#lines.push(`${name}${suffix}{${own ? `${own},` : ''}${this.#common}} ${formatValue(value)}`);
@@ -44,7 +47,9 @@ export class MetricsWriter {
 
 function labelPairs(labels: Labels): string {
   return Object.entries(labels)
-    .map(([name, value]) => `${name}="${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')}"`)
+    .map(
+      ([name, value]) => `${name}="${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')}"`,
+    )
     .join(',');
 }
 
@@ -62,34 +67,83 @@ function formatValue(value: number): string {
 const COUNTERS: ReadonlyArray<readonly [field: string, name: string, help: string]> = [
   ['bytesSent', 'sessrep_bytes_sent_total', 'Bytes of replication messages sent.'],
   ['bytesReceived', 'sessrep_bytes_received_total', 'Bytes of replication messages received, dropped ones included.'],
-  ['acksTimedOut', 'sessrep_acks_timed_out_total', 'Ack-mode commits that waited the full ack timeout for some replica.'],
+  [
+    'acksTimedOut',
+    'sessrep_acks_timed_out_total',
+    'Ack-mode commits that waited the full ack timeout for some replica.',
+  ],
   ['filteredRequests', 'sessrep_requests_filtered_total', "Requests the valve's filter kept from replicating."],
-  ['oversizedRejected', 'sessrep_requests_oversized_total', 'Requests answered 413 because the session would exceed maxSessionBytes.'],
-  ['routeRewrites', 'sessrep_route_rewrites_total', 'Session cookies whose route was rewritten to this node after a failover.'],
-  ['rejectedSessions', 'sessrep_sessions_rejected_total', 'New sessions refused because this node held maxActiveSessions.'],
+  [
+    'oversizedRejected',
+    'sessrep_requests_oversized_total',
+    'Requests answered 413 because the session would exceed maxSessionBytes.',
+  ],
+  [
+    'routeRewrites',
+    'sessrep_route_rewrites_total',
+    'Session cookies whose route was rewritten to this node after a failover.',
+  ],
+  [
+    'rejectedSessions',
+    'sessrep_sessions_rejected_total',
+    'New sessions refused because this node held maxActiveSessions.',
+  ],
   ['sessionsCreated', 'sessrep_sessions_created_total', 'Sessions created on this node.'],
   ['sessionsExpired', 'sessrep_sessions_expired_total', 'Sessions this node expired.'],
   ['sessionsInvalidated', 'sessrep_sessions_invalidated_total', 'Sessions invalidated by requests on this node.'],
-  ['channelErrors', 'sessrep_channel_errors_total', 'Operations the broker refused (permission violations and other server errors).'],
-  ['replicationErrors', 'sessrep_replication_errors_total', 'Replication publishes that failed (the request was still answered).'],
+  [
+    'channelErrors',
+    'sessrep_channel_errors_total',
+    'Operations the broker refused (permission violations and other server errors).',
+  ],
+  [
+    'replicationErrors',
+    'sessrep_replication_errors_total',
+    'Replication publishes that failed (the request was still answered).',
+  ],
   ['resyncs', 'sessrep_resyncs_total', 'Full-state merges from every ready member after a reconnect or a stall.'],
   ['resyncRepairs', 'sessrep_resync_repairs_total', 'Sessions a resync changed: updates this node had missed.'],
-  ['listenerErrors', 'sessrep_session_listener_errors_total', 'Session event listeners that threw (logged; replication went on).'],
-  ['schemaDrift', 'sessrep_schema_drift_total', "Attribute values from other nodes that did not match this node's schema (applied anyway)."],
+  [
+    'listenerErrors',
+    'sessrep_session_listener_errors_total',
+    'Session event listeners that threw (logged; replication went on).',
+  ],
+  [
+    'schemaDrift',
+    'sessrep_schema_drift_total',
+    "Attribute values from other nodes that did not match this node's schema (applied anyway).",
+  ],
 ];
 
 /** The counter maps of `ReplicationStats`, by message kind or drop reason. */
-const LABELLED_COUNTERS: ReadonlyArray<readonly [field: 'sent' | 'received' | 'dropped', name: string, label: string, help: string]> = [
+const LABELLED_COUNTERS: ReadonlyArray<
+  readonly [field: 'sent' | 'received' | 'dropped', name: string, label: string, help: string]
+> = [
   ['sent', 'sessrep_messages_sent_total', 'kind', 'Replication messages sent, by message kind.'],
-  ['received', 'sessrep_messages_received_total', 'kind', 'Replication messages received and accepted, by message kind.'],
-  ['dropped', 'sessrep_messages_dropped_total', 'reason', 'Incoming messages dropped (malformed, foreign, unauthenticated, ...), by reason.'],
+  [
+    'received',
+    'sessrep_messages_received_total',
+    'kind',
+    'Replication messages received and accepted, by message kind.',
+  ],
+  [
+    'dropped',
+    'sessrep_messages_dropped_total',
+    'reason',
+    'Incoming messages dropped (malformed, foreign, unauthenticated, ...), by reason.',
+  ],
 ];
 
 /**
  * The fields of `ReplicationStats` the metrics cover (for the completeness test). `messagesSent` and
  * `messagesReceived` are the sums of the by-kind counters, which Prometheus adds up itself.
  */
-export const COVERED_STATS: readonly string[] = [...COUNTERS.map(([field]) => field), ...LABELLED_COUNTERS.map(([field]) => field), 'messagesSent', 'messagesReceived'];
+export const COVERED_STATS: readonly string[] = [
+  ...COUNTERS.map(([field]) => field),
+  ...LABELLED_COUNTERS.map(([field]) => field),
+  'messagesSent',
+  'messagesReceived',
+];
 
 /** Member states always exported (0 when none), so dashboards see every series. */
 const MEMBER_STATES = ['alive', 'suspected', 'draining', 'joining'] as const;
@@ -100,7 +154,8 @@ export function renderMetrics(node: ClusterNode): string {
   const stats = node.stats;
   const status = node.status();
 
-  for (const [field, name, help] of COUNTERS) out.family(name, 'counter', help, [{ value: Number((stats as unknown as Record<string, number>)[field] ?? 0) }]);
+  for (const [field, name, help] of COUNTERS)
+    out.family(name, 'counter', help, [{ value: Number((stats as unknown as Record<string, number>)[field] ?? 0) }]);
   for (const [field, name, label, help] of LABELLED_COUNTERS) {
     out.family(
       name,
@@ -129,25 +184,45 @@ export function renderMetrics(node: ClusterNode): string {
     'sessrep_sessions',
     'gauge',
     'Sessions this node knows, by role: replica (delta manager: every node holds every session); primary, backup or proxy (backup manager).',
-    status.manager === 'delta' ? [{ labels: { role: 'replica' }, value: sessions.total ?? 0 }] : ['primary', 'backup', 'proxy'].map((role) => ({ labels: { role }, value: sessions[role] ?? 0 })),
+    status.manager === 'delta'
+      ? [{ labels: { role: 'replica' }, value: sessions.total ?? 0 }]
+      : ['primary', 'backup', 'proxy'].map((role) => ({ labels: { role }, value: sessions[role] ?? 0 })),
   );
-  out.family('sessrep_session_tombstones', 'gauge', 'Ended sessions kept as tombstones to absorb late messages.', [{ value: sessions.tombstones ?? 0 }]);
+  out.family('sessrep_session_tombstones', 'gauge', 'Ended sessions kept as tombstones to absorb late messages.', [
+    { value: sessions.tombstones ?? 0 },
+  ]);
   out.family(
     'sessrep_members',
     'gauge',
     'Cluster members as this node sees them (itself included), by state.',
-    MEMBER_STATES.map((state) => ({ labels: { state }, value: status.members.filter((m) => m.state === state).length })),
+    MEMBER_STATES.map((state) => ({
+      labels: { state },
+      value: status.members.filter((m) => m.state === state).length,
+    })),
   );
-  out.family('sessrep_ready', 'gauge', '1 once this node finished state transfer and serves traffic.', [{ value: status.ready ? 1 : 0 }]);
+  out.family('sessrep_ready', 'gauge', '1 once this node finished state transfer and serves traffic.', [
+    { value: status.ready ? 1 : 0 },
+  ]);
   out.family('sessrep_draining', 'gauge', '1 while this node drains.', [{ value: status.draining ? 1 : 0 }]);
-  out.family('sessrep_channel_connected', 'gauge', '1 while the channel (NATS) is connected.', [{ value: status.channel.status === 'connected' ? 1 : 0 }]);
-  out.family('sessrep_state_transfer_sessions', 'gauge', 'Sessions (and ownership entries) received by the state transfer at start-up.', [
-    { value: status.stateTransfer.sessionsReceived },
+  out.family('sessrep_channel_connected', 'gauge', '1 while the channel (NATS) is connected.', [
+    { value: status.channel.status === 'connected' ? 1 : 0 },
   ]);
-  out.family('sessrep_state_transfer_duration_seconds', 'gauge', 'How long the start-up state transfer took (0 while it runs).', [
-    { value: (status.stateTransfer.durationMs ?? 0) / 1000 },
-  ]);
+  out.family(
+    'sessrep_state_transfer_sessions',
+    'gauge',
+    'Sessions (and ownership entries) received by the state transfer at start-up.',
+    [{ value: status.stateTransfer.sessionsReceived }],
+  );
+  out.family(
+    'sessrep_state_transfer_duration_seconds',
+    'gauge',
+    'How long the start-up state transfer took (0 while it runs).',
+    [{ value: (status.stateTransfer.durationMs ?? 0) / 1000 }],
+  );
   const applied = status.persistence?.appliedSeq;
-  if (typeof applied === 'number') out.family('sessrep_log_applied_sequence', 'gauge', 'The last replication-log sequence this node applied.', [{ value: applied }]);
+  if (typeof applied === 'number')
+    out.family('sessrep_log_applied_sequence', 'gauge', 'The last replication-log sequence this node applied.', [
+      { value: applied },
+    ]);
   return out.text();
 }

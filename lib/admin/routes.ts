@@ -30,7 +30,8 @@ const NO_STORE = { 'cache-control': 'no-store' };
 const DASHBOARD_HEADERS = {
   'content-type': 'text/html; charset=utf-8',
   'cache-control': 'no-cache',
-  'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
 };
 
@@ -43,13 +44,23 @@ export function probeRoutes(node: ClusterNode): Hono {
   const probes = new Hono();
   probes.get('/healthz', (c) => {
     const alive = node.status().channel.status !== 'closed';
-    return c.json({ status: alive ? 'alive' : 'closed', node: node.node, ready: node.ready }, alive ? 200 : 503, NO_STORE);
+    return c.json(
+      { status: alive ? 'alive' : 'closed', node: node.node, ready: node.ready },
+      alive ? 200 : 503,
+      NO_STORE,
+    );
   });
   probes.get('/readyz', (c) => {
     const status = node.status();
     const reason = !status.ready ? 'joining' : status.draining ? 'draining' : undefined;
     return c.json(
-      { ready: reason === undefined, node: node.node, stateTransfer: status.stateTransfer.state, ...(status.draining ? { draining: true } : {}), ...(reason ? { reason } : {}) },
+      {
+        ready: reason === undefined,
+        node: node.node,
+        stateTransfer: status.stateTransfer.state,
+        ...(status.draining ? { draining: true } : {}),
+        ...(reason ? { reason } : {}),
+      },
       reason === undefined ? 200 : 503,
       NO_STORE,
     );
@@ -77,13 +88,15 @@ export function adminRoutes(node: ClusterNode, options: AdminRoutesOptions): Hon
   admin.get('/cluster', guard, (c) => c.json(node.status(), 200, NO_STORE));
   admin.get('/cluster/sessions', guard, (c) => {
     const limit = parseLimit(c.req.query('limit'));
-    if (limit === undefined) return c.json({ error: 'limit must be an integer from 1 to 1000', code: 'INVALID_LIMIT' }, 400, NO_STORE);
+    if (limit === undefined)
+      return c.json({ error: 'limit must be an integer from 1 to 1000', code: 'INVALID_LIMIT' }, 400, NO_STORE);
     return c.json(node.sessions(limit), 200, NO_STORE);
   });
   admin.post('/cluster/drain', guard, (c) => {
     // Not from another site's page (a browser holding Basic credentials sends Origin on a cross-origin POST).
     const origin = c.req.header('origin');
-    if (origin !== undefined && origin !== new URL(c.req.url).origin) return c.json({ error: 'cross-origin drain refused', code: 'FORBIDDEN' }, 403, NO_STORE);
+    if (origin !== undefined && origin !== new URL(c.req.url).origin)
+      return c.json({ error: 'cross-origin drain refused', code: 'FORBIDDEN' }, 403, NO_STORE);
     node.drain().catch((error: unknown) => node.logger.error({ error }, 'draining failed'));
     return c.json(node.drainStatus(), 202, NO_STORE);
   });
@@ -96,14 +109,17 @@ export function adminRoutes(node: ClusterNode, options: AdminRoutesOptions): Hon
   });
   admin.delete('/cluster/principals/:principal/sessions', guard, async (c) => {
     const origin = c.req.header('origin');
-    if (origin !== undefined && origin !== new URL(c.req.url).origin) return c.json({ error: 'cross-origin request refused', code: 'FORBIDDEN' }, 403, NO_STORE);
+    if (origin !== undefined && origin !== new URL(c.req.url).origin)
+      return c.json({ error: 'cross-origin request refused', code: 'FORBIDDEN' }, 403, NO_STORE);
     const principal = c.req.param('principal');
     const ended = await node.endSessionsOf(principal);
     node.logger.info({ principal: principal.slice(0, 64), ended }, "admin: ended a principal's sessions");
     return c.json({ principal, ended }, 200, NO_STORE);
   });
   admin.get('/cluster/members/:member', guard, (c) => fromMember(c, '/cluster'));
-  admin.get('/cluster/members/:member/sessions', guard, (c) => fromMember(c, `/cluster/sessions${new URL(c.req.url).search}`));
+  admin.get('/cluster/members/:member/sessions', guard, (c) =>
+    fromMember(c, `/cluster/sessions${new URL(c.req.url).search}`),
+  );
   if (dashboard) admin.get('/cluster/ui', guard, (c) => c.body(DASHBOARD_HTML, 200, DASHBOARD_HEADERS));
   admin.get('/metrics', guard, async (c) => {
     const text = renderMetrics(node) + (extraMetrics ? await extraMetrics() : '');
@@ -115,17 +131,32 @@ export function adminRoutes(node: ClusterNode, options: AdminRoutesOptions): Hon
     const name = c.req.param('member');
     const member = node.status().members.find((m) => m.node === name);
     if (!member) return c.json({ error: `no member ${name}`, code: 'UNKNOWN_MEMBER' }, 404, NO_STORE);
-    if (member.url === undefined) return c.json({ error: `member ${name} advertises no URL`, code: 'NO_MEMBER_URL' }, 404, NO_STORE);
+    if (member.url === undefined)
+      return c.json({ error: `member ${name} advertises no URL`, code: 'NO_MEMBER_URL' }, 404, NO_STORE);
     // This router's mount path: the request path without the route's own part.
     const mount = c.req.path.slice(0, c.req.path.lastIndexOf('/cluster/members/'));
     const headers: Record<string, string> = { accept: 'application/json' };
     const authorization = c.req.header('authorization');
     if (authorization !== undefined) headers.authorization = authorization;
     try {
-      const res = await fetch(`${member.url.replace(/\/+$/, '')}${mount}${path}`, { headers, signal: AbortSignal.timeout(memberTimeoutMs), redirect: 'error' });
-      return new Response(await res.text(), { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...NO_STORE } });
+      const res = await fetch(`${member.url.replace(/\/+$/, '')}${mount}${path}`, {
+        headers,
+        signal: AbortSignal.timeout(memberTimeoutMs),
+        redirect: 'error',
+      });
+      return new Response(await res.text(), {
+        status: res.status,
+        headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...NO_STORE },
+      });
     } catch (error) {
-      return c.json({ error: `member ${name} did not answer: ${error instanceof Error ? error.message : String(error)}`, code: 'MEMBER_UNREACHABLE' }, 502, NO_STORE);
+      return c.json(
+        {
+          error: `member ${name} did not answer: ${error instanceof Error ? error.message : String(error)}`,
+          code: 'MEMBER_UNREACHABLE',
+        },
+        502,
+        NO_STORE,
+      );
     }
   }
 

@@ -4,7 +4,13 @@
  * malformed or foreign, so no handler ever sees a bad message and no bad message ends a subscription.
  */
 import type { Channel, ChannelMessage, ChannelSubscription } from '../channel/channel.ts';
-import { decodeEnvelope, encodeEnvelope, type Envelope, type MessageBody, type MessageKind } from '../codec/envelope.ts';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  type Envelope,
+  type MessageBody,
+  type MessageKind,
+} from '../codec/envelope.ts';
 import { MalformedMessageError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ReplicationStats } from '../stats.ts';
@@ -109,7 +115,12 @@ export class ClusterBus {
   }
 
   /** Sends a request and decodes the first reply. Rejects with `ChannelRequestError` or `MalformedMessageError`. */
-  async request<K extends MessageKind>(subject: string, kind: K, body: MessageBody<K>, timeoutMs: number): Promise<Envelope> {
+  async request<K extends MessageKind>(
+    subject: string,
+    kind: K,
+    body: MessageBody<K>,
+    timeoutMs: number,
+  ): Promise<Envelope> {
     const data = await this.encode(kind, body);
     const reply = await this.channel.request(subject, data, { timeoutMs });
     const decoded = await this.decode(reply, subject);
@@ -136,8 +147,17 @@ export class ClusterBus {
     return protection.unprotect(data).then(
       ({ header, payload }) => {
         const decoded = this.#decodePlain(payload, data.byteLength, subject);
-        if (decoded && (header.cluster !== decoded.message.cluster || header.node !== decoded.message.node || header.kind !== decoded.message.kind)) {
-          return this.#drop(new MalformedMessageError('unauthenticated', 'the authenticated header does not match the message'), data.byteLength, subject);
+        if (
+          decoded &&
+          (header.cluster !== decoded.message.cluster ||
+            header.node !== decoded.message.node ||
+            header.kind !== decoded.message.kind)
+        ) {
+          return this.#drop(
+            new MalformedMessageError('unauthenticated', 'the authenticated header does not match the message'),
+            data.byteLength,
+            subject,
+          );
         }
         return decoded;
       },
@@ -189,7 +209,10 @@ export class ClusterBus {
       handler({ message, ...(raw.reply !== undefined ? { reply: raw.reply } : {}) });
     } catch (error) {
       this.stats.countDropped('handler-error', 0);
-      this.logger.error({ subject: raw.subject, kind: message.kind, from: message.node, error }, 'failed to handle a message');
+      this.logger.error(
+        { subject: raw.subject, kind: message.kind, from: message.node, error },
+        'failed to handle a message',
+      );
     }
   }
 

@@ -38,7 +38,11 @@ export interface Channel {
    * Subscribes to a subject (wildcards allowed). With `queue`, each message goes to one member of
    * the queue group only. The handler must not throw; errors it throws are swallowed.
    */
-  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription;
+  subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription;
   /**
    * Sends a request and resolves with the first reply. Rejects with `ChannelRequestError`: kind
    * `no-responders` at once when nobody subscribes, `timeout` after `timeoutMs`.

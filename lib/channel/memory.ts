@@ -72,7 +72,11 @@ export class MemoryChannel implements Channel {
     this.#publish(subject, data, options?.reply);
   }
 
-  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+  subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription {
     this.#assertOpen(subject);
     let active = true;
     const remove = this.bus.add({

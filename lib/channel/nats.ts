@@ -42,7 +42,11 @@ export class NatsChannel implements Channel {
     }
   }
 
-  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+  subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription {
     try {
       return this.#subscribe(subject, handler, options);
     } catch (cause) {
@@ -51,7 +55,11 @@ export class NatsChannel implements Channel {
     }
   }
 
-  #subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+  #subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription {
     const subscription = this.connection.subscribe(subject, {
       ...(options?.queue !== undefined ? { queue: options.queue } : {}),
       callback: (error, message) => {
@@ -92,12 +100,17 @@ export class NatsChannel implements Channel {
   }
 
   #translate(cause: unknown, subject: string): Error {
-    if (cause instanceof errors.RequestError && cause.isNoResponders()) return new ChannelRequestError('no-responders', subject, { cause });
+    if (cause instanceof errors.RequestError && cause.isNoResponders())
+      return new ChannelRequestError('no-responders', subject, { cause });
     if (cause instanceof errors.NoRespondersError) return new ChannelRequestError('no-responders', subject, { cause });
-    if (cause instanceof errors.TimeoutError || (cause instanceof errors.RequestError && cause.cause instanceof errors.TimeoutError)) {
+    if (
+      cause instanceof errors.TimeoutError ||
+      (cause instanceof errors.RequestError && cause.cause instanceof errors.TimeoutError)
+    ) {
       return new ChannelRequestError('timeout', subject, { cause });
     }
-    if (cause instanceof errors.ClosedConnectionError || cause instanceof errors.DrainingConnectionError) return new ChannelRequestError('closed', subject, { cause });
+    if (cause instanceof errors.ClosedConnectionError || cause instanceof errors.DrainingConnectionError)
+      return new ChannelRequestError('closed', subject, { cause });
     return cause instanceof Error ? cause : new Error(String(cause));
   }
 

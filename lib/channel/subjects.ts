@@ -28,7 +28,8 @@ const NOT_PUBLISHABLE = /(?:^|\.)[*>]?(?:\.|$)|\s/;
  */
 export function assertPublishSubject(subject: string): void {
   if (!NOT_PUBLISHABLE.test(subject)) return;
-  if (hasWildcard(subject)) throw new InvalidOptionsError(`cannot publish to "${subject}": wildcards (* and >) are for subscriptions only`);
+  if (hasWildcard(subject))
+    throw new InvalidOptionsError(`cannot publish to "${subject}": wildcards (* and >) are for subscriptions only`);
   throw new InvalidOptionsError(`invalid subject "${subject}": tokens must be non-empty, without whitespace`);
 }
 

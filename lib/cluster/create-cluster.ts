@@ -233,9 +233,7 @@ export function clusterNode(parts: NodeParts): ClusterNode {
           ...(options.schema ? { schema: options.schema } : {}),
           // An async commit leaves on the next turn (batching); then the bus and channel flush it.
           settle: () =>
-            new Promise<void>((resolve) => setTimeout(resolve, 0))
-              .then(() => bus.flush())
-              .then(() => channel.flush()),
+            new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => bus.flush()).then(() => channel.flush()),
         },
         middlewareOptions,
       );

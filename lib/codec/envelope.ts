@@ -83,7 +83,13 @@ const wireState: z.ZodType<WireState> = z.object({
 });
 
 /** Ownership entry (backup manager): [key, primary, backup, stamp, ended?]. */
-const wireEntry: z.ZodType<WireEntry> = z.tuple([z.string().min(1).max(64), z.union([token, z.literal('')]), z.union([token, z.literal('')]), stamp, z.literal(1).optional()]);
+const wireEntry: z.ZodType<WireEntry> = z.tuple([
+  z.string().min(1).max(64),
+  z.union([token, z.literal('')]),
+  z.union([token, z.literal('')]),
+  stamp,
+  z.literal(1).optional(),
+]);
 
 const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
   /** Delta manager: one request's changes; `r` is where to acknowledge (ack mode), kept in the body so it survives a replay. */
@@ -96,7 +102,11 @@ const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
     leaving: z.boolean().optional(),
     hello: z.boolean().optional(),
     draining: z.boolean().optional(),
-    url: z.string().max(512).regex(/^https?:\/\/\S+$/).optional(),
+    url: z
+      .string()
+      .max(512)
+      .regex(/^https?:\/\/\S+$/)
+      .optional(),
   }),
   ping: z.object({}),
   pong: z.object({ ready: z.boolean() }),
@@ -114,7 +124,13 @@ const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
    * Backup manager: session data for a data holder (full copies or deltas), with the sender's entries;
    * `write` marks a request's write (its replication lag is measured), not a bulk re-backup or hand-over.
    */
-  copy: z.object({ id: z.string().min(1).max(64), e: z.array(wireEntry), s: z.array(wireState), fwd: z.boolean().optional(), write: z.boolean().optional() }),
+  copy: z.object({
+    id: z.string().min(1).max(64),
+    e: z.array(wireEntry),
+    s: z.array(wireState),
+    fwd: z.boolean().optional(),
+    write: z.boolean().optional(),
+  }),
   /** Backup manager: ask a data holder for a session. */
   fetch: z.object({ k: z.string().min(1).max(64) }),
   /** The answer to `fetch`: the holder's entry and state, when it has them. */
@@ -130,7 +146,11 @@ export type MessageKind = keyof WireBodies;
 
 type RawBody<K extends MessageKind> = WireBodies[K];
 type SessionsField<B> = B extends { s: WireState[] } ? Omit<B, 's'> & { s: SessionState[] } : B;
-type EntriesField<B> = B extends { e: WireEntry[] } ? Omit<B, 'e'> & { e: OwnershipEntry[] } : B extends { e?: WireEntry[] } ? Omit<B, 'e'> & { e?: OwnershipEntry[] } : B;
+type EntriesField<B> = B extends { e: WireEntry[] }
+  ? Omit<B, 'e'> & { e: OwnershipEntry[] }
+  : B extends { e?: WireEntry[] }
+    ? Omit<B, 'e'> & { e?: OwnershipEntry[] }
+    : B;
 /** The decoded body of a message kind; session lists arrive as `SessionState`s, entries as `OwnershipEntry`s. */
 export type MessageBody<K extends MessageKind> = EntriesField<SessionsField<RawBody<K>>>;
 
@@ -168,7 +188,16 @@ export function encodeEnvelope<K extends MessageKind>(message: EnvelopeOf<K>): U
   const body: Record<string, unknown> = { ...(message.body as object) };
   if (Array.isArray(body.s)) body.s = (body.s as SessionState[]).map(toWire);
   if (Array.isArray(body.e)) body.e = (body.e as OwnershipEntry[]).map(entryToWire);
-  return utf8Encoder.encode(JSON.stringify({ v: WIRE_VERSION, c: message.cluster, n: message.node, i: message.incarnation, k: message.kind, b: body }));
+  return utf8Encoder.encode(
+    JSON.stringify({
+      v: WIRE_VERSION,
+      c: message.cluster,
+      n: message.node,
+      i: message.incarnation,
+      k: message.kind,
+      b: body,
+    }),
+  );
 }
 
 /**
@@ -185,8 +214,10 @@ export function decodeEnvelope(data: Uint8Array, cluster: string): Envelope {
   const head = envelope.safeParse(json);
   if (!head.success) throw new MalformedMessageError('malformed', `bad envelope: ${z.prettifyError(head.error)}`);
   const { v, c, n, i, k, b } = head.data;
-  if (v !== WIRE_VERSION) throw new MalformedMessageError('unsupported-version', `wire version ${v}, expected ${WIRE_VERSION}`);
-  if (c !== cluster) throw new MalformedMessageError('foreign-cluster', `message for cluster "${c}" on cluster "${cluster}"`);
+  if (v !== WIRE_VERSION)
+    throw new MalformedMessageError('unsupported-version', `wire version ${v}, expected ${WIRE_VERSION}`);
+  if (c !== cluster)
+    throw new MalformedMessageError('foreign-cluster', `message for cluster "${c}" on cluster "${cluster}"`);
   const parsed = bodies[k].safeParse(b);
   if (!parsed.success) throw new MalformedMessageError('malformed', `bad ${k} body: ${z.prettifyError(parsed.error)}`);
   const decoded: Record<string, unknown> = { ...(parsed.data as object) };
@@ -210,13 +241,16 @@ export function decodeSessionState(text: string): SessionState {
     throw new MalformedMessageError('malformed', 'session state is not JSON', { cause });
   }
   const parsed = wireState.safeParse(json);
-  if (!parsed.success) throw new MalformedMessageError('malformed', `bad session state: ${z.prettifyError(parsed.error)}`);
+  if (!parsed.success)
+    throw new MalformedMessageError('malformed', `bad session state: ${z.prettifyError(parsed.error)}`);
   return fromWire(parsed.data);
 }
 
 function entryToWire(entry: OwnershipEntry): WireEntry {
   const stamp = entry.stamp as WireEntry[3];
-  return entry.ended ? [entry.key, entry.primary, entry.backup, stamp, 1] : [entry.key, entry.primary, entry.backup, stamp];
+  return entry.ended
+    ? [entry.key, entry.primary, entry.backup, stamp, 1]
+    : [entry.key, entry.primary, entry.backup, stamp];
 }
 
 function entryFromWire([key, primary, backup, stamp, ended]: WireEntry): OwnershipEntry {
@@ -225,14 +259,21 @@ function entryFromWire([key, primary, backup, stamp, ended]: WireEntry): Ownersh
 
 function toWire(state: SessionState): WireState {
   const x: WireState['x'] = [];
-  for (const [name, r] of state.attributes) x.push(r.value === undefined ? [name, r.stamp as WireState['x'][0][1]] : [name, r.stamp as WireState['x'][0][1], r.value]);
+  for (const [name, r] of state.attributes)
+    x.push(
+      r.value === undefined
+        ? [name, r.stamp as WireState['x'][0][1]]
+        : [name, r.stamp as WireState['x'][0][1], r.value],
+    );
   return {
     k: state.key,
     c: state.createdAt,
     a: state.lastAccessedAt,
     ab: state.lastAccessedBy,
     m: [state.maxInactive.seconds, state.maxInactive.stamp as WireState['m'][1]],
-    ...(state.maxLifetime ? { l: [state.maxLifetime.seconds, state.maxLifetime.stamp as WireState['m'][1]] as WireState['m'] } : {}),
+    ...(state.maxLifetime
+      ? { l: [state.maxLifetime.seconds, state.maxLifetime.stamp as WireState['m'][1]] as WireState['m'] }
+      : {}),
     x,
     ...(state.ended ? { e: [state.ended.stamp as WireState['m'][1], state.ended.reason] } : {}),
   };
@@ -245,7 +286,9 @@ function fromWire(wire: WireState): SessionState {
       try {
         decodeValue(value);
       } catch (cause) {
-        throw new MalformedMessageError('malformed', `attribute "${name.slice(0, 32)}" has an undecodable value`, { cause });
+        throw new MalformedMessageError('malformed', `attribute "${name.slice(0, 32)}" has an undecodable value`, {
+          cause,
+        });
       }
     }
     attributes.set(name, { stamp: stamp as Stamp, value, bytes: value === undefined ? 0 : wireBytes(value) });

@@ -46,7 +46,9 @@ export function parseClusterKeys(text: string): ClusterKeyConfig[] {
     .filter(Boolean)
     .map((entry, i) => {
       const colon = entry.indexOf(':');
-      return colon < 0 ? { id: `k${i + 1}`, secret: entry } : { id: entry.slice(0, colon), secret: entry.slice(colon + 1) };
+      return colon < 0
+        ? { id: `k${i + 1}`, secret: entry }
+        : { id: entry.slice(0, colon), secret: entry.slice(colon + 1) };
     });
 }
 
@@ -61,7 +63,8 @@ export function checkClusterKeys(keys: readonly ClusterKeyConfig[]): Map<string,
   if (keys.length === 0) throw new InvalidOptionsError('cluster keys: at least one key is needed');
   const out = new Map<string, Uint8Array<ArrayBuffer>>();
   for (const { id, secret } of keys) {
-    if (!KEY_ID.test(id)) throw new InvalidOptionsError(`cluster key id "${id}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
+    if (!KEY_ID.test(id))
+      throw new InvalidOptionsError(`cluster key id "${id}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
     if (out.has(id)) throw new InvalidOptionsError(`cluster key id "${id}" is configured twice`);
     let raw: Uint8Array<ArrayBuffer>;
     try {
@@ -69,7 +72,8 @@ export function checkClusterKeys(keys: readonly ClusterKeyConfig[]): Map<string,
     } catch {
       throw new InvalidOptionsError(`cluster key "${id}" is not base64`);
     }
-    if (raw.length !== 32) throw new InvalidOptionsError(`cluster key "${id}" must be 256 bits (32 bytes), got ${raw.length} bytes`);
+    if (raw.length !== 32)
+      throw new InvalidOptionsError(`cluster key "${id}" must be 256 bits (32 bytes), got ${raw.length} bytes`);
     out.set(id, raw);
   }
   return out;
@@ -103,7 +107,9 @@ export class MessageProtection {
     const key = this.keys.get(this.sendKeyId)!;
     if (this.mode === 'encrypt') {
       const iv = crypto.getRandomValues(new Uint8Array(12));
-      const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: prefix }, key, payload));
+      const sealed = new Uint8Array(
+        await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: prefix }, key, payload),
+      );
       return concat(prefix, iv, sealed);
     }
     const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, concat(prefix, payload)));
@@ -117,11 +123,13 @@ export class MessageProtection {
   async unprotect(frame: Uint8Array): Promise<{ header: ProtectedHeader; payload: Uint8Array }> {
     // A private copy with a plain ArrayBuffer: what WebCrypto takes.
     const data = new Uint8Array(frame);
-    if (!isProtectedFrame(frame)) throw new MalformedMessageError('unprotected', 'a plain message on a protected cluster');
+    if (!isProtectedFrame(frame))
+      throw new MalformedMessageError('unprotected', 'a plain message on a protected cluster');
     const fail = (message: string): never => {
       throw new MalformedMessageError('unauthenticated', message);
     };
-    if (data.length < 6 || data[1] !== FORMAT || data[2] !== MODE_CODE[this.mode]) fail('unsupported protection format or mode');
+    if (data.length < 6 || data[1] !== FORMAT || data[2] !== MODE_CODE[this.mode])
+      fail('unsupported protection format or mode');
     const idLength = data[3]!;
     const headerAt = 4 + idLength;
     if (data.length < headerAt + 2) fail('truncated frame');
@@ -132,7 +140,8 @@ export class MessageProtection {
       fail('bad key id');
     }
     const key = this.keys.get(keyId);
-    if (!key) throw new MalformedMessageError('unknown-key', `no configured cluster key has id "${keyId.slice(0, 32)}"`);
+    if (!key)
+      throw new MalformedMessageError('unknown-key', `no configured cluster key has id "${keyId.slice(0, 32)}"`);
     const headerLength = (data[headerAt]! << 8) | data[headerAt + 1]!;
     const bodyAt = headerAt + 2 + headerLength;
     if (data.length < bodyAt) fail('truncated frame');
@@ -141,7 +150,13 @@ export class MessageProtection {
     if (this.mode === 'encrypt') {
       if (data.length < bodyAt + 12 + 16) fail('truncated frame');
       try {
-        payload = new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: data.subarray(bodyAt, bodyAt + 12), additionalData: prefix }, key, data.subarray(bodyAt + 12)));
+        payload = new Uint8Array(
+          await crypto.subtle.decrypt(
+            { name: 'AES-GCM', iv: data.subarray(bodyAt, bodyAt + 12), additionalData: prefix },
+            key,
+            data.subarray(bodyAt + 12),
+          ),
+        );
       } catch {
         return fail('decryption failed (wrong key or tampered message)');
       }
@@ -153,8 +168,13 @@ export class MessageProtection {
     }
     let header: ProtectedHeader;
     try {
-      const parsed = JSON.parse(utf8Decoder.decode(data.subarray(headerAt + 2, bodyAt))) as { c?: unknown; n?: unknown; k?: unknown };
-      if (typeof parsed.c !== 'string' || typeof parsed.n !== 'string' || typeof parsed.k !== 'string') throw new Error();
+      const parsed = JSON.parse(utf8Decoder.decode(data.subarray(headerAt + 2, bodyAt))) as {
+        c?: unknown;
+        n?: unknown;
+        k?: unknown;
+      };
+      if (typeof parsed.c !== 'string' || typeof parsed.n !== 'string' || typeof parsed.k !== 'string')
+        throw new Error();
       header = { cluster: parsed.c, node: parsed.n, kind: parsed.k };
     } catch {
       return fail('bad protected header');
@@ -165,7 +185,12 @@ export class MessageProtection {
   #prefix(keyId: string, header: ProtectedHeader): Uint8Array<ArrayBuffer> {
     const id = utf8.encode(keyId);
     const json = utf8.encode(JSON.stringify({ c: header.cluster, n: header.node, k: header.kind }));
-    return concat(Uint8Array.of(MAGIC, FORMAT, MODE_CODE[this.mode], id.length), id, Uint8Array.of(json.length >> 8, json.length & 0xff), json);
+    return concat(
+      Uint8Array.of(MAGIC, FORMAT, MODE_CODE[this.mode], id.length),
+      id,
+      Uint8Array.of(json.length >> 8, json.length & 0xff),
+      json,
+    );
   }
 }
 

@@ -10,7 +10,15 @@
  * (`DuplicateMessageIdError`) instead of being reported as stored.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
-import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  DeliverPolicy,
+  DiscardPolicy,
+  jetstream,
+  jetstreamManager,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import { DuplicateMessageIdError } from '../errors.ts';
 import type { LogFollower, LogMessage, ReplicationLog } from './replication-log.ts';
 
@@ -123,7 +131,11 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** The replication log of `cluster`: stream `SESSREP_<cluster>` storing `<prefix>.<cluster>.delta`. */
-export function jetStreamLogFor(connection: NatsConnection, cluster: string, options: { subjectPrefix?: string; maxAgeMs?: number; maxBytes?: number } = {}): JetStreamLog {
+export function jetStreamLogFor(
+  connection: NatsConnection,
+  cluster: string,
+  options: { subjectPrefix?: string; maxAgeMs?: number; maxBytes?: number } = {},
+): JetStreamLog {
   const prefix = options.subjectPrefix ?? 'sessrep';
   return new JetStreamLog(connection, {
     stream: `${prefix.replaceAll('.', '_').toUpperCase()}_${cluster}`,

@@ -31,9 +31,12 @@ export class AckTracker {
     if (pending.size === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.#finish(id, [...pending]), timeoutMs);
-      const late = setTimeout(() => {
-        if (this.#waiters.get(id)?.pending === pending) this.onLate([...pending]);
-      }, Math.min(ACK_LATE_MS, timeoutMs));
+      const late = setTimeout(
+        () => {
+          if (this.#waiters.get(id)?.pending === pending) this.onLate([...pending]);
+        },
+        Math.min(ACK_LATE_MS, timeoutMs),
+      );
       this.#waiters.set(id, { pending, done: resolve, timer, late });
     });
   }

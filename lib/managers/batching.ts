@@ -14,7 +14,10 @@ export interface BatchLimits<T> {
  * Splits `items`, in order, into batches of at most `maxCount` items and `maxBytes` (an item that
  * alone exceeds `maxBytes` forms its own batch). Empty input gives no batches.
  */
-export function batchBySize<T>(items: Iterable<T>, { maxCount, maxBytes = Infinity, sizeOf = () => 0 }: BatchLimits<T>): T[][] {
+export function batchBySize<T>(
+  items: Iterable<T>,
+  { maxCount, maxBytes = Infinity, sizeOf = () => 0 }: BatchLimits<T>,
+): T[][] {
   const batches: T[][] = [];
   let current: T[] = [];
   let bytes = 0;

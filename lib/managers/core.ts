@@ -78,7 +78,11 @@ export class ReplicaCore {
    * published during the transfer is missed; starts membership; fetches the state of a ready member
    * into `applyPage`; then hands the buffered messages to `handle`, and every later one as it comes.
    */
-  async joinFromPeer(subject: string, handle: (incoming: Incoming) => void, applyPage: (page: StatePage) => void): Promise<void> {
+  async joinFromPeer(
+    subject: string,
+    handle: (incoming: Incoming) => void,
+    applyPage: (page: StatePage) => void,
+  ): Promise<void> {
     let buffer: Incoming[] | undefined = [];
     this.listen(subject, (incoming) => (buffer ? buffer.push(incoming) : handle(incoming)));
     this.parts.membership.start();
@@ -103,7 +107,8 @@ export class ReplicaCore {
     const started = Date.now();
     const deadline = started + this.options.stateTransferTimeoutMs;
     const window = Math.min(2 * membership.heartbeatIntervalMs, this.options.stateTransferTimeoutMs);
-    while (membership.readyMembers().length === 0 && Date.now() - started < window) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (membership.readyMembers().length === 0 && Date.now() - started < window)
+      await new Promise((resolve) => setTimeout(resolve, 10));
     const donors = membership.readyMembers().map((member) => member.node);
     if (donors.length === 0) {
       status.state = 'skipped';
@@ -119,7 +124,8 @@ export class ReplicaCore {
       if (timeoutMs <= 0) break;
       await receiveState(bus, { timeoutMs, apply, status, logger, donor, pageTimeoutMs });
       if (status.state === 'done') break;
-      if (i < donors.length - 1) logger.warn({ donor, next: donors[i + 1] }, 'state transfer: asking the next ready member');
+      if (i < donors.length - 1)
+        logger.warn({ donor, next: donors[i + 1] }, 'state transfer: asking the next ready member');
     }
     status.durationMs = Date.now() - started;
   }
@@ -170,7 +176,11 @@ export class ReplicaCore {
    * expiry when this merge ended it.
    */
   endSession(state: SessionState, reason: EndReason): SessionState {
-    const end: SessionState = { ...cloneState(state), attributes: new Map(), ended: { stamp: this.parts.clock.tick(), reason } };
+    const end: SessionState = {
+      ...cloneState(state),
+      attributes: new Map(),
+      ended: { stamp: this.parts.clock.tick(), reason },
+    };
     if (this.table.merge(end).ended && reason === 'expired') this.parts.stats.sessionsExpired++;
     this.parts.logger.info({ ...sessionFields([state.key]), reason }, 'session ended');
     return end;

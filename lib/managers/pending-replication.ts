@@ -34,7 +34,12 @@ export class PendingReplication {
    */
   due(delta: SessionState, modified: boolean, now: number): SessionState | undefined {
     const unsent = this.#unsent.get(delta.key);
-    if (!modified && !unsent && now - (this.#lastSent.get(delta.key) ?? 0) < touchIntervalFor(delta, this.touchIntervalMs)) return undefined;
+    if (
+      !modified &&
+      !unsent &&
+      now - (this.#lastSent.get(delta.key) ?? 0) < touchIntervalFor(delta, this.touchIntervalMs)
+    )
+      return undefined;
     if (delta.ended) this.#lastSent.delete(delta.key);
     else this.#lastSent.set(delta.key, now);
     if (!unsent) return delta;

@@ -34,7 +34,8 @@ export class SessionTable {
       // The creator's stamp: a new state's interval is stamped at creation.
       if (!state.ended && this.#observer) {
         this.#observer.created(state, state.maxInactive.stamp[2]);
-        for (const [name, register] of state.attributes) if (register.value !== undefined) this.#observer.attribute(state, name, false, register.stamp[2]);
+        for (const [name, register] of state.attributes)
+          if (register.value !== undefined) this.#observer.attribute(state, name, false, register.stamp[2]);
       }
       return { created: !state.ended, ended: false, changed: true };
     }

@@ -84,11 +84,18 @@ export class StateDonor {
     }
     const next = cursor < transfer.keys.length ? cursor : null;
     if (next === null) this.#transfers.delete(id);
-    this.bus.send(reply, 'state-page', { transfer: id, s: sessions, ...(entries.length > 0 ? { e: entries } : {}), next, total: transfer.keys.length });
+    this.bus.send(reply, 'state-page', {
+      transfer: id,
+      s: sessions,
+      ...(entries.length > 0 ? { e: entries } : {}),
+      next,
+      total: transfer.keys.length,
+    });
   }
 
   #forgetIdle(now: number): void {
-    for (const [id, transfer] of this.#transfers) if (now - transfer.lastUsed > TRANSFER_IDLE_MS) this.#transfers.delete(id);
+    for (const [id, transfer] of this.#transfers)
+      if (now - transfer.lastUsed > TRANSFER_IDLE_MS) this.#transfers.delete(id);
   }
 }
 
@@ -112,7 +119,10 @@ export interface ReceiveStateOptions {
  * `apply`. Updates `status` as it goes and never throws: a node without a donor starts empty, and
  * one whose donor fails keeps what arrived, with a warning.
  */
-export async function receiveState(bus: ClusterBus, { timeoutMs, apply, status, logger, donor, pageTimeoutMs }: ReceiveStateOptions): Promise<void> {
+export async function receiveState(
+  bus: ClusterBus,
+  { timeoutMs, apply, status, logger, donor, pageTimeoutMs }: ReceiveStateOptions,
+): Promise<void> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   status.state = 'running';
@@ -123,7 +133,8 @@ export async function receiveState(bus: ClusterBus, { timeoutMs, apply, status, 
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new ChannelRequestError('timeout', subject);
       const reply = await bus.request(subject, 'state-req', request, Math.min(remaining, pageTimeoutMs ?? remaining));
-      if (reply.kind !== 'state-page') throw new MalformedMessageError('malformed', `donor answered with ${reply.kind}`);
+      if (reply.kind !== 'state-page')
+        throw new MalformedMessageError('malformed', `donor answered with ${reply.kind}`);
       const page = reply.body;
       status.donor = reply.node;
       status.pages++;
@@ -134,7 +145,10 @@ export async function receiveState(bus: ClusterBus, { timeoutMs, apply, status, 
       request = { transfer: page.transfer, cursor: page.next };
     }
     status.state = 'done';
-    logger.info({ donor: status.donor, sessions: status.sessionsReceived, pages: status.pages, ms: Date.now() - started }, 'state transfer: done');
+    logger.info(
+      { donor: status.donor, sessions: status.sessionsReceived, pages: status.pages, ms: Date.now() - started },
+      'state transfer: done',
+    );
   } catch (error) {
     if (error instanceof ChannelRequestError && error.kind === 'no-responders' && status.pages === 0) {
       status.state = 'skipped';
@@ -143,7 +157,10 @@ export async function receiveState(bus: ClusterBus, { timeoutMs, apply, status, 
     } else {
       status.state = 'failed';
       status.detail = `${(error as Error).message}; kept ${status.sessionsReceived} sessions received`;
-      logger.warn({ donor: status.donor, sessions: status.sessionsReceived, error: (error as Error).message }, 'state transfer failed: starting with what arrived');
+      logger.warn(
+        { donor: status.donor, sessions: status.sessionsReceived, error: (error as Error).message },
+        'state transfer failed: starting with what arrived',
+      );
     }
   }
   status.durationMs = Date.now() - started;

@@ -75,7 +75,7 @@ export class Membership {
     return this.options.heartbeatIntervalMs;
   }
 
-    /** Starts listening and heartbeating; the first heartbeat asks every member to answer at once. */
+  /** Starts listening and heartbeating; the first heartbeat asks every member to answer at once. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
@@ -212,7 +212,10 @@ export class Membership {
       current.state = 'alive';
       if (Boolean(body.draining) !== current.draining) {
         current.draining = Boolean(body.draining);
-        this.logger.info({ member: current.node, draining: current.draining }, current.draining ? 'member draining' : 'member no longer draining');
+        this.logger.info(
+          { member: current.node, draining: current.draining },
+          current.draining ? 'member draining' : 'member no longer draining',
+        );
       }
       if (body.url !== undefined) current.url = body.url;
       else delete current.url;

@@ -6,7 +6,15 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
-import { ChangeNotConfirmedError, ChangeNotStoredError, InvalidOptionsError, NodeCatchingUpError, NodeDrainingError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import {
+  ChangeNotConfirmedError,
+  ChangeNotStoredError,
+  InvalidOptionsError,
+  NodeCatchingUpError,
+  NodeDrainingError,
+  SessionTooLargeError,
+  TooManySessionsError,
+} from '../errors.ts';
 import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
@@ -118,16 +126,31 @@ interface CookieSettings {
 
 /** Checks the cookie options; throws `InvalidOptionsError` for combinations browsers reject. */
 function cookieSettings(options: SessionMiddlewareOptions): CookieSettings {
-  const { cookieName = DEFAULT_COOKIE_NAME, cookiePath = '/', cookieDomain, secure = 'auto', trustProxy = false, cookiePrefix, sameSite = 'Lax', maxAge, partitioned = false } = options;
+  const {
+    cookieName = DEFAULT_COOKIE_NAME,
+    cookiePath = '/',
+    cookieDomain,
+    secure = 'auto',
+    trustProxy = false,
+    cookiePrefix,
+    sameSite = 'Lax',
+    maxAge,
+    partitioned = false,
+  } = options;
   const problems: string[] = [];
-  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) problems.push('cookieName must be a cookie token (letters, digits, !#$%&\'*+-.^_`|~)');
-  if (cookiePrefix !== undefined && cookiePrefix !== 'host' && cookiePrefix !== 'secure') problems.push("cookiePrefix must be 'host' or 'secure'");
-  if (cookiePrefix === 'host' && (cookiePath !== '/' || cookieDomain !== undefined)) problems.push("cookiePrefix 'host' needs cookiePath '/' and no cookieDomain");
-  if (cookiePrefix !== undefined && secure === false) problems.push('a cookiePrefix needs Secure: secure must not be false');
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName))
+    problems.push("cookieName must be a cookie token (letters, digits, !#$%&'*+-.^_`|~)");
+  if (cookiePrefix !== undefined && cookiePrefix !== 'host' && cookiePrefix !== 'secure')
+    problems.push("cookiePrefix must be 'host' or 'secure'");
+  if (cookiePrefix === 'host' && (cookiePath !== '/' || cookieDomain !== undefined))
+    problems.push("cookiePrefix 'host' needs cookiePath '/' and no cookieDomain");
+  if (cookiePrefix !== undefined && secure === false)
+    problems.push('a cookiePrefix needs Secure: secure must not be false');
   if (!['Strict', 'Lax', 'None'].includes(sameSite)) problems.push("sameSite must be 'Strict', 'Lax' or 'None'");
   if (sameSite === 'None' && secure === false) problems.push("sameSite 'None' needs Secure: secure must not be false");
   if (partitioned && secure === false) problems.push('partitioned needs Secure: secure must not be false');
-  if (maxAge !== undefined && maxAge !== 'expiry' && !(Number.isInteger(maxAge) && maxAge > 0)) problems.push("maxAge must be a positive whole number of seconds or 'expiry'");
+  if (maxAge !== undefined && maxAge !== 'expiry' && !(Number.isInteger(maxAge) && maxAge > 0))
+    problems.push("maxAge must be a positive whole number of seconds or 'expiry'");
   if (problems.length > 0) throw new InvalidOptionsError(`invalid middleware options: ${problems.join('; ')}`);
   return {
     name: cookieName,
@@ -173,7 +196,12 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
 
   const writeCookie = (c: Context, session: Session<Data>) => {
     const expires = cookie.maxAge === 'expiry' ? session.expiresAt(Date.now()) : undefined;
-    const maxAge = cookie.maxAge === 'expiry' ? (expires !== undefined ? Math.max(1, Math.ceil((expires - Date.now()) / 1000)) : undefined) : cookie.maxAge;
+    const maxAge =
+      cookie.maxAge === 'expiry'
+        ? expires !== undefined
+          ? Math.max(1, Math.ceil((expires - Date.now()) / 1000))
+          : undefined
+        : cookie.maxAge;
     setCookie(c, cookie.name, session.id, {
       path: cookie.path,
       httpOnly: true,
@@ -222,7 +250,15 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     }
     if (c.error instanceof SessionTooLargeError) {
       stats.oversizedRejected++;
-      logger.warn({ session: session.key.slice(0, 8), route: requested?.route, bytes: c.error.sizeBytes, limit: c.error.limitBytes }, 'session too large: 413, nothing replicated');
+      logger.warn(
+        {
+          session: session.key.slice(0, 8),
+          route: requested?.route,
+          bytes: c.error.sizeBytes,
+          limit: c.error.limitBytes,
+        },
+        'session too large: 413, nothing replicated',
+      );
       c.res = errorResponse(c, c.error);
       return;
     }
@@ -233,7 +269,11 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     const changes = session.takeChanges(Date.now());
     // Read before committing: after regenerateId() the commit ends the old key's state, which this session still reads from.
     const valid = session.valid;
-    const committed = manager.commit(changes, { replicate, mode: sendMode, ...(requested ? { route: requested.route } : {}) });
+    const committed = manager.commit(changes, {
+      replicate,
+      mode: sendMode,
+      ...(requested ? { route: requested.route } : {}),
+    });
     // Edge runtimes stop a request's work once the response is sent unless it is handed to waitUntil.
     const waitUntil = sendMode === 'async' && replicate && parts.settle ? waitUntilOf(c) : undefined;
     if (waitUntil && parts.settle) waitUntil(committed.then(parts.settle));
@@ -258,10 +298,17 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     }
 
     if (!valid) {
-      if (requested) deleteCookie(c, cookie.name, { path: cookie.path, secure: cookie.secure === true || cameOverHttps(c, cookie.trustProxy), ...domain, ...prefix });
+      if (requested)
+        deleteCookie(c, cookie.name, {
+          path: cookie.path,
+          secure: cookie.secure === true || cameOverHttps(c, cookie.trustProxy),
+          ...domain,
+          ...prefix,
+        });
       return;
     }
-    const rerouted = state !== undefined && requested !== undefined && requested.route !== node && requested.key === session.key;
+    const rerouted =
+      state !== undefined && requested !== undefined && requested.route !== node && requested.key === session.key;
     if (rerouted) {
       stats.routeRewrites++;
       logger.info({ session: session.key.slice(0, 8), route: requested.route }, 'route rewritten to this node');

@@ -69,7 +69,11 @@ type Listener<T extends keyof SessionEventMap> = (event: SessionEventMap[T]) => 
 
 /** The listeners of one node; `origin` is decided against this node's id. */
 export class SessionEvents {
-  readonly #listeners: { [T in keyof SessionEventMap]: Array<{ listener: Listener<T>; replicated: boolean }> } = { created: [], ended: [], attribute: [] };
+  readonly #listeners: { [T in keyof SessionEventMap]: Array<{ listener: Listener<T>; replicated: boolean }> } = {
+    created: [],
+    ended: [],
+    attribute: [],
+  };
 
   /** `onListenerError` counts each listener call that threw (the cluster's `stats.listenerErrors`). */
   constructor(
@@ -80,7 +84,8 @@ export class SessionEvents {
 
   /** Adds a listener for one event type; returns a function that removes it. Throws `InvalidOptionsError` for an unknown type or a listener that is not a function. */
   on<T extends keyof SessionEventMap>(type: T, listener: Listener<T>, options: ListenerOptions = {}): () => void {
-    if (!Object.hasOwn(this.#listeners, type)) throw new InvalidOptionsError(`unknown session event "${String(type)}": created, ended or attribute`);
+    if (!Object.hasOwn(this.#listeners, type))
+      throw new InvalidOptionsError(`unknown session event "${String(type)}": created, ended or attribute`);
     if (typeof listener !== 'function') throw new InvalidOptionsError('a session listener must be a function');
     const entry = { listener, replicated: options.replicated ?? false };
     const list = this.#listeners[type] as Array<typeof entry>;
@@ -100,23 +105,45 @@ export class SessionEvents {
   observer(): SessionObserver {
     const origin = (author: string): EventOrigin => (author === this.node ? 'local' : 'remote');
     return {
-      created: (state, author) => this.#emit('created', { type: 'created', key: state.key, origin: origin(author), node: author }),
-      attribute: (state, name, removed, author) => this.#emit('attribute', { type: 'attribute', key: state.key, origin: origin(author), node: author, name, removed }),
+      created: (state, author) =>
+        this.#emit('created', { type: 'created', key: state.key, origin: origin(author), node: author }),
+      attribute: (state, name, removed, author) =>
+        this.#emit('attribute', {
+          type: 'attribute',
+          key: state.key,
+          origin: origin(author),
+          node: author,
+          name,
+          removed,
+        }),
       ended: (state, author) => {
-        if (state.ended) this.#emit('ended', { type: 'ended', key: state.key, origin: origin(author), node: author, reason: state.ended.reason });
+        if (state.ended)
+          this.#emit('ended', {
+            type: 'ended',
+            key: state.key,
+            origin: origin(author),
+            node: author,
+            reason: state.ended.reason,
+          });
       },
       removed: () => undefined,
     };
   }
 
   #emit<T extends keyof SessionEventMap>(type: T, event: SessionEventMap[T]): void {
-    for (const { listener, replicated } of this.#listeners[type] as Array<{ listener: Listener<T>; replicated: boolean }>) {
+    for (const { listener, replicated } of this.#listeners[type] as Array<{
+      listener: Listener<T>;
+      replicated: boolean;
+    }>) {
       if (event.origin === 'remote' && !replicated) continue;
       try {
         listener(event);
       } catch (error) {
         this.onListenerError();
-        this.logger.error({ event: type, session: event.key.slice(0, 8), error: (error as Error).message }, 'a session listener threw');
+        this.logger.error(
+          { event: type, session: event.key.slice(0, 8), error: (error as Error).message },
+          'a session listener threw',
+        );
       }
     }
   }

@@ -23,7 +23,10 @@ export function checkAttribute(schema: SessionSchema | undefined, name: string, 
   const attribute = schema && Object.hasOwn(schema, name) ? schema[name] : undefined;
   if (!attribute) return value;
   const result = attribute['~standard'].validate(value);
-  if (result instanceof Promise) throw new InvalidOptionsError(`the schema of attribute "${name}" validates asynchronously; session schemas must be synchronous`);
+  if (result instanceof Promise)
+    throw new InvalidOptionsError(
+      `the schema of attribute "${name}" validates asynchronously; session schemas must be synchronous`,
+    );
   if (result.issues) throw new InvalidSessionValueError(name, result.issues.map(describeIssue));
   return result.value;
 }
@@ -55,7 +58,11 @@ export class SchemaDriftCheck {
       try {
         checkAttribute(this.schema, name, decodeValue(value));
       } catch (error) {
-        this.report(name, author, error instanceof InvalidSessionValueError ? error.issues : [(error as Error).message]);
+        this.report(
+          name,
+          author,
+          error instanceof InvalidSessionValueError ? error.issues : [(error as Error).message],
+        );
       }
     };
     return {

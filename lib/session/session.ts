@@ -4,7 +4,14 @@ import { decodeValue, encodeValue } from './values.ts';
 import type { HybridClock, Stamp } from './clock.ts';
 import { formatSessionId, newSessionKey } from './ids.ts';
 import { checkAttribute, type SessionSchema } from './schema.ts';
-import { cloneState, createState, expiresAt, type AttributeRegister, type EndReason, type SessionState } from './state.ts';
+import {
+  cloneState,
+  createState,
+  expiresAt,
+  type AttributeRegister,
+  type EndReason,
+  type SessionState,
+} from './state.ts';
 
 /** Per-session overhead counted against `maxSessionBytes` besides attribute names and values. */
 const HEADER_BYTES = 128;
@@ -39,7 +46,11 @@ export interface SessionLimits {
 }
 
 /** Default `SessionLimits`. */
-export const DEFAULT_SESSION_LIMITS: SessionLimits = { maxAttributes: 1000, maxAttributeNameLength: 256, maxValueDepth: 32 };
+export const DEFAULT_SESSION_LIMITS: SessionLimits = {
+  maxAttributes: 1000,
+  maxAttributeNameLength: 256,
+  maxValueDepth: 32,
+};
 
 /** What a finished request changed, ready for the manager to merge and replicate. */
 export interface SessionChanges {
@@ -100,7 +111,9 @@ export class Session<Data extends SessionData = SessionData> {
     this.#isNew = !init.state;
     if (init.schema) this.#schema = init.schema;
     this.#principalAttribute = init.principalAttribute ?? DEFAULT_PRINCIPAL_ATTRIBUTE;
-    this.#base = init.state ?? createState(newSessionKey(), init.clock.tick(), init.defaultMaxInactiveSeconds, init.defaultMaxLifetimeSeconds);
+    this.#base =
+      init.state ??
+      createState(newSessionKey(), init.clock.tick(), init.defaultMaxInactiveSeconds, init.defaultMaxLifetimeSeconds);
     this.#key = this.#base.key;
   }
 
@@ -162,7 +175,12 @@ export class Session<Data extends SessionData = SessionData> {
    */
   expiresAt(now: number): number | undefined {
     const maxLifetime = this.#maxLifetime ?? this.#base.maxLifetime;
-    return expiresAt({ ...this.#base, lastAccessedAt: now, maxInactive: this.#maxInactive ?? this.#base.maxInactive, ...(maxLifetime ? { maxLifetime } : {}) });
+    return expiresAt({
+      ...this.#base,
+      lastAccessedAt: now,
+      maxInactive: this.#maxInactive ?? this.#base.maxInactive,
+      ...(maxLifetime ? { maxLifetime } : {}),
+    });
   }
 
   /** The value of an attribute, or undefined. Reading creates no session. */
@@ -195,7 +213,10 @@ export class Session<Data extends SessionData = SessionData> {
     const value = checkAttribute(this.#schema, name, input);
     this.#use();
     if (!this.#register(name)?.value && this.keys().length >= this.#limits.maxAttributes) {
-      throw new SessionLimitError('maxAttributes', `a session holds at most ${this.#limits.maxAttributes} attributes (maxAttributes)`);
+      throw new SessionLimitError(
+        'maxAttributes',
+        `a session holds at most ${this.#limits.maxAttributes} attributes (maxAttributes)`,
+      );
     }
     checkDepth(value, this.#limits.maxValueDepth);
     const encoded = encodeValue(name, value);
@@ -243,7 +264,8 @@ export class Session<Data extends SessionData = SessionData> {
    * session and `endSessionsOf(id)` ends it on every node. `undefined` clears it.
    */
   setPrincipal(id: string | undefined): void {
-    if (id !== undefined && (typeof id !== 'string' || id.length === 0)) throw new RangeError('a principal is a non-empty string');
+    if (id !== undefined && (typeof id !== 'string' || id.length === 0))
+      throw new RangeError('a principal is a non-empty string');
     this.#set(this.#principalAttribute, id);
   }
 
@@ -302,7 +324,8 @@ export class Session<Data extends SessionData = SessionData> {
   takeChanges(now: number): SessionChanges {
     const base = this.#base;
     const deltas: SessionState[] = [];
-    if (this.#previousKey !== undefined) deltas.push(endDelta(base, this.#previousKey, this.#clock.tick(), 'regenerated'));
+    if (this.#previousKey !== undefined)
+      deltas.push(endDelta(base, this.#previousKey, this.#clock.tick(), 'regenerated'));
     if (this.#endedAt) {
       // A key that was never stored (new, or freshly regenerated) needs no tombstone.
       if (!this.#isNew && this.#key === base.key) deltas.push(endDelta(base, this.#key, this.#endedAt, 'invalidated'));
@@ -320,7 +343,12 @@ export class Session<Data extends SessionData = SessionData> {
       ...((this.#maxLifetime ?? base.maxLifetime) ? { maxLifetime: (this.#maxLifetime ?? base.maxLifetime)! } : {}),
       attributes,
     });
-    const modified = this.#isNew || rekeyed || this.#pending.size > 0 || this.#maxInactive !== undefined || this.#maxLifetime !== undefined;
+    const modified =
+      this.#isNew ||
+      rekeyed ||
+      this.#pending.size > 0 ||
+      this.#maxInactive !== undefined ||
+      this.#maxLifetime !== undefined;
     return { deltas, modified };
   }
 
@@ -334,9 +362,13 @@ export class Session<Data extends SessionData = SessionData> {
   }
 
   #checkName(name: string): void {
-    if (typeof name !== 'string' || name.length === 0) throw new RangeError('attribute names must be non-empty strings');
+    if (typeof name !== 'string' || name.length === 0)
+      throw new RangeError('attribute names must be non-empty strings');
     if (name.length > this.#limits.maxAttributeNameLength) {
-      throw new SessionLimitError('maxAttributeNameLength', `attribute names are at most ${this.#limits.maxAttributeNameLength} characters (maxAttributeNameLength)`);
+      throw new SessionLimitError(
+        'maxAttributeNameLength',
+        `attribute names are at most ${this.#limits.maxAttributeNameLength} characters (maxAttributeNameLength)`,
+      );
     }
   }
 
@@ -374,9 +406,17 @@ function checkDepth(value: unknown, max: number): void {
   const seen = new Set<object>();
   const walk = (node: unknown, depth: number): void => {
     if (typeof node !== 'object' || node === null || seen.has(node)) return;
-    if (depth > max) throw new SessionLimitError('maxValueDepth', `attribute values nest at most ${max} levels deep (maxValueDepth)`);
+    if (depth > max)
+      throw new SessionLimitError('maxValueDepth', `attribute values nest at most ${max} levels deep (maxValueDepth)`);
     seen.add(node);
-    const children = node instanceof Map ? [...node.keys(), ...node.values()] : node instanceof Set ? [...node] : ArrayBuffer.isView(node) ? [] : Object.values(node);
+    const children =
+      node instanceof Map
+        ? [...node.keys(), ...node.values()]
+        : node instanceof Set
+          ? [...node]
+          : ArrayBuffer.isView(node)
+            ? []
+            : Object.values(node);
     for (const child of children) walk(child, depth + 1);
   };
   walk(value, 1);

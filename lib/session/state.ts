@@ -37,7 +37,12 @@ export interface SessionState {
 }
 
 /** A fresh state for a session created by `node` at `stamp`. */
-export function createState(key: string, stamp: Stamp, maxInactiveSeconds: number, maxLifetimeSeconds = 0): SessionState {
+export function createState(
+  key: string,
+  stamp: Stamp,
+  maxInactiveSeconds: number,
+  maxLifetimeSeconds = 0,
+): SessionState {
   return {
     key,
     createdAt: stamp[0],
@@ -82,7 +87,10 @@ export function mergeInto(target: SessionState, incoming: SessionState): boolean
     target.maxInactive = { ...incoming.maxInactive };
     changed = true;
   }
-  if (incoming.maxLifetime && (!target.maxLifetime || compareStamps(incoming.maxLifetime.stamp, target.maxLifetime.stamp) > 0)) {
+  if (
+    incoming.maxLifetime &&
+    (!target.maxLifetime || compareStamps(incoming.maxLifetime.stamp, target.maxLifetime.stamp) > 0)
+  ) {
     target.maxLifetime = { ...incoming.maxLifetime };
     changed = true;
   }
@@ -120,7 +128,8 @@ export function latestStamp(state: SessionState): Stamp {
 /** Bytes of attribute data a state holds (names plus encoded values, removals excluded). */
 export function attributeBytes(state: SessionState): number {
   let total = 0;
-  for (const [name, register] of state.attributes) if (register.value !== undefined) total += name.length + register.bytes;
+  for (const [name, register] of state.attributes)
+    if (register.value !== undefined) total += name.length + register.bytes;
   return total;
 }
 

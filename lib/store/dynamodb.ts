@@ -27,7 +27,13 @@ import { decodeSessionState, encodeSessionState } from '../codec/envelope.ts';
 import { SnapshotWriteError } from '../errors.ts';
 import { retrying, sleep } from '../retry.ts';
 import type { SessionState } from '../session/state.ts';
-import type { LoadProgress, SnapshotItem, SnapshotRejection, SnapshotStore, SnapshotWriteResult } from './snapshot-store.ts';
+import type {
+  LoadProgress,
+  SnapshotItem,
+  SnapshotRejection,
+  SnapshotStore,
+  SnapshotWriteResult,
+} from './snapshot-store.ts';
 
 /** DynamoDB's item size limit; items are sized against it before they are sent. */
 export const DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024;
@@ -61,7 +67,13 @@ export interface DynamoSnapshotStoreOptions {
   readonly maxAttempts?: number;
 }
 
-const RETRYABLE = new Set(['ThrottlingError', 'TransactionConflict', 'ProvisionedThroughputExceeded', 'None', 'RequestLimitExceeded']);
+const RETRYABLE = new Set([
+  'ThrottlingError',
+  'TransactionConflict',
+  'ProvisionedThroughputExceeded',
+  'None',
+  'RequestLimitExceeded',
+]);
 
 /** The shard of a session key: FNV-1a of its characters. */
 export function shardOf(key: string, shards: number): number {
@@ -102,10 +114,16 @@ export class DynamoSnapshotStore implements SnapshotStore {
     for (const item of items) {
       const operation = this.#operation(item);
       if (operation.bytes > DYNAMODB_ITEM_LIMIT_BYTES) {
-        rejected.push({ key: item.state.key, reason: `item is about ${operation.bytes} bytes, over DynamoDB's item limit of 400 KB (${DYNAMODB_ITEM_LIMIT_BYTES} bytes)` });
+        rejected.push({
+          key: item.state.key,
+          reason: `item is about ${operation.bytes} bytes, over DynamoDB's item limit of 400 KB (${DYNAMODB_ITEM_LIMIT_BYTES} bytes)`,
+        });
         continue;
       }
-      if (batch.length > 0 && (batch.length >= this.#batchSize || batchBytes + operation.bytes > TRANSACTION_LIMIT_BYTES)) {
+      if (
+        batch.length > 0 &&
+        (batch.length >= this.#batchSize || batchBytes + operation.bytes > TRANSACTION_LIMIT_BYTES)
+      ) {
         queue.push(batch);
         batch = [];
         batchBytes = 0;
@@ -133,7 +151,12 @@ export class DynamoSnapshotStore implements SnapshotStore {
     await Promise.all(Array.from({ length: Math.min(this.#concurrency, queue.length) }, worker));
     if (rejected.length > 0) result.rejected = rejected;
     if (unwritten.length > 0) {
-      throw new SnapshotWriteError(`${unwritten.length} of ${items.length} snapshot items not written: ${(failure as Error).message}`, result, unwritten, { cause: failure });
+      throw new SnapshotWriteError(
+        `${unwritten.length} of ${items.length} snapshot items not written: ${(failure as Error).message}`,
+        result,
+        unwritten,
+        { cause: failure },
+      );
     }
     return result;
   }
@@ -143,7 +166,12 @@ export class DynamoSnapshotStore implements SnapshotStore {
       await this.#client.send(
         new PutItemCommand({
           TableName: this.#table,
-          Item: { pk: { S: this.#metaKey() }, sk: { S: 'checkpoint' }, seq: { N: String(sequence) }, at: { N: String(Date.now()) } },
+          Item: {
+            pk: { S: this.#metaKey() },
+            sk: { S: 'checkpoint' },
+            seq: { N: String(sequence) },
+            at: { N: String(Date.now()) },
+          },
           ConditionExpression: 'attribute_not_exists(sk) OR seq < :seq',
           ExpressionAttributeValues: { ':seq': { N: String(sequence) } },
         }),
@@ -155,12 +183,19 @@ export class DynamoSnapshotStore implements SnapshotStore {
 
   async readCheckpoint(): Promise<number | undefined> {
     const { Item } = await this.#client.send(
-      new GetItemCommand({ TableName: this.#table, Key: { pk: { S: this.#metaKey() }, sk: { S: 'checkpoint' } }, ConsistentRead: true }),
+      new GetItemCommand({
+        TableName: this.#table,
+        Key: { pk: { S: this.#metaKey() }, sk: { S: 'checkpoint' } },
+        ConsistentRead: true,
+      }),
     );
     return Item?.seq?.N !== undefined ? Number(Item.seq.N) : undefined;
   }
 
-  async load(onPage: (states: SessionState[]) => void, onProgress?: (progress: LoadProgress) => void): Promise<number | undefined> {
+  async load(
+    onPage: (states: SessionState[]) => void,
+    onProgress?: (progress: LoadProgress) => void,
+  ): Promise<number | undefined> {
     const checkpoint = await this.readCheckpoint();
     const progress: LoadProgress = { sessions: 0, pages: 0 };
     const now = Math.floor(Date.now() / 1000);
@@ -200,27 +235,40 @@ export class DynamoSnapshotStore implements SnapshotStore {
    * conflicts); items it refuses one by one (too large) go to `rejected`, stale ones count as
    * superseded. Resolves with the error that ended the attempts and the items still unwritten.
    */
-  async #writeBatch(batch: Operation[], result: SnapshotWriteResult, rejected: SnapshotRejection[]): Promise<{ error?: unknown; pending: Operation[] }> {
+  async #writeBatch(
+    batch: Operation[],
+    result: SnapshotWriteResult,
+    rejected: SnapshotRejection[],
+  ): Promise<{ error?: unknown; pending: Operation[] }> {
     let pending = batch;
     let retryable = false;
     try {
       await retrying(
         async () => {
           try {
-            await this.#client.send(new TransactWriteItemsCommand({ TransactItems: pending.map((operation) => operation.write) }));
+            await this.#client.send(
+              new TransactWriteItemsCommand({ TransactItems: pending.map((operation) => operation.write) }),
+            );
             result.written += pending.length;
             pending = [];
           } catch (error) {
             retryable = isThrottling(error);
-            const reasons = (error as { CancellationReasons?: { Code?: string; Message?: string }[] }).CancellationReasons;
+            const reasons = (error as { CancellationReasons?: { Code?: string; Message?: string }[] })
+              .CancellationReasons;
             if ((error as Error).name !== 'TransactionCanceledException' || !reasons) throw error;
             const codes = reasons.map((reason) => reason.Code ?? 'None');
-            if (codes.some((code) => code !== 'ConditionalCheckFailed' && code !== 'ValidationError' && !RETRYABLE.has(code))) throw error;
+            if (
+              codes.some(
+                (code) => code !== 'ConditionalCheckFailed' && code !== 'ValidationError' && !RETRYABLE.has(code),
+              )
+            )
+              throw error;
             const retry: Operation[] = [];
             reasons.forEach((reason, i) => {
               const operation = pending[i]!;
               if (reason.Code === 'ConditionalCheckFailed') result.superseded++;
-              else if (reason.Code === 'ValidationError') rejected.push({ key: operation.key, reason: reason.Message ?? 'refused by DynamoDB' });
+              else if (reason.Code === 'ValidationError')
+                rejected.push({ key: operation.key, reason: reason.Message ?? 'refused by DynamoDB' });
               else retry.push(operation);
             });
             pending = retry;
@@ -243,11 +291,20 @@ export class DynamoSnapshotStore implements SnapshotStore {
     else fields.s = { S: encodeSessionState(item.state) };
     if (item.expiresAt !== undefined) fields.ttl = { N: String(item.expiresAt) };
     // An end replaces any state not newer than it; a live state never replaces an end.
-    const ConditionExpression = item.state.ended ? 'attribute_not_exists(sk) OR v <= :v' : 'attribute_not_exists(sk) OR (v <= :v AND attribute_not_exists(ended))';
+    const ConditionExpression = item.state.ended
+      ? 'attribute_not_exists(sk) OR v <= :v'
+      : 'attribute_not_exists(sk) OR (v <= :v AND attribute_not_exists(ended))';
     return {
       key: item.state.key,
       bytes: itemBytes(fields),
-      write: { Put: { TableName: this.#table, Item: fields, ConditionExpression, ExpressionAttributeValues: { ':v': { N: String(item.version) } } } },
+      write: {
+        Put: {
+          TableName: this.#table,
+          Item: fields,
+          ConditionExpression,
+          ExpressionAttributeValues: { ':v': { N: String(item.version) } },
+        },
+      },
     };
   }
 
@@ -283,7 +340,12 @@ function isTooLarge(error: unknown): boolean {
 
 function isThrottling(error: unknown): boolean {
   const name = (error as Error).name;
-  return name === 'ProvisionedThroughputExceededException' || name === 'ThrottlingException' || name === 'RequestLimitExceeded' || name === 'InternalServerError';
+  return (
+    name === 'ProvisionedThroughputExceededException' ||
+    name === 'ThrottlingException' ||
+    name === 'RequestLimitExceeded' ||
+    name === 'InternalServerError'
+  );
 }
 
 /**
@@ -315,6 +377,8 @@ export async function createSnapshotTable(client: DynamoDBClient, table: string)
     if (Table?.TableStatus === 'ACTIVE') break;
     await sleep(100);
   }
-  await client.send(new UpdateTimeToLiveCommand({ TableName: table, TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true } }));
+  await client.send(
+    new UpdateTimeToLiveCommand({ TableName: table, TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true } }),
+  );
   return 'created';
 }

@@ -17,7 +17,11 @@ export class MemorySnapshotStore implements SnapshotStore {
         result.superseded++;
         continue;
       }
-      this.#items.set(state.key, { state: cloneState(state), version, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+      this.#items.set(state.key, {
+        state: cloneState(state),
+        version,
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
+      });
       result.written++;
     }
     return result;
@@ -31,7 +35,10 @@ export class MemorySnapshotStore implements SnapshotStore {
     return this.#checkpoint;
   }
 
-  async load(onPage: (states: SessionState[]) => void, onProgress?: (progress: LoadProgress) => void): Promise<number | undefined> {
+  async load(
+    onPage: (states: SessionState[]) => void,
+    onProgress?: (progress: LoadProgress) => void,
+  ): Promise<number | undefined> {
     const checkpoint = this.#checkpoint;
     // Like DynamoDB's lagging TTL deletion: an expired item is skipped on load; so is a tombstone.
     const now = Math.floor(Date.now() / 1000);

@@ -53,5 +53,8 @@ export interface SnapshotStore {
   /** The last checkpoint, or undefined when none was written. */
   readCheckpoint(): Promise<number | undefined>;
   /** Loads every session, page by page; returns the checkpoint read before loading. */
-  load(onPage: (states: SessionState[]) => void, onProgress?: (progress: LoadProgress) => void): Promise<number | undefined>;
+  load(
+    onPage: (states: SessionState[]) => void,
+    onProgress?: (progress: LoadProgress) => void,
+  ): Promise<number | undefined>;
 }

@@ -48,7 +48,15 @@ export interface SnapshotWriterOptions {
 
 /** Writes dirty sessions and checkpoints from the snapshot leader. */
 export class SnapshotWriter {
-  readonly status: SnapshotWriterStatus = { leader: false, dirty: 0, itemsWritten: 0, itemsSuperseded: 0, itemsRejected: 0, flushes: 0, errors: 0 };
+  readonly status: SnapshotWriterStatus = {
+    leader: false,
+    dirty: 0,
+    itemsWritten: 0,
+    itemsSuperseded: 0,
+    itemsRejected: 0,
+    flushes: 0,
+    errors: 0,
+  };
   /** Sessions changed since the last checkpoint, with the sequence of their latest change. */
   readonly #dirty = new Map<string, number>();
   #applied = 0;
@@ -156,7 +164,10 @@ export class SnapshotWriter {
     const rejected = result.rejected ?? [];
     if (rejected.length === 0) return;
     this.status.itemsRejected += rejected.length;
-    this.logger.warn({ store: this.store.kind, rejected: rejected.slice(0, 10), count: rejected.length }, 'snapshot items the store can never hold: skipped');
+    this.logger.warn(
+      { store: this.store.kind, rejected: rejected.slice(0, 10), count: rejected.length },
+      'snapshot items the store can never hold: skipped',
+    );
   }
 
   /** Forgets the sessions a write covered (unless they changed again meanwhile): they are not written again. */
@@ -174,7 +185,8 @@ export class SnapshotWriter {
   #forgetUpTo(checkpoint: number): void {
     for (const [key, seq] of this.#dirty) if (seq <= checkpoint) this.#dirty.delete(key);
     this.status.dirty = this.#dirty.size;
-    if (this.status.checkpoint === undefined || checkpoint > this.status.checkpoint) this.status.checkpoint = checkpoint;
+    if (this.status.checkpoint === undefined || checkpoint > this.status.checkpoint)
+      this.status.checkpoint = checkpoint;
   }
 
   #failed(error: unknown): void {
@@ -182,7 +194,10 @@ export class SnapshotWriter {
     this.status.lastError = (error as Error).message;
     const delay = this.options.intervalMs + this.#backoff.next();
     this.#backoffUntil = Date.now() + delay;
-    this.logger.warn({ store: this.store.kind, error: this.status.lastError, retryInMs: delay }, 'snapshot write failed, will retry');
+    this.logger.warn(
+      { store: this.store.kind, error: this.status.lastError, retryInMs: delay },
+      'snapshot write failed, will retry',
+    );
   }
 }
 

@@ -151,7 +151,8 @@ export class FaultInjector {
 
   #add(rule: Rule): this {
     const probability = rule.probability ?? 1;
-    if (!(probability >= 0 && probability <= 1)) throw new RangeError(`probability must be from 0 to 1, got ${probability}`);
+    if (!(probability >= 0 && probability <= 1))
+      throw new RangeError(`probability must be from 0 to 1, got ${probability}`);
     this.#rules.push(rule);
     return this;
   }
@@ -181,7 +182,11 @@ class FaultyChannel implements Channel {
   ) {
     this.kind = inner.kind;
     if (inner.maxPayload !== undefined) this.maxPayload = inner.maxPayload;
-    this.#detach = faults.attach({ node, report: (status) => this.#report(status), releaseHeld: () => this.#releaseHeld() });
+    this.#detach = faults.attach({
+      node,
+      report: (status) => this.#report(status),
+      releaseHeld: () => this.#releaseHeld(),
+    });
   }
 
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {
@@ -225,7 +230,11 @@ class FaultyChannel implements Channel {
     this.#flushReordered();
   }
 
-  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+  subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription {
     return this.inner.subscribe(
       subject,
       (message) => {

@@ -32,7 +32,13 @@ export interface TestClusterOptions extends Omit<ClusterOptions, 'channel' | 'no
  * Timings small enough for unit tests; each can be overridden.
  * heartbeat 50 ms, member dropped after 300 ms, ping 100 ms, sweep 50 ms, state transfer 3 s.
  */
-const FAST: Partial<ClusterOptions> = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100, sweepIntervalMs: 50, stateTransferTimeoutMs: 3000 };
+const FAST: Partial<ClusterOptions> = {
+  heartbeatIntervalMs: 50,
+  memberDropMs: 300,
+  pingTimeoutMs: 100,
+  sweepIntervalMs: 50,
+  stateTransferTimeoutMs: 3000,
+};
 
 /** A browser's cookie store, enough for session cookies: name to value, removed when expired. */
 export class CookieJar {
@@ -40,7 +46,9 @@ export class CookieJar {
 
   /** The `Cookie` header for the stored cookies, or undefined when there are none. */
   header(): string | undefined {
-    return this.#cookies.size === 0 ? undefined : [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+    return this.#cookies.size === 0
+      ? undefined
+      : [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ');
   }
 
   /** The value of one cookie. */
@@ -58,7 +66,10 @@ export class CookieJar {
       const value = pair.slice(eq + 1).trim();
       const expired = attributes.some((a) => {
         const [key = '', v = ''] = a.split('=').map((part) => part.trim());
-        return (key.toLowerCase() === 'max-age' && Number(v) <= 0) || (key.toLowerCase() === 'expires' && Date.parse(v) <= Date.now());
+        return (
+          (key.toLowerCase() === 'max-age' && Number(v) <= 0) ||
+          (key.toLowerCase() === 'expires' && Date.parse(v) <= Date.now())
+        );
       });
       if (expired || value === '') this.#cookies.delete(name);
       else this.#cookies.set(name, value);
@@ -105,10 +116,25 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
   const bus = new MemoryBus();
   const nodes: ClusterNode[] = [];
   // The test cluster made each node's channel, so it closes them once the nodes have left.
-  const stopAll = () => Promise.all(nodes.map((node) => node.stop().finally(() => node.channel.close()).catch(() => undefined))).then(() => undefined);
+  const stopAll = () =>
+    Promise.all(
+      nodes.map((node) =>
+        node
+          .stop()
+          .finally(() => node.channel.close())
+          .catch(() => undefined),
+      ),
+    ).then(() => undefined);
   try {
     for (const name of names) {
-      const node = createCluster({ logger: consoleLogger('silent'), ...FAST, ...clusterOptions, cluster, node: name, channel: faultyChannel(new MemoryChannel(bus), name, faults) });
+      const node = createCluster({
+        logger: consoleLogger('silent'),
+        ...FAST,
+        ...clusterOptions,
+        cluster,
+        node: name,
+        channel: faultyChannel(new MemoryChannel(bus), name, faults),
+      });
       nodes.push(node);
       await node.start();
     }
@@ -125,7 +151,12 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
       cookies,
       async request(index, path, init = {}) {
         const target = apps[index];
-        if (!target) throw new InvalidOptionsError(app ? `no node ${index}: the cluster has ${nodes.length}` : 'pass `app` to createTestCluster to send requests');
+        if (!target)
+          throw new InvalidOptionsError(
+            app
+              ? `no node ${index}: the cluster has ${nodes.length}`
+              : 'pass `app` to createTestCluster to send requests',
+          );
         const headers = new Headers(init.headers);
         const cookie = cookies.header();
         if (cookie !== undefined && !headers.has('cookie')) headers.set('cookie', cookie);
@@ -151,7 +182,8 @@ async function untilAllReady(nodes: readonly ClusterNode[], timeoutMs: number): 
   const deadline = Date.now() + timeoutMs;
   const others = nodes.length - 1;
   while (!nodes.every((node) => node.status().members.filter((m) => !m.self && m.ready).length === others)) {
-    if (Date.now() > deadline) throw new SessionReplicationError('TEST_CLUSTER_TIMEOUT', `the test cluster did not form within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new SessionReplicationError('TEST_CLUSTER_TIMEOUT', `the test cluster did not form within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

@@ -3,17 +3,33 @@
 // server as a slow consumer, and DynamoDB unreachable for a node with a snapshot table. Each test checks
 // that every write answered 200 is on every node at the end, and that the nodes recover (membership,
 // replication, resync after a gap).
-import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
-import { ADMIN_HEADERS, CookieClient, freePort, LOCAL_AWS, startDynamoDbLocal, startNatsCluster, startNatsServer, startNode, uniqueCluster, waitFor, type DynamoDbLocalHandle, type NatsClusterHandle, type NatsServerHandle, type NodeHandle, type StartNodeOptions } from "../kit/index.ts";
+import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
+import {
+  ADMIN_HEADERS,
+  CookieClient,
+  freePort,
+  LOCAL_AWS,
+  startDynamoDbLocal,
+  startNatsCluster,
+  startNatsServer,
+  startNode,
+  uniqueCluster,
+  waitFor,
+  type DynamoDbLocalHandle,
+  type NatsClusterHandle,
+  type NatsServerHandle,
+  type NodeHandle,
+  type StartNodeOptions,
+} from '../kit/index.ts';
 
 const running: NodeHandle[] = [];
 const servers: Array<{ stop(): Promise<void> }> = [];
 
 afterEach(async () => {
   // A stopped (SIGSTOP) process ignores SIGTERM until continued.
-  for (const node of running) node.kill("SIGCONT");
+  for (const node of running) node.kill('SIGCONT');
   await Promise.allSettled(running.splice(0).map((node) => node.stop()));
   await Promise.allSettled(servers.splice(0).map((server) => server.stop()));
 });
@@ -23,12 +39,16 @@ afterAll(async () => {
 });
 
 async function start(opts: StartNodeOptions): Promise<NodeHandle> {
-  const node = await startNode({ readyTimeoutMs: 60_000, ...opts, env: { LOG_LEVEL: "info", ...opts.env } });
+  const node = await startNode({ readyTimeoutMs: 60_000, ...opts, env: { LOG_LEVEL: 'info', ...opts.env } });
   running.push(node);
   return node;
 }
 
-async function startNodes(cluster: string, count: number, opts: Omit<StartNodeOptions, "cluster" | "node">): Promise<NodeHandle[]> {
+async function startNodes(
+  cluster: string,
+  count: number,
+  opts: Omit<StartNodeOptions, 'cluster' | 'node'>,
+): Promise<NodeHandle[]> {
   const nodes: NodeHandle[] = [];
   // One after another: each later node joins by state transfer from the earlier ones.
   for (let i = 1; i <= count; i++) nodes.push(await start({ cluster, node: `n${i}`, ...opts }));
@@ -42,8 +62,24 @@ interface ClusterView {
   members: { node: string; self: boolean; ready: boolean; state: string }[];
   sessions: { total: number };
   stateTransfer: { state: string; source?: string; sessionsReceived: number; detail?: string };
-  persistence?: { appliedSeq: number; snapshot?: { leader: boolean; checkpoint?: number; itemsWritten: number; dirty: number; errors: number; lastError?: string } };
-  stats: { resyncs: number; resyncRepairs: number; acksTimedOut: number; replicationErrors: number; channelErrors: number };
+  persistence?: {
+    appliedSeq: number;
+    snapshot?: {
+      leader: boolean;
+      checkpoint?: number;
+      itemsWritten: number;
+      dirty: number;
+      errors: number;
+      lastError?: string;
+    };
+  };
+  stats: {
+    resyncs: number;
+    resyncRepairs: number;
+    acksTimedOut: number;
+    replicationErrors: number;
+    channelErrors: number;
+  };
 }
 
 async function view(node: NodeHandle): Promise<ClusterView> {
@@ -53,11 +89,23 @@ async function view(node: NodeHandle): Promise<ClusterView> {
 
 async function waitForMembers(nodes: NodeHandle[], timeoutMs = 45_000): Promise<void> {
   await waitFor(
-    `members ${nodes.map((n) => n.node).join(",")} ready on every node`,
+    `members ${nodes.map((n) => n.node).join(',')} ready on every node`,
     async () => {
       for (const node of nodes) {
-        const others = (await view(node)).members.filter((m) => !m.self && m.ready).map((m) => m.node).sort().join();
-        if (others !== nodes.filter((n) => n !== node).map((n) => n.node).sort().join()) throw new Error(`${node.node} sees [${others}]`);
+        const others = (await view(node)).members
+          .filter((m) => !m.self && m.ready)
+          .map((m) => m.node)
+          .sort()
+          .join();
+        if (
+          others !==
+          nodes
+            .filter((n) => n !== node)
+            .map((n) => n.node)
+            .sort()
+            .join()
+        )
+          throw new Error(`${node.node} sees [${others}]`);
       }
       return true;
     },
@@ -69,13 +117,13 @@ async function waitForMembers(nodes: NodeHandle[], timeoutMs = 45_000): Promise<
 function logs(node: NodeHandle, msg: string): Array<Record<string, any>> {
   return node
     .output()
-    .split("\n")
-    .filter((line) => line.startsWith("{") && line.includes(`"msg":"${msg}"`))
+    .split('\n')
+    .filter((line) => line.startsWith('{') && line.includes(`"msg":"${msg}"`))
     .map((line) => JSON.parse(line) as Record<string, any>);
 }
 
 /** The key part of a session id (`key.route`). */
-const keyOf = (id: string) => id.slice(0, id.lastIndexOf("."));
+const keyOf = (id: string) => id.slice(0, id.lastIndexOf('.'));
 
 /**
  * Writers: each client owns one session and keeps writing a new attribute `w<seq>` through the nodes in
@@ -101,11 +149,11 @@ class Traffic {
     const nodes = this.targets();
     for (let i = 0; i < this.opts.clients; i++) {
       const client = new CookieClient();
-      const reply = await client.request(nodes[i % nodes.length]!.url, "PUT", "/session/attributes/w0", "0");
+      const reply = await client.request(nodes[i % nodes.length]!.url, 'PUT', '/session/attributes/w0', '0');
       expect(reply.status, reply.text).toBe(200);
       this.cookies.push(client.cookie!);
       this.keys.push(keyOf((reply.json as { id: string }).id));
-      this.acked.push(new Map([["w0", 0]]));
+      this.acked.push(new Map([['w0', 0]]));
     }
   }
 
@@ -136,7 +184,7 @@ class Traffic {
 
   async #loop(i: number): Promise<void> {
     let seq = 0;
-    const padding = this.opts.valueBytes ? "x".repeat(this.opts.valueBytes) : undefined;
+    const padding = this.opts.valueBytes ? 'x'.repeat(this.opts.valueBytes) : undefined;
     while (this.#running && (this.opts.writesPerClient === undefined || seq < this.opts.writesPerClient)) {
       seq++;
       const nodes = this.targets();
@@ -147,7 +195,7 @@ class Traffic {
       const client = new CookieClient({ cookie: this.cookies[i]! });
       try {
         const res = await fetch(new URL(`/session/attributes/${name}`, node.url), {
-          method: "PUT",
+          method: 'PUT',
           headers: { cookie: `SESSIONID=${client.cookie}` },
           body,
           signal: AbortSignal.timeout(30_000),
@@ -156,13 +204,14 @@ class Traffic {
         this.statuses.set(String(res.status), (this.statuses.get(String(res.status)) ?? 0) + 1);
         if (res.status === 200) {
           const id = (JSON.parse(text) as { id: string }).id;
-          if (keyOf(id) !== this.keys[i]) this.failures.push(`client ${i} ${name} on ${node.node}: answered for another session ${id.slice(0, 8)}`);
+          if (keyOf(id) !== this.keys[i])
+            this.failures.push(`client ${i} ${name} on ${node.node}: answered for another session ${id.slice(0, 8)}`);
           else this.acked[i]!.set(name, seq);
         } else if (res.status >= 500 && res.status !== 503) {
           this.failures.push(`client ${i} ${name} on ${node.node}: ${res.status} ${text.slice(0, 200)}`);
         }
       } catch (error) {
-        const kind = (error as Error).name === "TimeoutError" ? "timeout" : "network";
+        const kind = (error as Error).name === 'TimeoutError' ? 'timeout' : 'network';
         this.statuses.set(kind, (this.statuses.get(kind) ?? 0) + 1);
       }
       if (this.opts.pauseMs > 0) await new Promise((r) => setTimeout(r, this.opts.pauseMs));
@@ -173,16 +222,20 @@ class Traffic {
   async converged(nodes: NodeHandle[], timeoutMs = 90_000): Promise<number> {
     const started = Date.now();
     await waitFor(
-      `every acknowledged write on ${nodes.map((n) => n.node).join(",")}`,
+      `every acknowledged write on ${nodes.map((n) => n.node).join(',')}`,
       async () => {
         for (const node of nodes) {
           for (const [i, cookie] of this.cookies.entries()) {
-            const reply = await new CookieClient({ cookie }).request(node.url, "GET", "/session");
+            const reply = await new CookieClient({ cookie }).request(node.url, 'GET', '/session');
             if (reply.status !== 200) throw new Error(`${node.node} answered ${reply.status} for client ${i}`);
             const session = reply.json as { id: string; isNew: boolean; attributes: Record<string, unknown> };
-            if (session.isNew || keyOf(session.id) !== this.keys[i]) throw new Error(`${node.node} does not know client ${i}'s session`);
+            if (session.isNew || keyOf(session.id) !== this.keys[i])
+              throw new Error(`${node.node} does not know client ${i}'s session`);
             const missing = [...this.acked[i]!.keys()].filter((name) => !(name in session.attributes));
-            if (missing.length > 0) throw new Error(`${node.node} lacks ${missing.length} acknowledged writes of client ${i} (${missing.slice(0, 5).join(",")})`);
+            if (missing.length > 0)
+              throw new Error(
+                `${node.node} lacks ${missing.length} acknowledged writes of client ${i} (${missing.slice(0, 5).join(',')})`,
+              );
           }
         }
         return true;
@@ -190,8 +243,16 @@ class Traffic {
       { timeoutMs, intervalMs: 500 },
     ).catch((error: Error) => {
       // What the nodes said about gaps and resyncs, to tell why.
-      const said = nodes.map((n) => `${n.node}: ${n.output().split("\n").filter((l) => /resync|state transfer|stalled|channel connection|declared dead/.test(l)).slice(-12).join("\n")}`);
-      throw new Error(`${error.message}\n${said.join("\n")}`);
+      const said = nodes.map(
+        (n) =>
+          `${n.node}: ${n
+            .output()
+            .split('\n')
+            .filter((l) => /resync|state transfer|stalled|channel connection|declared dead/.test(l))
+            .slice(-12)
+            .join('\n')}`,
+      );
+      throw new Error(`${error.message}\n${said.join('\n')}`);
     });
     return Date.now() - started;
   }
@@ -201,12 +262,12 @@ class Traffic {
 async function expectReplication(from: NodeHandle, to: NodeHandle, timeoutMs = 5000): Promise<void> {
   const client = new CookieClient();
   const value = `after-${Math.random().toString(36).slice(2)}`;
-  const put = await client.request(from.url, "PUT", "/session/attributes/probe", JSON.stringify(value));
+  const put = await client.request(from.url, 'PUT', '/session/attributes/probe', JSON.stringify(value));
   expect(put.status, put.text).toBe(200);
   await waitFor(
     `${from.node} -> ${to.node} replication`,
     async () => {
-      const read = await new CookieClient({ cookie: client.cookie! }).request(to.url, "GET", "/session");
+      const read = await new CookieClient({ cookie: client.cookie! }).request(to.url, 'GET', '/session');
       return read.status === 200 && (read.json as { attributes: Record<string, unknown> }).attributes.probe === value;
     },
     { timeoutMs, intervalMs: 50 },
@@ -215,18 +276,18 @@ async function expectReplication(from: NodeHandle, to: NodeHandle, timeoutMs = 5
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("faults", () => {
-  it("the nats-server restarted during ack-mode traffic: no acknowledged write is lost, membership re-forms, replication resumes", async () => {
+describe('faults', () => {
+  it('the nats-server restarted during ack-mode traffic: no acknowledged write is lost, membership re-forms, replication resumes', async () => {
     const nats = await startNatsServer();
     servers.push(nats);
-    const nodes = await startNodes(uniqueCluster("fault-restart"), 3, { nats: nats.url, send: "ack" });
+    const nodes = await startNodes(uniqueCluster('fault-restart'), 3, { nats: nats.url, send: 'ack' });
     const traffic = new Traffic(() => nodes, { clients: 6, pauseMs: 30 });
     await traffic.open();
     traffic.start();
     await sleep(2000);
 
     const beforeKill = traffic.total;
-    nats.kill("SIGKILL");
+    nats.kill('SIGKILL');
     await nats.process.exited;
     const killedAt = Date.now();
     await sleep(5000); // Longer than memberDropMs + pingTimeoutMs: every node drops the others.
@@ -241,35 +302,40 @@ describe("faults", () => {
     await traffic.stop();
 
     expect(traffic.failures, traffic.summary()).toEqual([]);
-    expect(traffic.statuses.get("500") ?? 0).toBe(0);
+    expect(traffic.statuses.get('500') ?? 0).toBe(0);
     const convergeMs = await traffic.converged(nodes);
     for (const [i, from] of nodes.entries()) await expectReplication(from, nodes[(i + 1) % nodes.length]!);
     const views = await Promise.all(nodes.map(view));
     for (const v of views) {
-      expect(v.channel.status).toBe("connected");
+      expect(v.channel.status).toBe('connected');
       expect(v.stats.resyncs, JSON.stringify(v.stats)).toBeGreaterThanOrEqual(1);
     }
     for (const node of nodes) {
-      expect(logs(node, "channel connection changed").some((l) => l.status === "disconnected")).toBe(true);
-      expect(logs(node, "resync: merged the state of every ready member").some((l) => l.reason === "reconnect")).toBe(true);
+      expect(logs(node, 'channel connection changed').some((l) => l.status === 'disconnected')).toBe(true);
+      expect(logs(node, 'resync: merged the state of every ready member').some((l) => l.reason === 'reconnect')).toBe(
+        true,
+      );
     }
     const repairs = views.map((v) => v.stats.resyncRepairs);
     console.info(
       `[figure] NATS restart: outage ${restartedAt - killedAt} ms; ${traffic.summary()}; ${duringOutage} answered during the outage; ` +
-        `members re-formed ${membersMs} ms after the restart; converged ${convergeMs} ms after traffic stopped; sessions repaired by resync per node ${repairs.join("/")}`,
+        `members re-formed ${membersMs} ms after the restart; converged ${convergeMs} ms after traffic stopped; sessions repaired by resync per node ${repairs.join('/')}`,
     );
   }, 240_000);
 
-  it("a 3-server NATS cluster loses the server a node is connected to: the node fails over to another URL and replication continues", async () => {
+  it('a 3-server NATS cluster loses the server a node is connected to: the node fails over to another URL and replication continues', async () => {
     const cluster: NatsClusterHandle = await startNatsCluster({ size: 3 });
     servers.push(cluster);
-    const urls = cluster.urls.join(",");
-    const nodes = await startNodes(uniqueCluster("fault-failover"), 3, { nats: urls, send: "ack" });
+    const urls = cluster.urls.join(',');
+    const nodes = await startNodes(uniqueCluster('fault-failover'), 3, { nats: urls, send: 'ack' });
     const serverOf = (node: NodeHandle) => {
-      const lines = [...logs(node, "connected to NATS"), ...logs(node, "channel connection changed").filter((l) => l.status === "connected")];
+      const lines = [
+        ...logs(node, 'connected to NATS'),
+        ...logs(node, 'channel connection changed').filter((l) => l.status === 'connected'),
+      ];
       return String(lines.at(-1)?.server ?? lines.at(-1)?.detail);
     };
-    const victim = cluster.servers.findIndex((s) => s.url.endsWith(`:${serverOf(nodes[0]!).split(":").at(-1)}`));
+    const victim = cluster.servers.findIndex((s) => s.url.endsWith(`:${serverOf(nodes[0]!).split(':').at(-1)}`));
     expect(victim, `n1 connected to ${serverOf(nodes[0]!)}; servers ${urls}`).toBeGreaterThanOrEqual(0);
     const onVictim = nodes.filter((n) => serverOf(n).endsWith(`:${cluster.servers[victim]!.port}`)).map((n) => n.node);
 
@@ -277,12 +343,13 @@ describe("faults", () => {
     await traffic.open();
     traffic.start();
     await sleep(2000);
-    cluster.servers[victim]!.kill("SIGKILL");
+    cluster.servers[victim]!.kill('SIGKILL');
     const killedAt = Date.now();
     // n1's client reconnects to one of the other URLs.
     const reconnected = await waitFor(
-      "n1 to reconnect to another server",
-      () => logs(nodes[0]!, "channel connection changed").find((l) => l.status === "connected" && l.time >= killedAt - 50),
+      'n1 to reconnect to another server',
+      () =>
+        logs(nodes[0]!, 'channel connection changed').find((l) => l.status === 'connected' && l.time >= killedAt - 50),
       { timeoutMs: 30_000, intervalMs: 50 },
     );
     const failoverMs = reconnected.time - killedAt;
@@ -295,26 +362,26 @@ describe("faults", () => {
     await traffic.stop();
 
     expect(traffic.failures, traffic.summary()).toEqual([]);
-    expect(traffic.statuses.get("500") ?? 0).toBe(0);
+    expect(traffic.statuses.get('500') ?? 0).toBe(0);
     await waitForMembers(nodes, 60_000);
     const convergeMs = await traffic.converged(nodes);
     for (const [i, from] of nodes.entries()) await expectReplication(from, nodes[(i + 1) % nodes.length]!);
     // Each node that failed over merged the others' state and sent its own (for nodes that never reconnected).
     for (const node of nodes.filter((n) => onVictim.includes(n.node))) {
-      const resync = logs(node, "resync: merged the state of every ready member").find((l) => l.reason === "reconnect");
+      const resync = logs(node, 'resync: merged the state of every ready member').find((l) => l.reason === 'reconnect');
       expect(resync, node.node).toBeDefined();
       expect(resync!.pushed, node.node).toBeGreaterThan(0);
     }
     console.info(
-      `[figure] NATS cluster failover: ${onVictim.join(",")} on the killed server; n1 reconnected to ${reconnected.detail} ${failoverMs} ms after the kill; ` +
+      `[figure] NATS cluster failover: ${onVictim.join(',')} on the killed server; n1 reconnected to ${reconnected.detail} ${failoverMs} ms after the kill; ` +
         `n1 -> others replicated ${replicationMs} ms after the kill (probe started ${replicatedAt - killedAt} ms after); ${traffic.summary()}; converged ${convergeMs} ms after traffic stopped`,
     );
   }, 240_000);
 
-  it("a node paused with SIGSTOP and resumed (no JetStream): it rejoins, detects the stall, resynchronises and converges", async () => {
+  it('a node paused with SIGSTOP and resumed (no JetStream): it rejoins, detects the stall, resynchronises and converges', async () => {
     const nats = await startNatsServer();
     servers.push(nats);
-    const nodes = await startNodes(uniqueCluster("fault-pause"), 3, { nats: nats.url, send: "ack" });
+    const nodes = await startNodes(uniqueCluster('fault-pause'), 3, { nats: nats.url, send: 'ack' });
     const [n1, n2, n3] = nodes as [NodeHandle, NodeHandle, NodeHandle];
     let targets = [n1, n2, n3];
     const traffic = new Traffic(() => targets, { clients: 6, pauseMs: 30 });
@@ -323,16 +390,16 @@ describe("faults", () => {
     traffic.start();
     await sleep(1000);
 
-    n3.kill("SIGSTOP");
+    n3.kill('SIGSTOP');
     await sleep(6000); // Longer than memberDropMs + pingTimeoutMs: the others declare n3 dead.
-    const droppedOn = (await Promise.all([n1, n2].map(view))).map((v) => v.members.some((m) => m.node === "n3"));
-    n3.kill("SIGCONT");
+    const droppedOn = (await Promise.all([n1, n2].map(view))).map((v) => v.members.some((m) => m.node === 'n3'));
+    n3.kill('SIGCONT');
     const resumedAt = Date.now();
     await waitForMembers(nodes, 60_000);
     const rejoinMs = Date.now() - resumedAt;
     const resync = await waitFor(
-      "n3 to resynchronise",
-      () => logs(n3, "resync: merged the state of every ready member").find((l) => l.time >= resumedAt - 50),
+      'n3 to resynchronise',
+      () => logs(n3, 'resync: merged the state of every ready member').find((l) => l.time >= resumedAt - 50),
       { timeoutMs: 60_000, intervalMs: 100 },
     );
     targets = [n1, n2, n3];
@@ -340,9 +407,9 @@ describe("faults", () => {
     await traffic.stop();
 
     expect(traffic.failures, traffic.summary()).toEqual([]);
-    expect(traffic.statuses.get("500") ?? 0).toBe(0);
-    expect(droppedOn, "n1 and n2 dropped n3 while it was stopped").toEqual([false, false]);
-    expect(logs(n3, "this process stalled: deltas may have been missed").length).toBeGreaterThanOrEqual(1);
+    expect(traffic.statuses.get('500') ?? 0).toBe(0);
+    expect(droppedOn, 'n1 and n2 dropped n3 while it was stopped').toEqual([false, false]);
+    expect(logs(n3, 'this process stalled: deltas may have been missed').length).toBeGreaterThanOrEqual(1);
     const convergeMs = await traffic.converged(nodes);
     const v3 = await view(n3);
     expect(v3.stats.resyncs).toBeGreaterThanOrEqual(1);
@@ -350,17 +417,19 @@ describe("faults", () => {
     await expectReplication(n1, n3);
     console.info(
       `[figure] SIGSTOP 6 s: n3 member again ${rejoinMs} ms after SIGCONT; resync (${resync.reason}) done ${resync.time - resumedAt} ms after SIGCONT ` +
-        `(${resync.sessionsReceived} sessions from ${resync.donors.join(",")}, ${resync.repaired} repaired, ${resync.ms} ms); ${traffic.summary()}; converged ${convergeMs} ms after traffic stopped`,
+        `(${resync.sessionsReceived} sessions from ${resync.donors.join(',')}, ${resync.repaired} repaired, ${resync.ms} ms); ${traffic.summary()}; converged ${convergeMs} ms after traffic stopped`,
     );
   }, 240_000);
 
-  it("a paused node cut off by the server as a slow consumer (max_pending 256 KB): it reconnects, resynchronises the gap, counts it and converges", async () => {
+  it('a paused node cut off by the server as a slow consumer (max_pending 256 KB): it reconnects, resynchronises the gap, counts it and converges', async () => {
     // max_payload may not exceed max_pending, and a node needs 64 KB of max_payload for message overhead
     // besides its largest session: 256 KB leaves sessions of up to 192 KB.
-    const nats = await startNatsServer({ extraConfig: "max_pending: 262144\nmax_payload: 262144\nwrite_deadline: \"2s\"" });
+    const nats = await startNatsServer({
+      extraConfig: 'max_pending: 262144\nmax_payload: 262144\nwrite_deadline: "2s"',
+    });
     servers.push(nats);
-    const cluster = uniqueCluster("fault-slow");
-    const nodes = await startNodes(cluster, 3, { nats: nats.url, send: "async" });
+    const cluster = uniqueCluster('fault-slow');
+    const nodes = await startNodes(cluster, 3, { nats: nats.url, send: 'async' });
     const [n1, n2, n3] = nodes as [NodeHandle, NodeHandle, NodeHandle];
     let targets = [n1, n2, n3];
     // Bigger values: a burst of a few MB overflows n3's socket buffers and then the server's max_pending
@@ -370,36 +439,44 @@ describe("faults", () => {
     targets = [n1, n2];
     const before = await view(n3);
 
-    n3.kill("SIGSTOP");
+    n3.kill('SIGSTOP');
     const stoppedAt = Date.now();
     await traffic.run(); // 48 x 8 writes of 16 KB through n1 and n2.
     const burstMs = Date.now() - stoppedAt;
-    await waitFor("the server to cut n3 off as a slow consumer", () => /Slow Consumer Detected/i.test(nats.process.output()), { timeoutMs: 30_000, intervalMs: 100 }).catch(async (error: Error) => {
-      throw new Error(`${error.message}; ${traffic.summary()} in ${burstMs} ms; n1 stats ${JSON.stringify((await view(n1)).stats)}; server: ${nats.process.output().slice(-3000)}`);
+    await waitFor(
+      'the server to cut n3 off as a slow consumer',
+      () => /Slow Consumer Detected/i.test(nats.process.output()),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    ).catch(async (error: Error) => {
+      throw new Error(
+        `${error.message}; ${traffic.summary()} in ${burstMs} ms; n1 stats ${JSON.stringify((await view(n1)).stats)}; server: ${nats.process.output().slice(-3000)}`,
+      );
     });
-    n3.kill("SIGCONT");
+    n3.kill('SIGCONT');
     const resumedAt = Date.now();
 
     const reconnect = await waitFor(
-      "n3 to reconnect",
-      () => logs(n3, "channel connection changed").find((l) => l.status === "connected" && l.time >= resumedAt - 50),
+      'n3 to reconnect',
+      () => logs(n3, 'channel connection changed').find((l) => l.status === 'connected' && l.time >= resumedAt - 50),
       { timeoutMs: 30_000, intervalMs: 50 },
     );
-    expect(logs(n3, "channel connection changed").some((l) => l.status === "disconnected")).toBe(true);
+    expect(logs(n3, 'channel connection changed').some((l) => l.status === 'disconnected')).toBe(true);
     const resync = await waitFor(
-      "n3 to resynchronise after the reconnect",
-      () => logs(n3, "resync: merged the state of every ready member").find((l) => l.time >= reconnect.time),
+      'n3 to resynchronise after the reconnect',
+      () => logs(n3, 'resync: merged the state of every ready member').find((l) => l.time >= reconnect.time),
       { timeoutMs: 60_000, intervalMs: 100 },
     );
     expect(traffic.failures, traffic.summary()).toEqual([]);
-    expect(traffic.statuses.get("200"), traffic.summary()).toBe(48 * 8);
+    expect(traffic.statuses.get('200'), traffic.summary()).toBe(48 * 8);
     await waitForMembers(nodes, 60_000);
     const convergeMs = await traffic.converged(nodes);
     const v3 = await view(n3);
     expect(v3.stats.resyncs).toBeGreaterThan(before.stats.resyncs);
     // n3 had missed deltas (the server dropped them with its connection) and the resync brought them.
     expect(v3.stats.resyncRepairs, JSON.stringify(v3.stats)).toBeGreaterThan(0);
-    expect(nats.process.output()).toMatch(new RegExp(`sessrep-${cluster}-n3.*Slow Consumer|Slow Consumer.*sessrep-${cluster}-n3`));
+    expect(nats.process.output()).toMatch(
+      new RegExp(`sessrep-${cluster}-n3.*Slow Consumer|Slow Consumer.*sessrep-${cluster}-n3`),
+    );
     await expectReplication(n1, n3);
     await expectReplication(n3, n2);
     console.info(
@@ -408,27 +485,34 @@ describe("faults", () => {
     );
   }, 240_000);
 
-  it("DynamoDB unreachable: a node with a snapshot table keeps serving, reports snapshot errors on /cluster, and catches up once DynamoDB is back", async () => {
+  it('DynamoDB unreachable: a node with a snapshot table keeps serving, reports snapshot errors on /cluster, and catches up once DynamoDB is back', async () => {
     const nats = await startNatsServer({ jetstream: true });
     servers.push(nats);
     const ddbPort = await freePort();
     const endpoint = `http://127.0.0.1:${ddbPort}`;
     const table = `sessrep-fault-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    const cluster = uniqueCluster("fault-ddb");
-    const args = ["--dynamodb-table", table, "--dynamodb-endpoint", endpoint];
+    const cluster = uniqueCluster('fault-ddb');
+    const args = ['--dynamodb-table', table, '--dynamodb-endpoint', endpoint];
     // Nothing listens on the endpoint yet.
-    const n1 = await start({ cluster, node: "n1", nats: nats.url, send: "ack", extraArgs: args, readyTimeoutMs: 90_000 });
+    const n1 = await start({
+      cluster,
+      node: 'n1',
+      nats: nats.url,
+      send: 'ack',
+      extraArgs: args,
+      readyTimeoutMs: 90_000,
+    });
     const first = await view(n1);
     expect(first.ready).toBe(true);
-    expect(first.stateTransfer.detail ?? "").toMatch(/snapshot store unreachable/);
+    expect(first.stateTransfer.detail ?? '').toMatch(/snapshot store unreachable/);
 
     const traffic = new Traffic(() => [n1], { clients: 10, pauseMs: 20, writesPerClient: 10 });
     await traffic.open();
     await traffic.run();
     expect(traffic.failures, traffic.summary()).toEqual([]);
-    expect(traffic.statuses.get("200")).toBe(100);
+    expect(traffic.statuses.get('200')).toBe(100);
     const failing = await waitFor(
-      "snapshot errors on /cluster",
+      'snapshot errors on /cluster',
       async () => {
         const snapshot = (await view(n1)).persistence?.snapshot;
         return snapshot && snapshot.errors > 0 && snapshot.lastError ? snapshot : undefined;
@@ -437,7 +521,7 @@ describe("faults", () => {
     );
     expect(failing.itemsWritten).toBe(0);
     expect(failing.dirty).toBe(10);
-    expect(logs(n1, "snapshot write failed, will retry").length).toBeGreaterThan(0);
+    expect(logs(n1, 'snapshot write failed, will retry').length).toBeGreaterThan(0);
 
     let ddb: DynamoDbLocalHandle | undefined;
     const client = new DynamoDBClient({ endpoint, ...LOCAL_AWS, maxAttempts: 2 });
@@ -448,18 +532,30 @@ describe("faults", () => {
       const backAt = Date.now();
       const appliedSeq = (await view(n1)).persistence!.appliedSeq;
       const caughtUp = await waitFor(
-        "the snapshot writer to catch up",
+        'the snapshot writer to catch up',
         async () => {
           const snapshot = (await view(n1)).persistence?.snapshot;
-          return snapshot && snapshot.itemsWritten >= 10 && snapshot.dirty === 0 && (snapshot.checkpoint ?? 0) >= appliedSeq ? snapshot : undefined;
+          return snapshot &&
+            snapshot.itemsWritten >= 10 &&
+            snapshot.dirty === 0 &&
+            (snapshot.checkpoint ?? 0) >= appliedSeq
+            ? snapshot
+            : undefined;
         },
         { timeoutMs: 90_000, intervalMs: 250 },
       );
       const catchUpMs = Date.now() - backAt;
       // A node that joins now loads every session from the snapshot.
-      const n2 = await start({ cluster, node: "n2", nats: nats.url, send: "ack", extraArgs: args, readyTimeoutMs: 90_000 });
+      const n2 = await start({
+        cluster,
+        node: 'n2',
+        nats: nats.url,
+        send: 'ack',
+        extraArgs: args,
+        readyTimeoutMs: 90_000,
+      });
       const joined = await view(n2);
-      expect(joined.stateTransfer).toMatchObject({ state: "done", source: "snapshot" });
+      expect(joined.stateTransfer).toMatchObject({ state: 'done', source: 'snapshot' });
       expect(joined.stateTransfer.sessionsReceived).toBe(10);
       await traffic.converged([n1, n2]);
       console.info(

@@ -3,11 +3,11 @@
 // memberDropMs. Each test counts what a user would see: sessions ended that were in use, stale reads,
 // writes answered 200 that are missing afterwards. Every count must be 0; each result is printed as a
 // `[fault-table]` line (the README's fault table is made from these lines).
-import { connect } from "@nats-io/transport-node";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { connect } from '@nats-io/transport-node';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
   CookieClient,
@@ -22,7 +22,7 @@ import {
   type NodeHandle,
   type StartNodeOptions,
   type TcpForwarder,
-} from "../kit/index.ts";
+} from '../kit/index.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -30,12 +30,15 @@ afterEach(async () => {
 });
 
 /** Short timeouts: touch interval 1 s, a replica's grace 2 s, sweeps every 300 ms. */
-const SHORT: Pick<StartNodeOptions, "maxInactive" | "extraArgs"> = { maxInactive: 4, extraArgs: ["--sweep-interval-ms", "300"] };
+const SHORT: Pick<StartNodeOptions, 'maxInactive' | 'extraArgs'> = {
+  maxInactive: 4,
+  extraArgs: ['--sweep-interval-ms', '300'],
+};
 
 async function start(opts: StartNodeOptions): Promise<NodeHandle> {
-  const node = await startNode({ readyTimeoutMs: 30_000, ...opts, env: { LOG_LEVEL: "info", ...opts.env } });
+  const node = await startNode({ readyTimeoutMs: 30_000, ...opts, env: { LOG_LEVEL: 'info', ...opts.env } });
   cleanups.push(async () => {
-    node.kill("SIGCONT");
+    node.kill('SIGCONT');
     await node.stop();
   });
   return node;
@@ -55,7 +58,9 @@ async function view(node: NodeHandle): Promise<ClusterView> {
 async function seeEachOther(a: NodeHandle, b: NodeHandle, timeoutMs = 30_000): Promise<void> {
   await waitFor(
     `${a.node} and ${b.node} to see each other`,
-    async () => (await view(a)).members.some((m) => m.node === b.node && m.ready) && (await view(b)).members.some((m) => m.node === a.node && m.ready),
+    async () =>
+      (await view(a)).members.some((m) => m.node === b.node && m.ready) &&
+      (await view(b)).members.some((m) => m.node === a.node && m.ready),
     { timeoutMs, intervalMs: 100 },
   );
 }
@@ -72,7 +77,7 @@ class User {
   constructor(readonly expected: Record<string, unknown>) {}
 
   async check(node: NodeHandle): Promise<void> {
-    const reply = await this.client.request(node.url, "GET", "/session");
+    const reply = await this.client.request(node.url, 'GET', '/session');
     this.answers++;
     if (reply.status !== 200) return;
     if (reply.json.isNew) this.lost++;
@@ -99,35 +104,45 @@ function row(fault: string, durationMs: number, counts: Record<string, number>):
   console.info(`[fault-table] ${JSON.stringify({ fault, durationMs, ...counts })}`);
 }
 
-describe("partitions and stalls", () => {
+describe('partitions and stalls', () => {
   /**
    * The review's confirmed case: node A loses NATS while the user keeps using the session on B. A's
    * frozen view says the session is idle; it must not end it, neither during the cut nor after the link heals.
    */
-  async function cutWhileInUseElsewhere(kind: "reset" | "silent"): Promise<void> {
-    const nats = await startNatsServer({ host: "0.0.0.0" });
+  async function cutWhileInUseElsewhere(kind: 'reset' | 'silent'): Promise<void> {
+    const nats = await startNatsServer({ host: '0.0.0.0' });
     cleanups.push(() => nats.stop());
     const cluster = uniqueCluster(`cut-${kind}`);
     let link: { cut(): Promise<void> | void; heal(): Promise<void> | void };
     let a: NodeHandle;
-    if (kind === "reset") {
+    if (kind === 'reset') {
       const forwarder: TcpForwarder = await startForwarder(nats.port);
       cleanups.push(() => forwarder.close());
-      a = await start({ cluster, node: "a", nats: forwarder.url, ...SHORT });
+      a = await start({ cluster, node: 'a', nats: forwarder.url, ...SHORT });
       link = { cut: () => forwarder.reset(), heal: () => forwarder.heal() };
     } else {
       const netns: NetnsLink = createNetnsLink();
       cleanups.push(() => netns.dispose());
-      a = await start({ cluster, node: "a", nats: `nats://${netns.natsHostIp}:${nats.port}`, host: netns.httpIp, wrapper: netns.wrapper, ...SHORT });
+      a = await start({
+        cluster,
+        node: 'a',
+        nats: `nats://${netns.natsHostIp}:${nats.port}`,
+        host: netns.httpIp,
+        wrapper: netns.wrapper,
+        ...SHORT,
+      });
       link = { cut: () => netns.partition(), heal: () => netns.heal() };
     }
-    const b = await start({ cluster, node: "b", nats: nats.url, ...SHORT });
+    const b = await start({ cluster, node: 'b', nats: nats.url, ...SHORT });
     await seeEachOther(a, b);
 
     const user = new User({ x: 1 });
-    const put = await user.client.request(b.url, "PUT", "/session/attributes/x", "1");
+    const put = await user.client.request(b.url, 'PUT', '/session/attributes/x', '1');
     expect(put.status, put.text).toBe(200);
-    await waitFor("a to hold the session", async () => (await view(a)).sessions.total === 1, { timeoutMs: 10_000, intervalMs: 50 });
+    await waitFor('a to hold the session', async () => (await view(a)).sessions.total === 1, {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
 
     user.every(b, 700);
     const cutAt = Date.now();
@@ -138,64 +153,110 @@ describe("partitions and stalls", () => {
     const cutMs = Date.now() - cutAt;
     await seeEachOther(a, b, 60_000);
     // a catches up and ends nothing: the session stays in use on b for a few more touch intervals.
-    await waitFor("a to be ready again", async () => (await fetch(`${a.url}/readyz`)).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
+    await waitFor('a to be ready again', async () => (await fetch(`${a.url}/readyz`)).status === 200, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
     const healedAt = Date.now();
-    await waitFor("5 s after a caught up", () => Date.now() - healedAt > 5000, { timeoutMs: 10_000, intervalMs: 200 });
+    await waitFor('5 s after a caught up', () => Date.now() - healedAt > 5000, { timeoutMs: 10_000, intervalMs: 200 });
     await user.stop();
     await user.check(a);
     await user.check(b);
-    row(kind === "reset" ? "link reset (one node)" : "silent partition (one node)", cutMs, { sessionsEndedInUse: user.lost, staleReads: user.stale });
+    row(kind === 'reset' ? 'link reset (one node)' : 'silent partition (one node)', cutMs, {
+      sessionsEndedInUse: user.lost,
+      staleReads: user.stale,
+    });
     expect(user.answers).toBeGreaterThan(10);
-    expect({ lost: user.lost, stale: user.stale }, a.output().split("\n").filter((l) => /expired|resync|channel/.test(l)).slice(-20).join("\n")).toEqual({ lost: 0, stale: 0 });
+    expect(
+      { lost: user.lost, stale: user.stale },
+      a
+        .output()
+        .split('\n')
+        .filter((l) => /expired|resync|channel/.test(l))
+        .slice(-20)
+        .join('\n'),
+    ).toEqual({ lost: 0, stale: 0 });
   }
 
-  it("a node whose NATS link is reset for 9 s ends no session that another node served meanwhile", () => cutWhileInUseElsewhere("reset"), 90_000);
+  it(
+    'a node whose NATS link is reset for 9 s ends no session that another node served meanwhile',
+    () => cutWhileInUseElsewhere('reset'),
+    90_000,
+  );
 
-  it("a node silently partitioned from NATS (network namespace) for 9 s ends no session that another node served meanwhile", () => cutWhileInUseElsewhere("silent"), 90_000);
+  it(
+    'a node silently partitioned from NATS (network namespace) for 9 s ends no session that another node served meanwhile',
+    () => cutWhileInUseElsewhere('silent'),
+    90_000,
+  );
 
-  it("a node paused past memberDropMs and cut off by the server as a slow consumer does not serve its stale copy when resumed", async () => {
+  it('a node paused past memberDropMs and cut off by the server as a slow consumer does not serve its stale copy when resumed', async () => {
     // Small buffers: a burst while b is stopped overflows them, and the server drops b (core NATS loses what b missed).
-    const nats = await startNatsServer({ extraConfig: 'max_pending: 262144\nmax_payload: 262144\nwrite_deadline: "2s"' });
+    const nats = await startNatsServer({
+      extraConfig: 'max_pending: 262144\nmax_payload: 262144\nwrite_deadline: "2s"',
+    });
     cleanups.push(() => nats.stop());
-    const cluster = uniqueCluster("stall");
-    const a = await start({ cluster, node: "a", nats: nats.url });
-    const b = await start({ cluster, node: "b", nats: nats.url });
+    const cluster = uniqueCluster('stall');
+    const a = await start({ cluster, node: 'a', nats: nats.url });
+    const b = await start({ cluster, node: 'b', nats: nats.url });
     await seeEachOther(a, b);
     const client = new CookieClient();
-    expect((await client.request(a.url, "PUT", "/session/attributes/x", "1")).status).toBe(200);
-    await waitFor("b to hold x=1", async () => (await view(b)).sessions.total === 1, { timeoutMs: 10_000, intervalMs: 50 });
+    expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
+    await waitFor('b to hold x=1', async () => (await view(b)).sessions.total === 1, {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
 
     const stalledAt = Date.now();
-    b.kill("SIGSTOP");
-    const write = await new CookieClient({ cookie: client.cookie! }).request(a.url, "PUT", "/session/attributes/x", "2");
+    b.kill('SIGSTOP');
+    const write = await new CookieClient({ cookie: client.cookie! }).request(
+      a.url,
+      'PUT',
+      '/session/attributes/x',
+      '2',
+    );
     expect(write.status).toBe(200);
     // 32 other sessions x 8 writes of 16 KB through a.
-    const padding = JSON.stringify("p".repeat(16 * 1024));
+    const padding = JSON.stringify('p'.repeat(16 * 1024));
     await Promise.all(
       Array.from({ length: 32 }, async () => {
         const other = new CookieClient();
-        for (let i = 0; i < 8; i++) await other.request(a.url, "PUT", `/session/attributes/p${i}`, padding);
+        for (let i = 0; i < 8; i++) await other.request(a.url, 'PUT', `/session/attributes/p${i}`, padding);
       }),
     );
-    await waitFor("the server to cut b off as a slow consumer", () => /Slow Consumer Detected/i.test(nats.process.output()), { timeoutMs: 30_000, intervalMs: 100 });
-    await waitFor("a to drop b", async () => !(await view(a)).members.some((m) => m.node === "b" && m.ready), { timeoutMs: 15_000, intervalMs: 100 });
+    await waitFor(
+      'the server to cut b off as a slow consumer',
+      () => /Slow Consumer Detected/i.test(nats.process.output()),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    await waitFor('a to drop b', async () => !(await view(a)).members.some((m) => m.node === 'b' && m.ready), {
+      timeoutMs: 15_000,
+      intervalMs: 100,
+    });
     // a drops b at once once the server cut it off (its subject finds no responder); the pause itself must pass memberDropMs (3 s).
-    await waitFor("the pause to pass memberDropMs", () => Date.now() - stalledAt > 3500, { timeoutMs: 10_000, intervalMs: 50 });
-    b.kill("SIGCONT");
+    await waitFor('the pause to pass memberDropMs', () => Date.now() - stalledAt > 3500, {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
+    b.kill('SIGCONT');
     const stallMs = Date.now() - stalledAt;
     // From the moment b runs again, every answer it gives either refuses (503) or has the new value.
     let stale = 0;
     let refused = 0;
     const until = Date.now() + 8000;
     while (Date.now() < until) {
-      const read = await new CookieClient({ cookie: client.cookie! }).request(b.url, "GET", "/session");
+      const read = await new CookieClient({ cookie: client.cookie! }).request(b.url, 'GET', '/session');
       if (read.status === 503) refused++;
       else if (read.status !== 200 || read.json.attributes.x !== 2) stale++;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    row("stall past memberDropMs + slow-consumer cut-off (SIGSTOP)", stallMs, { writesAcknowledged: 1, staleReads: stale, refused });
+    row('stall past memberDropMs + slow-consumer cut-off (SIGSTOP)', stallMs, {
+      writesAcknowledged: 1,
+      staleReads: stale,
+      refused,
+    });
     expect({ stale }, `refused ${refused}`).toEqual({ stale: 0 });
-    const last = await new CookieClient({ cookie: client.cookie! }).request(b.url, "GET", "/session");
+    const last = await new CookieClient({ cookie: client.cookie! }).request(b.url, 'GET', '/session');
     expect(last.status).toBe(200);
     expect(last.json.attributes.x).toBe(2);
   }, 90_000);
@@ -205,17 +266,22 @@ describe("partitions and stalls", () => {
     cleanups.push(() => nats.stop());
     const forwarder = await startForwarder(nats.port);
     cleanups.push(() => forwarder.close());
-    const cluster = uniqueCluster("ack-cut");
-    const a = await start({ cluster, node: "a", nats: forwarder.url, send: "ack" });
-    const b = await start({ cluster, node: "b", nats: nats.url, send: "ack" });
+    const cluster = uniqueCluster('ack-cut');
+    const a = await start({ cluster, node: 'a', nats: forwarder.url, send: 'ack' });
+    const b = await start({ cluster, node: 'b', nats: nats.url, send: 'ack' });
     await seeEachOther(a, b);
     const client = new CookieClient();
-    expect((await client.request(a.url, "PUT", "/session/attributes/x", "1")).status).toBe(200);
+    expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
 
     await forwarder.reset();
     const acked: number[] = [];
     for (let i = 2; i <= 4; i++) {
-      const reply = await new CookieClient({ cookie: client.cookie! }).request(a.url, "PUT", "/session/attributes/x", String(i));
+      const reply = await new CookieClient({ cookie: client.cookie! }).request(
+        a.url,
+        'PUT',
+        '/session/attributes/x',
+        String(i),
+      );
       if (reply.status === 200) acked.push(i);
       else expect(reply.status).toBe(503);
     }
@@ -227,14 +293,14 @@ describe("partitions and stalls", () => {
       `x=${expected} on both nodes`,
       async () => {
         for (const node of [a, b]) {
-          const read = await new CookieClient({ cookie: client.cookie! }).request(node.url, "GET", "/session");
+          const read = await new CookieClient({ cookie: client.cookie! }).request(node.url, 'GET', '/session');
           if (read.status !== 200 || read.json.attributes.x !== expected) return false;
         }
         return true;
       },
       { timeoutMs: 20_000, intervalMs: 200 },
     );
-    row("link reset, ack mode (one node)", 0, { writesAcknowledged: acked.length, writesLost: 0 });
+    row('link reset, ack mode (one node)', 0, { writesAcknowledged: acked.length, writesLost: 0 });
   }, 90_000);
 
   it("log mode (async): a write made right after the node's link was reset is sent again after the reconnect, not lost", async () => {
@@ -242,69 +308,98 @@ describe("partitions and stalls", () => {
     cleanups.push(() => nats.stop());
     const forwarder = await startForwarder(nats.port);
     cleanups.push(() => forwarder.close());
-    const cluster = uniqueCluster("log-outbox");
-    const a = await start({ cluster, node: "a", nats: forwarder.url, extraArgs: ["--jetstream", "true"] });
-    const b = await start({ cluster, node: "b", nats: nats.url, extraArgs: ["--jetstream", "true"] });
+    const cluster = uniqueCluster('log-outbox');
+    const a = await start({ cluster, node: 'a', nats: forwarder.url, extraArgs: ['--jetstream', 'true'] });
+    const b = await start({ cluster, node: 'b', nats: nats.url, extraArgs: ['--jetstream', 'true'] });
     await seeEachOther(a, b);
     const client = new CookieClient();
-    expect((await client.request(a.url, "PUT", "/session/attributes/x", "1")).status).toBe(200);
-    await waitFor("b to hold x=1", async () => (await new CookieClient({ cookie: client.cookie! }).request(b.url, "GET", "/session")).json?.attributes?.x === 1, { timeoutMs: 10_000, intervalMs: 100 });
+    expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
+    await waitFor(
+      'b to hold x=1',
+      async () =>
+        (await new CookieClient({ cookie: client.cookie! }).request(b.url, 'GET', '/session')).json?.attributes?.x ===
+        1,
+      { timeoutMs: 10_000, intervalMs: 100 },
+    );
 
     const cutAt = Date.now();
     await forwarder.reset();
     // Within memberDropMs a is still ready: the write is answered 200 and must not be lost.
-    const write = await new CookieClient({ cookie: client.cookie! }).request(a.url, "PUT", "/session/attributes/x", "2");
+    const write = await new CookieClient({ cookie: client.cookie! }).request(
+      a.url,
+      'PUT',
+      '/session/attributes/x',
+      '2',
+    );
     const acknowledged = write.status === 200 ? 1 : 0;
     await forwarder.heal();
     const cutMs = Date.now() - cutAt;
     let lost = 0;
     if (acknowledged) {
       await waitFor(
-        "b to get x=2",
-        async () => (await new CookieClient({ cookie: client.cookie! }).request(b.url, "GET", "/session")).json?.attributes?.x === 2,
+        'b to get x=2',
+        async () =>
+          (await new CookieClient({ cookie: client.cookie! }).request(b.url, 'GET', '/session')).json?.attributes?.x ===
+          2,
         { timeoutMs: 20_000, intervalMs: 200 },
       ).catch(() => void lost++);
     }
-    row("link reset, log mode async (one node)", cutMs, { writesAcknowledged: acknowledged, writesLost: lost });
+    row('link reset, log mode async (one node)', cutMs, { writesAcknowledged: acknowledged, writesLost: lost });
     expect(write.status).toBe(200);
-    expect(lost, a.output().split("\n").filter((l) => /outbox|caught up|catch-up|channel|resync/.test(l)).slice(-15).join("\n")).toBe(0);
+    expect(
+      lost,
+      a
+        .output()
+        .split('\n')
+        .filter((l) => /outbox|caught up|catch-up|channel|resync/.test(l))
+        .slice(-15)
+        .join('\n'),
+    ).toBe(0);
   }, 90_000);
 
   it("the first node of a cluster starts at once although a passive subscriber listens on the cluster's subjects", async () => {
     const nats = await startNatsServer();
     cleanups.push(() => nats.stop());
-    const cluster = uniqueCluster("passive");
+    const cluster = uniqueCluster('passive');
     const operator = await connect({ servers: nats.url });
     cleanups.push(() => operator.close());
     // Like `nats sub 'sessrep.>'`: receives the state request and never answers it.
     operator.subscribe(`sessrep.${cluster}.>`);
     await operator.flush();
     const started = Date.now();
-    const a = await start({ cluster, node: "a", nats: nats.url });
+    const a = await start({ cluster, node: 'a', nats: nats.url });
     const readyMs = Date.now() - started;
-    row("passive subscriber, first node start", readyMs, {});
+    row('passive subscriber, first node start', readyMs, {});
     expect(readyMs).toBeLessThan(15_000);
     const client = new CookieClient();
-    expect((await client.request(a.url, "PUT", "/session/attributes/x", "1")).status).toBe(200);
+    expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
   }, 60_000);
 
-  it("log mode (ack): a write made while the broker is down is refused and undone, not answered 200 and lost", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nats-restart-"));
+  it('log mode (ack): a write made while the broker is down is refused and undone, not answered 200 and lost', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nats-restart-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     let nats = await startNatsServer({ jetstream: true, dir });
     cleanups.push(() => nats.stop());
-    const cluster = uniqueCluster("log-ack-restart");
-    const a = await start({ cluster, node: "a", nats: nats.url, send: "ack", extraArgs: ["--jetstream", "true"] });
-    const b = await start({ cluster, node: "b", nats: nats.url, send: "ack", extraArgs: ["--jetstream", "true"] });
+    const cluster = uniqueCluster('log-ack-restart');
+    const a = await start({ cluster, node: 'a', nats: nats.url, send: 'ack', extraArgs: ['--jetstream', 'true'] });
+    const b = await start({ cluster, node: 'b', nats: nats.url, send: 'ack', extraArgs: ['--jetstream', 'true'] });
     await seeEachOther(a, b);
     const client = new CookieClient();
-    expect((await client.request(a.url, "PUT", "/session/attributes/x", "0")).status).toBe(200);
+    expect((await client.request(a.url, 'PUT', '/session/attributes/x', '0')).status).toBe(200);
 
-    nats.kill("SIGKILL");
+    nats.kill('SIGKILL');
     await nats.process.exited;
     const downAt = Date.now();
-    await waitFor("a to notice", () => /"status":"disconnected"|connection changed/.test(a.output()), { timeoutMs: 10_000, intervalMs: 50 });
-    const write = await new CookieClient({ cookie: client.cookie! }).request(a.url, "PUT", "/session/attributes/x", "1");
+    await waitFor('a to notice', () => /"status":"disconnected"|connection changed/.test(a.output()), {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
+    const write = await new CookieClient({ cookie: client.cookie! }).request(
+      a.url,
+      'PUT',
+      '/session/attributes/x',
+      '1',
+    );
     nats = await restartBroker(nats, { jetstream: true, dir }, 2000);
     cleanups.push(() => nats.stop());
     const downMs = Date.now() - downAt;
@@ -315,14 +410,14 @@ describe("partitions and stalls", () => {
       `x=${expected} on a and b`,
       async () => {
         for (const node of [a, b]) {
-          const read = await new CookieClient({ cookie: client.cookie! }).request(node.url, "GET", "/session");
+          const read = await new CookieClient({ cookie: client.cookie! }).request(node.url, 'GET', '/session');
           if (read.status !== 200 || read.json.attributes.x !== expected) return false;
         }
         return true;
       },
       { timeoutMs: 30_000, intervalMs: 200 },
     ).catch(() => void lost++);
-    row("broker restart, log mode ack", downMs, { writesAcknowledged: write.status === 200 ? 1 : 0, writesLost: lost });
+    row('broker restart, log mode ack', downMs, { writesAcknowledged: write.status === 200 ? 1 : 0, writesLost: lost });
     expect(write.status).toBe(503);
     expect(lost).toBe(0);
   }, 120_000);

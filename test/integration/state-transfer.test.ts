@@ -1,6 +1,6 @@
 // Owns: integration tests of state transfer: a late joiner holds every session, identical, when start() resolves.
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { canonical, CookieClient, Harness, uniqueCluster, waitForConvergence, type TestNode } from "../kit/index.ts";
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { canonical, CookieClient, Harness, uniqueCluster, waitForConvergence, type TestNode } from '../kit/index.ts';
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -15,19 +15,19 @@ afterEach(async () => {
 async function populate(nodes: TestNode[], count: number): Promise<{ clients: CookieClient[]; keys: string[] }> {
   const clients: CookieClient[] = [];
   const keys: string[] = [];
-  const padding = "x".repeat(400);
+  const padding = 'x'.repeat(400);
   for (let i = 0; i < count; i += 50) {
     await Promise.all(
       Array.from({ length: Math.min(50, count - i) }, async (_, j) => {
         const n = i + j;
         const node = nodes[n % nodes.length]!;
         const client = new CookieClient();
-        await client.request(node, "PUT", "/session/attributes/n", String(n));
-        await client.request(node, "PUT", "/session/attributes/blob", JSON.stringify({ n, padding }));
-        if (n % 10 === 3) await client.request(node, "DELETE", "/session/attributes/blob");
-        if (n % 10 === 5) await client.request(node, "PUT", "/session/max-inactive-interval", "7200");
+        await client.request(node, 'PUT', '/session/attributes/n', String(n));
+        await client.request(node, 'PUT', '/session/attributes/blob', JSON.stringify({ n, padding }));
+        if (n % 10 === 3) await client.request(node, 'DELETE', '/session/attributes/blob');
+        if (n % 10 === 5) await client.request(node, 'PUT', '/session/max-inactive-interval', '7200');
         keys[n] = client.key;
-        if (n % 50 === 7) await client.request(node, "POST", "/session/invalidate");
+        if (n % 50 === 7) await client.request(node, 'POST', '/session/invalidate');
         clients[n] = client;
       }),
     );
@@ -35,50 +35,57 @@ async function populate(nodes: TestNode[], count: number): Promise<{ clients: Co
   return { clients, keys };
 }
 
-describe("late joiner over NATS", () => {
-  it("the first node of a cluster starts empty at once (no donor)", async () => {
-    harness = new Harness(inject("natsUrl"), uniqueCluster("it-first"));
+describe('late joiner over NATS', () => {
+  it('the first node of a cluster starts empty at once (no donor)', async () => {
+    harness = new Harness(inject('natsUrl'), uniqueCluster('it-first'));
     const started = Date.now();
-    const a = await harness.add("a");
+    const a = await harness.add('a');
     expect(Date.now() - started).toBeLessThan(5000); // no-responders at once, not the 60 s transfer timeout
     expect(a.sessions.ready).toBe(true);
-    expect(a.sessions.status().stateTransfer).toMatchObject({ state: "skipped", sessionsReceived: 0, pages: 0 });
+    expect(a.sessions.status().stateTransfer).toMatchObject({ state: 'skipped', sessionsReceived: 0, pages: 0 });
   });
 
-  it("a node joining a cluster with 2,000 sessions holds all of them, identical, when start() resolves", async () => {
-    harness = new Harness(inject("natsUrl"), uniqueCluster("it-join"));
-    const nodes = await harness.start("a", "b", "c");
+  it('a node joining a cluster with 2,000 sessions holds all of them, identical, when start() resolves', async () => {
+    harness = new Harness(inject('natsUrl'), uniqueCluster('it-join'));
+    const nodes = await harness.start('a', 'b', 'c');
     const { clients, keys } = await populate(nodes, 2000);
     const before = await waitForConvergence(nodes, keys, { timeoutMs: 20000 });
     expect(before.size).toBe(2000);
 
     const joinStarted = Date.now();
-    const d = await harness.add("d");
+    const d = await harness.add('d');
     const joinMs = Date.now() - joinStarted;
     expect(d.sessions.ready).toBe(true);
 
     // No waiting: the joiner agrees with the donor on every session at the moment start() resolved.
     const transfer = d.sessions.status().stateTransfer;
-    expect(transfer.state).toBe("done");
+    expect(transfer.state).toBe('done');
     const donor = nodes.find((n) => n.name === transfer.donor)!;
     expect(donor).toBeDefined();
     expect(transfer.sessionsReceived).toBe(2000); // 1,960 live sessions plus 40 tombstones
     expect(transfer.pages).toBeGreaterThanOrEqual(2);
     expect(d.sessions.status().sessions).toEqual({ total: 1960, tombstones: 40 });
     for (const key of keys) expect(canonical(d.sessions.manager.inspect(key)), key).toEqual(before.get(key));
-    console.info(`[timing] late join with 2,000 sessions (${transfer.pages} pages from ${transfer.donor}): start() took ${joinMs} ms`);
+    console.info(
+      `[timing] late join with 2,000 sessions (${transfer.pages} pages from ${transfer.donor}): start() took ${joinMs} ms`,
+    );
 
     // ...and it serves them: clients read back their own values on the joiner; invalidated ones get a new session.
     for (let n = 0; n < 2000; n += 37) {
-      const reply = await clients[n]!.request(d, "GET", "/session");
+      const reply = await clients[n]!.request(d, 'GET', '/session');
       if (n % 50 === 7) expect(reply.json).toMatchObject({ isNew: true, attributes: {} });
-      else expect(reply.json, `session ${n}`).toMatchObject({ isNew: false, attributes: { n }, maxInactiveInterval: n % 10 === 5 ? 7200 : 1800 });
+      else
+        expect(reply.json, `session ${n}`).toMatchObject({
+          isNew: false,
+          attributes: { n },
+          maxInactiveInterval: n % 10 === 5 ? 7200 : 1800,
+        });
     }
   }, 90_000); // 2,000 sessions take several seconds to create on a busy machine
 
-  it("writes made while a node joins reach it (buffered during the transfer) and everyone converges", async () => {
-    harness = new Harness(inject("natsUrl"), uniqueCluster("it-join-live"));
-    const nodes = await harness.start("a", "b");
+  it('writes made while a node joins reach it (buffered during the transfer) and everyone converges', async () => {
+    harness = new Harness(inject('natsUrl'), uniqueCluster('it-join-live'));
+    const nodes = await harness.start('a', 'b');
     const { clients } = await populate(nodes, 600);
     await waitForConvergence(nodes, undefined, { timeoutMs: 20000 });
 
@@ -88,7 +95,7 @@ describe("late joiner over NATS", () => {
       while (writing) {
         const n = (writes * 7) % 600;
         const client = clients[n % 50 === 7 ? n + 1 : n]!; // skip invalidated sessions
-        const reply = await client.request(nodes[writes % 2]!, "PUT", "/session/attributes/live", String(writes));
+        const reply = await client.request(nodes[writes % 2]!, 'PUT', '/session/attributes/live', String(writes));
         expect(reply.json.isNew).toBe(false);
         writes++;
         // app.request resolves in microtasks only: yield so NATS I/O (and the joiner) can run.
@@ -97,7 +104,7 @@ describe("late joiner over NATS", () => {
     })();
     let c: TestNode;
     try {
-      c = await harness.add("c");
+      c = await harness.add('c');
     } finally {
       writing = false;
       await writer;
@@ -108,7 +115,7 @@ describe("late joiner over NATS", () => {
     expect(states.size).toBe(600 - 12);
     // The joiner serves the sessions it received with their latest values.
     for (const n of [0, 1, 2, 99, 598]) {
-      const reply = await clients[n]!.request(c, "GET", "/session");
+      const reply = await clients[n]!.request(c, 'GET', '/session');
       expect(reply.json).toMatchObject({ isNew: false, attributes: { n } });
     }
   });

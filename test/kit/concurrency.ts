@@ -1,7 +1,11 @@
 // Owns: running many test requests with bounded concurrency.
 
 /** Runs `fn` over `items` with at most `concurrency` calls in flight. */
-export async function inBatches<T>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+export async function inBatches<T>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(concurrency, items.length) }, async () => {

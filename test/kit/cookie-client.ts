@@ -31,21 +31,21 @@ export class CookieClient {
   readonly origin: string;
 
   constructor(options: { cookieName?: string; cookie?: string; origin?: string } = {}) {
-    this.cookieName = options.cookieName ?? "SESSIONID";
-    this.origin = options.origin ?? "http://app.test";
+    this.cookieName = options.cookieName ?? 'SESSIONID';
+    this.origin = options.origin ?? 'http://app.test';
     if (options.cookie !== undefined) this.cookie = options.cookie;
   }
 
   /** The session key: the cookie value without its `.<route>` suffix. Throws when it holds no cookie. */
   get key(): string {
-    if (!this.cookie) throw new Error("the client holds no session cookie");
+    if (!this.cookie) throw new Error('the client holds no session cookie');
     return keyOf(this.cookie);
   }
 
   /** The route: the node named after the cookie value's last dot. Throws when it holds no cookie. */
   get route(): string {
-    if (!this.cookie) throw new Error("the client holds no session cookie");
-    return this.cookie.slice(this.cookie.lastIndexOf(".") + 1);
+    if (!this.cookie) throw new Error('the client holds no session cookie');
+    return this.cookie.slice(this.cookie.lastIndexOf('.') + 1);
   }
 
   /**
@@ -54,18 +54,18 @@ export class CookieClient {
    * value must be passed as `JSON.stringify("text")`). Redirects are not followed.
    */
   async request(target: RequestTarget, method: string, path: string, body?: unknown): Promise<CookieReply> {
-    const headers: Record<string, string> = { accept: "application/json" };
+    const headers: Record<string, string> = { accept: 'application/json' };
     if (this.cookie !== undefined) headers.cookie = `${this.cookieName}=${this.cookie}`;
-    const init: RequestInit = { method, headers, redirect: "manual" };
-    if (typeof body === "string") init.body = body;
+    const init: RequestInit = { method, headers, redirect: 'manual' };
+    if (typeof body === 'string') init.body = body;
     else if (body !== undefined) {
       init.body = JSON.stringify(body);
-      headers["content-type"] = "application/json";
+      headers['content-type'] = 'application/json';
     }
     let response: Response;
-    if (typeof target === "string") response = await fetch(new URL(path, target), init);
+    if (typeof target === 'string') response = await fetch(new URL(path, target), init);
     else {
-      const app = "app" in target ? target.app : target;
+      const app = 'app' in target ? target.app : target;
       response = await app.request(`${this.origin}${path}`, init);
     }
     const text = await response.text();
@@ -79,34 +79,34 @@ export class CookieClient {
     for (const line of setCookie) this.absorb(line);
     // An in-process request does no I/O: yield one event-loop turn as a real round trip would, so that
     // timers (heartbeats, flushes) and sockets keep running while a test drives thousands of requests.
-    if (typeof target !== "string") await new Promise((resolve) => setImmediate(resolve));
+    if (typeof target !== 'string') await new Promise((resolve) => setImmediate(resolve));
     return { status: response.status, json, text, headers: response.headers, setCookie };
   }
 
   /** Applies one Set-Cookie line (other cookie names are ignored): Max-Age <= 0, an Expires in the past or an empty value deletes. */
   absorb(setCookieLine: string): void {
-    const [pair = "", ...attributes] = setCookieLine.split(";").map((part) => part.trim());
-    const eq = pair.indexOf("=");
+    const [pair = '', ...attributes] = setCookieLine.split(';').map((part) => part.trim());
+    const eq = pair.indexOf('=');
     if (eq < 0 || pair.slice(0, eq).trim() !== this.cookieName) return;
     let value = pair.slice(eq + 1).trim();
     if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
     let maxAge: number | undefined;
     let expires: number | undefined;
     for (const attribute of attributes) {
-      const i = attribute.indexOf("=");
+      const i = attribute.indexOf('=');
       const name = (i < 0 ? attribute : attribute.slice(0, i)).trim().toLowerCase();
-      const text = i < 0 ? "" : attribute.slice(i + 1).trim();
-      if (name === "max-age") maxAge = Number(text);
-      if (name === "expires") expires = Date.parse(text);
+      const text = i < 0 ? '' : attribute.slice(i + 1).trim();
+      if (name === 'max-age') maxAge = Number(text);
+      if (name === 'expires') expires = Date.parse(text);
     }
     // RFC 6265: Max-Age wins over Expires.
     const expired = maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now();
-    if (value === "" || expired) delete this.cookie;
+    if (value === '' || expired) delete this.cookie;
     else this.cookie = value;
   }
 }
 
 /** The key part of a `<key>.<route>` cookie value. */
 export function keyOf(cookie: string): string {
-  return cookie.slice(0, cookie.lastIndexOf("."));
+  return cookie.slice(0, cookie.lastIndexOf('.'));
 }

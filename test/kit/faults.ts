@@ -9,13 +9,18 @@
 //   stall            SIGSTOP / SIGCONT of the node process
 //   broker restart   SIGKILL of nats-server, a new one on the same port (and store directory)
 //   DynamoDB outage  DynamoDB Local stopped, or a node pointed at a port nobody listens on
-import { execFileSync } from "node:child_process";
-import { createServer, connect, type Server, type Socket } from "node:net";
-import { freePort, startNatsServer, type NatsServerHandle, type NatsServerOptions } from "../../functions/launch/index.ts";
-import type { NodeHandle } from "./node-process.ts";
+import { execFileSync } from 'node:child_process';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import {
+  freePort,
+  startNatsServer,
+  type NatsServerHandle,
+  type NatsServerOptions,
+} from '../../functions/launch/index.ts';
+import type { NodeHandle } from './node-process.ts';
 
 /** What a {@link TcpForwarder} does with traffic right now. */
-export type LinkState = "up" | "reset" | "blackhole";
+export type LinkState = 'up' | 'reset' | 'blackhole';
 
 /** A TCP forwarder on 127.0.0.1 between one node and its target (nats-server). */
 export interface TcpForwarder {
@@ -36,10 +41,10 @@ export interface TcpForwarder {
 
 /** Starts a forwarder from a free port on 127.0.0.1 to `target` (a port on 127.0.0.1, or host and port). */
 export async function startForwarder(target: number | { host: string; port: number }): Promise<TcpForwarder> {
-  const to = typeof target === "number" ? { host: "127.0.0.1", port: target } : target;
+  const to = typeof target === 'number' ? { host: '127.0.0.1', port: target } : target;
   const port = await freePort();
   const pairs = new Set<{ client: Socket; upstream: Socket; closedWhileHeld: boolean }>();
-  let state: LinkState = "up";
+  let state: LinkState = 'up';
   let server: Server | undefined;
 
   const wire = (client: Socket) => {
@@ -47,7 +52,7 @@ export async function startForwarder(target: number | { host: string; port: numb
     const pair = { client, upstream, closedWhileHeld: false };
     pairs.add(pair);
     const end = () => {
-      if (state === "blackhole") {
+      if (state === 'blackhole') {
         // A silent partition: the other side learns nothing until the link heals.
         pair.closedWhileHeld = true;
         return;
@@ -57,12 +62,12 @@ export async function startForwarder(target: number | { host: string; port: numb
       pairs.delete(pair);
     };
     for (const socket of [client, upstream]) {
-      socket.on("error", end);
-      socket.on("close", end);
+      socket.on('error', end);
+      socket.on('close', end);
     }
     client.pipe(upstream);
     upstream.pipe(client);
-    if (state === "blackhole") hold(pair);
+    if (state === 'blackhole') hold(pair);
   };
   const hold = (pair: { client: Socket; upstream: Socket }) => {
     pair.client.unpipe(pair.upstream);
@@ -73,8 +78,8 @@ export async function startForwarder(target: number | { host: string; port: numb
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const created = createServer(wire);
-      created.once("error", reject);
-      created.listen(port, "127.0.0.1", () => {
+      created.once('error', reject);
+      created.listen(port, '127.0.0.1', () => {
         server = created;
         resolve();
       });
@@ -102,18 +107,18 @@ export async function startForwarder(target: number | { host: string; port: numb
       return state;
     },
     async reset() {
-      state = "reset";
+      state = 'reset';
       destroyAll();
       await closeListener();
     },
     blackhole() {
-      state = "blackhole";
+      state = 'blackhole';
       for (const pair of pairs) hold(pair);
     },
     async heal() {
       const was = state;
-      state = "up";
-      if (was === "reset") return listen();
+      state = 'up';
+      if (was === 'reset') return listen();
       for (const pair of [...pairs]) {
         if (pair.closedWhileHeld) {
           pair.client.destroy();
@@ -128,7 +133,7 @@ export async function startForwarder(target: number | { host: string; port: numb
       }
     },
     async close() {
-      state = "reset";
+      state = 'reset';
       destroyAll();
       await closeListener();
     },
@@ -163,25 +168,29 @@ export function canUseNetns(): boolean {
 
 function ipAvailable(): boolean {
   try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
+    execFileSync('ip', ['-V'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
   }
 }
 
-const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
 /**
  * Creates a namespace with its two links. Throws when it cannot (not root, no `ip`, no namespaces):
  * a test that needs a silent partition fails rather than skipping.
  */
 export function createNetnsLink(): NetnsLink {
-  if (!canUseNetns()) throw new Error(`a network-namespace partition needs root and iproute2 (uid ${process.getuid?.()}, ip ${ipAvailable() ? "present" : "missing"})`);
+  if (!canUseNetns())
+    throw new Error(
+      `a network-namespace partition needs root and iproute2 (uid ${process.getuid?.()}, ip ${ipAvailable() ? 'present' : 'missing'})`,
+    );
   const id = Math.random().toString(36).slice(2, 7);
   const ns = `sr-${id}`;
   // Two /30 subnets picked at random in 10.200.0.0/14 (a clash with another test is unlikely and fails loudly).
-  const block = () => `10.${200 + Math.floor(Math.random() * 4)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 64) * 4}`;
+  const block = () =>
+    `10.${200 + Math.floor(Math.random() * 4)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 64) * 4}`;
   const at = (base: string, host: number) => base.replace(/\d+$/, (last) => String(Number(last) + host));
   const natsNet = block();
   let httpNet = block();
@@ -196,42 +205,44 @@ export function createNetnsLink(): NetnsLink {
     disposed = true;
     for (const link of links) {
       try {
-        ip("link", "del", link.host);
+        ip('link', 'del', link.host);
       } catch {
         // Already gone with the namespace.
       }
     }
     try {
-      ip("netns", "del", ns);
+      ip('netns', 'del', ns);
     } catch {
       // Already gone.
     }
   };
   try {
-    ip("netns", "add", ns);
-    ip("-n", ns, "link", "set", "lo", "up");
+    ip('netns', 'add', ns);
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
     for (const link of links) {
-      ip("link", "add", link.host, "type", "veth", "peer", "name", link.inside);
-      ip("link", "set", link.inside, "netns", ns);
-      ip("addr", "add", `${at(link.net, 1)}/30`, "dev", link.host);
-      ip("link", "set", link.host, "up");
-      ip("-n", ns, "addr", "add", `${at(link.net, 2)}/30`, "dev", link.inside);
-      ip("-n", ns, "link", "set", link.inside, "up");
+      ip('link', 'add', link.host, 'type', 'veth', 'peer', 'name', link.inside);
+      ip('link', 'set', link.inside, 'netns', ns);
+      ip('addr', 'add', `${at(link.net, 1)}/30`, 'dev', link.host);
+      ip('link', 'set', link.host, 'up');
+      ip('-n', ns, 'addr', 'add', `${at(link.net, 2)}/30`, 'dev', link.inside);
+      ip('-n', ns, 'link', 'set', link.inside, 'up');
     }
   } catch (error) {
     dispose();
-    throw new Error(`creating network namespace ${ns} failed: ${(error as { stderr?: Buffer }).stderr?.toString().trim() || (error as Error).message}`);
+    throw new Error(
+      `creating network namespace ${ns} failed: ${(error as { stderr?: Buffer }).stderr?.toString().trim() || (error as Error).message}`,
+    );
   }
-  process.once("exit", dispose);
+  process.once('exit', dispose);
   const nats = links[0]!;
   return {
     ns,
-    wrapper: ["ip", "netns", "exec", ns],
+    wrapper: ['ip', 'netns', 'exec', ns],
     natsHostIp: at(nats.net, 1),
     httpIp: at(links[1]!.net, 2),
-    partition: () => ip("link", "set", nats.host, "down"),
+    partition: () => ip('link', 'set', nats.host, 'down'),
     heal: () => {
-      ip("link", "set", nats.host, "up");
+      ip('link', 'set', nats.host, 'up');
       // Setting a link down drops its addresses' routes; they come back with the link, the address stays.
     },
     dispose,
@@ -240,11 +251,11 @@ export function createNetnsLink(): NetnsLink {
 
 /** Pauses `node` (SIGSTOP) for `ms`, then resumes it (SIGCONT); resolves when resumed. */
 export async function stallNode(node: NodeHandle, ms: number): Promise<void> {
-  node.kill("SIGSTOP");
+  node.kill('SIGSTOP');
   try {
     await new Promise((resolve) => setTimeout(resolve, ms));
   } finally {
-    node.kill("SIGCONT");
+    node.kill('SIGCONT');
   }
 }
 
@@ -252,8 +263,12 @@ export async function stallNode(node: NodeHandle, ms: number): Promise<void> {
  * Kills nats-server (SIGKILL) and starts a new one on the same port with the same options, after
  * `downMs`. Pass `dir` in `options` to keep a JetStream store across the restart.
  */
-export async function restartBroker(broker: NatsServerHandle, options: NatsServerOptions = {}, downMs = 0): Promise<NatsServerHandle> {
-  broker.kill("SIGKILL");
+export async function restartBroker(
+  broker: NatsServerHandle,
+  options: NatsServerOptions = {},
+  downMs = 0,
+): Promise<NatsServerHandle> {
+  broker.kill('SIGKILL');
   await broker.process.exited;
   if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
   return startNatsServer({ ...options, port: broker.port });

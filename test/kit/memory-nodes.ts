@@ -1,15 +1,23 @@
 // Owns: cluster nodes on the in-process channel for unit tests (stopped after each test), a test Hono app, a delaying channel.
-import { Hono, type Context } from "hono";
-import { afterEach } from "vitest";
-import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from "../../lib/channel/channel.ts";
-import { MemoryChannel, type MemoryBus } from "../../lib/channel/memory.ts";
-import { decodeValue } from "../../lib/session/values.ts";
-import { clusterNode, resolveOptions, wireNode, type ClusterNode, type ClusterOptions, type NodeParts, type ResolvedOptions } from "../../lib/cluster/index.ts";
-import type { SessionMiddlewareOptions, SessionVariables } from "../../lib/middleware/session-middleware.ts";
-import { waitFor } from "../../functions/launch/index.ts";
-import { CookieClient } from "./cookie-client.ts";
-import { silentLogger } from "./logger.ts";
-import { FASTER } from "./timings.ts";
+import { Hono, type Context } from 'hono';
+import { afterEach } from 'vitest';
+import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from '../../lib/channel/channel.ts';
+import { MemoryChannel, type MemoryBus } from '../../lib/channel/memory.ts';
+import { decodeValue } from '../../lib/session/values.ts';
+import {
+  clusterNode,
+  resolveOptions,
+  wireNode,
+  type ClusterNode,
+  type ClusterOptions,
+  type NodeParts,
+  type ResolvedOptions,
+} from '../../lib/cluster/index.ts';
+import type { SessionMiddlewareOptions, SessionVariables } from '../../lib/middleware/session-middleware.ts';
+import { waitFor } from '../../functions/launch/index.ts';
+import { CookieClient } from './cookie-client.ts';
+import { silentLogger } from './logger.ts';
+import { FASTER } from './timings.ts';
 
 const running = new Set<ClusterNode>();
 const partsByNode = new WeakMap<ClusterNode, NodeParts>();
@@ -35,8 +43,20 @@ if (process.env.VITEST_WORKER_ID !== undefined) {
  * it; `overrides` replace resolved options no `ClusterOptions` field reaches (page limits). The node
  * is stopped, and its channel closed, after the test.
  */
-export function makeNode(bus: MemoryBus, node: string, options: Partial<ClusterOptions> = {}, overrides: Partial<ResolvedOptions> = {}): ClusterNode {
-  const resolved = resolveOptions({ cluster: "test", node, channel: new MemoryChannel(bus), logger: silentLogger, ...FASTER, ...options });
+export function makeNode(
+  bus: MemoryBus,
+  node: string,
+  options: Partial<ClusterOptions> = {},
+  overrides: Partial<ResolvedOptions> = {},
+): ClusterNode {
+  const resolved = resolveOptions({
+    cluster: 'test',
+    node,
+    channel: new MemoryChannel(bus),
+    logger: silentLogger,
+    ...FASTER,
+    ...options,
+  });
   const parts = wireNode({ ...resolved, ...overrides });
   const cluster = clusterNode(parts);
   partsByNode.set(cluster, parts);
@@ -52,14 +72,18 @@ export function partsOf(node: ClusterNode): NodeParts {
 }
 
 /** Creates and starts nodes one after the other, then waits until every node sees every other as ready. */
-export async function startNodes(bus: MemoryBus, names: string[], options: Partial<ClusterOptions> = {}): Promise<ClusterNode[]> {
+export async function startNodes(
+  bus: MemoryBus,
+  names: string[],
+  options: Partial<ClusterOptions> = {},
+): Promise<ClusterNode[]> {
   const nodes: ClusterNode[] = [];
   for (const name of names) {
     const node = makeNode(bus, name, options);
     await node.start();
     nodes.push(node);
   }
-  await waitFor(`${names.join(", ")} to see each other ready`, () =>
+  await waitFor(`${names.join(', ')} to see each other ready`, () =>
     nodes.every((node) => node.membership.readyMembers().length === nodes.length - 1),
   );
   return nodes;
@@ -80,7 +104,8 @@ export function attributesOn(node: ClusterNode, key: string): Record<string, unk
   const state = node.manager.find(key);
   if (!state) return undefined;
   const out: Record<string, unknown> = {};
-  for (const [name, register] of state.attributes) if (register.value !== undefined) out[name] = decodeValue(register.value);
+  for (const [name, register] of state.attributes)
+    if (register.value !== undefined) out[name] = decodeValue(register.value);
   return out;
 }
 
@@ -90,32 +115,35 @@ export function attributesOn(node: ClusterNode, key: string): Record<string, unk
  * names), `GET /get` (all attributes and the id), `GET /noop` (never touches the session),
  * `POST /invalidate`, `POST /regenerate`.
  */
-export function sessionApp(node: ClusterNode, options?: SessionMiddlewareOptions): Hono<{ Variables: SessionVariables }> {
+export function sessionApp(
+  node: ClusterNode,
+  options?: SessionMiddlewareOptions,
+): Hono<{ Variables: SessionVariables }> {
   const app = new Hono<{ Variables: SessionVariables }>();
   app.onError((error, c) => c.text(`error: ${error.message}`, 500));
   app.use(node.middleware(options));
   const set = async (c: Context<{ Variables: SessionVariables }>) => {
     const body = await c.req.json<Record<string, unknown>>();
-    const session = c.get("session");
+    const session = c.get('session');
     for (const [name, value] of Object.entries(body)) session.set(name, value);
     return c.json({ id: session.id });
   };
-  app.post("/set", set);
-  app.post("/set/*", set);
-  app.post("/delete", async (c) => {
+  app.post('/set', set);
+  app.post('/set/*', set);
+  app.post('/delete', async (c) => {
     const names = await c.req.json<string[]>();
-    for (const name of names) c.get("session").delete(name);
-    return c.json({ id: c.get("session").id });
+    for (const name of names) c.get('session').delete(name);
+    return c.json({ id: c.get('session').id });
   });
-  app.get("/get", (c) => c.json({ id: c.get("session").id, attributes: c.get("session").attributes() }));
-  app.get("/noop", (c) => c.text("ok"));
-  app.post("/invalidate", (c) => {
-    c.get("session").invalidate();
-    return c.text("bye");
+  app.get('/get', (c) => c.json({ id: c.get('session').id, attributes: c.get('session').attributes() }));
+  app.get('/noop', (c) => c.text('ok'));
+  app.post('/invalidate', (c) => {
+    c.get('session').invalidate();
+    return c.text('bye');
   });
-  app.post("/regenerate", (c) => {
-    c.get("session").regenerateId();
-    return c.json({ id: c.get("session").id });
+  app.post('/regenerate', (c) => {
+    c.get('session').regenerateId();
+    return c.json({ id: c.get('session').id });
   });
   return app;
 }
@@ -135,11 +163,21 @@ export async function call(
   app: Hono<{ Variables: SessionVariables }>,
   method: string,
   path: string,
-  { cookie, body, origin = "http://app.test" }: { cookie?: string; body?: unknown; origin?: string } = {},
+  { cookie, body, origin = 'http://app.test' }: { cookie?: string; body?: unknown; origin?: string } = {},
 ): Promise<CallResult> {
-  const reply = await new CookieClient({ origin, ...(cookie !== undefined ? { cookie } : {}) }).request(app, method, path, body);
-  const line = reply.setCookie.find((l) => l.startsWith("SESSIONID="));
-  return { status: reply.status, text: reply.text, setCookie: reply.setCookie, cookie: line === undefined ? undefined : line.slice("SESSIONID=".length).split(";")[0] };
+  const reply = await new CookieClient({ origin, ...(cookie !== undefined ? { cookie } : {}) }).request(
+    app,
+    method,
+    path,
+    body,
+  );
+  const line = reply.setCookie.find((l) => l.startsWith('SESSIONID='));
+  return {
+    status: reply.status,
+    text: reply.text,
+    setCookie: reply.setCookie,
+    cookie: line === undefined ? undefined : line.slice('SESSIONID='.length).split(';')[0],
+  };
 }
 
 /**
@@ -147,7 +185,7 @@ export async function call(
  * tell "the response waited for replicas" from "the replicas were fast".
  */
 export class DelayedChannel implements Channel {
-  readonly kind = "delayed";
+  readonly kind = 'delayed';
   readonly #inner: MemoryChannel;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
 
@@ -162,7 +200,11 @@ export class DelayedChannel implements Channel {
     this.#inner.publish(subject, data, options);
   }
 
-  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+  subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription {
     return this.#inner.subscribe(
       subject,
       (message) => {
@@ -204,8 +246,13 @@ export function appFor(node: ClusterNode): Hono<{ Variables: SessionVariables }>
 }
 
 /** Sets attributes through `node`'s app and returns the session cookie (the given one when unchanged). */
-export async function setOn(node: ClusterNode, cookie: string | undefined, values: Record<string, unknown>, path = "/set"): Promise<string> {
-  const res = await call(appFor(node), "POST", path, { ...(cookie !== undefined ? { cookie } : {}), body: values });
+export async function setOn(
+  node: ClusterNode,
+  cookie: string | undefined,
+  values: Record<string, unknown>,
+  path = '/set',
+): Promise<string> {
+  const res = await call(appFor(node), 'POST', path, { ...(cookie !== undefined ? { cookie } : {}), body: values });
   if (res.status !== 200) throw new Error(`POST ${path} on ${node.node}: ${res.status} ${res.text}`);
   const current = res.cookie ?? cookie;
   if (current === undefined) throw new Error(`POST ${path} on ${node.node} gave no session cookie`);

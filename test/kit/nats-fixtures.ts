@@ -1,12 +1,19 @@
 // Owns: NATS fixtures beyond one plain server: TLS material made with openssl at test time, NKey pairs,
 // and clusters of nats-server processes joined by routes (all on 127.0.0.1, random ports).
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
-import { nkeys } from "@nats-io/nats-core";
-import { freePort, removeDirOnExit, startNatsServer, waitFor, type NatsServerHandle, type NatsServerOptions } from "../../functions/launch/index.ts";
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { nkeys } from '@nats-io/nats-core';
+import {
+  freePort,
+  removeDirOnExit,
+  startNatsServer,
+  waitFor,
+  type NatsServerHandle,
+  type NatsServerOptions,
+} from '../../functions/launch/index.ts';
 
 /** A certificate and its private key (PEM files). */
 export interface CertFiles {
@@ -34,28 +41,47 @@ export interface TlsFiles {
 
 function openssl(args: string[], cwd: string): void {
   try {
-    execFileSync("openssl", args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };
-    throw new Error(`openssl ${args.join(" ")} failed: ${err.stderr?.toString() ?? err.message}`);
+    throw new Error(`openssl ${args.join(' ')} failed: ${err.stderr?.toString() ?? err.message}`);
   }
 }
 
 /** Makes a P-256 key and a certificate for `cn` signed by `caName` (files NAME.pem and NAME-key.pem in dir). */
 function issue(dir: string, name: string, cn: string, caName: string, extensions: string): CertFiles {
-  openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}-key.pem`], dir);
-  openssl(["req", "-new", "-key", `${name}-key.pem`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`], dir);
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}-key.pem`], dir);
+  openssl(['req', '-new', '-key', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
   writeFileSync(join(dir, `${name}.ext`), extensions);
   openssl(
-    ["x509", "-req", "-in", `${name}.csr`, "-CA", `${caName}.pem`, "-CAkey", `${caName}-key.pem`, "-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`],
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${caName}.pem`,
+      '-CAkey',
+      `${caName}-key.pem`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    ],
     dir,
   );
   return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}-key.pem`) };
 }
 
 function makeCa(dir: string, name: string): void {
-  openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}-key.pem`], dir);
-  openssl(["req", "-x509", "-new", "-key", `${name}-key.pem`, "-out", `${name}.pem`, "-days", "2", "-subj", `/CN=${name}`], dir);
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}-key.pem`], dir);
+  openssl(
+    ['req', '-x509', '-new', '-key', `${name}-key.pem`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`],
+    dir,
+  );
 }
 
 /**
@@ -63,17 +89,30 @@ function makeCa(dir: string, name: string): void {
  * (subjectAltName IP:127.0.0.1), one client certificate per name, and a server certificate from an
  * untrusted CA. Everything lives in a temp dir removed at exit (or by remove()).
  */
-export function createTlsFiles(clientNames: string[] = ["client"]): TlsFiles {
-  const dir = mkdtempSync(join(tmpdir(), "tls-test-"));
+export function createTlsFiles(clientNames: string[] = ['client']): TlsFiles {
+  const dir = mkdtempSync(join(tmpdir(), 'tls-test-'));
   const keepDir = removeDirOnExit(dir);
   try {
-    makeCa(dir, "ca");
-    const server = issue(dir, "server", "127.0.0.1", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+    makeCa(dir, 'ca');
+    const server = issue(
+      dir,
+      'server',
+      '127.0.0.1',
+      'ca',
+      'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n',
+    );
     const clients: Record<string, CertFiles> = {};
-    for (const name of clientNames) clients[name] = issue(dir, `client-${name}`, name, "ca", "extendedKeyUsage=clientAuth\n");
-    makeCa(dir, "other-ca");
-    const rogue = issue(dir, "rogue", "127.0.0.1", "other-ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n");
-    const ca = join(dir, "ca.pem");
+    for (const name of clientNames)
+      clients[name] = issue(dir, `client-${name}`, name, 'ca', 'extendedKeyUsage=clientAuth\n');
+    makeCa(dir, 'other-ca');
+    const rogue = issue(
+      dir,
+      'rogue',
+      '127.0.0.1',
+      'other-ca',
+      'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
+    );
+    const ca = join(dir, 'ca.pem');
     return {
       dir,
       ca,
@@ -138,14 +177,17 @@ export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<N
   const options = (i: number): NatsServerOptions => ({
     port: clientPorts[i]!,
     serverName: `n${i + 1}`,
-    cluster: { name: "test", port: routePorts[i]!, routes: routePorts },
+    cluster: { name: 'test', port: routePorts[i]!, routes: routePorts },
     ...(opts.jetstream ? { jetstream: true } : {}),
     ...(opts.extraConfig ? { extraConfig: opts.extraConfig } : {}),
   });
   const servers: NatsServerHandle[] = [];
   try {
     for (let i = 0; i < size; i++) servers.push(await startNatsServer(options(i)));
-    await waitForRoutes(servers.map((s) => s.url), opts.timeoutMs ?? 30_000);
+    await waitForRoutes(
+      servers.map((s) => s.url),
+      opts.timeoutMs ?? 30_000,
+    );
   } catch (e) {
     await Promise.allSettled(servers.map((s) => s.stop()));
     throw e;
@@ -164,10 +206,10 @@ export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<N
 
 /** Waits until a message published on each URL reaches a subscriber on every other URL (routes are up). */
 async function waitForRoutes(urls: string[], timeoutMs: number): Promise<void> {
-  const conns = await Promise.all(urls.map((url) => connect({ servers: url, name: "kit-route-check" })));
+  const conns = await Promise.all(urls.map((url) => connect({ servers: url, name: 'kit-route-check' })));
   try {
     await waitFor(
-      "NATS cluster routes between every pair of servers",
+      'NATS cluster routes between every pair of servers',
       async () => {
         for (const [i, from] of conns.entries()) {
           for (const [j, to] of conns.entries()) {

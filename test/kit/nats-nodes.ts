@@ -1,16 +1,16 @@
 // Owns: in-process cluster nodes, each with its own NATS connection to the shared nats-server (the integration
 // tests' harness), and the convergence checks that compare what every node holds.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { expect } from "vitest";
-import type { Hono } from "hono";
-import { createDemoApp } from "../../functions/demo-app.ts";
-import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type ClusterOptions, type ClusterNode, type SessionVariables } from "../../lib/index.ts";
-import { waitFor } from "../../functions/launch/index.ts";
-import type { CookieClient } from "./cookie-client.ts";
-import { memoryLogger, type LogLine } from "./logger.ts";
-import { canonical } from "./snapshots.ts";
-import { FAST } from "./timings.ts";
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { expect } from 'vitest';
+import type { Hono } from 'hono';
+import { createDemoApp } from '../../functions/demo-app.ts';
+import { NatsChannel } from '../../lib/channel/nats.ts';
+import { createCluster, type ClusterOptions, type ClusterNode, type SessionVariables } from '../../lib/index.ts';
+import { waitFor } from '../../functions/launch/index.ts';
+import type { CookieClient } from './cookie-client.ts';
+import { memoryLogger, type LogLine } from './logger.ts';
+import { canonical } from './snapshots.ts';
+import { FAST } from './timings.ts';
 
 /** A cluster node running in this process over its own NATS connection. */
 export interface TestNode {
@@ -25,7 +25,12 @@ export interface TestNode {
 }
 
 /** Creates (but does not start) a node of `cluster` on its own connection to `natsUrl`. */
-export async function createNatsNode(natsUrl: string, cluster: string, name: string, options: Partial<ClusterOptions> = {}): Promise<TestNode> {
+export async function createNatsNode(
+  natsUrl: string,
+  cluster: string,
+  name: string,
+  options: Partial<ClusterOptions> = {},
+): Promise<TestNode> {
   // noEcho as in functions/node/node-server.ts: a node never receives its own messages.
   const nc = await connect({ servers: natsUrl, name: `it-${cluster}-${name}`, noEcho: true });
   const logger = memoryLogger();
@@ -76,11 +81,17 @@ export class Harness {
 /** Waits until each node lists exactly the other given nodes as ready members. */
 export async function waitForMembership(nodes: TestNode[], timeoutMs = 5000): Promise<void> {
   await waitFor(
-    `membership of ${nodes.map((n) => n.name).join(",")} to converge`,
+    `membership of ${nodes.map((n) => n.name).join(',')} to converge`,
     () =>
       nodes.every((node) => {
-        const others = node.sessions.membership.readyMembers().map((m) => m.node).sort();
-        const expected = nodes.filter((n) => n !== node).map((n) => n.name).sort();
+        const others = node.sessions.membership
+          .readyMembers()
+          .map((m) => m.node)
+          .sort();
+        const expected = nodes
+          .filter((n) => n !== node)
+          .map((n) => n.name)
+          .sort();
         return JSON.stringify(others) === JSON.stringify(expected);
       }),
     { timeoutMs },
@@ -104,13 +115,14 @@ export async function waitForConvergence(
   { access = true, timeoutMs = 10000 }: { access?: boolean; timeoutMs?: number } = {},
 ): Promise<Map<string, unknown>> {
   return waitFor(
-    `sessions to converge on ${nodes.map((n) => n.name).join(",")}`,
+    `sessions to converge on ${nodes.map((n) => n.name).join(',')}`,
     () => {
       const wanted = keys ? [...keys] : allKeys(nodes);
       const agreed = new Map<string, unknown>();
       for (const key of wanted) {
         const views = nodes.map((node) => JSON.stringify(canonical(node.sessions.manager.inspect(key), { access })));
-        if (views[0] === undefined || views.some((view) => view !== views[0])) throw new Error(`key ${key.slice(0, 8)} differs: ${views.join(" | ").slice(0, 600)}`);
+        if (views[0] === undefined || views.some((view) => view !== views[0]))
+          throw new Error(`key ${key.slice(0, 8)} differs: ${views.join(' | ').slice(0, 600)}`);
         agreed.set(key, JSON.parse(views[0]));
       }
       return agreed;
@@ -126,7 +138,7 @@ export function expectUnknown(node: TestNode, key: string): void {
 
 /** The attributes the demo app on `node` reports for the client's session (an empty object for a new session). */
 export async function sessionAttributes(client: CookieClient, node: TestNode): Promise<Record<string, unknown>> {
-  const reply = await client.request(node, "GET", "/session");
+  const reply = await client.request(node, 'GET', '/session');
   expect(reply.status).toBe(200);
   return reply.json.attributes as Record<string, unknown>;
 }

@@ -1,12 +1,19 @@
 // Owns: starting `session-replication serve` nodes as child processes for black-box tests.
-import { resolve } from "node:path";
-import { freePort, REPO_ROOT, spawnTracked, tail, waitForHttp, type TrackedProcess } from "../../functions/launch/index.ts";
+import { resolve } from 'node:path';
+import {
+  freePort,
+  REPO_ROOT,
+  spawnTracked,
+  tail,
+  waitForHttp,
+  type TrackedProcess,
+} from '../../functions/launch/index.ts';
 
 /** Path of the CLI started by {@link startNode}, relative to the repo root. */
-export const CLI_SCRIPT = "bin/session-replication.js";
+export const CLI_SCRIPT = 'bin/session-replication.js';
 
 /** The admin token (SESSREP_ADMIN_TOKEN) of every node {@link startNode} starts, unless `env` sets another. */
-export const ADMIN_TOKEN = "test-kit-admin-token-0123456789ab";
+export const ADMIN_TOKEN = 'test-kit-admin-token-0123456789ab';
 
 /** Headers that pass the admin guard of a node started by {@link startNode} (`/cluster`, drain, `/metrics`, ...). */
 export const ADMIN_HEADERS: Readonly<Record<string, string>> = { authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -22,7 +29,7 @@ export interface StartNodeOptions {
   /** --manager NAME, e.g. "delta" */
   manager?: string;
   /** --send async|ack */
-  send?: "async" | "ack";
+  send?: 'async' | 'ack';
   /** --max-inactive SECONDS */
   maxInactive?: number;
   /** Extra environment variables (merged over process.env). */
@@ -69,11 +76,21 @@ export interface NodeHandle {
 
 /** Builds the `serve` argv for `opts` on `port` (exported so tests can assert the CLI contract). */
 export function serveArgs(opts: StartNodeOptions, port: number): string[] {
-  const args = ["serve", "--cluster", opts.cluster, "--node", opts.node, "--port", String(port), "--host", opts.host ?? "127.0.0.1"];
-  if (opts.nats !== undefined) args.push("--nats", opts.nats);
-  if (opts.manager !== undefined) args.push("--manager", opts.manager);
-  if (opts.send !== undefined) args.push("--send", opts.send);
-  if (opts.maxInactive !== undefined) args.push("--max-inactive", String(opts.maxInactive));
+  const args = [
+    'serve',
+    '--cluster',
+    opts.cluster,
+    '--node',
+    opts.node,
+    '--port',
+    String(port),
+    '--host',
+    opts.host ?? '127.0.0.1',
+  ];
+  if (opts.nats !== undefined) args.push('--nats', opts.nats);
+  if (opts.manager !== undefined) args.push('--manager', opts.manager);
+  if (opts.send !== undefined) args.push('--send', opts.send);
+  if (opts.maxInactive !== undefined) args.push('--max-inactive', String(opts.maxInactive));
   return [...args, ...(opts.extraArgs ?? [])];
 }
 
@@ -85,10 +102,10 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
   const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
   const proc = spawnTracked(command!, [...prefix, script, ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, NODE_NO_WARNINGS: "1", SESSREP_ADMIN_TOKEN: ADMIN_TOKEN, ...opts.env },
+    env: { ...process.env, NODE_NO_WARNINGS: '1', SESSREP_ADMIN_TOKEN: ADMIN_TOKEN, ...opts.env },
     name: `node ${opts.node}`,
   });
-  const url = `http://${opts.host ?? "127.0.0.1"}:${port}`;
+  const url = `http://${opts.host ?? '127.0.0.1'}:${port}`;
   const handle: NodeHandle = {
     node: opts.node,
     cluster: opts.cluster,
@@ -98,7 +115,7 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
     process: proc,
     args,
     output: () => proc.output(),
-    kill: (signal = "SIGTERM") => proc.kill(signal),
+    kill: (signal = 'SIGTERM') => proc.kill(signal),
     stop: async () => void (await proc.stop(3000)),
   };
   if (opts.waitReady === false) return handle;
@@ -108,12 +125,15 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
   });
   earlyExit.catch(() => {}); // only meaningful while racing below
   try {
-    await Promise.race([waitForHttp(`${url}/readyz`, { status: 200, timeoutMs: opts.readyTimeoutMs ?? 20000 }), earlyExit]);
+    await Promise.race([
+      waitForHttp(`${url}/readyz`, { status: 200, timeoutMs: opts.readyTimeoutMs ?? 20000 }),
+      earlyExit,
+    ]);
   } catch (e) {
     await proc.stop(1000);
     throw new Error(
       `node ${opts.node} did not become ready: ${(e as Error).message}\n` +
-        `command: ${process.execPath} ${script} ${args.join(" ")}\noutput:\n${tail(proc.output())}`,
+        `command: ${process.execPath} ${script} ${args.join(' ')}\noutput:\n${tail(proc.output())}`,
     );
   }
   return handle;

@@ -1,16 +1,16 @@
 // Owns: in-process cluster nodes with a JetStream replication log (and optionally a snapshot store) on
 // the shared nats-server, for the store and persistence tests; plus stream cleanup and a lagging log.
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import type { Hono } from "hono";
-import { createDemoApp } from "../../functions/demo-app.ts";
-import { jetStreamLogFor, type JetStreamLog, type ReplicationLog } from "../../lib/log/jetstream.ts";
-import { NatsChannel } from "../../lib/channel/nats.ts";
-import { createCluster, type ClusterOptions, type ClusterNode, type SessionVariables } from "../../lib/index.ts";
-import { DeltaManager } from "../../lib/managers/delta/delta-manager.ts";
-import type { SnapshotStore } from "../../lib/store/snapshot-store.ts";
-import type { SnapshotWriterStatus } from "../../lib/store/snapshot-writer.ts";
-import { memoryLogger, type LogLine } from "./logger.ts";
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Hono } from 'hono';
+import { createDemoApp } from '../../functions/demo-app.ts';
+import { jetStreamLogFor, type JetStreamLog, type ReplicationLog } from '../../lib/log/jetstream.ts';
+import { NatsChannel } from '../../lib/channel/nats.ts';
+import { createCluster, type ClusterOptions, type ClusterNode, type SessionVariables } from '../../lib/index.ts';
+import type { DeltaManager } from '../../lib/managers/delta/delta-manager.ts';
+import type { SnapshotStore } from '../../lib/store/snapshot-store.ts';
+import type { SnapshotWriterStatus } from '../../lib/store/snapshot-writer.ts';
+import { memoryLogger, type LogLine } from './logger.ts';
 
 /** A log whose deliveries to this node arrive `delayMs` late (in order): a node whose consumer lags the stream. */
 export function laggingLog(inner: ReplicationLog, delayMs: number): ReplicationLog {
@@ -19,7 +19,8 @@ export function laggingLog(inner: ReplicationLog, delayMs: number): ReplicationL
     ensure: () => inner.ensure(),
     append: (data, msgId) => inner.append(data, msgId),
     bounds: () => inner.bounds(),
-    follow: (fromSeq, onMessage) => inner.follow(fromSeq, (message) => void setTimeout(() => onMessage(message), delayMs)),
+    follow: (fromSeq, onMessage) =>
+      inner.follow(fromSeq, (message) => void setTimeout(() => onMessage(message), delayMs)),
   };
 }
 
@@ -49,14 +50,27 @@ export async function persistentNode(
     start = true,
     options = {},
     wrapLog,
-  }: { store?: SnapshotStore; start?: boolean; options?: Partial<ClusterOptions>; wrapLog?: (log: ReplicationLog) => ReplicationLog } = {},
+  }: {
+    store?: SnapshotStore;
+    start?: boolean;
+    options?: Partial<ClusterOptions>;
+    wrapLog?: (log: ReplicationLog) => ReplicationLog;
+  } = {},
 ): Promise<PersistentNode> {
   const nc = await connect({ servers: natsUrl, name: `persist-${cluster}-${name}` });
   const logger = memoryLogger();
   const log = jetStreamLogFor(nc, cluster);
   // Default membership timings (heartbeat 500 ms, drop after 3 s): these tests drive thousands of requests in this
   // one process, and faster failure detection would make members (and so the snapshot leader) flap.
-  const sessions = createCluster({ logger, ...options, cluster, node: name, channel: new NatsChannel(nc), log: wrapLog ? wrapLog(log) : log, ...(store ? { store } : {}) });
+  const sessions = createCluster({
+    logger,
+    ...options,
+    cluster,
+    node: name,
+    channel: new NatsChannel(nc),
+    log: wrapLog ? wrapLog(log) : log,
+    ...(store ? { store } : {}),
+  });
   const manager = sessions.manager as DeltaManager;
   let stopped: Promise<void> | undefined;
   const node: PersistentNode = {
@@ -79,7 +93,7 @@ export async function persistentNode(
 export async function deleteStreams(natsUrl: string, clusters: Iterable<string>): Promise<void> {
   const names = [...clusters];
   if (names.length === 0) return;
-  const nc = await connect({ servers: natsUrl, name: "persist-cleanup" });
+  const nc = await connect({ servers: natsUrl, name: 'persist-cleanup' });
   try {
     const jsm = await jetstreamManager(nc);
     for (const cluster of names) await jsm.streams.delete(jetStreamLogFor(nc, cluster).name).catch(() => undefined);

@@ -1,29 +1,35 @@
 // Owns: helpers for snapshot-store tests: DynamoDB clients for the shared endpoint, throwaway tables,
 // session states built directly (no cluster needed), and the canonical form that compares them.
-import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { encodeValue } from "../../lib/session/values.ts";
-import type { Stamp } from "../../lib/session/clock.ts";
-import { createState, type SessionState } from "../../lib/session/state.ts";
-import { createSnapshotTable } from "../../lib/store/dynamodb.ts";
-import { uniqueCluster } from "./names.ts";
+import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { encodeValue } from '../../lib/session/values.ts';
+import type { Stamp } from '../../lib/session/clock.ts';
+import { createState, type SessionState } from '../../lib/session/state.ts';
+import { createSnapshotTable } from '../../lib/store/dynamodb.ts';
+import { uniqueCluster } from './names.ts';
 
 /**
  * A client for `endpoint` (inject("ddbEndpoint")): placeholder credentials for local endpoints
  * (DynamoDB Local, LocalStack) unless real ones are configured, as the node server does.
  */
-export function ddbClient(endpoint: string, options: { maxAttempts?: number; connectionTimeout?: number } = {}): DynamoDBClient {
+export function ddbClient(
+  endpoint: string,
+  options: { maxAttempts?: number; connectionTimeout?: number } = {},
+): DynamoDBClient {
   const real = Boolean(process.env.AWS_ACCESS_KEY_ID || process.env.AWS_PROFILE);
   return new DynamoDBClient({
     endpoint,
-    region: process.env.AWS_REGION ?? "us-east-1",
+    region: process.env.AWS_REGION ?? 'us-east-1',
     maxAttempts: options.maxAttempts ?? 3,
     requestHandler: { connectionTimeout: options.connectionTimeout ?? 2000, requestTimeout: 15_000 },
-    ...(real ? {} : { credentials: { accessKeyId: "local", secretAccessKey: "local" } }),
+    ...(real ? {} : { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
   });
 }
 
 /** A fresh snapshot table on `client`'s endpoint; `drop()` deletes it (ignoring a table already gone). */
-export async function throwawayTable(client: DynamoDBClient, prefix = "sessrep-test"): Promise<{ table: string; drop(): Promise<void> }> {
+export async function throwawayTable(
+  client: DynamoDBClient,
+  prefix = 'sessrep-test',
+): Promise<{ table: string; drop(): Promise<void> }> {
   const table = uniqueCluster(prefix);
   await createSnapshotTable(client, table);
   return {
@@ -36,7 +42,7 @@ export async function throwawayTable(client: DynamoDBClient, prefix = "sessrep-t
 
 let counter = 0;
 /** A stamp from a fake clock: strictly increasing within this process. */
-export function stamp(node = "w"): Stamp {
+export function stamp(node = 'w'): Stamp {
   return [Date.now(), ++counter, node];
 }
 
@@ -44,7 +50,12 @@ export function stamp(node = "w"): Stamp {
 export function sessionState(
   key: string,
   attributes: Record<string, unknown> = {},
-  { removed = [], maxInactiveSeconds = 1800, node = "w", ended }: { removed?: string[]; maxInactiveSeconds?: number; node?: string; ended?: "invalidated" | "expired" } = {},
+  {
+    removed = [],
+    maxInactiveSeconds = 1800,
+    node = 'w',
+    ended,
+  }: { removed?: string[]; maxInactiveSeconds?: number; node?: string; ended?: 'invalidated' | 'expired' } = {},
 ): SessionState {
   const state = createState(key, stamp(node), maxInactiveSeconds);
   for (const [name, value] of Object.entries(attributes)) {
@@ -61,7 +72,7 @@ export function sessionState(
 
 /** A session key like the library's (URL-safe, unique). */
 export function sessionKey(i?: number): string {
-  return `k${i ?? ""}-${crypto.randomUUID().replaceAll("-", "")}`.slice(0, 64);
+  return `k${i ?? ''}-${crypto.randomUUID().replaceAll('-', '')}`.slice(0, 64);
 }
 
 /**

@@ -7,16 +7,16 @@
 // Then no emulator starts; region comes from AWS_REGION (default us-east-1) and credentials from the
 // usual AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default "test"/"test", which LocalStack accepts).
 // Every test uses its own randomly named cluster (topic and queues) and deletes it afterwards.
-import { SNSClient } from "@aws-sdk/client-sns";
-import { SQSClient } from "@aws-sdk/client-sqs";
-import { SnsSqsChannel, type SnsSqsChannelOptions } from "../../lib/channel/sns-sqs/index.ts";
+import { SNSClient } from '@aws-sdk/client-sns';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { SnsSqsChannel, type SnsSqsChannelOptions } from '../../lib/channel/sns-sqs/index.ts';
 
 /** Where SNS and SQS answer, and how to make clients for it. */
 export interface SnsSqsEndpoint {
   /** http://127.0.0.1:PORT of fauxqs, or AWS_ENDPOINT_URL. */
   readonly endpoint: string;
   /** `fauxqs` or `external`. */
-  readonly kind: "fauxqs" | "external";
+  readonly kind: 'fauxqs' | 'external';
   /** A fresh pair of clients (one per node, as separate processes would have). */
   clients(): { sns: SNSClient; sqs: SQSClient };
   /** Stops fauxqs (nothing for an external endpoint). */
@@ -25,7 +25,7 @@ export interface SnsSqsEndpoint {
 
 /** Starts fauxqs in this process, or uses AWS_ENDPOINT_URL when it is set. */
 export async function startSnsSqs(): Promise<SnsSqsEndpoint> {
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const external = process.env.AWS_ENDPOINT_URL;
   let endpoint: string;
   let stop: () => Promise<void>;
@@ -33,7 +33,7 @@ export async function startSnsSqs(): Promise<SnsSqsEndpoint> {
     endpoint = external;
     stop = async () => undefined;
   } else {
-    const { startFauxqs } = await import("fauxqs");
+    const { startFauxqs } = await import('fauxqs');
     const server = await startFauxqs({ port: 0, logger: false });
     endpoint = server.address;
     stop = () => server.stop();
@@ -41,12 +41,15 @@ export async function startSnsSqs(): Promise<SnsSqsEndpoint> {
   const made: Array<{ destroy(): void }> = [];
   const config = () => ({
     endpoint,
-    region: process.env.AWS_REGION ?? "us-east-1",
-    credentials: { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? "test", secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? "test" },
+    region: process.env.AWS_REGION ?? 'us-east-1',
+    credentials: {
+      accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'test',
+      secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'test',
+    },
   });
   return {
     endpoint,
-    kind: external ? "external" : "fauxqs",
+    kind: external ? 'external' : 'fauxqs',
     clients() {
       const pair = { sns: new SNSClient(config()), sqs: new SQSClient(config()) };
       made.push(pair.sns, pair.sqs);
@@ -66,7 +69,12 @@ export async function startSnsSqs(): Promise<SnsSqsEndpoint> {
 export const TEST_NO_RESPONDERS_MS = 1500;
 
 /** Connects a channel of `cluster` as `node`, with the test no-responders window. */
-export function connectChannel(aws: SnsSqsEndpoint, cluster: string, node: string, options: Partial<SnsSqsChannelOptions> = {}): Promise<SnsSqsChannel> {
+export function connectChannel(
+  aws: SnsSqsEndpoint,
+  cluster: string,
+  node: string,
+  options: Partial<SnsSqsChannelOptions> = {},
+): Promise<SnsSqsChannel> {
   return SnsSqsChannel.connect({ ...aws.clients(), cluster, node, noRespondersMs: TEST_NO_RESPONDERS_MS, ...options });
 }
 

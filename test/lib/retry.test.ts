@@ -1,13 +1,13 @@
 // Owns: unit tests of lib/retry.ts (the one backoff and retry helper every retry loop uses).
-import { describe, expect, it } from "vitest";
-import { Backoff, retrying } from "../../lib/retry.ts";
+import { describe, expect, it } from 'vitest';
+import { Backoff, retrying } from '../../lib/retry.ts';
 
-const transient = Object.assign(new Error("throttled"), { transient: true });
-const fatal = new Error("refused");
+const transient = Object.assign(new Error('throttled'), { transient: true });
+const fatal = new Error('refused');
 const isTransient = (error: unknown) => (error as { transient?: boolean }).transient === true;
 
-describe("retrying", () => {
-  it("retries retryable failures until the operation succeeds, reporting each retry", async () => {
+describe('retrying', () => {
+  it('retries retryable failures until the operation succeeds, reporting each retry', async () => {
     const retries: Array<[number, number]> = [];
     let calls = 0;
     const value = await retrying(
@@ -15,17 +15,22 @@ describe("retrying", () => {
         calls++;
         expect(attempt).toBe(calls);
         if (attempt < 4) throw transient;
-        return "done";
+        return 'done';
       },
-      { isRetryable: isTransient, initialDelayMs: 1, maxDelayMs: 5, onRetry: (_, attempt, delayMs) => retries.push([attempt, delayMs]) },
+      {
+        isRetryable: isTransient,
+        initialDelayMs: 1,
+        maxDelayMs: 5,
+        onRetry: (_, attempt, delayMs) => retries.push([attempt, delayMs]),
+      },
     );
-    expect(value).toBe("done");
+    expect(value).toBe('done');
     expect(calls).toBe(4);
     expect(retries.map(([attempt]) => attempt)).toEqual([1, 2, 3]);
     for (const [, delayMs] of retries) expect(delayMs).toBeLessThanOrEqual(5);
   });
 
-  it("rejects at once with an error that is not retryable", async () => {
+  it('rejects at once with an error that is not retryable', async () => {
     let calls = 0;
     const failing = retrying(
       async () => {
@@ -38,7 +43,7 @@ describe("retrying", () => {
     expect(calls).toBe(1);
   });
 
-  it("gives up after maxAttempts with the last failure", async () => {
+  it('gives up after maxAttempts with the last failure', async () => {
     let calls = 0;
     const failing = retrying(
       async () => {
@@ -51,7 +56,7 @@ describe("retrying", () => {
     expect(calls).toBe(3);
   });
 
-  it("stops waiting when the signal aborts: no further attempt, the last failure rejects at once", async () => {
+  it('stops waiting when the signal aborts: no further attempt, the last failure rejects at once', async () => {
     const abort = new AbortController();
     let calls = 0;
     const started = Date.now();
@@ -69,8 +74,8 @@ describe("retrying", () => {
   });
 });
 
-describe("Backoff", () => {
-  it("grows with jitter up to maxDelayMs and starts over after reset", () => {
+describe('Backoff', () => {
+  it('grows with jitter up to maxDelayMs and starts over after reset', () => {
     const backoff = new Backoff({ initialDelayMs: 100, maxDelayMs: 2000 });
     const delays = Array.from({ length: 30 }, () => backoff.next());
     for (const delay of delays) {

@@ -12,7 +12,14 @@ import { DeleteQueueCommand, type Message } from '@aws-sdk/client-sqs';
 import { BrokerSetupError, ChannelRequestError, InvalidOptionsError, MessageTooLargeError } from '../../errors.ts';
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from '../channel.ts';
 import { assertPublishSubject, clusterPointToPoint, hasWildcard, subjectMatches } from '../subjects.ts';
-import { attributeBytes, decodeBody, encodeBody, readAttributes, toMessageAttributes, type Attributes } from './attributes.ts';
+import {
+  attributeBytes,
+  decodeBody,
+  encodeBody,
+  readAttributes,
+  toMessageAttributes,
+  type Attributes,
+} from './attributes.ts';
 import { formatFragmentLabel, Reassembler, splitPayload } from './fragments.ts';
 import { ChannelHealth, describeError } from './health.ts';
 import { Outbox, SNS_MAX_BYTES, type Outgoing } from './outbox.ts';
@@ -94,7 +101,15 @@ interface PendingRequest {
 export class SnsSqsChannel implements Channel {
   readonly kind = 'sns-sqs';
   readonly maxPayload: number;
-  readonly stats: SnsSqsStats = { published: 0, publishFailures: 0, received: 0, filteredLocally: 0, receiptsSent: 0, fragmented: 0, fragmentsDropped: 0 };
+  readonly stats: SnsSqsStats = {
+    published: 0,
+    publishFailures: 0,
+    received: 0,
+    filteredLocally: 0,
+    receiptsSent: 0,
+    fragmented: 0,
+    fragmentsDropped: 0,
+  };
   readonly node: string;
   readonly cluster: string;
 
@@ -112,7 +127,11 @@ export class SnsSqsChannel implements Channel {
   readonly #subscribers = new Set<Subscriber>();
   readonly #groups = new Map<string, Group>();
   readonly #requests = new Map<string, PendingRequest>();
-  readonly #reassembler = new Reassembler({ ttlMs: FRAGMENT_TTL_MS, maxBytes: MAX_PARTIAL_BYTES, onDrop: () => this.stats.fragmentsDropped++ });
+  readonly #reassembler = new Reassembler({
+    ttlMs: FRAGMENT_TTL_MS,
+    maxBytes: MAX_PARTIAL_BYTES,
+    onDrop: () => this.stats.fragmentsDropped++,
+  });
   readonly #health = new ChannelHealth();
   /** Aborted by close(): ends the outbox's retries. */
   readonly #stop = new AbortController();
@@ -142,7 +161,10 @@ export class SnsSqsChannel implements Channel {
       await channel.#setUp();
     } catch (error) {
       if (error instanceof BrokerSetupError) throw error;
-      throw new BrokerSetupError(`SnsSqsChannel of node "${channel.node}" could not set up cluster "${channel.cluster}": ${describeError(error)}`, { cause: error });
+      throw new BrokerSetupError(
+        `SnsSqsChannel of node "${channel.node}" could not set up cluster "${channel.cluster}": ${describeError(error)}`,
+        { cause: error },
+      );
     }
     return channel;
   }
@@ -173,11 +195,16 @@ export class SnsSqsChannel implements Channel {
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {
     this.#assertOpen(subject);
     // A reply sent while handling a request makes a receipt unnecessary, if it leaves with the next batch in one piece.
-    if (this.#handling && subject === this.#handling.reply) this.#handling.replied = data.byteLength <= SNS_SQS_FRAGMENT_BYTES && this.#outbox!.length < 10;
+    if (this.#handling && subject === this.#handling.reply)
+      this.#handling.replied = data.byteLength <= SNS_SQS_FRAGMENT_BYTES && this.#outbox!.length < 10;
     this.#enqueue(subject, data, options?.reply !== undefined ? { reply: options.reply } : {});
   }
 
-  subscribe(subject: string, handler: (message: ChannelMessage) => void, options?: { queue?: string }): ChannelSubscription {
+  subscribe(
+    subject: string,
+    handler: (message: ChannelMessage) => void,
+    options?: { queue?: string },
+  ): ChannelSubscription {
     this.#assertOpen(subject);
     const target = hasWildcard(subject) ? undefined : this.#route(subject);
     if (target !== undefined && target !== this.node) {
@@ -208,7 +235,10 @@ export class SnsSqsChannel implements Channel {
     const noRespondersMs = this.#options.noRespondersMs;
     return new Promise<Uint8Array>((resolve, reject) => {
       let window: ReturnType<typeof setTimeout> | undefined;
-      const timer = setTimeout(() => pending.settle({ error: new ChannelRequestError('timeout', subject) }), options.timeoutMs);
+      const timer = setTimeout(
+        () => pending.settle({ error: new ChannelRequestError('timeout', subject) }),
+        options.timeoutMs,
+      );
       const pending: PendingRequest = {
         heard: false,
         settle: (outcome) => {
@@ -269,9 +299,12 @@ export class SnsSqsChannel implements Channel {
     this.#closed = true;
     this.#health.closing();
     this.#stop.abort();
-    for (const pending of [...this.#requests.values()]) pending.settle({ error: new ChannelRequestError('closed', 'request') });
+    for (const pending of [...this.#requests.values()])
+      pending.settle({ error: new ChannelRequestError('closed', 'request') });
     while (this.#outbox?.pumping) await this.#outbox.pumping;
-    const pollers = [this.#nodePoller, ...[...this.#groups.values()].map((group) => group.poller)].filter((p): p is Poller => p !== undefined);
+    const pollers = [this.#nodePoller, ...[...this.#groups.values()].map((group) => group.poller)].filter(
+      (p): p is Poller => p !== undefined,
+    );
     for (const poller of pollers) poller.stop();
     await Promise.allSettled([...pollers.map((p) => p.done), ...[...this.#groups.values()].map((g) => g.ready)]);
     this.#groups.clear();
@@ -280,8 +313,12 @@ export class SnsSqsChannel implements Channel {
     await Promise.allSettled([...this.#background]);
     const { sns, sqs } = this.#options;
     const failures: string[] = [];
-    await sns.send(new UnsubscribeCommand({ SubscriptionArn: this.#subscriptionArn })).catch((error: unknown) => failures.push(`unsubscribe: ${describeError(error)}`));
-    await sqs.send(new DeleteQueueCommand({ QueueUrl: this.#queueUrl })).catch((error: unknown) => failures.push(`delete queue: ${describeError(error)}`));
+    await sns
+      .send(new UnsubscribeCommand({ SubscriptionArn: this.#subscriptionArn }))
+      .catch((error: unknown) => failures.push(`unsubscribe: ${describeError(error)}`));
+    await sqs
+      .send(new DeleteQueueCommand({ QueueUrl: this.#queueUrl }))
+      .catch((error: unknown) => failures.push(`delete queue: ${describeError(error)}`));
     if (failures.length > 0) this.#health.emit('error', `SnsSqsChannel could not clean up: ${failures.join('; ')}`);
     this.#health.emit('closed');
   }
@@ -292,10 +329,23 @@ export class SnsSqsChannel implements Channel {
     const { sns, sqs, topicArn, reclaimStaleQueues, waitTimeSeconds } = this.#options;
     const names = this.#options;
     this.#topicArn = topicArn ?? (await ensureTopic(sns, names));
-    this.#outbox = new Outbox({ sns, topicArn: this.#topicArn, stats: this.stats, health: this.#health, signal: this.#stop.signal, maxBytes: MAX_OUTBOX_BYTES });
+    this.#outbox = new Outbox({
+      sns,
+      topicArn: this.#topicArn,
+      stats: this.stats,
+      health: this.#health,
+      signal: this.#stop.signal,
+      maxBytes: MAX_OUTBOX_BYTES,
+    });
     const base = nodeQueueBase(names, this.node);
     if (reclaimStaleQueues) await reclaimNodeQueues(sns, sqs, this.#topicArn, base);
-    const queue = await createQueue(sqs, this.#topicArn, nodeQueueName(base), { MessageRetentionPeriod: '300', VisibilityTimeout: '30' }, waitTimeSeconds);
+    const queue = await createQueue(
+      sqs,
+      this.#topicArn,
+      nodeQueueName(base),
+      { MessageRetentionPeriod: '300', VisibilityTimeout: '30' },
+      waitTimeSeconds,
+    );
     this.#queueUrl = queue.url;
     try {
       this.#subscriptionArn = await subscribeQueue(sns, this.#topicArn, queue.arn, nodeFilterPolicy(this.node));
@@ -344,7 +394,13 @@ export class SnsSqsChannel implements Channel {
     const { sns, sqs, waitTimeSeconds } = this.#options;
     // Short retention and visibility: a request is useless after a minute, and a member that dies
     // holding one frees it for another member after 10 s.
-    const { url, arn } = await createQueue(sqs, this.#topicArn, groupQueueName(this.#options, subject, queue), { MessageRetentionPeriod: '60', VisibilityTimeout: '10' }, waitTimeSeconds);
+    const { url, arn } = await createQueue(
+      sqs,
+      this.#topicArn,
+      groupQueueName(this.#options, subject, queue),
+      { MessageRetentionPeriod: '60', VisibilityTimeout: '10' },
+      waitTimeSeconds,
+    );
     await subscribeQueue(sns, this.#topicArn, arn, groupFilterPolicy(subject));
     return url;
   }
@@ -370,7 +426,10 @@ export class SnsSqsChannel implements Channel {
       const pending = this.#requests.get(a.subject);
       if (pending) pending.heard = true;
     }
-    const data = a.frag !== undefined ? this.#reassembler.add(a.sender ?? '', a.frag, decodeBody(message.Body), Date.now()) : decodeBody(message.Body);
+    const data =
+      a.frag !== undefined
+        ? this.#reassembler.add(a.sender ?? '', a.frag, decodeBody(message.Body), Date.now())
+        : decodeBody(message.Body);
     if (data === undefined) return 'delete'; // More fragments to come.
     if (a.subject.startsWith(this.#inboxPrefix)) {
       const pending = this.#requests.get(a.subject);
@@ -398,7 +457,11 @@ export class SnsSqsChannel implements Channel {
   }
 
   #dispatch(subscribers: Subscriber[], a: Attributes, data: Uint8Array): void {
-    const delivered: ChannelMessage = { subject: a.subject!, data, ...(a.reply !== undefined ? { reply: a.reply } : {}) };
+    const delivered: ChannelMessage = {
+      subject: a.subject!,
+      data,
+      ...(a.reply !== undefined ? { reply: a.reply } : {}),
+    };
     const handling = a.rq !== undefined && a.reply !== undefined ? { reply: a.reply, replied: false } : undefined;
     this.#handling = handling;
     try {
@@ -426,20 +489,36 @@ export class SnsSqsChannel implements Channel {
    * of the queue (receipts). Throws `MessageTooLargeError` over `maxPayload` or when the subjects
    * leave no room, `InvalidOptionsError` for a subject that cannot be published to.
    */
-  #enqueue(subject: string, data: Uint8Array, extra: Pick<Attributes, 'reply' | 'rq' | 'ctl'>, sent?: () => void, urgent = false): void {
+  #enqueue(
+    subject: string,
+    data: Uint8Array,
+    extra: Pick<Attributes, 'reply' | 'rq' | 'ctl'>,
+    sent?: () => void,
+    urgent = false,
+  ): void {
     assertPublishSubject(subject);
     if (data.byteLength > this.maxPayload) throw new MessageTooLargeError(subject, data.byteLength, this.maxPayload);
     const attributes: Attributes = { subject, sender: this.node, to: this.#route(subject), ...extra };
     const bytes = attributeBytes(attributes);
-    if (bytes > ATTRIBUTE_ROOM - 64) throw new MessageTooLargeError(subject, bytes, ATTRIBUTE_ROOM - 64, 'subject and reply subject');
+    if (bytes > ATTRIBUTE_ROOM - 64)
+      throw new MessageTooLargeError(subject, bytes, ATTRIBUTE_ROOM - 64, 'subject and reply subject');
     const pieces = splitPayload(data, SNS_SQS_FRAGMENT_BYTES);
     const id = pieces.length > 1 ? randomToken(12) : '';
     if (pieces.length > 1) this.stats.fragmented++;
     const messages = pieces.map((piece, index): Outgoing => {
-      const withLabel = pieces.length > 1 ? { ...attributes, frag: formatFragmentLabel({ id, index, count: pieces.length }) } : attributes;
+      const withLabel =
+        pieces.length > 1
+          ? { ...attributes, frag: formatFragmentLabel({ id, index, count: pieces.length }) }
+          : attributes;
       const body = encodeBody(piece);
       const last = index === pieces.length - 1;
-      return { subject, body, attributes: toMessageAttributes(withLabel), bytes: body.length + attributeBytes(withLabel), ...(last && sent ? { sent } : {}) };
+      return {
+        subject,
+        body,
+        attributes: toMessageAttributes(withLabel),
+        bytes: body.length + attributeBytes(withLabel),
+        ...(last && sent ? { sent } : {}),
+      };
     });
     this.#outbox!.add(messages, urgent);
   }

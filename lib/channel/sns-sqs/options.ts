@@ -10,8 +10,13 @@ import { InvalidOptionsError } from '../../errors.ts';
 /** The default largest payload (NATS's default max_payload): 1 MiB, at most 6 fragments. */
 export const SNS_SQS_MAX_PAYLOAD = 1024 * 1024;
 
-const token = (what: string) => z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
-const client = <T>(what: string) => z.custom<T>((value) => typeof value === 'object' && value !== null && typeof (value as { send?: unknown }).send === 'function', `${what} must be an AWS SDK v3 client`);
+const token = (what: string) =>
+  z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
+const client = <T>(what: string) =>
+  z.custom<T>(
+    (value) => typeof value === 'object' && value !== null && typeof (value as { send?: unknown }).send === 'function',
+    `${what} must be an AWS SDK v3 client`,
+  );
 
 /** The options schema: what `connect` validates and its defaults. */
 const optionsSchema = z.object({
@@ -25,7 +30,12 @@ const optionsSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'subjectPrefix must be dot-separated tokens of A-Z a-z 0-9 _ -')
     .default('sessrep'),
-  pointToPoint: z.custom<(subject: string) => string | undefined>((value) => typeof value === 'function', 'pointToPoint must be a function').optional(),
+  pointToPoint: z
+    .custom<(subject: string) => string | undefined>(
+      (value) => typeof value === 'function',
+      'pointToPoint must be a function',
+    )
+    .optional(),
   waitTimeSeconds: z.number().int().min(1).max(20, 'waitTimeSeconds must be an integer from 1 to 20').default(20),
   noRespondersMs: z.number().positive('noRespondersMs must be positive').default(2000),
   reclaimStaleQueues: z.boolean().default(true),
@@ -83,13 +93,13 @@ export interface SnsSqsChannelOptions {
   readonly maxPayload?: number;
 }
 
-
 /** Validated options with their defaults filled in. */
 export type ResolvedSnsSqsOptions = z.output<typeof optionsSchema>;
 
 /** Validates `options` and fills in defaults; throws `InvalidOptionsError` naming every bad option. */
 export function resolveOptions(options: SnsSqsChannelOptions): ResolvedSnsSqsOptions {
   const parsed = optionsSchema.safeParse(options);
-  if (!parsed.success) throw new InvalidOptionsError(`SnsSqsChannel: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
+  if (!parsed.success)
+    throw new InvalidOptionsError(`SnsSqsChannel: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
   return parsed.data;
 }

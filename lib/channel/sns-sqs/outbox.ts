@@ -109,10 +109,18 @@ export class Outbox {
       const what = `publish on ${batch[0]!.subject}`;
       const command = new PublishBatchCommand({
         TopicArn: topicArn,
-        PublishBatchRequestEntries: batch.map((entry, i) => ({ Id: String(i), Message: entry.body, MessageAttributes: entry.attributes })),
+        PublishBatchRequestEntries: batch.map((entry, i) => ({
+          Id: String(i),
+          Message: entry.body,
+          MessageAttributes: entry.attributes,
+        })),
       });
       try {
-        const out = await retrying(() => sns.send(command), { isRetryable: isTransient, signal, onRetry: (error) => health.fail(error, what) });
+        const out = await retrying(() => sns.send(command), {
+          isRetryable: isTransient,
+          signal,
+          onRetry: (error) => health.fail(error, what),
+        });
         health.up();
         const failed = new Map((out.Failed ?? []).map((f) => [f.Id, f]));
         batch.forEach((entry, i) => {
@@ -123,7 +131,10 @@ export class Outbox {
         if (failed.size > 0) {
           stats.publishFailures += failed.size;
           const first = [...failed.values()][0]!;
-          health.emit('error', `SNS refused ${failed.size} message(s), e.g. on ${batch[Number(first.Id)]?.subject}: ${first.Code} ${first.Message ?? ''}`.trim());
+          health.emit(
+            'error',
+            `SNS refused ${failed.size} message(s), e.g. on ${batch[Number(first.Id)]?.subject}: ${first.Code} ${first.Message ?? ''}`.trim(),
+          );
         }
       } catch (error) {
         health.fail(error, what);

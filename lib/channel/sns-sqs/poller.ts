@@ -3,7 +3,13 @@
  * then delete what was handled and release (visibility 0) what another receiver should take, in
  * batches and in the background. Failed receives are retried with backoff until the poller stops.
  */
-import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageBatchCommand,
+  ReceiveMessageCommand,
+  type Message,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
 import { retrying } from '../../retry.ts';
 import type { ChannelHealth } from './health.ts';
 
@@ -49,7 +55,16 @@ export class Poller {
       let messages: Message[];
       try {
         const out = await retrying(
-          () => sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: maxMessages, WaitTimeSeconds: waitTimeSeconds, MessageAttributeNames: ['All'] }), { abortSignal: signal }),
+          () =>
+            sqs.send(
+              new ReceiveMessageCommand({
+                QueueUrl: url,
+                MaxNumberOfMessages: maxMessages,
+                WaitTimeSeconds: waitTimeSeconds,
+                MessageAttributeNames: ['All'],
+              }),
+              { abortSignal: signal },
+            ),
           { isRetryable: () => true, signal, onRetry: (error) => health.fail(error, 'receive') },
         );
         messages = out.Messages ?? [];
@@ -77,12 +92,26 @@ export class Poller {
       if (message.ReceiptHandle) (verdict === 'delete' ? remove : release).push(message.ReceiptHandle);
     }
     if (remove.length > 0) {
-      track(sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: remove.map((handle, i) => ({ Id: String(i), ReceiptHandle: handle })) })).catch((error: unknown) => health.fail(error, 'delete')));
+      track(
+        sqs
+          .send(
+            new DeleteMessageBatchCommand({
+              QueueUrl: url,
+              Entries: remove.map((handle, i) => ({ Id: String(i), ReceiptHandle: handle })),
+            }),
+          )
+          .catch((error: unknown) => health.fail(error, 'delete')),
+      );
     }
     if (release.length > 0) {
       track(
         sqs
-          .send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: url, Entries: release.map((handle, i) => ({ Id: String(i), ReceiptHandle: handle, VisibilityTimeout: 0 })) }))
+          .send(
+            new ChangeMessageVisibilityBatchCommand({
+              QueueUrl: url,
+              Entries: release.map((handle, i) => ({ Id: String(i), ReceiptHandle: handle, VisibilityTimeout: 0 })),
+            }),
+          )
           .catch((error: unknown) => health.fail(error, 'release')),
       );
     }

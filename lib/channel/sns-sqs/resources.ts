@@ -3,8 +3,23 @@
  * subscriptions and filter policies, reclaiming what crashed nodes left, and deleting it all.
  * Names are `<namePrefix>-<cluster>…`, fitted into SQS's 80 characters with a hash.
  */
-import { CreateTopicCommand, DeleteTopicCommand, ListSubscriptionsByTopicCommand, ListTopicsCommand, SubscribeCommand, UnsubscribeCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import {
+  CreateTopicCommand,
+  DeleteTopicCommand,
+  ListSubscriptionsByTopicCommand,
+  ListTopicsCommand,
+  SubscribeCommand,
+  UnsubscribeCommand,
+  type SNSClient,
+} from '@aws-sdk/client-sns';
+import {
+  CreateQueueCommand,
+  DeleteQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  SetQueueAttributesCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
 import { BrokerSetupError } from '../../errors.ts';
 
 /** SQS queue names: at most 80 characters of A-Z a-z 0-9 _ -. */
@@ -78,7 +93,12 @@ export async function createQueue(
   attributes: Record<string, string>,
   waitTimeSeconds: number,
 ): Promise<{ url: string; arn: string }> {
-  const { QueueUrl: url } = await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: { ...attributes, ReceiveMessageWaitTimeSeconds: String(waitTimeSeconds) } }));
+  const { QueueUrl: url } = await sqs.send(
+    new CreateQueueCommand({
+      QueueName: name,
+      Attributes: { ...attributes, ReceiveMessageWaitTimeSeconds: String(waitTimeSeconds) },
+    }),
+  );
   if (!url) throw new BrokerSetupError(`SQS returned no URL for queue ${name}`);
   const found = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }));
   const arn = found.Attributes?.QueueArn;
@@ -86,21 +106,38 @@ export async function createQueue(
   // Lets the topic (and only it) deliver to the queue; AWS requires this, emulators ignore it.
   const policy = {
     Version: '2012-10-17',
-    Statement: [{ Effect: 'Allow', Principal: { Service: 'sns.amazonaws.com' }, Action: 'sqs:SendMessage', Resource: arn, Condition: { ArnEquals: { 'aws:SourceArn': topicArn } } }],
+    Statement: [
+      {
+        Effect: 'Allow',
+        Principal: { Service: 'sns.amazonaws.com' },
+        Action: 'sqs:SendMessage',
+        Resource: arn,
+        Condition: { ArnEquals: { 'aws:SourceArn': topicArn } },
+      },
+    ],
   };
   await sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: { Policy: JSON.stringify(policy) } }));
   return { url, arn };
 }
 
 /** Subscribes a queue to the topic with raw delivery and a filter policy on message attributes; returns the subscription ARN. */
-export async function subscribeQueue(sns: SNSClient, topicArn: string, queueArn: string, filterPolicy: Record<string, unknown>): Promise<string> {
+export async function subscribeQueue(
+  sns: SNSClient,
+  topicArn: string,
+  queueArn: string,
+  filterPolicy: Record<string, unknown>,
+): Promise<string> {
   const { SubscriptionArn } = await sns.send(
     new SubscribeCommand({
       TopicArn: topicArn,
       Protocol: 'sqs',
       Endpoint: queueArn,
       ReturnSubscriptionArn: true,
-      Attributes: { RawMessageDelivery: 'true', FilterPolicyScope: 'MessageAttributes', FilterPolicy: JSON.stringify(filterPolicy) },
+      Attributes: {
+        RawMessageDelivery: 'true',
+        FilterPolicyScope: 'MessageAttributes',
+        FilterPolicy: JSON.stringify(filterPolicy),
+      },
     }),
   );
   if (!SubscriptionArn) throw new BrokerSetupError(`SNS returned no subscription ARN for queue ${queueArn}`);
@@ -111,7 +148,8 @@ export async function subscribeQueue(sns: SNSClient, topicArn: string, queueArn:
 export async function reclaimNodeQueues(sns: SNSClient, sqs: SQSClient, topicArn: string, base: string): Promise<void> {
   for (const subscription of await listSubscriptions(sns, topicArn)) {
     const name = subscription.endpoint.slice(subscription.endpoint.lastIndexOf(':') + 1);
-    if (subscription.protocol !== 'sqs' || name.length !== base.length + NODE_SUFFIX || !name.startsWith(`${base}-`)) continue;
+    if (subscription.protocol !== 'sqs' || name.length !== base.length + NODE_SUFFIX || !name.startsWith(`${base}-`))
+      continue;
     await sns.send(new UnsubscribeCommand({ SubscriptionArn: subscription.arn })).catch(() => undefined);
     await deleteQueueByArn(sqs, subscription.endpoint);
   }
@@ -130,7 +168,12 @@ export interface DeleteClusterOptions {
 
 /** Deletes the topic, every queue subscribed to it (crashed nodes, queue groups) and their subscriptions. */
 export async function deleteClusterResources(options: DeleteClusterOptions): Promise<void> {
-  const topicArn = options.topicArn ?? (await findTopic(options.sns, topicName({ namePrefix: options.namePrefix ?? 'sessrep', cluster: options.cluster })));
+  const topicArn =
+    options.topicArn ??
+    (await findTopic(
+      options.sns,
+      topicName({ namePrefix: options.namePrefix ?? 'sessrep', cluster: options.cluster }),
+    ));
   if (!topicArn) return;
   for (const subscription of await listSubscriptions(options.sns, topicArn)) {
     await options.sns.send(new UnsubscribeCommand({ SubscriptionArn: subscription.arn })).catch(() => undefined);
@@ -150,13 +193,19 @@ async function findTopic(sns: SNSClient, name: string): Promise<string | undefin
   return undefined;
 }
 
-async function listSubscriptions(sns: SNSClient, topicArn: string): Promise<Array<{ arn: string; protocol: string; endpoint: string }>> {
+async function listSubscriptions(
+  sns: SNSClient,
+  topicArn: string,
+): Promise<Array<{ arn: string; protocol: string; endpoint: string }>> {
   const out: Array<{ arn: string; protocol: string; endpoint: string }> = [];
   let token: string | undefined;
   do {
-    const page = await sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: topicArn, ...(token ? { NextToken: token } : {}) }));
+    const page = await sns.send(
+      new ListSubscriptionsByTopicCommand({ TopicArn: topicArn, ...(token ? { NextToken: token } : {}) }),
+    );
     for (const s of page.Subscriptions ?? []) {
-      if (s.SubscriptionArn?.startsWith('arn:')) out.push({ arn: s.SubscriptionArn, protocol: s.Protocol ?? '', endpoint: s.Endpoint ?? '' });
+      if (s.SubscriptionArn?.startsWith('arn:'))
+        out.push({ arn: s.SubscriptionArn, protocol: s.Protocol ?? '', endpoint: s.Endpoint ?? '' });
     }
     token = page.NextToken;
   } while (token);
@@ -169,7 +218,9 @@ async function deleteQueueByArn(sqs: SQSClient, arn: string): Promise<void> {
   const name = parts[5];
   if (!name) return;
   try {
-    const { QueueUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName: name, ...(parts[4] ? { QueueOwnerAWSAccountId: parts[4] } : {}) }));
+    const { QueueUrl } = await sqs.send(
+      new GetQueueUrlCommand({ QueueName: name, ...(parts[4] ? { QueueOwnerAWSAccountId: parts[4] } : {}) }),
+    );
     if (QueueUrl) await sqs.send(new DeleteQueueCommand({ QueueUrl }));
   } catch {
     // Already gone.

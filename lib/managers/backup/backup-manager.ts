@@ -14,7 +14,15 @@ import type { SessionChanges } from '../../session/session.ts';
 import { isIdleExpired, latestStamp, type SessionState } from '../../session/state.ts';
 import { ReplicaCore } from '../core.ts';
 import { GapWatch } from '../gaps.ts';
-import type { CommitOptions, CommonManagerOptions, ManagerParts, SendMode, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
+import type {
+  CommitOptions,
+  CommonManagerOptions,
+  ManagerParts,
+  SendMode,
+  SessionManager,
+  SessionSummary,
+  StateTransferStatus,
+} from '../manager.ts';
 import { roleOf, type OwnershipEntry } from './ownership-map.ts';
 import { CopySender } from './copies.ts';
 import { GapRecovery } from './gap-recovery.ts';
@@ -89,12 +97,19 @@ export class BackupManager implements SessionManager {
 
   async start(): Promise<void> {
     const core = this.#core;
-    await core.joinFromPeer(core.parts.bus.subjects.map, (incoming) => this.#onMap(incoming), (page) => {
-      for (const entry of page.entries) this.#ownership.merge(entry);
-      for (const state of page.sessions) core.table.merge(state);
-    });
+    await core.joinFromPeer(
+      core.parts.bus.subjects.map,
+      (incoming) => this.#onMap(incoming),
+      (page) => {
+        for (const entry of page.entries) this.#ownership.merge(entry);
+        for (const state of page.sessions) core.table.merge(state);
+      },
+    );
     this.#lastSweepAt = Date.now();
-    core.serve((incoming) => core.donor.answer(incoming), () => this.#sweepTick(Date.now()));
+    core.serve(
+      (incoming) => core.donor.answer(incoming),
+      () => this.#sweepTick(Date.now()),
+    );
     this.#gaps.watch();
   }
 
@@ -124,7 +139,8 @@ export class BackupManager implements SessionManager {
   resolve(key: string, routeHint?: string): Promise<SessionState | undefined> {
     const entry = this.#ownership.map.get(key);
     // A primary without data (its backup copy was lost before it was promoted) asks the members instead.
-    if (entry && roleOf(entry, this.#core.self) === 'primary' && this.#core.table.get(key)) return Promise.resolve(this.find(key));
+    if (entry && roleOf(entry, this.#core.self) === 'primary' && this.#core.table.get(key))
+      return Promise.resolve(this.find(key));
     // A draining node takes nothing over: the request is refused here and served by another member.
     if (this.#handOver.draining) return Promise.resolve(undefined);
     return this.#takeover.resolve(key, routeHint);
@@ -154,7 +170,10 @@ export class BackupManager implements SessionManager {
       const outgoing = pending.due(delta, changes.modified, Date.now());
       if (!outgoing) continue;
       const holders = [entry.primary, entry.backup].filter((node) => node !== '' && node !== self);
-      if (holders.length > 0) sends.push(this.#copies.copy(holders, [entry], [outgoing], options.mode, { write: true, route: options.route }));
+      if (holders.length > 0)
+        sends.push(
+          this.#copies.copy(holders, [entry], [outgoing], options.mode, { write: true, route: options.route }),
+        );
       // Ownership moved away during the request: the holders have the change now, a proxy keeps no data.
       if (roleOf(entry, self) === 'proxy') table.remove(delta.key);
     }
@@ -192,7 +211,8 @@ export class BackupManager implements SessionManager {
       if (!seen.has(entry.key)) continue;
       void this.#takeover.resolve(entry.key, undefined).then((state) => {
         const current = this.#ownership.map.get(entry.key);
-        if (state || !current || roleOf(current, self) !== 'primary' || table.get(entry.key) || !this.#gaps.mayExpire()) return;
+        if (state || !current || roleOf(current, self) !== 'primary' || table.get(entry.key) || !this.#gaps.mayExpire())
+          return;
         const ended: OwnershipEntry = { ...current, stamp: parts.clock.tick(), ended: true };
         this.#ownership.merge(ended);
         this.#copies.broadcast([ended]);
@@ -207,7 +227,12 @@ export class BackupManager implements SessionManager {
     const { map } = this.#ownership;
     for (const state of this.#core.table.liveStates()) {
       const entry = map.get(state.key);
-      if (entry && roleOf(entry, this.#core.self) !== 'proxy' && isIdleExpired(state, now, this.#graceFor(entry, state))) this.#end(state);
+      if (
+        entry &&
+        roleOf(entry, this.#core.self) !== 'proxy' &&
+        isIdleExpired(state, now, this.#graceFor(entry, state))
+      )
+        this.#end(state);
     }
     this.#core.collectTombstones(now);
     const before = now - this.#tombstoneTtlMs;
@@ -220,7 +245,11 @@ export class BackupManager implements SessionManager {
 
   sessionCounts(): Record<string, number> {
     const counts = this.#ownership.map.counts(this.#core.self);
-    return { total: counts.primary + counts.backup + counts.proxy, ...counts, tombstones: this.#core.table.tombstoneCount };
+    return {
+      total: counts.primary + counts.backup + counts.proxy,
+      ...counts,
+      tombstones: this.#core.table.tombstoneCount,
+    };
   }
 
   inspect(key: string): SessionState | undefined {
@@ -249,8 +278,16 @@ export class BackupManager implements SessionManager {
       total++;
       if (sessions.length >= limit) continue;
       const state = this.#core.table.live(entry.key);
-      const held = state ? { createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy } : {};
-      sessions.push({ key: entry.key.slice(0, SESSION_PREFIX_LENGTH), role: roleOf(entry, this.#core.self), primary: entry.primary, backup: entry.backup, ...held });
+      const held = state
+        ? { createdAt: state.createdAt, lastAccessedAt: state.lastAccessedAt, lastAccessedBy: state.lastAccessedBy }
+        : {};
+      sessions.push({
+        key: entry.key.slice(0, SESSION_PREFIX_LENGTH),
+        role: roleOf(entry, this.#core.self),
+        primary: entry.primary,
+        backup: entry.backup,
+        ...held,
+      });
     }
     return { total, sessions };
   }
@@ -291,7 +328,8 @@ export class BackupManager implements SessionManager {
       } else if (entry || state.ended) {
         const { changed } = table.merge(state);
         if (write) applied.push(state);
-        if (entry && role === 'primary' && changed && entry.backup !== '' && entry.backup !== message.node) passOn.push([entry.backup, entry, state]);
+        if (entry && role === 'primary' && changed && entry.backup !== '' && entry.backup !== message.node)
+          passOn.push([entry.backup, entry, state]);
       }
     }
     this.#core.recordLag(applied);
@@ -303,11 +341,20 @@ export class BackupManager implements SessionManager {
   async #broadcastEnd(delta: SessionState, mode: SendMode, route?: string): Promise<void> {
     const { self, parts } = this.#core;
     const previous = this.#ownership.map.raw(delta.key);
-    const entry: OwnershipEntry = { key: delta.key, primary: previous?.primary ?? self, backup: previous?.backup ?? '', stamp: delta.ended!.stamp, ended: true };
+    const entry: OwnershipEntry = {
+      key: delta.key,
+      primary: previous?.primary ?? self,
+      backup: previous?.backup ?? '',
+      stamp: delta.ended!.stamp,
+      ended: true,
+    };
     this.#ownership.merge(entry);
     this.#copies.broadcast([entry]);
-    const holders = [entry.primary, entry.backup].filter((node) => node !== '' && node !== self && parts.membership.has(node));
-    if (mode === 'ack' && holders.length > 0) await this.#copies.copy(holders, [entry], [delta], 'ack', { write: true, route });
+    const holders = [entry.primary, entry.backup].filter(
+      (node) => node !== '' && node !== self && parts.membership.has(node),
+    );
+    if (mode === 'ack' && holders.length > 0)
+      await this.#copies.copy(holders, [entry], [delta], 'ack', { write: true, route });
   }
 
   /** Expires an idle session here and everywhere. */

@@ -43,7 +43,13 @@ export class CopySender {
    * Sends session data (batched), with the entries of the sessions in each batch, to data holders;
    * in `ack` mode waits until each applied it (or `ackTimeoutMs`).
    */
-  async copy(holders: string[], entries: OwnershipEntry[], states: SessionState[], mode: SendMode, { write = false, route }: CopyOptions = {}): Promise<void> {
+  async copy(
+    holders: string[],
+    entries: OwnershipEntry[],
+    states: SessionState[],
+    mode: SendMode,
+    { write = false, route }: CopyOptions = {},
+  ): Promise<void> {
     const { bus, stats, logger } = this.core.parts;
     const waits: Promise<string[]>[] = [];
     for (const batch of copyBatches(states)) {
@@ -54,7 +60,12 @@ export class CopySender {
       for (const holder of holders) {
         try {
           const reply = mode === 'ack' ? bus.subjects.node(this.core.self) : undefined;
-          bus.send(bus.subjects.node(holder), 'copy', { id, e: batchEntries, s: batch, ...(write ? { write } : {}) }, reply);
+          bus.send(
+            bus.subjects.node(holder),
+            'copy',
+            { id, e: batchEntries, s: batch, ...(write ? { write } : {}) },
+            reply,
+          );
         } catch (error) {
           stats.replicationErrors++;
           logger.error({ ...sessionFields(batch.map((s) => s.key)), route, holder, error }, 'copy to backup failed');
@@ -64,7 +75,10 @@ export class CopySender {
     const missing = (await Promise.all(waits)).flat();
     if (missing.length > 0) {
       stats.acksTimedOut++;
-      logger.warn({ ...sessionFields(states.map((s) => s.key)), route, missing, timeoutMs: this.ackTimeoutMs }, 'ack timeout: the backup did not confirm the write');
+      logger.warn(
+        { ...sessionFields(states.map((s) => s.key)), route, missing, timeoutMs: this.ackTimeoutMs },
+        'ack timeout: the backup did not confirm the write',
+      );
     }
   }
 
@@ -87,7 +101,10 @@ export class CopySender {
         bus.send(bus.subjects.map, 'map', { e: batch });
       } catch (error) {
         stats.replicationErrors++;
-        logger.error({ ...sessionFields(entries.map((e) => e.key)), entries: entries.length, error }, 'map broadcast failed');
+        logger.error(
+          { ...sessionFields(entries.map((e) => e.key)), entries: entries.length, error },
+          'map broadcast failed',
+        );
       }
     }
   }

@@ -95,11 +95,19 @@ export class GapRecovery {
           for (const entry of page.entries) {
             known.add(entry.key);
             if (this.ownership.merge(entry)) merged++;
-            else if (!entry.ended && entry.primary !== self) rivals.set(entry.key, [...(rivals.get(entry.key) ?? []), entry.primary]);
+            else if (!entry.ended && entry.primary !== self)
+              rivals.set(entry.key, [...(rivals.get(entry.key) ?? []), entry.primary]);
           }
         };
         const { stateTransferTimeoutMs: timeoutMs, ackTimeoutMs: pageTimeoutMs } = this.options;
-        await receiveState(bus, { timeoutMs, apply, status, logger: logger.child({ gap: reason }), donor, pageTimeoutMs });
+        await receiveState(bus, {
+          timeoutMs,
+          apply,
+          status,
+          logger: logger.child({ gap: reason }),
+          donor,
+          pageTimeoutMs,
+        });
         if (status.state !== 'done') failed.push(donor);
       }
       if (failed.length > 0) return;
@@ -110,12 +118,16 @@ export class GapRecovery {
       this.gaps.close();
       this.core.parts.stats.resyncs++;
       this.core.parts.stats.resyncRepairs += merged + pulled + forgotten;
-      logger.info({ reason, donors, merged, pulled, forgotten, announced, ms: Date.now() - started }, 'gap recovery: reconciled ownership with every ready member');
+      logger.info(
+        { reason, donors, merged, pulled, forgotten, announced, ms: Date.now() - started },
+        'gap recovery: reconciled ownership with every ready member',
+      );
     } finally {
       this.#running = false;
       const again = this.#again ?? (failed.length > 0 ? reason : undefined);
       this.#again = undefined;
-      if (failed.length > 0) logger.warn({ reason, failed }, 'gap recovery: some members did not answer in full, trying again');
+      if (failed.length > 0)
+        logger.warn({ reason, failed }, 'gap recovery: some members did not answer in full, trying again');
       if (again && this.core.ready) this.#schedule(again, failed.length > 0 ? this.gaps.afterMs : 0);
     }
   }
@@ -155,7 +167,10 @@ export class GapRecovery {
     const { self, table, parts } = this.core;
     const mine = [...this.ownership.map.live()].filter((entry) => roleOf(entry, self) === 'primary');
     this.copies.broadcast(mine);
-    const byBackup = new Map<string, { entries: OwnershipEntry[]; states: NonNullable<ReturnType<typeof table.live>>[] }>();
+    const byBackup = new Map<
+      string,
+      { entries: OwnershipEntry[]; states: NonNullable<ReturnType<typeof table.live>>[] }
+    >();
     for (const entry of mine) {
       const state = table.live(entry.key);
       if (entry.backup === '' || !state || !parts.membership.has(entry.backup)) continue;

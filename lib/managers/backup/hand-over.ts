@@ -100,7 +100,9 @@ export class HandOver {
       }
     }
     if (groups.size === 0) return;
-    const results = await Promise.all([...groups.values()].map(async (group) => ({ group, ok: await this.#copyAcked(group) })));
+    const results = await Promise.all(
+      [...groups.values()].map(async (group) => ({ group, ok: await this.#copyAcked(group) })),
+    );
     const moved: OwnershipEntry[] = [];
     for (const { group, ok } of results) {
       if (!ok) continue; // Retried in the next round, with a newer entry.
@@ -110,7 +112,10 @@ export class HandOver {
       }
     }
     this.copies.broadcast(moved);
-    parts.logger.info({ ...sessionFields(moved.map((e) => e.key)), moved: moved.length, remaining: this.remaining() }, 'draining: sessions handed over');
+    parts.logger.info(
+      { ...sessionFields(moved.map((e) => e.key)), moved: moved.length, remaining: this.remaining() },
+      'draining: sessions handed over',
+    );
   }
 
   /** Sends new entries with their data to the new holders; true once every holder acknowledged every batch. */
@@ -127,7 +132,12 @@ export class HandOver {
       waits.push(this.core.acks.wait(id, holders, this.ackTimeoutMs));
       for (const holder of holders) {
         try {
-          bus.send(bus.subjects.node(holder), 'copy', { id, e: batch.e, s: batch.s }, bus.subjects.node(this.core.self));
+          bus.send(
+            bus.subjects.node(holder),
+            'copy',
+            { id, e: batch.e, s: batch.s },
+            bus.subjects.node(this.core.self),
+          );
         } catch (error) {
           this.core.acks.cancel(id);
           logger.error({ holder, error }, 'draining: copy failed');
@@ -136,7 +146,11 @@ export class HandOver {
       }
     }
     const missing = [...new Set((await Promise.all(waits)).flat())];
-    if (missing.length > 0) logger.warn({ missing, sessions: entries.length, timeoutMs: this.ackTimeoutMs }, 'draining: a new holder did not confirm, retrying');
+    if (missing.length > 0)
+      logger.warn(
+        { missing, sessions: entries.length, timeoutMs: this.ackTimeoutMs },
+        'draining: a new holder did not confirm, retrying',
+      );
     return missing.length === 0;
   }
 }

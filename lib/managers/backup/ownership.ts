@@ -51,7 +51,8 @@ export class Ownership {
    */
   claim(key: string, previous: OwnershipEntry | undefined, unreachable: string[] = []): OwnershipEntry {
     const self = this.core.self;
-    const alive = (node: string) => node !== '' && node !== self && !unreachable.includes(node) && this.eligible().includes(node);
+    const alive = (node: string) =>
+      node !== '' && node !== self && !unreachable.includes(node) && this.eligible().includes(node);
     let backup = '';
     let needsCopy = false;
     if (previous && alive(previous.backup)) backup = previous.backup;

@@ -41,7 +41,8 @@ export class Takeover {
     const entry = this.ownership.map.raw(key);
     const state = this.core.table.get(key);
     const live = state && !state.ended ? state : undefined;
-    if (entry && roleOf(entry, this.core.self) === 'primary' && live) this.ownership.recordHandOver(key, message.node, live);
+    if (entry && roleOf(entry, this.core.self) === 'primary' && live)
+      this.ownership.recordHandOver(key, message.node, live);
     this.core.parts.bus.send(reply, 'fetched', { e: entry ? [entry] : [], s: live ? [live] : [] });
   }
 
@@ -65,7 +66,9 @@ export class Takeover {
       const entry = map.get(key);
       const holdsNoData = entry !== undefined && roleOf(entry, self) !== 'proxy' && table.get(key) === undefined;
       const others = holdsNoData ? [routeHint ?? '', ...parts.membership.readyMembers().map((m) => m.node)] : [];
-      const node = (entry ? [entry.primary, entry.backup, ...others] : routeHint ? [routeHint] : []).find((n) => !asked.has(n) && parts.membership.has(n));
+      const node = (entry ? [entry.primary, entry.backup, ...others] : routeHint ? [routeHint] : []).find(
+        (n) => !asked.has(n) && parts.membership.has(n),
+      );
       if (node === undefined) break;
       asked.add(node);
       const found = await this.#fetch(node, key);
@@ -82,7 +85,10 @@ export class Takeover {
       table.merge(found.state);
       parts.clock.observe(latestStamp(found.state));
       const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, [...unreachable, ...empty]);
-      parts.logger.info({ ...sessionFields([key]), route: routeHint, from: node, backup: claimed.backup }, 'took over a session');
+      parts.logger.info(
+        { ...sessionFields([key]), route: routeHint, from: node, backup: claimed.backup },
+        'took over a session',
+      );
       return table.live(key);
     }
     const entry = map.get(key);
@@ -93,7 +99,10 @@ export class Takeover {
     }
     if (entry) {
       const { primary, backup } = entry;
-      parts.logger.warn({ ...sessionFields([key]), route: routeHint, primary, backup, unreachable }, 'session not reachable on its primary or backup');
+      parts.logger.warn(
+        { ...sessionFields([key]), route: routeHint, primary, backup, unreachable },
+        'session not reachable on its primary or backup',
+      );
     }
     return undefined;
   }

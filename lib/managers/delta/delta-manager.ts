@@ -15,7 +15,14 @@ import { cloneState, type SessionState } from '../../session/state.ts';
 import type { SnapshotStore } from '../../store/snapshot-store.ts';
 import type { SnapshotWriterOptions } from '../../store/snapshot-writer.ts';
 import { ReplicaCore } from '../core.ts';
-import type { CommitOptions, CommonManagerOptions, ManagerParts, SessionManager, SessionSummary, StateTransferStatus } from '../manager.ts';
+import type {
+  CommitOptions,
+  CommonManagerOptions,
+  ManagerParts,
+  SessionManager,
+  SessionSummary,
+  StateTransferStatus,
+} from '../manager.ts';
 import { StallAwareExpiry } from './expiry.ts';
 import { GapWatch, type GapReason } from '../gaps.ts';
 import { LogReplica } from './log-replica.ts';
@@ -59,7 +66,10 @@ export class DeltaManager implements SessionManager {
   #catchingUpLog = false;
 
   constructor(parts: ManagerParts, options: DeltaManagerOptions) {
-    const source = { keys: () => this.#core.table.keys(), item: (key: string) => ({ state: this.#core.table.get(key) }) };
+    const source = {
+      keys: () => this.#core.table.keys(),
+      item: (key: string) => ({ state: this.#core.table.get(key) }),
+    };
     const core = new ReplicaCore(parts, { ...options, source });
     this.#core = core;
     this.stateTransfer = core.stateTransfer;
@@ -68,8 +78,14 @@ export class DeltaManager implements SessionManager {
     this.#gaps = gaps;
     this.#publisher = new DeltaPublisher(core, { ...options, connected: () => gaps?.channelUp ?? true });
     if (log) this.#log = new LogReplica(core, { ...options, log });
-    else if (gaps) this.#resync = new Resync(core, { ...options, resyncAfterMs: gaps.afterMs, maxBytes: () => this.#publisher.maxBytes }, gaps);
-    const caughtUp = () => !(gaps?.open ?? false) && (gaps?.channelUp ?? true) && !(this.#resync?.running ?? false) && !this.#catchingUpLog;
+    else if (gaps)
+      this.#resync = new Resync(
+        core,
+        { ...options, resyncAfterMs: gaps.afterMs, maxBytes: () => this.#publisher.maxBytes },
+        gaps,
+      );
+    const caughtUp = () =>
+      !(gaps?.open ?? false) && (gaps?.channelUp ?? true) && !(this.#resync?.running ?? false) && !this.#catchingUpLog;
     this.#expiry = new StallAwareExpiry(core, options, caughtUp, (state) => this.#expire(state));
   }
 
@@ -94,10 +110,21 @@ export class DeltaManager implements SessionManager {
     const core = this.#core;
     const { bus } = core.parts;
     if (this.#log) await this.#log.start();
-    else await core.joinFromPeer(bus.subjects.delta, (incoming) => this.#applyDelta(incoming), (page) => core.applyStates(page.sessions));
+    else
+      await core.joinFromPeer(
+        bus.subjects.delta,
+        (incoming) => this.#applyDelta(incoming),
+        (page) => core.applyStates(page.sessions),
+      );
     this.#expiry.start();
-    core.serve((incoming) => this.#answerFirstPage(incoming), () => this.#expiry.tick());
-    this.#gaps?.watch({ repair: (reason) => this.#repairGap(reason), disconnected: () => this.#publisher.disconnected() });
+    core.serve(
+      (incoming) => this.#answerFirstPage(incoming),
+      () => this.#expiry.tick(),
+    );
+    this.#gaps?.watch({
+      repair: (reason) => this.#repairGap(reason),
+      disconnected: () => this.#publisher.disconnected(),
+    });
   }
 
   async stop(): Promise<void> {
@@ -144,7 +171,10 @@ export class DeltaManager implements SessionManager {
     const { table, pending, parts } = this.#core;
     const now = Date.now();
     // What the table held before, to undo a change the cluster refused (the request answers 503).
-    const before = options.replicate && options.mode !== 'async' ? changes.deltas.map((delta) => ({ key: delta.key, state: copyOf(table.get(delta.key)) })) : [];
+    const before =
+      options.replicate && options.mode !== 'async'
+        ? changes.deltas.map((delta) => ({ key: delta.key, state: copyOf(table.get(delta.key)) }))
+        : [];
     for (const delta of changes.deltas) {
       const outcome = table.merge(delta);
       if (outcome.created) parts.stats.sessionsCreated++;
@@ -241,7 +271,8 @@ export class DeltaManager implements SessionManager {
       logger.warn({ reason, error: (error as Error).message }, 'catch-up: the log is unreachable');
     } finally {
       this.#catchingUpLog = false;
-      if (!caughtUp && this.#core.ready && gaps.channelUp) this.#catchUpTimer = setTimeout(() => void this.#catchUpLog(reason), gaps.afterMs);
+      if (!caughtUp && this.#core.ready && gaps.channelUp)
+        this.#catchUpTimer = setTimeout(() => void this.#catchUpLog(reason), gaps.afterMs);
     }
   }
 
@@ -255,7 +286,10 @@ export class DeltaManager implements SessionManager {
     try {
       this.#core.donor.answer(incoming);
     } catch (error) {
-      this.#core.parts.logger.error({ joiner: incoming.message.node, error: (error as Error).message }, 'state transfer: could not answer');
+      this.#core.parts.logger.error(
+        { joiner: incoming.message.node, error: (error as Error).message },
+        'state transfer: could not answer',
+      );
     }
   }
 

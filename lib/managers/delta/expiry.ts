@@ -47,7 +47,10 @@ export class StallAwareExpiry {
     const { sweepIntervalMs, resyncAfterMs } = this.options;
     if (now - this.#lastSweepAt > sweepIntervalMs + (resyncAfterMs ?? 3000)) {
       this.#pausedUntil = now + sweepIntervalMs + (resyncAfterMs ?? 0) + 2000;
-      this.core.parts.logger.warn({ lateMs: now - this.#lastSweepAt - sweepIntervalMs }, 'expiry paused: this process was stalled and may have missed accesses');
+      this.core.parts.logger.warn(
+        { lateMs: now - this.#lastSweepAt - sweepIntervalMs },
+        'expiry paused: this process was stalled and may have missed accesses',
+      );
     }
     this.#lastSweepAt = now;
     this.sweep(now);
@@ -62,7 +65,10 @@ export class StallAwareExpiry {
       } else if (isIdleExpired(state, now, state.maxInactive.seconds * 1000 + this.#graceFor(state))) {
         this.core.table.remove(state.key);
         this.core.pending.forget(state.key);
-        this.core.parts.logger.debug({ session: state.key.slice(0, 8), lastAccessedBy: state.lastAccessedBy }, 'session dropped here: idle twice its interval, served last elsewhere');
+        this.core.parts.logger.debug(
+          { session: state.key.slice(0, 8), lastAccessedBy: state.lastAccessedBy },
+          'session dropped here: idle twice its interval, served last elsewhere',
+        );
       }
     }
     this.core.collectTombstones(now);

@@ -32,13 +32,24 @@ export class LogReplica {
     private readonly options: LogReplicaOptions,
   ) {
     if (options.store) {
-      this.#writer = new SnapshotWriter(options.store, (key) => core.table.get(key), () => this.#isSnapshotLeader(), options.snapshot, core.parts.logger);
+      this.#writer = new SnapshotWriter(
+        options.store,
+        (key) => core.table.get(key),
+        () => this.#isSnapshotLeader(),
+        options.snapshot,
+        core.parts.logger,
+      );
     }
   }
 
   /** Snapshot and log progress for `/cluster`. */
   get persistence(): Record<string, unknown> {
-    return { log: this.options.log.name, appliedSeq: this.#appliedSeq, store: this.options.store?.kind, snapshot: this.#writer?.status };
+    return {
+      log: this.options.log.name,
+      appliedSeq: this.#appliedSeq,
+      store: this.options.store?.kind,
+      snapshot: this.#writer?.status,
+    };
   }
 
   /**
@@ -74,13 +85,22 @@ export class LogReplica {
           from = start;
           needPeer = false;
         } else {
-          logger.warn({ checkpoint, firstRetained: first }, 'snapshot is older than the log retention: asking a peer too');
+          logger.warn(
+            { checkpoint, firstRetained: first },
+            'snapshot is older than the log retention: asking a peer too',
+          );
         }
-        logger.info({ store: store.kind, sessions: status.sessionsReceived, checkpoint, replayFrom: from, replayTo: last }, 'snapshot loaded');
+        logger.info(
+          { store: store.kind, sessions: status.sessionsReceived, checkpoint, replayFrom: from, replayTo: last },
+          'snapshot loaded',
+        );
       } catch (error) {
         status.source = 'peer';
         status.detail = `snapshot store unreachable (${(error as Error).message}): peer state transfer instead`;
-        logger.warn({ store: store.kind, error: (error as Error).message }, 'snapshot store unreachable: falling back to peer state transfer');
+        logger.warn(
+          { store: store.kind, error: (error as Error).message },
+          'snapshot store unreachable: falling back to peer state transfer',
+        );
       }
     }
     this.#appliedSeq = from - 1;
@@ -90,7 +110,8 @@ export class LogReplica {
       status.source ??= 'peer';
       await this.core.receiveState((page) => this.core.applyStates(page.sessions));
       // receiveState leaves `detail` alone on success and replaces it on failure: say the store problem once.
-      if (detail !== undefined && status.detail !== detail) status.detail = status.detail ? `${detail}; ${status.detail}` : detail;
+      if (detail !== undefined && status.detail !== detail)
+        status.detail = status.detail ? `${detail}; ${status.detail}` : detail;
     }
     await this.#replayUntil(last, started + this.options.stateTransferTimeoutMs);
     if (!needPeer) status.state = 'done';
@@ -127,7 +148,8 @@ export class LogReplica {
   async replayToEnd(connected: () => boolean): Promise<boolean> {
     const { last } = await this.options.log.bounds();
     const deadline = Date.now() + this.options.stateTransferTimeoutMs;
-    while (this.#appliedSeq < last && Date.now() < deadline && connected()) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (this.#appliedSeq < last && Date.now() < deadline && connected())
+      await new Promise((resolve) => setTimeout(resolve, 20));
     return this.#appliedSeq >= last && connected();
   }
 
@@ -135,11 +157,17 @@ export class LogReplica {
   #replayUntil(target: number, deadline: number): Promise<void> {
     if (this.#appliedSeq >= target) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#caughtUp = undefined;
-        this.core.parts.logger.warn({ appliedSeq: this.#appliedSeq, target }, 'log replay did not finish in stateTransferTimeoutMs: serving anyway');
-        resolve();
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.#caughtUp = undefined;
+          this.core.parts.logger.warn(
+            { appliedSeq: this.#appliedSeq, target },
+            'log replay did not finish in stateTransferTimeoutMs: serving anyway',
+          );
+          resolve();
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       this.#caughtUp = {
         target,
         done: () => {
@@ -172,7 +200,10 @@ export class LogReplica {
       // Lag only once caught up: a replayed backlog is old by design, not slow replication.
       if (fromPeer && this.core.ready) this.core.recordLag(states);
       if (fromPeer && ackTo && this.core.ready) this.core.parts.bus.send(ackTo, 'ack', { id });
-      this.#writer?.noteApplied(seq, states.map((state) => state.key));
+      this.#writer?.noteApplied(
+        seq,
+        states.map((state) => state.key),
+      );
     }
     if (this.#caughtUp && seq >= this.#caughtUp.target) this.#caughtUp.done();
   }
@@ -182,6 +213,8 @@ export class LogReplica {
     if (!this.core.ready) return false;
     const { membership } = this.core.parts;
     const self = { startedAt: membership.startedAt, node: this.core.self };
-    return membership.readyMembers().every((m) => m.startedAt > self.startedAt || (m.startedAt === self.startedAt && m.node > self.node));
+    return membership
+      .readyMembers()
+      .every((m) => m.startedAt > self.startedAt || (m.startedAt === self.startedAt && m.node > self.node));
   }
 }

@@ -107,7 +107,11 @@ export class DeltaPublisher {
   flush(): void {
     if (!this.#batchScheduled) return;
     this.#batchScheduled = false;
-    for (const message of batchBySize(this.#batch.splice(0), { maxCount: BATCH_SESSIONS, maxBytes: this.maxBytes, sizeOf: sessionWireBytes })) {
+    for (const message of batchBySize(this.#batch.splice(0), {
+      maxCount: BATCH_SESSIONS,
+      maxBytes: this.maxBytes,
+      sizeOf: sessionWireBytes,
+    })) {
       void this.#send(message, 'async');
     }
     this.#markBatchSent();
@@ -119,19 +123,32 @@ export class DeltaPublisher {
     const { acks } = this.core;
     if (mode === 'ack' && !this.options.connected()) {
       stats.replicationErrors++;
-      logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route }, 'ack write refused: not connected to the cluster');
+      logger.warn(
+        { ...sessionFields(deltas.map((d) => d.key)), route },
+        'ack write refused: not connected to the cluster',
+      );
       return 'refused';
     }
     if (this.options.log && mode !== 'persist') this.#noteSent(deltas.map((d) => d.key));
     const id = this.core.nextMessageId();
-    const acked = mode === 'ack' ? acks.wait(id, membership.readyMembers().map((m) => m.node), this.options.ackTimeoutMs) : undefined;
+    const acked =
+      mode === 'ack'
+        ? acks.wait(
+            id,
+            membership.readyMembers().map((m) => m.node),
+            this.options.ackTimeoutMs,
+          )
+        : undefined;
     const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
     try {
       if (mode === 'persist' && this.options.log) await this.options.log.append(await bus.encode('delta', body), id);
       else bus.send(bus.subjects.delta, 'delta', body);
     } catch (error) {
       stats.replicationErrors++;
-      logger.error({ ...sessionFields(deltas.map((d) => d.key)), route, mode, error: (error as Error).message }, 'replication failed: changes kept locally only');
+      logger.error(
+        { ...sessionFields(deltas.map((d) => d.key)), route, mode, error: (error as Error).message },
+        'replication failed: changes kept locally only',
+      );
       acks.cancel(id);
       return 'refused';
     }
@@ -139,7 +156,10 @@ export class DeltaPublisher {
     const missing = await acked;
     if (missing.length === 0) return 'sent';
     stats.acksTimedOut++;
-    logger.warn({ ...sessionFields(deltas.map((d) => d.key)), route, missing, timeoutMs: this.options.ackTimeoutMs }, 'ack timeout: not every member confirmed the write');
+    logger.warn(
+      { ...sessionFields(deltas.map((d) => d.key)), route, missing, timeoutMs: this.options.ackTimeoutMs },
+      'ack timeout: not every member confirmed the write',
+    );
     return 'unconfirmed';
   }
 

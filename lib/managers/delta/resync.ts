@@ -83,7 +83,14 @@ export class Resync {
         // connection dropped must not hold the resync that the reconnect asks for.
         const apply = (page: StatePage) => (repaired += this.#repair(page.sessions));
         const { stateTransferTimeoutMs: timeoutMs, ackTimeoutMs: pageTimeoutMs } = this.options;
-        await receiveState(bus, { timeoutMs, apply, status, logger: logger.child({ resync: reason }), donor, pageTimeoutMs });
+        await receiveState(bus, {
+          timeoutMs,
+          apply,
+          status,
+          logger: logger.child({ resync: reason }),
+          donor,
+          pageTimeoutMs,
+        });
         received += status.sessionsReceived;
         if (status.state === 'failed') failed.push(donor);
       }
@@ -93,12 +100,16 @@ export class Resync {
       if (failed.length === 0) this.gaps.close();
       stats.resyncs++;
       stats.resyncRepairs += repaired;
-      logger.info({ reason, donors, sessionsReceived: received, repaired, pushed, ms: Date.now() - started }, 'resync: merged the state of every ready member');
+      logger.info(
+        { reason, donors, sessionsReceived: received, repaired, pushed, ms: Date.now() - started },
+        'resync: merged the state of every ready member',
+      );
     } finally {
       this.#running = false;
       const again = this.#again ?? (failed.length > 0 ? reason : undefined);
       this.#again = undefined;
-      if (failed.length > 0) logger.warn({ reason, failed }, 'resync: some members did not answer in full, trying again');
+      if (failed.length > 0)
+        logger.warn({ reason, failed }, 'resync: some members did not answer in full, trying again');
       // A reconnect during the resync asks again at once; a member that did not answer, after the usual wait.
       if (again && this.core.ready) this.#schedule(again, failed.length > 0 ? this.options.resyncAfterMs : 0);
     }
@@ -115,12 +126,16 @@ export class Resync {
     const held = table.keys().flatMap((key) => table.get(key) ?? []);
     let sent = 0;
     try {
-      for (const message of batchBySize(held, { maxCount: BATCH_SESSIONS, maxBytes: this.options.maxBytes(), sizeOf: sessionWireBytes })) {
+      for (const message of batchBySize(held, {
+        maxCount: BATCH_SESSIONS,
+        maxBytes: this.options.maxBytes(),
+        sizeOf: sessionWireBytes,
+      })) {
         bus.send(bus.subjects.delta, 'delta', { id: this.core.nextMessageId(RESYNC_ID), s: message });
         sent += message.length;
       }
     } catch (error) {
-      logger.warn({ sent, error: (error as Error).message }, 'resync: sending this node\'s sessions failed');
+      logger.warn({ sent, error: (error as Error).message }, "resync: sending this node's sessions failed");
     }
     return sent;
   }

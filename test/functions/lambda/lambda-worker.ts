@@ -1,11 +1,11 @@
 // Owns: a Lambda execution environment in a child process for handler tests (SIGSTOP = freeze, SIGCONT = thaw, SIGTERM = recycle).
 // Configured by environment variables like the real function; NATS settings come in SESSREP_TEST_NATS_SETTINGS.
 // Protocol over the IPC channel: {id, event} in, {id, result, stats} out; {id} asks for the counters; {id, stall: true} stalls the log follower as an expired pull would.
-import type { LambdaEvent } from "hono/aws-lambda";
-import { jetStreamLogFor } from "../../../lib/log/jetstream.ts";
-import type { LogFollower, LogMessage, ReplicationLog } from "../../../lib/log/replication-log.ts";
-import { readConfig } from "../../../functions/shared/config.ts";
-import { createDemoLambdaHandler } from "../../../functions/lambda/runtime.ts";
+import type { LambdaEvent } from 'hono/aws-lambda';
+import { jetStreamLogFor } from '../../../lib/log/jetstream.ts';
+import type { LogFollower, LogMessage, ReplicationLog } from '../../../lib/log/replication-log.ts';
+import { readConfig } from '../../../functions/shared/config.ts';
+import { createDemoLambdaHandler } from '../../../functions/lambda/runtime.ts';
 
 /** The JetStream log, except that `stall()` stops the running follower without telling anyone. */
 class StallableLog implements ReplicationLog {
@@ -32,7 +32,7 @@ class StallableLog implements ReplicationLog {
   }
 }
 
-const config = readConfig("lambda", process.env);
+const config = readConfig('lambda', process.env);
 const settings = process.env.SESSREP_TEST_NATS_SETTINGS;
 let log: StallableLog | undefined;
 const handler = createDemoLambdaHandler(config, {
@@ -41,7 +41,7 @@ const handler = createDemoLambdaHandler(config, {
   leaveOnSigterm: true,
 });
 await handler.start();
-process.on("message", (raw) => {
+process.on('message', (raw) => {
   const message = raw as { id: number; event?: LambdaEvent; stall?: boolean };
   const answer = async () => {
     if (message.stall) log!.stall();
@@ -57,5 +57,5 @@ process.on("message", (raw) => {
   );
 });
 // The runner's channel closing means the test is gone: do not outlive it.
-process.once("disconnect", () => process.exit(0));
+process.once('disconnect', () => process.exit(0));
 process.send!({ ready: true, node: handler.node });

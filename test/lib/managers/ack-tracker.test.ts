@@ -1,6 +1,6 @@
 // Owns: unit tests of lib/managers/ack-tracker.ts (waiting for acknowledgements by message id).
-import { describe, expect, it } from "vitest";
-import { AckTracker } from "../../../lib/managers/ack-tracker.ts";
+import { describe, expect, it } from 'vitest';
+import { AckTracker } from '../../../lib/managers/ack-tracker.ts';
 
 /** Tracks whether a promise has settled yet, and with what. */
 function settled<T>(promise: Promise<T>): { readonly done: boolean; readonly value: T | undefined } {
@@ -13,55 +13,55 @@ function settled<T>(promise: Promise<T>): { readonly done: boolean; readonly val
 }
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-describe("AckTracker", () => {
-  it("resolves at once, with nobody missing, when no member is expected", async () => {
+describe('AckTracker', () => {
+  it('resolves at once, with nobody missing, when no member is expected', async () => {
     const tracker = new AckTracker();
-    expect(await tracker.wait("m1", [], 10_000)).toEqual([]);
+    expect(await tracker.wait('m1', [], 10_000)).toEqual([]);
   });
 
-  it("resolves with [] once every expected member acknowledged, not before", async () => {
+  it('resolves with [] once every expected member acknowledged, not before', async () => {
     const tracker = new AckTracker();
-    const wait = settled(tracker.wait("m1", ["a", "b", "c"], 10_000));
-    tracker.acknowledge("m1", "a");
-    tracker.acknowledge("m1", "b");
-    tracker.acknowledge("m1", "b"); // a duplicate ack counts once
+    const wait = settled(tracker.wait('m1', ['a', 'b', 'c'], 10_000));
+    tracker.acknowledge('m1', 'a');
+    tracker.acknowledge('m1', 'b');
+    tracker.acknowledge('m1', 'b'); // a duplicate ack counts once
     await tick();
     expect(wait.done).toBe(false);
-    tracker.acknowledge("m1", "c");
+    tracker.acknowledge('m1', 'c');
     await tick();
     expect(wait.done).toBe(true);
     expect(wait.value).toEqual([]);
   });
 
-  it("ignores acks for other messages and from members it does not wait for", async () => {
+  it('ignores acks for other messages and from members it does not wait for', async () => {
     const tracker = new AckTracker();
-    const wait = settled(tracker.wait("m1", ["a"], 10_000));
-    tracker.acknowledge("m2", "a");
-    tracker.acknowledge("m1", "z");
-    tracker.acknowledge("unknown", "a");
+    const wait = settled(tracker.wait('m1', ['a'], 10_000));
+    tracker.acknowledge('m2', 'a');
+    tracker.acknowledge('m1', 'z');
+    tracker.acknowledge('unknown', 'a');
     await tick();
     expect(wait.done).toBe(false);
-    tracker.acknowledge("m1", "a");
+    tracker.acknowledge('m1', 'a');
     await tick();
     expect(wait.value).toEqual([]);
   });
 
-  it("times out with the members that did not acknowledge", async () => {
+  it('times out with the members that did not acknowledge', async () => {
     const tracker = new AckTracker();
     const started = Date.now();
-    const waiting = tracker.wait("m1", ["a", "b", "c"], 80);
-    tracker.acknowledge("m1", "b");
-    expect((await waiting).sort()).toEqual(["a", "c"]);
+    const waiting = tracker.wait('m1', ['a', 'b', 'c'], 80);
+    tracker.acknowledge('m1', 'b');
+    expect((await waiting).sort()).toEqual(['a', 'c']);
     expect(Date.now() - started).toBeGreaterThanOrEqual(75);
   });
 
-  it("forget(node) stops waiting for a member that left, for every message", async () => {
+  it('forget(node) stops waiting for a member that left, for every message', async () => {
     const tracker = new AckTracker();
-    const one = settled(tracker.wait("m1", ["a", "gone"], 10_000));
-    const two = settled(tracker.wait("m2", ["gone"], 10_000));
-    const three = settled(tracker.wait("m3", ["a"], 10_000));
-    tracker.acknowledge("m1", "a");
-    tracker.forget("gone");
+    const one = settled(tracker.wait('m1', ['a', 'gone'], 10_000));
+    const two = settled(tracker.wait('m2', ['gone'], 10_000));
+    const three = settled(tracker.wait('m3', ['a'], 10_000));
+    tracker.acknowledge('m1', 'a');
+    tracker.forget('gone');
     await tick();
     expect([one.done, two.done, three.done]).toEqual([true, true, false]);
     expect(one.value).toEqual([]);
@@ -69,32 +69,32 @@ describe("AckTracker", () => {
     tracker.releaseAll();
   });
 
-  it("cancel resolves one waiter with nobody missing", async () => {
+  it('cancel resolves one waiter with nobody missing', async () => {
     const tracker = new AckTracker();
-    const waiting = tracker.wait("m1", ["a"], 10_000);
-    tracker.cancel("m1");
+    const waiting = tracker.wait('m1', ['a'], 10_000);
+    tracker.cancel('m1');
     expect(await waiting).toEqual([]);
   });
 
-  it("releaseAll resolves every waiter, reporting who is still pending", async () => {
+  it('releaseAll resolves every waiter, reporting who is still pending', async () => {
     const tracker = new AckTracker();
-    const one = tracker.wait("m1", ["a", "b"], 10_000);
-    const two = tracker.wait("m2", ["c"], 10_000);
-    tracker.acknowledge("m1", "a");
+    const one = tracker.wait('m1', ['a', 'b'], 10_000);
+    const two = tracker.wait('m2', ['c'], 10_000);
+    tracker.acknowledge('m1', 'a');
     tracker.releaseAll();
-    expect(await one).toEqual(["b"]);
-    expect(await two).toEqual(["c"]);
+    expect(await one).toEqual(['b']);
+    expect(await two).toEqual(['c']);
     // Finished waiters are gone: late acks are harmless.
-    tracker.acknowledge("m1", "b");
+    tracker.acknowledge('m1', 'b');
   });
 
-  it("clears the timer of a finished waiter (a later timeout does not re-resolve)", async () => {
+  it('clears the timer of a finished waiter (a later timeout does not re-resolve)', async () => {
     const tracker = new AckTracker();
-    const waiting = tracker.wait("m1", ["a"], 30);
-    tracker.acknowledge("m1", "a");
+    const waiting = tracker.wait('m1', ['a'], 30);
+    tracker.acknowledge('m1', 'a');
     expect(await waiting).toEqual([]);
     // A second wait under the same id is independent of the first one's timer.
-    const second = settled(tracker.wait("m1", ["b"], 10_000));
+    const second = settled(tracker.wait('m1', ['b'], 10_000));
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(second.done).toBe(false);
     tracker.releaseAll();

@@ -1,20 +1,30 @@
 // Owns: unit tests of lib/membership/membership.ts on a MemoryBus (joins, graceful leave, suspicion, death, restarts).
-import { describe, expect, it } from "vitest";
-import { ClusterBus, type Incoming } from "../../../lib/bus/cluster-bus.ts";
-import { MemoryBus, MemoryChannel } from "../../../lib/channel/memory.ts";
-import type { MessageBody } from "../../../lib/codec/envelope.ts";
-import { Membership, type LeaveReason, type MemberInfo, type MembershipOptions } from "../../../lib/membership/membership.ts";
-import { ReplicationStats } from "../../../lib/stats.ts";
-import { waitFor } from "../../../functions/launch/index.ts";
-import { onCleanup } from "../../kit/memory-nodes.ts";
-import { silentLogger } from "../../kit/logger.ts";
+import { describe, expect, it } from 'vitest';
+import { ClusterBus, type Incoming } from '../../../lib/bus/cluster-bus.ts';
+import { MemoryBus, MemoryChannel } from '../../../lib/channel/memory.ts';
+import type { MessageBody } from '../../../lib/codec/envelope.ts';
+import {
+  Membership,
+  type LeaveReason,
+  type MemberInfo,
+  type MembershipOptions,
+} from '../../../lib/membership/membership.ts';
+import { ReplicationStats } from '../../../lib/stats.ts';
+import { waitFor } from '../../../functions/launch/index.ts';
+import { onCleanup } from '../../kit/memory-nodes.ts';
+import { silentLogger } from '../../kit/logger.ts';
 
 const TIMING: MembershipOptions = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100 };
 
-function clusterBus(memoryBus: MemoryBus, node: string, incarnation: string = crypto.randomUUID(), stats = new ReplicationStats()): ClusterBus {
+function clusterBus(
+  memoryBus: MemoryBus,
+  node: string,
+  incarnation: string = crypto.randomUUID(),
+  stats = new ReplicationStats(),
+): ClusterBus {
   const channel = new MemoryChannel(memoryBus);
   onCleanup(() => channel.close());
-  return new ClusterBus(channel, { cluster: "m", node, incarnation }, "sessrep", stats, silentLogger);
+  return new ClusterBus(channel, { cluster: 'm', node, incarnation }, 'sessrep', stats, silentLogger);
 }
 
 /** A real member: Membership plus the ping answering that createCluster wires; records every event. */
@@ -30,7 +40,7 @@ function member(memoryBus: MemoryBus, node: string, options: MembershipOptions =
     leaves.push([m.node, reason]);
   });
   const direct = bus.listen(bus.subjects.node(node), (incoming) => {
-    if (incoming.message.kind === "ping") membership.answerPing(incoming);
+    if (incoming.message.kind === 'ping') membership.answerPing(incoming);
   });
   onCleanup(() => {
     membership.stop();
@@ -57,12 +67,12 @@ function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto
   const state = { answering: true, pings: 0, beat, stopAnswering, silence };
   let responder = bus.listen(bus.subjects.node(node), onPing);
   function onPing(incoming: Incoming) {
-    if (incoming.message.kind !== "ping" || !state.answering) return;
+    if (incoming.message.kind !== 'ping' || !state.answering) return;
     state.pings++;
-    bus.send(incoming.reply!, "pong", { ready: true });
+    bus.send(incoming.reply!, 'pong', { ready: true });
   }
-  function beat(body: Partial<MessageBody<"hb">> = {}) {
-    bus.send(bus.subjects.heartbeat, "hb", { started: 1_000, ready: true, ...body });
+  function beat(body: Partial<MessageBody<'hb'>> = {}) {
+    bus.send(bus.subjects.heartbeat, 'hb', { started: 1_000, ready: true, ...body });
   }
   /** Still subscribed, but never answers: pings time out. */
   function stopAnswering() {
@@ -77,180 +87,188 @@ function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto
   return state;
 }
 
-const find = (membership: Membership, node: string): MemberInfo | undefined => membership.members().find((m) => m.node === node);
+const find = (membership: Membership, node: string): MemberInfo | undefined =>
+  membership.members().find((m) => m.node === node);
 
-describe("Membership", () => {
-  it("members discover each other, each join reported once, oldest first", async () => {
+describe('Membership', () => {
+  it('members discover each other, each join reported once, oldest first', async () => {
     const bus = new MemoryBus();
-    const a = member(bus, "a", TIMING, 1000);
-    const b = member(bus, "b", TIMING, 3000);
-    const c = member(bus, "c", TIMING, 2000);
+    const a = member(bus, 'a', TIMING, 1000);
+    const b = member(bus, 'b', TIMING, 3000);
+    const c = member(bus, 'c', TIMING, 2000);
     for (const m of [a, b, c]) m.membership.start();
-    await waitFor("everyone to see everyone", () => [a, b, c].every((m) => m.membership.members().length === 2));
-    expect(a.names()).toEqual(["c", "b"]);
-    expect(b.names()).toEqual(["a", "c"]);
+    await waitFor('everyone to see everyone', () => [a, b, c].every((m) => m.membership.members().length === 2));
+    expect(a.names()).toEqual(['c', 'b']);
+    expect(b.names()).toEqual(['a', 'c']);
     // Several heartbeat rounds later, still exactly one join per member.
     const heard = a.heartbeats();
-    await waitFor("five more heartbeats", () => a.heartbeats() >= heard + 5);
-    expect(a.events.sort()).toEqual(["join:b", "join:c"]);
-    expect(a.membership.has("b")).toBe(true);
-    expect(a.membership.has("zz")).toBe(false);
+    await waitFor('five more heartbeats', () => a.heartbeats() >= heard + 5);
+    expect(a.events.sort()).toEqual(['join:b', 'join:c']);
+    expect(a.membership.has('b')).toBe(true);
+    expect(a.membership.has('zz')).toBe(false);
   });
 
-  it("a hello is answered at once, so a joiner learns the cluster before the next heartbeat", async () => {
+  it('a hello is answered at once, so a joiner learns the cluster before the next heartbeat', async () => {
     const slow = { heartbeatIntervalMs: 60_000, memberDropMs: 120_000, pingTimeoutMs: 1000 };
     const bus = new MemoryBus();
-    const a = member(bus, "a", slow);
-    const b = member(bus, "b", slow);
+    const a = member(bus, 'a', slow);
+    const b = member(bus, 'b', slow);
     a.membership.start();
     b.membership.start();
-    await waitFor("both to know each other", () => a.membership.has("b") && b.membership.has("a"), { timeoutMs: 2000 });
+    await waitFor('both to know each other', () => a.membership.has('b') && b.membership.has('a'), { timeoutMs: 2000 });
   });
 
-  it("readiness travels with heartbeats", async () => {
+  it('readiness travels with heartbeats', async () => {
     const bus = new MemoryBus();
-    const a = member(bus, "a");
-    const b = member(bus, "b");
+    const a = member(bus, 'a');
+    const b = member(bus, 'b');
     a.membership.start();
     b.membership.start();
-    await waitFor("a to see b", () => a.membership.has("b"));
+    await waitFor('a to see b', () => a.membership.has('b'));
     expect(a.membership.readyMembers()).toEqual([]);
     b.membership.setReady(true);
-    await waitFor("a to see b ready", () => a.membership.readyMembers().map((m) => m.node).join() === "b");
-    expect(find(a.membership, "b")?.ready).toBe(true);
+    await waitFor(
+      'a to see b ready',
+      () =>
+        a.membership
+          .readyMembers()
+          .map((m) => m.node)
+          .join() === 'b',
+    );
+    expect(find(a.membership, 'b')?.ready).toBe(true);
   });
 
   it("a graceful leave removes the member at once, with reason 'left'", async () => {
     const bus = new MemoryBus();
-    const a = member(bus, "a");
-    const b = member(bus, "b");
+    const a = member(bus, 'a');
+    const b = member(bus, 'b');
     a.membership.start();
     b.membership.start();
-    await waitFor("a to see b", () => a.membership.has("b"));
+    await waitFor('a to see b', () => a.membership.has('b'));
     const left = Date.now();
     b.membership.stop();
-    await waitFor("a to drop b", () => !a.membership.has("b"));
+    await waitFor('a to drop b', () => !a.membership.has('b'));
     expect(Date.now() - left).toBeLessThan(TIMING.memberDropMs);
-    expect(a.leaves).toEqual([["b", "left"]]);
+    expect(a.leaves).toEqual([['b', 'left']]);
     expect(b.membership.members()).toEqual([]);
   });
 
-  it("a silent member that still answers pings is kept as suspected, and alive again once it beats", async () => {
+  it('a silent member that still answers pings is kept as suspected, and alive again once it beats', async () => {
     const bus = new MemoryBus();
-    const a = member(bus, "a");
+    const a = member(bus, 'a');
     a.membership.start();
-    const quiet = puppet(bus, "quiet");
+    const quiet = puppet(bus, 'quiet');
     quiet.beat();
-    await waitFor("a to see quiet", () => a.membership.has("quiet"));
-    expect(find(a.membership, "quiet")?.state).toBe("alive");
-    await waitFor("quiet to be suspected", () => find(a.membership, "quiet")?.state === "suspected");
+    await waitFor('a to see quiet', () => a.membership.has('quiet'));
+    expect(find(a.membership, 'quiet')?.state).toBe('alive');
+    await waitFor('quiet to be suspected', () => find(a.membership, 'quiet')?.state === 'suspected');
     // It stays through several more verification rounds.
-    await waitFor("three pings answered", () => quiet.pings >= 3, { timeoutMs: 5000 });
-    expect(find(a.membership, "quiet")?.state).toBe("suspected");
+    await waitFor('three pings answered', () => quiet.pings >= 3, { timeoutMs: 5000 });
+    expect(find(a.membership, 'quiet')?.state).toBe('suspected');
     expect(a.leaves).toEqual([]);
     quiet.beat();
-    await waitFor("quiet to be alive again", () => find(a.membership, "quiet")?.state === "alive");
+    await waitFor('quiet to be alive again', () => find(a.membership, 'quiet')?.state === 'alive');
   });
 
-  it("a member that stops answering pings is declared dead", async () => {
+  it('a member that stops answering pings is declared dead', async () => {
     const bus = new MemoryBus();
-    const a = member(bus, "a");
+    const a = member(bus, 'a');
     a.membership.start();
-    const quiet = puppet(bus, "quiet");
+    const quiet = puppet(bus, 'quiet');
     quiet.beat();
-    await waitFor("quiet to be suspected", () => find(a.membership, "quiet")?.state === "suspected");
+    await waitFor('quiet to be suspected', () => find(a.membership, 'quiet')?.state === 'suspected');
     quiet.stopAnswering(); // pings now time out
-    await waitFor("quiet to be dead", () => a.leaves.length > 0, { timeoutMs: 5000 });
-    expect(a.leaves).toEqual([["quiet", "dead"]]);
-    expect(a.membership.has("quiet")).toBe(false);
+    await waitFor('quiet to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
+    expect(a.leaves).toEqual([['quiet', 'dead']]);
+    expect(a.membership.has('quiet')).toBe(false);
   });
 
-  it("suspect(): a member whose subject finds no responder is declared dead at once, long before memberDropMs", async () => {
+  it('suspect(): a member whose subject finds no responder is declared dead at once, long before memberDropMs', async () => {
     const slow = { heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 1_000 };
     const bus = new MemoryBus();
-    const a = member(bus, "a", slow);
+    const a = member(bus, 'a', slow);
     a.membership.start();
-    const gone = puppet(bus, "gone");
+    const gone = puppet(bus, 'gone');
     gone.beat();
-    await waitFor("a to see gone", () => a.membership.has("gone"));
+    await waitFor('a to see gone', () => a.membership.has('gone'));
     const lastBeat = Date.now();
     gone.silence();
-    a.membership.suspect("gone");
-    await waitFor("gone to be dead", () => a.leaves.length > 0, { timeoutMs: 5000 });
-    expect(a.leaves).toEqual([["gone", "dead"]]);
+    a.membership.suspect('gone');
+    await waitFor('gone to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
+    expect(a.leaves).toEqual([['gone', 'dead']]);
     expect(Date.now() - lastBeat).toBeLessThan(slow.memberDropMs);
   });
 
-  it("suspect(): a member that answers, or whose ping times out (paused), is kept", async () => {
+  it('suspect(): a member that answers, or whose ping times out (paused), is kept', async () => {
     const slow = { heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 100 };
     const bus = new MemoryBus();
-    const a = member(bus, "a", slow);
+    const a = member(bus, 'a', slow);
     a.membership.start();
-    const live = puppet(bus, "live");
-    const paused = puppet(bus, "paused");
+    const live = puppet(bus, 'live');
+    const paused = puppet(bus, 'paused');
     live.beat();
     paused.beat();
-    await waitFor("a to see both", () => a.membership.has("live") && a.membership.has("paused"));
+    await waitFor('a to see both', () => a.membership.has('live') && a.membership.has('paused'));
     paused.stopAnswering(); // still subscribed: the broker does not answer no-responders for it
-    a.membership.suspect("live");
-    a.membership.suspect("paused");
-    await waitFor("live to answer the ping", () => live.pings === 1);
+    a.membership.suspect('live');
+    a.membership.suspect('paused');
+    await waitFor('live to answer the ping', () => live.pings === 1);
     // Suspect again once the first ping to `paused` timed out: a second ping goes out only then.
-    await waitFor("the ping to paused to time out", () => {
-      a.membership.suspect("paused");
-      return paused.pings === 0 && Date.now() - find(a.membership, "paused")!.lastSeen > slow.pingTimeoutMs * 2;
+    await waitFor('the ping to paused to time out', () => {
+      a.membership.suspect('paused');
+      return paused.pings === 0 && Date.now() - find(a.membership, 'paused')!.lastSeen > slow.pingTimeoutMs * 2;
     });
     expect(a.leaves).toEqual([]);
-    expect(a.names().sort()).toEqual(["live", "paused"]);
+    expect(a.names().sort()).toEqual(['live', 'paused']);
   });
 
-  it("a member that missed one heartbeat is probed, and dropped at once when its subject is gone", async () => {
+  it('a member that missed one heartbeat is probed, and dropped at once when its subject is gone', async () => {
     const timing = { heartbeatIntervalMs: 50, memberDropMs: 10_000, pingTimeoutMs: 100 };
     const bus = new MemoryBus();
-    const a = member(bus, "a", timing);
+    const a = member(bus, 'a', timing);
     a.membership.start();
-    const gone = puppet(bus, "gone");
+    const gone = puppet(bus, 'gone');
     gone.beat();
-    await waitFor("a to see gone", () => a.membership.has("gone"));
+    await waitFor('a to see gone', () => a.membership.has('gone'));
     const lastBeat = Date.now();
     gone.silence();
-    await waitFor("gone to be dead", () => a.leaves.length > 0, { timeoutMs: 5000 });
-    expect(a.leaves).toEqual([["gone", "dead"]]);
+    await waitFor('gone to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
+    expect(a.leaves).toEqual([['gone', 'dead']]);
     expect(Date.now() - lastBeat).toBeLessThan(timing.memberDropMs);
   });
 
   it("a restart under a new incarnation gives 'restarted' then a join; a stale heartbeat of the old run is ignored", async () => {
     const bus = new MemoryBus();
-    const a = member(bus, "a");
+    const a = member(bus, 'a');
     a.membership.start();
-    const first = puppet(bus, "r", "incarnation-1");
+    const first = puppet(bus, 'r', 'incarnation-1');
     first.beat({ started: 1000 });
-    await waitFor("a to see r", () => a.membership.has("r"));
-    const second = puppet(bus, "r", "incarnation-2");
+    await waitFor('a to see r', () => a.membership.has('r'));
+    const second = puppet(bus, 'r', 'incarnation-2');
     second.beat({ started: 2000 });
-    await waitFor("the restart", () => find(a.membership, "r")?.incarnation === "incarnation-2");
-    expect(a.events).toEqual(["join:r", "leave:r:restarted", "join:r"]);
-    expect(find(a.membership, "r")?.startedAt).toBe(2000);
+    await waitFor('the restart', () => find(a.membership, 'r')?.incarnation === 'incarnation-2');
+    expect(a.events).toEqual(['join:r', 'leave:r:restarted', 'join:r']);
+    expect(find(a.membership, 'r')?.startedAt).toBe(2000);
 
     const heard = a.heartbeats();
     first.beat({ started: 1000 }); // delayed heartbeat of the previous run
     first.beat({ started: 1000, leaving: true }); // and its late leave
-    await waitFor("both stale heartbeats to arrive", () => a.heartbeats() === heard + 2);
-    expect(a.events).toEqual(["join:r", "leave:r:restarted", "join:r"]);
-    expect(find(a.membership, "r")?.incarnation).toBe("incarnation-2");
+    await waitFor('both stale heartbeats to arrive', () => a.heartbeats() === heard + 2);
+    expect(a.events).toEqual(['join:r', 'leave:r:restarted', 'join:r']);
+    expect(find(a.membership, 'r')?.incarnation).toBe('incarnation-2');
   });
 
-  it("stop sends a leave, stops heartbeating and forgets members; a second stop is harmless", async () => {
+  it('stop sends a leave, stops heartbeating and forgets members; a second stop is harmless', async () => {
     const bus = new MemoryBus();
-    const a = member(bus, "a");
-    const b = member(bus, "b");
+    const a = member(bus, 'a');
+    const b = member(bus, 'b');
     a.membership.start();
     b.membership.start();
-    await waitFor("b to see a", () => b.membership.has("a"));
+    await waitFor('b to see a', () => b.membership.has('a'));
     a.membership.stop();
     a.membership.stop();
-    await waitFor("b to drop a", () => !b.membership.has("a"));
-    expect(b.leaves).toEqual([["a", "left"]]);
+    await waitFor('b to drop a', () => !b.membership.has('a'));
+    expect(b.leaves).toEqual([['a', 'left']]);
     expect(a.membership.members()).toEqual([]);
   });
 });
