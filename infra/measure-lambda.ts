@@ -22,7 +22,7 @@ import { build } from 'esbuild';
 import { lambdaLogger, type LambdaSessionHandler } from 'session-replication/lambda';
 import { readConfig } from '../functions/shared/config.ts';
 import { createDemoLambdaHandler } from '../functions/lambda/runtime.ts';
-import { createSnapshotTable } from '../lib/store/dynamodb.ts';
+import { createSnapshotTable } from 'session-replication/dynamodb';
 import { startDynamoDbLocal, startNatsServer } from '../test/kit/index.ts';
 import { REPO_ROOT } from './lib/session-stack.ts';
 

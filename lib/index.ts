@@ -31,7 +31,8 @@ export {
   type SessionMiddlewareOptions,
   type SessionVariables,
 } from './middleware/session-middleware.ts';
-export { formatSessionId, parseSessionId, type SessionId } from './session/ids.ts';
+export { formatSessionId, parseSessionId, TOKEN_PATTERN, type SessionId } from './session/ids.ts';
+export { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig, type ProtectionMode } from './codec/protection.ts';
 export {
   DEFAULT_PRINCIPAL_ATTRIBUTE,
   FLASH_PREFIX,

@@ -8,9 +8,14 @@
  *   const config = parseConfig('node', raw, nameOf);      // values a CLI parser already collected
  */
 import { z } from 'zod';
-import { SessionReplicationError, type LogLevel } from '../../lib/index.ts';
-import { checkClusterKeys, parseClusterKeys, type ClusterKeyConfig } from '../../lib/codec/protection.ts';
-import { TOKEN_PATTERN } from '../../lib/session/ids.ts';
+import {
+  checkClusterKeys,
+  type ClusterKeyConfig,
+  type LogLevel,
+  parseClusterKeys,
+  SessionReplicationError,
+  TOKEN_PATTERN,
+} from 'session-replication';
 import {
   type RawSettings,
   RUNTIME_DEFAULTS,

@@ -3,7 +3,7 @@
 const KEY_BYTES = 18;
 const KEY_PATTERN = /^[A-Za-z0-9_-]{24}$/;
 /** Cluster names, node ids and routes: one NATS subject token, printable and short. */
-export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const TOKEN_PATTERN: RegExp = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** A parsed session id. */
 export interface SessionId {
