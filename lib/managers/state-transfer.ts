@@ -165,3 +165,22 @@ export async function receiveState(
   }
   status.durationMs = Date.now() - started;
 }
+
+/**
+ * Gap repair's side (delta resync, backup gap recovery): fetches the full state of each donor in
+ * turn, a page within `pageTimeoutMs` (a live member answers at once, so a request sent just before a
+ * connection dropped does not hold the repair), and returns each donor's final status.
+ */
+export async function receiveFromEach(
+  bus: ClusterBus,
+  donors: readonly string[],
+  options: Omit<ReceiveStateOptions, 'status' | 'donor'>,
+): Promise<Map<string, StateTransferStatus>> {
+  const outcomes = new Map<string, StateTransferStatus>();
+  for (const donor of donors) {
+    const status: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
+    await receiveState(bus, { ...options, status, donor });
+    outcomes.set(donor, status);
+  }
+  return outcomes;
+}

@@ -10,8 +10,7 @@
 import type { OwnershipEntry } from '../../codec/envelope.ts';
 import type { ReplicaCore } from '../core.ts';
 import type { GapReason, GapWatch } from '../gaps.ts';
-import type { StateTransferStatus } from '../manager.ts';
-import { receiveState } from '../state-transfer.ts';
+import { receiveFromEach } from '../state-transfer.ts';
 import { roleOf } from './ownership-map.ts';
 import type { CopySender } from './copies.ts';
 import type { Ownership } from './ownership.ts';
@@ -89,27 +88,21 @@ export class GapRecovery {
     const failed: string[] = [];
     let merged = 0;
     try {
-      for (const donor of donors) {
-        const status: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
-        const apply = (page: { entries: OwnershipEntry[] }) => {
+      const { stateTransferTimeoutMs: timeoutMs, ackTimeoutMs: pageTimeoutMs } = this.options;
+      const outcomes = await receiveFromEach(bus, donors, {
+        timeoutMs,
+        pageTimeoutMs,
+        apply: (page) => {
           for (const entry of page.entries) {
             known.add(entry.key);
             if (this.ownership.merge(entry)) merged++;
             else if (!entry.ended && entry.primary !== self)
               rivals.set(entry.key, [...(rivals.get(entry.key) ?? []), entry.primary]);
           }
-        };
-        const { stateTransferTimeoutMs: timeoutMs, ackTimeoutMs: pageTimeoutMs } = this.options;
-        await receiveState(bus, {
-          timeoutMs,
-          apply,
-          status,
-          logger: logger.child({ gap: reason }),
-          donor,
-          pageTimeoutMs,
-        });
-        if (status.state !== 'done') failed.push(donor);
-      }
+        },
+        logger: logger.child({ gap: reason }),
+      });
+      for (const [donor, status] of outcomes) if (status.state !== 'done') failed.push(donor);
       if (failed.length > 0) return;
       const pulled = await this.#pullFromRivals(rivals);
       const forgotten = this.#forgetOrphanedProxies(known, startStamp[0]);

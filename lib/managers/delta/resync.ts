@@ -7,8 +7,7 @@ import { sessionWireBytes } from '../../codec/wire-size.ts';
 import type { SessionState } from '../../session/state.ts';
 import { batchBySize } from '../batching.ts';
 import type { ReplicaCore } from '../core.ts';
-import type { StateTransferStatus } from '../manager.ts';
-import { receiveState, type StatePage } from '../state-transfer.ts';
+import { receiveFromEach } from '../state-transfer.ts';
 import type { GapReason, GapWatch } from '../gaps.ts';
 import { BATCH_SESSIONS } from './publisher.ts';
 
@@ -77,20 +76,14 @@ export class Resync {
     let received = 0;
     const failed: string[] = [];
     try {
-      for (const donor of donors) {
-        const status: StateTransferStatus = { state: 'pending', sessionsReceived: 0, pages: 0 };
-        // A page gets ackTimeoutMs (a live member answers at once): a request sent just before the
-        // connection dropped must not hold the resync that the reconnect asks for.
-        const apply = (page: StatePage) => (repaired += this.#repair(page.sessions));
-        const { stateTransferTimeoutMs: timeoutMs, ackTimeoutMs: pageTimeoutMs } = this.options;
-        await receiveState(bus, {
-          timeoutMs,
-          apply,
-          status,
-          logger: logger.child({ resync: reason }),
-          donor,
-          pageTimeoutMs,
-        });
+      const { stateTransferTimeoutMs: timeoutMs, ackTimeoutMs: pageTimeoutMs } = this.options;
+      const outcomes = await receiveFromEach(bus, donors, {
+        timeoutMs,
+        pageTimeoutMs,
+        apply: (page) => (repaired += this.#repair(page.sessions)),
+        logger: logger.child({ resync: reason }),
+      });
+      for (const [donor, status] of outcomes) {
         received += status.sessionsReceived;
         if (status.state === 'failed') failed.push(donor);
       }
