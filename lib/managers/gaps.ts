@@ -99,3 +99,53 @@ export class GapWatch {
     clearInterval(this.#stallWatch);
   }
 }
+
+/**
+ * Runs one gap repair at a time (the delta resync, the backup gap recovery). A reason given while a
+ * repair runs starts another as soon as it ends; a repair that did not reach every member (resolves
+ * false) runs again after `retryMs`.
+ */
+export class RepairRunner {
+  #timer?: ReturnType<typeof setTimeout>;
+  #running = false;
+  #again?: GapReason;
+
+  constructor(
+    private readonly repair: (reason: GapReason) => Promise<boolean>,
+    private readonly retryMs: () => number,
+    private readonly active: () => boolean,
+  ) {}
+
+  /** True while a repair runs. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Runs a repair `delayMs` from now, or right after the one running. */
+  schedule(reason: GapReason, delayMs: number): void {
+    if (this.#running) {
+      this.#again = reason;
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#run(reason), delayMs);
+  }
+
+  /** Cancels a scheduled repair. */
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+
+  async #run(reason: GapReason): Promise<void> {
+    this.#running = true;
+    let complete = true;
+    try {
+      complete = await this.repair(reason);
+    } finally {
+      this.#running = false;
+      const again = this.#again ?? (complete ? undefined : reason);
+      this.#again = undefined;
+      if (again && this.active()) this.schedule(again, complete ? 0 : this.retryMs());
+    }
+  }
+}

@@ -9,7 +9,7 @@
  */
 import type { OwnershipEntry } from '../../codec/envelope.ts';
 import type { ReplicaCore } from '../core.ts';
-import type { GapReason, GapWatch } from '../gaps.ts';
+import { type GapReason, type GapWatch, RepairRunner } from '../gaps.ts';
 import { receiveFromEach } from '../state-transfer.ts';
 import { roleOf } from './ownership-map.ts';
 import type { CopySender } from './copies.ts';
@@ -26,9 +26,8 @@ export interface GapRecoveryOptions {
 
 /** Reconciles the ownership map and held copies with the members after each gap `GapWatch` reports, and guards expiry meanwhile. */
 export class GapRecovery {
-  #timer?: ReturnType<typeof setTimeout>;
-  #running = false;
-  #again?: GapReason;
+  /** One reconciliation at a time; a gap during one asks again at once, a member that did not answer after `afterMs`. */
+  readonly #runner: RepairRunner;
 
   constructor(
     private readonly core: ReplicaCore,
@@ -37,34 +36,34 @@ export class GapRecovery {
     private readonly copies: CopySender,
     private readonly takeover: Takeover,
     private readonly options: GapRecoveryOptions,
-  ) {}
+  ) {
+    this.#runner = new RepairRunner(
+      (reason) => this.#run(reason),
+      () => this.gaps.afterMs,
+      () => this.core.ready,
+    );
+  }
 
   /**
    * Whether this node's view is fresh enough to end sessions: connected, and reconciled since its
    * last disconnect or stall. A stale view would end sessions in use elsewhere, and an end wins everywhere.
    */
   mayExpire(): boolean {
-    return !this.gaps.open && this.gaps.channelUp && !this.#running;
+    return !this.gaps.open && this.gaps.channelUp && !this.#runner.running;
   }
 
   /** Reconciles `gaps.afterMs` after every channel reconnect and every stall (members have time to be back). */
   watch(): void {
-    this.gaps.watch({ repair: (reason) => this.#schedule(reason, this.gaps.afterMs), disconnected: () => undefined });
+    this.gaps.watch({
+      repair: (reason) => this.#runner.schedule(reason, this.gaps.afterMs),
+      disconnected: () => undefined,
+    });
   }
 
   /** Stops watching and cancels a scheduled reconciliation. */
   stop(): void {
     this.gaps.stop();
-    clearTimeout(this.#timer);
-  }
-
-  #schedule(reason: GapReason, delayMs: number): void {
-    if (this.#running) {
-      this.#again = reason;
-      return;
-    }
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#run(reason), delayMs);
+    this.#runner.stop();
   }
 
   /**
@@ -72,12 +71,11 @@ export class GapRecovery {
    * end was missed (no member knows the key any more), re-announces the entries this node is primary
    * of and copies their data to their backups, so members that missed this node's broadcasts or
    * copies catch up too. Data follows the merged entries: a node that lost the primary role passes
-   * its data to the new primary (`Ownership.merge`).
+   * its data to the new primary (`Ownership.merge`). Resolves false when a member did not answer in full.
    */
-  async #run(reason: GapReason): Promise<void> {
+  async #run(reason: GapReason): Promise<boolean> {
     const { bus, logger } = this.core.parts;
-    if (!this.core.ready || !this.gaps.channelUp) return;
-    this.#running = true;
+    if (!this.core.ready || !this.gaps.channelUp) return true;
     const started = Date.now();
     const startStamp = this.core.parts.clock.tick();
     const donors = this.core.parts.membership.readyMembers().map((member) => member.node);
@@ -103,7 +101,7 @@ export class GapRecovery {
         logger: logger.child({ gap: reason }),
       });
       for (const [donor, status] of outcomes) if (status.state !== 'done') failed.push(donor);
-      if (failed.length > 0) return;
+      if (failed.length > 0) return false;
       const pulled = await this.#pullFromRivals(rivals);
       const forgotten = this.#forgetOrphanedProxies(known, startStamp[0]);
       const announced = this.#announcePrimaries();
@@ -116,13 +114,10 @@ export class GapRecovery {
         'gap recovery: reconciled ownership with every ready member',
       );
     } finally {
-      this.#running = false;
-      const again = this.#again ?? (failed.length > 0 ? reason : undefined);
-      this.#again = undefined;
       if (failed.length > 0)
         logger.warn({ reason, failed }, 'gap recovery: some members did not answer in full, trying again');
-      if (again && this.core.ready) this.#schedule(again, failed.length > 0 ? this.gaps.afterMs : 0);
     }
+    return true;
   }
 
   /**

@@ -8,7 +8,7 @@ import type { SessionState } from '../../session/state.ts';
 import { batchBySize } from '../batching.ts';
 import type { ReplicaCore } from '../core.ts';
 import { receiveFromEach } from '../state-transfer.ts';
-import type { GapReason, GapWatch } from '../gaps.ts';
+import { type GapReason, type GapWatch, RepairRunner } from '../gaps.ts';
 import { BATCH_SESSIONS } from './publisher.ts';
 
 /** Id prefix of the delta messages a resync sends: receivers do not count them as replication lag. */
@@ -27,49 +27,44 @@ export interface ResyncOptions {
 
 /** Repairs gaps by merging every ready member's state. */
 export class Resync {
-  #timer?: ReturnType<typeof setTimeout>;
-  #running = false;
-  /** A reason given while a resync ran: another one follows at once. */
-  #again?: GapReason;
+  /** One resync at a time; a reconnect during one asks again at once, a member that did not answer after the usual wait. */
+  readonly #runner: RepairRunner;
 
   constructor(
     private readonly core: ReplicaCore,
     private readonly options: ResyncOptions,
     private readonly gaps: GapWatch,
-  ) {}
+  ) {
+    this.#runner = new RepairRunner(
+      (reason) => this.#run(reason),
+      () => this.options.resyncAfterMs,
+      () => this.core.ready,
+    );
+  }
 
   /** True while a resync merges: access times are being refreshed, so expiry waits. */
   get running(): boolean {
-    return this.#running;
+    return this.#runner.running;
   }
 
   /** Cancels a scheduled resync. */
   stop(): void {
-    clearTimeout(this.#timer);
+    this.#runner.stop();
   }
 
   /** Runs a resync `resyncAfterMs` from now (members have time to be back). */
   schedule(reason: GapReason): void {
-    this.#schedule(reason, this.options.resyncAfterMs);
-  }
-
-  #schedule(reason: GapReason, delayMs: number): void {
-    if (this.#running) {
-      this.#again = reason;
-      return;
-    }
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#run(reason), delayMs);
+    this.#runner.schedule(reason, this.options.resyncAfterMs);
   }
 
   /**
    * Merges the full state of every ready member (idempotent: the CRDT merge keeps what is newer).
-   * Every member, not one: a delta lost with a broker may be held by its writer only.
+   * Every member, not one: a delta lost with a broker may be held by its writer only. Resolves false
+   * when a member did not answer in full.
    */
-  async #run(reason: GapReason): Promise<void> {
+  async #run(reason: GapReason): Promise<boolean> {
     const { bus, membership, stats, logger } = this.core.parts;
-    if (!this.core.ready || !this.gaps.channelUp) return;
-    this.#running = true;
+    if (!this.core.ready || !this.gaps.channelUp) return true;
     const started = Date.now();
     const donors = membership.readyMembers().map((m) => m.node);
     let repaired = 0;
@@ -98,14 +93,10 @@ export class Resync {
         'resync: merged the state of every ready member',
       );
     } finally {
-      this.#running = false;
-      const again = this.#again ?? (failed.length > 0 ? reason : undefined);
-      this.#again = undefined;
       if (failed.length > 0)
         logger.warn({ reason, failed }, 'resync: some members did not answer in full, trying again');
-      // A reconnect during the resync asks again at once; a member that did not answer, after the usual wait.
-      if (again && this.core.ready) this.#schedule(again, failed.length > 0 ? this.options.resyncAfterMs : 0);
     }
+    return failed.length === 0;
   }
 
   /**
