@@ -162,13 +162,17 @@ async function packOnce(): Promise<string> {
     const out = mkdtempSync(join(CACHE_DIR, 'pack-'));
     try {
       // `npm pack` runs the `prepack` script, which builds dist/.
-      const result = await runCommand('npm', ['pack', '--json', '--pack-destination', out, '--loglevel=error'], {
+      const result = await runCommand('npm', ['pack', '--pack-destination', out, '--loglevel=error'], {
         cwd: REPO_ROOT,
         timeoutMs: 300_000,
       });
       if (result.code !== 0) throw new Error(`npm pack failed (${result.code}):\n${result.stderr}${result.stdout}`);
-      const [{ filename }] = JSON.parse(result.stdout.slice(result.stdout.indexOf('['))) as [{ filename: string }];
-      renameSync(join(out, filename), tarball);
+      // The prepack build writes to stdout too (and its log holds brackets under CI=true), so the tarball is found in
+      // the empty destination directory rather than in npm's JSON.
+      const packed = readdirSync(out).filter((name) => name.endsWith('.tgz'));
+      if (packed.length !== 1)
+        throw new Error(`npm pack left ${packed.length} tarballs in ${out}:\n${result.stderr}${result.stdout}`);
+      renameSync(join(out, packed[0]!), tarball);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
