@@ -18,6 +18,7 @@ export interface ProbeHooks {
 export class ProbeChannel implements Channel {
   readonly kind: string;
   readonly maxPayload?: number;
+  readonly sync?: () => Promise<void>;
 
   constructor(
     readonly inner: Channel,
@@ -25,6 +26,7 @@ export class ProbeChannel implements Channel {
   ) {
     this.kind = inner.kind;
     if (inner.maxPayload !== undefined) this.maxPayload = inner.maxPayload;
+    if (inner.sync) this.sync = () => inner.sync!();
   }
 
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {

@@ -114,6 +114,25 @@ export class ClusterBus {
     await this.#outbound;
   }
 
+  /**
+   * Resolves once the broker confirmed every message handed to `send` so far (`Channel.sync`), or
+   * after `timeoutMs`, whichever comes first; never rejects. Undefined when the channel has no sync.
+   */
+  sync(timeoutMs: number): Promise<void> | undefined {
+    const { channel } = this;
+    if (!channel.sync) return undefined;
+    // Without protection the sends are already queued, so the round trip shares their socket write.
+    const confirmed = this.#protection ? this.#outbound.then(() => channel.sync?.()) : channel.sync();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      confirmed.then(done, done);
+    });
+  }
+
   /** Sends a request and decodes the first reply. Rejects with `ChannelRequestError` or `MalformedMessageError`. */
   async request<K extends MessageKind>(
     subject: string,

@@ -50,6 +50,13 @@ export interface Channel {
   request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array>;
   /** Resolves once everything published so far has left this process. */
   flush(): Promise<void>;
+  /**
+   * Resolves once the broker has received every earlier publish and queued it for its subscribers:
+   * one cheap round trip (NATS: PING/PONG on the connection, which the server answers in order). An
+   * async write is answered after it (bounded), so a read elsewhere right after the answer finds the
+   * write. Omitted where no cheap round trip exists (SNS + SQS): async writes then do not wait.
+   */
+  sync?(): Promise<void>;
   /** Registers a listener for connection state changes. */
   onStatus(listener: (status: ChannelStatus, detail?: string) => void): void;
   /** Closes the channel; later calls fail with `ChannelRequestError` kind `closed`. */

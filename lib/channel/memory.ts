@@ -129,6 +129,9 @@ export class MemoryChannel implements Channel {
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
 
+  /** Every publish is already queued for its subscribers (a microtask each) when it returns. */
+  async sync(): Promise<void> {}
+
   onStatus(listener: (status: ChannelStatus) => void): void {
     listener('connected');
   }

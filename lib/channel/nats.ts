@@ -91,6 +91,15 @@ export class NatsChannel implements Channel {
     await this.connection.flush();
   }
 
+  /** A PING written right behind the pending publishes (one socket write), resolved by the server's PONG. */
+  async sync(): Promise<void> {
+    try {
+      await this.connection.flush();
+    } catch (cause) {
+      throw this.#translate(cause, 'sync');
+    }
+  }
+
   onStatus(listener: (status: ChannelStatus, detail?: string) => void): void {
     this.#listeners.push(listener);
   }

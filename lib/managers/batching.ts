@@ -1,4 +1,22 @@
-/** `batchBySize`: splits what one send would carry into messages that each fit the broker. */
+/**
+ * Batching helpers: `batchBySize` splits what one send would carry into messages that each fit the
+ * broker; `nextTurn` runs the end-of-turn flush that lets one event-loop turn's writes share messages.
+ */
+
+/**
+ * How long an async write's answer waits at most for the broker to confirm its batch
+ * (`ClusterBus.sync`): a stalled broker delays async answers by this much, never blocks them.
+ */
+export const ASYNC_SYNC_MS = 50;
+
+/**
+ * Runs `task` once the current event-loop turn's I/O callbacks are done: `setImmediate` where the
+ * runtime has it (Node, Bun, Deno), a zero timeout elsewhere.
+ */
+export const nextTurn: (task: () => void) => void =
+  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
+    ? (task) => (globalThis as unknown as { setImmediate: (task: () => void) => void }).setImmediate(task)
+    : (task) => setTimeout(task, 0);
 
 /** Limits of one batch. */
 export interface BatchLimits<T> {

@@ -18,6 +18,8 @@ export interface ChannelCapabilities {
   readonly noRespondersWithinMs: number;
   /** How long to wait for deliveries (default 10000 ms). */
   readonly deliveryTimeoutMs?: number;
+  /** It offers `sync()`, a cheap round trip to the broker (NATS: PING/PONG; memory: deliveries are already queued). */
+  readonly sync: boolean;
 }
 
 const utf8 = new TextEncoder();
@@ -259,6 +261,24 @@ export function describeChannelContract(
       expect(elapsed).toBeLessThan(timeout + 2000);
       expect(heard.texts()).toEqual(['?']);
     });
+
+    if (!capabilities.sync)
+      it('offers no sync (an async write is answered without a round trip to the broker)', async () => {
+        const [a] = await channels(1);
+        expect(a!.sync).toBeUndefined();
+      });
+    else
+      it('sync: once it resolves the broker holds every earlier publish, so a subscriber that then flushes has them all', async () => {
+        const [a, b] = await channels(2);
+        const got = collector();
+        b!.subscribe(`${prefix}.s`, got.handler);
+        await ready(b!);
+        const sent = Array.from({ length: 50 }, (_, i) => `m${i}`);
+        for (const message of sent) a!.publish(`${prefix}.s`, utf8.encode(message));
+        await a!.sync!();
+        await b!.flush();
+        expect(sorted(got.texts())).toEqual(sorted(sent));
+      });
 
     it('flush resolves once earlier publishes left, and close makes later calls fail with kind closed', async () => {
       const [a, b] = await channels(2);

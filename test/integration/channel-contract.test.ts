@@ -6,7 +6,7 @@ import { NatsChannel } from '../../lib/channel/nats.ts';
 import { describeChannelContract } from '../contracts/channel.ts';
 
 // Both keep the publisher's order and report "no responders" at once.
-const capabilities = { ordered: true, noRespondersWithinMs: 1000 };
+const capabilities = { ordered: true, noRespondersWithinMs: 1000, sync: true };
 
 describeChannelContract(
   'memory',

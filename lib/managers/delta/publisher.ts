@@ -9,7 +9,7 @@ import type { ReplicationLog } from '../../log/replication-log.ts';
 import { sessionWireBytes } from '../../codec/wire-size.ts';
 import { sessionFields } from '../../logger.ts';
 import { cloneState, type SessionState } from '../../session/state.ts';
-import { batchBySize } from '../batching.ts';
+import { ASYNC_SYNC_MS, batchBySize, nextTurn } from '../batching.ts';
 import type { ReplicaCore } from '../core.ts';
 import type { SendMode } from '../manager.ts';
 import { fitPayload } from '../state-transfer.ts';
@@ -38,15 +38,6 @@ export interface DeltaPublisherOptions {
   readonly connected: () => boolean;
 }
 
-/**
- * Runs `task` once the current event-loop turn's I/O callbacks are done: `setImmediate` where the
- * runtime has it (Node, Bun, Deno), a zero timeout elsewhere.
- */
-const nextTurn: (task: () => void) => void =
-  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
-    ? (task) => (globalThis as unknown as { setImmediate: (task: () => void) => void }).setImmediate(task)
-    : (task) => setTimeout(task, 0);
-
 /** Sends deltas on `.delta` (or to the log), batched per event-loop turn in `async` mode. */
 export class DeltaPublisher {
   /** Async deltas waiting for the end of the current event-loop turn. */
@@ -71,8 +62,9 @@ export class DeltaPublisher {
   }
 
   /**
-   * Sends deltas in `mode`. Resolves once the turn's batch was handed to the channel (async: the
-   * caller responds after that, so a read on another node right after the response finds the write),
+   * Sends deltas in `mode`. Resolves once the broker confirmed the turn's batch, or after
+   * `ASYNC_SYNC_MS` (async: the caller responds after that, so a read on another node right after the
+   * response finds the write; without the round trip the answer raced the broker's delivery),
    * when every ready member acknowledged or `ackTimeoutMs` passed (ack), or when the log stored them
    * (persist).
    */
@@ -103,7 +95,11 @@ export class DeltaPublisher {
     void this.publish(states, 'async');
   }
 
-  /** Sends the async deltas of the current turn now, in messages that fit the broker. */
+  /**
+   * Sends the async deltas of the current turn now, in messages that fit the broker; their writes
+   * are answered once the broker confirmed them (one round trip for the whole batch, written to the
+   * socket together with it), at most `ASYNC_SYNC_MS` later, or at once while disconnected.
+   */
   flush(): void {
     if (!this.#batchScheduled) return;
     this.#batchScheduled = false;
@@ -114,7 +110,10 @@ export class DeltaPublisher {
     })) {
       void this.#send(message, 'async');
     }
-    this.#markBatchSent();
+    const markSent = this.#markBatchSent;
+    const confirmed = this.options.connected() ? this.core.parts.bus.sync(ASYNC_SYNC_MS) : undefined;
+    if (confirmed) void confirmed.then(markSent);
+    else markSent();
   }
 
   /** Sends one message. */

@@ -176,7 +176,7 @@ describe('log lines for operators', () => {
       found: true,
     });
     const rewrite = lines.find((l) => l.msg === 'route rewritten to this node');
-    expect(rewrite).toMatchObject({ session: prefix, route: 'a', node: 'b' });
+    expect(rewrite).toMatchObject({ level: 'debug', session: prefix, route: 'a', node: 'b' });
     // Every line that names a session uses the 8-character prefix, never the full key.
     for (const line of lines) {
       if ('session' in line) expect(line.session).toHaveLength(8);

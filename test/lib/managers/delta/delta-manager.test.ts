@@ -5,6 +5,7 @@ import { ClusterBus } from '../../../../lib/bus/cluster-bus.ts';
 import type { Channel } from '../../../../lib/channel/channel.ts';
 import { MemoryBus, MemoryChannel } from '../../../../lib/channel/memory.ts';
 import type { SendMode } from '../../../../lib/managers/manager.ts';
+import { ASYNC_SYNC_MS } from '../../../../lib/managers/batching.ts';
 import type { PageLimits } from '../../../../lib/managers/state-transfer.ts';
 import { HybridClock } from '../../../../lib/session/clock.ts';
 import { Session } from '../../../../lib/session/session.ts';
@@ -334,6 +335,42 @@ describe('expiry', () => {
     });
     await waitFor('find to report it expired', () => node.manager.find(accessed) === undefined, { timeoutMs: 5000 });
     expect(node.manager.inspect(accessed)?.ended?.reason).toBe('expired');
+  });
+});
+
+/** A memory channel whose broker round trip (`sync`) answers only when the test says so. */
+class HeldSyncChannel extends MemoryChannel {
+  readonly held: Array<() => void> = [];
+  override sync(): Promise<void> {
+    return new Promise((resolve) => this.held.push(resolve));
+  }
+}
+
+describe('async mode', () => {
+  it("answers once the broker confirmed the turn's batch (one sync per batch), so a read elsewhere after the answer finds the write", async () => {
+    const bus = new MemoryBus();
+    const channel = new HeldSyncChannel(bus);
+    const a = await writerNode(bus, 'a', { channel });
+    const b = await writerNode(bus, 'b');
+    let answered = 0;
+    const writes = [0, 1, 2].map((i) => a.write(undefined, (s) => s.set('i', i)).then((key) => (answered++, key)));
+    await waitFor('the batch to ask the broker', () => channel.held.length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(answered).toBe(0);
+    expect(channel.held).toHaveLength(1); // three writes of one turn: one message, one round trip
+    channel.held[0]!();
+    const keys = await Promise.all(writes);
+    expect(keys.map((key) => b.manager.find(key)?.attributes.has('i'))).toEqual([true, true, true]);
+  });
+
+  it(`answers after ${ASYNC_SYNC_MS} ms when the broker does not confirm (a stalled broker delays, never blocks, async writes)`, async () => {
+    const bus = new MemoryBus();
+    const channel = new HeldSyncChannel(bus);
+    const a = await writerNode(bus, 'a', { channel });
+    const started = Date.now();
+    await a.write(undefined, (s) => s.set('x', 1));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(ASYNC_SYNC_MS - 5);
+    expect(channel.held).toHaveLength(1);
   });
 });
 
