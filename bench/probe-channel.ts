@@ -19,6 +19,7 @@ export class ProbeChannel implements Channel {
   readonly kind: string;
   readonly maxPayload?: number;
   readonly sync?: () => Promise<void>;
+  readonly ordered?: boolean;
 
   constructor(
     readonly inner: Channel,
@@ -27,6 +28,7 @@ export class ProbeChannel implements Channel {
     this.kind = inner.kind;
     if (inner.maxPayload !== undefined) this.maxPayload = inner.maxPayload;
     if (inner.sync) this.sync = () => inner.sync!();
+    if (inner.ordered !== undefined) this.ordered = inner.ordered;
   }
 
   publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {

@@ -9,6 +9,7 @@
  *   with it, interleaved, since the floor is its baseline);
  * - `BENCH_QUICK=1` shrinks every phase (for trying the script, not for figures);
  * - `BENCH_ROUNDS=N` sets the ON/OFF pairs of the throughput section;
+ * - `BENCH_MANAGER_SIZES=2,4,8` the cluster sizes of the managers section;
  * - `BENCH_PERSIST_SIZES=10000,100000` the session counts joined with; `BENCH_PERSIST_BUDGET_SEC=200`
  *   the persistence section's budget (a size that would exceed it is replaced by 50,000).
  */
@@ -41,6 +42,16 @@ function selectedSections(): Section[] {
   return SECTIONS.filter((s) => names.includes(s));
 }
 
+/** A comma-separated list of positive integers from the environment, or `fallback`. */
+function intList(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (!raw) return fallback;
+  const list = raw.split(',').map((s) => Number(s.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error(`${name} must be positive integers, got "${raw}"`);
+  return list;
+}
+
 function persistSizes(): number[] {
   const raw = process.env.BENCH_PERSIST_SIZES;
   if (!raw) return QUICK ? [1000, 3000] : [10_000, 100_000];
@@ -60,7 +71,7 @@ const SETTINGS: BenchReport['settings'] = {
     rounds: Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 2)),
   },
   managers: {
-    sizes: [2, 4, 8],
+    sizes: intList('BENCH_MANAGER_SIZES', [2, 4, 8]),
     writes: QUICK ? 60 : 300,
     sessionsPerNode: 10,
     burst: 20,

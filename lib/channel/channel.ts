@@ -30,6 +30,12 @@ export interface Channel {
   /** The largest message the broker accepts, in bytes, when it is known. */
   readonly maxPayload?: number;
   /**
+   * Messages from one publisher reach each subscriber in publish order, across subjects (NATS, memory;
+   * not SNS standard topics). The backup manager then sends an ownership entry a holder already got
+   * only once, not with every write. @default false
+   */
+  readonly ordered?: boolean;
+  /**
    * Publishes fire-and-forget; with `reply`, receivers may answer to that subject. A subject with a
    * wildcard or an empty token throws `InvalidOptionsError`.
    */

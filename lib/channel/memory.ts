@@ -64,6 +64,7 @@ export const defaultMemoryBus = new MemoryBus();
  */
 export class MemoryChannel implements Channel {
   readonly kind = 'memory';
+  readonly ordered = true;
   #closed = false;
 
   constructor(readonly bus: MemoryBus = defaultMemoryBus) {}

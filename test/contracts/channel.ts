@@ -62,6 +62,11 @@ export function describeChannelContract(
     /** Makes subscriptions effective before another channel publishes. */
     const ready = (...list: Channel[]) => Promise.all(list.map((channel) => channel.flush()));
 
+    it(`says whether it keeps the publish order (ordered: ${capabilities.ordered})`, async () => {
+      const [a] = await channels(1);
+      expect(a!.ordered ?? false).toBe(capabilities.ordered);
+    });
+
     it(`reports its kind "${kind}"`, async () => {
       const [a] = await channels(1);
       expect(a!.kind).toBe(kind);

@@ -72,7 +72,7 @@ export class BackupManager implements SessionManager {
     const core = new ReplicaCore(parts, { ...options, source });
     this.#core = core;
     this.stateTransfer = core.stateTransfer;
-    this.#copies = new CopySender(core, options.ackTimeoutMs);
+    this.#copies = new CopySender(core, options.ackTimeoutMs, () => this.#watch.channelUp);
     this.#ownership = new Ownership(core, this.#copies);
     this.#takeover = new Takeover(core, this.#ownership, options.fetchTimeoutMs, (key) => this.find(key));
     this.#handOver = new HandOver(core, this.#ownership, this.#copies, options.ackTimeoutMs);
@@ -116,6 +116,7 @@ export class BackupManager implements SessionManager {
   async stop(): Promise<void> {
     this.#gaps.stop();
     this.#handOver.stop();
+    this.#copies.flush();
     await this.#core.stop();
   }
 
