@@ -71,6 +71,9 @@ export class ClusterBus {
   /** With protection, sends and deliveries go through these chains so their order is kept. */
   #outbound: Promise<void> = Promise.resolve();
   #inbound: Promise<void> = Promise.resolve();
+  /** The broker round trip in flight (`sync`), and the one that follows it for what was sent meanwhile. */
+  #roundTrip: Promise<void> | undefined;
+  #nextRoundTrip: Promise<void> | undefined;
 
   constructor(
     readonly channel: Channel,
@@ -116,21 +119,38 @@ export class ClusterBus {
 
   /**
    * Resolves once the broker confirmed every message handed to `send` so far (`Channel.sync`), or
-   * after `timeoutMs`, whichever comes first; never rejects. Undefined when the channel has no sync.
+   * gave up waiting; never rejects. Undefined when the channel has no sync. One round trip is in
+   * flight at a time, bounded by `timeoutMs`: calls made meanwhile share the next one, sent when it
+   * returns, so a busy node pays one round trip per broker latency, not one per batch (a call waits
+   * at most twice `timeoutMs`).
    */
   sync(timeoutMs: number): Promise<void> | undefined {
-    const { channel } = this;
-    if (!channel.sync) return undefined;
+    if (!this.channel.sync) return undefined;
+    if (!this.#roundTrip) return this.#startRoundTrip(timeoutMs);
+    this.#nextRoundTrip ??= this.#roundTrip.then(() => {
+      this.#nextRoundTrip = undefined;
+      return this.#startRoundTrip(timeoutMs);
+    });
+    return this.#nextRoundTrip;
+  }
+
+  #startRoundTrip(timeoutMs: number): Promise<void> {
+    const channel = this.channel;
     // Without protection the sends are already queued, so the round trip shares their socket write.
-    const confirmed = this.#protection ? this.#outbound.then(() => channel.sync?.()) : channel.sync();
-    return new Promise<void>((resolve) => {
+    const confirmed = this.#protection ? this.#outbound.then(() => channel.sync?.()) : channel.sync?.();
+    const trip = new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
       const done = () => {
         clearTimeout(timer);
         resolve();
       };
-      confirmed.then(done, done);
+      Promise.resolve(confirmed).then(done, done);
     });
+    this.#roundTrip = trip;
+    void trip.then(() => {
+      if (this.#roundTrip === trip) this.#roundTrip = undefined;
+    });
+    return trip;
   }
 
   /** Sends a request and decodes the first reply. Rejects with `ChannelRequestError` or `MalformedMessageError`. */

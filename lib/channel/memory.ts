@@ -64,7 +64,7 @@ export const defaultMemoryBus = new MemoryBus();
  */
 export class MemoryChannel implements Channel {
   readonly kind = 'memory';
-  readonly ordered = true;
+  readonly ordered: boolean = true;
   #closed = false;
 
   constructor(readonly bus: MemoryBus = defaultMemoryBus) {}

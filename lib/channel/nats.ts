@@ -23,7 +23,7 @@ export const NODE_CONNECTION_DEFAULTS = {
  */
 export class NatsChannel implements Channel {
   readonly kind = 'nats';
-  readonly ordered = true;
+  readonly ordered: boolean = true;
   readonly #listeners: Array<(status: ChannelStatus, detail?: string) => void> = [];
 
   constructor(readonly connection: NatsConnection) {

@@ -43,9 +43,15 @@ export class DeltaPublisher {
   /** Async deltas waiting for the end of the current event-loop turn. */
   readonly #batch: SessionState[] = [];
   #batchScheduled = false;
-  /** Resolves once the current turn's batch was handed to the channel. */
+  /** Some write in the turn's batch waits for the members' acknowledgements / only for the broker. */
+  #batchAck = false;
+  #batchAsync = false;
+  /** Resolves once the current turn's batch was sent and the broker confirmed it (bounded). */
   #batchSent: Promise<SendOutcome> = Promise.resolve('sent');
   #markBatchSent: () => void = () => {};
+  /** Resolves with the outcome of the batch's acknowledgements (ack mode). */
+  #batchAcked: Promise<SendOutcome> = Promise.resolve('sent');
+  #settleBatchAcked: (outcome: Promise<SendOutcome>) => void = () => {};
   /** Log mode: keys whose latest change may not have reached the broker. */
   readonly #outbox = new Set<string>();
   /** Log mode: when each key was last sent, oldest first. */
@@ -62,21 +68,26 @@ export class DeltaPublisher {
   }
 
   /**
-   * Sends deltas in `mode`. Resolves once the broker confirmed the turn's batch, or after
-   * `ASYNC_SYNC_MS` (async: the caller responds after that, so a read on another node right after the
-   * response finds the write; without the round trip the answer raced the broker's delivery),
-   * when every ready member acknowledged or `ackTimeoutMs` passed (ack), or when the log stored them
-   * (persist).
+   * Sends deltas in `mode`. Async and ack writes of one event-loop turn share messages. Resolves once
+   * the broker confirmed the turn's batch, or after `ASYNC_SYNC_MS` (async: the caller responds after
+   * that, so a read on another node right after the response finds the write; without the round trip
+   * the answer raced the broker's delivery), when every ready member acknowledged the batch or
+   * `ackTimeoutMs` passed (ack: one ack per member and message, not per write), or when the log
+   * stored them (persist).
    */
   async publish(deltas: SessionState[], mode: SendMode, route?: string): Promise<SendOutcome> {
-    if (mode !== 'async') return this.#send(deltas, mode, route);
+    if (mode === 'persist') return this.#send(deltas, mode, route);
+    if (mode === 'ack' && !this.options.connected()) return this.#refuseAck(deltas, route);
     this.#batch.push(...deltas);
+    if (mode === 'ack') this.#batchAck = true;
+    else this.#batchAsync = true;
     if (!this.#batchScheduled) {
       this.#batchScheduled = true;
       this.#batchSent = new Promise((resolve) => (this.#markBatchSent = () => resolve('sent')));
+      this.#batchAcked = new Promise((resolve) => (this.#settleBatchAcked = resolve));
       nextTurn(() => this.flush());
     }
-    return this.#batchSent;
+    return mode === 'ack' ? this.#batchAcked : this.#batchSent;
   }
 
   /** The channel went down: what was sent in the last moments may be lost with the connection. */
@@ -96,38 +107,49 @@ export class DeltaPublisher {
   }
 
   /**
-   * Sends the async deltas of the current turn now, in messages that fit the broker; their writes
-   * are answered once the broker confirmed them (one round trip for the whole batch, written to the
-   * socket together with it), at most `ASYNC_SYNC_MS` later, or at once while disconnected.
+   * Sends the deltas of the current turn now, in messages that fit the broker (asking for acks when
+   * an ack write is among them). Async writes are answered once the broker confirmed them (one round
+   * trip for the whole batch, written to the socket together with it), at most `ASYNC_SYNC_MS` later,
+   * or at once while disconnected; ack writes once every ready member acknowledged every message.
    */
   flush(): void {
     if (!this.#batchScheduled) return;
     this.#batchScheduled = false;
+    const ack = this.#batchAck;
+    const anyAsync = this.#batchAsync;
+    this.#batchAck = false;
+    this.#batchAsync = false;
+    const outcomes: Promise<SendOutcome>[] = [];
     for (const message of batchBySize(this.#batch.splice(0), {
       maxCount: BATCH_SESSIONS,
       maxBytes: this.maxBytes,
       sizeOf: sessionWireBytes,
     })) {
-      void this.#send(message, 'async');
+      outcomes.push(this.#send(message, ack ? 'ack' : 'async'));
     }
+    this.#settleBatchAcked(Promise.all(outcomes).then(worstOutcome));
     const markSent = this.#markBatchSent;
-    const confirmed = this.options.connected() ? this.core.parts.bus.sync(ASYNC_SYNC_MS) : undefined;
+    const confirmed = anyAsync && this.options.connected() ? this.core.parts.bus.sync(ASYNC_SYNC_MS) : undefined;
     if (confirmed) void confirmed.then(markSent);
     else markSent();
+  }
+
+  /** An ack write while the channel is down: nats.js would drop it, so it is refused at once. */
+  #refuseAck(deltas: SessionState[], route: string | undefined): SendOutcome {
+    const { stats, logger } = this.core.parts;
+    stats.replicationErrors++;
+    logger.warn(
+      { ...sessionFields(deltas.map((d) => d.key)), route },
+      'ack write refused: not connected to the cluster',
+    );
+    return 'refused';
   }
 
   /** Sends one message. */
   async #send(deltas: SessionState[], mode: SendMode, route?: string): Promise<SendOutcome> {
     const { bus, membership, stats, logger } = this.core.parts;
     const { acks } = this.core;
-    if (mode === 'ack' && !this.options.connected()) {
-      stats.replicationErrors++;
-      logger.warn(
-        { ...sessionFields(deltas.map((d) => d.key)), route },
-        'ack write refused: not connected to the cluster',
-      );
-      return 'refused';
-    }
+    if (mode === 'ack' && !this.options.connected()) return this.#refuseAck(deltas, route);
     if (this.options.log && mode !== 'persist') this.#noteSent(deltas.map((d) => d.key));
     const id = this.core.nextMessageId();
     const acked =
@@ -177,4 +199,10 @@ export class DeltaPublisher {
       this.#sentAt.delete(key);
     }
   }
+}
+
+/** The outcome of a batch sent in several messages: refused if one was, unconfirmed if one was, else sent. */
+function worstOutcome(outcomes: SendOutcome[]): SendOutcome {
+  if (outcomes.includes('refused')) return 'refused';
+  return outcomes.includes('unconfirmed') ? 'unconfirmed' : 'sent';
 }

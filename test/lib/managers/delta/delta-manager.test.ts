@@ -353,7 +353,11 @@ describe('async mode', () => {
     const a = await writerNode(bus, 'a', { channel });
     const b = await writerNode(bus, 'b');
     let answered = 0;
-    const writes = [0, 1, 2].map((i) => a.write(undefined, (s) => s.set('i', i)).then((key) => (answered++, key)));
+    const writes = [0, 1, 2].map(async (i) => {
+      const key = await a.write(undefined, (s) => s.set('i', i));
+      answered++;
+      return key;
+    });
     await waitFor('the batch to ask the broker', () => channel.held.length === 1);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(answered).toBe(0);
@@ -399,6 +403,23 @@ describe('ack mode', () => {
     const asyncKey = keyOf(res.cookie!);
     expect(attributesOn(b, asyncKey)).toBeUndefined();
     await waitFor('b to get the async write', () => attributesOn(b, asyncKey));
+  });
+
+  it('the ack writes of one turn share one message: one ack per member, and every write is on every member when answered', async () => {
+    const bus = new MemoryBus();
+    const [a, b, c] = await startNodes(bus, ['a', 'b', 'c'], { sendMode: 'ack' });
+    const cookies: string[] = [];
+    for (let i = 0; i < 10; i++) cookies.push(await setOn(a!, undefined, { n: 0 }));
+    const sentBefore = a!.stats.sent.delta ?? 0;
+    const acksBefore = a!.stats.received.ack ?? 0;
+    const app = appFor(a!);
+    const replies = await Promise.all(cookies.map((cookie) => call(app, 'POST', '/set', { cookie, body: { n: 1 } })));
+    expect(replies.map((r) => r.status)).toEqual(cookies.map(() => 200));
+    expect((a!.stats.sent.delta ?? 0) - sentBefore).toBe(1);
+    expect((a!.stats.received.ack ?? 0) - acksBefore).toBe(2);
+    for (const node of [b!, c!])
+      expect(cookies.map((cookie) => attributesOn(node, keyOf(cookie))?.n)).toEqual(cookies.map(() => 1));
+    expect(a!.stats.acksTimedOut).toBe(0);
   });
 
   it('times out (acksTimedOut + 1) when a ready member never acknowledges, and answers 503: the write was not confirmed everywhere (it stays, it was sent)', async () => {
