@@ -3,12 +3,14 @@ import type { CryptoOptions, CryptoResult } from './crypto.ts';
 import type { FloorResult } from './floor.ts';
 import type { LagResult } from './lag.ts';
 import type { ManagersOptions, ManagersResult, TrafficRow } from './managers.ts';
+import type { MemoryOptions, MemoryResult } from './memory.ts';
 import type { PersistenceOptions, PersistenceResult } from './persistence.ts';
+import type { ScaleOptions, ScaleResult } from './scale.ts';
 import type { Summary } from './stats.ts';
 import type { ThroughputRun, ThroughputSummary } from './throughput.ts';
 
 /** The sections `BENCH_SECTIONS` selects (default all). */
-export const SECTIONS = ['floor', 'lag', 'throughput', 'managers', 'crypto', 'persistence'] as const;
+export const SECTIONS = ['floor', 'lag', 'throughput', 'managers', 'crypto', 'persistence', 'memory', 'scale'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Everything one `npm run bench` measured, as written to `.cache/bench.json`. */
@@ -31,6 +33,8 @@ export interface BenchReport {
     managers: Omit<ManagersOptions, 'log'>;
     crypto: Omit<CryptoOptions, 'log'>;
     persistence: Omit<PersistenceOptions, 'log'>;
+    memory: Omit<MemoryOptions, 'log'>;
+    scale: Omit<ScaleOptions, 'log'>;
   };
   floor?: FloorResult[];
   lag?: LagResult[];
@@ -38,6 +42,8 @@ export interface BenchReport {
   managers?: ManagersResult;
   crypto?: CryptoResult;
   persistence?: PersistenceResult;
+  memory?: MemoryResult;
+  scale?: ScaleResult;
   /** Sections that failed, with the error. */
   errors: Partial<Record<Section, string>>;
   durationSec: number;
@@ -165,6 +171,8 @@ export function formatReport(r: BenchReport): string {
   if (r.managers) formatManagers(r, r.managers, heading, out);
   if (r.crypto) formatCrypto(r, r.crypto, heading, out);
   if (r.persistence) formatPersistence(r, r.persistence, heading, out);
+  if (r.memory) formatMemory(r.memory, heading, out);
+  if (r.scale) formatScale(r, r.scale, heading, out);
 
   const failed = Object.entries(r.errors);
   if (failed.length > 0) {
@@ -600,4 +608,62 @@ function formatPersistence(r: BenchReport, p: PersistenceResult, heading: Headin
     );
     out.push('');
   }
+}
+
+function formatMemory(m: MemoryResult, heading: Heading, out: string[]): void {
+  heading('Memory: heap bytes per session held');
+  out.push(
+    'One node alone on the in-process channel, in a fresh child process (`--expose-gc`, a full collection before each reading); ' +
+      'the sessions are created through the session middleware (`app.request`, 64 at a time), each with 4 attributes of 256 characters; ' +
+      `heap growth divided by the sessions. ${load(m.loadAverage)}.`,
+  );
+  out.push('');
+  out.push(
+    table(
+      ['manager', 'sessions', 'attribute bytes / session', 'heap bytes / session', 'overhead beyond the attributes'],
+      m.rows.map((x) => [
+        x.manager,
+        int(x.sessions),
+        int(x.attributeBytes),
+        int(x.heapBytesPerSession),
+        ratio(x.heapBytesPerSession / x.attributeBytes),
+      ]),
+    ),
+  );
+  out.push('');
+}
+
+function formatScale(r: BenchReport, s: ScaleResult, heading: Heading, out: string[]): void {
+  const o = r.settings.scale;
+  heading('Scale: backup-manager traffic per write from 2 to 16 node processes');
+  out.push(
+    `\`session-replication serve --manager backup --send async\` processes on one nats-server; ${o.sessionsPerNode} sessions per node created on that node, ` +
+      `then ${o.writes} \`POST /counter\` writes, ${o.concurrency} at a time, each on its session's primary. Counted from every node's \`/metrics\` ` +
+      `(messages and bytes received); heartbeats, pings and pongs left out (their size measured on a 2 s idle window first). ${load(s.loadAverage)}.`,
+  );
+  out.push('');
+  const first = s.rows[0];
+  out.push(
+    table(
+      [
+        'nodes',
+        'deliveries / write',
+        'kinds',
+        'bytes received / write',
+        `vs ${first?.nodes ?? '?'} nodes`,
+        'heartbeat bytes / s (whole cluster)',
+      ],
+      s.rows.map((x) => [
+        String(x.nodes),
+        num(x.deliveriesPerWrite),
+        Object.entries(x.receivedByKind)
+          .map(([k, n]) => `${num(n)} ${k}`)
+          .join(' + ') || '0',
+        int(x.bytesReceivedPerWrite),
+        first ? ratio(x.bytesReceivedPerWrite / first.bytesReceivedPerWrite) : 'n/a',
+        int(x.heartbeatBytesPerSec),
+      ]),
+    ),
+  );
+  out.push('');
 }

@@ -2,14 +2,16 @@
  * `npm run bench`: NATS floor, replication lag (async and ack) and HTTP throughput ON vs OFF for 2 and
  * 3 nodes; the delta vs backup managers (traffic per write and lag for 2, 4, 8 nodes); message
  * protection cost (no key vs encrypt vs sign); persistence (DynamoDB coalescing, join from the
- * DynamoDB snapshot + JetStream vs from a peer).
+ * DynamoDB snapshot + JetStream vs from a peer); memory (heap bytes per session held); scale (backup
+ * traffic per write from 2 to 16 node processes).
  *
  * Environment:
- * - `BENCH_SECTIONS=floor,lag,throughput,managers,crypto,persistence` (default all; `lag` runs the floor
+ * - `BENCH_SECTIONS=floor,lag,throughput,managers,crypto,persistence,memory,scale` (default all; `lag` runs the floor
  *   with it, interleaved, since the floor is its baseline);
  * - `BENCH_QUICK=1` shrinks every phase (for trying the script, not for figures);
  * - `BENCH_ROUNDS=N` sets the ON/OFF pairs of the throughput section;
- * - `BENCH_MANAGER_SIZES=2,4,8` the cluster sizes of the managers section;
+ * - `BENCH_MANAGER_SIZES=2,4,8` the cluster sizes of the managers section, `BENCH_SCALE_SIZES=2,4,8,16`
+ *   those of the scale section; `BENCH_MEMORY_SESSIONS=100000` the sessions of the memory section;
  * - `BENCH_PERSIST_SIZES=10000,100000` the session counts joined with; `BENCH_PERSIST_BUDGET_SEC=200`
  *   the persistence section's budget (a size that would exceed it is replaced by 50,000).
  */
@@ -22,7 +24,9 @@ import { measureCrypto } from './crypto.ts';
 import { FloorProbe, type FloorResult } from './floor.ts';
 import { LagProbe, type LagResult } from './lag.ts';
 import { measureManagers } from './managers.ts';
+import { measureMemory } from './memory.ts';
 import { measurePersistence } from './persistence.ts';
+import { measureScale } from './scale.ts';
 import { formatReport, SECTIONS, type BenchReport, type Section } from './report.ts';
 import { measureThroughput } from './throughput.ts';
 
@@ -81,6 +85,13 @@ const SETTINGS: BenchReport['settings'] = {
     nodes: 2,
     lag: { n: QUICK ? 60 : 800, warmup: QUICK ? 20 : 200, chunks: QUICK ? 2 : 4 },
     throughput: { connections: 20, durationSec: QUICK ? 2 : 5, warmupSec: QUICK ? 1 : 2, rounds: QUICK ? 1 : 2 },
+  },
+  memory: { sessions: intList('BENCH_MEMORY_SESSIONS', [QUICK ? 10_000 : 100_000])[0]!, attributeBytes: 1024 },
+  scale: {
+    sizes: intList('BENCH_SCALE_SIZES', QUICK ? [2, 4] : [2, 4, 8, 16]),
+    sessionsPerNode: 8,
+    writes: QUICK ? 200 : 1000,
+    concurrency: 16,
   },
   persistence: {
     sizes: persistSizes(),
@@ -189,7 +200,7 @@ async function main(): Promise<void> {
 
   let nats: NatsServerHandle | undefined;
   try {
-    if (sections.some((s) => s !== 'persistence')) {
+    if (sections.some((s) => s !== 'persistence' && s !== 'memory')) {
       nats = await startNatsServer();
       log(`nats-server ${nats.url} (pid ${nats.pid})`);
     }
@@ -222,6 +233,16 @@ async function main(): Promise<void> {
     if (has('crypto')) {
       await section('crypto', async () => {
         report.crypto = await measureCrypto(url, pid, { ...SETTINGS.crypto, log });
+      });
+    }
+    if (has('memory')) {
+      await section('memory', async () => {
+        report.memory = await measureMemory({ ...SETTINGS.memory, log });
+      });
+    }
+    if (has('scale')) {
+      await section('scale', async () => {
+        report.scale = await measureScale(url, { ...SETTINGS.scale, log });
       });
     }
     if (has('persistence')) {
