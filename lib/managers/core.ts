@@ -6,6 +6,8 @@
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { Incoming } from '../bus/cluster-bus.ts';
+import type { OwnershipEntry } from '../codec/envelope.ts';
+import { ChannelRequestError } from '../errors.ts';
 import { sessionFields } from '../logger.ts';
 import { cloneState, latestStamp, type EndReason, type SessionState } from '../session/state.ts';
 import { AckTracker } from './ack-tracker.ts';
@@ -161,6 +163,31 @@ export class ReplicaCore {
     else if (message.kind === 'state-req') this.donor.answer(incoming);
     else return false;
     return true;
+  }
+
+  /**
+   * Asks `node` for its ownership entry and live state of `key` (a `fetch`); undefined when it did not
+   * answer in `timeoutMs`. A node nobody listens for is suspected at once (its process is likely gone).
+   */
+  async fetch(
+    node: string,
+    key: string,
+    timeoutMs: number,
+  ): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
+    const { bus, logger } = this.parts;
+    try {
+      const reply = await bus.request(bus.subjects.node(node), 'fetch', { k: key }, timeoutMs);
+      if (reply.kind !== 'fetched') return undefined;
+      const [entry] = reply.body.e;
+      const [state] = reply.body.s;
+      return { ...(entry ? { entry } : {}), ...(state ? { state } : {}) };
+    } catch (error) {
+      if (!(error instanceof ChannelRequestError)) throw error;
+      logger.warn({ ...sessionFields([key]), from: node, error: error.kind }, 'fetch failed');
+      // Nobody listens on its subject: its process is likely gone; verify and drop it now, not after memberDropMs.
+      if (error.kind === 'no-responders') this.parts.membership.suspect(node);
+      return undefined;
+    }
   }
 
   /** Merges states received from peers, moving this node's clock past them. */

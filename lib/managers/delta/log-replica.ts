@@ -153,6 +153,25 @@ export class LogReplica {
     return this.#appliedSeq >= last && connected();
   }
 
+  /**
+   * Read-your-writes: replays the log up to its end as it is now, by `deadline` (epoch ms). A log that
+   * can catch up by itself (`CatchUpLog`: a frozen Lambda environment restarts its stalled follower)
+   * does; otherwise this waits for the follower. Never rejects: the caller checks its copy.
+   */
+  async catchUpBy(deadline: number): Promise<void> {
+    const { log } = this.options;
+    try {
+      if (log.catchUp) {
+        await log.catchUp(Math.max(1, deadline - Date.now()));
+        return;
+      }
+      const { last } = await log.bounds();
+      while (this.#appliedSeq < last && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    } catch {
+      // The log is unreachable: the members may still have the newer state.
+    }
+  }
+
   /** Resolves once the log replay reached `target`, or at the deadline (with a warning). */
   #replayUntil(target: number, deadline: number): Promise<void> {
     if (this.#appliedSeq >= target) return Promise.resolve();

@@ -28,7 +28,13 @@ describe('SessionVersions', () => {
     const value = await versions.encode(session, version);
     expect(await versions.verify(session, undefined)).toEqual({ kind: 'none' });
     expect(await versions.verify(session, '')).toEqual({ kind: 'none' });
-    for (const bad of ['x', 'a.b.c', `${value}x`, `zzzzzzzzzzzz.0.n.${'A'.repeat(22)}`, value.replace('node-1', 'node 1')])
+    for (const bad of [
+      'x',
+      'a.b.c',
+      `${value}x`,
+      `zzzzzzzzzzzz.0.n.${'A'.repeat(22)}`,
+      value.replace('node-1', 'node 1'),
+    ])
       expect(await versions.verify(session, bad), bad).toEqual({ kind: 'invalid' });
     // Copied to another session: the MAC binds it to its session key.
     expect(await versions.verify(newSessionKey(), value)).toEqual({ kind: 'invalid' });
