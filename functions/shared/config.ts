@@ -104,7 +104,6 @@ export interface LambdaEnvConfig extends CommonConfig {
   natsSecret?: string;
   natsParameter?: string;
   catchUpTimeoutMs: number;
-  catchUpFail: 'reject' | 'serve';
   sweepEveryMs: number;
 }
 
@@ -186,7 +185,6 @@ function schemaFor(runtime: Runtime) {
     natsSecret: text,
     natsParameter: text,
     catchUpTimeoutMs: integer(1),
-    catchUpFail: oneOf(['reject', 'serve']),
     sweepEveryMs: integer(1),
     adminToken: z.string().min(16, { error: 'must be at least 16 characters' }),
   } satisfies Record<SettingName, z.ZodType>;
