@@ -82,6 +82,8 @@ export interface NodeEnvConfig extends CommonConfig {
   natsTlsKey?: string;
   /** Expiry sweep period in ms. */
   sweepEveryMs: number;
+  /** Read-your-writes wait in ms (0: off). */
+  rywWaitMs: number;
 }
 
 /** What `readConfig('edge', ...)` returns. */
@@ -185,6 +187,7 @@ function schemaFor(runtime: Runtime) {
     natsSecret: text,
     natsParameter: text,
     catchUpTimeoutMs: integer(1),
+    rywWaitMs: integer(0),
     sweepEveryMs: integer(1),
     adminToken: z.string().min(16, { error: 'must be at least 16 characters' }),
   } satisfies Record<SettingName, z.ZodType>;

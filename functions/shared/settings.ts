@@ -181,6 +181,13 @@ export const SETTINGS = {
     default: '2000',
     runtimes: LAMBDA,
   },
+  rywWaitMs: {
+    env: 'SESSREP_RYW_WAIT_MS',
+    flag: 'ryw-wait-ms',
+    help: 'read-your-writes: how long a request whose session here is older than its version cookie waits for the newer state, then 503; 0: off',
+    default: '2000',
+    runtimes: NODE,
+  },
   sweepEveryMs: {
     env: 'SESSREP_SWEEP_INTERVAL_MS',
     flag: 'sweep-interval-ms',
