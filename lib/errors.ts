@@ -30,12 +30,23 @@ export class SessionReplicationError extends Error {
   }
 }
 
-/** Options given to `createCluster`, the middleware or the CLI are invalid. */
-export class InvalidOptionsError extends SessionReplicationError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('INVALID_OPTIONS', message, options);
-  }
+/** The constructor of an error that is its code and a message (with an optional cause). */
+type CodedErrorClass = new (message: string, options?: { cause?: unknown }) => SessionReplicationError;
+
+/**
+ * The base of an error class that adds only its code: `class XError extends codedError('X') {}`
+ * keeps an exported class of its own (name, doc comment, `instanceof`) without repeating the constructor.
+ */
+function codedError(code: string): CodedErrorClass {
+  return class extends SessionReplicationError {
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(code, message, options);
+    }
+  };
 }
+
+/** Options given to `createCluster`, the middleware or the CLI are invalid. */
+export class InvalidOptionsError extends codedError('INVALID_OPTIONS') {}
 
 /** A session (or one attribute) would exceed `maxSessionBytes`; the middleware answers 413. */
 export class SessionTooLargeError extends SessionReplicationError {
@@ -170,11 +181,7 @@ export class ChannelRequestError extends SessionReplicationError {
 }
 
 /** State transfer from a peer failed; the node starts empty and says so. */
-export class StateTransferError extends SessionReplicationError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('STATE_TRANSFER_FAILED', message, options);
-  }
-}
+export class StateTransferError extends codedError('STATE_TRANSFER_FAILED') {}
 
 /** An entry point needs an optional peer dependency that is not installed; the message names the package to install. */
 export class MissingPeerDependencyError extends SessionReplicationError {
@@ -206,11 +213,7 @@ export class MessageTooLargeError extends SessionReplicationError {
 }
 
 /** The broker refused to set up what a channel needs (topic, queue, subscription); `cause` holds its answer. */
-export class BrokerSetupError extends SessionReplicationError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('BROKER_SETUP_FAILED', message, options);
-  }
-}
+export class BrokerSetupError extends codedError('BROKER_SETUP_FAILED') {}
 
 /**
  * The replication log already holds a different message under this message id (within its
