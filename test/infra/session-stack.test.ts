@@ -6,6 +6,7 @@ import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, inject, it } from 'vitest';
 import { SessionClusterFunction } from '../../adapters/cdk/index.ts';
+import { grantedStatements, policyStatements } from '../kit/cdk.ts';
 import {
   defaultNatsSecretName,
   METRIC_FILTERS,
@@ -33,16 +34,6 @@ const base = {
   account: ACCOUNT,
   region: REGION,
 };
-
-/** The one inline policy of the function's role. */
-function policyStatements(template: Template): unknown[] {
-  const policies = template.findResources('AWS::IAM::Policy');
-  expect(Object.keys(policies)).toHaveLength(1);
-  const policy = Object.values(policies)[0] as {
-    Properties: { PolicyDocument: { Statement: unknown[] }; Roles: unknown[] };
-  };
-  return policy.Properties.PolicyDocument.Statement;
-}
 
 describe('SessionStack (delta manager, Secrets Manager)', () => {
   const { stack, template } = synth(base);
@@ -126,49 +117,16 @@ describe('SessionStack (delta manager, Secrets Manager)', () => {
       },
       ManagedPolicyArns: Match.absent(),
     });
-    const ownPartitions = { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['shop#*'] } };
-    expect(policyStatements(template)).toEqual([
-      {
-        Sid: 'Logs',
-        Effect: 'Allow',
-        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsLogs/), 'Arn'] },
-      },
-      {
-        Sid: 'SnapshotItems',
-        Effect: 'Allow',
-        Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
-        Condition: ownPartitions,
-      },
-      {
-        Sid: 'SnapshotDeletesInTransactions',
-        Effect: 'Allow',
-        Action: 'dynamodb:DeleteItem',
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
-        Condition: {
-          ...ownPartitions,
-          'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] },
-        },
-      },
-      {
-        Sid: 'SnapshotTable',
-        Effect: 'Allow',
-        Action: 'dynamodb:DescribeTable',
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
-      },
-      {
-        Sid: 'NatsSettings',
-        Effect: 'Allow',
-        Action: 'secretsmanager:GetSecretValue',
-        Resource: {
-          'Fn::Join': [
-            '',
-            ['arn:', { Ref: 'AWS::Partition' }, `:secretsmanager:${REGION}:${ACCOUNT}:secret:sessrep/prod/nats-??????`],
-          ],
-        },
-      },
-    ]);
+    expect(policyStatements(template)).toEqual(
+      grantedStatements({
+        logs: 'SessionsLogs',
+        table: 'SessionsTable',
+        cluster: 'shop',
+        secret: 'sessrep/prod/nats',
+        region: REGION,
+        account: ACCOUNT,
+      }),
+    );
     // Nothing anywhere grants a wildcard action or resource.
     const text = JSON.stringify(template.toJSON());
     expect(text).not.toMatch(/"Action":\s*"\*"|"dynamodb:\*"|"Resource":\s*"\*"/);

@@ -9,6 +9,7 @@ import {
   SessionClusterFunction,
   type SessionClusterFunctionProps,
 } from '../../../adapters/cdk/index.ts';
+import { grantedStatements, policyStatements } from '../../kit/cdk.ts';
 import { REPO_ROOT } from '../../kit/index.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/shop-handler.ts', import.meta.url));
@@ -30,14 +31,6 @@ function synth(props: Partial<SessionClusterFunctionProps> = {}): {
     ...props,
   });
   return { construct, template: Template.fromStack(stack) };
-}
-
-function statements(template: Template): Array<Record<string, unknown>> {
-  const policies = Object.values(template.findResources('AWS::IAM::Policy')) as Array<{
-    Properties: { PolicyDocument: { Statement: Array<Record<string, unknown>> } };
-  }>;
-  expect(policies).toHaveLength(1);
-  return policies[0]!.Properties.PolicyDocument.Statement;
 }
 
 describe('SessionClusterFunction', () => {
@@ -82,45 +75,16 @@ describe('SessionClusterFunction', () => {
 
   it("gives the role no managed policy and only its logs, its cluster's table partitions and its secret", () => {
     template.hasResourceProperties('AWS::IAM::Role', { ManagedPolicyArns: Match.absent() });
-    const ownPartitions = { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['shop#*'] } };
-    const table = { 'Fn::GetAtt': [expect.stringMatching(/^CartTable/), 'Arn'] };
-    expect(statements(template)).toEqual([
-      {
-        Sid: 'Logs',
-        Effect: 'Allow',
-        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^CartLogs/), 'Arn'] },
-      },
-      {
-        Sid: 'SnapshotItems',
-        Effect: 'Allow',
-        Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
-        Resource: table,
-        Condition: ownPartitions,
-      },
-      {
-        Sid: 'SnapshotDeletesInTransactions',
-        Effect: 'Allow',
-        Action: 'dynamodb:DeleteItem',
-        Resource: table,
-        Condition: {
-          ...ownPartitions,
-          'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] },
-        },
-      },
-      { Sid: 'SnapshotTable', Effect: 'Allow', Action: 'dynamodb:DescribeTable', Resource: table },
-      {
-        Sid: 'NatsSettings',
-        Effect: 'Allow',
-        Action: 'secretsmanager:GetSecretValue',
-        Resource: {
-          'Fn::Join': [
-            '',
-            ['arn:', { Ref: 'AWS::Partition' }, `:secretsmanager:${REGION}:${ACCOUNT}:secret:shop/nats-??????`],
-          ],
-        },
-      },
-    ]);
+    expect(policyStatements(template)).toEqual(
+      grantedStatements({
+        logs: 'CartLogs',
+        table: 'CartTable',
+        cluster: 'shop',
+        secret: 'shop/nats',
+        region: REGION,
+        account: ACCOUNT,
+      }),
+    );
     expect(JSON.stringify(template.toJSON())).not.toMatch(
       /"Action":\s*"\*"|"dynamodb:\*"|"Resource":\s*"\*"|dynamodb:Scan|dynamodb:DeleteTable/,
     );
@@ -161,9 +125,9 @@ describe('SessionClusterFunction', () => {
       nats: { parameter: '/shop/nats', kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/1` },
     });
     backup.resourceCountIs('AWS::DynamoDB::Table', 0);
-    const sids = statements(backup).map((s) => s.Sid);
+    const sids = policyStatements(backup).map((s) => s.Sid);
     expect(sids).toEqual(['Logs', 'NatsSettings', 'NatsSettingsKey']);
-    expect(statements(backup)[2]).toMatchObject({
+    expect(policyStatements(backup)[2]).toMatchObject({
       Action: 'kms:Decrypt',
       Condition: { StringEquals: { 'kms:ViaService': `ssm.${REGION}.amazonaws.com` } },
     });
