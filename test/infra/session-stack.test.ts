@@ -6,7 +6,7 @@ import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, inject, it } from 'vitest';
 import { SessionClusterFunction } from '../../adapters/cdk/index.ts';
-import { grantedStatements, policyStatements } from '../kit/cdk.ts';
+import { ACCOUNT, expectSnapshotTable, grantedStatements, policyStatements, REGION } from '../kit/cdk.ts';
 import {
   defaultNatsSecretName,
   METRIC_FILTERS,
@@ -24,8 +24,6 @@ function synth(context: Record<string, string>): { stack: SessionStack; template
   return { stack, template: Template.fromStack(stack) };
 }
 
-const ACCOUNT = '111122223333';
-const REGION = 'eu-west-1';
 const base = {
   env: 'prod',
   cluster: 'shop',
@@ -48,24 +46,7 @@ describe('SessionStack (delta manager, Secrets Manager)', () => {
   });
 
   it('creates the snapshot table: pk/sk strings, TTL on ttl, on-demand, point-in-time recovery, retained', () => {
-    template.resourceCountIs('AWS::DynamoDB::Table', 1);
-    template.hasResource('AWS::DynamoDB::Table', {
-      Properties: {
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-        AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'S' },
-        ],
-        BillingMode: 'PAY_PER_REQUEST',
-        TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
-        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-      },
-      DeletionPolicy: 'Retain',
-      UpdateReplacePolicy: 'Retain',
-    });
+    expectSnapshotTable(template);
   });
 
   it('runs the handler on Node.js 22 (arm64, 512 MB) with its configuration in the environment', () => {
@@ -118,14 +99,7 @@ describe('SessionStack (delta manager, Secrets Manager)', () => {
       ManagedPolicyArns: Match.absent(),
     });
     expect(policyStatements(template)).toEqual(
-      grantedStatements({
-        logs: 'SessionsLogs',
-        table: 'SessionsTable',
-        cluster: 'shop',
-        secret: 'sessrep/prod/nats',
-        region: REGION,
-        account: ACCOUNT,
-      }),
+      grantedStatements({ id: 'Sessions', cluster: 'shop', secret: 'sessrep/prod/nats' }),
     );
     // Nothing anywhere grants a wildcard action or resource.
     const text = JSON.stringify(template.toJSON());

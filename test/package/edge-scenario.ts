@@ -2,14 +2,8 @@
 // on the other, and back again, through the user's cart app (fixtures/edge-app/app.ts); and the suite
 // of the runtimes that run members as processes (Bun, Deno): two members over nats-server's WebSocket.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CookieClient,
-  spawnTracked,
-  startNatsServer,
-  waitFor,
-  type NatsServerHandle,
-  type TrackedProcess,
-} from '../kit/index.ts';
+import { CookieClient, spawnTracked, startNatsServer, waitFor } from '../kit/index.ts';
+import type { NatsServerHandle, TrackedProcess } from '../kit/index.ts';
 import { createApp, type InstalledApp } from '../kit/package.ts';
 
 /** One member node of the scenario: its base URL, and the cookie route (node id) it serves under. */

@@ -9,12 +9,10 @@ import {
   SessionClusterFunction,
   type SessionClusterFunctionProps,
 } from '../../../adapters/cdk/index.ts';
-import { grantedStatements, policyStatements } from '../../kit/cdk.ts';
+import { ACCOUNT, expectSnapshotTable, grantedStatements, policyStatements, REGION } from '../../kit/cdk.ts';
 import { REPO_ROOT } from '../../kit/index.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/shop-handler.ts', import.meta.url));
-const ACCOUNT = '111122223333';
-const REGION = 'eu-west-1';
 
 /** The user's stack with the construct, bundling off (fast, no esbuild). */
 function synth(props: Partial<SessionClusterFunctionProps> = {}): {
@@ -37,19 +35,7 @@ describe('SessionClusterFunction', () => {
   const { construct, template } = synth();
 
   it('creates the snapshot table with TTL on `ttl`, on-demand, point-in-time recovery, retained', () => {
-    template.resourceCountIs('AWS::DynamoDB::Table', 1);
-    template.hasResource('AWS::DynamoDB::Table', {
-      Properties: {
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-        TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
-        BillingMode: 'PAY_PER_REQUEST',
-        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-      },
-      DeletionPolicy: 'Retain',
-    });
+    expectSnapshotTable(template);
   });
 
   it("runs the user's entry with the settings its handler reads in the environment", () => {
@@ -75,16 +61,7 @@ describe('SessionClusterFunction', () => {
 
   it("gives the role no managed policy and only its logs, its cluster's table partitions and its secret", () => {
     template.hasResourceProperties('AWS::IAM::Role', { ManagedPolicyArns: Match.absent() });
-    expect(policyStatements(template)).toEqual(
-      grantedStatements({
-        logs: 'CartLogs',
-        table: 'CartTable',
-        cluster: 'shop',
-        secret: 'shop/nats',
-        region: REGION,
-        account: ACCOUNT,
-      }),
-    );
+    expect(policyStatements(template)).toEqual(grantedStatements({ id: 'Cart', cluster: 'shop', secret: 'shop/nats' }));
     expect(JSON.stringify(template.toJSON())).not.toMatch(
       /"Action":\s*"\*"|"dynamodb:\*"|"Resource":\s*"\*"|dynamodb:Scan|dynamodb:DeleteTable/,
     );
