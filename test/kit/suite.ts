@@ -1,5 +1,5 @@
-// Owns: the set-up most process-level test files share, as vitest hooks: one nats-server for the file, and the
-// processes a test starts, stopped after it whether it passed or not.
+// Owns: the set-up most process-level test files share, as vitest hooks: a server (nats-server, the SNS/SQS endpoint)
+// for the whole file, and the processes a test starts, stopped after it whether it passed or not.
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { type NatsServerHandle, type NatsServerOptions, startNatsServer } from '../../functions/launch/index.ts';
 
@@ -12,24 +12,37 @@ export interface FileNatsServer {
 }
 
 /**
- * One nats-server for the whole test file: started before its first test and stopped after its last. With `when`
- * false (the file's tests need a binary the machine lacks, such as HAProxy) it starts nothing.
+ * Something a whole test file shares (a server, an emulator): started before its first test and stopped after its
+ * last. With `when` false (the file's tests need a binary the machine lacks, such as HAProxy) nothing starts. The
+ * accessor throws when read before the file's `beforeAll` started it, or when it was not started.
  */
-export function natsServerPerFile(options: NatsServerOptions = {}, when = true): FileNatsServer {
-  let server: NatsServerHandle | undefined;
+export function startedPerFile<T extends { stop(): Promise<unknown> }>(
+  what: string,
+  start: () => Promise<T>,
+  when = true,
+): () => T {
+  let started: T | undefined;
   beforeAll(async () => {
-    if (when) server = await startNatsServer(options);
+    if (when) started = await start();
   });
   afterAll(async () => {
-    await server?.stop();
+    await started?.stop();
   });
+  return () => {
+    if (!started) throw new Error(`the ${what} of this file is not running (read it inside a test or hook)`);
+    return started;
+  };
+}
+
+/** One nats-server for the whole test file (see `startedPerFile`). */
+export function natsServerPerFile(options: NatsServerOptions = {}, when = true): FileNatsServer {
+  const current = startedPerFile('nats-server', () => startNatsServer(options), when);
   return {
     get server(): NatsServerHandle {
-      if (!server) throw new Error('the nats-server of this file is not running (read it inside a test or hook)');
-      return server;
+      return current();
     },
     get url(): string {
-      return this.server.url;
+      return current().url;
     },
   };
 }
