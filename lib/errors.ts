@@ -30,23 +30,22 @@ export class SessionReplicationError extends Error {
   }
 }
 
-/** The constructor of an error that is its code and a message (with an optional cause). */
-type CodedErrorClass = new (message: string, options?: { cause?: unknown }) => SessionReplicationError;
-
 /**
- * The base of an error class that adds only its code: `class XError extends codedError('X') {}`
- * keeps an exported class of its own (name, doc comment, `instanceof`) without repeating the constructor.
+ * The base of the errors that are a code and a message (with an optional cause): a subclass only names its `code`,
+ * so each stays an exported class of its own (name, doc comment, `instanceof`) without repeating the constructor.
  */
-function codedError(code: string): CodedErrorClass {
-  return class extends SessionReplicationError {
-    constructor(message: string, options?: { cause?: unknown }) {
-      super(code, message, options);
-    }
-  };
+export abstract class CodedError extends SessionReplicationError {
+  /** The code every error of the subclass carries. */
+  static readonly code: string;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super((new.target as unknown as typeof CodedError).code, message, options);
+  }
 }
 
 /** Options given to `createCluster`, the middleware or the CLI are invalid. */
-export class InvalidOptionsError extends codedError('INVALID_OPTIONS') {}
+export class InvalidOptionsError extends CodedError {
+  static override readonly code = 'INVALID_OPTIONS';
+}
 
 /** A session (or one attribute) would exceed `maxSessionBytes`; the middleware answers 413. */
 export class SessionTooLargeError extends SessionReplicationError {
@@ -181,7 +180,9 @@ export class ChannelRequestError extends SessionReplicationError {
 }
 
 /** State transfer from a peer failed; the node starts empty and says so. */
-export class StateTransferError extends codedError('STATE_TRANSFER_FAILED') {}
+export class StateTransferError extends CodedError {
+  static override readonly code = 'STATE_TRANSFER_FAILED';
+}
 
 /** An entry point needs an optional peer dependency that is not installed; the message names the package to install. */
 export class MissingPeerDependencyError extends SessionReplicationError {
@@ -213,7 +214,9 @@ export class MessageTooLargeError extends SessionReplicationError {
 }
 
 /** The broker refused to set up what a channel needs (topic, queue, subscription); `cause` holds its answer. */
-export class BrokerSetupError extends codedError('BROKER_SETUP_FAILED') {}
+export class BrokerSetupError extends CodedError {
+  static override readonly code = 'BROKER_SETUP_FAILED';
+}
 
 /**
  * The replication log already holds a different message under this message id (within its
