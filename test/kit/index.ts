@@ -15,3 +15,4 @@ export * from './sns-sqs.ts';
 export * from './timings.ts';
 export * from './faults.ts';
 export * from './holding-channel.ts';
+export * from './suite.ts';
