@@ -1,19 +1,19 @@
 // Owns: end-to-end read-your-writes through a real HAProxy with plain round-robin (no stickiness) in front of three real
 // node processes on a real nats-server, async mode: every read, on whichever node, shows the client's last acknowledged
 // write. n3 receives from NATS through a link that delivers 150 ms late, so it is often behind the client.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
   CookieClient,
   HAPROXY,
-  startHaproxyFor,
-  startNatsServer,
+  natsServerPerFile,
+  type NodeHandle,
   startForwarder,
+  startHaproxyFor,
   startNode,
+  stoppedAfterEach,
   uniqueCluster,
   waitFor,
-  type NatsServerHandle,
-  type NodeHandle,
 } from '../kit/index.ts';
 
 const CLIENTS = 8;
@@ -21,29 +21,19 @@ const INCREMENTS = 25;
 /** How late n3 receives what NATS delivers. */
 const LATENCY_MS = 150;
 
-let nats: NatsServerHandle | undefined;
-const running: { stop(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  if (HAPROXY) nats = await startNatsServer();
-});
-afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((p) => p.stop()));
-});
-afterAll(async () => {
-  await nats?.stop();
-});
+const nats = natsServerPerFile({}, HAPROXY !== undefined);
+const running = stoppedAfterEach<{ stop(): Promise<unknown> }>();
 
 async function startCluster(manager: 'delta' | 'backup'): Promise<NodeHandle[]> {
   const cluster = uniqueCluster(`ryw-${manager}`);
-  const slowLink = await startForwarder(nats!.port, { latencyMs: LATENCY_MS });
+  const slowLink = await startForwarder(nats.server.port, { latencyMs: LATENCY_MS });
   running.push({ stop: () => slowLink.close() });
   const nodes = await Promise.all(
     ['n1', 'n2', 'n3'].map((node) =>
       startNode({
         cluster,
         node,
-        nats: node === 'n3' ? slowLink.url : nats!.url,
+        nats: node === 'n3' ? slowLink.url : nats.url,
         manager,
         send: 'async',
         env: { LOG_LEVEL: 'warn' },

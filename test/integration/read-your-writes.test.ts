@@ -5,7 +5,8 @@ import type { ClusterOptions } from '../../lib/index.ts';
 import {
   CookieClient,
   createNatsNode,
-  HoldingChannel,
+  type HoldingChannel,
+  holdingChannel,
   startForwarder,
   type TcpForwarder,
   type TestNode,
@@ -32,7 +33,7 @@ async function startCluster(
   const started: TestNode[] = [];
   for (const [i, name] of names.entries()) {
     const node = await createNatsNode(urls[i] ?? inject('natsUrl'), cluster, name, options, (inner) => {
-      const channel = new HoldingChannel(
+      const channel = holdingChannel(
         inner,
         holds.map((subject) => `sessrep.${cluster}.${subject}`),
       );

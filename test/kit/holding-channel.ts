@@ -1,75 +1,56 @@
 // Owns: a channel wrapper that holds back what one node receives on chosen subjects (a node that missed or has not yet
 // got messages), while everything else (heartbeats, requests and their replies) flows: the read-your-writes tests' stale node.
-import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from '../../lib/channel/channel.ts';
+import type { Channel, ChannelMessage, ChannelSubscription } from '../../lib/channel/channel.ts';
 import { subjectMatches } from '../../lib/channel/subjects.ts';
 
-/** Wraps `inner`; while `hold` is on, messages arriving on subjects matching `patterns` wait until `release()`. */
-export class HoldingChannel implements Channel {
-  readonly kind: string;
-  readonly maxPayload?: number;
-  /** Whether matching deliveries are held now. */
-  holding = false;
-  readonly #held: Array<() => void> = [];
-
-  constructor(
-    readonly inner: Channel,
-    readonly patterns: readonly string[],
-  ) {
-    this.kind = inner.kind;
-    if (inner.maxPayload !== undefined) this.maxPayload = inner.maxPayload;
-  }
-
+/** A channel whose deliveries on some subjects can be held back. */
+export interface HoldingChannel extends Channel {
   /** How many deliveries wait now. */
-  get held(): number {
-    return this.#held.length;
-  }
-
+  readonly held: number;
   /** Holds matching deliveries from now on. */
-  hold(): void {
-    this.holding = true;
-  }
-
+  hold(): void;
   /** Delivers what was held, in order, and stops holding. */
-  release(): void {
-    this.holding = false;
-    for (const deliver of this.#held.splice(0)) deliver();
-  }
+  release(): void;
+}
 
-  publish(subject: string, data: Uint8Array, options?: { reply?: string }): void {
-    this.inner.publish(subject, data, options);
-  }
-
-  subscribe(
+/** Wraps `inner`; after `hold()`, messages arriving on subjects matching `patterns` wait until `release()`. */
+export function holdingChannel(inner: Channel, patterns: readonly string[]): HoldingChannel {
+  const waiting: Array<() => void> = [];
+  const matchers = patterns.map((pattern) => pattern.split('.'));
+  let holding = false;
+  const holds = (subject: string) => {
+    const tokens = subject.split('.');
+    return holding && matchers.some((matcher) => subjectMatches(matcher, tokens));
+  };
+  const subscribe = (
     subject: string,
     handler: (message: ChannelMessage) => void,
     options?: { queue?: string },
-  ): ChannelSubscription {
-    return this.inner.subscribe(
+  ): ChannelSubscription =>
+    inner.subscribe(
       subject,
-      (message) => {
-        const tokens = message.subject.split('.');
-        if (this.holding && this.patterns.some((pattern) => subjectMatches(pattern.split('.'), tokens)))
-          this.#held.push(() => handler(message));
-        else handler(message);
-      },
+      (message) => (holds(message.subject) ? waiting.push(() => handler(message)) : handler(message)),
       options,
     );
-  }
-
-  request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
-    return this.inner.request(subject, data, options);
-  }
-
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-
-  onStatus(listener: (status: ChannelStatus, detail?: string) => void): void {
-    this.inner.onStatus(listener);
-  }
-
-  close(): Promise<void> {
-    this.#held.length = 0;
-    return this.inner.close();
-  }
+  return {
+    kind: inner.kind,
+    ...(inner.maxPayload !== undefined ? { maxPayload: inner.maxPayload } : {}),
+    get held() {
+      return waiting.length;
+    },
+    hold: () => void (holding = true),
+    release: () => {
+      holding = false;
+      for (const deliver of waiting.splice(0)) deliver();
+    },
+    subscribe,
+    publish: (subject, data, options) => inner.publish(subject, data, options),
+    request: (subject, data, options) => inner.request(subject, data, options),
+    flush: () => inner.flush(),
+    onStatus: (listener) => inner.onStatus(listener),
+    close: () => {
+      waiting.length = 0;
+      return inner.close();
+    },
+  };
 }
