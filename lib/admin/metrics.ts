@@ -74,6 +74,7 @@ const COUNTERS: ReadonlyArray<readonly [field: string, name: string, help: strin
   ['routeRewrites', 'sessrep_route_rewrites_total', 'Session cookies whose route was rewritten to this node after a failover.'],
   ['versionWaits', 'sessrep_version_waits_total', 'Requests whose session copy here was older than the version the client presented (read-your-writes waits).'],
   ['versionRefusals', 'sessrep_version_refusals_total', 'Requests answered 503 because the newer session state did not arrive within readYourWritesWaitMs.'],
+  ['versionsLost', 'sessrep_versions_lost_total', "Requests whose presented session version no member held any more (lost with its holders)."],
   ['versionsRejected', 'sessrep_version_cookies_rejected_total', 'Session version cookies that did not verify (forged, copied or damaged) and were ignored.'],
   ['rejectedSessions', 'sessrep_sessions_rejected_total', 'New sessions refused because this node held maxActiveSessions.'],
   ['sessionsCreated', 'sessrep_sessions_created_total', 'Sessions created on this node.'],

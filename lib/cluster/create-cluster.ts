@@ -132,7 +132,8 @@ export function clusterNode(parts: NodeParts): ClusterNode {
     channelWatch: parts.channelWatch,
   };
   // One per node: the keys are imported once, whatever the number of middlewares.
-  const versions = options.readYourWritesWaitMs > 0 ? new SessionVersions(options.versionCookieKeys) : undefined;
+  const versions =
+    options.readYourWritesWaitMs > 0 ? new SessionVersions(options.versionCookieKeys, options.cluster) : undefined;
   let direct: { unsubscribe(): void } | undefined;
   let sampler: ReturnType<typeof setInterval> | undefined;
 

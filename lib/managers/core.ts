@@ -16,6 +16,11 @@ import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import { SessionTable } from './session-table.ts';
 import { receiveState, StateDonor, type PageLimits, type StatePage, type StateSource } from './state-transfer.ts';
 
+/** What a `fetch` of one session from a member got. */
+export type FetchOutcome =
+  | { readonly kind: 'answered'; readonly entry?: OwnershipEntry; readonly state?: SessionState }
+  | { readonly kind: 'gone' | 'unreachable' };
+
 /** What the core needs to know from its manager. */
 export interface ReplicaCoreOptions {
   readonly touchIntervalMs: number;
@@ -166,27 +171,25 @@ export class ReplicaCore {
   }
 
   /**
-   * Asks `node` for its ownership entry and live state of `key` (a `fetch`); undefined when it did not
-   * answer in `timeoutMs`. A node nobody listens for is suspected at once (its process is likely gone).
+   * Asks `node` for its ownership entry and live state of `key` (a `fetch`): `answered` with what it
+   * holds, `gone` when nobody listens on its subject (its process is likely gone: it is suspected at
+   * once), or `unreachable` when it did not answer within `timeoutMs`.
    */
-  async fetch(
-    node: string,
-    key: string,
-    timeoutMs: number,
-  ): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
+  async fetch(node: string, key: string, timeoutMs: number): Promise<FetchOutcome> {
     const { bus, logger } = this.parts;
     try {
       const reply = await bus.request(bus.subjects.node(node), 'fetch', { k: key }, timeoutMs);
-      if (reply.kind !== 'fetched') return undefined;
+      if (reply.kind !== 'fetched') return { kind: 'unreachable' };
       const [entry] = reply.body.e;
       const [state] = reply.body.s;
-      return { ...(entry ? { entry } : {}), ...(state ? { state } : {}) };
+      return { kind: 'answered', ...(entry ? { entry } : {}), ...(state ? { state } : {}) };
     } catch (error) {
       if (!(error instanceof ChannelRequestError)) throw error;
       logger.warn({ ...sessionFields([key]), from: node, error: error.kind }, 'fetch failed');
-      // Nobody listens on its subject: its process is likely gone; verify and drop it now, not after memberDropMs.
-      if (error.kind === 'no-responders') this.parts.membership.suspect(node);
-      return undefined;
+      if (error.kind !== 'no-responders') return { kind: 'unreachable' };
+      // Verify and drop it now, not after memberDropMs.
+      this.parts.membership.suspect(node);
+      return { kind: 'gone' };
     }
   }
 

@@ -110,8 +110,9 @@ export interface SessionManager {
   /**
    * Read-your-writes: resolves once this node's copy of `key` holds `version` (a version the client
    * was told, see `SessionVersions`) with `current`, or `ended` when the session ended; `behind` when
-   * the newer state did not arrive within `waitMs`. Meanwhile it asks the member that wrote the
-   * version, then the other members, and (with a log) replays the log to its end.
+   * the newer state did not arrive within `waitMs`; `lost` when the writer and every member answered
+   * without it (or are gone) and the log has nothing newer. Meanwhile it asks the member that wrote
+   * the version, then the other members, and (with a log) replays the log to its end.
    * @default none: a manager without it gets no read-your-writes check
    */
   awaitVersion?(key: string, version: Stamp, options: VersionWaitOptions): Promise<VersionWait>;

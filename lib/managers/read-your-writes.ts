@@ -8,8 +8,13 @@ import { compareStamps, type Stamp } from '../session/clock.ts';
 import { latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicaCore } from './core.ts';
 
-/** What waiting for a version found: the copy here is `current` (at least that version), the session `ended`, or the copy is still `behind`. */
-export type VersionWait = 'current' | 'ended' | 'behind';
+/**
+ * What waiting for a version found: the copy here is `current` (at least that version), the session
+ * `ended`, the copy is still `behind` (some holder did not answer in time), or the version is `lost`:
+ * its writer is gone or answered without it, every other member answered without it, and the log (if
+ * any) was replayed to its end (a session lost with its holders: waiting longer would not help).
+ */
+export type VersionWait = 'current' | 'ended' | 'behind' | 'lost';
 
 /** How long to wait, and which node the cookie's route names (asked early). */
 export interface VersionWaitOptions {
@@ -23,10 +28,13 @@ export interface VersionSource {
   state(key: string): SessionState | undefined;
   /** Whether this node knows that the session ended. */
   ended(key: string): boolean;
-  /** Asks `node` for its copy of the key and merges it here; resolves when done (never rejects). */
-  pull(node: string, key: string, timeoutMs: number): Promise<void>;
-  /** Another way to catch up (the log replayed to its end), started with the pulls; never rejects. */
-  catchUp?(deadline: number): Promise<void>;
+  /**
+   * Asks `node` for its copy of the key and merges it here: `answered`, `gone` (nobody listens on its
+   * subject) or `unreachable` (no answer in time). Never rejects.
+   */
+  pull(node: string, key: string, timeoutMs: number): Promise<'answered' | 'gone' | 'unreachable'>;
+  /** Another way to catch up (the log replayed to its end), started with the pulls; true when it got there. Never rejects. */
+  catchUp?(deadline: number): Promise<boolean>;
 }
 
 /** How often a waiting request looks at its copy again. */
@@ -34,8 +42,8 @@ const POLL_MS = 5;
 
 /** Brings one session's copy up to a presented version, or says it could not. */
 export class VersionWaiter {
-  /** Pulls in flight per key, so concurrent requests for one session ask once. */
-  readonly #pulling = new Map<string, Promise<void>>();
+  /** Pulls in flight per key, so concurrent requests for one session ask once; true when nobody has a newer copy. */
+  readonly #pulling = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly core: ReplicaCore,
@@ -57,29 +65,39 @@ export class VersionWaiter {
     let outcome = this.check(key, version);
     if (outcome !== 'behind' || waitMs <= 0) return outcome;
     const deadline = Date.now() + waitMs;
-    if (!this.#pulling.has(key)) {
-      const pulling = this.#pull(key, version, routeHint, deadline).finally(() => this.#pulling.delete(key));
+    let pulling = this.#pulling.get(key);
+    if (!pulling) {
+      pulling = this.#pull(key, version, routeHint, deadline).finally(() => this.#pulling.delete(key));
       this.#pulling.set(key, pulling);
     }
-    while (outcome === 'behind' && Date.now() < deadline) {
+    let lost = false;
+    void pulling.then((nobody) => (lost = nobody));
+    while (outcome === 'behind' && !lost && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       outcome = this.check(key, version);
     }
-    return outcome;
+    return outcome === 'behind' && lost ? 'lost' : outcome;
   }
 
-  /** The writer first (it has the version unless it died), then every other member at once; the log alongside. */
-  async #pull(key: string, version: Stamp, routeHint: string | undefined, deadline: number): Promise<void> {
+  /**
+   * The writer first (it has the version unless it died), then every ready member at once; the log
+   * alongside. Resolves true when nobody can have a newer copy: the writer and every ready member
+   * answered without it or are gone (nobody listens on their subject), and the log got to its end.
+   */
+  async #pull(key: string, version: Stamp, routeHint: string | undefined, deadline: number): Promise<boolean> {
     const { membership } = this.core.parts;
     const self = this.core.self;
-    const catchingUp = this.source.catchUp?.(deadline);
-    const candidates = [version[2], routeHint ?? '', ...membership.readyMembers().map((m) => m.node)];
-    const order = [...new Set(candidates)].filter((node) => node !== '' && node !== self && membership.has(node));
-    const [writer, ...rest] = order;
+    const catchingUp = this.source.catchUp?.(deadline) ?? Promise.resolve(true);
+    const writer = version[2];
     const remaining = () => Math.max(1, deadline - Date.now());
-    if (writer !== undefined) await this.source.pull(writer, key, remaining());
-    if (this.check(key, version) === 'behind' && Date.now() < deadline)
-      await Promise.all(rest.map((node) => this.source.pull(node, key, remaining())));
-    await catchingUp;
+    // The writer is asked even when this node's view has lost it: that view may be the stale one.
+    const wrote = writer === self ? 'gone' : await this.source.pull(writer, key, remaining());
+    if (this.check(key, version) !== 'behind') return false;
+    const others = [...new Set([routeHint ?? '', ...membership.readyMembers().map((m) => m.node)])].filter(
+      (node) => node !== '' && node !== self && node !== writer,
+    );
+    const answers = await Promise.all(others.map((node) => this.source.pull(node, key, remaining())));
+    const logged = await catchingUp;
+    return wrote !== 'unreachable' && answers.every((answer) => answer !== 'unreachable') && logged;
   }
 }

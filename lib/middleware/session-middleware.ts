@@ -265,7 +265,14 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       logger.info(fields, "read-your-writes: this node's copy stayed older than the client's version: 503");
       return new SessionBehindError();
     }
-    logger.debug(fields, "read-your-writes: waited for the client's version");
+    if (outcome === 'lost') {
+      // Its writer and every member answered without it (or are gone): the newer state died with its holders.
+      stats.versionsLost++;
+      logger.warn(
+        fields,
+        "read-your-writes: no member holds the client's version any more: serving what the cluster has",
+      );
+    } else logger.debug(fields, "read-your-writes: waited for the client's version");
     return outcome === 'ended' ? undefined : manager.resolve(key, route);
   };
 

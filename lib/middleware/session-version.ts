@@ -5,7 +5,8 @@
  * answers, or refuses (see the middleware).
  *
  * Value: `<wall ms base36>.<counter base36>.<node>.<mac>`, the MAC being the first 128 bits of
- * HMAC-SHA256(key, `v1|<session key>|<wall>|<counter>|<node>`) in base64url. With cluster keys (or
+ * HMAC-SHA256(key, `v1|<cluster>|<session key>|<wall>|<counter>|<node>`) in base64url: a version
+ * of one cluster means nothing to another on the same domain. With cluster keys (or
  * `versionCookieKeys`) the HMAC key is derived from each configured key with HKDF, so only the
  * cluster can issue a version; without keys it is a fixed public key, so the value is bound to the
  * session key alone: only a client that holds the session's key can forge its version, which can only
@@ -34,8 +35,11 @@ export class SessionVersions {
   /** True when the versions are signed with cluster keys (false: bound to the session key only). */
   readonly signed: boolean;
 
-  /** Checks the keys at once (`InvalidOptionsError`); imports them in the background. */
-  constructor(keys: readonly ClusterKeyConfig[] | undefined) {
+  readonly #cluster: string;
+
+  /** Checks the keys at once (`InvalidOptionsError`); imports them in the background. `cluster` is bound into every MAC. */
+  constructor(keys: readonly ClusterKeyConfig[] | undefined, cluster = '') {
+    this.#cluster = cluster;
     const raw = keys && keys.length > 0 ? [...checkClusterKeys(keys).values()] : undefined;
     this.signed = raw !== undefined;
     this.#keys = raw ? Promise.all(raw.map(derive)) : importHmac(PUBLIC_KEY).then((key) => [key]);
@@ -46,7 +50,7 @@ export class SessionVersions {
     const [signing] = await this.#keys;
     const [wall, counter, node] = version;
     const text = `${wall.toString(36)}.${counter.toString(36)}.${node}`;
-    return `${text}.${toBase64Url(await mac(signing!, key, version))}`;
+    return `${text}.${toBase64Url(await mac(signing!, `${this.#cluster}|${key}`, version))}`;
   }
 
   /** Reads a presented cookie value for session `key`: none, a version this cluster issued for that key, or invalid. */
@@ -59,7 +63,7 @@ export class SessionVersions {
     // Compared as text: a non-canonical encoding of the right MAC (other padding bits) is refused too.
     const presented = utf8.encode(match[4]!);
     for (const candidate of await this.#keys) {
-      if (equal(utf8.encode(toBase64Url(await mac(candidate, key, version))), presented))
+      if (equal(utf8.encode(toBase64Url(await mac(candidate, `${this.#cluster}|${key}`, version))), presented))
         return { kind: 'valid', version };
     }
     return { kind: 'invalid' };
@@ -80,8 +84,9 @@ function importHmac(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
   return crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
 }
 
-async function mac(key: CryptoKey, session: string, [wall, counter, node]: Stamp): Promise<Uint8Array> {
-  const signed = await crypto.subtle.sign('HMAC', key, utf8.encode(`v1|${session}|${wall}|${counter}|${node}`));
+/** `scope` is `<cluster>|<session key>`. */
+async function mac(key: CryptoKey, scope: string, [wall, counter, node]: Stamp): Promise<Uint8Array> {
+  const signed = await crypto.subtle.sign('HMAC', key, utf8.encode(`v1|${scope}|${wall}|${counter}|${node}`));
   return new Uint8Array(signed, 0, MAC_BYTES);
 }
 

@@ -175,6 +175,28 @@ describe.each([
   });
 });
 
+describe('a version lost with its only holder', () => {
+  it('is not waited for: once the writer is gone and every member answered without it, the node serves what the cluster has', async () => {
+    const {
+      nodes: [a, b],
+      channels,
+    } = await startCluster(['a', 'b'], { manager: 'delta', readYourWritesWaitMs: 5000 }, { holds: ['delta'] });
+    const client = new CookieClient();
+    await client.request(a!, 'POST', '/counter');
+    await waitFor('b to hold the session', () => b!.sessions.manager.sessionCounts().total === 1);
+    for (const channel of channels) channel.hold();
+    await client.request(a!, 'POST', '/counter'); // only a has counter 2
+    await a!.stop(); // gone: nobody answers on its subject any more
+    const started = Date.now();
+    const reply = await client.request(b!, 'GET', '/session');
+    expect(reply.status).toBe(200);
+    expect(reply.json).toMatchObject({ isNew: false, attributes: { counter: 1 } });
+    expect(Date.now() - started).toBeLessThan(2500);
+    expect(b!.sessions.stats.versionsLost).toBe(1);
+    expect(b!.sessions.stats.versionRefusals).toBe(0);
+  });
+});
+
 describe('ended stays ended', () => {
   it.each(['delta', 'backup'] as const)(
     '%s: an invalidated session presented with its old cookies starts fresh, at once',

@@ -86,10 +86,13 @@ export class BackupManager implements SessionManager {
       ended: (key) => this.#ownership.map.raw(key)?.ended === true || core.table.get(key)?.ended !== undefined,
       pull: async (node, key, timeoutMs) => {
         const found = await core.fetch(node, key, timeoutMs);
-        if (found?.entry) this.#ownership.merge(found.entry);
-        if (!found?.state || found.state.ended || this.#ownership.map.raw(key)?.ended) return;
-        parts.clock.observe(latestStamp(found.state));
-        core.table.merge(found.state);
+        if (found.kind !== 'answered') return found.kind;
+        if (found.entry) this.#ownership.merge(found.entry);
+        if (found.state && !found.state.ended && !this.#ownership.map.raw(key)?.ended) {
+          parts.clock.observe(latestStamp(found.state));
+          core.table.merge(found.state);
+        }
+        return found.kind;
       },
     });
     parts.membership.onLeave((member) => {

@@ -118,7 +118,8 @@ export class Takeover {
     return true;
   }
 
-  #fetch(node: string, key: string): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
-    return this.core.fetch(node, key, this.fetchTimeoutMs);
+  async #fetch(node: string, key: string): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
+    const found = await this.core.fetch(node, key, this.fetchTimeoutMs);
+    return found.kind === 'answered' ? found : undefined;
   }
 }

@@ -95,7 +95,8 @@ export class DeltaManager implements SessionManager {
       ended: (key) => core.table.get(key)?.ended !== undefined,
       pull: async (node, key, timeoutMs) => {
         const found = await core.fetch(node, key, timeoutMs);
-        if (found?.state) core.applyStates([found.state]);
+        if (found.kind === 'answered' && found.state) core.applyStates([found.state]);
+        return found.kind;
       },
       ...(this.#log ? { catchUp: (deadline: number) => this.#log!.catchUpBy(deadline) } : {}),
     });

@@ -59,6 +59,15 @@ describe('SessionVersions', () => {
       expect(await cluster.verify(session, await forger.encode(session, version))).toEqual({ kind: 'invalid' });
   });
 
+  it('a version issued by another cluster (same keys or none) is invalid', async () => {
+    const session = newSessionKey();
+    for (const keys of [[keyA], undefined]) {
+      const value = await new SessionVersions(keys, 'shop').encode(session, version);
+      expect(await new SessionVersions(keys, 'shop').verify(session, value)).toEqual({ kind: 'valid', version });
+      expect(await new SessionVersions(keys, 'blog').verify(session, value)).toEqual({ kind: 'invalid' });
+    }
+  });
+
   it('rotation: signs with the first key and accepts versions signed with any configured key', async () => {
     const session = newSessionKey();
     const old = await new SessionVersions([keyA]).encode(session, version);
