@@ -1,6 +1,9 @@
 /**
  * The options of `createCluster`, their validation, and every default: `resolveOptions()` is the one
  * place a default is decided, including those computed from other options.
+ *
+ * Over 400 lines on purpose: the documented interface, the schema checked against it and the resolver
+ * stay in one file so an option's doc comment, its validation and its default are read together.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { z } from 'zod';

@@ -19,13 +19,13 @@ import {
 import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
-import { compareStamps, type HybridClock, newerStamp, type Stamp } from '../session/clock.ts';
+import { compareStamps, type HybridClock, type Stamp } from '../session/clock.ts';
 import { parseSessionId } from '../session/ids.ts';
 import type { SessionSchema } from '../session/schema.ts';
-import { Session, type SessionChanges, type SessionData, type SessionLimits } from '../session/session.ts';
+import { Session, type SessionData, type SessionLimits } from '../session/session.ts';
 import { latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
-import type { PresentedVersion, SessionVersions } from './session-version.ts';
+import { newestVersion, type PresentedVersion, type SessionVersions } from './session-version.ts';
 
 /** Context variables the middleware sets: `c.get('session')`, typed by the session's `Data`. */
 export interface SessionVariables<Data extends SessionData = SessionData> {
@@ -276,14 +276,6 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     return outcome === 'ended' ? undefined : manager.resolve(key, route);
   };
 
-  /** The version of `key` after this request: its state here, or the request's own change when the state moved away. */
-  const versionAfter = (key: string, changes: SessionChanges): Stamp | undefined => {
-    const held = manager.inspect(key);
-    const delta = changes.deltas.find((d) => d.key === key);
-    const stamps = [held, delta].flatMap((s) => (s && !s.ended ? [latestStamp(s)] : []));
-    return stamps.reduce<Stamp | undefined>((a, b) => (a ? newerStamp(a, b) : b), undefined);
-  };
-
   const writeCookie = (c: Context, session: Session<Data>) => {
     setCookie(c, cookie.name, session.id, cookieOptions(c, session));
   };
@@ -397,7 +389,10 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     }
     if (!state || rerouted || requested?.key !== session.key || cookie.maxAge === 'expiry') writeCookie(c, session);
     // A filtered request's change has not left this node: a version naming it would hold other nodes back.
-    const version = versions && replicate ? versionAfter(session.key, changes) : undefined;
+    const version =
+      versions && replicate
+        ? newestVersion([manager.inspect(session.key), changes.deltas.find((d) => d.key === session.key)])
+        : undefined;
     const told = presented.kind === 'valid' && requested?.key === session.key ? presented.version : undefined;
     if (versions && version && (!told || compareStamps(version, told) > 0 || cookie.maxAge === 'expiry'))
       setCookie(c, versionName, await versions.encode(session.key, version), cookieOptions(c, session));

@@ -13,8 +13,9 @@
  * make its own requests wait.
  */
 import { checkClusterKeys, type ClusterKeyConfig } from '../codec/protection.ts';
-import type { Stamp } from '../session/clock.ts';
+import { newerStamp, type Stamp } from '../session/clock.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
+import { latestStamp, type SessionState } from '../session/state.ts';
 
 const utf8 = new TextEncoder();
 const MAC_BYTES = 16;
@@ -68,6 +69,17 @@ export class SessionVersions {
     }
     return { kind: 'invalid' };
   }
+}
+
+/**
+ * The version of a session after a request: the newest stamp of the live states given (its state on
+ * this node, and the request's own change, for when the state moved away); undefined when none is live.
+ */
+export function newestVersion(states: readonly (SessionState | undefined)[]): Stamp | undefined {
+  let newest: Stamp | undefined;
+  for (const state of states)
+    if (state && !state.ended) newest = newest ? newerStamp(newest, latestStamp(state)) : latestStamp(state);
+  return newest;
 }
 
 async function derive(secret: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
