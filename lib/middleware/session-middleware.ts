@@ -4,7 +4,7 @@
  * route to this node after a failover).
  */
 import type { Context, MiddlewareHandler } from 'hono';
-import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { deleteCookie, generateCookie, getCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import {
   ChangeNotConfirmedError,
@@ -25,6 +25,7 @@ import type { SessionSchema } from '../session/schema.ts';
 import { Session, type SessionData, type SessionLimits } from '../session/session.ts';
 import { latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
+import { appendCookie, waitUntilOf } from './response.ts';
 import { newestVersion, type PresentedVersion, type SessionVersions } from './session-version.ts';
 
 /** Context variables the middleware sets: `c.get('session')`, typed by the session's `Data`. */
@@ -187,22 +188,6 @@ function cameOverHttps(c: Context, trustProxy: boolean): boolean {
   return forwarded ? forwarded === 'https' : new URL(c.req.url).protocol === 'https:';
 }
 
-/** The runtime's `waitUntil` (Cloudflare Workers, Vercel Edge), or undefined where there is none. */
-function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) | undefined {
-  // Hono's getter throws when the runtime passed no execution context (Node, on every request):
-  // without a stack trace the throw costs little (the profile showed about 2 % of a node's CPU).
-  const stackTraceLimit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    const ctx = c.executionCtx;
-    return typeof ctx?.waitUntil === 'function' ? (promise) => ctx.waitUntil(promise) : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    Error.stackTraceLimit = stackTraceLimit;
-  }
-}
-
 /** Builds the session middleware for one cluster node. */
 export function sessionMiddleware<Data extends SessionData = SessionData>(
   parts: MiddlewareParts,
@@ -283,7 +268,7 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
   };
 
   const writeCookie = (c: Context, session: Session<Data>) => {
-    setCookie(c, cookie.name, session.id, cookieOptions(c, session));
+    appendCookie(c, generateCookie(cookie.name, session.id, cookieOptions(c, session)));
   };
 
   return createMiddleware<{ Variables: SessionVariables<Data> }>(async function replicatedSession(c, next) {
@@ -403,6 +388,9 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
         : undefined;
     const told = presented.kind === 'valid' && requested?.key === session.key ? presented.version : undefined;
     if (versions && version && (!told || compareStamps(version, told) > 0 || cookie.maxAge === 'expiry'))
-      setCookie(c, versionName, await versions.encode(session.key, version), cookieOptions(c, session));
+      appendCookie(
+        c,
+        generateCookie(versionName, await versions.encode(session.key, version), cookieOptions(c, session)),
+      );
   });
 }

@@ -131,6 +131,33 @@ describe('route binder', () => {
   });
 });
 
+describe('cookies written after the handler', () => {
+  it("are added to the handler's own response (no copy with a streamed body), and still set when its headers cannot change", async () => {
+    const [n1] = await startNodes(new MemoryBus(), ['n1']);
+    const app = new Hono<{ Variables: SessionVariables }>();
+    app.use(n1!.middleware());
+    let returned: Response | undefined;
+    app.post('/json', (c) => {
+      c.get('session').set('a', 1);
+      returned = c.json({ ok: true });
+      return returned;
+    });
+    // Response.redirect() has immutable headers: the cookie goes on a copy instead.
+    app.post('/redirect', (c) => {
+      c.get('session').set('b', 1);
+      return Response.redirect('http://app.local/next', 303);
+    });
+    const res = await app.request('http://app.local/json', { method: 'POST' });
+    expect(res).toBe(returned);
+    expect(res.headers.getSetCookie()).toContainEqual(expect.stringMatching(/^SESSIONID=[^;]+\.n1; /));
+    expect(await res.json()).toEqual({ ok: true });
+    const redirect = await app.request('http://app.local/redirect', { method: 'POST' });
+    expect(redirect.status).toBe(303);
+    expect(redirect.headers.get('location')).toBe('http://app.local/next');
+    expect(redirect.headers.getSetCookie()).toContainEqual(expect.stringMatching(/^SESSIONID=[^;]+\.n1; /));
+  });
+});
+
 describe('valve', () => {
   it("an oversized session answers 413 and replicates nothing, not even the request's other writes", async () => {
     const [n1, n2] = await startNodes(new MemoryBus(), ['n1', 'n2'], { maxSessionBytes: 2000 });
