@@ -51,6 +51,10 @@ export class ReplicaCore {
     if (parts.observer) this.table.observe(parts.observer);
     this.donor = new StateDonor(parts.bus, options.source, options.pageLimits, parts.logger);
     parts.membership.onLeave((member) => this.acks.forget(member.node));
+    // Back after a disconnect: what was sent just before it, or the acks to it, may be lost with the connection.
+    parts.bus.channel.onStatus((status) => {
+      if (status === 'connected') this.acks.resendAll();
+    });
   }
 
   /** True once the join finished: the node may serve traffic. */

@@ -135,11 +135,13 @@ export class DeltaManager implements SessionManager {
     await this.#core.stop(async () => this.#log?.stop());
   }
 
-  /** Handles a message on this node's own subject that belongs to the manager (acks, state pages). */
+  /** Handles a message on this node's own subject that belongs to the manager (acks, state pages, deltas sent again). */
   onDirect(incoming: Incoming): void {
     // A transfer's first page asked of this node directly (a join) waits for the log like one asked on the state subject.
     const { message } = incoming;
     if (message.kind === 'state-req' && message.body.transfer === undefined) this.#answerFirstPage(incoming);
+    else if (message.kind === 'delta')
+      this.#applyDelta(incoming); // An ack-mode delta sent again to this node alone.
     else this.#core.onDirect(incoming);
   }
 

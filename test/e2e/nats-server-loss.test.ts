@@ -1,0 +1,193 @@
+// Owns: losing one server of a 3-server NATS cluster under ack-mode load (issue 13): every node keeps answering
+// writes, measured as the longest gap between two answered writes per node.
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ADMIN_HEADERS,
+  CookieClient,
+  startNatsCluster,
+  startNode,
+  uniqueCluster,
+  waitFor,
+  type NatsClusterHandle,
+  type NodeHandle,
+} from '../kit/index.ts';
+
+const running: NodeHandle[] = [];
+let cluster: NatsClusterHandle | undefined;
+
+afterEach(async () => {
+  await Promise.allSettled(running.splice(0).map((node) => node.stop()));
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+interface View {
+  members: { node: string; self: boolean; ready: boolean }[];
+  channel: { status: string; detail?: string };
+  stats: { acksTimedOut: number };
+}
+
+async function view(node: NodeHandle): Promise<View> {
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(5000) });
+  return (await res.json()) as View;
+}
+
+/** Pino log lines of `node` whose message is `msg`. */
+function logs(node: NodeHandle, msg: string): Array<Record<string, unknown>> {
+  return node
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{') && line.includes(`"msg":"${msg}"`))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** The NATS server `node` is connected to now (its last connect or reconnect log line). */
+function serverOf(node: NodeHandle): string {
+  const lines = [
+    ...logs(node, 'connected to NATS'),
+    ...logs(node, 'channel connection changed').filter((l) => l.status === 'connected'),
+  ].sort((a, b) => Number(a.time) - Number(b.time));
+  const last = lines.at(-1);
+  return String(last?.server ?? last?.detail);
+}
+
+/**
+ * Writers pinned to one node each: `perNode` clients per node, each with its own session created there,
+ * write in a loop through that node only and record when each write was answered, and with what.
+ */
+class PinnedWriters {
+  readonly answered = new Map<string, Array<{ at: number; status: number }>>();
+  #running = false;
+  #loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly nodes: NodeHandle[],
+    private readonly perNode: number,
+  ) {}
+
+  async start(): Promise<void> {
+    this.#running = true;
+    for (const node of this.nodes) {
+      this.answered.set(node.node, []);
+      for (let i = 0; i < this.perNode; i++) {
+        const client = new CookieClient();
+        const created = await client.request(node.url, 'PUT', '/session/attributes/w', '0');
+        expect(created.status, created.text).toBe(200);
+        this.#loops.push(this.#loop(node, client));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    await Promise.all(this.#loops);
+  }
+
+  async #loop(node: NodeHandle, client: CookieClient): Promise<void> {
+    const answers = this.answered.get(node.node)!;
+    for (let seq = 1; this.#running; seq++) {
+      try {
+        const res = await fetch(new URL('/session/attributes/w', node.url), {
+          method: 'PUT',
+          headers: { cookie: `SESSIONID=${client.cookie}` },
+          body: String(seq),
+          signal: AbortSignal.timeout(30_000),
+        });
+        await res.arrayBuffer();
+        answers.push({ at: Date.now(), status: res.status });
+      } catch {
+        answers.push({ at: Date.now(), status: 0 });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** The longest time between two writes answered 200 on `node` within [from, to], counting the edges. */
+  longestGap(node: string, from: number, to: number): number {
+    const times = this.answered
+      .get(node)!
+      .filter((a) => a.status === 200)
+      .map((a) => a.at);
+    const before = times.filter((t) => t < from).at(-1) ?? from;
+    const inside = times.filter((t) => t >= from && t <= to);
+    let gap = 0;
+    let last = before;
+    for (const t of [...inside, to]) {
+      gap = Math.max(gap, t - last);
+      last = t;
+    }
+    return gap;
+  }
+
+  statuses(node: string, from: number): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const a of this.answered.get(node)!) if (a.at >= from) counts[a.status] = (counts[a.status] ?? 0) + 1;
+    return counts;
+  }
+}
+
+describe('one server of a 3-server NATS cluster killed under ack-mode load', () => {
+  for (const manager of ['delta', 'backup'] as const) {
+    it(`${manager}: every node keeps answering writes; no write waits out ackTimeoutMs`, async () => {
+      cluster = await startNatsCluster({ size: 3 });
+      const urls = cluster.urls.join(',');
+      const name = uniqueCluster(`srvloss-${manager}`);
+      const nodes: NodeHandle[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const node = await startNode({
+          cluster: name,
+          node: `n${i}`,
+          nats: urls,
+          manager,
+          send: 'ack',
+          readyTimeoutMs: 60_000,
+          env: { LOG_LEVEL: 'info' },
+        });
+        running.push(node);
+        nodes.push(node);
+      }
+      await waitFor(
+        'every node to list the two others as ready',
+        async () => {
+          for (const node of nodes)
+            if ((await view(node)).members.filter((m) => !m.self && m.ready).length !== 2) return false;
+          return true;
+        },
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+      const victim = cluster.servers.findIndex((s) => serverOf(nodes[0]!).endsWith(`:${s.port}`));
+      expect(victim, `n1 on ${serverOf(nodes[0]!)}; servers ${urls}`).toBeGreaterThanOrEqual(0);
+      const onVictim = nodes.filter((n) => serverOf(n).endsWith(`:${cluster!.servers[victim]!.port}`));
+
+      const writers = new PinnedWriters(nodes, 2);
+      await writers.start();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const killedAt = Date.now();
+      cluster.servers[victim]!.kill('SIGKILL');
+      // Every node on the killed server reconnects elsewhere.
+      await waitFor(
+        'the nodes on the killed server to reconnect to another',
+        () =>
+          onVictim.every((node) =>
+            logs(node, 'channel connection changed').some(
+              (l) => l.status === 'connected' && Number(l.time) >= killedAt - 50,
+            ),
+          ),
+        { timeoutMs: 30_000, intervalMs: 50 },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      const endedAt = Date.now();
+      await writers.stop();
+
+      const views = await Promise.all(nodes.map(view));
+      const gaps = nodes.map((node) => writers.longestGap(node.node, killedAt - 100, endedAt));
+      console.info(
+        `[figure] NATS server loss (${manager}, ack): ${onVictim.map((n) => n.node).join(',')} on the killed server; ` +
+          `longest gap between answered writes per node ${nodes.map((n, i) => `${n.node} ${gaps[i]} ms`).join(', ')}; ` +
+          `statuses ${nodes.map((n) => `${n.node} ${JSON.stringify(writers.statuses(n.node, killedAt))}`).join(' ')}; ` +
+          `acks timed out ${views.map((v) => v.stats.acksTimedOut).join('/')}`,
+      );
+      for (const [i, v] of views.entries()) expect(v.stats.acksTimedOut, nodes[i]!.node).toBe(0);
+    }, 180_000);
+  }
+});
