@@ -146,7 +146,7 @@ export const COVERED_STATS: readonly string[] = [
 ];
 
 /** Member states always exported (0 when none), so dashboards see every series. */
-const MEMBER_STATES = ['alive', 'suspected', 'draining', 'joining'] as const;
+const MEMBER_STATES = ['alive', 'unreachable', 'suspected', 'draining', 'joining'] as const;
 
 /** Renders this node's metrics in the Prometheus text format. */
 export function renderMetrics(node: ClusterNode): string {

@@ -14,8 +14,11 @@ import type { LagSummary } from '../stats-window.ts';
 export interface MemberStatus {
   node: string;
   self: boolean;
-  /** `suspected` (missed heartbeats, answered a ping) wins over `draining`, which wins over `joining` (not ready yet). */
-  state: 'alive' | 'suspected' | 'draining' | 'joining';
+  /**
+   * `unreachable` (its subject has no responder: dead or reconnecting) wins over `suspected` (missed
+   * heartbeats, answered a ping), which wins over `draining`, which wins over `joining` (not ready yet).
+   */
+  state: 'alive' | 'unreachable' | 'suspected' | 'draining' | 'joining';
   ready: boolean;
   draining: boolean;
   /** The member's HTTP base URL, when it advertises one. */
@@ -140,7 +143,7 @@ export function clusterStatus(source: StatusSource): ClusterStatus {
     (m): MemberStatus => ({
       node: m.node,
       self: false,
-      state: m.state === 'suspected' ? 'suspected' : m.draining ? 'draining' : m.ready ? 'alive' : 'joining',
+      state: m.state !== 'alive' ? m.state : m.draining ? 'draining' : m.ready ? 'alive' : 'joining',
       ready: m.ready,
       draining: m.draining,
       ...(m.url !== undefined ? { url: m.url } : {}),

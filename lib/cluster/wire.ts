@@ -63,6 +63,8 @@ export function wireNode(options: ResolvedOptions): NodeParts {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       memberDropMs: options.memberDropMs,
       pingTimeoutMs: options.pingTimeoutMs,
+      probeIntervalMs: options.probeIntervalMs,
+      reconnectGraceMs: options.reconnectGraceMs,
       ...(options.advertiseUrl !== undefined ? { advertiseUrl: options.advertiseUrl } : {}),
     },
     logger,

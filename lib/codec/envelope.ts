@@ -55,7 +55,15 @@ type WireEntry = [key: string, primary: string, backup: string, stamp: WireStamp
 interface WireBodies {
   delta: { id: string; s: WireState[]; r?: string };
   ack: { id: string };
-  hb: { started: number; ready: boolean; leaving?: boolean; hello?: boolean; draining?: boolean; url?: string };
+  hb: {
+    started: number;
+    ready: boolean;
+    leaving?: boolean;
+    hello?: boolean;
+    draining?: boolean;
+    url?: string;
+    unreachable?: string[];
+  };
   ping: Record<string, never>;
   pong: { ready: boolean };
   'state-req': { transfer?: string; cursor: number };
@@ -95,7 +103,10 @@ const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
   /** Delta manager: one request's changes; `r` is where to acknowledge (ack mode), kept in the body so it survives a replay. */
   delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState), r: z.string().max(256).optional() }),
   ack: z.object({ id: z.string().min(1).max(64) }),
-  /** Heartbeat; `draining` while the node drains, `url` its HTTP base URL for dashboards (both optional, older nodes omit them). */
+  /**
+   * Heartbeat; `draining` while the node drains, `url` its HTTP base URL for dashboards, `unreachable` the
+   * members whose subject found no responder, for each receiver to verify itself (all optional, older nodes omit them).
+   */
   hb: z.object({
     started: time,
     ready: z.boolean(),
@@ -107,6 +118,7 @@ const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
       .max(512)
       .regex(/^https?:\/\/\S+$/)
       .optional(),
+    unreachable: z.array(token).max(64).optional(),
   }),
   ping: z.object({}),
   pong: z.object({ ready: z.boolean() }),

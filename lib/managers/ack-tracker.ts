@@ -40,15 +40,17 @@ export class AckTracker {
   constructor(
     /** Called with the members still pending `ACK_LATE_MS` after a wait began. */
     private readonly onLate: (members: string[]) => void = () => {},
+    /** False for a member not to wait for (its connection is gone: it catches up once back). */
+    private readonly reachable: (member: string) => boolean = () => true,
   ) {}
 
   /**
    * Resolves with the members that did not acknowledge within `timeoutMs` (empty when all did).
-   * Resolves at once when `members` is empty. With `resend`, the message is sent again to the
+   * Resolves at once when `members` is empty or none is reachable. With `resend`, the message is sent again to the
    * members still pending after `RESEND_AFTER_MS`, then at doubling intervals, and on `resendAll`.
    */
   wait(id: string, members: Iterable<string>, timeoutMs: number, resend?: Resend): Promise<string[]> {
-    const pending = new Set(members);
+    const pending = new Set([...members].filter((member) => this.reachable(member)));
     if (pending.size === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.#finish(id, [...pending]), timeoutMs);

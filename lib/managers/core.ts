@@ -44,13 +44,17 @@ export class ReplicaCore {
     readonly parts: ManagerParts,
     private readonly options: ReplicaCoreOptions,
   ) {
-    this.acks = new AckTracker((members) => {
-      for (const node of members) parts.membership.suspect(node);
-    });
+    this.acks = new AckTracker(
+      (members) => {
+        for (const node of members) parts.membership.suspect(node);
+      },
+      (node) => parts.membership.reachable(node),
+    );
     this.pending = new PendingReplication(options.touchIntervalMs);
     if (parts.observer) this.table.observe(parts.observer);
     this.donor = new StateDonor(parts.bus, options.source, options.pageLimits, parts.logger);
     parts.membership.onLeave((member) => this.acks.forget(member.node));
+    parts.membership.onUnreachable((member) => this.acks.forget(member.node));
     // Back after a disconnect: what was sent just before it, or the acks to it, may be lost with the connection.
     parts.bus.channel.onStatus((status) => {
       if (status === 'connected') this.acks.resendAll();

@@ -139,4 +139,14 @@ describe('AckTracker', () => {
     ]);
     tracker.releaseAll();
   });
+
+  it('does not wait for a member that is unreachable (its connection is gone)', async () => {
+    const down = new Set(['b']);
+    const tracker = new AckTracker(undefined, (member) => !down.has(member));
+    expect(await tracker.wait('m0', ['b'], 10_000)).toEqual([]);
+    const waiting = settled(tracker.wait('m1', ['a', 'b'], 10_000));
+    tracker.acknowledge('m1', 'a');
+    await tick();
+    expect(waiting.value).toEqual([]);
+  });
 });
