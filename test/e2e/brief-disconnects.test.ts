@@ -1,10 +1,13 @@
-// Owns: losing one server of a 3-server NATS cluster under ack-mode load (issue 13): every node keeps answering
-// writes, measured as the longest gap between two answered writes per node.
+// Owns: brief disconnects of a member's NATS client under ack-mode load (issue 13): one server of a 3-server
+// NATS cluster lost (every node keeps answering writes, measured as the longest gap between two answered
+// writes per node), and one node's link reset and restored at once (nobody drops it, its primaries stay).
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
   CookieClient,
+  startForwarder,
   startNatsCluster,
+  startNatsServer,
   startNode,
   uniqueCluster,
   waitFor,
@@ -13,16 +16,19 @@ import {
 } from '../kit/index.ts';
 
 const running: NodeHandle[] = [];
+const servers: Array<{ stop(): Promise<void> } | { close(): Promise<void> }> = [];
 let cluster: NatsClusterHandle | undefined;
 
 afterEach(async () => {
   await Promise.allSettled(running.splice(0).map((node) => node.stop()));
   await cluster?.stop();
   cluster = undefined;
+  await Promise.allSettled(servers.splice(0).map((s) => ('stop' in s ? s.stop() : s.close())));
 });
 
 interface View {
-  members: { node: string; self: boolean; ready: boolean }[];
+  members: { node: string; self: boolean; ready: boolean; state: string }[];
+  sessions: { total: number; primary?: number; backup?: number };
   channel: { status: string; detail?: string };
   stats: { acksTimedOut: number };
 }
@@ -185,9 +191,93 @@ describe('one server of a 3-server NATS cluster killed under ack-mode load', () 
         `[figure] NATS server loss (${manager}, ack): ${onVictim.map((n) => n.node).join(',')} on the killed server; ` +
           `longest gap between answered writes per node ${nodes.map((n, i) => `${n.node} ${gaps[i]} ms`).join(', ')}; ` +
           `statuses ${nodes.map((n) => `${n.node} ${JSON.stringify(writers.statuses(n.node, killedAt))}`).join(' ')}; ` +
-          `acks timed out ${views.map((v) => v.stats.acksTimedOut).join('/')}`,
+          `acks timed out ${views.map((v) => v.stats.acksTimedOut).join('/')}; ` +
+          `members found unreachable ${nodes.map((n) => logs(n, 'member unreachable: its subject has no responder').length).join('/')}`,
       );
       for (const [i, v] of views.entries()) expect(v.stats.acksTimedOut, nodes[i]!.node).toBe(0);
+      // The nodes that reconnected were never dropped (nor their backup primaries moved): a reconnect is no death.
+      const dropped = nodes.flatMap((node) =>
+        logs(node, 'member declared dead').map((l) => `${node.node} dropped ${l.member}`),
+      );
+      expect(dropped).toEqual([]);
     }, 180_000);
   }
+});
+
+describe("one node's NATS link reset and restored at once (its client reconnects within a second)", () => {
+  it('backup, ack: the others never drop it, its primaries stay its own, writes through it go on', async () => {
+    const nats = await startNatsServer();
+    servers.push(nats);
+    const forwarder = await startForwarder(nats.port);
+    servers.push(forwarder);
+    const name = uniqueCluster('reconnect');
+    const nodes: NodeHandle[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const node = await startNode({
+        cluster: name,
+        node: `n${i}`,
+        nats: i === 3 ? forwarder.url : nats.url,
+        manager: 'backup',
+        send: 'ack',
+        readyTimeoutMs: 60_000,
+        env: { LOG_LEVEL: 'info' },
+      });
+      running.push(node);
+      nodes.push(node);
+    }
+    const [n1, n2, n3] = nodes as [NodeHandle, NodeHandle, NodeHandle];
+    await waitFor(
+      'every node to list the two others as ready',
+      async () => {
+        for (const node of nodes)
+          if ((await view(node)).members.filter((m) => !m.self && m.ready).length !== 2) return false;
+        return true;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    // Sessions on every node, so that n3 is a primary and a backup, and writes go on everywhere.
+    const writers = new PinnedWriters(nodes, 2);
+    await writers.start();
+    await waitFor('writes on every node', () => nodes.every((n) => writers.statuses(n.node, 0)['200']! >= 5), {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
+    const primariesBefore = (await view(n3)).sessions.primary;
+
+    const resetAt = Date.now();
+    await forwarder.reset();
+    await waitFor(
+      'n3 to notice the disconnect',
+      () => logs(n3, 'channel connection changed').some((l) => l.status === 'disconnected'),
+      { timeoutMs: 10_000, intervalMs: 10 },
+    );
+    await forwarder.heal();
+    const back = await waitFor(
+      'n3 to reconnect',
+      () => logs(n3, 'channel connection changed').find((l) => l.status === 'connected' && Number(l.time) >= resetAt),
+      { timeoutMs: 10_000, intervalMs: 10 },
+    );
+    const disconnectedMs = Number(back.time) - resetAt;
+    // Writes through n3 are answered 200 again after the reconnect.
+    const answeredAfter = () =>
+      writers.answered.get('n3')!.filter((a) => a.status === 200 && a.at > Number(back.time)).length;
+    await waitFor('writes through n3 answered again', () => answeredAfter() >= 10, {
+      timeoutMs: 15_000,
+      intervalMs: 50,
+    });
+    await writers.stop();
+
+    const found = [n1, n2].map((n) => logs(n, 'member unreachable: its subject has no responder').length);
+    console.info(
+      `[figure] link reset of n3 (backup, ack): disconnected ${disconnectedMs} ms; found unreachable by n1/n2 ${found.join('/')} times; ` +
+        `statuses ${nodes.map((n) => `${n.node} ${JSON.stringify(writers.statuses(n.node, resetAt))}`).join(' ')}`,
+    );
+    const dropped = nodes.flatMap((node) =>
+      logs(node, 'member declared dead').map((l) => `${node.node} dropped ${l.member}`),
+    );
+    expect(dropped).toEqual([]);
+    for (const node of [n1, n2]) expect((await view(node)).members.map((m) => m.node)).toContain('n3');
+    // Nobody took n3's sessions over because it was gone: it is still primary of at least as many.
+    expect((await view(n3)).sessions.primary).toBeGreaterThanOrEqual(primariesBefore ?? 0);
+  }, 180_000);
 });
