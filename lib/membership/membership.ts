@@ -11,6 +11,9 @@
  * (a process killed), not when its client came back meanwhile (a reconnect: a link reset, a server of a
  * NATS cluster lost). A paused process keeps its subscriptions, so its pings time out instead: it stays
  * until `memberDropMs` of silence.
+ *
+ * Over 400 lines: heartbeats, probes and both verifications read and change one member table with its
+ * timers; split apart they would share all of it.
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
@@ -74,8 +77,8 @@ export class Membership {
   readonly #leaveListeners: Listener<[MemberInfo, LeaveReason]>[] = [];
   readonly #readyListeners: Listener<[MemberInfo]>[] = [];
   readonly #unreachableListeners: Listener<[MemberInfo]>[] = [];
-  /** Members with a probe or verification ping in flight. */
-  readonly #probing = new Set<string>();
+  /** When the latest probe or verification ping in flight to each member was sent. */
+  readonly #probing = new Map<string, number>();
   /** Unreachable members' checks at the end of their reconnect grace. */
   readonly #confirming = new Map<string, ReturnType<typeof setTimeout>>();
   #subscription?: ChannelSubscription;
@@ -294,47 +297,64 @@ export class Membership {
   }
 
   /**
-   * Pings `member` unless a ping to it is in flight. "No responders" marks it unreachable, and dead once
-   * that lasted `reconnectGraceMs` (counted from this node's own reconnect, if later); an answer or a
-   * timeout (it is subscribed, so connected) makes an unreachable member reachable again.
+   * Pings `member` unless a ping to it went within the last probe interval. "No responders" marks it
+   * unreachable, and dead once that lasted `reconnectGraceMs` (counted from this node's own reconnect,
+   * if later); an answer or a timeout (it is subscribed, so connected) to a ping sent since makes an
+   * unreachable member reachable again.
    */
   #ping(member: MemberInfo): void {
     if (!this.#running || this.#members.get(member.node) !== member) return;
-    if (this.#probing.has(member.node) || !this.#channelUp) return;
-    this.#probing.add(member.node);
+    // One ping at a time per member, except that a ping sent just before the member died is never answered:
+    // after a probe interval another goes, which finds its subject gone.
+    const now = Date.now();
+    const inFlight = this.#probing.get(member.node);
+    if (!this.#channelUp || (inFlight !== undefined && now - inFlight < Math.max(this.options.probeIntervalMs, 20)))
+      return;
+    this.#probing.set(member.node, now);
     this.bus
       .request(this.bus.subjects.node(member.node), 'ping', {}, this.options.pingTimeoutMs)
       .then(
         () => {
-          if (this.#members.get(member.node) === member && member.state === 'unreachable') this.#reachableAgain(member);
+          if (this.#members.get(member.node) === member && this.#sentSinceUnreachable(member, now))
+            this.#reachableAgain(member);
         },
         (error: unknown) => {
           if (this.#members.get(member.node) !== member || !this.#running || !(error instanceof ChannelRequestError))
             return;
-          if (error.kind === 'timeout' && member.state === 'unreachable' && this.#channelUp)
+          if (error.kind === 'timeout' && this.#sentSinceUnreachable(member, now) && this.#channelUp)
             this.#reachableAgain(member);
           if (error.kind !== 'no-responders' || !this.#channelUp) return;
-          const now = Date.now();
+          const at = Date.now();
           if (member.state !== 'unreachable') {
             member.state = 'unreachable';
-            member.unreachableSince = now;
+            member.unreachableSince = at;
             this.logger.warn({ member: member.node }, 'member unreachable: its subject has no responder');
             for (const listener of this.#unreachableListeners) listener(member);
             this.#beat(false); // Tell the others, who check it themselves.
           }
-          const waitMs = this.#graceLeft(member, now);
+          const waitMs = this.#graceLeft(member, at);
           if (waitMs <= 0) this.#remove(member, 'dead');
-          else if (!this.#confirming.has(member.node)) {
-            // Checked again once the grace ran out (probes may find it back earlier).
-            const confirm = () => {
-              this.#confirming.delete(member.node);
-              this.#ping(member);
-            };
-            this.#confirming.set(member.node, setTimeout(confirm, waitMs));
-          }
+          // Checked again once the grace ran out (probes may find it back earlier).
+          else if (!this.#confirming.has(member.node))
+            this.#confirming.set(
+              member.node,
+              setTimeout(() => this.#confirm(member), waitMs),
+            );
         },
       )
-      .finally(() => this.#probing.delete(member.node));
+      .finally(() => {
+        if (this.#probing.get(member.node) === now) this.#probing.delete(member.node);
+      });
+  }
+
+  #confirm(member: MemberInfo): void {
+    this.#confirming.delete(member.node);
+    this.#ping(member);
+  }
+
+  /** Whether `member` is unreachable and a ping sent at `sentAt` went after it was found so (an answer to it proves it back). */
+  #sentSinceUnreachable(member: MemberInfo, sentAt: number): boolean {
+    return member.state === 'unreachable' && sentAt >= (member.unreachableSince ?? Infinity);
   }
 
   /** How much of the reconnect grace an unreachable member has left (from the later of its silence and this node's reconnect). */

@@ -4,7 +4,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
-  CookieClient,
+  logLines,
+  natsServerOf,
+  PinnedWriters,
   startForwarder,
   startNatsCluster,
   startNatsServer,
@@ -38,100 +40,6 @@ async function view(node: NodeHandle): Promise<View> {
   return (await res.json()) as View;
 }
 
-/** Pino log lines of `node` whose message is `msg`. */
-function logs(node: NodeHandle, msg: string): Array<Record<string, unknown>> {
-  return node
-    .output()
-    .split('\n')
-    .filter((line) => line.startsWith('{') && line.includes(`"msg":"${msg}"`))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/** The NATS server `node` is connected to now (its last connect or reconnect log line). */
-function serverOf(node: NodeHandle): string {
-  const lines = [
-    ...logs(node, 'connected to NATS'),
-    ...logs(node, 'channel connection changed').filter((l) => l.status === 'connected'),
-  ].sort((a, b) => Number(a.time) - Number(b.time));
-  const last = lines.at(-1);
-  return String(last?.server ?? last?.detail);
-}
-
-/**
- * Writers pinned to one node each: `perNode` clients per node, each with its own session created there,
- * write in a loop through that node only and record when each write was answered, and with what.
- */
-class PinnedWriters {
-  readonly answered = new Map<string, Array<{ at: number; status: number }>>();
-  #running = false;
-  #loops: Promise<void>[] = [];
-
-  constructor(
-    private readonly nodes: NodeHandle[],
-    private readonly perNode: number,
-  ) {}
-
-  async start(): Promise<void> {
-    this.#running = true;
-    for (const node of this.nodes) {
-      this.answered.set(node.node, []);
-      for (let i = 0; i < this.perNode; i++) {
-        const client = new CookieClient();
-        const created = await client.request(node.url, 'PUT', '/session/attributes/w', '0');
-        expect(created.status, created.text).toBe(200);
-        this.#loops.push(this.#loop(node, client));
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.#running = false;
-    await Promise.all(this.#loops);
-  }
-
-  async #loop(node: NodeHandle, client: CookieClient): Promise<void> {
-    const answers = this.answered.get(node.node)!;
-    for (let seq = 1; this.#running; seq++) {
-      try {
-        const res = await fetch(new URL('/session/attributes/w', node.url), {
-          method: 'PUT',
-          headers: { cookie: `SESSIONID=${client.cookie}` },
-          body: String(seq),
-          signal: AbortSignal.timeout(30_000),
-        });
-        await res.arrayBuffer();
-        answers.push({ at: Date.now(), status: res.status });
-      } catch {
-        answers.push({ at: Date.now(), status: 0 });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-
-  /** The longest time between two writes answered 200 on `node` within [from, to], counting the edges. */
-  longestGap(node: string, from: number, to: number): number {
-    const times = this.answered
-      .get(node)!
-      .filter((a) => a.status === 200)
-      .map((a) => a.at);
-    const before = times.filter((t) => t < from).at(-1) ?? from;
-    const inside = times.filter((t) => t >= from && t <= to);
-    let gap = 0;
-    let last = before;
-    for (const t of [...inside, to]) {
-      gap = Math.max(gap, t - last);
-      last = t;
-    }
-    return gap;
-  }
-
-  statuses(node: string, from: number): Record<string, number> {
-    const counts: Record<string, number> = {};
-    for (const a of this.answered.get(node)!) if (a.at >= from) counts[a.status] = (counts[a.status] ?? 0) + 1;
-    return counts;
-  }
-}
-
 describe('one server of a 3-server NATS cluster killed under ack-mode load', () => {
   for (const manager of ['delta', 'backup'] as const) {
     it(`${manager}: every node keeps answering writes; no write waits out ackTimeoutMs`, async () => {
@@ -161,9 +69,9 @@ describe('one server of a 3-server NATS cluster killed under ack-mode load', () 
         },
         { timeoutMs: 30_000, intervalMs: 100 },
       );
-      const victim = cluster.servers.findIndex((s) => serverOf(nodes[0]!).endsWith(`:${s.port}`));
-      expect(victim, `n1 on ${serverOf(nodes[0]!)}; servers ${urls}`).toBeGreaterThanOrEqual(0);
-      const onVictim = nodes.filter((n) => serverOf(n).endsWith(`:${cluster!.servers[victim]!.port}`));
+      const victim = cluster.servers.findIndex((s) => natsServerOf(nodes[0]!).endsWith(`:${s.port}`));
+      expect(victim, `n1 on ${natsServerOf(nodes[0]!)}; servers ${urls}`).toBeGreaterThanOrEqual(0);
+      const onVictim = nodes.filter((n) => natsServerOf(n).endsWith(`:${cluster!.servers[victim]!.port}`));
 
       const writers = new PinnedWriters(nodes, 2);
       await writers.start();
@@ -175,7 +83,7 @@ describe('one server of a 3-server NATS cluster killed under ack-mode load', () 
         'the nodes on the killed server to reconnect to another',
         () =>
           onVictim.every((node) =>
-            logs(node, 'channel connection changed').some(
+            logLines(node, 'channel connection changed').some(
               (l) => l.status === 'connected' && Number(l.time) >= killedAt - 50,
             ),
           ),
@@ -192,12 +100,12 @@ describe('one server of a 3-server NATS cluster killed under ack-mode load', () 
           `longest gap between answered writes per node ${nodes.map((n, i) => `${n.node} ${gaps[i]} ms`).join(', ')}; ` +
           `statuses ${nodes.map((n) => `${n.node} ${JSON.stringify(writers.statuses(n.node, killedAt))}`).join(' ')}; ` +
           `acks timed out ${views.map((v) => v.stats.acksTimedOut).join('/')}; ` +
-          `members found unreachable ${nodes.map((n) => logs(n, 'member unreachable: its subject has no responder').length).join('/')}`,
+          `members found unreachable ${nodes.map((n) => logLines(n, 'member unreachable: its subject has no responder').length).join('/')}`,
       );
       for (const [i, v] of views.entries()) expect(v.stats.acksTimedOut, nodes[i]!.node).toBe(0);
       // The nodes that reconnected were never dropped (nor their backup primaries moved): a reconnect is no death.
       const dropped = nodes.flatMap((node) =>
-        logs(node, 'member declared dead').map((l) => `${node.node} dropped ${l.member}`),
+        logLines(node, 'member declared dead').map((l) => `${node.node} dropped ${l.member}`),
       );
       expect(dropped).toEqual([]);
     }, 180_000);
@@ -248,13 +156,14 @@ describe("one node's NATS link reset and restored at once (its client reconnects
     await forwarder.reset();
     await waitFor(
       'n3 to notice the disconnect',
-      () => logs(n3, 'channel connection changed').some((l) => l.status === 'disconnected'),
+      () => logLines(n3, 'channel connection changed').some((l) => l.status === 'disconnected'),
       { timeoutMs: 10_000, intervalMs: 10 },
     );
     await forwarder.heal();
     const back = await waitFor(
       'n3 to reconnect',
-      () => logs(n3, 'channel connection changed').find((l) => l.status === 'connected' && Number(l.time) >= resetAt),
+      () =>
+        logLines(n3, 'channel connection changed').find((l) => l.status === 'connected' && Number(l.time) >= resetAt),
       { timeoutMs: 10_000, intervalMs: 10 },
     );
     const disconnectedMs = Number(back.time) - resetAt;
@@ -267,13 +176,13 @@ describe("one node's NATS link reset and restored at once (its client reconnects
     });
     await writers.stop();
 
-    const found = [n1, n2].map((n) => logs(n, 'member unreachable: its subject has no responder').length);
+    const found = [n1, n2].map((n) => logLines(n, 'member unreachable: its subject has no responder').length);
     console.info(
       `[figure] link reset of n3 (backup, ack): disconnected ${disconnectedMs} ms; found unreachable by n1/n2 ${found.join('/')} times; ` +
         `statuses ${nodes.map((n) => `${n.node} ${JSON.stringify(writers.statuses(n.node, resetAt))}`).join(' ')}`,
     );
     const dropped = nodes.flatMap((node) =>
-      logs(node, 'member declared dead').map((l) => `${node.node} dropped ${l.member}`),
+      logLines(node, 'member declared dead').map((l) => `${node.node} dropped ${l.member}`),
     );
     expect(dropped).toEqual([]);
     for (const node of [n1, n2]) expect((await view(node)).members.map((m) => m.node)).toContain('n3');

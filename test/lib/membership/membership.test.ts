@@ -313,6 +313,23 @@ describe('Membership', () => {
       expect(a.leaves).toEqual([['b', 'dead']]);
     });
 
+    it('a probe in flight when the member died (never answered) does not hold up the next one', async () => {
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', { ...PROBING, pingTimeoutMs: 60_000 });
+      a.membership.start();
+      const dying = puppet(bus, 'b');
+      dying.beat();
+      await waitFor('a to see b', () => a.membership.has('b'));
+      dying.stopAnswering();
+      const seen = dying.received;
+      await waitFor('a probe to arrive and stay unanswered', () => dying.received > seen);
+      dying.silence();
+      // Found within the test's timeout, long before the unanswered probe's 60 s timeout.
+      await waitFor('b to be unreachable', () => find(a.membership, 'b')?.state === 'unreachable');
+      await waitFor('b to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
+      expect(a.leaves).toEqual([['b', 'dead']]);
+    });
+
     it('a paused member (subscribed, not answering) is still listed, and not unreachable, after many probes', async () => {
       const bus = new MemoryBus();
       const a = member(bus, 'a', PROBING);
