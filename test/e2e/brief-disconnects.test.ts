@@ -40,35 +40,41 @@ async function view(node: NodeHandle): Promise<View> {
   return (await res.json()) as View;
 }
 
+/** Starts n1..n3 of `name` (ack mode) on the NATS URLs `natsOf(i)` gives, and waits until each lists the others ready. */
+async function startThree(name: string, manager: 'delta' | 'backup', natsOf: (i: number) => string) {
+  const nodes: NodeHandle[] = [];
+  for (let i = 1; i <= 3; i++) {
+    const node = await startNode({
+      cluster: name,
+      node: `n${i}`,
+      nats: natsOf(i),
+      manager,
+      send: 'ack',
+      readyTimeoutMs: 60_000,
+      env: { LOG_LEVEL: 'info' },
+    });
+    running.push(node);
+    nodes.push(node);
+  }
+  await waitFor(
+    'every node to list the two others as ready',
+    async () => {
+      for (const node of nodes)
+        if ((await view(node)).members.filter((m) => !m.self && m.ready).length !== 2) return false;
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  return nodes;
+}
+
 describe('one server of a 3-server NATS cluster killed under ack-mode load', () => {
   for (const manager of ['delta', 'backup'] as const) {
     it(`${manager}: every node keeps answering writes; no write waits out ackTimeoutMs`, async () => {
       cluster = await startNatsCluster({ size: 3 });
       const urls = cluster.urls.join(',');
       const name = uniqueCluster(`srvloss-${manager}`);
-      const nodes: NodeHandle[] = [];
-      for (let i = 1; i <= 3; i++) {
-        const node = await startNode({
-          cluster: name,
-          node: `n${i}`,
-          nats: urls,
-          manager,
-          send: 'ack',
-          readyTimeoutMs: 60_000,
-          env: { LOG_LEVEL: 'info' },
-        });
-        running.push(node);
-        nodes.push(node);
-      }
-      await waitFor(
-        'every node to list the two others as ready',
-        async () => {
-          for (const node of nodes)
-            if ((await view(node)).members.filter((m) => !m.self && m.ready).length !== 2) return false;
-          return true;
-        },
-        { timeoutMs: 30_000, intervalMs: 100 },
-      );
+      const nodes = await startThree(name, manager, () => urls);
       const victim = cluster.servers.findIndex((s) => natsServerOf(nodes[0]!).endsWith(`:${s.port}`));
       expect(victim, `n1 on ${natsServerOf(nodes[0]!)}; servers ${urls}`).toBeGreaterThanOrEqual(0);
       const onVictim = nodes.filter((n) => natsServerOf(n).endsWith(`:${cluster!.servers[victim]!.port}`));
@@ -119,30 +125,8 @@ describe("one node's NATS link reset and restored at once (its client reconnects
     const forwarder = await startForwarder(nats.port);
     servers.push(forwarder);
     const name = uniqueCluster('reconnect');
-    const nodes: NodeHandle[] = [];
-    for (let i = 1; i <= 3; i++) {
-      const node = await startNode({
-        cluster: name,
-        node: `n${i}`,
-        nats: i === 3 ? forwarder.url : nats.url,
-        manager: 'backup',
-        send: 'ack',
-        readyTimeoutMs: 60_000,
-        env: { LOG_LEVEL: 'info' },
-      });
-      running.push(node);
-      nodes.push(node);
-    }
+    const nodes = await startThree(name, 'backup', (i) => (i === 3 ? forwarder.url : nats.url));
     const [n1, n2, n3] = nodes as [NodeHandle, NodeHandle, NodeHandle];
-    await waitFor(
-      'every node to list the two others as ready',
-      async () => {
-        for (const node of nodes)
-          if ((await view(node)).members.filter((m) => !m.self && m.ready).length !== 2) return false;
-        return true;
-      },
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
     // Sessions on every node, so that n3 is a primary and a backup, and writes go on everywhere.
     const writers = new PinnedWriters(nodes, 2);
     await writers.start();
