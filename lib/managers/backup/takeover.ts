@@ -15,7 +15,7 @@ import type { Ownership } from './ownership.ts';
  * broker may still route a request to a dead process's connection it has not seen close, and that
  * request would wait `fetchTimeoutMs`. The first answer with live data wins.
  */
-export const FETCH_HEDGE_MS = 50;
+export const FETCH_HEDGE_MS = 20;
 
 type Fetched = { entry?: OwnershipEntry; state?: SessionState } | undefined;
 
