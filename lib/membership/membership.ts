@@ -52,7 +52,7 @@ export interface MembershipOptions {
   readonly heartbeatIntervalMs: number;
   /**
    * Silence after which a member is checked by ping and dropped if it does not answer. A member whose
-   * subject finds no responder (its connection is gone) is dropped at once instead, see `suspect`.
+   * subject finds no responder (its connection is gone) is dropped after `reconnectGraceMs` instead.
    */
   readonly memberDropMs: number;
   /** How long the verifying ping waits. */
