@@ -89,7 +89,10 @@ export class Takeover {
       for (const n of [node, next]) if (n !== undefined) n === self ? (ownOffered = true) : asked.add(n);
       const fetch = (n: string): Promise<Fetched> =>
         n === self ? Promise.resolve({ state: own! }) : this.#fetch(n, key);
+      // The first holder asked, still silent when another's answer won (past the hedge): not made the new backup.
+      const silent = new Set(node === self ? [] : [node]);
       for await (const [from, found] of this.#hedgedFetch(fetch, node, next)) {
+        silent.delete(from);
         if (!found) {
           unreachable.push(from);
           continue;
@@ -102,7 +105,7 @@ export class Takeover {
         }
         table.merge(found.state);
         parts.clock.observe(latestStamp(found.state));
-        const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, [...unreachable, ...empty]);
+        const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, [...unreachable, ...empty, ...silent]);
         parts.logger.info(
           { ...sessionFields([key]), route: routeHint, from, backup: claimed.backup },
           'took over a session',
