@@ -28,8 +28,8 @@ export interface StartNodeOptions {
   nats?: string;
   /** --manager NAME, e.g. "delta" */
   manager?: string;
-  /** --send async|ack */
-  send?: 'async' | 'ack';
+  /** --send async|ack|persist (persist keeps the JetStream log: the server needs JetStream) */
+  send?: 'async' | 'ack' | 'persist';
   /** --max-inactive SECONDS */
   maxInactive?: number;
   /** Extra environment variables (merged over process.env). */
