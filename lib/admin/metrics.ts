@@ -104,6 +104,11 @@ const COUNTERS: ReadonlyArray<readonly [field: string, name: string, help: strin
   ['resyncs', 'sessrep_resyncs_total', 'Full-state merges from every ready member after a reconnect or a stall.'],
   ['resyncRepairs', 'sessrep_resync_repairs_total', 'Sessions a resync changed: updates this node had missed.'],
   [
+    'wholeSessionFetches',
+    'sessrep_whole_session_fetches_total',
+    'Sessions fetched whole from a member because a delta showed this node lacked part of them.',
+  ],
+  [
     'listenerErrors',
     'sessrep_session_listener_errors_total',
     'Session event listeners that threw (logged; replication went on).',

@@ -78,7 +78,8 @@ export interface ClusterOptions {
    */
   readonly pingTimeoutMs?: number;
   /**
-   * Backup manager: how long a proxy waits for the primary or backup to hand a session over. Milliseconds.
+   * How long a node waits for a member to hand a session over: a backup-manager proxy taking a session
+   * over, a delta-manager node that lacks part of a session (see `SessionIncompleteError`). Milliseconds.
    * @default 5000
    */
   readonly fetchTimeoutMs?: number;

@@ -87,6 +87,7 @@ export function wireNode(options: ResolvedOptions): NodeParts {
     sweepIntervalMs: options.sweepIntervalMs,
     touchIntervalMs: options.touchIntervalMs,
     tombstoneTtlMs: options.tombstoneTtlMs,
+    fetchTimeoutMs: options.fetchTimeoutMs,
     // Without a log, a node that may have missed deltas merges its peers' state after this long.
     resyncAfterMs: options.memberDropMs,
     pageLimits: options.pageLimits,
@@ -96,7 +97,7 @@ export function wireNode(options: ResolvedOptions): NodeParts {
   };
   const manager: SessionManager =
     options.manager === 'backup'
-      ? new BackupManager(managerParts, { ...managerOptions, fetchTimeoutMs: options.fetchTimeoutMs })
+      ? new BackupManager(managerParts, managerOptions)
       : new DeltaManager(managerParts, managerOptions);
   const drainer = new DrainController(manager, membership, logger, options.drainQuietMs);
   const channelWatch = watchChannel(channel, stats, logger);

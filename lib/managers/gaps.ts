@@ -66,7 +66,8 @@ export class GapWatch {
         handlers.disconnected();
         return;
       }
-      if (status !== 'connected') return;
+      // A channel that reports `connected` while up (the memory channel does on registration) missed nothing.
+      if (status !== 'connected' || (this.#channelUp && !this.#gap)) return;
       if (!this.#channelUp && this.#gap && Date.now() - this.#disconnectedAt > afterMs) this.#gap.long = true;
       this.#channelUp = true;
       if (this.core.ready) handlers.repair('reconnect');

@@ -1,6 +1,6 @@
 /** `SessionTable`: the sessions one node holds, merged by the CRDT rule, with tombstones for ended ones. */
 import type { SessionObserver } from '../session/events.ts';
-import { cloneState, isIdleExpired, mergeInto, type AttributeRegister, type SessionState } from '../session/state.ts';
+import { isIdleExpired, mergeInto, wholeState, type AttributeRegister, type SessionState } from '../session/state.ts';
 
 /** What a merge did to the table. */
 export interface MergeOutcome {
@@ -27,7 +27,7 @@ export class SessionTable {
   merge(incoming: SessionState): MergeOutcome {
     const current = this.#states.get(incoming.key);
     if (!current) {
-      const state = cloneState(incoming);
+      const state = wholeState(incoming);
       mergeInto(state, incoming); // normalises an ended state (drops attributes)
       this.#states.set(state.key, state);
       if (!state.ended) this.#live++;

@@ -11,6 +11,7 @@ import {
   ChangeNotStoredError,
   InvalidOptionsError,
   NodeCatchingUpError,
+  SessionIncompleteError,
   NodeDrainingError,
   SessionTooLargeError,
   TooManySessionsError,
@@ -21,6 +22,7 @@ import type { SendMode, SessionManager } from '../managers/manager.ts';
 import type { HybridClock } from '../session/clock.ts';
 import { parseSessionId } from '../session/ids.ts';
 import type { SessionSchema } from '../session/schema.ts';
+import type { SessionState } from '../session/state.ts';
 import { Session, type SessionData, type SessionLimits } from '../session/session.ts';
 import type { ReplicationStats } from '../stats.ts';
 
@@ -220,7 +222,14 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       return errorResponse(c, new NodeCatchingUpError());
     }
     const requested = parseSessionId(getCookie(c, cookie.name, cookie.prefix));
-    const state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
+    let state: SessionState | undefined;
+    try {
+      state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
+    } catch (error) {
+      // This node cannot give the whole session yet: a retry, or another node, serves it (nothing was done here).
+      if (error instanceof SessionIncompleteError) return errorResponse(c, error);
+      throw error;
+    }
     if (!state && parts.isDraining?.()) {
       // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
       logger.debug({ route: requested?.route }, 'draining: new session refused');

@@ -8,6 +8,7 @@ import {
   cloneState,
   createState,
   expiresAt,
+  latestStamp,
   type AttributeRegister,
   type EndReason,
   type SessionState,
@@ -342,6 +343,8 @@ export class Session<Data extends SessionData = SessionData> {
       maxInactive: this.#maxInactive ?? base.maxInactive,
       ...((this.#maxLifetime ?? base.maxLifetime) ? { maxLifetime: (this.#maxLifetime ?? base.maxLifetime)! } : {}),
       attributes,
+      // Only the changes of a session held before: a receiver without that state fetches the whole session.
+      ...(this.#isNew || rekeyed ? {} : { base: latestStamp(base) }),
     });
     const modified =
       this.#isNew ||

@@ -34,6 +34,13 @@ export interface SessionState {
   attributes: Map<string, AttributeRegister>;
   /** Set once the session is invalidated or expired anywhere: terminal, beats every write. */
   ended?: { stamp: Stamp; reason: EndReason };
+  /**
+   * On a partial delta only (a request's changes to a session it did not create): the newest stamp of
+   * the state the writer changed. A receiver that holds no copy, or an older one, lacks part of the
+   * session and fetches the whole of it instead of keeping the delta alone. Full states (a creation,
+   * a state transfer, a resync, a snapshot) have none, and a table never keeps one.
+   */
+  base?: Stamp;
 }
 
 /** A fresh state for a session created by `node` at `stamp`. */
@@ -114,6 +121,12 @@ export function mergeInto(target: SessionState, incoming: SessionState): boolean
     }
   }
   return changed;
+}
+
+/** A copy of a state as a table keeps it: without a partial delta's `base`. */
+export function wholeState(state: SessionState): SessionState {
+  const { base: _, ...whole } = cloneState(state);
+  return whole;
 }
 
 /** The newest stamp anywhere in a state: what a receiving clock must move past. */
