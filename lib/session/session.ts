@@ -156,7 +156,7 @@ export class Session<Data extends SessionData = SessionData> {
   set maxInactiveInterval(seconds: number) {
     this.#write();
     if (!Number.isFinite(seconds)) throw new RangeError('maxInactiveInterval must be a finite number of seconds');
-    this.#maxInactive = { seconds: Math.trunc(seconds), stamp: this.#clock.tick() };
+    this.#maxInactive = { seconds: Math.trunc(seconds), stamp: this.#clock.tickAfter(this.#base.maxInactive.stamp) };
   }
 
   /** Absolute lifetime from creation in seconds, on every node; 0 or less means none (only the idle timeout applies). */
@@ -167,7 +167,7 @@ export class Session<Data extends SessionData = SessionData> {
   set maxLifetime(seconds: number) {
     this.#write();
     if (!Number.isFinite(seconds)) throw new RangeError('maxLifetime must be a finite number of seconds');
-    this.#maxLifetime = { seconds: Math.trunc(seconds), stamp: this.#clock.tick() };
+    this.#maxLifetime = { seconds: Math.trunc(seconds), stamp: this.#clock.tickAfter(this.#base.maxLifetime?.stamp) };
   }
 
   /**
@@ -223,7 +223,7 @@ export class Session<Data extends SessionData = SessionData> {
     const encoded = encodeValue(name, value);
     const size = this.#sizeWith(name, name.length + encoded.bytes);
     if (size > this.#maxBytes) throw new SessionTooLargeError(size, this.#maxBytes);
-    this.#pending.set(name, { stamp: this.#clock.tick(), value: encoded.text, bytes: encoded.bytes });
+    this.#pending.set(name, { stamp: this.#stampFor(name), value: encoded.text, bytes: encoded.bytes });
     this.#decoded.set(name, decodeValue(encoded.text));
   }
 
@@ -236,7 +236,7 @@ export class Session<Data extends SessionData = SessionData> {
     this.#checkName(name);
     if (this.#isNew && !this.#used && !this.#pending.has(name)) return;
     this.#use();
-    this.#pending.set(name, { stamp: this.#clock.tick(), bytes: 0 });
+    this.#pending.set(name, { stamp: this.#stampFor(name), bytes: 0 });
     this.#decoded.delete(name);
   }
 
@@ -384,6 +384,11 @@ export class Session<Data extends SessionData = SessionData> {
   #write(): void {
     this.#live();
     this.#use();
+  }
+
+  /** A write's stamp: after the register it replaces, even one stamped by a clock far ahead (a sequential write wins). */
+  #stampFor(name: string): Stamp {
+    return this.#clock.tickAfter(this.#base.attributes.get(name)?.stamp);
   }
 
   #register(name: string): AttributeRegister | undefined {
