@@ -108,11 +108,11 @@ export class SessionTable {
     this.#observer?.removed(key);
   }
 
-  /** Removes tombstones that ended before `endedBefore`; returns the removed keys. */
-  collect(endedBefore: number): string[] {
+  /** Removes the tombstones `due` says may be forgotten; returns the removed keys. */
+  collect(due: (tombstone: SessionState) => boolean): string[] {
     const removed: string[] = [];
     for (const [key, state] of this.#states) {
-      if (state.ended && state.ended.stamp[0] < endedBefore) {
+      if (state.ended && due(state)) {
         this.#states.delete(key);
         removed.push(key);
       }

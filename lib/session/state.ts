@@ -163,6 +163,19 @@ export function lifetimeEnd(state: SessionState): number | undefined {
   return seconds > 0 ? state.createdAt + seconds * 1000 : undefined;
 }
 
+/**
+ * Until when a copy of this session could still be live somewhere (ms since epoch), if nobody used it
+ * since `lastAccessedAt`: a node that did not serve it last drops it at twice its timeout plus
+ * `graceMs`, and no copy outlives the absolute lifetime. Undefined when the session never expires.
+ */
+export function liveUntil(state: SessionState, graceMs: number): number | undefined {
+  const seconds = state.maxInactive.seconds;
+  const idle = seconds > 0 ? state.lastAccessedAt + 2 * seconds * 1000 + graceMs : undefined;
+  const lifetime = lifetimeEnd(state);
+  if (idle === undefined) return lifetime;
+  return lifetime === undefined ? idle : Math.min(idle, lifetime);
+}
+
 /** When the session expires unless it is used again (ms since epoch): the earlier of idle and lifetime end; undefined: never. */
 export function expiresAt(state: SessionState): number | undefined {
   const seconds = state.maxInactive.seconds;

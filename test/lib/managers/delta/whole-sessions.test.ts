@@ -1,4 +1,5 @@
-// Owns: unit tests of lib/managers/delta/whole-sessions.ts on the memory channel: a node that lacks part of a
+// Owns: unit tests of lib/managers/delta/whole-sessions.ts (and the core rule that a replayed copy nobody could still
+// hold live creates nothing) on the memory channel: a node that lacks part of a
 // session (a lost delta, a session it never got) fetches it whole and never serves the part alone.
 import { describe, expect, it } from 'vitest';
 import { ClusterBus } from '../../../../lib/bus/cluster-bus.ts';
@@ -97,5 +98,19 @@ describe('whole sessions', () => {
     expect(read.status).toBe(503);
     expect(JSON.parse(read.text)).toMatchObject({ code: 'SESSION_INCOMPLETE' });
     expect(c.manager.inspect(key)).toBeUndefined();
+  });
+
+  it('a replayed creation of a session no node could still hold live (idle past twice its timeout) creates nothing; a fresh one does', async () => {
+    const bus = new MemoryBus();
+    const c = await started(bus, 'c');
+    const writer = silentWriter(bus, 'w');
+    await waitFor('c to see w', () => c.membership.readyMembers().length === 1);
+    const clock = new HybridClock('w');
+    const old = createState(newSessionKey(), clock.tick(), 1);
+    old.lastAccessedAt = Date.now() - 10_000; // a 1 s session last used 10 s ago: captured long before
+    const fresh = createState(newSessionKey(), clock.tick(), 1);
+    writer.send(writer.subjects.delta, 'delta', { id: 'w-1', s: [old, fresh] });
+    await waitFor('c to hold the fresh session', () => c.manager.inspect(fresh.key) !== undefined);
+    expect(c.manager.inspect(old.key)).toBeUndefined();
   });
 });
