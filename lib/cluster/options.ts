@@ -127,7 +127,9 @@ export interface ClusterOptions {
    */
   readonly touchIntervalMs?: number;
   /**
-   * How long ended sessions are remembered as tombstones, so late messages cannot bring them back. Milliseconds.
+   * How long ended sessions are remembered as tombstones at least, so late messages cannot bring them
+   * back; a tombstone also lives until no copy of the session could still be live (twice its timeout
+   * after its last access plus two touch intervals, or its lifetime's end). Milliseconds.
    * @default 600000
    */
   readonly tombstoneTtlMs?: number;

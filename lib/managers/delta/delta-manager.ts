@@ -156,9 +156,13 @@ export class DeltaManager implements SessionManager {
     return state && this.#expiry.admit(state, Date.now()) ? state : undefined;
   }
 
-  /** The live session; when this node lacks part of it, once a member gave it whole (see `WholeSessions.settle`). */
-  async resolve(key: string): Promise<SessionState | undefined> {
-    await this.#whole.settle(key);
+  /**
+   * The live session; when this node lacks part of it, once a member gave it whole (see
+   * `WholeSessions.settle`). After a state transfer that failed, a key unknown here is asked of the
+   * members (the route's node first): the transfer may have missed it.
+   */
+  async resolve(key: string, route?: string): Promise<SessionState | undefined> {
+    await this.#whole.settle(key, route, this.stateTransfer.state === 'failed');
     return this.find(key);
   }
 

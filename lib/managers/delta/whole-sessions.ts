@@ -62,11 +62,14 @@ export class WholeSessions {
 
   /**
    * Waits until this node holds the whole of `key` when a fetch for it runs or is due; throws
-   * `SessionIncompleteError` when it still lacks it (no member answered).
+   * `SessionIncompleteError` when it still lacks it (no member answered). With `unknownMayExist`
+   * (this node's state transfer did not finish), a key it holds nothing of is asked for too, first
+   * of `route` (the node that served it last).
    */
-  async settle(key: string): Promise<void> {
+  async settle(key: string, route?: string, unknownMayExist = false): Promise<void> {
     const running = this.#fetching.get(key);
     if (running) await running;
+    if (unknownMayExist && !this.core.table.get(key)) await this.#fetch(key, route);
     if (!this.#waiting.has(key)) return;
     await this.#fetch(key, undefined); // Asked again now: a member may be back.
     if (this.#waiting.has(key)) throw new SessionIncompleteError();

@@ -10,7 +10,15 @@ import { createState } from '../../../../lib/session/state.ts';
 import { encodeValue } from '../../../../lib/session/values.ts';
 import { ReplicationStats } from '../../../../lib/stats.ts';
 import { waitFor } from '../../../../functions/launch/index.ts';
-import { attributesOn, call, makeNode, onCleanup, partsOf, sessionApp } from '../../../kit/memory-nodes.ts';
+import {
+  attributesOn,
+  call,
+  DelayedChannel,
+  makeNode,
+  onCleanup,
+  partsOf,
+  sessionApp,
+} from '../../../kit/memory-nodes.ts';
 import { silentLogger } from '../../../kit/logger.ts';
 import { FASTER } from '../../../kit/timings.ts';
 
@@ -112,5 +120,22 @@ describe('whole sessions', () => {
     writer.send(writer.subjects.delta, 'delta', { id: 'w-1', s: [old, fresh] });
     await waitFor('c to hold the fresh session', () => c.manager.inspect(fresh.key) !== undefined);
     expect(c.manager.inspect(old.key)).toBeUndefined();
+  });
+
+  it('after a state transfer that failed, a request for a session the transfer missed gets it from its route (before: a new, empty session)', async () => {
+    const bus = new MemoryBus();
+    // a hears everything 600 ms late: c's transfer budget (300 ms) runs out before a's first page.
+    const a = makeNode(bus, 'a', { channel: new DelayedChannel(bus, 600) });
+    await a.start();
+    const created = await call(sessionApp(a), 'POST', '/set', { body: { x: 1, y: 2 } });
+    const c = makeNode(bus, 'c', { fetchTimeoutMs: 3000, stateTransferTimeoutMs: 300 });
+    await c.start();
+    expect(c.manager.stateTransfer.state).toBe('failed');
+    const key = created.cookie!.split('.')[0]!;
+    expect(c.manager.inspect(key)).toBeUndefined();
+
+    const read = await call(sessionApp(c), 'GET', '/get', { cookie: created.cookie! });
+    expect(read.status).toBe(200);
+    expect(JSON.parse(read.text).attributes).toEqual({ x: 1, y: 2 });
   });
 });
