@@ -30,11 +30,21 @@ export class SessionReplicationError extends Error {
   }
 }
 
-/** Options given to `createCluster`, the middleware or the CLI are invalid. */
-export class InvalidOptionsError extends SessionReplicationError {
+/**
+ * The base of the errors that are a code and a message (with an optional cause): a subclass only names its `code`,
+ * so each stays an exported class of its own (name, doc comment, `instanceof`) without repeating the constructor.
+ */
+export abstract class CodedError extends SessionReplicationError {
+  /** The code every error of the subclass carries. */
+  static readonly code: string;
   constructor(message: string, options?: { cause?: unknown }) {
-    super('INVALID_OPTIONS', message, options);
+    super((new.target as unknown as typeof CodedError).code, message, options);
   }
+}
+
+/** Options given to `createCluster`, the middleware or the CLI are invalid. */
+export class InvalidOptionsError extends CodedError {
+  static override readonly code = 'INVALID_OPTIONS';
 }
 
 /** A session (or one attribute) would exceed `maxSessionBytes`; the middleware answers 413. */
@@ -184,10 +194,8 @@ export class ChannelRequestError extends SessionReplicationError {
 }
 
 /** State transfer from a peer failed; the node starts empty and says so. */
-export class StateTransferError extends SessionReplicationError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('STATE_TRANSFER_FAILED', message, options);
-  }
+export class StateTransferError extends CodedError {
+  static override readonly code = 'STATE_TRANSFER_FAILED';
 }
 
 /** An entry point needs an optional peer dependency that is not installed; the message names the package to install. */
@@ -220,10 +228,8 @@ export class MessageTooLargeError extends SessionReplicationError {
 }
 
 /** The broker refused to set up what a channel needs (topic, queue, subscription); `cause` holds its answer. */
-export class BrokerSetupError extends SessionReplicationError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('BROKER_SETUP_FAILED', message, options);
-  }
+export class BrokerSetupError extends CodedError {
+  static override readonly code = 'BROKER_SETUP_FAILED';
 }
 
 /**

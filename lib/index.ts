@@ -12,6 +12,7 @@ export {
 } from './cluster/index.ts';
 export type { DrainStatus } from './drain.ts';
 export type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel/channel.ts';
+export type { MessageHandler, SubscribeOptions } from './channel/channel.ts';
 export { MemoryBus, MemoryChannel, defaultMemoryBus } from './channel/memory.ts';
 export * from './errors.ts';
 export { errorResponse, type ErrorBody } from './http/error-response.ts';

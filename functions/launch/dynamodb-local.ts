@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { freePort } from './ports.ts';
-import { defaultGroup, findExecutable, type ProcessGroup, type TrackedProcess } from './processes.ts';
+import { defaultGroup, findExecutable, type LaunchedServer, type LaunchOptions } from './processes.ts';
 import { REPO_ROOT } from './repo.ts';
 import { tail, waitFor } from './wait.ts';
 
@@ -24,7 +24,7 @@ export function dynamoDbLocalDir(): string | undefined {
 }
 
 /** Options of {@link startDynamoDbLocal}. */
-export interface DynamoDbLocalOptions {
+export interface DynamoDbLocalOptions extends LaunchOptions {
   /** @default a free port */
   port?: number;
   /** Keep the tables in `dataDir/dynamodb` instead of in memory. */
@@ -33,27 +33,16 @@ export interface DynamoDbLocalOptions {
   cwd?: string;
   /** Extra JVM system properties, e.g. a marker naming the owner on the command line. */
   properties?: Record<string, string>;
-  /** The group that owns the JVM. @default the default group */
-  group?: ProcessGroup;
-  /** Append the JVM's output to this file. */
-  logFile?: string;
-  /** Stop waiting for start-up when this aborts. */
-  signal?: AbortSignal;
   /** How long to wait for the first ListTables answer (the JVM is slow on a busy machine). @default 60000 */
   timeoutMs?: number;
 }
 
 /** A running DynamoDB Local. */
-export interface DynamoDbLocalHandle {
+export interface DynamoDbLocalHandle extends LaunchedServer {
   /** http://127.0.0.1:PORT */
   endpoint: string;
-  port: number;
-  pid: number;
-  process: TrackedProcess;
   /** SIGTERM, SIGKILL after 3 s; resolves once exited. Idempotent. */
   stop(): Promise<void>;
-  /** Sends a signal (default SIGTERM), e.g. SIGSTOP to make it unreachable for a while. */
-  kill(signal?: NodeJS.Signals): boolean;
 }
 
 /** A DynamoDB client for a local endpoint: placeholder credentials, one attempt, short timeouts. */

@@ -5,7 +5,13 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultGroup, findExecutable, type ProcessGroup, type TrackedProcess } from './processes.ts';
+import {
+  defaultGroup,
+  findExecutable,
+  type LaunchedServer,
+  type LaunchOptions,
+  type TrackedProcess,
+} from './processes.ts';
 import { tail, waitFor } from './wait.ts';
 
 /** Routes joining this server to others (ports picked up front, since every peer needs them). */
@@ -19,7 +25,7 @@ export interface NatsRoutes {
 }
 
 /** Options of {@link startNatsServer}. */
-export interface NatsServerOptions {
+export interface NatsServerOptions extends LaunchOptions {
   /** JetStream with its store in the server's directory. @default false */
   jetstream?: boolean;
   /** A plain (no TLS) WebSocket listener. @default false */
@@ -40,32 +46,20 @@ export interface NatsServerOptions {
   dir?: string;
   /** The binary. @default nats-server on PATH */
   binary?: string;
-  /** The group that owns the process. @default the default group */
-  group?: ProcessGroup;
-  /** Append the server's output to this file. */
-  logFile?: string;
-  /** Stop waiting for start-up when this aborts. */
-  signal?: AbortSignal;
   /** How long to wait for the ports file. @default 15000 */
   timeoutMs?: number;
 }
 
 /** A running nats-server. */
-export interface NatsServerHandle {
+export interface NatsServerHandle extends LaunchedServer {
   /** Client URL, e.g. nats://127.0.0.1:41234. */
   url: string;
   /** WebSocket URL, with `websocket: true`. */
   wsUrl?: string;
-  /** Client port. */
-  port: number;
-  pid: number;
   /** The directory holding the configuration, ports file and store. */
   dir: string;
-  process: TrackedProcess;
   /** SIGTERM, SIGKILL after 3 s, then removes the directory it created. Idempotent. */
   stop(): Promise<void>;
-  /** Sends a signal (default SIGTERM) without cleanup; call stop() later. */
-  kill(signal?: NodeJS.Signals): boolean;
 }
 
 /** The nats-server binary, or a clear error telling how to install it. */

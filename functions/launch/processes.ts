@@ -56,6 +56,26 @@ export interface TrackedProcess {
   readonly hasExited: boolean;
 }
 
+/** Options every server launcher takes (nats-server, DynamoDB Local). */
+export interface LaunchOptions {
+  /** The group that owns the server's process. @default the default group */
+  group?: ProcessGroup;
+  /** Append the server's output to this file. */
+  logFile?: string;
+  /** Stop waiting for start-up when this aborts. */
+  signal?: AbortSignal;
+}
+
+/** A server a launcher started (nats-server, DynamoDB Local); each handle adds its addresses and its `stop()`. */
+export interface LaunchedServer {
+  /** The client port. */
+  port: number;
+  pid: number;
+  process: TrackedProcess;
+  /** Sends a signal (default SIGTERM) without cleanup, e.g. SIGSTOP to make it unreachable for a while; call stop() later. */
+  kill(signal?: NodeJS.Signals): boolean;
+}
+
 /** The processes (and temporary directories) of one owner. */
 export class ProcessGroup {
   readonly #children: TrackedProcess[] = [];

@@ -25,14 +25,8 @@ import {
   type SettingSpec,
 } from './settings.ts';
 
-export {
-  type RawSettings,
-  RUNTIME_DEFAULTS,
-  type Runtime,
-  SETTINGS,
-  type SettingName,
-  type SettingSpec,
-} from './settings.ts';
+// The settings table, for readers of the configuration (the CLI's flags, the docs).
+export * from './settings.ts';
 
 /** A setting is missing, malformed or contradicts another; the message names the variable (or flag). */
 export class ConfigError extends SessionReplicationError {

@@ -64,70 +64,27 @@ function formatValue(value: number): string {
  * Every numeric counter `ReplicationStats` tracks, as `[field, metric name, help]`. The admin tests
  * check that no counter of `stats.snapshot()` is missing here.
  */
+// biome-ignore format: a table, one counter a row
 const COUNTERS: ReadonlyArray<readonly [field: string, name: string, help: string]> = [
   ['bytesSent', 'sessrep_bytes_sent_total', 'Bytes of replication messages sent.'],
   ['bytesReceived', 'sessrep_bytes_received_total', 'Bytes of replication messages received, dropped ones included.'],
-  [
-    'acksTimedOut',
-    'sessrep_acks_timed_out_total',
-    'Ack-mode commits that waited the full ack timeout for some replica.',
-  ],
+  ['acksTimedOut', 'sessrep_acks_timed_out_total', 'Ack-mode commits that waited the full ack timeout for some replica.'],
   ['filteredRequests', 'sessrep_requests_filtered_total', "Requests the valve's filter kept from replicating."],
-  [
-    'oversizedRejected',
-    'sessrep_requests_oversized_total',
-    'Requests answered 413 because the session would exceed maxSessionBytes.',
-  ],
-  [
-    'routeRewrites',
-    'sessrep_route_rewrites_total',
-    'Session cookies whose route was rewritten to this node after a failover.',
-  ],
-  [
-    'rejectedSessions',
-    'sessrep_sessions_rejected_total',
-    'New sessions refused because this node held maxActiveSessions.',
-  ],
+  ['oversizedRejected', 'sessrep_requests_oversized_total', 'Requests answered 413 because the session would exceed maxSessionBytes.'],
+  ['routeRewrites', 'sessrep_route_rewrites_total', 'Session cookies whose route was rewritten to this node after a failover.'],
+  ['rejectedSessions', 'sessrep_sessions_rejected_total', 'New sessions refused because this node held maxActiveSessions.'],
   ['sessionsCreated', 'sessrep_sessions_created_total', 'Sessions created on this node.'],
   ['sessionsExpired', 'sessrep_sessions_expired_total', 'Sessions this node expired.'],
   ['sessionsInvalidated', 'sessrep_sessions_invalidated_total', 'Sessions invalidated by requests on this node.'],
-  [
-    'channelErrors',
-    'sessrep_channel_errors_total',
-    'Operations the broker refused (permission violations and other server errors).',
-  ],
-  [
-    'replicationErrors',
-    'sessrep_replication_errors_total',
-    'Replication publishes that failed (the request was still answered).',
-  ],
+  ['channelErrors', 'sessrep_channel_errors_total', 'Operations the broker refused (permission violations and other server errors).'],
+  ['replicationErrors', 'sessrep_replication_errors_total', 'Replication publishes that failed (the request was still answered).'],
   ['resyncs', 'sessrep_resyncs_total', 'Full-state merges from every ready member after a reconnect or a stall.'],
   ['resyncRepairs', 'sessrep_resync_repairs_total', 'Sessions a resync changed: updates this node had missed.'],
-  [
-    'clockSkewObserved',
-    'sessrep_clock_skew_observed_total',
-    "Received stamps from a clock more than a minute ahead of this node's (not followed).",
-  ],
-  [
-    'clockSkewWrites',
-    'sessrep_clock_skew_writes_total',
-    'Writes stamped just after a value from a clock more than a minute ahead, so that they still win.',
-  ],
-  [
-    'wholeSessionFetches',
-    'sessrep_whole_session_fetches_total',
-    'Sessions fetched whole from a member because a delta showed this node lacked part of them.',
-  ],
-  [
-    'listenerErrors',
-    'sessrep_session_listener_errors_total',
-    'Session event listeners that threw (logged; replication went on).',
-  ],
-  [
-    'schemaDrift',
-    'sessrep_schema_drift_total',
-    "Attribute values from other nodes that did not match this node's schema (applied anyway).",
-  ],
+  ['clockSkewObserved', 'sessrep_clock_skew_observed_total', "Received stamps from a clock more than a minute ahead of this node's (not followed)."],
+  ['clockSkewWrites', 'sessrep_clock_skew_writes_total', 'Writes stamped just after a value from a clock more than a minute ahead, so that they still win.'],
+  ['wholeSessionFetches', 'sessrep_whole_session_fetches_total', 'Sessions fetched whole from a member because a delta showed this node lacked part of them.'],
+  ['listenerErrors', 'sessrep_session_listener_errors_total', 'Session event listeners that threw (logged; replication went on).'],
+  ['schemaDrift', 'sessrep_schema_drift_total', "Attribute values from other nodes that did not match this node's schema (applied anyway)."],
 ];
 
 /** The counter maps of `ReplicationStats`, by message kind or drop reason. */

@@ -8,6 +8,15 @@ export interface ChannelMessage {
   readonly reply?: string;
 }
 
+/** What a subscription calls with each message; it must not throw (errors it throws are swallowed). */
+export type MessageHandler = (message: ChannelMessage) => void;
+
+/** Options of `Channel.subscribe`. */
+export interface SubscribeOptions {
+  /** A queue group: each message goes to one member of the group only. @default none (every subscriber gets it) */
+  readonly queue?: string;
+}
+
 /** An active subscription. */
 export interface ChannelSubscription {
   unsubscribe(): void;
@@ -38,11 +47,7 @@ export interface Channel {
    * Subscribes to a subject (wildcards allowed). With `queue`, each message goes to one member of
    * the queue group only. The handler must not throw; errors it throws are swallowed.
    */
-  subscribe(
-    subject: string,
-    handler: (message: ChannelMessage) => void,
-    options?: { queue?: string },
-  ): ChannelSubscription;
+  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): ChannelSubscription;
   /**
    * Sends a request and resolves with the first reply. Rejects with `ChannelRequestError`: kind
    * `no-responders` at once when nobody subscribes, `timeout` after `timeoutMs`.

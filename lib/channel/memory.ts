@@ -1,6 +1,7 @@
 /** The in-process channel: the embedded default, so one process or a unit test needs no broker. */
 import { ChannelRequestError } from '../errors.ts';
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel.ts';
+import type { MessageHandler, SubscribeOptions } from './channel.ts';
 import { assertPublishSubject, subjectMatches } from './subjects.ts';
 
 interface Subscriber {
@@ -72,11 +73,7 @@ export class MemoryChannel implements Channel {
     this.#publish(subject, data, options?.reply);
   }
 
-  subscribe(
-    subject: string,
-    handler: (message: ChannelMessage) => void,
-    options?: { queue?: string },
-  ): ChannelSubscription {
+  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): ChannelSubscription {
     this.#assertOpen(subject);
     let active = true;
     const remove = this.bus.add({

@@ -1,7 +1,7 @@
 /** `NatsChannel`: the `Channel` over a NATS connection made by the caller (TCP on Node, WebSocket on edge). */
 import { errors, type NatsConnection } from '@nats-io/nats-core';
 import { ChannelRequestError } from '../errors.ts';
-import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from './channel.ts';
+import type { Channel, ChannelStatus, ChannelSubscription, MessageHandler, SubscribeOptions } from './channel.ts';
 import { assertPublishSubject } from './subjects.ts';
 
 /**
@@ -42,11 +42,7 @@ export class NatsChannel implements Channel {
     }
   }
 
-  subscribe(
-    subject: string,
-    handler: (message: ChannelMessage) => void,
-    options?: { queue?: string },
-  ): ChannelSubscription {
+  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): ChannelSubscription {
     try {
       return this.#subscribe(subject, handler, options);
     } catch (cause) {
@@ -55,11 +51,7 @@ export class NatsChannel implements Channel {
     }
   }
 
-  #subscribe(
-    subject: string,
-    handler: (message: ChannelMessage) => void,
-    options?: { queue?: string },
-  ): ChannelSubscription {
+  #subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): ChannelSubscription {
     const subscription = this.connection.subscribe(subject, {
       ...(options?.queue !== undefined ? { queue: options.queue } : {}),
       callback: (error, message) => {

@@ -149,6 +149,11 @@ export class GapWatch {
   stop(): void {
     clearInterval(this.#stallWatch);
   }
+
+  /** A `RepairRunner` for this node's gaps: a repair runs again (after `retryMs` when it fell short) only while the node is ready. */
+  runner(repair: (reason: GapReason) => Promise<boolean>, retryMs: () => number): RepairRunner {
+    return new RepairRunner(repair, retryMs, () => this.core.ready);
+  }
 }
 
 /**

@@ -1,8 +1,9 @@
 /** `Session`: what a handler sees as `c.get('session')`; records the request's writes as a delta. */
-import { InvalidatedSessionError, SessionLimitError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
+import { InvalidatedSessionError, SessionTooLargeError, TooManySessionsError } from '../errors.ts';
 import { decodeValue, encodeValue } from './values.ts';
 import type { HybridClock, Stamp } from './clock.ts';
 import { formatSessionId, newSessionKey } from './ids.ts';
+import { checkDepth, checkName, checkRoomForAttribute, DEFAULT_SESSION_LIMITS, type SessionLimits } from './limits.ts';
 import { checkAttribute, type SessionSchema } from './schema.ts';
 import {
   cloneState,
@@ -13,6 +14,8 @@ import {
   type EndReason,
   type SessionState,
 } from './state.ts';
+
+export { DEFAULT_SESSION_LIMITS, type SessionLimits } from './limits.ts';
 
 /** Per-session overhead counted against `maxSessionBytes` besides attribute names and values. */
 const HEADER_BYTES = 128;
@@ -38,20 +41,6 @@ export interface SessionInit {
   /** Asked before a new session is first used; false throws `TooManySessionsError` (maxActiveSessions). */
   readonly admit?: () => number | undefined;
 }
-
-/** Per-session limits, each failure a `SessionLimitError` at `set()`. */
-export interface SessionLimits {
-  readonly maxAttributes: number;
-  readonly maxAttributeNameLength: number;
-  readonly maxValueDepth: number;
-}
-
-/** Default `SessionLimits`. */
-export const DEFAULT_SESSION_LIMITS: SessionLimits = {
-  maxAttributes: 1000,
-  maxAttributeNameLength: 256,
-  maxValueDepth: 32,
-};
 
 /** What a finished request changed, ready for the manager to merge and replicate. */
 export interface SessionChanges {
@@ -209,16 +198,11 @@ export class Session<Data extends SessionData = SessionData> {
 
   #set(name: string, input: unknown): void {
     this.#live();
-    this.#checkName(name);
+    checkName(name, this.#limits);
     if (input === undefined) return this.delete(name);
     const value = checkAttribute(this.#schema, name, input);
     this.#use();
-    if (!this.#register(name)?.value && this.keys().length >= this.#limits.maxAttributes) {
-      throw new SessionLimitError(
-        'maxAttributes',
-        `a session holds at most ${this.#limits.maxAttributes} attributes (maxAttributes)`,
-      );
-    }
+    if (!this.#register(name)?.value) checkRoomForAttribute(this.keys().length, this.#limits);
     checkDepth(value, this.#limits.maxValueDepth);
     const encoded = encodeValue(name, value);
     const size = this.#sizeWith(name, name.length + encoded.bytes);
@@ -233,7 +217,7 @@ export class Session<Data extends SessionData = SessionData> {
    */
   delete(name: string): void {
     this.#live();
-    this.#checkName(name);
+    checkName(name, this.#limits);
     if (this.#isNew && !this.#used && !this.#pending.has(name)) return;
     this.#use();
     this.#pending.set(name, { stamp: this.#stampFor(name), bytes: 0 });
@@ -364,17 +348,6 @@ export class Session<Data extends SessionData = SessionData> {
     this.#used = true;
   }
 
-  #checkName(name: string): void {
-    if (typeof name !== 'string' || name.length === 0)
-      throw new RangeError('attribute names must be non-empty strings');
-    if (name.length > this.#limits.maxAttributeNameLength) {
-      throw new SessionLimitError(
-        'maxAttributeNameLength',
-        `attribute names are at most ${this.#limits.maxAttributeNameLength} characters (maxAttributeNameLength)`,
-      );
-    }
-  }
-
   /** Reads need a session that has not ended; they create nothing. */
   #live(): void {
     if (!this.valid) throw new InvalidatedSessionError();
@@ -407,25 +380,4 @@ export class Session<Data extends SessionData = SessionData> {
 function endDelta(base: SessionState, key: string, stamp: Stamp, reason: EndReason): SessionState {
   const delta = cloneState(base);
   return { ...delta, key, attributes: new Map(), ended: { stamp, reason } };
-}
-
-/** Throws `SessionLimitError` when a value nests deeper than `max` (arrays, objects, Maps, Sets); cycles count once. */
-function checkDepth(value: unknown, max: number): void {
-  const seen = new Set<object>();
-  const walk = (node: unknown, depth: number): void => {
-    if (typeof node !== 'object' || node === null || seen.has(node)) return;
-    if (depth > max)
-      throw new SessionLimitError('maxValueDepth', `attribute values nest at most ${max} levels deep (maxValueDepth)`);
-    seen.add(node);
-    const children =
-      node instanceof Map
-        ? [...node.keys(), ...node.values()]
-        : node instanceof Set
-          ? [...node]
-          : ArrayBuffer.isView(node)
-            ? []
-            : Object.values(node);
-    for (const child of children) walk(child, depth + 1);
-  };
-  walk(value, 1);
 }

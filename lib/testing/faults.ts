@@ -5,7 +5,8 @@
  * as a NATS client does); freeze holds everything to and from one node until heal, like a paused
  * process whose socket buffers fill. `heal()` ends every fault.
  */
-import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from '../channel/channel.ts';
+import type { Channel, ChannelStatus, ChannelSubscription } from '../channel/channel.ts';
+import type { MessageHandler, SubscribeOptions } from '../channel/channel.ts';
 import { subjectMatches } from '../channel/subjects.ts';
 import { ChannelRequestError } from '../errors.ts';
 
@@ -230,11 +231,7 @@ class FaultyChannel implements Channel {
     this.#flushReordered();
   }
 
-  subscribe(
-    subject: string,
-    handler: (message: ChannelMessage) => void,
-    options?: { queue?: string },
-  ): ChannelSubscription {
+  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): ChannelSubscription {
     return this.inner.subscribe(
       subject,
       (message) => {

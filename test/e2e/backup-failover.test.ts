@@ -1,14 +1,14 @@
 // Owns: end-to-end failover of the backup manager: four real node processes (ack mode) on a nats-server
 // started by this file; nodes are killed with SIGKILL and the survivors must serve every session.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
   CookieClient,
-  startNatsServer,
+  natsServerPerFile,
   startNode,
+  stoppedAfterEach,
   uniqueCluster,
   waitFor,
-  type NatsServerHandle,
   type NodeHandle,
 } from '../kit/index.ts';
 
@@ -19,20 +19,8 @@ interface Counts {
   proxy: number;
 }
 
-let nats: NatsServerHandle | undefined;
-const running: NodeHandle[] = [];
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-
-afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((node) => node.stop()));
-});
-
-afterAll(async () => {
-  await nats?.stop();
-});
+const nats = natsServerPerFile();
+const running = stoppedAfterEach<NodeHandle>();
 
 async function cluster(node: NodeHandle): Promise<{ members: { node: string; ready: boolean }[]; sessions: Counts }> {
   const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(2000) });
@@ -47,7 +35,7 @@ async function startBackupCluster(prefix: string, count: number): Promise<NodeHa
     const node = await startNode({
       cluster: name,
       node: `n${i}`,
-      nats: nats!.url,
+      nats: nats.url,
       manager: 'backup',
       send: 'ack',
       env: { LOG_LEVEL: 'warn' },

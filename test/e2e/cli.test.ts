@@ -1,32 +1,22 @@
 // Owns: end-to-end tests of the CLI process contract: bad flags, --help, and graceful leave on SIGTERM.
 import { resolve } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SETTINGS, settingsOf } from '../../functions/shared/config.ts';
 import {
   ADMIN_HEADERS,
   CLI_SCRIPT,
+  natsServerPerFile,
   REPO_ROOT,
   spawnTracked,
-  startNatsServer,
   startNode,
+  stoppedAfterEach,
   uniqueCluster,
   waitFor,
-  type NatsServerHandle,
   type NodeHandle,
 } from '../kit/index.ts';
 
-let nats: NatsServerHandle;
-const nodes: NodeHandle[] = [];
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-afterAll(async () => {
-  await nats?.stop();
-});
-afterEach(async () => {
-  await Promise.allSettled(nodes.splice(0).map((node) => node.stop()));
-});
+const nats = natsServerPerFile();
+const nodes = stoppedAfterEach<NodeHandle>();
 
 /** Runs the CLI to completion with separate stdout and stderr. */
 async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

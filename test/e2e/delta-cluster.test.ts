@@ -1,31 +1,20 @@
 // Owns: end-to-end tests of a delta cluster of real node processes (CLI `serve`) on a nats-server this file starts:
 // failover after SIGKILL with route rewrite, failure detection, ack mode across processes, late joiner.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
   CookieClient,
-  startNatsServer,
+  natsServerPerFile,
   startNode,
+  stoppedAfterEach,
+  uniqueCluster,
   waitFor,
-  type NatsServerHandle,
   type NodeHandle,
   type StartNodeOptions,
 } from '../kit/index.ts';
 
-let nats: NatsServerHandle;
-const nodes: NodeHandle[] = [];
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-afterAll(async () => {
-  await nats?.stop();
-});
-afterEach(async () => {
-  await Promise.allSettled(nodes.splice(0).map((node) => node.stop()));
-});
-
-const uniqueCluster = (prefix: string) => `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const nats = natsServerPerFile();
+const nodes = stoppedAfterEach<NodeHandle>();
 
 /** These tests start several node processes (about 1-5 s each on a busy machine). */
 const PROCESS_TEST_TIMEOUT_MS = 120_000;

@@ -1,37 +1,27 @@
 // Owns: end-to-end failover through a real HAProxy (the local cluster's configuration) in front of three real
 // node processes on a real nats-server, ack mode: 300 cookie-keeping clients count, the node that owns most of
 // them is SIGKILLed, and every session must keep counting from its last acknowledged value under a new route.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
   CookieClient,
   HAPROXY,
   inBatches,
+  natsServerPerFile,
   startHaproxyFor,
-  startNatsServer,
   startNode,
+  stoppedAfterEach,
   uniqueCluster,
   waitFor,
   type HaproxyHandle,
-  type NatsServerHandle,
   type NodeHandle,
 } from '../kit/index.ts';
 
 const SESSIONS = 300;
 const CONCURRENCY = 20;
 
-let nats: NatsServerHandle | undefined;
-const running: { stop(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  if (HAPROXY) nats = await startNatsServer();
-});
-afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((p) => p.stop()));
-});
-afterAll(async () => {
-  await nats?.stop();
-});
+const nats = natsServerPerFile({}, HAPROXY !== undefined);
+const running = stoppedAfterEach<{ stop(): Promise<void> }>();
 
 interface User {
   client: CookieClient;
@@ -60,7 +50,7 @@ async function startCluster(manager: 'delta' | 'backup'): Promise<NodeHandle[]> 
       startNode({
         cluster,
         node,
-        nats: nats!.url,
+        nats: nats.url,
         manager,
         send: 'ack',
         env: { LOG_LEVEL: 'warn' },

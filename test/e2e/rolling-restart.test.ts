@@ -3,39 +3,29 @@
 // start it again, wait until HAProxy routes to it. No session may lose a write and the load balancer may
 // answer nothing but 200.
 import { resolve } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ADMIN_HEADERS,
   ADMIN_TOKEN,
   CLI_SCRIPT,
   CookieClient,
   HAPROXY,
+  natsServerPerFile,
   REPO_ROOT,
   spawnTracked,
   startHaproxyFor,
-  startNatsServer,
   startNode,
+  stoppedAfterEach,
   uniqueCluster,
   waitFor,
   type HaproxyHandle,
-  type NatsServerHandle,
   type NodeHandle,
 } from '../kit/index.ts';
 
 const USERS = 20;
 
-let nats: NatsServerHandle | undefined;
-const running: { stop(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  if (HAPROXY) nats = await startNatsServer();
-});
-afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((p) => p.stop()));
-});
-afterAll(async () => {
-  await nats?.stop();
-});
+const nats = natsServerPerFile({}, HAPROXY !== undefined);
+const running = stoppedAfterEach<{ stop(): Promise<void> }>();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -125,7 +115,7 @@ describe.skipIf(!HAPROXY && !process.env.CI)(
         const options = (node: string, port?: number) => ({
           cluster,
           node,
-          nats: nats!.url,
+          nats: nats.url,
           manager,
           send: 'ack' as const,
           env: { LOG_LEVEL: 'warn' },

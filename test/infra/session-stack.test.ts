@@ -6,6 +6,7 @@ import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, inject, it } from 'vitest';
 import { SessionClusterFunction } from '../../adapters/cdk/index.ts';
+import { ACCOUNT, expectSnapshotTable, grantedStatements, policyStatements, REGION } from '../kit/cdk.ts';
 import {
   defaultNatsSecretName,
   METRIC_FILTERS,
@@ -23,8 +24,6 @@ function synth(context: Record<string, string>): { stack: SessionStack; template
   return { stack, template: Template.fromStack(stack) };
 }
 
-const ACCOUNT = '111122223333';
-const REGION = 'eu-west-1';
 const base = {
   env: 'prod',
   cluster: 'shop',
@@ -33,16 +32,6 @@ const base = {
   account: ACCOUNT,
   region: REGION,
 };
-
-/** The one inline policy of the function's role. */
-function policyStatements(template: Template): unknown[] {
-  const policies = template.findResources('AWS::IAM::Policy');
-  expect(Object.keys(policies)).toHaveLength(1);
-  const policy = Object.values(policies)[0] as {
-    Properties: { PolicyDocument: { Statement: unknown[] }; Roles: unknown[] };
-  };
-  return policy.Properties.PolicyDocument.Statement;
-}
 
 describe('SessionStack (delta manager, Secrets Manager)', () => {
   const { stack, template } = synth(base);
@@ -57,24 +46,7 @@ describe('SessionStack (delta manager, Secrets Manager)', () => {
   });
 
   it('creates the snapshot table: pk/sk strings, TTL on ttl, on-demand, point-in-time recovery, retained', () => {
-    template.resourceCountIs('AWS::DynamoDB::Table', 1);
-    template.hasResource('AWS::DynamoDB::Table', {
-      Properties: {
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-        AttributeDefinitions: [
-          { AttributeName: 'pk', AttributeType: 'S' },
-          { AttributeName: 'sk', AttributeType: 'S' },
-        ],
-        BillingMode: 'PAY_PER_REQUEST',
-        TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
-        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-      },
-      DeletionPolicy: 'Retain',
-      UpdateReplacePolicy: 'Retain',
-    });
+    expectSnapshotTable(template);
   });
 
   it('runs the handler on Node.js 22 (arm64, 512 MB) with its configuration in the environment', () => {
@@ -126,49 +98,9 @@ describe('SessionStack (delta manager, Secrets Manager)', () => {
       },
       ManagedPolicyArns: Match.absent(),
     });
-    const ownPartitions = { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['shop#*'] } };
-    expect(policyStatements(template)).toEqual([
-      {
-        Sid: 'Logs',
-        Effect: 'Allow',
-        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsLogs/), 'Arn'] },
-      },
-      {
-        Sid: 'SnapshotItems',
-        Effect: 'Allow',
-        Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
-        Condition: ownPartitions,
-      },
-      {
-        Sid: 'SnapshotDeletesInTransactions',
-        Effect: 'Allow',
-        Action: 'dynamodb:DeleteItem',
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
-        Condition: {
-          ...ownPartitions,
-          'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] },
-        },
-      },
-      {
-        Sid: 'SnapshotTable',
-        Effect: 'Allow',
-        Action: 'dynamodb:DescribeTable',
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
-      },
-      {
-        Sid: 'NatsSettings',
-        Effect: 'Allow',
-        Action: 'secretsmanager:GetSecretValue',
-        Resource: {
-          'Fn::Join': [
-            '',
-            ['arn:', { Ref: 'AWS::Partition' }, `:secretsmanager:${REGION}:${ACCOUNT}:secret:sessrep/prod/nats-??????`],
-          ],
-        },
-      },
-    ]);
+    expect(policyStatements(template)).toEqual(
+      grantedStatements({ id: 'Sessions', cluster: 'shop', secret: 'sessrep/prod/nats' }),
+    );
     // Nothing anywhere grants a wildcard action or resource.
     const text = JSON.stringify(template.toJSON());
     expect(text).not.toMatch(/"Action":\s*"\*"|"dynamodb:\*"|"Resource":\s*"\*"/);

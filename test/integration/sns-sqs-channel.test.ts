@@ -3,7 +3,7 @@
 // clusters, payload limits, delivery receipts). fauxqs in-process, or AWS_ENDPOINT_URL (see test/kit/sns-sqs.ts).
 import { ListSubscriptionsByTopicCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ChannelMessage, ChannelStatus } from '../../lib/channel/channel.ts';
 import { SNS_SQS_FRAGMENT_BYTES, SNS_SQS_MAX_PAYLOAD, SnsSqsChannel } from '../../lib/channel/sns-sqs/index.ts';
 import { BrokerSetupError, InvalidOptionsError, MessageTooLargeError } from '../../lib/errors.ts';
@@ -11,21 +11,14 @@ import {
   connectChannel,
   deleteCluster,
   freePort,
-  startSnsSqs,
+  snsSqsPerFile,
   TEST_NO_RESPONDERS_MS,
   uniqueCluster,
   waitFor,
-  type SnsSqsEndpoint,
 } from '../kit/index.ts';
 import { describeChannelContract } from '../contracts/channel.ts';
 
-let aws: SnsSqsEndpoint;
-beforeAll(async () => {
-  aws = await startSnsSqs();
-});
-afterAll(async () => {
-  await aws?.stop();
-});
+const aws = snsSqsPerFile();
 
 /** Clusters made by the current test, deleted after it (topic and queue-group queues outlive closed channels). */
 const clusters: string[] = [];

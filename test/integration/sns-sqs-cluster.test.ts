@@ -3,7 +3,7 @@
 // starting at once (no-responders), a leaving node's queue removed.
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import type { Hono } from 'hono';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createDemoApp } from '../../functions/demo-app.ts';
 import type { SnsSqsChannel } from '../../lib/channel/sns-sqs/index.ts';
 import {
@@ -13,23 +13,9 @@ import {
   type ClusterNode,
   type SessionVariables,
 } from '../../lib/index.ts';
-import {
-  connectChannel,
-  CookieClient,
-  deleteCluster,
-  startSnsSqs,
-  uniqueCluster,
-  waitFor,
-  type SnsSqsEndpoint,
-} from '../kit/index.ts';
+import { connectChannel, CookieClient, deleteCluster, snsSqsPerFile, uniqueCluster, waitFor } from '../kit/index.ts';
 
-let aws: SnsSqsEndpoint;
-beforeAll(async () => {
-  aws = await startSnsSqs();
-});
-afterAll(async () => {
-  await aws?.stop();
-});
+const aws = snsSqsPerFile();
 
 /** Timings for SNS/SQS: a loopback hop is milliseconds, but a loaded machine has 100+ ms spikes. */
 const TIMINGS: Partial<ClusterOptions> = {

@@ -14,3 +14,4 @@ export * from './snapshots.ts';
 export * from './sns-sqs.ts';
 export * from './timings.ts';
 export * from './faults.ts';
+export * from './suite.ts';

@@ -10,6 +10,7 @@
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { SnsSqsChannel, type SnsSqsChannelOptions } from '../../lib/channel/sns-sqs/index.ts';
+import { startedPerFile } from './suite.ts';
 
 /** Where SNS and SQS answer, and how to make clients for it. */
 export interface SnsSqsEndpoint {
@@ -21,6 +22,21 @@ export interface SnsSqsEndpoint {
   clients(): { sns: SNSClient; sqs: SQSClient };
   /** Stops fauxqs (nothing for an external endpoint). */
   stop(): Promise<void>;
+}
+
+/** The SNS/SQS endpoint of the whole test file: started before its first test, stopped after its last. */
+export function snsSqsPerFile(): SnsSqsEndpoint {
+  const current = startedPerFile('SNS/SQS endpoint', startSnsSqs);
+  return {
+    get endpoint() {
+      return current().endpoint;
+    },
+    get kind() {
+      return current().kind;
+    },
+    clients: () => current().clients(),
+    stop: () => current().stop(),
+  };
 }
 
 /** Starts fauxqs in this process, or uses AWS_ENDPOINT_URL when it is set. */

@@ -11,6 +11,7 @@ import { UnsubscribeCommand } from '@aws-sdk/client-sns';
 import { DeleteQueueCommand, type Message } from '@aws-sdk/client-sqs';
 import { BrokerSetupError, ChannelRequestError, InvalidOptionsError, MessageTooLargeError } from '../../errors.ts';
 import type { Channel, ChannelMessage, ChannelStatus, ChannelSubscription } from '../channel.ts';
+import type { MessageHandler, SubscribeOptions } from '../channel.ts';
 import { assertPublishSubject, clusterPointToPoint, hasWildcard, subjectMatches } from '../subjects.ts';
 import {
   attributeBytes,
@@ -75,7 +76,7 @@ export interface SnsSqsStats {
 
 interface Subscriber {
   readonly tokens: string[];
-  readonly handler: (message: ChannelMessage) => void;
+  readonly handler: MessageHandler;
 }
 
 /** One queue group on one subject: a shared queue and this channel's members of it. */
@@ -200,11 +201,7 @@ export class SnsSqsChannel implements Channel {
     this.#enqueue(subject, data, options?.reply !== undefined ? { reply: options.reply } : {});
   }
 
-  subscribe(
-    subject: string,
-    handler: (message: ChannelMessage) => void,
-    options?: { queue?: string },
-  ): ChannelSubscription {
+  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): ChannelSubscription {
     this.#assertOpen(subject);
     const target = hasWildcard(subject) ? undefined : this.#route(subject);
     if (target !== undefined && target !== this.node) {

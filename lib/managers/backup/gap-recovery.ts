@@ -9,7 +9,7 @@
  */
 import type { OwnershipEntry } from '../../codec/envelope.ts';
 import type { ReplicaCore } from '../core.ts';
-import { type GapReason, type GapWatch, RepairRunner } from '../gaps.ts';
+import type { GapReason, GapWatch, RepairRunner } from '../gaps.ts';
 import { receiveFromEach } from '../state-transfer.ts';
 import { roleOf } from './ownership-map.ts';
 import type { CopySender } from './copies.ts';
@@ -37,10 +37,9 @@ export class GapRecovery {
     private readonly takeover: Takeover,
     private readonly options: GapRecoveryOptions,
   ) {
-    this.#runner = new RepairRunner(
+    this.#runner = gaps.runner(
       (reason) => this.#run(reason),
-      () => this.gaps.afterMs,
-      () => this.core.ready,
+      () => gaps.afterMs,
     );
   }
 

@@ -8,7 +8,7 @@ import type { SessionState } from '../../session/state.ts';
 import { batchBySize } from '../batching.ts';
 import type { ReplicaCore } from '../core.ts';
 import { receiveFromEach } from '../state-transfer.ts';
-import { type GapReason, type GapWatch, RepairRunner } from '../gaps.ts';
+import type { GapReason, GapWatch, RepairRunner } from '../gaps.ts';
 import { BATCH_SESSIONS } from './publisher.ts';
 
 /** Id prefix of the delta messages a resync sends: receivers do not count them as replication lag. */
@@ -35,10 +35,9 @@ export class Resync {
     private readonly options: ResyncOptions,
     private readonly gaps: GapWatch,
   ) {
-    this.#runner = new RepairRunner(
+    this.#runner = gaps.runner(
       (reason) => this.#run(reason),
       () => this.options.resyncAfterMs,
-      () => this.core.ready,
     );
   }
 

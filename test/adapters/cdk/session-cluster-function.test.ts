@@ -9,11 +9,10 @@ import {
   SessionClusterFunction,
   type SessionClusterFunctionProps,
 } from '../../../adapters/cdk/index.ts';
+import { ACCOUNT, expectSnapshotTable, grantedStatements, policyStatements, REGION } from '../../kit/cdk.ts';
 import { REPO_ROOT } from '../../kit/index.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/shop-handler.ts', import.meta.url));
-const ACCOUNT = '111122223333';
-const REGION = 'eu-west-1';
 
 /** The user's stack with the construct, bundling off (fast, no esbuild). */
 function synth(props: Partial<SessionClusterFunctionProps> = {}): {
@@ -32,31 +31,11 @@ function synth(props: Partial<SessionClusterFunctionProps> = {}): {
   return { construct, template: Template.fromStack(stack) };
 }
 
-function statements(template: Template): Array<Record<string, unknown>> {
-  const policies = Object.values(template.findResources('AWS::IAM::Policy')) as Array<{
-    Properties: { PolicyDocument: { Statement: Array<Record<string, unknown>> } };
-  }>;
-  expect(policies).toHaveLength(1);
-  return policies[0]!.Properties.PolicyDocument.Statement;
-}
-
 describe('SessionClusterFunction', () => {
   const { construct, template } = synth();
 
   it('creates the snapshot table with TTL on `ttl`, on-demand, point-in-time recovery, retained', () => {
-    template.resourceCountIs('AWS::DynamoDB::Table', 1);
-    template.hasResource('AWS::DynamoDB::Table', {
-      Properties: {
-        KeySchema: [
-          { AttributeName: 'pk', KeyType: 'HASH' },
-          { AttributeName: 'sk', KeyType: 'RANGE' },
-        ],
-        TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
-        BillingMode: 'PAY_PER_REQUEST',
-        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-      },
-      DeletionPolicy: 'Retain',
-    });
+    expectSnapshotTable(template);
   });
 
   it("runs the user's entry with the settings its handler reads in the environment", () => {
@@ -82,45 +61,7 @@ describe('SessionClusterFunction', () => {
 
   it("gives the role no managed policy and only its logs, its cluster's table partitions and its secret", () => {
     template.hasResourceProperties('AWS::IAM::Role', { ManagedPolicyArns: Match.absent() });
-    const ownPartitions = { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['shop#*'] } };
-    const table = { 'Fn::GetAtt': [expect.stringMatching(/^CartTable/), 'Arn'] };
-    expect(statements(template)).toEqual([
-      {
-        Sid: 'Logs',
-        Effect: 'Allow',
-        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^CartLogs/), 'Arn'] },
-      },
-      {
-        Sid: 'SnapshotItems',
-        Effect: 'Allow',
-        Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
-        Resource: table,
-        Condition: ownPartitions,
-      },
-      {
-        Sid: 'SnapshotDeletesInTransactions',
-        Effect: 'Allow',
-        Action: 'dynamodb:DeleteItem',
-        Resource: table,
-        Condition: {
-          ...ownPartitions,
-          'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] },
-        },
-      },
-      { Sid: 'SnapshotTable', Effect: 'Allow', Action: 'dynamodb:DescribeTable', Resource: table },
-      {
-        Sid: 'NatsSettings',
-        Effect: 'Allow',
-        Action: 'secretsmanager:GetSecretValue',
-        Resource: {
-          'Fn::Join': [
-            '',
-            ['arn:', { Ref: 'AWS::Partition' }, `:secretsmanager:${REGION}:${ACCOUNT}:secret:shop/nats-??????`],
-          ],
-        },
-      },
-    ]);
+    expect(policyStatements(template)).toEqual(grantedStatements({ id: 'Cart', cluster: 'shop', secret: 'shop/nats' }));
     expect(JSON.stringify(template.toJSON())).not.toMatch(
       /"Action":\s*"\*"|"dynamodb:\*"|"Resource":\s*"\*"|dynamodb:Scan|dynamodb:DeleteTable/,
     );
@@ -161,9 +102,9 @@ describe('SessionClusterFunction', () => {
       nats: { parameter: '/shop/nats', kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/1` },
     });
     backup.resourceCountIs('AWS::DynamoDB::Table', 0);
-    const sids = statements(backup).map((s) => s.Sid);
+    const sids = policyStatements(backup).map((s) => s.Sid);
     expect(sids).toEqual(['Logs', 'NatsSettings', 'NatsSettingsKey']);
-    expect(statements(backup)[2]).toMatchObject({
+    expect(policyStatements(backup)[2]).toMatchObject({
       Action: 'kms:Decrypt',
       Condition: { StringEquals: { 'kms:ViaService': `ssm.${REGION}.amazonaws.com` } },
     });
