@@ -4,12 +4,12 @@
 // answered 200 that are missing afterwards, sessions in use that came back new, an ended session that came back,
 // and 200 answers older than a write the user already had acknowledged. Every count must be 0; each result is
 // printed as a `[fault-table]` line (the README's fault table).
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  ADMIN_HEADERS,
+  cleanupsAfterEach,
+  seeEachOther,
   CookieClient,
-  createNetnsLink,
-  startForwarder,
+  cuttableLink,
   startNatsServer,
   startNode,
   uniqueCluster,
@@ -18,10 +18,7 @@ import {
   type StartNodeOptions,
 } from '../kit/index.ts';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
-});
+const cleanups = cleanupsAfterEach();
 
 /**
  * Backup manager, ack mode, short timeouts: a 6 s session timeout (above the 5 s a takeover may wait for a
@@ -41,23 +38,6 @@ async function start(opts: StartNodeOptions): Promise<NodeHandle> {
     await node.stop();
   });
   return node;
-}
-
-async function readyMembers(node: NodeHandle): Promise<string[]> {
-  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(3000) });
-  const view = (await res.json()) as { members: { node: string; self: boolean; ready: boolean }[] };
-  return view.members.filter((m) => m.ready && !m.self).map((m) => m.node);
-}
-
-async function seeEachOther(nodes: NodeHandle[], timeoutMs = 30_000): Promise<void> {
-  await waitFor(
-    `${nodes.map((n) => n.node).join(',')} to see each other`,
-    async () => {
-      for (const node of nodes) if ((await readyMembers(node)).length < nodes.length - 1) return false;
-      return true;
-    },
-    { timeoutMs, intervalMs: 100 },
-  );
 }
 
 /**
@@ -114,22 +94,11 @@ async function faultRun(fault: Fault): Promise<void> {
   const cluster = uniqueCluster(`bk-${fault.toLowerCase()}`);
   let link: Link;
   let a: NodeHandle;
-  if (fault === 'reset') {
-    const forwarder = await startForwarder(nats.port);
-    cleanups.push(() => forwarder.close());
-    a = await start({ cluster, node: 'a', nats: forwarder.url });
-    link = { cut: () => forwarder.reset(), heal: () => forwarder.heal() };
-  } else if (fault === 'silent') {
-    const netns = createNetnsLink();
-    cleanups.push(() => netns.dispose());
-    a = await start({
-      cluster,
-      node: 'a',
-      nats: `nats://${netns.natsHostIp}:${nats.port}`,
-      host: netns.httpIp,
-      wrapper: netns.wrapper,
-    });
-    link = { cut: () => netns.partition(), heal: () => netns.heal() };
+  if (fault === 'reset' || fault === 'silent') {
+    const cuttable = await cuttableLink(fault, nats.port);
+    cleanups.push(() => cuttable.dispose());
+    a = await start({ cluster, node: 'a', ...cuttable.nodeOptions });
+    link = cuttable;
   } else {
     a = await start({ cluster, node: 'a', nats: nats.url });
     link =
@@ -218,24 +187,14 @@ async function faultRun(fault: Fault): Promise<void> {
   ).toEqual({ writesAcknowledged: 0, writesLost: 0, sessionsEndedInUse: 0, sessionsResurrected: 0, staleReads: 0 });
 }
 
-describe('backup manager under process and network faults', () => {
-  it(
-    'SIGKILL of a primary: no acknowledged write lost, no session in use ended, no ended session back, no stale 200',
-    () => faultRun('SIGKILL'),
-    120_000,
-  );
+/** Each fault, and what the test's title adds to "no acknowledged write lost, no session in use ended, ...". */
+const FAULTS: ReadonlyArray<readonly [Fault, string]> = [
+  ['SIGKILL', 'of a node holding sessions'],
+  ['SIGSTOP', 'past memberDropMs, then SIGCONT, reads on the resumed node included'],
+  ['reset', '(NATS link) for 10 s, reads on the healed node included'],
+  ['silent', 'partition (network namespace) for 10 s, reads on the healed node included'],
+];
 
-  it(
-    'SIGSTOP past memberDropMs, then SIGCONT: the same, reads on the resumed node included',
-    () => faultRun('SIGSTOP'),
-    120_000,
-  );
-
-  it('NATS link reset for 10 s: the same, reads on the healed node included', () => faultRun('reset'), 120_000);
-
-  it(
-    'silent partition (network namespace) for 10 s: the same, reads on the healed node included',
-    () => faultRun('silent'),
-    120_000,
-  );
+describe('backup manager under process and network faults: no acknowledged write lost, no session in use ended, no ended session back, no stale 200', () => {
+  it.each(FAULTS)('%s %s', (fault) => faultRun(fault), 120_000);
 });

@@ -3,8 +3,9 @@
 // the same attribute must win on every node (review finding 11: it lost to the older write for five minutes),
 // and the skew is counted and logged.
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
+  cleanupsAfterEach,
   ADMIN_HEADERS,
   CookieClient,
   startNatsServer,
@@ -15,10 +16,7 @@ import {
   type StartNodeOptions,
 } from '../kit/index.ts';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
-});
+const cleanups = cleanupsAfterEach();
 
 const CLOCK_AHEAD = fileURLToPath(new URL('../kit/fixtures/clock-ahead.mjs', import.meta.url));
 
@@ -54,12 +52,8 @@ describe('clock skew', () => {
       intervalMs: 50,
     });
 
-    const write = await new CookieClient({ cookie: client.cookie! }).request(
-      a.url,
-      'PUT',
-      '/session/attributes/x',
-      '2',
-    );
+    const later = new CookieClient({ cookie: client.cookie! });
+    const write = await later.request(a.url, 'PUT', '/session/attributes/x', '2');
     expect(write.status).toBe(200);
     // The later write is what every node keeps.
     await waitFor(

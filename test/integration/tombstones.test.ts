@@ -1,7 +1,8 @@
 // Owns: ended stays ended over a real nats-server (review finding 5): a node cut off from NATS for longer than
 // tombstoneTtlMs comes back holding a session that was invalidated meanwhile; its resync must not bring it back.
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import {
+  cleanupsAfterEach,
   CookieClient,
   createNatsNode,
   startForwarder,
@@ -12,10 +13,7 @@ import {
   type TestNode,
 } from '../kit/index.ts';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
-});
+const cleanups = cleanupsAfterEach();
 
 /** A tombstone TTL far below the session timeout: the case where the TTL alone let ended sessions back. */
 const OPTIONS = { maxInactiveSeconds: 30, tombstoneTtlMs: 300 } as const;
