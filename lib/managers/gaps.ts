@@ -89,11 +89,13 @@ export class GapWatch {
   /**
    * A silent partition (packets dropped, the connection left half-open) shows no disconnect for
    * minutes: the client notices only when its own pings go unanswered. So the watch keeps one round
-   * trip to the broker (`flush`) in flight; one that has not come back after `afterMs` counts as a
+   * trip to the broker (`Channel.ping`, where the channel has one) in flight; one that has not come back after `afterMs` counts as a
    * disconnect (the node's view stops being fresh, as with a reported one), and its answer as the
    * reconnect.
    */
   #probeLink(now: number, handlers: GapHandlers): void {
+    const { channel } = this.core.parts.bus;
+    if (!channel.ping) return; // Nothing to check: the channel's own status reports are all there is.
     const probe = this.#probe;
     if (probe) {
       if (this.#channelUp && now - probe.since > this.afterMs) {
@@ -116,7 +118,7 @@ export class GapWatch {
         this.#up(handlers);
       }
     };
-    this.core.parts.bus.channel.flush().then(
+    channel.ping().then(
       () => settled(true),
       () => settled(false),
     );
