@@ -87,7 +87,7 @@ export class WholeSessions {
     if (this.#waiting.size === 0 || this.core.parts.membership.readyMembers().length > 0) return;
     this.core.parts.logger.warn(
       { ...sessionFields([...this.#waiting.keys()]) },
-      'partial sessions forgotten: no member left to fetch them from',
+      'partial sessions forgotten: no member is left to ask for them',
     );
     this.#waiting.clear();
   }
