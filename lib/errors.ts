@@ -149,6 +149,21 @@ export class SessionIncompleteError extends SessionReplicationError {
   }
 }
 
+/**
+ * Read-your-writes: the client presented a newer version of its session than this node holds, and
+ * the newer state did not arrive within `readYourWritesWaitMs` (from the member that wrote it, the
+ * other members or the log). Nothing was served from the older copy; the middleware answers 503 with
+ * Retry-After, and a load balancer retries on another node.
+ */
+export class SessionBehindError extends SessionReplicationError {
+  constructor() {
+    super('SESSION_BEHIND', "this node's copy of the session is older than the client's: retry", {
+      status: 503,
+      retryAfter: 1,
+    });
+  }
+}
+
 /** A session was used after `invalidate()`. */
 export class InvalidatedSessionError extends SessionReplicationError {
   constructor() {

@@ -33,6 +33,14 @@ export class ReplicationStats {
   oversizedRejected = 0;
   /** Cookies whose route was rewritten to this node after a failover. */
   routeRewrites = 0;
+  /** Requests whose session here was older than the version the client presented: they waited for the newer state. */
+  versionWaits = 0;
+  /** Of those, requests answered 503 because the newer state did not arrive in `readYourWritesWaitMs`. */
+  versionRefusals = 0;
+  /** Requests whose presented version no member held any more (lost with its holders): served from what the cluster has. */
+  versionsLost = 0;
+  /** Session version cookies that did not verify (forged, copied from another session, damaged): ignored. */
+  versionsRejected = 0;
   /** New sessions refused because of `maxActiveSessions` (Tomcat's rejectedSessions). */
   rejectedSessions = 0;
   sessionsCreated = 0;

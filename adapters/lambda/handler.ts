@@ -4,31 +4,28 @@
  *
  * - One NATS connection and one cluster node per execution environment, created by the first
  *   `start()` or invocation and reused by every later one; a failed start is retried by the next.
- * - A frozen environment hears nothing. Before the session middleware reads a session, the node
- *   catches up with the replication log (restarting its follower if it stalled during the freeze),
- *   so it does not serve a copy older than what the log holds.
- * - Expiry sweeps run only right after such a catch-up, never from a timer that fires on thaw.
+ * - A frozen environment hears nothing. Read-your-writes does the catch-up: every response tells the
+ *   client its session's version (a cookie), and a request whose version is newer than this
+ *   environment's copy makes the node catch up with the replication log (restarting its follower if
+ *   it stalled during the freeze) and ask the members, within `readYourWritesWaitMs`, or answers 503
+ *   with Retry-After; it never serves the older copy. A request whose copy here is current needs no
+ *   round trip to NATS.
+ * - Expiry sweeps run only right after a catch-up (one runs before a sweep at most every
+ *   `sweepIntervalMs`), never from a timer that fires on thaw.
  * - Everything the invocation published leaves before the response is returned (Lambda may freeze
  *   the environment the moment it has the response).
  * - A recycled environment leaves the cluster on SIGTERM, which Lambda sends only when the function
  *   has an external extension; otherwise the other members drop it after missing its heartbeats.
  */
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { Context, Env, Hono, MiddlewareHandler, Schema } from 'hono';
+import type { Env, Hono, Schema } from 'hono';
 import { handle, type APIGatewayProxyResult, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
-import { getCookie } from 'hono/cookie';
 // The NATS entries by their public names: the build keeps them separate modules (each guards its optional peers).
 import { jetStreamLogFor, type ReplicationLog } from '../../lib/log/jetstream.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
 import { createCluster } from '../../lib/cluster/index.ts';
 import { InvalidOptionsError } from '../../lib/errors.ts';
-import { CatchUpLog } from '../../lib/log/catch-up-log.ts';
-import {
-  DEFAULT_COOKIE_NAME,
-  type SessionMiddlewareOptions,
-  type SessionVariables,
-} from '../../lib/middleware/session-middleware.ts';
-import { parseSessionId } from '../../lib/session/ids.ts';
+import { CatchUpLog, type CatchUpResult } from '../../lib/log/catch-up-log.ts';
 import { LogReplayStore } from '../../lib/store/log-replay.ts';
 import { lambdaLogger } from './logger.ts';
 import { checkNatsOptions, connectNats } from './nats-settings.ts';
@@ -45,8 +42,9 @@ export function lambdaNodeId(): string {
 
 /**
  * Builds the Lambda handler for the app that `app` returns. `app` is called once per execution
- * environment with the started cluster node; its `middleware()` catches up with the log before it
- * reads a session. Nothing connects until `start()` or the first invocation.
+ * environment with the started cluster node; its `middleware()` catches up with the log when a client
+ * presents a newer session version than the environment holds. Nothing connects until `start()` or the
+ * first invocation.
  *
  * @example
  * export const handler = createLambdaHandler((node) => new Hono().use(node.middleware()).get('/', (c) => c.text('hi')), {
@@ -74,7 +72,7 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
   const baseLogger = options.logger ?? lambdaLogger();
   const logger = baseLogger.child({ cluster: options.cluster, node });
   const makeLog = logFactory(options);
-  const { timeoutMs = 2000, onFailure = 'reject', stallMs = 250, skipOwnRoute = false } = catchUpOptions;
+  const { timeoutMs = 2000, stallMs = 250 } = catchUpOptions;
   const stats: LambdaHandlerStats = {
     invocations: 0,
     connections: 0,
@@ -96,7 +94,7 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     stats.connections++;
     let clusterNode: LambdaClusterNode | undefined;
     try {
-      const log = makeLog ? new CatchUpLog(makeLog(connection), { stallMs }) : undefined;
+      const log = makeLog ? new CatchUpLog(makeLog(connection), { stallMs, onCatchUp: counted }) : undefined;
       clusterNode = createCluster({
         sendMode: log ? 'persist' : 'async',
         ...clusterOptions,
@@ -108,7 +106,7 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
           : { sweepIntervalMs, ...(storeOption ? { store: storeOption } : {}) }),
       });
       await clusterNode.start();
-      const serve = handle(app(withCatchUpGate(clusterNode, refuseIfBehind)));
+      const serve = handle(app(clusterNode));
       running = { clusterNode, connection, ...(log ? { log } : {}), serve };
       stats.startMs = Date.now() - started;
       return clusterNode;
@@ -128,42 +126,28 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     return starting;
   }
 
-  /** Before the session is read: catch up when the request carries a session cookie; a refusal when that failed. */
-  async function refuseIfBehind(c: Context, cookieName: string): Promise<Response | undefined> {
-    const requested = parseSessionId(getCookie(c, cookieName));
-    if (!requested || (skipOwnRoute && requested.route === node) || (await catchUp()) || onFailure === 'serve')
-      return undefined;
-    return c.json(
-      {
-        error: 'replication log unreachable: this instance may hold a stale copy of the session',
-        code: 'CATCH_UP_FAILED',
-      },
-      503,
-      { 'Retry-After': '1' },
-    );
-  }
-
-  async function catchUp(): Promise<boolean> {
-    const log = running?.log;
-    if (!log) return true;
-    const result = await log.catchUp(timeoutMs);
+  /** Counts and logs every catch-up, whether a request (read-your-writes) or a sweep asked for it. */
+  function counted(result: CatchUpResult): void {
     stats.catchUps++;
     if (result.restarted) stats.catchUpsRestarted++;
     if (!result.ok) {
       stats.catchUpsFailed++;
       logger.warn(
-        { target: result.target, delivered: log.delivered, ms: result.ms },
+        { target: result.target, delivered: running?.log?.delivered, ms: result.ms },
         'log catch-up timed out: this instance may be behind the cluster',
       );
-      return false;
-    }
-    if (result.missed > 0)
+    } else if (result.missed > 0) {
       logger.info(
         { missed: result.missed, restarted: result.restarted, ms: result.ms },
         'caught up with the replication log',
       );
-    sweepIfDue();
-    return true;
+    }
+  }
+
+  /** Before a sweep: catches up with the log, and sweeps when that worked. */
+  async function catchUpAndSweep(): Promise<void> {
+    const log = running?.log;
+    if (log && (await log.catchUp(timeoutMs)).ok) sweepIfDue();
   }
 
   function sweepIfDue(): void {
@@ -204,7 +188,7 @@ export function createLambdaHandler<E extends Env, S extends Schema, B extends s
     }
     try {
       // An environment that serves only requests without a session still sweeps now and then, after a catch-up.
-      if (running!.log && Date.now() - lastSweep >= sweepIntervalMs) await catchUp();
+      if (running!.log && Date.now() - lastSweep >= sweepIntervalMs) await catchUpAndSweep();
       else if (!running!.log) sweepIfDue();
       return await running!.serve(event, context);
     } finally {
@@ -254,30 +238,6 @@ function logFactory(options: LambdaHandlerOptions): ((connection: NatsConnection
   if ((options.manager ?? 'delta') !== 'delta') return undefined;
   const subjects = options.subjectPrefix !== undefined ? { subjectPrefix: options.subjectPrefix } : {};
   return (connection) => jetStreamLogFor(connection, options.cluster, subjects);
-}
-
-/**
- * The node the app is built on: the running cluster node, except that `middleware()` catches up with
- * the log before the session is read. A proxy, so the app sees every other member of the node as it is.
- */
-function withCatchUpGate(
-  clusterNode: LambdaClusterNode,
-  refuseIfBehind: (c: Context, cookieName: string) => Promise<Response | undefined>,
-): LambdaClusterNode {
-  const middleware = (
-    middlewareOptions?: SessionMiddlewareOptions,
-  ): MiddlewareHandler<{ Variables: SessionVariables }> => {
-    const cookieName = middlewareOptions?.cookieName ?? DEFAULT_COOKIE_NAME;
-    const session = clusterNode.middleware(middlewareOptions);
-    return async (c, next) => (await refuseIfBehind(c, cookieName)) ?? session(c, next);
-  };
-  return new Proxy(clusterNode, {
-    get(target, key) {
-      if (key === 'middleware') return middleware;
-      const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
 }
 
 /** Settles like `promise`, or rejects after `ms`. */

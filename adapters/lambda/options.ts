@@ -11,31 +11,23 @@ import type { LambdaNatsOptions } from './nats-settings.ts';
 /** A running cluster node, as `createCluster` returns it. */
 export type LambdaClusterNode = ReturnType<typeof createCluster>;
 
-/** When and how a request waits for the replication log. */
+/**
+ * How the environment catches up with the replication log. A request catches up only when it needs
+ * to: when the client presents a newer version of its session than this environment holds (see
+ * `readYourWritesWaitMs`, which bounds that wait). The periodic catch-up before an expiry sweep uses
+ * these settings.
+ */
 export interface LambdaCatchUpOptions {
   /**
-   * How long a request waits for the catch-up.
+   * How long the catch-up before an expiry sweep waits for the log.
    * @default 2000
    */
   readonly timeoutMs?: number;
-  /**
-   * What a request gets when the catch-up did not finish in time: `reject` answers 503 with
-   * Retry-After; `serve` serves from the possibly stale copy.
-   * @default 'reject'
-   */
-  readonly onFailure?: 'reject' | 'serve';
   /**
    * How long a catch-up waits for the running log follower before it starts a fresh one.
    * @default 250
    */
   readonly stallMs?: number;
-  /**
-   * Skip the catch-up when the cookie names this environment (it served the session last). Saves
-   * one round trip to NATS per request, but a client that sends requests concurrently or ignores a
-   * Set-Cookie can then read a stale copy.
-   * @default false
-   */
-  readonly skipOwnRoute?: boolean;
 }
 
 /** Options of `createLambdaHandler`: the cluster's options plus where NATS is and how to catch up. */
@@ -70,7 +62,7 @@ export interface LambdaHandlerOptions extends Omit<ClusterOptions, 'channel' | '
    * @default 10000
    */
   readonly sweepIntervalMs?: number;
-  /** When a request catches up with the log. */
+  /** How the environment catches up with the log (see `LambdaCatchUpOptions`). */
   readonly catchUp?: LambdaCatchUpOptions;
   /**
    * How long the end of an invocation waits for what it published to leave.
@@ -97,7 +89,10 @@ export interface LambdaHandlerStats {
   connections: number;
   /** Milliseconds from the start to a ready cluster node (the cold start's share). */
   startMs?: number;
-  /** Catch-ups with the log, those that restarted a stalled follower, and those that did not finish in time. */
+  /**
+   * Catch-ups with the log (for a request that presented a newer session version, or before a sweep),
+   * those that restarted a stalled follower, and those that did not finish in time.
+   */
   catchUps: number;
   catchUpsRestarted: number;
   catchUpsFailed: number;

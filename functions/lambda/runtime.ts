@@ -44,7 +44,8 @@ export function lambdaHandlerOptions(config: LambdaEnvConfig): LambdaHandlerOpti
         }
       : {}),
     ...(config.clusterKeys.length > 0 ? { clusterKeys: config.clusterKeys, protection: config.protection } : {}),
-    catchUp: { timeoutMs: config.catchUpTimeoutMs, onFailure: config.catchUpFail },
+    catchUp: { timeoutMs: config.catchUpTimeoutMs },
+    readYourWritesWaitMs: config.catchUpTimeoutMs,
     logger: lambdaLogger(config.logLevel),
   };
 }

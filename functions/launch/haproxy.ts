@@ -31,6 +31,11 @@ export interface HaproxyConfigOptions {
   readonly cookieName?: string;
   /** Health check period in ms (a node is taken out after 2 failed checks). @default 500 */
   readonly checkIntervalMs?: number;
+  /**
+   * Route a request to the node its session cookie names; false: plain round-robin (read-your-writes
+   * keeps a session consistent without stickiness). @default true
+   */
+  readonly sticky?: boolean;
 }
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -75,7 +80,9 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     // Sticky routing on the cookie's route: the text after the last dot names the node. A rule naming
     // a server that is down is skipped, so the session goes to another node, which takes it over and
     // rewrites the route.
-    ...options.servers.map((s) => `  use-server ${s.node} if { req.cook(${cookie}) -m end .${s.node} }`),
+    ...(options.sticky === false
+      ? []
+      : options.servers.map((s) => `  use-server ${s.node} if { req.cook(${cookie}) -m end .${s.node} }`)),
     ...options.servers.map((s) => `  server ${s.node} ${s.host}:${s.port} check`),
   ];
   if (options.statsPort !== undefined) {
@@ -120,6 +127,8 @@ export interface StartHaproxyOptions {
   readonly port?: number;
   /** @default 'SESSIONID' */
   readonly cookieName?: string;
+  /** Route by the cookie's route (see `HaproxyConfigOptions.sticky`). @default true */
+  readonly sticky?: boolean;
   /** Directory for haproxy.cfg and its log, kept on stop. @default a temporary directory, removed on stop */
   readonly dir?: string;
   /** @default haproxy on PATH (or /usr/sbin) */
@@ -161,6 +170,7 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
         statsPort,
         servers: options.servers,
         ...(options.cookieName ? { cookieName: options.cookieName } : {}),
+        ...(options.sticky === false ? { sticky: false } : {}),
       }),
     );
     const proc = group.spawn(binary, ['-db', '-f', configFile], {

@@ -201,6 +201,7 @@ export async function startNode(
           sendMode: config.send,
           maxInactiveSeconds: config.maxInactive,
           sweepIntervalMs: config.sweepEveryMs,
+          readYourWritesWaitMs: config.rywWaitMs,
           advertiseUrl: config.advertiseUrl ?? defaultAdvertiseUrl(config.host, port),
           logger,
         });

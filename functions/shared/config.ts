@@ -76,6 +76,8 @@ export interface NodeEnvConfig extends CommonConfig {
   natsTlsKey?: string;
   /** Expiry sweep period in ms. */
   sweepEveryMs: number;
+  /** Read-your-writes wait in ms (0: off). */
+  rywWaitMs: number;
 }
 
 /** What `readConfig('edge', ...)` returns. */
@@ -98,7 +100,6 @@ export interface LambdaEnvConfig extends CommonConfig {
   natsSecret?: string;
   natsParameter?: string;
   catchUpTimeoutMs: number;
-  catchUpFail: 'reject' | 'serve';
   sweepEveryMs: number;
 }
 
@@ -180,7 +181,7 @@ function schemaFor(runtime: Runtime) {
     natsSecret: text,
     natsParameter: text,
     catchUpTimeoutMs: integer(1),
-    catchUpFail: oneOf(['reject', 'serve']),
+    rywWaitMs: integer(0),
     sweepEveryMs: integer(1),
     adminToken: z.string().min(16, { error: 'must be at least 16 characters' }),
   } satisfies Record<SettingName, z.ZodType>;

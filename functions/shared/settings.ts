@@ -177,16 +177,16 @@ export const SETTINGS = {
   catchUpTimeoutMs: {
     env: 'SESSREP_CATCHUP_TIMEOUT_MS',
     flag: 'catchup-timeout-ms',
-    help: 'how long a request waits for the log catch-up after a thaw',
+    help: 'how long a request whose session here is older than its version cookie waits for the newer state (log catch-up, members), then 503',
     default: '2000',
     runtimes: LAMBDA,
   },
-  catchUpFail: {
-    env: 'SESSREP_CATCHUP_FAIL',
-    flag: 'catchup-fail',
-    help: 'when the catch-up times out: reject (503 + Retry-After) or serve (from the possibly stale copy)',
-    default: 'reject',
-    runtimes: LAMBDA,
+  rywWaitMs: {
+    env: 'SESSREP_RYW_WAIT_MS',
+    flag: 'ryw-wait-ms',
+    help: 'read-your-writes: how long a request whose session here is older than its version cookie waits for the newer state, then 503; 0: off',
+    default: '2000',
+    runtimes: NODE,
   },
   sweepEveryMs: {
     env: 'SESSREP_SWEEP_INTERVAL_MS',

@@ -7,6 +7,7 @@ import { InvalidOptionsError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { SessionManager } from '../managers/manager.ts';
 import type { MemberInfo } from '../membership/membership.ts';
+import { SessionVersions } from '../middleware/session-version.ts';
 import {
   sessionMiddleware,
   type SessionMiddlewareOptions,
@@ -130,6 +131,9 @@ export function clusterNode(parts: NodeParts): ClusterNode {
     stats,
     channelWatch: parts.channelWatch,
   };
+  // One per node: the keys are imported once, whatever the number of middlewares.
+  const versions =
+    options.readYourWritesWaitMs > 0 ? new SessionVersions(options.versionCookieKeys, options.cluster) : undefined;
   let direct: { unsubscribe(): void } | undefined;
   let sampler: ReturnType<typeof setInterval> | undefined;
 
@@ -230,6 +234,7 @@ export function clusterNode(parts: NodeParts): ClusterNode {
           isDraining: () => drainer.draining,
           defaultMaxLifetimeSeconds: options.maxLifetimeSeconds,
           principalAttribute: options.principalAttribute,
+          ...(versions ? { versions, readYourWritesWaitMs: options.readYourWritesWaitMs } : {}),
           ...(options.schema ? { schema: options.schema } : {}),
           // An async commit leaves on the next turn (batching); then the bus and channel flush it.
           settle: () =>

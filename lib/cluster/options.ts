@@ -1,6 +1,9 @@
 /**
  * The options of `createCluster`, their validation, and every default: `resolveOptions()` is the one
  * place a default is decided, including those computed from other options.
+ *
+ * Over 400 lines on purpose: the documented interface, the schema checked against it and the resolver
+ * stay in one file so an option's doc comment, its validation and its default are read together.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { z } from 'zod';
@@ -190,6 +193,24 @@ export interface ClusterOptions {
    */
   readonly protection?: ProtectionMode;
   /**
+   * Read-your-writes on any node, without a sticky load balancer: every response that carries a
+   * session tells the client its session's version (the cookie `<cookieName>_v`), and a node whose
+   * copy is older than the version a client presents (or that has none) asks the member that wrote
+   * it, the other members and the log for the newer state, for at most this long; then it answers 503
+   * with Retry-After, never 200 with the older copy. 0 turns read-your-writes off (no version cookie,
+   * no wait). Milliseconds.
+   * @default 2000
+   */
+  readonly readYourWritesWaitMs?: number;
+  /**
+   * Keys that sign the session version cookie (HMAC-SHA256 with a key derived from each; the first
+   * signs, any verifies), so nobody outside the cluster can forge or move a version. Without them (and
+   * without `clusterKeys`) a version is bound to its session key only: a client that holds the key
+   * could forge its own session's version, which only makes its own requests wait.
+   * @default `clusterKeys`
+   */
+  readonly versionCookieKeys?: readonly ClusterKeyConfig[];
+  /**
    * This node's HTTP base URL (`http://` or `https://`), announced in heartbeats and shown on
    * `/cluster`, so a dashboard can poll every member.
    * @default none
@@ -244,6 +265,9 @@ export interface ResolvedOptions {
   readonly maxValueDepth: number;
   readonly clusterKeys: readonly ClusterKeyConfig[] | undefined;
   readonly protection: ProtectionMode;
+  readonly readYourWritesWaitMs: number;
+  /** The keys of the session version cookie: `versionCookieKeys`, else `clusterKeys`, else none. */
+  readonly versionCookieKeys: readonly ClusterKeyConfig[] | undefined;
   readonly advertiseUrl: string | undefined;
   readonly drainQuietMs: number;
   readonly logger: Logger;
@@ -316,6 +340,12 @@ const optionsSchema = z
       .readonly()
       .optional(),
     protection: z.enum(['encrypt', 'sign']).default('encrypt'),
+    readYourWritesWaitMs: z.number().int().nonnegative().default(2000),
+    versionCookieKeys: z
+      .array(z.object({ id: z.string(), secret: z.string() }))
+      .min(1)
+      .readonly()
+      .optional(),
     advertiseUrl: z
       .string()
       .max(512)
@@ -367,6 +397,7 @@ export function resolveOptions(options: ClusterOptions): ResolvedOptions {
     throw new InvalidOptionsError(`invalid options: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`);
   const o = parsed.data;
   if (o.clusterKeys) checkClusterKeys(o.clusterKeys);
+  if (o.versionCookieKeys) checkClusterKeys(o.versionCookieKeys);
   // The default fits one broker message (NATS's default max payload is 1 MB) and one DynamoDB item.
   const maxPayload = o.channel?.maxPayload;
   const fitsPayload = maxPayload === undefined ? Infinity : maxPayload - PAYLOAD_OVERHEAD_BYTES;
@@ -383,6 +414,7 @@ export function resolveOptions(options: ClusterOptions): ResolvedOptions {
     snapshot: { intervalMs: o.snapshotIntervalMs, checkpointPollMs: Math.max(5000, o.snapshotIntervalMs * 5) },
     pageLimits: o.manager === 'backup' ? BACKUP_PAGE_LIMITS : DELTA_PAGE_LIMITS,
     clusterKeys: o.clusterKeys,
+    versionCookieKeys: o.versionCookieKeys ?? o.clusterKeys,
     schema: o.schema,
     advertiseUrl: o.advertiseUrl,
     logger: o.logger ?? consoleLogger(),

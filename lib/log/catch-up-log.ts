@@ -25,6 +25,8 @@ export interface CatchUpLogOptions {
    * @default 250
    */
   readonly stallMs?: number;
+  /** Hears the result of every catch-up that ran (for counters and logs). @default none */
+  readonly onCatchUp?: (result: CatchUpResult) => void;
 }
 
 /**
@@ -41,6 +43,7 @@ export class CatchUpLog implements ReplicationLog {
   readonly name: string;
   readonly #inner: ReplicationLog;
   readonly #stallMs: number;
+  readonly #onCatchUp?: (result: CatchUpResult) => void;
   /** The highest sequence handed to the consumer. */
   #received = 0;
   /** The highest sequence the consumer has finished with. */
@@ -54,6 +57,7 @@ export class CatchUpLog implements ReplicationLog {
   constructor(inner: ReplicationLog, options: CatchUpLogOptions = {}) {
     this.#inner = inner;
     this.#stallMs = options.stallMs ?? 250;
+    if (options.onCatchUp) this.#onCatchUp = options.onCatchUp;
     this.name = inner.name;
   }
 
@@ -90,7 +94,12 @@ export class CatchUpLog implements ReplicationLog {
 
   /** Waits (at most `timeoutMs`) until everything stored now has been delivered; concurrent calls share one catch-up. */
   catchUp(timeoutMs: number): Promise<CatchUpResult> {
-    this.#running ??= this.#catchUp(timeoutMs).finally(() => (this.#running = undefined));
+    this.#running ??= this.#catchUp(timeoutMs)
+      .then((result) => {
+        this.#onCatchUp?.(result);
+        return result;
+      })
+      .finally(() => (this.#running = undefined));
     return this.#running;
   }
 

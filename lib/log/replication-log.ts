@@ -36,4 +36,11 @@ export interface ReplicationLog {
   bounds(): Promise<{ first: number; last: number }>;
   /** Delivers every message from `fromSeq` on, in order and without gaps, until stopped. */
   follow(fromSeq: number, onMessage: (message: LogMessage) => void): Promise<LogFollower>;
+  /**
+   * Waits (at most `timeoutMs`) until everything stored now was delivered to the follower and applied,
+   * restarting a follower that stalled (`CatchUpLog` does, for a frozen or paused node); `ok` is false
+   * when it did not get there. Read-your-writes uses it when a client presents a newer version.
+   * @default none: the delta manager waits for its follower instead
+   */
+  catchUp?(timeoutMs: number): Promise<{ readonly ok: boolean }>;
 }

@@ -6,6 +6,8 @@
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { Incoming } from '../bus/cluster-bus.ts';
+import type { OwnershipEntry } from '../codec/envelope.ts';
+import { ChannelRequestError } from '../errors.ts';
 import { sessionFields } from '../logger.ts';
 import { cloneState, latestStamp, liveUntil, type EndReason, type SessionState } from '../session/state.ts';
 import { AckTracker } from './ack-tracker.ts';
@@ -13,6 +15,11 @@ import type { ManagerParts, StateTransferStatus } from './manager.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
 import { SessionTable } from './session-table.ts';
 import { receiveState, StateDonor, type PageLimits, type StatePage, type StateSource } from './state-transfer.ts';
+
+/** What a `fetch` of one session from a member got. */
+export type FetchOutcome =
+  | { readonly kind: 'answered'; readonly entry?: OwnershipEntry; readonly state?: SessionState }
+  | { readonly kind: 'gone' | 'unreachable' };
 
 /** What the core needs to know from its manager. */
 export interface ReplicaCoreOptions {
@@ -161,6 +168,29 @@ export class ReplicaCore {
     else if (message.kind === 'state-req') this.donor.answer(incoming);
     else return false;
     return true;
+  }
+
+  /**
+   * Asks `node` for its ownership entry and live state of `key` (a `fetch`): `answered` with what it
+   * holds, `gone` when nobody listens on its subject (its process is likely gone: it is suspected at
+   * once), or `unreachable` when it did not answer within `timeoutMs`.
+   */
+  async fetch(node: string, key: string, timeoutMs: number): Promise<FetchOutcome> {
+    const { bus, logger } = this.parts;
+    try {
+      const reply = await bus.request(bus.subjects.node(node), 'fetch', { k: key }, timeoutMs);
+      if (reply.kind !== 'fetched') return { kind: 'unreachable' };
+      const [entry] = reply.body.e;
+      const [state] = reply.body.s;
+      return { kind: 'answered', ...(entry ? { entry } : {}), ...(state ? { state } : {}) };
+    } catch (error) {
+      if (!(error instanceof ChannelRequestError)) throw error;
+      logger.warn({ ...sessionFields([key]), from: node, error: error.kind }, 'fetch failed');
+      if (error.kind !== 'no-responders') return { kind: 'unreachable' };
+      // Verify and drop it now, not after memberDropMs.
+      this.parts.membership.suspect(node);
+      return { kind: 'gone' };
+    }
   }
 
   /**

@@ -6,11 +6,12 @@
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
 import type { Logger } from '../logger.ts';
 import type { Membership } from '../membership/membership.ts';
-import type { HybridClock } from '../session/clock.ts';
+import type { HybridClock, Stamp } from '../session/clock.ts';
 import type { SessionObserver } from '../session/events.ts';
 import type { SessionChanges } from '../session/session.ts';
 import type { SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
+import type { VersionWait, VersionWaitOptions } from './read-your-writes.ts';
 import type { PageLimits } from './state-transfer.ts';
 
 /**
@@ -106,6 +107,15 @@ export interface SessionManager {
    * when this node does not know the key yet.
    */
   resolve(key: string, routeHint?: string): Promise<SessionState | undefined>;
+  /**
+   * Read-your-writes: resolves once this node's copy of `key` holds `version` (a version the client
+   * was told, see `SessionVersions`) with `current`, or `ended` when the session ended; `behind` when
+   * the newer state did not arrive within `waitMs`; `lost` when the writer and every member answered
+   * without it (or are gone) and the log has nothing newer. Meanwhile it asks the member that wrote
+   * the version, then the other members, and (with a log) replays the log to its end.
+   * @default none: a manager without it gets no read-your-writes check
+   */
+  awaitVersion?(key: string, version: Stamp, options: VersionWaitOptions): Promise<VersionWait>;
   /** Live sessions whose data this node holds. */
   liveSessions(): IterableIterator<SessionState>;
   /**

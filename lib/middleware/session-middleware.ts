@@ -13,18 +13,21 @@ import {
   NodeCatchingUpError,
   SessionIncompleteError,
   NodeDrainingError,
+  SessionBehindError,
+  SessionReplicationError,
   SessionTooLargeError,
   TooManySessionsError,
 } from '../errors.ts';
 import { errorResponse } from '../http/error-response.ts';
 import type { Logger } from '../logger.ts';
 import type { SendMode, SessionManager } from '../managers/manager.ts';
-import type { HybridClock } from '../session/clock.ts';
+import { compareStamps, type HybridClock, type Stamp } from '../session/clock.ts';
 import { parseSessionId } from '../session/ids.ts';
 import type { SessionSchema } from '../session/schema.ts';
-import type { SessionState } from '../session/state.ts';
 import { Session, type SessionData, type SessionLimits } from '../session/session.ts';
+import { latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
+import { newestVersion, type PresentedVersion, type SessionVersions } from './session-version.ts';
 
 /** Context variables the middleware sets: `c.get('session')`, typed by the session's `Data`. */
 export interface SessionVariables<Data extends SessionData = SessionData> {
@@ -108,10 +111,22 @@ export interface MiddlewareParts {
    * (Cloudflare Workers, Vercel Edge) it is handed there, so the runtime does not cut it off.
    */
   readonly settle?: () => Promise<void>;
+  /**
+   * Read-your-writes: issues and checks the session version cookie (`<cookie name>_v`). Absent: no
+   * version cookie, no check.
+   */
+  readonly versions?: SessionVersions;
+  /** How long a request whose session here is older than the client's version waits for the newer state; then 503. */
+  readonly readYourWritesWaitMs?: number;
 }
 
 /** The session cookie's name when `cookieName` is not given. */
 export const DEFAULT_COOKIE_NAME = 'SESSIONID';
+
+/** The name of the session version cookie that accompanies the session cookie `cookieName` (read-your-writes). */
+export function versionCookieName(cookieName: string): string {
+  return `${cookieName}_v`;
+}
 
 /** The checked cookie settings of one middleware. */
 interface CookieSettings {
@@ -196,7 +211,11 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
   const domain = cookie.domain !== undefined ? { domain: cookie.domain } : {};
   const prefix = cookie.prefix !== undefined ? { prefix: cookie.prefix } : {};
 
-  const writeCookie = (c: Context, session: Session<Data>) => {
+  const versions = parts.versions;
+  const waitMs = parts.readYourWritesWaitMs ?? 0;
+  const versionName = versionCookieName(cookie.name);
+
+  const cookieOptions = (c: Context, session: Session<Data>) => {
     const expires = cookie.maxAge === 'expiry' ? session.expiresAt(Date.now()) : undefined;
     const maxAge =
       cookie.maxAge === 'expiry'
@@ -204,7 +223,7 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
           ? Math.max(1, Math.ceil((expires - Date.now()) / 1000))
           : undefined
         : cookie.maxAge;
-    setCookie(c, cookie.name, session.id, {
+    return {
       path: cookie.path,
       httpOnly: true,
       sameSite: cookie.sameSite,
@@ -213,7 +232,58 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       ...prefix,
       ...(maxAge !== undefined ? { maxAge } : {}),
       ...(cookie.partitioned ? { partitioned: true } : {}),
-    });
+    };
+  };
+
+  /** What the client's version cookie says about its session `key`; a cookie that does not verify is counted and ignored. */
+  const presentedVersion = async (c: Context, key: string): Promise<PresentedVersion> => {
+    if (!versions) return { kind: 'none' };
+    const presented = await versions.verify(key, getCookie(c, versionName, cookie.prefix));
+    if (presented.kind === 'invalid') {
+      stats.versionsRejected++;
+      logger.debug({ session: key.slice(0, 8) }, 'session version cookie did not verify: ignored');
+    }
+    return presented;
+  };
+
+  /**
+   * Read-your-writes: when this node's copy of the session is older than the version the client
+   * presents (or missing), waits for the newer state. Resolves to the state to serve (undefined: the
+   * session ended, a new one starts), or to a `SessionBehindError` when it did not arrive in time.
+   */
+  const catchUp = async (
+    key: string,
+    route: string,
+    version: Stamp,
+    state: SessionState | undefined,
+  ): Promise<SessionState | undefined | SessionBehindError | SessionIncompleteError> => {
+    if (!manager.awaitVersion || (state && compareStamps(latestStamp(state), version) >= 0)) return state;
+    stats.versionWaits++;
+    const started = Date.now();
+    const outcome = await manager.awaitVersion(key, version, { waitMs, routeHint: route });
+    const fields = { session: key.slice(0, 8), route, writer: version[2], outcome, ms: Date.now() - started };
+    if (outcome === 'behind') {
+      stats.versionRefusals++;
+      logger.info(fields, "read-your-writes: this node's copy stayed older than the client's version: 503");
+      return new SessionBehindError();
+    }
+    if (outcome === 'lost') {
+      // Its writer and every member answered without it (or are gone): the newer state died with its holders.
+      stats.versionsLost++;
+      logger.warn(
+        fields,
+        "read-your-writes: no member holds the client's version any more: serving what the cluster has",
+      );
+    } else logger.debug(fields, "read-your-writes: waited for the client's version");
+    return outcome === 'ended' ? undefined : resolve(key, route);
+  };
+
+  /** `manager.resolve`, or the `SessionIncompleteError` it throws (this node cannot give the whole session yet). */
+  const resolve = (key: string, route: string) =>
+    manager.resolve(key, route).catch((e: unknown) => (e instanceof SessionIncompleteError ? e : Promise.reject(e)));
+
+  const writeCookie = (c: Context, session: Session<Data>) => {
+    setCookie(c, cookie.name, session.id, cookieOptions(c, session));
   };
 
   return createMiddleware<{ Variables: SessionVariables<Data> }>(async function replicatedSession(c, next) {
@@ -222,14 +292,12 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       return errorResponse(c, new NodeCatchingUpError());
     }
     const requested = parseSessionId(getCookie(c, cookie.name, cookie.prefix));
-    let state: SessionState | undefined;
-    try {
-      state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
-    } catch (error) {
-      // This node cannot give the whole session yet: a retry, or another node, serves it (nothing was done here).
-      if (error instanceof SessionIncompleteError) return errorResponse(c, error);
-      throw error;
-    }
+    const presented = requested ? await presentedVersion(c, requested.key) : { kind: 'none' as const };
+    let state = requested ? await resolve(requested.key, requested.route) : undefined;
+    if (requested && presented.kind === 'valid' && !(state instanceof SessionIncompleteError))
+      state = await catchUp(requested.key, requested.route, presented.version, state);
+    // Never an older copy than the client saw, nor part of a session: another node serves it (nothing was done here).
+    if (state instanceof SessionReplicationError) return errorResponse(c, state);
     if (!state && parts.isDraining?.()) {
       // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
       logger.debug({ route: requested?.route }, 'draining: new session refused');
@@ -307,13 +375,14 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     }
 
     if (!valid) {
-      if (requested)
-        deleteCookie(c, cookie.name, {
-          path: cookie.path,
-          secure: cookie.secure === true || cameOverHttps(c, cookie.trustProxy),
-          ...domain,
-          ...prefix,
-        });
+      const removal = {
+        path: cookie.path,
+        secure: cookie.secure === true || cameOverHttps(c, cookie.trustProxy),
+        ...domain,
+        ...prefix,
+      };
+      if (requested) deleteCookie(c, cookie.name, removal);
+      if (requested && versions && presented.kind !== 'none') deleteCookie(c, versionName, removal);
       return;
     }
     const rerouted =
@@ -323,5 +392,13 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       logger.info({ session: session.key.slice(0, 8), route: requested.route }, 'route rewritten to this node');
     }
     if (!state || rerouted || requested?.key !== session.key || cookie.maxAge === 'expiry') writeCookie(c, session);
+    // A filtered request's change has not left this node: a version naming it would hold other nodes back.
+    const version =
+      versions && replicate
+        ? newestVersion([manager.inspect(session.key), changes.deltas.find((d) => d.key === session.key)])
+        : undefined;
+    const told = presented.kind === 'valid' && requested?.key === session.key ? presented.version : undefined;
+    if (versions && version && (!told || compareStamps(version, told) > 0 || cookie.maxAge === 'expiry'))
+      setCookie(c, versionName, await versions.encode(session.key, version), cookieOptions(c, session));
   });
 }

@@ -21,10 +21,15 @@ export interface InProcessApp {
 /** Where a request goes: an HTTP base URL (any node or a load balancer), an app, or a test node with an `app`. */
 export type RequestTarget = string | InProcessApp | { readonly app: InProcessApp };
 
-/** A browser-like client that keeps only the session cookie (default SESSIONID) and sends it to whichever node it asks. */
+/**
+ * A browser-like client that keeps the session cookie (default SESSIONID) and its version cookie
+ * (`<name>_v`, read-your-writes) and sends them to whichever node it asks.
+ */
 export class CookieClient {
   /** The session cookie's value, sent as `Cookie: <name>=<value>` when set. */
   cookie?: string;
+  /** The session version cookie's value (`<name>_v`), sent along when set. */
+  version?: string;
   /** The cookie name it keeps. @default 'SESSIONID' */
   readonly cookieName: string;
   /** The origin of in-process requests. @default 'http://app.test' */
@@ -55,7 +60,11 @@ export class CookieClient {
    */
   async request(target: RequestTarget, method: string, path: string, body?: unknown): Promise<CookieReply> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.cookie !== undefined) headers.cookie = `${this.cookieName}=${this.cookie}`;
+    const cookies = [
+      ...(this.cookie !== undefined ? [`${this.cookieName}=${this.cookie}`] : []),
+      ...(this.version !== undefined ? [`${this.cookieName}_v=${this.version}`] : []),
+    ];
+    if (cookies.length > 0) headers.cookie = cookies.join('; ');
     const init: RequestInit = { method, headers, redirect: 'manual' };
     if (typeof body === 'string') init.body = body;
     else if (body !== undefined) {
@@ -83,11 +92,16 @@ export class CookieClient {
     return { status: response.status, json, text, headers: response.headers, setCookie };
   }
 
-  /** Applies one Set-Cookie line (other cookie names are ignored): Max-Age <= 0, an Expires in the past or an empty value deletes. */
+  /**
+   * Applies one Set-Cookie line of the session or version cookie (other cookie names are ignored):
+   * Max-Age <= 0, an Expires in the past or an empty value deletes.
+   */
   absorb(setCookieLine: string): void {
     const [pair = '', ...attributes] = setCookieLine.split(';').map((part) => part.trim());
     const eq = pair.indexOf('=');
-    if (eq < 0 || pair.slice(0, eq).trim() !== this.cookieName) return;
+    const name = eq < 0 ? '' : pair.slice(0, eq).trim();
+    if (name !== this.cookieName && name !== `${this.cookieName}_v`) return;
+    const field = name === this.cookieName ? 'cookie' : 'version';
     let value = pair.slice(eq + 1).trim();
     if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
     let maxAge: number | undefined;
@@ -101,8 +115,8 @@ export class CookieClient {
     }
     // RFC 6265: Max-Age wins over Expires.
     const expired = maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now();
-    if (value === '' || expired) delete this.cookie;
-    else this.cookie = value;
+    if (value === '' || expired) delete this[field];
+    else this[field] = value;
   }
 }
 

@@ -39,8 +39,15 @@ export interface TcpForwarder {
   close(): Promise<void>;
 }
 
-/** Starts a forwarder from a free port on 127.0.0.1 to `target` (a port on 127.0.0.1, or host and port). */
-export async function startForwarder(target: number | { host: string; port: number }): Promise<TcpForwarder> {
+/**
+ * Starts a forwarder from a free port on 127.0.0.1 to `target` (a port on 127.0.0.1, or host and port).
+ * With `latencyMs`, what the node receives arrives that much later, in order (a slow link, or a node
+ * whose deliveries lag behind).
+ */
+export async function startForwarder(
+  target: number | { host: string; port: number },
+  { latencyMs = 0 }: { latencyMs?: number } = {},
+): Promise<TcpForwarder> {
   const to = typeof target === 'number' ? { host: '127.0.0.1', port: target } : target;
   const port = await freePort();
   const pairs = new Set<{ client: Socket; upstream: Socket; closedWhileHeld: boolean }>();
@@ -66,8 +73,14 @@ export async function startForwarder(target: number | { host: string; port: numb
       socket.on('close', end);
     }
     client.pipe(upstream);
-    upstream.pipe(client);
+    downstream(pair);
     if (state === 'blackhole') hold(pair);
+  };
+  /** Upstream to the node: piped, or each chunk `latencyMs` late (pausing the upstream socket still holds it). */
+  const downstream = (pair: { client: Socket; upstream: Socket }) => {
+    if (latencyMs === 0) pair.upstream.pipe(pair.client);
+    else if (pair.upstream.listenerCount('data') === 0)
+      pair.upstream.on('data', (chunk: Buffer) => setTimeout(() => pair.client.write(chunk), latencyMs));
   };
   const hold = (pair: { client: Socket; upstream: Socket }) => {
     pair.client.unpipe(pair.upstream);
@@ -127,7 +140,7 @@ export async function startForwarder(target: number | { host: string; port: numb
           continue;
         }
         pair.client.pipe(pair.upstream);
-        pair.upstream.pipe(pair.client);
+        downstream(pair);
         pair.client.resume();
         pair.upstream.resume();
       }

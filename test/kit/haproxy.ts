@@ -5,7 +5,13 @@ import type { NodeHandle } from './node-process.ts';
 /** The haproxy binary, or undefined when it is not installed (the tests that need it are skipped). */
 export const HAPROXY = haproxyBinary();
 
-/** Starts HAProxy on a free loopback port in front of `nodes`, and waits until it routes. */
-export function startHaproxyFor(nodes: readonly Pick<NodeHandle, 'node' | 'port'>[]): Promise<HaproxyHandle> {
-  return startHaproxy({ servers: nodes.map((n) => ({ node: n.node, host: '127.0.0.1', port: n.port })) });
+/** Starts HAProxy on a free loopback port in front of `nodes` (sticky on the cookie's route unless `sticky: false`), and waits until it routes. */
+export function startHaproxyFor(
+  nodes: readonly Pick<NodeHandle, 'node' | 'port'>[],
+  { sticky = true }: { sticky?: boolean } = {},
+): Promise<HaproxyHandle> {
+  return startHaproxy({
+    servers: nodes.map((n) => ({ node: n.node, host: '127.0.0.1', port: n.port })),
+    ...(sticky ? {} : { sticky: false }),
+  });
 }

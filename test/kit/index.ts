@@ -14,4 +14,5 @@ export * from './snapshots.ts';
 export * from './sns-sqs.ts';
 export * from './timings.ts';
 export * from './faults.ts';
+export * from './holding-channel.ts';
 export * from './suite.ts';

@@ -156,27 +156,41 @@ export interface CallResult {
   setCookie: string[];
   /** The SESSIONID value from Set-Cookie, if one was set (empty string when deleted). */
   cookie: string | undefined;
+  /** The session version cookie (SESSIONID_v) from Set-Cookie, if one was set (empty string when deleted). */
+  version: string | undefined;
+  /** The Set-Cookie lines of the session cookie only (the version cookie left out). */
+  sessionLines: string[];
 }
 
-/** Sends one request to `app` (no network) with an optional SESSIONID cookie and a body (a string as-is, anything else as JSON); keeps no cookie. */
+/**
+ * Sends one request to `app` (no network) with an optional SESSIONID cookie, an optional session version
+ * cookie (SESSIONID_v) and a body (a string as-is, anything else as JSON); keeps no cookie.
+ */
 export async function call(
   app: Hono<{ Variables: SessionVariables }>,
   method: string,
   path: string,
-  { cookie, body, origin = 'http://app.test' }: { cookie?: string; body?: unknown; origin?: string } = {},
-): Promise<CallResult> {
-  const reply = await new CookieClient({ origin, ...(cookie !== undefined ? { cookie } : {}) }).request(
-    app,
-    method,
-    path,
+  {
+    cookie,
+    version,
     body,
-  );
-  const line = reply.setCookie.find((l) => l.startsWith('SESSIONID='));
+    origin = 'http://app.test',
+  }: { cookie?: string; version?: string; body?: unknown; origin?: string } = {},
+): Promise<CallResult> {
+  const client = new CookieClient({ origin, ...(cookie !== undefined ? { cookie } : {}) });
+  if (version !== undefined) client.version = version;
+  const reply = await client.request(app, method, path, body);
+  const value = (name: string) => {
+    const line = reply.setCookie.find((l) => l.startsWith(`${name}=`));
+    return line === undefined ? undefined : line.slice(name.length + 1).split(';')[0];
+  };
   return {
     status: reply.status,
     text: reply.text,
     setCookie: reply.setCookie,
-    cookie: line === undefined ? undefined : line.slice('SESSIONID='.length).split(';')[0],
+    cookie: value('SESSIONID'),
+    version: value('SESSIONID_v'),
+    sessionLines: reply.setCookie.filter((l) => l.startsWith('SESSIONID=')),
   };
 }
 

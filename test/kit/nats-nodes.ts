@@ -4,6 +4,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { expect } from 'vitest';
 import type { Hono } from 'hono';
 import { createDemoApp } from '../../functions/demo-app.ts';
+import type { Channel } from '../../lib/channel/channel.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
 import { createCluster, type ClusterOptions, type ClusterNode, type SessionVariables } from '../../lib/index.ts';
 import { waitFor } from '../../functions/launch/index.ts';
@@ -24,17 +25,22 @@ export interface TestNode {
   stop(): Promise<void>;
 }
 
-/** Creates (but does not start) a node of `cluster` on its own connection to `natsUrl`. */
+/**
+ * Creates (but does not start) a node of `cluster` on its own connection to `natsUrl`; `wrap` puts a
+ * test channel (a fault or a hold) around its `NatsChannel`.
+ */
 export async function createNatsNode(
   natsUrl: string,
   cluster: string,
   name: string,
   options: Partial<ClusterOptions> = {},
+  wrap: (channel: Channel) => Channel = (channel) => channel,
 ): Promise<TestNode> {
   // noEcho as in functions/node/node-server.ts: a node never receives its own messages.
   const nc = await connect({ servers: natsUrl, name: `it-${cluster}-${name}`, noEcho: true });
   const logger = memoryLogger();
-  const sessions = createCluster({ ...FAST, logger, ...options, cluster, node: name, channel: new NatsChannel(nc) });
+  const channel = wrap(new NatsChannel(nc));
+  const sessions = createCluster({ ...FAST, logger, ...options, cluster, node: name, channel });
   let stopped: Promise<void> | undefined;
   return {
     name,

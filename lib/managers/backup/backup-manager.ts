@@ -10,6 +10,7 @@
  */
 import type { Incoming } from '../../bus/cluster-bus.ts';
 import { SESSION_PREFIX_LENGTH, sessionFields } from '../../logger.ts';
+import type { Stamp } from '../../session/clock.ts';
 import type { SessionChanges } from '../../session/session.ts';
 import { isIdleExpired, latestStamp, type SessionState } from '../../session/state.ts';
 import { ReplicaCore } from '../core.ts';
@@ -23,6 +24,7 @@ import type {
   SessionSummary,
   StateTransferStatus,
 } from '../manager.ts';
+import { type VersionWait, VersionWaiter, type VersionWaitOptions } from '../read-your-writes.ts';
 import { roleOf, type OwnershipEntry } from './ownership-map.ts';
 import { CopySender } from './copies.ts';
 import { GapRecovery } from './gap-recovery.ts';
@@ -61,6 +63,7 @@ export class BackupManager implements SessionManager {
   readonly #sweepIntervalMs: number;
   /** Entries naming this node primary without data here, seen by the last sweep (see `#sweepHeldWithoutData`). */
   #withoutData = new Set<string>();
+  readonly #versions: VersionWaiter;
 
   constructor(parts: ManagerParts, options: BackupManagerOptions) {
     this.#tombstoneTtlMs = options.tombstoneTtlMs;
@@ -78,6 +81,20 @@ export class BackupManager implements SessionManager {
     this.#handOver = new HandOver(core, this.#ownership, this.#copies, options.ackTimeoutMs);
     this.#watch = new GapWatch(core, options.resyncAfterMs ?? 3000);
     this.#gaps = new GapRecovery(core, this.#watch, this.#ownership, this.#copies, this.#takeover, options);
+    this.#versions = new VersionWaiter(core, {
+      state: (key) => core.table.get(key),
+      ended: (key) => this.#ownership.map.raw(key)?.ended === true || core.table.get(key)?.ended !== undefined,
+      pull: async (node, key, timeoutMs) => {
+        const found = await core.fetch(node, key, timeoutMs);
+        if (found.kind !== 'answered') return found.kind;
+        if (found.entry) this.#ownership.merge(found.entry);
+        if (found.state && !found.state.ended && !this.#ownership.map.raw(key)?.ended) {
+          parts.clock.observe(latestStamp(found.state));
+          core.table.merge(found.state);
+        }
+        return found.kind;
+      },
+    });
     parts.membership.onLeave((member) => {
       if (core.ready) this.#ownership.memberGone(member.node);
     });
@@ -144,6 +161,14 @@ export class BackupManager implements SessionManager {
     // A draining node takes nothing over: the request is refused here and served by another member.
     if (this.#handOver.draining) return Promise.resolve(undefined);
     return this.#takeover.resolve(key, routeHint);
+  }
+
+  /**
+   * See `SessionManager.awaitVersion`: the writer (the primary it made itself) and the members are asked
+   * for the session. Call `resolve` again after `current`: the data may have arrived on a proxy.
+   */
+  awaitVersion(key: string, version: Stamp, options: VersionWaitOptions): Promise<VersionWait> {
+    return this.#versions.wait(key, version, options);
   }
 
   async commit(changes: SessionChanges, options: CommitOptions): Promise<void> {

@@ -3,7 +3,6 @@
  * its primary or backup and becomes its primary; on the other side, a holder answers such fetches.
  */
 import type { Incoming } from '../../bus/cluster-bus.ts';
-import { ChannelRequestError } from '../../errors.ts';
 import { sessionFields } from '../../logger.ts';
 import { latestStamp, type SessionState } from '../../session/state.ts';
 import type { ReplicaCore } from '../core.ts';
@@ -120,19 +119,7 @@ export class Takeover {
   }
 
   async #fetch(node: string, key: string): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
-    const { bus, logger } = this.core.parts;
-    try {
-      const reply = await bus.request(bus.subjects.node(node), 'fetch', { k: key }, this.fetchTimeoutMs);
-      if (reply.kind !== 'fetched') return undefined;
-      const [entry] = reply.body.e;
-      const [state] = reply.body.s;
-      return { ...(entry ? { entry } : {}), ...(state ? { state } : {}) };
-    } catch (error) {
-      if (!(error instanceof ChannelRequestError)) throw error;
-      logger.warn({ ...sessionFields([key]), from: node, error: error.kind }, 'fetch failed');
-      // Nobody listens on its subject: its process is likely gone; verify and drop it now, not after memberDropMs.
-      if (error.kind === 'no-responders') this.core.parts.membership.suspect(node);
-      return undefined;
-    }
+    const found = await this.core.fetch(node, key, this.fetchTimeoutMs);
+    return found.kind === 'answered' ? found : undefined;
   }
 }

@@ -10,6 +10,7 @@
 import type { Incoming } from '../../bus/cluster-bus.ts';
 import { SESSION_PREFIX_LENGTH } from '../../logger.ts';
 import type { ReplicationLog } from '../../log/replication-log.ts';
+import type { Stamp } from '../../session/clock.ts';
 import type { SessionChanges } from '../../session/session.ts';
 import { cloneState, type SessionState } from '../../session/state.ts';
 import type { SnapshotStore } from '../../store/snapshot-store.ts';
@@ -25,6 +26,7 @@ import type {
 } from '../manager.ts';
 import { StallAwareExpiry } from './expiry.ts';
 import { GapWatch, type GapReason } from '../gaps.ts';
+import { type VersionWait, VersionWaiter, type VersionWaitOptions } from '../read-your-writes.ts';
 import { LogReplica } from './log-replica.ts';
 import { DeltaPublisher } from './publisher.ts';
 import { Resync, RESYNC_ID } from './resync.ts';
@@ -68,6 +70,7 @@ export class DeltaManager implements SessionManager {
   /** Log mode: the pending or running catch-up after a gap. */
   #catchUpTimer?: ReturnType<typeof setTimeout>;
   #catchingUpLog = false;
+  readonly #versions: VersionWaiter;
 
   constructor(parts: ManagerParts, options: DeltaManagerOptions) {
     const source = {
@@ -93,6 +96,16 @@ export class DeltaManager implements SessionManager {
     const caughtUp = () =>
       !(gaps?.open ?? false) && (gaps?.channelUp ?? true) && !(this.#resync?.running ?? false) && !this.#catchingUpLog;
     this.#expiry = new StallAwareExpiry(core, options, caughtUp, (state) => this.#expire(state));
+    this.#versions = new VersionWaiter(core, {
+      state: (key) => core.table.get(key),
+      ended: (key) => core.table.get(key)?.ended !== undefined,
+      pull: async (node, key, timeoutMs) => {
+        const found = await core.fetch(node, key, timeoutMs);
+        if (found.kind === 'answered' && found.state) core.applyStates([found.state]);
+        return found.kind;
+      },
+      ...(this.#log ? { catchUp: (deadline: number) => this.#log!.catchUpBy(deadline) } : {}),
+    });
   }
 
   /** Snapshot and log progress for `/cluster`, when a log is configured. */
@@ -146,7 +159,7 @@ export class DeltaManager implements SessionManager {
     // A transfer's first page asked of this node directly (a join) waits for the log like one asked on the state subject.
     const { message } = incoming;
     if (message.kind === 'state-req' && message.body.transfer === undefined) this.#answerFirstPage(incoming);
-    else if (message.kind === 'fetch') this.#whole.answer(incoming);
+    else if (message.kind === 'fetch') this.#answerFetch(incoming);
     else this.#core.onDirect(incoming);
   }
 
@@ -164,6 +177,11 @@ export class DeltaManager implements SessionManager {
   async resolve(key: string, route?: string): Promise<SessionState | undefined> {
     await this.#whole.settle(key, route, this.stateTransfer.state === 'failed');
     return this.find(key);
+  }
+
+  /** See `SessionManager.awaitVersion`: the writer and the members are asked for the session, the log is replayed to its end. */
+  awaitVersion(key: string, version: Stamp, options: VersionWaitOptions): Promise<VersionWait> {
+    return this.#versions.wait(key, version, options);
   }
 
   /**
@@ -305,6 +323,13 @@ export class DeltaManager implements SessionManager {
         'state transfer: could not answer',
       );
     }
+  }
+
+  /** A member asks for one session (read-your-writes): the state held here, an ended one included, so the end travels too. */
+  #answerFetch({ message, reply }: Incoming): void {
+    if (message.kind !== 'fetch' || !reply) return;
+    const state = this.#core.table.get(message.body.k);
+    this.#core.parts.bus.send(reply, 'fetched', { e: [], s: state ? [state] : [] });
   }
 
   #applyDelta({ message, reply }: Incoming): void {

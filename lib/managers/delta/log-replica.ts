@@ -156,6 +156,24 @@ export class LogReplica {
     return this.#appliedSeq >= last && connected();
   }
 
+  /**
+   * Read-your-writes: replays the log up to its end as it is now, by `deadline` (epoch ms). A log that
+   * can catch up by itself (`CatchUpLog`: a frozen Lambda environment restarts its stalled follower)
+   * does; otherwise this waits for the follower. Resolves true when it got there, false when the log
+   * was unreachable or slow (never rejects: the members may still have the newer state).
+   */
+  async catchUpBy(deadline: number): Promise<boolean> {
+    const { log } = this.options;
+    try {
+      if (log.catchUp) return (await log.catchUp(Math.max(1, deadline - Date.now()))).ok;
+      const { last } = await log.bounds();
+      while (this.#appliedSeq < last && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      return this.#appliedSeq >= last;
+    } catch {
+      return false;
+    }
+  }
+
   /** Resolves once the log replay reached `target`, or at the deadline (with a warning). */
   #replayUntil(target: number, deadline: number): Promise<void> {
     if (this.#appliedSeq >= target) return Promise.resolve();

@@ -7,8 +7,7 @@
  * arrived meanwhile. Until then it does not serve that session: `resolve` waits for the fetch, and
  * answers 503 (`SessionIncompleteError`) when no member could give it.
  */
-import type { Incoming } from '../../bus/cluster-bus.ts';
-import { ChannelRequestError, SessionIncompleteError } from '../../errors.ts';
+import { SessionIncompleteError } from '../../errors.ts';
 import { sessionFields } from '../../logger.ts';
 import { compareStamps } from '../../session/clock.ts';
 import { latestStamp, type SessionState } from '../../session/state.ts';
@@ -17,7 +16,7 @@ import type { ReplicaCore } from '../core.ts';
 /** Partial deltas held back at most per key while its whole session is fetched. */
 const MAX_WAITING_PER_KEY = 64;
 
-/** Detects partial sessions, fetches them whole, and answers other nodes' fetches. */
+/** Detects partial sessions and fetches them whole. */
 export class WholeSessions {
   /** Fetches in flight, by key: one per key however many deltas or requests ask. */
   readonly #fetching = new Map<string, Promise<void>>();
@@ -69,17 +68,11 @@ export class WholeSessions {
   async settle(key: string, route?: string, unknownMayExist = false): Promise<void> {
     const running = this.#fetching.get(key);
     if (running) await running;
+    this.#complete(key);
     if (unknownMayExist && !this.core.table.get(key)) await this.#fetch(key, route);
     if (!this.#waiting.has(key)) return;
     await this.#fetch(key, undefined); // Asked again now: a member may be back.
     if (this.#waiting.has(key)) throw new SessionIncompleteError();
-  }
-
-  /** Answers a `fetch`: the state this node holds for the key, an end included. */
-  answer({ message, reply }: Incoming): void {
-    if (message.kind !== 'fetch' || !reply) return;
-    const state = this.core.table.get(message.body.k);
-    this.core.parts.bus.send(reply, 'fetched', { e: [], s: state ? [state] : [] });
   }
 
   /** Forgets what waits for keys that no member is left to give (a cluster of one). */
@@ -90,6 +83,14 @@ export class WholeSessions {
       'partial sessions forgotten: no member is left to ask for them',
     );
     this.#waiting.clear();
+  }
+
+  /** Merges what waits for `key` once the table holds it whole (fetched by read-your-writes, say). */
+  #complete(key: string): void {
+    const waiting = this.#waiting.get(key);
+    if (!waiting || !this.core.table.get(key)) return;
+    this.core.applyStates(waiting);
+    this.#waiting.delete(key);
   }
 
   #fetch(key: string, from: string | undefined): Promise<void> {
@@ -103,20 +104,14 @@ export class WholeSessions {
 
   /** Asks the writer first (it holds the state it changed), then every other ready member. */
   async #fetchFromMembers(key: string, from: string | undefined): Promise<void> {
-    const { bus, membership, logger, stats } = this.core.parts;
+    const { membership, logger, stats } = this.core.parts;
     const ready = membership.readyMembers().map((member) => member.node);
     const donors = [...new Set([...(from !== undefined && ready.includes(from) ? [from] : []), ...ready])];
     let unreachable = 0;
     for (const donor of donors) {
-      let found: SessionState | undefined;
-      try {
-        const reply = await bus.request(bus.subjects.node(donor), 'fetch', { k: key }, this.fetchTimeoutMs);
-        if (reply.kind === 'fetched') found = reply.body.s.find((state) => state.key === key);
-      } catch (error) {
-        if (!(error instanceof ChannelRequestError)) throw error;
-        unreachable++;
-        continue;
-      }
+      const outcome = await this.core.fetch(donor, key, this.fetchTimeoutMs);
+      if (outcome.kind === 'unreachable') unreachable++; // A member gone holds nothing to ask for.
+      const found = outcome.kind === 'answered' ? outcome.state : undefined;
       if (!found) continue;
       this.core.applyStates([found, ...(this.#waiting.get(key) ?? [])]);
       this.#waiting.delete(key);

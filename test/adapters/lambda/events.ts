@@ -117,3 +117,18 @@ export function cookieSet(result: Parameters<typeof setCookies>[0], name: string
     .find((line) => line.startsWith(`${name}=`))
     ?.split(';')[0];
 }
+
+/**
+ * What a browser sends next: `cookies` (`name=value` pairs) with the cookies a response set applied on
+ * top (the session cookie and its version cookie, or their removal).
+ */
+export function nextCookies(cookies: readonly string[], result: Parameters<typeof setCookies>[0]): string[] {
+  const jar = new Map(cookies.map((pair) => [pair.slice(0, pair.indexOf('=')), pair] as const));
+  for (const line of setCookies(result)) {
+    const pair = line.split(';')[0]!;
+    const name = pair.slice(0, pair.indexOf('='));
+    if (pair.endsWith('=') || /max-age=0/i.test(line)) jar.delete(name);
+    else jar.set(name, pair);
+  }
+  return [...jar.values()];
+}

@@ -3,7 +3,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import { waitFor } from '../../kit/index.ts';
-import { cookieSet, functionUrlEvent, restApiEvent } from './events.ts';
+import { functionUrlEvent, nextCookies, restApiEvent } from './events.ts';
 
 /** The counters a `LambdaSessionHandler` keeps. */
 export interface InstanceStats {
@@ -87,26 +87,27 @@ const add = (item: string, cookies: string[] = []) =>
 /**
  * Two environments of the cart app (test/package/fixtures/lambda-app): a write on `a` is read on `b`
  * while `a` is frozen the moment it answered (flush before freeze); `b` writes while `a` is frozen,
- * and the thawed `a`, asked with its own older cookie, serves the newer value (catch-up before serving).
+ * and the thawed `a`, asked with the client's cookies (the session version `b` set), serves the newer
+ * value (read-your-writes: the catch-up before serving); with the older version it would not need to.
  */
 export async function expectFreezeSafe(a: LambdaInstance, b: LambdaInstance): Promise<void> {
   // a answers and Lambda freezes it at once: the write must already have left a.
   const { result: first } = await a.invoke(add('book'), { freezeAfter: true });
   expect(items(first)).toEqual(['book']);
-  const cookieA = cookieSet(first, 'sid')!;
+  let cookies = nextCookies([], first);
   await a.frozen();
-  // Read at b while a stays frozen (REST API event: the cookie in the Cookie header).
-  const { result: atB, stats: statsB } = await b.invoke(restApiEvent('GET', '/cart/items', { cookies: [cookieA] }));
+  // Read at b while a stays frozen (REST API event: the cookies in the Cookie header).
+  const { result: atB, stats: statsB } = await b.invoke(restApiEvent('GET', '/cart/items', { cookies }));
   expect(items(atB)).toEqual(['book']);
   expect(statsB.catchUpsFailed).toBe(0);
+  cookies = nextCookies(cookies, atB);
 
-  // b writes while a is frozen; a thaws and is asked with its own, older cookie: it serves the newer value.
-  const { result: second } = await b.invoke(add('pen', [cookieA]));
+  // b writes while a is frozen; a thaws and is asked with the client's cookies: it serves the newer value.
+  const { result: second } = await b.invoke(add('pen', cookies));
   expect(items(second)).toEqual(['book', 'pen']);
+  cookies = nextCookies(cookies, second);
   a.thaw();
-  const { result: thawed, stats: statsA } = await a.invoke(
-    functionUrlEvent('GET', '/cart/items', { cookies: [cookieA] }),
-  );
+  const { result: thawed, stats: statsA } = await a.invoke(functionUrlEvent('GET', '/cart/items', { cookies }));
   expect(items(thawed)).toEqual(['book', 'pen']);
   expect(statsA.catchUpsFailed).toBe(0);
   expect(statsA.connections).toBe(1);

@@ -344,7 +344,7 @@ describe('handler module (env-configured, NATS credentials from Secrets Manager)
 });
 
 describe('several execution environments', () => {
-  it('a second environment serves a session created by the first, after catching up with the log, and rewrites the route', async () => {
+  it('a second environment serves a session created by the first, and rewrites the route', async () => {
     const a = newRuntime(config({ cluster: 'lambda-two' }));
     const b = newRuntime(config({ cluster: 'lambda-two' }));
     const first = (await a(urlEvent('POST', '/counter'))) as Result;
@@ -357,7 +357,6 @@ describe('several execution environments', () => {
     const cookieB = sessionCookie(atB)!;
     expect(cookieB.slice(0, cookieB.lastIndexOf('.'))).toBe(cookieA.slice(0, cookieA.lastIndexOf('.')));
     expect(routeOf(cookieB)).toBe(b.node);
-    expect(b.stats.catchUps).toBeGreaterThanOrEqual(1);
 
     const backAtA = (await a(urlEvent('POST', '/counter', { cookie: cookieB }))) as Result;
     expect(json(backAtA)).toEqual({ counter: 3, node: a.node });
@@ -537,16 +536,21 @@ describe('functions/lambda/local.ts', () => {
     try {
       const match = await child.waitForOutput(/Lambda handler on (http:\/\/[\d.]+:\d+) \(3 instances/, 30_000);
       const base = match[1]!;
-      let cookie: string | undefined;
+      // The session cookie and its version cookie, as a browser keeps them.
+      const jar = new Map<string, string>();
       const nodes = new Set<string>();
       for (let i = 1; i <= 6; i++) {
+        const cookie = [...jar.values()].join('; ');
         const response = await fetch(`${base}/counter`, { method: 'POST', headers: cookie ? { cookie } : {} });
         expect(response.status).toBe(200);
         const body = (await response.json()) as { counter: number; node: string };
         expect(body.counter).toBe(i);
         nodes.add(body.node);
         expect(response.headers.get('x-lambda-instance')).toBe(body.node);
-        cookie = response.headers.get('set-cookie')?.split(';')[0] ?? cookie;
+        for (const line of response.headers.getSetCookie()) {
+          const pair = line.split(';')[0]!;
+          jar.set(pair.slice(0, pair.indexOf('=')), pair);
+        }
       }
       expect(nodes.size).toBeGreaterThanOrEqual(1);
     } finally {
@@ -571,7 +575,6 @@ describe('configuration', () => {
       dynamodbTable: 'tbl',
       awsRegion: 'eu-west-1',
       logLevel: 'warn',
-      catchUpFail: 'reject',
     });
     expect(c.node).toMatch(/^lam-[0-9a-z]{8}$/);
     expect(readConfig('lambda', {}).node).not.toBe(c.node);

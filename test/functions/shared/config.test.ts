@@ -43,7 +43,6 @@ describe('readConfig', () => {
       jetstream: true,
       logLevel: 'warn',
       catchUpTimeoutMs: 2000,
-      catchUpFail: 'reject',
       sweepEveryMs: 10000,
     });
     expect(lambda.node).toMatch(/^lam-[a-z0-9]{8}$/);

@@ -84,7 +84,8 @@ describe('cookie options', () => {
       return c.text(c.get('session').id);
     });
     const res = await app.request(init?.url ?? 'http://app.test/', { method: 'POST', headers: init?.headers ?? {} });
-    return { line: res.headers.getSetCookie()[0]!, id: await res.text(), app };
+    const [line, versionLine] = res.headers.getSetCookie();
+    return { line: line!, versionLine, id: await res.text(), app };
   }
 
   it("secure 'auto' ignores X-Forwarded-Proto unless trustProxy is on", async () => {
@@ -100,18 +101,24 @@ describe('cookie options', () => {
   });
 
   it("cookiePrefix 'host' sends __Host-SESSIONID, Secure, Path=/, no Domain, and reads it back", async () => {
-    const { line, id, app } = await cookieFor({ cookiePrefix: 'host' });
+    const { line, versionLine, id, app } = await cookieFor({ cookiePrefix: 'host' });
     expect(line.startsWith(`__Host-SESSIONID=${id}`)).toBe(true);
+    expect(versionLine?.startsWith('__Host-SESSIONID_v=')).toBe(true);
+    const version = versionLine!.split(';')[0]!;
     const attributes = cookieAttributes(line);
     expect(attributes.has('secure')).toBe(true);
     expect(attributes.get('path')).toBe('/');
     expect(attributes.has('domain')).toBe(false);
     const again = await app.request('https://app.test/', {
       method: 'POST',
-      headers: { cookie: `__Host-SESSIONID=${id}` },
+      headers: { cookie: `__Host-SESSIONID=${id}; ${version}` },
     });
     expect(await again.text()).toBe(id); // the same session: found under the prefixed name
-    expect(again.headers.getSetCookie()).toHaveLength(0);
+    // The write moved the version on (the presented one was read under the prefixed name): only the version cookie again.
+    const lines = again.headers.getSetCookie();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.startsWith('__Host-SESSIONID_v=')).toBe(true);
+    expect(lines[0]!.split(';')[0]).not.toBe(version);
   });
 
   it('sameSite, partitioned and a fixed maxAge are written', async () => {
@@ -137,8 +144,15 @@ describe('cookie options', () => {
     expect(maxAge).toBeGreaterThan(110);
     expect(maxAge).toBeLessThanOrEqual(120);
     const id = await first.text();
-    const second = await app.request('http://app.test/', { headers: { cookie: `SESSIONID=${id}` } });
-    expect(second.headers.getSetCookie()).toHaveLength(1);
+    const version = first.headers.getSetCookie()[1]!.split(';')[0]!;
+    const second = await app.request('http://app.test/', { headers: { cookie: `SESSIONID=${id}; ${version}` } });
+    // Both cookies are refreshed: the version cookie lives as long as the session cookie.
+    const lines = second.headers.getSetCookie();
+    expect(lines.map((line) => line.split('=')[0])).toEqual(['SESSIONID', 'SESSIONID_v']);
+    expect(lines.map((line) => cookieAttributes(line).get('max-age'))).toEqual([
+      expect.stringMatching(/^1[01]\d|120$/),
+      cookieAttributes(lines[0]!).get('max-age'),
+    ]);
   });
 
   it.each<[string, Record<string, unknown>]>([

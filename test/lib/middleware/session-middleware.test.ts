@@ -24,7 +24,10 @@ describe('session cookie', () => {
     const [n1] = await startNodes(new MemoryBus(), ['n1']);
     const res = await call(appFor(n1!), 'POST', '/set', { body: { a: 1 } });
     expect(res.status).toBe(200);
-    expect(res.setCookie).toHaveLength(1);
+    // The session cookie, then its version cookie (read-your-writes) with the same attributes.
+    expect(res.setCookie).toHaveLength(2);
+    expect(res.setCookie[1]!.startsWith('SESSIONID_v=')).toBe(true);
+    expect(cookieAttributes(res.setCookie[1]!)).toEqual(cookieAttributes(res.setCookie[0]!));
     const parsed = parseSessionId(res.cookie);
     expect(parsed?.route).toBe('n1');
     expect(JSON.parse(res.text).id).toBe(res.cookie);
@@ -91,11 +94,20 @@ describe('session cookie', () => {
 
   it('a known session on its own route is not re-sent, whether read or written', async () => {
     const [n1] = await startNodes(new MemoryBus(), ['n1']);
-    const cookie = await setOn(n1!, undefined, { a: 1 });
-    expect((await call(appFor(n1!), 'GET', '/noop', { cookie })).setCookie).toEqual([]);
-    expect((await call(appFor(n1!), 'GET', '/get', { cookie })).setCookie).toEqual([]);
-    const write = await call(appFor(n1!), 'POST', '/set', { cookie, body: { b: 2 } });
-    expect(write.setCookie).toEqual([]);
+    const first = await call(appFor(n1!), 'POST', '/set', { body: { a: 1 } });
+    const cookie = first.cookie!;
+    const version = first.version!;
+    expect((await call(appFor(n1!), 'GET', '/noop', { cookie, version })).setCookie).toEqual([]);
+    expect((await call(appFor(n1!), 'GET', '/get', { cookie, version })).setCookie).toEqual([]);
+    // Without its version cookie, a read gets one (the version of the session here), and no session cookie.
+    const unversioned = await call(appFor(n1!), 'GET', '/get', { cookie });
+    expect(unversioned.setCookie).toHaveLength(1);
+    expect(unversioned.version).toBe(version);
+    // A write moves the version on: only the version cookie is sent again.
+    const write = await call(appFor(n1!), 'POST', '/set', { cookie, version, body: { b: 2 } });
+    expect(write.sessionLines).toEqual([]);
+    expect(write.version).toMatch(/^[0-9a-z]+\.[0-9a-z]+\.n1\.[A-Za-z0-9_-]{22}$/);
+    expect(write.version).not.toBe(version);
     expect(attributesOn(n1!, keyOf(cookie))).toEqual({ a: 1, b: 2 });
     expect(n1!.stats.routeRewrites).toBe(0);
   });
@@ -113,7 +125,7 @@ describe('route binder', () => {
     expect(res.cookie).toBe(`${key}.n1`);
     expect(n1!.stats.routeRewrites).toBe(1);
     // Once rewritten, no further rewrites.
-    const again = await call(appFor(n1!), 'GET', '/noop', { cookie: res.cookie! });
+    const again = await call(appFor(n1!), 'GET', '/noop', { cookie: res.cookie!, version: res.version! });
     expect(again.setCookie).toEqual([]);
     expect(n1!.stats.routeRewrites).toBe(1);
   });

@@ -172,9 +172,20 @@ async function everywhere(cluster: TestCluster, total: number): Promise<void> {
   );
 }
 
-/** The counter node `index` holds for the default client's session. */
-async function counterOn(cluster: TestCluster, index: number): Promise<number> {
-  return ((await (await cluster.request(index, '/counter')).json()) as { n: number }).n;
+/**
+ * The counter node `index` holds for the default client's session: asked with the session cookie only,
+ * without the version cookie, so the node answers from its own copy instead of fetching the client's version.
+ */
+async function counterOn(cluster: TestCluster, index: number, session: string): Promise<number> {
+  const headers = { cookie: `SESSIONID=${session}` };
+  return ((await (await cluster.client().request(index, '/counter', { headers })).json()) as { n: number }).n;
+}
+
+/** The session cookie a response sets. */
+function sessionCookie(response: Response): string {
+  const line = response.headers.getSetCookie().find((l) => l.startsWith('SESSIONID='));
+  if (!line) throw new Error('no session cookie set');
+  return line.slice('SESSIONID='.length).split(';')[0]!;
 }
 
 describe('createTestCluster', () => {
@@ -192,31 +203,31 @@ describe('createTestCluster', () => {
 
   it('converges after dropped deltas heal (the nodes that lost messages resync)', async () => {
     const cluster = await start(2);
-    await cluster.request(0, '/counter', { method: 'POST' });
+    const session = sessionCookie(await cluster.request(0, '/counter', { method: 'POST' }));
     await everywhere(cluster, 1);
     cluster.faults.drop({ subject: 'sessrep.*.delta' });
     for (let i = 0; i < 3; i++) await cluster.request(0, '/counter', { method: 'POST' });
     await cluster.nodes[0]!.channel.flush();
     // Async deltas sent in one event-loop turn share a message: at least one was dropped.
     expect(cluster.faults.counts.dropped).toBeGreaterThanOrEqual(1);
-    expect(await counterOn(cluster, 1)).toBe(1);
+    expect(await counterOn(cluster, 1, session)).toBe(1);
     cluster.faults.heal();
-    await waitFor('n2 to catch up after the heal', async () => (await counterOn(cluster, 1)) === 4);
+    await waitFor('n2 to catch up after the heal', async () => (await counterOn(cluster, 1, session)) === 4);
     expect(cluster.nodes[1]!.stats.resyncs).toBeGreaterThanOrEqual(1);
   });
 
   it('converges after a partition heals: the cut-off node is dropped, rejoins and catches up', async () => {
     const cluster = await start(3);
-    await cluster.request(0, '/counter', { method: 'POST' });
+    const session = sessionCookie(await cluster.request(0, '/counter', { method: 'POST' }));
     await everywhere(cluster, 1);
     cluster.faults.partition('n3');
     await waitFor('n1 to drop n3', () => !cluster.nodes[0]!.status().members.some((m) => m.node === 'n3'));
     for (let i = 0; i < 3; i++) await cluster.request(0, '/counter', { method: 'POST' });
-    await waitFor('n2 to hold 4', async () => (await counterOn(cluster, 1)) === 4);
+    await waitFor('n2 to hold 4', async () => (await counterOn(cluster, 1, session)) === 4);
     // Cut off longer than memberDropMs, n3 does not serve its stale copy (counter 1): it answers 503 until it caught up.
     expect((await cluster.request(2, '/counter')).status).toBe(503);
     cluster.faults.heal();
-    await waitFor('n3 to catch up after the heal', async () => (await counterOn(cluster, 2)) === 4);
+    await waitFor('n3 to catch up after the heal', async () => (await counterOn(cluster, 2, session)) === 4);
     await waitFor('n1 to see n3 again', () =>
       cluster.nodes[0]!.status().members.some((m) => m.node === 'n3' && m.ready),
     );
@@ -224,20 +235,23 @@ describe('createTestCluster', () => {
 
   it('converges after a frozen node thaws, with duplicated and reordered deltas on the way', async () => {
     const cluster = await start(2);
-    await cluster.request(0, '/counter', { method: 'POST' });
+    const session = sessionCookie(await cluster.request(0, '/counter', { method: 'POST' }));
     await everywhere(cluster, 1);
     cluster.faults.freeze('n2');
     for (let i = 0; i < 4; i++) await cluster.request(0, '/counter', { method: 'POST' });
     await cluster.nodes[0]!.channel.flush();
     expect(cluster.faults.counts.held).toBeGreaterThanOrEqual(1);
-    expect(await counterOn(cluster, 1)).toBe(1);
+    expect(await counterOn(cluster, 1, session)).toBe(1);
     cluster.faults.heal();
-    await waitFor('n2 to hold 5 after the thaw', async () => (await counterOn(cluster, 1)) === 5);
+    await waitFor('n2 to hold 5 after the thaw', async () => (await counterOn(cluster, 1, session)) === 5);
     cluster.faults.duplicate({ from: 'n1' }).reorder({ from: 'n1', subject: 'sessrep.*.delta' });
     for (let i = 0; i < 2; i++) await cluster.request(0, '/counter', { method: 'POST' });
     await cluster.nodes[0]!.channel.flush();
     expect(cluster.faults.counts.duplicated).toBeGreaterThanOrEqual(1);
     expect(cluster.faults.counts.reordered).toBeGreaterThanOrEqual(1);
-    await waitFor('n2 to hold 7 despite duplicates and reordering', async () => (await counterOn(cluster, 1)) === 7);
+    await waitFor(
+      'n2 to hold 7 despite duplicates and reordering',
+      async () => (await counterOn(cluster, 1, session)) === 7,
+    );
   });
 });
