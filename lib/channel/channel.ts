@@ -55,6 +55,12 @@ export interface Channel {
   request(subject: string, data: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array>;
   /** Resolves once everything published so far has left this process. */
   flush(): Promise<void>;
+  /**
+   * Resolves once the broker answered one round trip (NATS: a PING and its PONG). Optional: a channel
+   * without a connection worth checking leaves it out. The managers use it to notice a silent partition
+   * (packets dropped, the connection left half-open), which no status change reports for minutes.
+   */
+  ping?(): Promise<void>;
   /** Registers a listener for connection state changes. */
   onStatus(listener: (status: ChannelStatus, detail?: string) => void): void;
   /** Closes the channel; later calls fail with `ChannelRequestError` kind `closed`. */

@@ -83,6 +83,11 @@ export class NatsChannel implements Channel {
     await this.connection.flush();
   }
 
+  /** A PING to the server and its PONG (`flush` on the connection). */
+  async ping(): Promise<void> {
+    await this.connection.flush();
+  }
+
   onStatus(listener: (status: ChannelStatus, detail?: string) => void): void {
     this.#listeners.push(listener);
   }

@@ -93,7 +93,8 @@ export interface ClusterOptions {
    */
   readonly reconnectGraceMs?: number;
   /**
-   * Backup manager: how long a proxy waits for the primary or backup to hand a session over. Milliseconds.
+   * How long a node waits for a member to hand a session over: a backup-manager proxy taking a session
+   * over, a delta-manager node that lacks part of a session (see `SessionIncompleteError`). Milliseconds.
    * @default 5000
    */
   readonly fetchTimeoutMs?: number;
@@ -141,7 +142,9 @@ export interface ClusterOptions {
    */
   readonly touchIntervalMs?: number;
   /**
-   * How long ended sessions are remembered as tombstones, so late messages cannot bring them back. Milliseconds.
+   * How long ended sessions are remembered as tombstones at least, so late messages cannot bring them
+   * back; a tombstone also lives until no copy of the session could still be live (twice its timeout
+   * after its last access plus two touch intervals, or its lifetime's end). Milliseconds.
    * @default 600000
    */
   readonly tombstoneTtlMs?: number;

@@ -46,6 +46,8 @@ interface WireState {
   e?: [stamp: WireStamp, reason: 'invalidated' | 'expired' | 'regenerated'];
   /** The absolute lifetime in seconds, with the stamp of its last change; older nodes ignore it. */
   l?: [seconds: number, stamp: WireStamp];
+  /** A partial delta's base: the newest stamp of the state its writer changed (`SessionState.base`); older nodes ignore it. */
+  b?: WireStamp;
 }
 
 /** Ownership entry (backup manager) on the wire: [key, primary, backup, stamp, ended?]. */
@@ -88,6 +90,7 @@ const wireState: z.ZodType<WireState> = z.object({
   x: z.array(z.tuple([z.string().min(1).max(256), stamp, z.string().optional()])),
   e: z.tuple([stamp, z.enum(['invalidated', 'expired', 'regenerated'])]).optional(),
   l: z.tuple([z.number().int(), stamp]).optional(),
+  b: stamp.optional(),
 });
 
 /** Ownership entry (backup manager): [key, primary, backup, stamp, ended?]. */
@@ -288,6 +291,7 @@ function toWire(state: SessionState): WireState {
       : {}),
     x,
     ...(state.ended ? { e: [state.ended.stamp as WireState['m'][1], state.ended.reason] } : {}),
+    ...(state.base ? { b: state.base as WireStamp } : {}),
   };
 }
 
@@ -314,5 +318,6 @@ function fromWire(wire: WireState): SessionState {
     ...(wire.l ? { maxLifetime: { seconds: wire.l[0], stamp: wire.l[1] as Stamp } } : {}),
     attributes,
     ...(wire.e ? { ended: { stamp: wire.e[0] as Stamp, reason: wire.e[1] } } : {}),
+    ...(wire.b ? { base: wire.b as Stamp } : {}),
   };
 }

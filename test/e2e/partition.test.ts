@@ -7,27 +7,24 @@ import { connect } from '@nats-io/transport-node';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
+  cleanupsAfterEach,
+  seeEachOther,
   ADMIN_HEADERS,
   CookieClient,
-  createNetnsLink,
+  cuttableLink,
   restartBroker,
   startForwarder,
   startNatsServer,
   startNode,
   uniqueCluster,
   waitFor,
-  type NetnsLink,
   type NodeHandle,
   type StartNodeOptions,
-  type TcpForwarder,
 } from '../kit/index.ts';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
-});
+const cleanups = cleanupsAfterEach();
 
 /** Short timeouts: touch interval 1 s, a replica's grace 2 s, sweeps every 300 ms. */
 const SHORT: Pick<StartNodeOptions, 'maxInactive' | 'extraArgs'> = {
@@ -53,16 +50,6 @@ interface ClusterView {
 async function view(node: NodeHandle): Promise<ClusterView> {
   const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(3000) });
   return (await res.json()) as ClusterView;
-}
-
-async function seeEachOther(a: NodeHandle, b: NodeHandle, timeoutMs = 30_000): Promise<void> {
-  await waitFor(
-    `${a.node} and ${b.node} to see each other`,
-    async () =>
-      (await view(a)).members.some((m) => m.node === b.node && m.ready) &&
-      (await view(b)).members.some((m) => m.node === a.node && m.ready),
-    { timeoutMs, intervalMs: 100 },
-  );
 }
 
 /** One user who keeps using a session on one node; counts every answer that lost the session or its data. */
@@ -113,28 +100,11 @@ describe('partitions and stalls', () => {
     const nats = await startNatsServer({ host: '0.0.0.0' });
     cleanups.push(() => nats.stop());
     const cluster = uniqueCluster(`cut-${kind}`);
-    let link: { cut(): Promise<void> | void; heal(): Promise<void> | void };
-    let a: NodeHandle;
-    if (kind === 'reset') {
-      const forwarder: TcpForwarder = await startForwarder(nats.port);
-      cleanups.push(() => forwarder.close());
-      a = await start({ cluster, node: 'a', nats: forwarder.url, ...SHORT });
-      link = { cut: () => forwarder.reset(), heal: () => forwarder.heal() };
-    } else {
-      const netns: NetnsLink = createNetnsLink();
-      cleanups.push(() => netns.dispose());
-      a = await start({
-        cluster,
-        node: 'a',
-        nats: `nats://${netns.natsHostIp}:${nats.port}`,
-        host: netns.httpIp,
-        wrapper: netns.wrapper,
-        ...SHORT,
-      });
-      link = { cut: () => netns.partition(), heal: () => netns.heal() };
-    }
+    const link = await cuttableLink(kind, nats.port);
+    cleanups.push(() => link.dispose());
+    const a = await start({ cluster, node: 'a', ...link.nodeOptions, ...SHORT });
     const b = await start({ cluster, node: 'b', nats: nats.url, ...SHORT });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
 
     const user = new User({ x: 1 });
     const put = await user.client.request(b.url, 'PUT', '/session/attributes/x', '1');
@@ -151,7 +121,7 @@ describe('partitions and stalls', () => {
     await new Promise((resolve) => setTimeout(resolve, 9000));
     await link.heal();
     const cutMs = Date.now() - cutAt;
-    await seeEachOther(a, b, 60_000);
+    await seeEachOther([a, b], 60_000);
     // a catches up and ends nothing: the session stays in use on b for a few more touch intervals.
     await waitFor('a to be ready again', async () => (await fetch(`${a.url}/readyz`)).status === 200, {
       timeoutMs: 30_000,
@@ -213,7 +183,7 @@ describe('partitions and stalls', () => {
     const [n1, n2, n3] = (await Promise.all(
       ['n1', 'n2', 'n3'].map((node) => start({ cluster, node, nats: nats.url, send: opts.send })),
     )) as [NodeHandle, NodeHandle, NodeHandle];
-    await Promise.all([seeEachOther(n1, n2), seeEachOther(n1, n3), seeEachOther(n2, n3)]);
+    await seeEachOther([n1, n2, n3]);
     const client = new CookieClient();
     /** One request with the client's cookies: an API client forgets the version cookie each time. */
     const send = async (node: NodeHandle, method: 'GET' | 'POST') => {
@@ -329,7 +299,7 @@ describe('partitions and stalls', () => {
     const cluster = uniqueCluster('ack-cut');
     const a = await start({ cluster, node: 'a', nats: forwarder.url, send: 'ack' });
     const b = await start({ cluster, node: 'b', nats: nats.url, send: 'ack' });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
     const client = new CookieClient();
     expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
 
@@ -346,7 +316,7 @@ describe('partitions and stalls', () => {
       else expect(reply.status).toBe(503);
     }
     await forwarder.heal();
-    await seeEachOther(a, b, 60_000);
+    await seeEachOther([a, b], 60_000);
     const expected = acked.at(-1) ?? 1;
     // Whatever was answered 200 is on b; what was refused did not stay on a either.
     await waitFor(
@@ -371,7 +341,7 @@ describe('partitions and stalls', () => {
     const cluster = uniqueCluster('log-outbox');
     const a = await start({ cluster, node: 'a', nats: forwarder.url, extraArgs: ['--jetstream', 'true'] });
     const b = await start({ cluster, node: 'b', nats: nats.url, extraArgs: ['--jetstream', 'true'] });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
     const client = new CookieClient();
     expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
     await waitFor(
@@ -443,7 +413,7 @@ describe('partitions and stalls', () => {
     const cluster = uniqueCluster('log-ack-restart');
     const a = await start({ cluster, node: 'a', nats: nats.url, send: 'ack', extraArgs: ['--jetstream', 'true'] });
     const b = await start({ cluster, node: 'b', nats: nats.url, send: 'ack', extraArgs: ['--jetstream', 'true'] });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
     const client = new CookieClient();
     expect((await client.request(a.url, 'PUT', '/session/attributes/x', '0')).status).toBe(200);
 
@@ -463,7 +433,7 @@ describe('partitions and stalls', () => {
     nats = await restartBroker(nats, { jetstream: true, dir }, 2000);
     cleanups.push(() => nats.stop());
     const downMs = Date.now() - downAt;
-    await seeEachOther(a, b, 60_000);
+    await seeEachOther([a, b], 60_000);
     const expected = write.status === 200 ? 1 : 0;
     let lost = 0;
     await waitFor(

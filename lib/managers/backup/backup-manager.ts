@@ -264,7 +264,9 @@ export class BackupManager implements SessionManager {
     }
     this.#core.collectTombstones(now);
     const before = now - this.#tombstoneTtlMs;
-    for (const entry of [...map.all()]) if (entry.ended && entry.stamp[0] < before) map.delete(entry.key);
+    // An ended entry stays while this node keeps the session's tombstone (as long as a copy could come back).
+    for (const entry of [...map.all()])
+      if (entry.ended && entry.stamp[0] < before && !this.#core.table.get(entry.key)) map.delete(entry.key);
   }
 
   activeSessions(): number {
