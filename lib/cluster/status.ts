@@ -19,6 +19,11 @@ export interface MemberStatus {
    * heartbeats, answered a ping), which wins over `draining`, which wins over `joining` (not ready yet).
    */
   state: 'alive' | 'unreachable' | 'suspected' | 'draining' | 'joining';
+  /**
+   * `false` once the member is `unreachable`: the broker has no subscriber on its subject (its connection is
+   * gone), acks no longer wait for it, and it is dropped after the reconnect grace unless it comes back.
+   */
+  alive: boolean;
   ready: boolean;
   draining: boolean;
   /** The member's HTTP base URL, when it advertises one. */
@@ -133,6 +138,7 @@ export function clusterStatus(source: StatusSource): ClusterStatus {
     node: source.node,
     self: true,
     state: draining ? 'draining' : manager.ready ? 'alive' : 'joining',
+    alive: true,
     ready: manager.ready,
     draining,
     ...(advertiseUrl !== undefined ? { url: advertiseUrl } : {}),
@@ -144,6 +150,7 @@ export function clusterStatus(source: StatusSource): ClusterStatus {
       node: m.node,
       self: false,
       state: m.state !== 'alive' ? m.state : m.draining ? 'draining' : m.ready ? 'alive' : 'joining',
+      alive: m.state !== 'unreachable',
       ready: m.ready,
       draining: m.draining,
       ...(m.url !== undefined ? { url: m.url } : {}),
