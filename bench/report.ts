@@ -1,5 +1,6 @@
 /** Formats benchmark results as a markdown report (pasteable into the README). */
 import type { CryptoOptions, CryptoResult } from './crypto.ts';
+import { type FailoverOptions, type FailoverResult, formatFailover } from './failover.ts';
 import type { FloorResult } from './floor.ts';
 import type { LagResult } from './lag.ts';
 import type { ManagersOptions, ManagersResult, TrafficRow } from './managers.ts';
@@ -10,7 +11,17 @@ import type { Summary } from './stats.ts';
 import type { ThroughputRun, ThroughputSummary } from './throughput.ts';
 
 /** The sections `BENCH_SECTIONS` selects (default all). */
-export const SECTIONS = ['floor', 'lag', 'throughput', 'managers', 'crypto', 'persistence', 'memory', 'scale'] as const;
+export const SECTIONS = [
+  'floor',
+  'lag',
+  'throughput',
+  'managers',
+  'crypto',
+  'failover',
+  'persistence',
+  'memory',
+  'scale',
+] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Everything one `npm run bench` measured, as written to `.cache/bench.json`. */
@@ -32,6 +43,7 @@ export interface BenchReport {
     throughput: { connections: number; durationSec: number; warmupSec: number; rounds: number };
     managers: Omit<ManagersOptions, 'log'>;
     crypto: Omit<CryptoOptions, 'log'>;
+    failover: Omit<FailoverOptions, 'log'>;
     persistence: Omit<PersistenceOptions, 'log'>;
     memory: Omit<MemoryOptions, 'log'>;
     scale: Omit<ScaleOptions, 'log'>;
@@ -41,6 +53,7 @@ export interface BenchReport {
   throughput?: { runs: ThroughputRun[]; summary: ThroughputSummary[] };
   managers?: ManagersResult;
   crypto?: CryptoResult;
+  failover?: FailoverResult;
   persistence?: PersistenceResult;
   memory?: MemoryResult;
   scale?: ScaleResult;
@@ -170,6 +183,10 @@ export function formatReport(r: BenchReport): string {
   if (r.throughput) formatThroughput(r, r.throughput, heading, out);
   if (r.managers) formatManagers(r, r.managers, heading, out);
   if (r.crypto) formatCrypto(r, r.crypto, heading, out);
+  if (r.failover) {
+    heading('Failover: a killed member noticed without traffic, a NATS cluster server lost under load');
+    out.push(...formatFailover(r.failover, r.settings.failover), '');
+  }
   if (r.persistence) formatPersistence(r, r.persistence, heading, out);
   if (r.memory) formatMemory(r.memory, heading, out);
   if (r.scale) formatScale(r, r.scale, heading, out);

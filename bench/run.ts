@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: NATS floor, replication lag (async and ack) and HTTP throughput ON vs OFF for 2 and
  * 3 nodes; the delta vs backup managers (traffic per write and lag for 2, 4, 8 nodes); message
- * protection cost (no key vs encrypt vs sign); persistence (DynamoDB coalescing, join from the
+ * protection cost (no key vs encrypt vs sign); failover (an idle member SIGKILLed: noticed and dropped;
+ * the probes' idle cost; one server of a 3-server NATS cluster SIGKILLed under ack load); persistence (DynamoDB coalescing, join from the
  * DynamoDB snapshot + JetStream vs from a peer); memory (heap bytes per session held); scale (backup
  * traffic per write from 2 to 16 node processes).
  *
  * Environment:
- * - `BENCH_SECTIONS=floor,lag,throughput,managers,crypto,persistence,memory,scale` (default all; `lag` runs the floor
+ * - `BENCH_SECTIONS=floor,lag,throughput,managers,crypto,failover,persistence,memory,scale` (default all; `lag` runs the floor
  *   with it, interleaved, since the floor is its baseline);
  * - `BENCH_QUICK=1` shrinks every phase (for trying the script, not for figures);
  * - `BENCH_ROUNDS=N` sets the ON/OFF pairs of the throughput section;
@@ -21,6 +22,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT, startNatsServer, type NatsServerHandle } from '../functions/launch/index.ts';
 import { measureCrypto } from './crypto.ts';
+import { measureFailover } from './failover.ts';
 import { FloorProbe, type FloorResult } from './floor.ts';
 import { LagProbe, type LagResult } from './lag.ts';
 import { measureManagers } from './managers.ts';
@@ -93,6 +95,7 @@ const SETTINGS: BenchReport['settings'] = {
     writes: QUICK ? 200 : 1000,
     concurrency: 16,
   },
+  failover: { kills: QUICK ? 1 : 5, idleSec: QUICK ? 2 : 5, serverLossSec: QUICK ? 2 : 4 },
   persistence: {
     sizes: persistSizes(),
     joins: QUICK ? 1 : 2,
@@ -243,6 +246,11 @@ async function main(): Promise<void> {
     if (has('scale')) {
       await section('scale', async () => {
         report.scale = await measureScale(url, { ...SETTINGS.scale, log });
+      });
+    }
+    if (has('failover')) {
+      await section('failover', async () => {
+        report.failover = await measureFailover(url, { ...SETTINGS.failover, log });
       });
     }
     if (has('persistence')) {

@@ -136,6 +136,20 @@ export class NodeCatchingUpError extends SessionReplicationError {
 }
 
 /**
+ * This node lacks part of the requested session (a delta reached it without the session it changes,
+ * after a failed state transfer or a lost message) and no member could give it the whole session
+ * yet: it answers 503 with Retry-After rather than serve part of the session or a new one.
+ */
+export class SessionIncompleteError extends SessionReplicationError {
+  constructor() {
+    super('SESSION_INCOMPLETE', 'this node does not hold the whole session yet: retry', {
+      status: 503,
+      retryAfter: 1,
+    });
+  }
+}
+
+/**
  * Read-your-writes: the client presented a newer version of its session than this node holds, and
  * the newer state did not arrive within `readYourWritesWaitMs` (from the member that wrote it, the
  * other members or the log). Nothing was served from the older copy; the middleware answers 503 with

@@ -54,6 +54,12 @@ export class ReplicationStats {
   resyncs = 0;
   /** Sessions a resync changed: updates this node had missed. */
   resyncRepairs = 0;
+  /** Received stamps from a clock more than a minute ahead of this node's, which this node's clock did not follow. */
+  clockSkewObserved = 0;
+  /** Writes stamped just after the value they replaced, because a clock more than a minute ahead had stamped it. */
+  clockSkewWrites = 0;
+  /** Sessions fetched whole from a member because a delta showed this node lacked part of them. */
+  wholeSessionFetches = 0;
   /** Session listeners (`on('created' | 'ended' | 'attribute')`) that threw. */
   listenerErrors = 0;
   /** Attribute values from other nodes that did not match this node's schema (drift during a rolling deploy). */

@@ -123,7 +123,7 @@ export async function checkWebOnly(entryPoints, { typecheck = true } = {}) {
       metafile: true,
       plugins: [nodeImportGuard(found)],
     });
-    for (const [out, meta] of Object.entries(result.metafile.outputs))
+    for (const meta of Object.values(result.metafile.outputs))
       if (meta.entryPoint) outputs[meta.entryPoint] = meta.bytes;
   } catch (error) {
     for (const e of error.errors ?? [error])

@@ -158,10 +158,10 @@ export async function startNode(
     (node) =>
       createDemoApp(node, {
         session: { trustProxy: config.trustProxy },
-        ...(config.adminToken !== undefined
+        ...(config.adminToken !== undefined || config.adminOpen
           ? {
               admin: {
-                token: config.adminToken,
+                ...(config.adminToken !== undefined ? { token: config.adminToken } : { authorize: () => true }),
                 extraMetrics: processMetrics({ cluster: node.cluster, node: node.node }),
               },
             }
@@ -209,7 +209,12 @@ export async function startNode(
     },
   );
   logger.info({ url: `http://${config.host}:${server.port}` }, 'listening');
-  if (config.adminToken === undefined)
+  if (config.adminToken === undefined && config.adminOpen)
+    logger.warn(
+      {},
+      'admin routes open without a token (SESSREP_ADMIN_OPEN): anyone who reaches this port can read /cluster and drain the node',
+    );
+  else if (config.adminToken === undefined)
     logger.warn(
       {},
       'no admin token (SESSREP_ADMIN_TOKEN): /cluster, drain, the dashboard and /metrics are off; /healthz and /readyz stay open',

@@ -59,6 +59,8 @@ export interface CommonConfig {
 /** What `readConfig('node', ...)` returns: file settings are paths the Node entry reads. */
 export interface NodeEnvConfig extends CommonConfig {
   node: string;
+  /** Serve the admin routes without a guard when no `adminToken` is set (a port nobody else reaches). */
+  adminOpen: boolean;
   port: number;
   host: string;
   advertiseUrl?: string;
@@ -184,6 +186,7 @@ function schemaFor(runtime: Runtime) {
     rywWaitMs: integer(0),
     sweepEveryMs: integer(1),
     adminToken: z.string().min(16, { error: 'must be at least 16 characters' }),
+    adminOpen: oneOf(['true', 'false']).transform((value) => value === 'true'),
   } satisfies Record<SettingName, z.ZodType>;
   const shape = Object.fromEntries(
     (Object.keys(SETTINGS) as SettingName[])

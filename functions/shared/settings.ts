@@ -202,6 +202,13 @@ export const SETTINGS = {
     runtimes: ALL,
     secret: true,
   },
+  adminOpen: {
+    env: 'SESSREP_ADMIN_OPEN',
+    flag: 'admin-open',
+    help: 'true: serve /cluster, drain, /cluster/ui and /metrics without a token when no admin token is set; only where nobody else can reach the port (a benchmark, a private sandbox)',
+    default: 'false',
+    runtimes: NODE,
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 /** The name of a setting (a key of `SETTINGS`). */

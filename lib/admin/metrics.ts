@@ -84,6 +84,9 @@ const COUNTERS: ReadonlyArray<readonly [field: string, name: string, help: strin
   ['replicationErrors', 'sessrep_replication_errors_total', 'Replication publishes that failed (the request was still answered).'],
   ['resyncs', 'sessrep_resyncs_total', 'Full-state merges from every ready member after a reconnect or a stall.'],
   ['resyncRepairs', 'sessrep_resync_repairs_total', 'Sessions a resync changed: updates this node had missed.'],
+  ['clockSkewObserved', 'sessrep_clock_skew_observed_total', "Received stamps from a clock more than a minute ahead of this node's (not followed)."],
+  ['clockSkewWrites', 'sessrep_clock_skew_writes_total', 'Writes stamped just after a value from a clock more than a minute ahead, so that they still win.'],
+  ['wholeSessionFetches', 'sessrep_whole_session_fetches_total', 'Sessions fetched whole from a member because a delta showed this node lacked part of them.'],
   ['listenerErrors', 'sessrep_session_listener_errors_total', 'Session event listeners that threw (logged; replication went on).'],
   ['schemaDrift', 'sessrep_schema_drift_total', "Attribute values from other nodes that did not match this node's schema (applied anyway)."],
 ];
@@ -119,7 +122,7 @@ export const COVERED_STATS: readonly string[] = [
 ];
 
 /** Member states always exported (0 when none), so dashboards see every series. */
-const MEMBER_STATES = ['alive', 'suspected', 'draining', 'joining'] as const;
+const MEMBER_STATES = ['alive', 'unreachable', 'suspected', 'draining', 'joining'] as const;
 
 /** Renders this node's metrics in the Prometheus text format. */
 export function renderMetrics(node: ClusterNode): string {

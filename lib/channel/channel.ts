@@ -68,6 +68,12 @@ export interface Channel {
    * write. Omitted where no cheap round trip exists (SNS + SQS): async writes then do not wait.
    */
   sync?(): Promise<void>;
+  /**
+   * Resolves once the broker answered one round trip (NATS: a PING and its PONG). Optional: a channel
+   * without a connection worth checking leaves it out. The managers use it to notice a silent partition
+   * (packets dropped, the connection left half-open), which no status change reports for minutes.
+   */
+  ping?(): Promise<void>;
   /** Registers a listener for connection state changes. */
   onStatus(listener: (status: ChannelStatus, detail?: string) => void): void;
   /** Closes the channel; later calls fail with `ChannelRequestError` kind `closed`. */

@@ -93,6 +93,11 @@ export class NatsChannel implements Channel {
     }
   }
 
+  /** A PING to the server and its PONG (`flush` on the connection). */
+  async ping(): Promise<void> {
+    await this.connection.flush();
+  }
+
   onStatus(listener: (status: ChannelStatus, detail?: string) => void): void {
     this.#listeners.push(listener);
   }

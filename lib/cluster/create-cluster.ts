@@ -27,7 +27,7 @@ export interface MembershipView {
   readonly draining: boolean;
   /** The other members this node sees, oldest first. */
   members(): MemberInfo[];
-  /** The other members that finished state transfer and serve traffic. */
+  /** The other members that finished state transfer, serve traffic and are reachable (see `MemberInfo.state`). */
   readyMembers(): MemberInfo[];
   /** Whether `node` is a member now (this node excluded). */
   has(node: string): boolean;

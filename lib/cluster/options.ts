@@ -81,7 +81,20 @@ export interface ClusterOptions {
    */
   readonly pingTimeoutMs?: number;
   /**
-   * Backup manager: how long a proxy waits for the primary or backup to hand a session over. Milliseconds.
+   * How often a node pings its successor in the ring of members, so that a killed member (its subject
+   * left without responder by the broker) is noticed without traffic. 0 turns it off. Milliseconds.
+   * @default 40, or 0 on the SNS/SQS channel (where a ping is an SQS message)
+   */
+  readonly probeIntervalMs?: number;
+  /**
+   * How long a member's subject must find no responder before it is declared dead: a client that
+   * reconnects within it (a link reset, a lost server of a NATS cluster) stays a member. Milliseconds.
+   * @default 1000
+   */
+  readonly reconnectGraceMs?: number;
+  /**
+   * How long a node waits for a member to hand a session over: a backup-manager proxy taking a session
+   * over, a delta-manager node that lacks part of a session (see `SessionIncompleteError`). Milliseconds.
    * @default 5000
    */
   readonly fetchTimeoutMs?: number;
@@ -129,7 +142,9 @@ export interface ClusterOptions {
    */
   readonly touchIntervalMs?: number;
   /**
-   * How long ended sessions are remembered as tombstones, so late messages cannot bring them back. Milliseconds.
+   * How long ended sessions are remembered as tombstones at least, so late messages cannot bring them
+   * back; a tombstone also lives until no copy of the session could still be live (twice its timeout
+   * after its last access plus two touch intervals, or its lifetime's end). Milliseconds.
    * @default 600000
    */
   readonly tombstoneTtlMs?: number;
@@ -240,6 +255,8 @@ export interface ResolvedOptions {
   readonly heartbeatIntervalMs: number;
   readonly memberDropMs: number;
   readonly pingTimeoutMs: number;
+  readonly probeIntervalMs: number;
+  readonly reconnectGraceMs: number;
   readonly fetchTimeoutMs: number;
   readonly stateTransferTimeoutMs: number;
   readonly maxInactiveSeconds: number;
@@ -306,6 +323,8 @@ const optionsSchema = z
     heartbeatIntervalMs: ms(500),
     memberDropMs: ms(3000),
     pingTimeoutMs: ms(1000),
+    probeIntervalMs: z.number().int().nonnegative().optional(),
+    reconnectGraceMs: ms(1000),
     fetchTimeoutMs: ms(5000),
     stateTransferTimeoutMs: z.number().int().nonnegative().default(60_000),
     maxInactiveSeconds: z.number().int().default(1800),
@@ -402,6 +421,7 @@ export function resolveOptions(options: ClusterOptions): ResolvedOptions {
   return {
     ...o,
     node: o.node ?? crypto.randomUUID().slice(0, 8),
+    probeIntervalMs: o.probeIntervalMs ?? (o.channel?.kind === 'sns-sqs' ? 0 : 40),
     channel: o.channel,
     touchIntervalMs:
       o.touchIntervalMs ?? Math.min(60_000, Math.max(1000, Math.floor((o.maxInactiveSeconds * 1000) / 10))),

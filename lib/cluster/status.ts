@@ -14,8 +14,16 @@ import type { LagSummary } from '../stats-window.ts';
 export interface MemberStatus {
   node: string;
   self: boolean;
-  /** `suspected` (missed heartbeats, answered a ping) wins over `draining`, which wins over `joining` (not ready yet). */
-  state: 'alive' | 'suspected' | 'draining' | 'joining';
+  /**
+   * `unreachable` (its subject has no responder: dead or reconnecting) wins over `suspected` (missed
+   * heartbeats, answered a ping), which wins over `draining`, which wins over `joining` (not ready yet).
+   */
+  state: 'alive' | 'unreachable' | 'suspected' | 'draining' | 'joining';
+  /**
+   * `false` once the member is `unreachable`: the broker has no subscriber on its subject (its connection is
+   * gone), acks no longer wait for it, and it is dropped after the reconnect grace unless it comes back.
+   */
+  alive: boolean;
   ready: boolean;
   draining: boolean;
   /** The member's HTTP base URL, when it advertises one. */
@@ -130,6 +138,7 @@ export function clusterStatus(source: StatusSource): ClusterStatus {
     node: source.node,
     self: true,
     state: draining ? 'draining' : manager.ready ? 'alive' : 'joining',
+    alive: true,
     ready: manager.ready,
     draining,
     ...(advertiseUrl !== undefined ? { url: advertiseUrl } : {}),
@@ -140,7 +149,8 @@ export function clusterStatus(source: StatusSource): ClusterStatus {
     (m): MemberStatus => ({
       node: m.node,
       self: false,
-      state: m.state === 'suspected' ? 'suspected' : m.draining ? 'draining' : m.ready ? 'alive' : 'joining',
+      state: m.state !== 'alive' ? m.state : m.draining ? 'draining' : m.ready ? 'alive' : 'joining',
+      alive: m.state !== 'unreachable',
       ready: m.ready,
       draining: m.draining,
       ...(m.url !== undefined ? { url: m.url } : {}),

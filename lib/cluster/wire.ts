@@ -20,6 +20,9 @@ import { ReplicationStats } from '../stats.ts';
 import type { ResolvedOptions } from './options.ts';
 import { type ChannelWatch, watchChannel } from './status.ts';
 
+/** Clock skew is logged at most this often (every occurrence is counted in the stats). */
+const SKEW_LOG_INTERVAL_MS = 60_000;
+
 /** One node's parts, wired but not started. */
 export interface NodeParts {
   readonly options: ResolvedOptions;
@@ -49,7 +52,18 @@ export function wireNode(options: ResolvedOptions): NodeParts {
   const channel = options.channel ?? new MemoryChannel();
   const logger = options.logger.child({ cluster, node });
   const stats = new ReplicationStats();
-  const clock = new HybridClock(node);
+  let skewLoggedAt = Number.NEGATIVE_INFINITY;
+  const clock = new HybridClock(node, Date.now, (skew) => {
+    if (skew.kind === 'write') stats.clockSkewWrites++;
+    else stats.clockSkewObserved++;
+    const now = Date.now();
+    if (now - skewLoggedAt < SKEW_LOG_INTERVAL_MS) return;
+    skewLoggedAt = now;
+    logger.warn(
+      { ...skew, writes: stats.clockSkewWrites, observed: stats.clockSkewObserved },
+      "clock skew: another node's clock is more than a minute ahead of this one (writes still order; sync the clocks)",
+    );
+  });
   const bus = new ClusterBus(
     channel,
     { cluster, node, incarnation: crypto.randomUUID() },
@@ -63,6 +77,8 @@ export function wireNode(options: ResolvedOptions): NodeParts {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       memberDropMs: options.memberDropMs,
       pingTimeoutMs: options.pingTimeoutMs,
+      probeIntervalMs: options.probeIntervalMs,
+      reconnectGraceMs: options.reconnectGraceMs,
       ...(options.advertiseUrl !== undefined ? { advertiseUrl: options.advertiseUrl } : {}),
     },
     logger,
@@ -87,6 +103,7 @@ export function wireNode(options: ResolvedOptions): NodeParts {
     sweepIntervalMs: options.sweepIntervalMs,
     touchIntervalMs: options.touchIntervalMs,
     tombstoneTtlMs: options.tombstoneTtlMs,
+    fetchTimeoutMs: options.fetchTimeoutMs,
     // Without a log, a node that may have missed deltas merges its peers' state after this long.
     resyncAfterMs: options.memberDropMs,
     pageLimits: options.pageLimits,
@@ -96,7 +113,7 @@ export function wireNode(options: ResolvedOptions): NodeParts {
   };
   const manager: SessionManager =
     options.manager === 'backup'
-      ? new BackupManager(managerParts, { ...managerOptions, fetchTimeoutMs: options.fetchTimeoutMs })
+      ? new BackupManager(managerParts, managerOptions)
       : new DeltaManager(managerParts, managerOptions);
   const drainer = new DrainController(manager, membership, logger, options.drainQuietMs);
   const channelWatch = watchChannel(channel, stats, logger);

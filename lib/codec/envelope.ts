@@ -46,6 +46,8 @@ interface WireState {
   e?: [stamp: WireStamp, reason: 'invalidated' | 'expired' | 'regenerated'];
   /** The absolute lifetime in seconds, with the stamp of its last change; older nodes ignore it. */
   l?: [seconds: number, stamp: WireStamp];
+  /** A partial delta's base: the newest stamp of the state its writer changed (`SessionState.base`); older nodes ignore it. */
+  b?: WireStamp;
 }
 
 /** Ownership entry (backup manager) on the wire: [key, primary, backup, stamp, ended?]. */
@@ -55,7 +57,15 @@ type WireEntry = [key: string, primary: string, backup: string, stamp: WireStamp
 interface WireBodies {
   delta: { id: string; s: WireState[]; r?: string };
   ack: { id: string };
-  hb: { started: number; ready: boolean; leaving?: boolean; hello?: boolean; draining?: boolean; url?: string };
+  hb: {
+    started: number;
+    ready: boolean;
+    leaving?: boolean;
+    hello?: boolean;
+    draining?: boolean;
+    url?: string;
+    unreachable?: string[];
+  };
   ping: Record<string, never>;
   pong: { ready: boolean };
   'state-req': { transfer?: string; cursor: number };
@@ -80,6 +90,7 @@ const wireState: z.ZodType<WireState> = z.object({
   x: z.array(z.tuple([z.string().min(1).max(256), stamp, z.string().optional()])),
   e: z.tuple([stamp, z.enum(['invalidated', 'expired', 'regenerated'])]).optional(),
   l: z.tuple([z.number().int(), stamp]).optional(),
+  b: stamp.optional(),
 });
 
 /** Ownership entry (backup manager): [key, primary, backup, stamp, ended?]. */
@@ -95,7 +106,10 @@ const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
   /** Delta manager: one request's changes; `r` is where to acknowledge (ack mode), kept in the body so it survives a replay. */
   delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState), r: z.string().max(256).optional() }),
   ack: z.object({ id: z.string().min(1).max(64) }),
-  /** Heartbeat; `draining` while the node drains, `url` its HTTP base URL for dashboards (both optional, older nodes omit them). */
+  /**
+   * Heartbeat; `draining` while the node drains, `url` its HTTP base URL for dashboards, `unreachable` the
+   * members whose subject found no responder, for each receiver to verify itself (all optional, older nodes omit them).
+   */
   hb: z.object({
     started: time,
     ready: z.boolean(),
@@ -107,6 +121,7 @@ const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
       .max(512)
       .regex(/^https?:\/\/\S+$/)
       .optional(),
+    unreachable: z.array(token).max(64).optional(),
   }),
   ping: z.object({}),
   pong: z.object({ ready: z.boolean() }),
@@ -276,6 +291,7 @@ function toWire(state: SessionState): WireState {
       : {}),
     x,
     ...(state.ended ? { e: [state.ended.stamp as WireState['m'][1], state.ended.reason] } : {}),
+    ...(state.base ? { b: state.base as WireStamp } : {}),
   };
 }
 
@@ -302,5 +318,6 @@ function fromWire(wire: WireState): SessionState {
     ...(wire.l ? { maxLifetime: { seconds: wire.l[0], stamp: wire.l[1] as Stamp } } : {}),
     attributes,
     ...(wire.e ? { ended: { stamp: wire.e[0] as Stamp, reason: wire.e[1] } } : {}),
+    ...(wire.b ? { base: wire.b as Stamp } : {}),
   };
 }

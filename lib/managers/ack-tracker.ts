@@ -1,10 +1,22 @@
-/** `AckTracker`: waits until every expected member acknowledged a message, a member leaves, or time runs out. */
+/**
+ * `AckTracker`: waits until every expected member acknowledged a message, a member leaves, or time
+ * runs out. A message still unacknowledged after a while is sent again to the members that did not
+ * answer (the message or its ack may have been lost: a NATS server of a cluster died with it in its
+ * buffers, or the sender's reconnect had not yet reached the other servers); applying it twice is
+ * harmless (the session merge is idempotent) and a second ack of one id counts once.
+ */
+
+/** Sends a message again to the members that have not acknowledged it yet. */
+export type Resend = (members: string[]) => void;
 
 interface Waiter {
   readonly pending: Set<string>;
   readonly done: (timedOut: string[]) => void;
   readonly timer: ReturnType<typeof setTimeout>;
   readonly late: ReturnType<typeof setTimeout>;
+  readonly resend: Resend | undefined;
+  /** The next retransmission. */
+  retry?: ReturnType<typeof setTimeout>;
 }
 
 /**
@@ -13,6 +25,14 @@ interface Waiter {
  */
 export const ACK_LATE_MS = 20;
 
+/**
+ * When an unacknowledged message is first sent again; each later retransmission waits twice as long
+ * as the one before (100, 200, 400 ms, ...), until the wait times out. Late enough that a loaded
+ * receiver's ordinary delay costs no extra traffic, early enough that a lost message costs well
+ * under a second.
+ */
+export const RESEND_AFTER_MS = 100;
+
 /** Tracks outstanding acknowledgements by message id. */
 export class AckTracker {
   readonly #waiters = new Map<string, Waiter>();
@@ -20,14 +40,17 @@ export class AckTracker {
   constructor(
     /** Called with the members still pending `ACK_LATE_MS` after a wait began. */
     private readonly onLate: (members: string[]) => void = () => {},
+    /** False for a member not to wait for (its connection is gone: it catches up once back). */
+    private readonly reachable: (member: string) => boolean = () => true,
   ) {}
 
   /**
    * Resolves with the members that did not acknowledge within `timeoutMs` (empty when all did).
-   * Resolves at once when `members` is empty.
+   * Resolves at once when `members` is empty or none is reachable. With `resend`, the message is sent again to the
+   * members still pending after `RESEND_AFTER_MS`, then at doubling intervals, and on `resendAll`.
    */
-  wait(id: string, members: Iterable<string>, timeoutMs: number): Promise<string[]> {
-    const pending = new Set(members);
+  wait(id: string, members: Iterable<string>, timeoutMs: number, resend?: Resend): Promise<string[]> {
+    const pending = new Set([...members].filter((member) => this.reachable(member)));
     if (pending.size === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.#finish(id, [...pending]), timeoutMs);
@@ -37,7 +60,9 @@ export class AckTracker {
         },
         Math.min(ACK_LATE_MS, timeoutMs),
       );
-      this.#waiters.set(id, { pending, done: resolve, timer, late });
+      const waiter: Waiter = { pending, done: resolve, timer, late, resend };
+      this.#waiters.set(id, waiter);
+      if (resend) this.#scheduleResend(id, waiter, RESEND_AFTER_MS);
     });
   }
 
@@ -54,11 +79,19 @@ export class AckTracker {
     if (waiter.pending.size === 0) this.#finish(id, []);
   }
 
-  /** A member left: no waiter expects it any longer. */
+  /** A member left (or cannot be reached): no waiter expects it any longer. */
   forget(node: string): void {
     for (const [id, waiter] of this.#waiters) {
       if (waiter.pending.delete(node) && waiter.pending.size === 0) this.#finish(id, []);
     }
+  }
+
+  /**
+   * Sends every waiting message again to its pending members now (this node's connection is back:
+   * what it sent just before the disconnect, or the acks to it, may be lost).
+   */
+  resendAll(): void {
+    for (const waiter of this.#waiters.values()) waiter.resend?.([...waiter.pending]);
   }
 
   /** Stops waiting for one message (it was never sent). */
@@ -71,12 +104,21 @@ export class AckTracker {
     for (const [id, waiter] of this.#waiters) this.#finish(id, [...waiter.pending]);
   }
 
+  #scheduleResend(id: string, waiter: Waiter, delayMs: number): void {
+    waiter.retry = setTimeout(() => {
+      if (this.#waiters.get(id) !== waiter) return;
+      waiter.resend?.([...waiter.pending]);
+      this.#scheduleResend(id, waiter, delayMs * 2);
+    }, delayMs);
+  }
+
   #finish(id: string, timedOut: string[]): void {
     const waiter = this.#waiters.get(id);
     if (!waiter) return;
     this.#waiters.delete(id);
     clearTimeout(waiter.timer);
     clearTimeout(waiter.late);
+    clearTimeout(waiter.retry);
     waiter.done(timedOut);
   }
 }

@@ -9,7 +9,7 @@ import type { Incoming } from '../bus/cluster-bus.ts';
 import type { OwnershipEntry } from '../codec/envelope.ts';
 import { ChannelRequestError } from '../errors.ts';
 import { sessionFields } from '../logger.ts';
-import { cloneState, latestStamp, type EndReason, type SessionState } from '../session/state.ts';
+import { cloneState, latestStamp, liveUntil, type EndReason, type SessionState } from '../session/state.ts';
 import { AckTracker } from './ack-tracker.ts';
 import type { ManagerParts, StateTransferStatus } from './manager.ts';
 import { PendingReplication, touchIntervalFor } from './pending-replication.ts';
@@ -51,13 +51,21 @@ export class ReplicaCore {
     readonly parts: ManagerParts,
     private readonly options: ReplicaCoreOptions,
   ) {
-    this.acks = new AckTracker((members) => {
-      for (const node of members) parts.membership.suspect(node);
-    });
+    this.acks = new AckTracker(
+      (members) => {
+        for (const node of members) parts.membership.suspect(node);
+      },
+      (node) => parts.membership.reachable(node),
+    );
     this.pending = new PendingReplication(options.touchIntervalMs);
     if (parts.observer) this.table.observe(parts.observer);
     this.donor = new StateDonor(parts.bus, options.source, options.pageLimits, parts.logger);
     parts.membership.onLeave((member) => this.acks.forget(member.node));
+    parts.membership.onUnreachable((member) => this.acks.forget(member.node));
+    // Back after a disconnect: what was sent just before it, or the acks to it, may be lost with the connection.
+    parts.bus.channel.onStatus((status) => {
+      if (status === 'connected') this.acks.resendAll();
+    });
   }
 
   /** True once the join finished: the node may serve traffic. */
@@ -193,10 +201,16 @@ export class ReplicaCore {
     }
   }
 
-  /** Merges states received from peers, moving this node's clock past them. */
+  /**
+   * Merges states received from peers, moving this node's clock past them. A live copy of a key this
+   * node does not know that no node could still hold live (idle past `liveUntil`: a replayed message,
+   * a node back after the end was forgotten) creates nothing.
+   */
   applyStates(states: readonly SessionState[]): void {
+    const now = Date.now();
     for (const state of states) {
       this.parts.clock.observe(latestStamp(state));
+      if (!state.ended && !this.table.get(state.key) && this.#liveUntil(state) <= now) continue;
       this.table.merge(state);
     }
   }
@@ -225,9 +239,23 @@ export class ReplicaCore {
     return 2 * touchIntervalFor(state, this.options.touchIntervalMs);
   }
 
-  /** Forgets tombstones older than `tombstoneTtlMs`, with their pending replication. */
+  /**
+   * Forgets tombstones, with their pending replication, once no copy of the session could come back:
+   * `tombstoneTtlMs` after the end, and not before any copy left on a node that was away (paused,
+   * partitioned) would have been dropped as idle (`liveUntil`). Ended stays ended: a node back from a
+   * partition longer than the TTL finds the end still there. The tombstone of a session that never
+   * expires is kept.
+   */
   collectTombstones(now: number): void {
-    for (const key of this.table.collect(now - this.options.tombstoneTtlMs)) this.pending.forget(key);
+    const ttl = this.options.tombstoneTtlMs;
+    const due = (tombstone: SessionState) =>
+      tombstone.ended!.stamp[0] + ttl <= now && this.#liveUntil(tombstone) <= now;
+    for (const key of this.table.collect(due)) this.pending.forget(key);
+  }
+
+  /** `liveUntil` with a replica's grace; infinite for a session that never expires. */
+  #liveUntil(state: SessionState): number {
+    return liveUntil(state, this.replicaGrace(state)) ?? Number.POSITIVE_INFINITY;
   }
 
   /**

@@ -7,6 +7,8 @@
  * session. It is long, and the node not ready, when a disconnect lasted longer than `afterMs`, or a
  * stall longer than `afterMs` came with a disconnect (the server cut the node off, so what it missed
  * is gone); a stall alone loses nothing (the connection kept the messages) and only opens the gap.
+ * A round trip to the broker that does not come back within `afterMs` counts as a disconnect (a
+ * silent partition, which the client itself notices only minutes later).
  */
 import type { ReplicaCore } from './core.ts';
 
@@ -28,6 +30,10 @@ export class GapWatch {
   /** Open from a disconnect or stall until `close()`; `stall`: it began with one; `long`: see the header. */
   #gap?: { long: boolean; stall?: boolean };
   #stallWatch?: ReturnType<typeof setInterval>;
+  /** The round trip to the broker in flight (see `#probeLink`). */
+  #probe?: { since: number };
+  /** The channel counts as down because a round trip did not come back. */
+  #silent = false;
 
   constructor(
     private readonly core: ReplicaCore,
@@ -53,23 +59,12 @@ export class GapWatch {
     return gap.long;
   }
 
-  /** Starts watching the channel's status and the event loop. */
+  /** Starts watching the channel's status, the event loop and the link to the broker. */
   watch(handlers: GapHandlers): void {
     const { afterMs } = this;
     this.core.parts.bus.channel.onStatus((status) => {
-      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') {
-        if (!this.#channelUp) return;
-        this.#channelUp = false;
-        this.#disconnectedAt = Date.now();
-        this.#gap ??= { long: false };
-        if (this.#gap.stall) this.#gap.long = true;
-        handlers.disconnected();
-        return;
-      }
-      if (status !== 'connected') return;
-      if (!this.#channelUp && this.#gap && Date.now() - this.#disconnectedAt > afterMs) this.#gap.long = true;
-      this.#channelUp = true;
-      if (this.core.ready) handlers.repair('reconnect');
+      if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') this.#down(handlers);
+      else if (status === 'connected') this.#up(handlers);
     });
     let last = Date.now();
     this.#stallWatch = setInterval(
@@ -81,12 +76,70 @@ export class GapWatch {
           if (this.#gap && !this.#channelUp) this.#gap.long = true;
           else if (this.#gap) this.#gap.stall = true;
           else this.#gap = { long: false, stall: true };
+          this.#probe = undefined; // A round trip begun before the stall says nothing about the link.
           handlers.repair('stall');
         }
         last = now;
+        if (this.core.ready) this.#probeLink(now, handlers);
       },
       Math.max(50, Math.min(1000, Math.floor(afterMs / 4))),
     );
+  }
+
+  /**
+   * A silent partition (packets dropped, the connection left half-open) shows no disconnect for
+   * minutes: the client notices only when its own pings go unanswered. So the watch keeps one round
+   * trip to the broker (`Channel.ping`, where the channel has one) in flight; one that has not come back after `afterMs` counts as a
+   * disconnect (the node's view stops being fresh, as with a reported one), and its answer as the
+   * reconnect.
+   */
+  #probeLink(now: number, handlers: GapHandlers): void {
+    const { channel } = this.core.parts.bus;
+    if (!channel.ping) return; // Nothing to check: the channel's own status reports are all there is.
+    const probe = this.#probe;
+    if (probe) {
+      if (this.#channelUp && now - probe.since > this.afterMs) {
+        this.#silent = true;
+        this.core.parts.logger.warn(
+          { silentMs: now - probe.since },
+          'the broker does not answer: this node may be cut off (silent partition)',
+        );
+        this.#down(handlers);
+      }
+      return;
+    }
+    const started = { since: now };
+    this.#probe = started;
+    const settled = (answered: boolean) => {
+      if (this.#probe !== started) return;
+      this.#probe = undefined;
+      if (answered && this.#silent) {
+        this.core.parts.logger.info({ silentMs: Date.now() - started.since }, 'the broker answers again');
+        this.#up(handlers);
+      }
+    };
+    channel.ping().then(
+      () => settled(true),
+      () => settled(false),
+    );
+  }
+
+  #down(handlers: GapHandlers): void {
+    if (!this.#channelUp) return;
+    this.#channelUp = false;
+    this.#disconnectedAt = Date.now();
+    this.#gap ??= { long: false };
+    if (this.#gap.stall) this.#gap.long = true;
+    handlers.disconnected();
+  }
+
+  #up(handlers: GapHandlers): void {
+    this.#silent = false;
+    // A channel that reports `connected` while up (the memory channel does on registration) missed nothing.
+    if (this.#channelUp && !this.#gap) return;
+    if (!this.#channelUp && this.#gap && Date.now() - this.#disconnectedAt > this.afterMs) this.#gap.long = true;
+    this.#channelUp = true;
+    if (this.core.ready) handlers.repair('reconnect');
   }
 
   /** The manager caught up: the gap closes (unless the channel went down again meanwhile). */

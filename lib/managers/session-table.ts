@@ -1,6 +1,6 @@
 /** `SessionTable`: the sessions one node holds, merged by the CRDT rule, with tombstones for ended ones. */
 import type { SessionObserver } from '../session/events.ts';
-import { cloneState, isIdleExpired, mergeInto, type AttributeRegister, type SessionState } from '../session/state.ts';
+import { isIdleExpired, mergeInto, wholeState, type AttributeRegister, type SessionState } from '../session/state.ts';
 
 /** What a merge did to the table. */
 export interface MergeOutcome {
@@ -27,7 +27,7 @@ export class SessionTable {
   merge(incoming: SessionState): MergeOutcome {
     const current = this.#states.get(incoming.key);
     if (!current) {
-      const state = cloneState(incoming);
+      const state = wholeState(incoming);
       mergeInto(state, incoming); // normalises an ended state (drops attributes)
       this.#states.set(state.key, state);
       if (!state.ended) this.#live++;
@@ -108,11 +108,11 @@ export class SessionTable {
     this.#observer?.removed(key);
   }
 
-  /** Removes tombstones that ended before `endedBefore`; returns the removed keys. */
-  collect(endedBefore: number): string[] {
+  /** Removes the tombstones `due` says may be forgotten; returns the removed keys. */
+  collect(due: (tombstone: SessionState) => boolean): string[] {
     const removed: string[] = [];
     for (const [key, state] of this.#states) {
-      if (state.ended && state.ended.stamp[0] < endedBefore) {
+      if (state.ended && due(state)) {
         this.#states.delete(key);
         removed.push(key);
       }

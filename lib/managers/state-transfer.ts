@@ -1,7 +1,7 @@
 /**
- * State transfer between live members: a joiner asks `<prefix>.<cluster>.state` (served by one ready
- * member through a queue group, so "nobody there" is known at once from NATS's no-responders), then
- * pulls the rest in pages from that donor's own subject.
+ * State transfer between live members: pages of a donor's sessions (and ownership entries), asked on
+ * `<prefix>.<cluster>.state` (one ready member answers through a queue group) or of one member on its
+ * own subject (`ReplicaCore.receiveState` asks the ready members in turn; the gap repairs ask each).
  */
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
 import type { MessageBody, OwnershipEntry } from '../codec/envelope.ts';

@@ -1,8 +1,19 @@
 /**
  * Cluster membership: heartbeats on `<prefix>.<cluster>.hb`, join and leave events, graceful leave,
- * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea). A
- * member that missed one heartbeat, or was pointed at by a late ack or a failed fetch, is pinged at
- * once: "no responders" from the broker means its process is gone.
+ * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea).
+ *
+ * Fast detection without traffic: each node pings its successor in the ring of members (by node id)
+ * every `probeIntervalMs`. A broker drops a closed connection's subscriptions at once, so "no
+ * responders" on a member's own subject means its connection is gone. A member that missed one
+ * heartbeat, or was pointed at by a late ack or a failed fetch, is pinged the same way. Such a member
+ * is `unreachable`: nobody waits for its acks and it is announced in heartbeats so every node checks it
+ * itself. It is declared dead only when its subject stayed without responder for `reconnectGraceMs`
+ * (a process killed), not when its client came back meanwhile (a reconnect: a link reset, a server of a
+ * NATS cluster lost). A paused process keeps its subscriptions, so its pings time out instead: it stays
+ * until `memberDropMs` of silence.
+ *
+ * Over 400 lines: heartbeats, probes and both verifications read and change one member table with its
+ * timers; split apart they would share all of it.
  */
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { ClusterBus, Incoming } from '../bus/cluster-bus.ts';
@@ -19,8 +30,13 @@ export interface MemberInfo {
   ready: boolean;
   /** Last heartbeat or ping answer, by this node's clock. */
   lastSeen: number;
-  /** `suspected` once it fell silent but still answered a ping. */
-  state: 'alive' | 'suspected';
+  /**
+   * `suspected` once it fell silent but still answered a ping; `unreachable` while its subject finds no
+   * responder (its connection is gone), until it is back or declared dead.
+   */
+  state: 'alive' | 'suspected' | 'unreachable';
+  /** When its subject first found no responder, while `unreachable`. */
+  unreachableSince?: number;
   /** The member announced it is draining (finishing its sessions before leaving). */
   draining: boolean;
   /** Its HTTP base URL, when it advertises one (for dashboards). */
@@ -36,11 +52,15 @@ export interface MembershipOptions {
   readonly heartbeatIntervalMs: number;
   /**
    * Silence after which a member is checked by ping and dropped if it does not answer. A member whose
-   * subject finds no responder (its connection is gone) is dropped at once instead, see `suspect`.
+   * subject finds no responder (its connection is gone) is dropped after `reconnectGraceMs` instead.
    */
   readonly memberDropMs: number;
   /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
+  /** How often this node pings its successor in the ring (0: never; detection then waits for a missed heartbeat). */
+  readonly probeIntervalMs: number;
+  /** How long a member's subject must stay without responder before it is declared dead (its client may be reconnecting). */
+  readonly reconnectGraceMs: number;
   /** This node's HTTP base URL, carried in heartbeats so dashboards can reach every member. */
   readonly advertiseUrl?: string;
 }
@@ -56,8 +76,18 @@ export class Membership {
   readonly #joinListeners: Listener<[MemberInfo]>[] = [];
   readonly #leaveListeners: Listener<[MemberInfo, LeaveReason]>[] = [];
   readonly #readyListeners: Listener<[MemberInfo]>[] = [];
+  readonly #unreachableListeners: Listener<[MemberInfo]>[] = [];
+  /** When the latest probe or verification ping in flight to each member was sent. */
+  readonly #probing = new Map<string, number>();
+  /** Unreachable members' checks at the end of their reconnect grace. */
+  readonly #confirming = new Map<string, ReturnType<typeof setTimeout>>();
   #subscription?: ChannelSubscription;
   #timer?: ReturnType<typeof setInterval>;
+  #probeTimer?: ReturnType<typeof setInterval>;
+  /** False while this node's own channel is down: its pings prove nothing then. */
+  #channelUp = true;
+  /** When this node's channel last came back: members get `reconnectGraceMs` from then to come back too. */
+  #reconnectedAt = 0;
   #ready = false;
   #draining = false;
   #running = false;
@@ -80,8 +110,16 @@ export class Membership {
     if (this.#running) return;
     this.#running = true;
     this.#subscription = this.bus.listen(this.bus.subjects.heartbeat, (incoming) => this.#onHeartbeat(incoming));
+    this.bus.channel.onStatus((status) => {
+      if (status === 'connected') {
+        this.#channelUp = true;
+        this.#reconnectedAt = Date.now();
+      } else if (status !== 'error') this.#channelUp = false;
+    });
     this.#beat(true);
     this.#timer = setInterval(() => this.#tick(), this.options.heartbeatIntervalMs);
+    if (this.options.probeIntervalMs > 0)
+      this.#probeTimer = setInterval(() => this.#probe(), this.options.probeIntervalMs);
   }
 
   /** Marks this node ready (or not) in its heartbeats, and announces the change at once. */
@@ -108,9 +146,14 @@ export class Membership {
     return [...this.#members.values()].sort((a, b) => a.startedAt - b.startedAt || (a.node < b.node ? -1 : 1));
   }
 
-  /** Other members that are ready, oldest first. */
+  /** Other members that are ready and reachable, oldest first. */
   readyMembers(): MemberInfo[] {
-    return this.members().filter((member) => member.ready);
+    return this.members().filter((member) => member.ready && member.state !== 'unreachable');
+  }
+
+  /** False while `node` is a member whose subject finds no responder (see `MemberInfo.state`). */
+  reachable(node: string): boolean {
+    return this.#members.get(node)?.state !== 'unreachable';
   }
 
   /** Whether `node` is currently a member. */
@@ -128,31 +171,25 @@ export class Membership {
     this.#readyListeners.push(listener);
   }
 
+  /** Calls `listener` when a member's subject finds no responder (it may be dead or reconnecting). */
+  onUnreachable(listener: Listener<[MemberInfo]>): void {
+    this.#unreachableListeners.push(listener);
+  }
+
   /** Calls `listener` when a member leaves, is declared dead, or restarts under a new incarnation. */
   onLeave(listener: Listener<[MemberInfo, LeaveReason]>): void {
     this.#leaveListeners.push(listener);
   }
 
   /**
-   * Checks `node` at once after a point-to-point message to it went unanswered or found nobody (the
-   * broker answers `no-responders` once a dead process's connection is gone): pings its subject and
-   * declares it dead only when that ping finds nobody either. A member that answers, or whose ping
-   * times out (paused, slow), stays: only `memberDropMs` of silence drops it then.
+   * Checks `node` at once after a point-to-point message to it went unanswered or found nobody, or
+   * another member announced it unreachable: pings its subject, and marks it `unreachable` when that
+   * finds nobody (see the header). A member that answers, or whose ping times out (paused, slow), stays:
+   * only `memberDropMs` of silence drops it then.
    */
   suspect(node: string): void {
     const member = this.#members.get(node);
-    if (!member || this.#verifying.has(node) || !this.#running) return;
-    this.#verifying.add(node);
-    this.bus
-      .request(this.bus.subjects.node(node), 'ping', {}, this.options.pingTimeoutMs)
-      .then(
-        () => undefined, // Alive; whether it is merely silent stays for the memberDropMs check to judge.
-        (error: unknown) => {
-          if (!(error instanceof ChannelRequestError) || error.kind !== 'no-responders') return;
-          if (this.#members.get(node) === member) this.#remove(member, 'dead');
-        },
-      )
-      .finally(() => this.#verifying.delete(node));
+    if (member && this.#running && member.state !== 'unreachable') this.#ping(member);
   }
 
   /** Answers a ping sent to this node's subject. */
@@ -165,6 +202,9 @@ export class Membership {
     if (!this.#running) return;
     this.#running = false;
     clearInterval(this.#timer);
+    clearInterval(this.#probeTimer);
+    for (const timer of this.#confirming.values()) clearTimeout(timer);
+    this.#confirming.clear();
     try {
       this.bus.send(this.bus.subjects.heartbeat, 'hb', { started: this.startedAt, ready: false, leaving: true });
     } catch {
@@ -175,6 +215,7 @@ export class Membership {
   }
 
   #beat(hello: boolean): void {
+    const unreachable = [...this.#members.values()].filter((m) => m.state === 'unreachable').map((m) => m.node);
     try {
       this.bus.send(this.bus.subjects.heartbeat, 'hb', {
         started: this.startedAt,
@@ -182,6 +223,7 @@ export class Membership {
         ...(hello ? { hello } : {}),
         ...(this.#draining ? { draining: true } : {}),
         ...(this.options.advertiseUrl !== undefined ? { url: this.options.advertiseUrl } : {}),
+        ...(unreachable.length > 0 ? { unreachable } : {}),
       });
     } catch (error) {
       this.logger.warn({ error }, 'heartbeat not sent');
@@ -209,6 +251,7 @@ export class Membership {
       const becameReady = body.ready && !current.ready;
       current.lastSeen = Date.now();
       current.ready = body.ready;
+      if (current.state === 'unreachable') this.#reachableAgain(current);
       current.state = 'alive';
       if (Boolean(body.draining) !== current.draining) {
         current.draining = Boolean(body.draining);
@@ -237,6 +280,95 @@ export class Membership {
       if (member.ready) for (const listener of this.#readyListeners) listener(member);
     }
     if (body.hello) this.#beat(false);
+    // Another member found these subjects without responder: check them from here (never on its word alone).
+    for (const node of body.unreachable ?? []) if (node !== this.bus.identity.node) this.suspect(node);
+  }
+
+  /** Pings this node's successor in the ring of reachable members (by node id), and every unreachable member. */
+  #probe(): void {
+    if (!this.#channelUp) return;
+    const self = this.bus.identity.node;
+    const ring = [...this.#members.values()]
+      .filter((m) => m.state !== 'unreachable')
+      .sort((a, b) => (a.node < b.node ? -1 : 1));
+    const successor = ring.find((m) => m.node > self) ?? ring[0];
+    if (successor) this.#ping(successor);
+    for (const member of this.#members.values()) if (member.state === 'unreachable') this.#ping(member);
+  }
+
+  /**
+   * Pings `member` unless a ping to it went within the last probe interval. "No responders" marks it
+   * unreachable, and dead once that lasted `reconnectGraceMs` (counted from this node's own reconnect,
+   * if later); an answer or a timeout (it is subscribed, so connected) to a ping sent since makes an
+   * unreachable member reachable again.
+   */
+  #ping(member: MemberInfo): void {
+    if (!this.#running || this.#members.get(member.node) !== member) return;
+    // One ping at a time per member, except that a ping sent just before the member died is never answered:
+    // after a probe interval another goes, which finds its subject gone.
+    const now = Date.now();
+    const inFlight = this.#probing.get(member.node);
+    if (!this.#channelUp || (inFlight !== undefined && now - inFlight < Math.max(this.options.probeIntervalMs, 20)))
+      return;
+    this.#probing.set(member.node, now);
+    this.bus
+      .request(this.bus.subjects.node(member.node), 'ping', {}, this.options.pingTimeoutMs)
+      .then(
+        () => {
+          if (this.#members.get(member.node) === member && this.#sentSinceUnreachable(member, now))
+            this.#reachableAgain(member);
+        },
+        (error: unknown) => {
+          if (this.#members.get(member.node) !== member || !this.#running || !(error instanceof ChannelRequestError))
+            return;
+          if (error.kind === 'timeout' && this.#sentSinceUnreachable(member, now) && this.#channelUp)
+            this.#reachableAgain(member);
+          if (error.kind !== 'no-responders' || !this.#channelUp) return;
+          const at = Date.now();
+          if (member.state !== 'unreachable') {
+            member.state = 'unreachable';
+            member.unreachableSince = at;
+            this.logger.warn({ member: member.node }, 'member unreachable: its subject has no responder');
+            for (const listener of this.#unreachableListeners) listener(member);
+            this.#beat(false); // Tell the others, who check it themselves.
+          }
+          const waitMs = this.#graceLeft(member, at);
+          if (waitMs <= 0) this.#remove(member, 'dead');
+          // Checked again once the grace ran out (probes may find it back earlier).
+          else if (!this.#confirming.has(member.node))
+            this.#confirming.set(
+              member.node,
+              setTimeout(() => this.#confirm(member), waitMs),
+            );
+        },
+      )
+      .finally(() => {
+        if (this.#probing.get(member.node) === now) this.#probing.delete(member.node);
+      });
+  }
+
+  #confirm(member: MemberInfo): void {
+    this.#confirming.delete(member.node);
+    this.#ping(member);
+  }
+
+  /** Whether `member` is unreachable and a ping sent at `sentAt` went after it was found so (an answer to it proves it back). */
+  #sentSinceUnreachable(member: MemberInfo, sentAt: number): boolean {
+    return member.state === 'unreachable' && sentAt >= (member.unreachableSince ?? Infinity);
+  }
+
+  /** How much of the reconnect grace an unreachable member has left (from the later of its silence and this node's reconnect). */
+  #graceLeft(member: MemberInfo, now: number): number {
+    return Math.max(member.unreachableSince ?? now, this.#reconnectedAt) + this.options.reconnectGraceMs - now;
+  }
+
+  #reachableAgain(member: MemberInfo): void {
+    member.state = 'alive';
+    this.logger.info(
+      { member: member.node, unreachableMs: Date.now() - (member.unreachableSince ?? Date.now()) },
+      'member reachable again',
+    );
+    delete member.unreachableSince;
   }
 
   #tick(): void {
@@ -246,7 +378,7 @@ export class Membership {
       const silentMs = now - member.lastSeen;
       if (silentMs >= this.options.memberDropMs) {
         if (!this.#verifying.has(member.node)) void this.#verify(member);
-      } else if (silentMs > this.options.heartbeatIntervalMs * 1.5) this.suspect(member.node); // One heartbeat missed.
+      } else if (silentMs > this.options.heartbeatIntervalMs * 1.5) this.#ping(member); // One heartbeat missed.
     }
   }
 
@@ -272,6 +404,8 @@ export class Membership {
 
   #remove(member: MemberInfo, reason: LeaveReason): void {
     this.#members.delete(member.node);
+    clearTimeout(this.#confirming.get(member.node));
+    this.#confirming.delete(member.node);
     if (reason === 'dead') this.logger.warn({ member: member.node, reason }, 'member declared dead');
     else this.logger.info({ member: member.node, reason }, 'member left');
     for (const listener of this.#leaveListeners) listener(member, reason);

@@ -11,8 +11,10 @@ import {
   ChangeNotStoredError,
   InvalidOptionsError,
   NodeCatchingUpError,
+  SessionIncompleteError,
   NodeDrainingError,
   SessionBehindError,
+  SessionReplicationError,
   SessionTooLargeError,
   TooManySessionsError,
 } from '../errors.ts';
@@ -245,7 +247,7 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     route: string,
     version: Stamp,
     state: SessionState | undefined,
-  ): Promise<SessionState | undefined | SessionBehindError> => {
+  ): Promise<SessionState | undefined | SessionBehindError | SessionIncompleteError> => {
     if (!manager.awaitVersion || (state && compareStamps(latestStamp(state), version) >= 0)) return state;
     stats.versionWaits++;
     const started = Date.now();
@@ -264,8 +266,12 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
         "read-your-writes: no member holds the client's version any more: serving what the cluster has",
       );
     } else logger.debug(fields, "read-your-writes: waited for the client's version");
-    return outcome === 'ended' ? undefined : manager.resolve(key, route);
+    return outcome === 'ended' ? undefined : resolve(key, route);
   };
+
+  /** `manager.resolve`, or the `SessionIncompleteError` it throws (this node cannot give the whole session yet). */
+  const resolve = (key: string, route: string) =>
+    manager.resolve(key, route).catch((e: unknown) => (e instanceof SessionIncompleteError ? e : Promise.reject(e)));
 
   const writeCookie = (c: Context, session: Session<Data>) => {
     appendCookie(c, generateCookie(cookie.name, session.id, cookieOptions(c, session)));
@@ -278,13 +284,11 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
     }
     const requested = parseSessionId(getCookie(c, cookie.name, cookie.prefix));
     const presented = requested ? await presentedVersion(c, requested.key) : { kind: 'none' as const };
-    let state = requested ? await manager.resolve(requested.key, requested.route) : undefined;
-    if (requested && presented.kind === 'valid') {
-      const caught = await catchUp(requested.key, requested.route, presented.version, state);
-      // Never an older copy than the client saw: another node serves the request (nothing was done here).
-      if (caught instanceof SessionBehindError) return errorResponse(c, caught);
-      state = caught;
-    }
+    let state = requested ? await resolve(requested.key, requested.route) : undefined;
+    if (requested && presented.kind === 'valid' && !(state instanceof SessionIncompleteError))
+      state = await catchUp(requested.key, requested.route, presented.version, state);
+    // Never an older copy than the client saw, nor part of a session: another node serves it (nothing was done here).
+    if (state instanceof SessionReplicationError) return errorResponse(c, state);
     if (!state && parts.isDraining?.()) {
       // Nothing was done: a load balancer may retry the request on another node (HAProxy `retry-on 503`).
       logger.debug({ route: requested?.route }, 'draining: new session refused');

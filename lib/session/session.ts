@@ -9,6 +9,7 @@ import {
   cloneState,
   createState,
   expiresAt,
+  latestStamp,
   type AttributeRegister,
   type EndReason,
   type SessionState,
@@ -144,7 +145,7 @@ export class Session<Data extends SessionData = SessionData> {
   set maxInactiveInterval(seconds: number) {
     this.#write();
     if (!Number.isFinite(seconds)) throw new RangeError('maxInactiveInterval must be a finite number of seconds');
-    this.#maxInactive = { seconds: Math.trunc(seconds), stamp: this.#clock.tick() };
+    this.#maxInactive = { seconds: Math.trunc(seconds), stamp: this.#clock.tickAfter(this.#base.maxInactive.stamp) };
   }
 
   /** Absolute lifetime from creation in seconds, on every node; 0 or less means none (only the idle timeout applies). */
@@ -155,7 +156,7 @@ export class Session<Data extends SessionData = SessionData> {
   set maxLifetime(seconds: number) {
     this.#write();
     if (!Number.isFinite(seconds)) throw new RangeError('maxLifetime must be a finite number of seconds');
-    this.#maxLifetime = { seconds: Math.trunc(seconds), stamp: this.#clock.tick() };
+    this.#maxLifetime = { seconds: Math.trunc(seconds), stamp: this.#clock.tickAfter(this.#base.maxLifetime?.stamp) };
   }
 
   /**
@@ -206,7 +207,7 @@ export class Session<Data extends SessionData = SessionData> {
     const encoded = encodeValue(name, value);
     const size = this.#sizeWith(name, name.length + encoded.bytes);
     if (size > this.#maxBytes) throw new SessionTooLargeError(size, this.#maxBytes);
-    this.#pending.set(name, { stamp: this.#clock.tick(), value: encoded.text, bytes: encoded.bytes });
+    this.#pending.set(name, { stamp: this.#stampFor(name), value: encoded.text, bytes: encoded.bytes });
     this.#decoded.set(name, decodeValue(encoded.text));
   }
 
@@ -219,7 +220,7 @@ export class Session<Data extends SessionData = SessionData> {
     checkName(name, this.#limits);
     if (this.#isNew && !this.#used && !this.#pending.has(name)) return;
     this.#use();
-    this.#pending.set(name, { stamp: this.#clock.tick(), bytes: 0 });
+    this.#pending.set(name, { stamp: this.#stampFor(name), bytes: 0 });
     this.#decoded.delete(name);
   }
 
@@ -326,6 +327,8 @@ export class Session<Data extends SessionData = SessionData> {
       maxInactive: this.#maxInactive ?? base.maxInactive,
       ...((this.#maxLifetime ?? base.maxLifetime) ? { maxLifetime: (this.#maxLifetime ?? base.maxLifetime)! } : {}),
       attributes,
+      // Only the changes of a session held before: a receiver without that state fetches the whole session.
+      ...(this.#isNew || rekeyed ? {} : { base: latestStamp(base) }),
     });
     const modified =
       this.#isNew ||
@@ -354,6 +357,11 @@ export class Session<Data extends SessionData = SessionData> {
   #write(): void {
     this.#live();
     this.#use();
+  }
+
+  /** A write's stamp: after the register it replaces, even one stamped by a clock far ahead (a sequential write wins). */
+  #stampFor(name: string): Stamp {
+    return this.#clock.tickAfter(this.#base.attributes.get(name)?.stamp);
   }
 
   #register(name: string): AttributeRegister | undefined {

@@ -34,6 +34,13 @@ export interface SessionState {
   attributes: Map<string, AttributeRegister>;
   /** Set once the session is invalidated or expired anywhere: terminal, beats every write. */
   ended?: { stamp: Stamp; reason: EndReason };
+  /**
+   * On a partial delta only (a request's changes to a session it did not create): the newest stamp of
+   * the state the writer changed. A receiver that holds no copy, or an older one, lacks part of the
+   * session and fetches the whole of it instead of keeping the delta alone. Full states (a creation,
+   * a state transfer, a resync, a snapshot) have none, and a table never keeps one.
+   */
+  base?: Stamp;
 }
 
 /** A fresh state for a session created by `node` at `stamp`. */
@@ -116,6 +123,12 @@ export function mergeInto(target: SessionState, incoming: SessionState): boolean
   return changed;
 }
 
+/** A copy of a state as a table keeps it: without a partial delta's `base`. */
+export function wholeState(state: SessionState): SessionState {
+  const { base: _, ...whole } = cloneState(state);
+  return whole;
+}
+
 /** The newest stamp anywhere in a state: what a receiving clock must move past. */
 export function latestStamp(state: SessionState): Stamp {
   let latest = state.maxInactive.stamp;
@@ -148,6 +161,19 @@ export function isIdleExpired(state: SessionState, now: number, graceMs = 0): bo
 export function lifetimeEnd(state: SessionState): number | undefined {
   const seconds = state.maxLifetime?.seconds ?? 0;
   return seconds > 0 ? state.createdAt + seconds * 1000 : undefined;
+}
+
+/**
+ * Until when a copy of this session could still be live somewhere (ms since epoch), if nobody used it
+ * since `lastAccessedAt`: a node that did not serve it last drops it at twice its timeout plus
+ * `graceMs`, and no copy outlives the absolute lifetime. Undefined when the session never expires.
+ */
+export function liveUntil(state: SessionState, graceMs: number): number | undefined {
+  const seconds = state.maxInactive.seconds;
+  const idle = seconds > 0 ? state.lastAccessedAt + 2 * seconds * 1000 + graceMs : undefined;
+  const lifetime = lifetimeEnd(state);
+  if (idle === undefined) return lifetime;
+  return lifetime === undefined ? idle : Math.min(idle, lifetime);
 }
 
 /** When the session expires unless it is used again (ms since epoch): the earlier of idle and lifetime end; undefined: never. */

@@ -285,6 +285,11 @@ export function describeChannelContract(
         expect(sorted(got.texts())).toEqual(sorted(sent));
       });
 
+    it('ping, where the channel has one, resolves once the broker answered', async () => {
+      const [a] = await channels(1);
+      if (a!.ping) await expect(a!.ping()).resolves.toBeUndefined();
+    });
+
     it('flush resolves once earlier publishes left, and close makes later calls fail with kind closed', async () => {
       const [a, b] = await channels(2);
       const got = collector();

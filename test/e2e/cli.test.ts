@@ -91,6 +91,25 @@ describe('CLI', () => {
     }
   }, 180_000);
 
+  it('without an admin token the admin routes are off, unless SESSREP_ADMIN_OPEN=true opens them without a guard', async () => {
+    const cluster = uniqueCluster('e2e-admin');
+    const closed = await startNode({ cluster, node: 'closed', env: { SESSREP_ADMIN_TOKEN: '' } });
+    nodes.push(closed);
+    const open = await startNode({
+      cluster,
+      node: 'open',
+      env: { SESSREP_ADMIN_TOKEN: '', SESSREP_ADMIN_OPEN: 'true' },
+    });
+    nodes.push(open);
+    expect((await fetch(`${closed.url}/cluster`)).status).toBe(404);
+    expect((await fetch(`${closed.url}/healthz`)).status).toBe(200);
+    expect(closed.output()).toContain('no admin token (SESSREP_ADMIN_TOKEN)');
+    const status = await fetch(`${open.url}/cluster`);
+    expect(status.status).toBe(200);
+    expect(((await status.json()) as { node: string }).node).toBe('open');
+    expect(open.output()).toContain('admin routes open without a token (SESSREP_ADMIN_OPEN)');
+  }, 90_000);
+
   it('SIGTERM makes a node leave gracefully: it exits 0 and the others drop it at once, well before the 3 s drop time', async () => {
     const cluster = uniqueCluster('e2e-term');
     for (const node of ['n1', 'n2', 'n3'])

@@ -34,7 +34,7 @@ async function start(cluster: string, names: string[], options: Partial<StartNod
 interface ClusterJson {
   node: string;
   ready: boolean;
-  members: { node: string; self: boolean; ready: boolean; state: string }[];
+  members: { node: string; self: boolean; ready: boolean; state: string; alive: boolean }[];
   sessions: { total: number };
   stateTransfer: { state: string; sessionsReceived: number; donor?: string };
 }
@@ -191,7 +191,13 @@ describe('delta cluster of real processes', () => {
         isNew: false,
         attributes: { v: 3 },
       });
-      expect((await clusterOf(n2!)).members.map((m) => m.node)).not.toContain('n3');
+      // Unreachable at once (the write did not wait for it), dropped once it stayed so for reconnectGraceMs (1 s).
+      const listed = (await clusterOf(n2!)).members.find((m) => m.node === 'n3');
+      if (listed !== undefined) expect(listed).toMatchObject({ state: 'unreachable', alive: false });
+      await waitFor('n2 to drop n3', async () => !(await clusterOf(n2!)).members.some((m) => m.node === 'n3'), {
+        timeoutMs: 3000,
+        intervalMs: 50,
+      });
       console.info(`[timing] ack write after SIGKILL of a member answered in ${writeMs} ms`);
     },
     PROCESS_TEST_TIMEOUT_MS,

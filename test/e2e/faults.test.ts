@@ -391,8 +391,16 @@ describe('faults', () => {
     await sleep(1000);
 
     n3.kill('SIGSTOP');
-    await sleep(6000); // Longer than memberDropMs + pingTimeoutMs: the others declare n3 dead.
-    const droppedOn = (await Promise.all([n1, n2].map(view))).map((v) => v.members.some((m) => m.node === 'n3'));
+    const stoppedAt = Date.now();
+    // Longer than memberDropMs + pingTimeoutMs: the others declare n3 dead (awaited: under load it takes over 5 s).
+    const lists = async () =>
+      (await Promise.all([n1, n2].map(view))).map((v) => v.members.some((m) => m.node === 'n3'));
+    await waitFor('n1 and n2 to drop n3', async () => (await lists()).every((listed) => !listed), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    }).catch(() => undefined); // asserted below
+    await waitFor('n3 to be stopped 6 s', () => Date.now() - stoppedAt >= 6000, { timeoutMs: 10_000, intervalMs: 50 });
+    const droppedOn = await lists();
     n3.kill('SIGCONT');
     const resumedAt = Date.now();
     await waitForMembers(nodes, 60_000);

@@ -7,27 +7,24 @@ import { connect } from '@nats-io/transport-node';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
+  cleanupsAfterEach,
+  seeEachOther,
   ADMIN_HEADERS,
   CookieClient,
-  createNetnsLink,
+  cuttableLink,
   restartBroker,
   startForwarder,
   startNatsServer,
   startNode,
   uniqueCluster,
   waitFor,
-  type NetnsLink,
   type NodeHandle,
   type StartNodeOptions,
-  type TcpForwarder,
 } from '../kit/index.ts';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
-});
+const cleanups = cleanupsAfterEach();
 
 /** Short timeouts: touch interval 1 s, a replica's grace 2 s, sweeps every 300 ms. */
 const SHORT: Pick<StartNodeOptions, 'maxInactive' | 'extraArgs'> = {
@@ -53,16 +50,6 @@ interface ClusterView {
 async function view(node: NodeHandle): Promise<ClusterView> {
   const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(3000) });
   return (await res.json()) as ClusterView;
-}
-
-async function seeEachOther(a: NodeHandle, b: NodeHandle, timeoutMs = 30_000): Promise<void> {
-  await waitFor(
-    `${a.node} and ${b.node} to see each other`,
-    async () =>
-      (await view(a)).members.some((m) => m.node === b.node && m.ready) &&
-      (await view(b)).members.some((m) => m.node === a.node && m.ready),
-    { timeoutMs, intervalMs: 100 },
-  );
 }
 
 /** One user who keeps using a session on one node; counts every answer that lost the session or its data. */
@@ -113,28 +100,11 @@ describe('partitions and stalls', () => {
     const nats = await startNatsServer({ host: '0.0.0.0' });
     cleanups.push(() => nats.stop());
     const cluster = uniqueCluster(`cut-${kind}`);
-    let link: { cut(): Promise<void> | void; heal(): Promise<void> | void };
-    let a: NodeHandle;
-    if (kind === 'reset') {
-      const forwarder: TcpForwarder = await startForwarder(nats.port);
-      cleanups.push(() => forwarder.close());
-      a = await start({ cluster, node: 'a', nats: forwarder.url, ...SHORT });
-      link = { cut: () => forwarder.reset(), heal: () => forwarder.heal() };
-    } else {
-      const netns: NetnsLink = createNetnsLink();
-      cleanups.push(() => netns.dispose());
-      a = await start({
-        cluster,
-        node: 'a',
-        nats: `nats://${netns.natsHostIp}:${nats.port}`,
-        host: netns.httpIp,
-        wrapper: netns.wrapper,
-        ...SHORT,
-      });
-      link = { cut: () => netns.partition(), heal: () => netns.heal() };
-    }
+    const link = await cuttableLink(kind, nats.port);
+    cleanups.push(() => link.dispose());
+    const a = await start({ cluster, node: 'a', ...link.nodeOptions, ...SHORT });
     const b = await start({ cluster, node: 'b', nats: nats.url, ...SHORT });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
 
     const user = new User({ x: 1 });
     const put = await user.client.request(b.url, 'PUT', '/session/attributes/x', '1');
@@ -151,7 +121,7 @@ describe('partitions and stalls', () => {
     await new Promise((resolve) => setTimeout(resolve, 9000));
     await link.heal();
     const cutMs = Date.now() - cutAt;
-    await seeEachOther(a, b, 60_000);
+    await seeEachOther([a, b], 60_000);
     // a catches up and ends nothing: the session stays in use on b for a few more touch intervals.
     await waitFor('a to be ready again', async () => (await fetch(`${a.url}/readyz`)).status === 200, {
       timeoutMs: 30_000,
@@ -190,76 +160,136 @@ describe('partitions and stalls', () => {
     90_000,
   );
 
-  it('a node paused past memberDropMs and cut off by the server as a slow consumer does not serve its stale copy when resumed', async () => {
-    // Small buffers: a burst while b is stopped overflows them, and the server drops b (core NATS loses what b missed).
-    const nats = await startNatsServer({
-      extraConfig: 'max_pending: 262144\nmax_payload: 262144\nwrite_deadline: "2s"',
-    });
+  /**
+   * The correctness review's finding 4, exactly: three nodes, one increment via n1, n3
+   * paused (SIGSTOP) past memberDropMs, and with `cutOff` a burst that makes the server drop it as a
+   * slow consumer (without, the server keeps what n3 missed in its buffer); ten acknowledged increments
+   * via n1; SIGCONT n3 and at once reads and increments on n3. Every answer there is 503 or starts
+   * from the last acknowledged counter, and after convergence every node holds every increment
+   * answered 200. `cookies`: a browser keeps the version cookie too; an API client only the session
+   * cookie (then the node's readiness gate alone must hold it back).
+   */
+  async function stallAndResume(opts: {
+    send: 'async' | 'ack';
+    cookies: 'session' | 'session and version';
+    cutOff: boolean;
+  }): Promise<void> {
+    // Small buffers: a burst while n3 is stopped overflows them, and the server drops n3 (core NATS loses what n3 missed).
+    const nats = await startNatsServer(
+      opts.cutOff ? { extraConfig: 'max_pending: 262144\nmax_payload: 262144\nwrite_deadline: "2s"' } : {},
+    );
     cleanups.push(() => nats.stop());
     const cluster = uniqueCluster('stall');
-    const a = await start({ cluster, node: 'a', nats: nats.url });
-    const b = await start({ cluster, node: 'b', nats: nats.url });
-    await seeEachOther(a, b);
+    const [n1, n2, n3] = (await Promise.all(
+      ['n1', 'n2', 'n3'].map((node) => start({ cluster, node, nats: nats.url, send: opts.send })),
+    )) as [NodeHandle, NodeHandle, NodeHandle];
+    await seeEachOther([n1, n2, n3]);
     const client = new CookieClient();
-    expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
-    await waitFor('b to hold x=1', async () => (await view(b)).sessions.total === 1, {
+    /** One request with the client's cookies: an API client forgets the version cookie each time. */
+    const send = async (node: NodeHandle, method: 'GET' | 'POST') => {
+      if (opts.cookies === 'session') delete client.version;
+      return client.request(node.url, method, method === 'POST' ? '/counter' : '/session');
+    };
+    let acknowledged = 0;
+    const first = await send(n1, 'POST');
+    expect(first.json.counter).toBe(1);
+    acknowledged = 1;
+    await waitFor('n3 to hold counter 1', async () => (await send(n3, 'GET')).json?.attributes?.counter === 1, {
       timeoutMs: 10_000,
       intervalMs: 50,
     });
 
     const stalledAt = Date.now();
-    b.kill('SIGSTOP');
-    const write = await new CookieClient({ cookie: client.cookie! }).request(
-      a.url,
-      'PUT',
-      '/session/attributes/x',
-      '2',
-    );
-    expect(write.status).toBe(200);
-    // 32 other sessions x 8 writes of 16 KB through a.
-    const padding = JSON.stringify('p'.repeat(16 * 1024));
-    await Promise.all(
-      Array.from({ length: 32 }, async () => {
-        const other = new CookieClient();
-        for (let i = 0; i < 8; i++) await other.request(a.url, 'PUT', `/session/attributes/p${i}`, padding);
-      }),
-    );
-    await waitFor(
-      'the server to cut b off as a slow consumer',
-      () => /Slow Consumer Detected/i.test(nats.process.output()),
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
-    await waitFor('a to drop b', async () => !(await view(a)).members.some((m) => m.node === 'b' && m.ready), {
+    n3.kill('SIGSTOP');
+    if (opts.cutOff) {
+      // 32 other sessions x 8 writes of 16 KB through n1.
+      const padding = JSON.stringify('p'.repeat(16 * 1024));
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          const other = new CookieClient();
+          for (let i = 0; i < 8; i++) await other.request(n1.url, 'PUT', `/session/attributes/p${i}`, padding);
+        }),
+      );
+      await waitFor(
+        'the server to cut n3 off as a slow consumer',
+        () => /Slow Consumer Detected/i.test(nats.process.output()),
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+    }
+    await waitFor('n1 to drop n3', async () => !(await view(n1)).members.some((m) => m.node === 'n3' && m.ready), {
       timeoutMs: 15_000,
       intervalMs: 100,
     });
-    // a drops b at once once the server cut it off (its subject finds no responder); the pause itself must pass memberDropMs (3 s).
+    // n1 drops n3 at once once the server cut it off (its subject finds no responder); the pause itself must pass memberDropMs (3 s).
     await waitFor('the pause to pass memberDropMs', () => Date.now() - stalledAt > 3500, {
       timeoutMs: 10_000,
       intervalMs: 50,
     });
-    b.kill('SIGCONT');
+    for (let i = 0; i < 10; i++) {
+      const wrote = await send(n1, 'POST');
+      expect(wrote.status, wrote.text).toBe(200);
+      expect(wrote.json.counter).toBe(acknowledged + 1);
+      acknowledged = wrote.json.counter;
+    }
+    n3.kill('SIGCONT');
     const stallMs = Date.now() - stalledAt;
-    // From the moment b runs again, every answer it gives either refuses (503) or has the new value.
+    // From the moment n3 runs again, every answer it gives either refuses (503) or starts from the last acknowledged counter.
     let stale = 0;
     let refused = 0;
+    const seen: string[] = [];
     const until = Date.now() + 8000;
     while (Date.now() < until) {
-      const read = await new CookieClient({ cookie: client.cookie! }).request(b.url, 'GET', '/session');
+      const read = await send(n3, 'GET');
       if (read.status === 503) refused++;
-      else if (read.status !== 200 || read.json.attributes.x !== 2) stale++;
+      else if (read.status !== 200 || read.json.attributes.counter !== acknowledged) {
+        stale++;
+        seen.push(`GET ${read.status} ${read.json?.attributes?.counter}`);
+      }
+      const wrote = await send(n3, 'POST');
+      if (wrote.status === 503) refused++;
+      else if (wrote.status === 200 && wrote.json.counter === acknowledged + 1) acknowledged++;
+      else {
+        stale++;
+        seen.push(`POST ${wrote.status} ${wrote.json?.counter}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    row('stall past memberDropMs + slow-consumer cut-off (SIGSTOP)', stallMs, {
-      writesAcknowledged: 1,
-      staleReads: stale,
-      refused,
-    });
-    expect({ stale }, `refused ${refused}`).toEqual({ stale: 0 });
-    const last = await new CookieClient({ cookie: client.cookie! }).request(b.url, 'GET', '/session');
-    expect(last.status).toBe(200);
-    expect(last.json.attributes.x).toBe(2);
-  }, 90_000);
+    // After convergence every node holds every increment answered 200.
+    let lost = 0;
+    await waitFor(
+      `counter ${acknowledged} on every node`,
+      async () => {
+        for (const node of [n1, n2, n3]) {
+          const read = await new CookieClient({ cookie: client.cookie! }).request(node.url, 'GET', '/session');
+          if (read.status !== 200 || read.json.attributes.counter !== acknowledged) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    ).catch(() => void lost++);
+    row(
+      `stall past memberDropMs${opts.cutOff ? ' + slow-consumer cut-off' : ''} (SIGSTOP), ${opts.send}, cookies: ${opts.cookies}`,
+      stallMs,
+      { writesAcknowledged: acknowledged, writesLost: lost, staleReads: stale, refused },
+    );
+    expect({ stale, lost }, `refused ${refused}; ${seen.slice(0, 5).join(', ')}`).toEqual({ stale: 0, lost: 0 });
+    expect(acknowledged, 'n3 served increments once caught up').toBeGreaterThan(11);
+  }
+
+  for (const send of ['async', 'ack'] as const)
+    for (const cookies of ['session', 'session and version'] as const)
+      it(
+        `a node paused past memberDropMs and cut off as a slow consumer serves no stale counter when resumed (${send}, cookies: ${cookies})`,
+        () => stallAndResume({ send, cookies, cutOff: true }),
+        90_000,
+      );
+
+  for (const cookies of ['session', 'session and version'] as const)
+    it(
+      `a node paused past memberDropMs but not cut off serves no stale counter when resumed (ack, cookies: ${cookies})`,
+      () => stallAndResume({ send: 'ack', cookies, cutOff: false }),
+      90_000,
+    );
 
   it("ack mode: a write made while the node's link is cut is refused, or reaches the other node", async () => {
     const nats = await startNatsServer();
@@ -269,7 +299,7 @@ describe('partitions and stalls', () => {
     const cluster = uniqueCluster('ack-cut');
     const a = await start({ cluster, node: 'a', nats: forwarder.url, send: 'ack' });
     const b = await start({ cluster, node: 'b', nats: nats.url, send: 'ack' });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
     const client = new CookieClient();
     expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
 
@@ -286,7 +316,7 @@ describe('partitions and stalls', () => {
       else expect(reply.status).toBe(503);
     }
     await forwarder.heal();
-    await seeEachOther(a, b, 60_000);
+    await seeEachOther([a, b], 60_000);
     const expected = acked.at(-1) ?? 1;
     // Whatever was answered 200 is on b; what was refused did not stay on a either.
     await waitFor(
@@ -311,7 +341,7 @@ describe('partitions and stalls', () => {
     const cluster = uniqueCluster('log-outbox');
     const a = await start({ cluster, node: 'a', nats: forwarder.url, extraArgs: ['--jetstream', 'true'] });
     const b = await start({ cluster, node: 'b', nats: nats.url, extraArgs: ['--jetstream', 'true'] });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
     const client = new CookieClient();
     expect((await client.request(a.url, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
     await waitFor(
@@ -383,7 +413,7 @@ describe('partitions and stalls', () => {
     const cluster = uniqueCluster('log-ack-restart');
     const a = await start({ cluster, node: 'a', nats: nats.url, send: 'ack', extraArgs: ['--jetstream', 'true'] });
     const b = await start({ cluster, node: 'b', nats: nats.url, send: 'ack', extraArgs: ['--jetstream', 'true'] });
-    await seeEachOther(a, b);
+    await seeEachOther([a, b]);
     const client = new CookieClient();
     expect((await client.request(a.url, 'PUT', '/session/attributes/x', '0')).status).toBe(200);
 
@@ -403,7 +433,7 @@ describe('partitions and stalls', () => {
     nats = await restartBroker(nats, { jetstream: true, dir }, 2000);
     cleanups.push(() => nats.stop());
     const downMs = Date.now() - downAt;
-    await seeEachOther(a, b, 60_000);
+    await seeEachOther([a, b], 60_000);
     const expected = write.status === 200 ? 1 : 0;
     let lost = 0;
     await waitFor(

@@ -538,6 +538,32 @@ describe('backup manager: failover', () => {
     );
   });
 
+  for (const via of ['proxy', 'backup'] as const)
+    it(`a ${via} whose primary does not answer (its subject held, as before the broker saw the close) serves the backup's copy without waiting out fetchTimeoutMs`, async () => {
+      const slow = { memberDropMs: 60_000, pingTimeoutMs: 1_000, fetchTimeoutMs: 60_000, ackTimeoutMs: 10_000 };
+      const { cluster, nodes } = await startCluster(`bk-hedge-${via}`, 3, slow);
+      const client = new Client();
+      await client.write(nodes[0]!, 7);
+      const backup = nodes.find((n) => n.name === nodes[0]!.manager.entry(client.key)!.backup)!;
+      const reader = via === 'backup' ? backup : nodes.slice(1).find((n) => n !== backup)!;
+      // Something keeps the primary's subject subscribed but never answers: requests to it time out.
+      const holder = await connect({ servers: inject('natsUrl'), name: 'it-hedge-holder' });
+      const held = holder.subscribe(`sessrep.${cluster}.node.${nodes[0]!.name}`);
+      await holder.flush();
+      await nodes[0]!.crash();
+      try {
+        // Within the test's timeout, far below fetchTimeoutMs: the backup's copy was used while the primary kept silent.
+        expect(await client.read(reader)).toBe(7);
+        expect(client.route).toBe(reader.name);
+        expect(reader.manager.entry(client.key)?.primary).toBe(reader.name);
+        // The silent old primary is not made the new backup (a write would wait ackTimeoutMs for it).
+        expect(reader.manager.entry(client.key)?.backup).not.toBe(nodes[0]!.name);
+      } finally {
+        held.unsubscribe();
+        await holder.close();
+      }
+    });
+
   it("sessions of several hundred kilobytes are re-backed after a crash in copies that fit the broker's max payload", async () => {
     const { nodes } = await startCluster('bk-big', 3);
     const clients: Client[] = [];

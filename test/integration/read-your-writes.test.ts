@@ -2,6 +2,8 @@
 // whose copy is older than the version the client presents fetches the newer state, or answers 503, never 200 with the older copy.
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { ClusterOptions } from '../../lib/index.ts';
+import { SessionVersions } from '../../lib/middleware/session-version.ts';
+import { latestStamp } from '../../lib/session/state.ts';
 import {
   CookieClient,
   createNatsNode,
@@ -175,6 +177,17 @@ describe.each([
   });
 });
 
+/** `node` answers `client`'s read at once with counter 1 as it holds it, counting the presented version as lost (no 503). */
+async function expectServedAsLost(client: CookieClient, node: TestNode): Promise<void> {
+  const started = Date.now();
+  const reply = await client.request(node, 'GET', '/session');
+  expect(reply.status).toBe(200);
+  expect(reply.json).toMatchObject({ isNew: false, attributes: { counter: 1 } });
+  expect(Date.now() - started).toBeLessThan(2500);
+  expect(node.sessions.stats.versionsLost).toBe(1);
+  expect(node.sessions.stats.versionRefusals).toBe(0);
+}
+
 describe('a version lost with its only holder', () => {
   it('is not waited for: once the writer is gone and every member answered without it, the node serves what the cluster has', async () => {
     const {
@@ -187,13 +200,41 @@ describe('a version lost with its only holder', () => {
     for (const channel of channels) channel.hold();
     await client.request(a!, 'POST', '/counter'); // only a has counter 2
     await a!.stop(); // gone: nobody answers on its subject any more
-    const started = Date.now();
-    const reply = await client.request(b!, 'GET', '/session');
-    expect(reply.status).toBe(200);
-    expect(reply.json).toMatchObject({ isNew: false, attributes: { counter: 1 } });
-    expect(Date.now() - started).toBeLessThan(2500);
-    expect(b!.sessions.stats.versionsLost).toBe(1);
-    expect(b!.sessions.stats.versionRefusals).toBe(0);
+    await expectServedAsLost(client, b!);
+  });
+});
+
+describe('a cluster without keys', () => {
+  it("a version forged by the session's own holder (far in the future, a writer that does not exist) only holds back its own requests: no data, no clock moved", async () => {
+    const {
+      nodes: [a, b],
+    } = await startCluster(['a', 'b'], { manager: 'delta', readYourWritesWaitMs: 3000 });
+    const client = new CookieClient();
+    await client.request(a!, 'POST', '/counter');
+    const bystander = new CookieClient();
+    await bystander.request(a!, 'POST', '/counter');
+    await waitFor('b to hold both sessions', () => b!.sessions.manager.sessionCounts().total === 2);
+    // Without keys the MAC key is public: whoever holds the session key can sign any version of it.
+    const future = Date.now() + 365 * 24 * 3600 * 1000;
+    client.version = await new SessionVersions(undefined, a!.sessions.cluster).encode(client.key, [future, 0, 'ghost']);
+    await expectServedAsLost(client, b!);
+    // Its write is stamped by b's own clock, not the forged one, and replicates as any other.
+    const wrote = await client.request(b!, 'POST', '/counter');
+    expect(wrote.json.counter).toBe(2);
+    for (const node of [a!, b!]) {
+      expect(latestStamp(node.sessions.manager.inspect(bystander.key)!)[0]).toBeLessThan(Date.now() + 60_000);
+      await waitFor(
+        'the write on both nodes',
+        async () =>
+          (await new CookieClient({ cookie: client.cookie! }).request(node, 'GET', '/session')).json.attributes
+            .counter === 2,
+      );
+      expect(latestStamp(node.sessions.manager.inspect(client.key)!)[0]).toBeLessThan(Date.now() + 60_000);
+    }
+    // The bystander's requests never waited.
+    const waits = b!.sessions.stats.versionWaits;
+    expect((await bystander.request(b!, 'GET', '/session')).json.attributes.counter).toBe(1);
+    expect(b!.sessions.stats.versionWaits).toBe(waits);
   });
 });
 

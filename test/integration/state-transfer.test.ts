@@ -1,6 +1,15 @@
 // Owns: integration tests of state transfer: a late joiner holds every session, identical, when start() resolves.
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { canonical, CookieClient, Harness, uniqueCluster, waitForConvergence, type TestNode } from '../kit/index.ts';
+import {
+  canonical,
+  CookieClient,
+  Harness,
+  uniqueCluster,
+  waitFor,
+  waitForConvergence,
+  waitForMembership,
+  type TestNode,
+} from '../kit/index.ts';
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -118,5 +127,31 @@ describe('late joiner over NATS', () => {
       const reply = await clients[n]!.request(c, 'GET', '/session');
       expect(reply.json).toMatchObject({ isNew: false, attributes: { n } });
     }
+  });
+});
+
+describe('a node that missed a session never serves part of it', () => {
+  it('a joiner whose transfer brought nothing gets the whole session when a later write reaches it, not that write alone', async () => {
+    harness = new Harness(inject('natsUrl'), uniqueCluster('it-partial'));
+    const [a] = await harness.start('a', 'b');
+    const client = new CookieClient();
+    expect((await client.request(a!, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
+    expect((await client.request(a!, 'PUT', '/session/attributes/y', '2')).status).toBe(200);
+    // A transfer budget that is over before any page arrives: c starts without the session.
+    const c = await harness.add('c', { stateTransferTimeoutMs: 1 });
+    await waitForMembership(harness.nodes);
+    expect(c.sessions.manager.inspect(client.key)).toBeUndefined();
+
+    // The delta of this write carries z only.
+    expect((await client.request(a!, 'PUT', '/session/attributes/z', '3')).status).toBe(200);
+    await waitFor('c to hold the session', () => c.sessions.manager.inspect(client.key) !== undefined, {
+      timeoutMs: 5000,
+    });
+    const read = await client.request(c, 'GET', '/session');
+    expect(read.status).toBe(200);
+    expect(read.json).toMatchObject({ isNew: false, attributes: { x: 1, y: 2, z: 3 } });
+    expect(canonical(c.sessions.manager.inspect(client.key))).toEqual(
+      canonical(a!.sessions.manager.inspect(client.key)),
+    );
   });
 });

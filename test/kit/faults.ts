@@ -17,7 +17,7 @@ import {
   type NatsServerHandle,
   type NatsServerOptions,
 } from '../../functions/launch/index.ts';
-import type { NodeHandle } from './node-process.ts';
+import type { NodeHandle, StartNodeOptions } from './node-process.ts';
 
 /** What a {@link TcpForwarder} does with traffic right now. */
 export type LinkState = 'up' | 'reset' | 'blackhole';
@@ -290,4 +290,38 @@ export async function restartBroker(
 /** An http://127.0.0.1:<port> endpoint nobody listens on: a DynamoDB endpoint that refuses every connection. */
 export async function deadEndpoint(): Promise<string> {
   return `http://127.0.0.1:${await freePort()}`;
+}
+
+/** A node's way to the broker that a test cuts and heals (see {@link cuttableLink}). */
+export interface CuttableLink {
+  /** What to spread into `startNode`'s options: the NATS URL, and for a network namespace the HTTP host and the wrapper. */
+  readonly nodeOptions: Pick<StartNodeOptions, 'nats' | 'host' | 'wrapper'>;
+  cut(): Promise<void> | void;
+  heal(): Promise<void> | void;
+  /** Removes the forwarder or the namespace. */
+  dispose(): Promise<void> | void;
+}
+
+/**
+ * A link from one node to the nats-server on `natsPort` that is cut by a `reset` (a forwarder: connections closed,
+ * new ones refused) or `silent`ly (a network namespace: packets dropped, connections left half-open; root only,
+ * and the server must listen on 0.0.0.0).
+ */
+export async function cuttableLink(kind: 'reset' | 'silent', natsPort: number): Promise<CuttableLink> {
+  if (kind === 'reset') {
+    const forwarder = await startForwarder(natsPort);
+    return {
+      nodeOptions: { nats: forwarder.url },
+      cut: () => forwarder.reset(),
+      heal: () => forwarder.heal(),
+      dispose: () => forwarder.close(),
+    };
+  }
+  const netns = createNetnsLink();
+  return {
+    nodeOptions: { nats: `nats://${netns.natsHostIp}:${natsPort}`, host: netns.httpIp, wrapper: netns.wrapper },
+    cut: () => netns.partition(),
+    heal: () => netns.heal(),
+    dispose: () => netns.dispose(),
+  };
 }

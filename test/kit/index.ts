@@ -10,6 +10,7 @@ export * from './nats-fixtures.ts';
 export * from './nats-nodes.ts';
 export * from './node-process.ts';
 export * from './persistent-nodes.ts';
+export * from './pinned-writers.ts';
 export * from './snapshots.ts';
 export * from './sns-sqs.ts';
 export * from './timings.ts';

@@ -1,10 +1,12 @@
-// Owns: starting `session-replication serve` nodes as child processes for black-box tests.
+// Owns: starting `session-replication serve` nodes as child processes for black-box tests, and waiting until they
+// see each other.
 import { resolve } from 'node:path';
 import {
   freePort,
   REPO_ROOT,
   spawnTracked,
   tail,
+  waitFor,
   waitForHttp,
   type TrackedProcess,
 } from '../../functions/launch/index.ts';
@@ -28,8 +30,8 @@ export interface StartNodeOptions {
   nats?: string;
   /** --manager NAME, e.g. "delta" */
   manager?: string;
-  /** --send async|ack */
-  send?: 'async' | 'ack';
+  /** --send async|ack|persist (persist keeps the JetStream log: the server needs JetStream) */
+  send?: 'async' | 'ack' | 'persist';
   /** --max-inactive SECONDS */
   maxInactive?: number;
   /** Extra environment variables (merged over process.env). */
@@ -137,4 +139,26 @@ export async function startNode(opts: StartNodeOptions): Promise<NodeHandle> {
     );
   }
   return handle;
+}
+
+/** The members `node` lists as ready on `/cluster`, itself left out. */
+export async function readyPeers(node: NodeHandle): Promise<string[]> {
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(3000) });
+  const view = (await res.json()) as { members: { node: string; self: boolean; ready: boolean }[] };
+  return view.members.filter((member) => member.ready && !member.self).map((member) => member.node);
+}
+
+/** Waits until every node lists every other one as a ready member. */
+export async function seeEachOther(nodes: readonly NodeHandle[], timeoutMs = 30_000): Promise<void> {
+  await waitFor(
+    `${nodes.map((node) => node.node).join(',')} to see each other`,
+    async () => {
+      for (const node of nodes) {
+        const peers = await readyPeers(node);
+        if (nodes.some((other) => other !== node && !peers.includes(other.node))) return false;
+      }
+      return true;
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
 }

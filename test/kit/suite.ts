@@ -55,3 +55,15 @@ export function stoppedAfterEach<T extends { stop(): Promise<unknown> }>(): T[] 
   });
   return started;
 }
+
+/**
+ * A list of clean-up functions (stop a server, close a forwarder, resume and stop a node) run after each test,
+ * passed or failed, last added first; one that throws does not keep the others from running.
+ */
+export function cleanupsAfterEach(): Array<() => unknown> {
+  const cleanups: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+  });
+  return cleanups;
+}

@@ -84,6 +84,9 @@ export class BackupManager implements SessionManager {
     this.#versions = new VersionWaiter(core, {
       state: (key) => core.table.get(key),
       ended: (key) => this.#ownership.map.raw(key)?.ended === true || core.table.get(key)?.ended !== undefined,
+      // A proxy keeps what it pulled even when it then answers 503, on purpose: the merge only makes its copy newer, a
+      // proxy serves none without a takeover fetch first (`find`), an end or a newer entry naming it proxy removes it,
+      // and the next wait or takeover starts from it (it also counts in `activeSessions` here until then).
       pull: async (node, key, timeoutMs) => {
         const found = await core.fetch(node, key, timeoutMs);
         if (found.kind !== 'answered') return found.kind;
@@ -262,7 +265,9 @@ export class BackupManager implements SessionManager {
     }
     this.#core.collectTombstones(now);
     const before = now - this.#tombstoneTtlMs;
-    for (const entry of [...map.all()]) if (entry.ended && entry.stamp[0] < before) map.delete(entry.key);
+    // An ended entry stays while this node keeps the session's tombstone (as long as a copy could come back).
+    for (const entry of [...map.all()])
+      if (entry.ended && entry.stamp[0] < before && !this.#core.table.get(entry.key)) map.delete(entry.key);
   }
 
   activeSessions(): number {

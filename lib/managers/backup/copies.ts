@@ -164,21 +164,25 @@ export class CopySender {
       const id = this.core.nextMessageId();
       const batchKeys = new Set(batch.map((s) => s.key));
       const batchEntries = entries.filter((e) => batchKeys.has(e.key));
-      if (mode === 'ack') waits.push(this.core.acks.wait(id, holders, this.ackTimeoutMs));
-      for (const holder of holders) {
+      const body = { id, e: batchEntries, s: batch, ...(write ? { write } : {}) };
+      const reply = mode === 'ack' ? bus.subjects.node(this.core.self) : undefined;
+      const sendTo = (holder: string, again = false) => {
         try {
-          const reply = mode === 'ack' ? bus.subjects.node(this.core.self) : undefined;
-          bus.send(
-            bus.subjects.node(holder),
-            'copy',
-            { id, e: batchEntries, s: batch, ...(write ? { write } : {}) },
-            reply,
-          );
+          bus.send(bus.subjects.node(holder), 'copy', body, reply);
         } catch (error) {
+          if (again) return; // Sent again after the reconnect, or the wait runs out.
           stats.replicationErrors++;
           logger.error({ ...sessionFields(batch.map((s) => s.key)), route, holder, error }, 'copy to backup failed');
         }
-      }
+      };
+      // A copy or its ack lost on the way (a server of a NATS cluster died) is sent again to the holders that did not ack.
+      if (mode === 'ack')
+        waits.push(
+          this.core.acks.wait(id, holders, this.ackTimeoutMs, (pending) => {
+            for (const holder of pending) sendTo(holder, true);
+          }),
+        );
+      for (const holder of holders) sendTo(holder);
     }
     return waits;
   }

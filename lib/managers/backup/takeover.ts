@@ -9,6 +9,15 @@ import type { ReplicaCore } from '../core.ts';
 import { roleOf, type OwnershipEntry } from './ownership-map.ts';
 import type { Ownership } from './ownership.ts';
 
+/**
+ * How long a fetch may go unanswered before the next holder is asked as well (hedged request): the
+ * broker may still route a request to a dead process's connection it has not seen close, and that
+ * request would wait `fetchTimeoutMs`. The first answer with live data wins.
+ */
+export const FETCH_HEDGE_MS = 20;
+
+type Fetched = { entry?: OwnershipEntry; state?: SessionState } | undefined;
+
 /** Fetches sessions from their holders and takes them over; answers other nodes' fetches. */
 export class Takeover {
   /** Takeovers in flight, so concurrent requests for one session fetch it once. */
@@ -49,7 +58,9 @@ export class Takeover {
    * Finds a session this node is not primary of and takes it over. Asks its primary, then its backup
    * (for a key unknown here, the node the cookie's route names), following any newer entry a reply
    * brings. Even a backup asks the primary first, for writes still on their way (async mode); when the
-   * primary does not answer, the backup serves its own copy. A node that did not answer, or answered
+   * primary does not answer, the backup serves its own copy. A holder that has not answered within
+   * `FETCH_HEDGE_MS` is not waited for alone: the next one is asked too, and the first answer with live
+   * data wins; a member known unreachable is not asked at all. A node that did not answer, or answered
    * without the data, is not made the new backup. A node named primary or backup that holds no data
    * (its copy was lost before it was promoted) asks every ready member before it gives up.
    */
@@ -58,37 +69,48 @@ export class Takeover {
     const { table, parts, self } = this.core;
     const ended = () => !map.get(key) && map.raw(key) !== undefined;
     if (ended()) return undefined;
-    const asked = new Set(['', self]);
+    const asked = new Set(['']);
+    let ownOffered = false;
     const unreachable: string[] = [];
     const empty: string[] = [];
     for (;;) {
       const entry = map.get(key);
       const holdsNoData = entry !== undefined && roleOf(entry, self) !== 'proxy' && table.get(key) === undefined;
       const others = holdsNoData ? [routeHint ?? '', ...parts.membership.readyMembers().map((m) => m.node)] : [];
-      const node = (entry ? [entry.primary, entry.backup, ...others] : routeHint ? [routeHint] : []).find(
-        (n) => !asked.has(n) && parts.membership.has(n),
+      // A backup's own copy is a candidate after the primary: it serves it when the primary keeps silent.
+      const own = !ownOffered && entry && roleOf(entry, self) === 'backup' ? this.find(key) : undefined;
+      const [node, next] = (entry ? [entry.primary, entry.backup, ...others] : routeHint ? [routeHint] : []).filter(
+        (n, i, all) =>
+          all.indexOf(n) === i &&
+          (n === self ? own !== undefined : !asked.has(n) && parts.membership.has(n) && parts.membership.reachable(n)),
       );
       if (node === undefined) break;
-      asked.add(node);
-      const found = await this.#fetch(node, key);
-      if (!found) {
-        unreachable.push(node);
-        continue;
+      for (const n of [node, next]) if (n !== undefined) n === self ? (ownOffered = true) : asked.add(n);
+      const fetch = (n: string): Promise<Fetched> =>
+        n === self ? Promise.resolve({ state: own! }) : this.#fetch(n, key);
+      // The first holder asked, still silent when another's answer won (past the hedge): not made the new backup.
+      const silent = new Set(node === self ? [] : [node]);
+      for await (const [from, found] of this.#hedgedFetch(fetch, node, next)) {
+        silent.delete(from);
+        if (!found) {
+          unreachable.push(from);
+          continue;
+        }
+        if (found.entry) this.ownership.merge(found.entry);
+        if (ended()) return undefined;
+        if (!found.state || found.state.ended) {
+          empty.push(from);
+          continue;
+        }
+        table.merge(found.state);
+        parts.clock.observe(latestStamp(found.state));
+        const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, [...unreachable, ...empty, ...silent]);
+        parts.logger.info(
+          { ...sessionFields([key]), route: routeHint, from, backup: claimed.backup },
+          'took over a session',
+        );
+        return table.live(key);
       }
-      if (found.entry) this.ownership.merge(found.entry);
-      if (ended()) return undefined;
-      if (!found.state || found.state.ended) {
-        empty.push(node);
-        continue;
-      }
-      table.merge(found.state);
-      parts.clock.observe(latestStamp(found.state));
-      const claimed = this.ownership.claim(key, map.get(key) ?? found.entry, [...unreachable, ...empty]);
-      parts.logger.info(
-        { ...sessionFields([key]), route: routeHint, from: node, backup: claimed.backup },
-        'took over a session',
-      );
-      return table.live(key);
     }
     const entry = map.get(key);
     const state = entry && roleOf(entry, self) === 'backup' ? this.find(key) : undefined;
@@ -118,7 +140,45 @@ export class Takeover {
     return true;
   }
 
-  async #fetch(node: string, key: string): Promise<{ entry?: OwnershipEntry; state?: SessionState } | undefined> {
+  /**
+   * Fetches from `first`, and from `second` as well once `first` has not answered within
+   * `FETCH_HEDGE_MS` (or failed); yields each answer as it comes, until one brings live data.
+   */
+  async *#hedgedFetch(
+    fetch: (node: string) => Promise<Fetched>,
+    first: string,
+    second?: string,
+  ): AsyncGenerator<[string, Fetched]> {
+    const waiting = new Map<string, Promise<[string, Fetched]>>();
+    const ask = (node: string) =>
+      waiting.set(
+        node,
+        fetch(node).then((found): [string, Fetched] => [node, found]),
+      );
+    ask(first);
+    if (second !== undefined) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const hedge = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), FETCH_HEDGE_MS);
+      });
+      const early = await Promise.race([waiting.get(first)!, hedge]);
+      clearTimeout(timer);
+      if (early) {
+        waiting.delete(first);
+        yield early;
+        if (early[1]?.state && !early[1].state.ended) return;
+      }
+      ask(second);
+    }
+    while (waiting.size > 0) {
+      const answer = await Promise.race(waiting.values());
+      waiting.delete(answer[0]);
+      yield answer;
+      if (answer[1]?.state && !answer[1].state.ended) return;
+    }
+  }
+
+  async #fetch(node: string, key: string): Promise<Fetched> {
     const found = await this.core.fetch(node, key, this.fetchTimeoutMs);
     return found.kind === 'answered' ? found : undefined;
   }

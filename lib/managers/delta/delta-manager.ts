@@ -30,6 +30,7 @@ import { type VersionWait, VersionWaiter, type VersionWaitOptions } from '../rea
 import { LogReplica } from './log-replica.ts';
 import { DeltaPublisher } from './publisher.ts';
 import { Resync, RESYNC_ID } from './resync.ts';
+import { WholeSessions } from './whole-sessions.ts';
 
 /** Timing, limits and persistence of the delta manager. */
 export interface DeltaManagerOptions extends CommonManagerOptions {
@@ -48,6 +49,8 @@ export interface DeltaManagerOptions extends CommonManagerOptions {
    * @default unset: no gap handling
    */
   readonly resyncAfterMs?: number;
+  /** How long a member may take to give a session whole to a node that lacks part of it (see `WholeSessions`). */
+  readonly fetchTimeoutMs: number;
 }
 
 const copyOf = (state: SessionState | undefined) => state && cloneState(state);
@@ -63,6 +66,7 @@ export class DeltaManager implements SessionManager {
   readonly #resync?: Resync;
   readonly #log?: LogReplica;
   readonly #gaps?: GapWatch;
+  readonly #whole: WholeSessions;
   /** Log mode: the pending or running catch-up after a gap. */
   #catchUpTimer?: ReturnType<typeof setTimeout>;
   #catchingUpLog = false;
@@ -75,12 +79,14 @@ export class DeltaManager implements SessionManager {
     };
     const core = new ReplicaCore(parts, { ...options, source });
     this.#core = core;
+    this.#whole = new WholeSessions(core, options.fetchTimeoutMs);
     this.stateTransfer = core.stateTransfer;
     const { log, resyncAfterMs } = options;
     const gaps = resyncAfterMs !== undefined ? new GapWatch(core, resyncAfterMs) : undefined;
     this.#gaps = gaps;
     this.#publisher = new DeltaPublisher(core, { ...options, connected: () => gaps?.channelUp ?? true });
-    if (log) this.#log = new LogReplica(core, { ...options, log });
+    if (log)
+      this.#log = new LogReplica(core, { ...options, log, apply: (states, from) => this.#whole.apply(states, from) });
     else if (gaps)
       this.#resync = new Resync(
         core,
@@ -148,11 +154,13 @@ export class DeltaManager implements SessionManager {
     await this.#core.stop(async () => this.#log?.stop());
   }
 
-  /** Handles a message on this node's own subject that belongs to the manager (acks, state pages). */
+  /** Handles a message on this node's own subject that belongs to the manager (acks, state pages, deltas sent again). */
   onDirect(incoming: Incoming): void {
     // A transfer's first page asked of this node directly (a join) waits for the log like one asked on the state subject.
     const { message } = incoming;
     if (message.kind === 'state-req' && message.body.transfer === undefined) this.#answerFirstPage(incoming);
+    else if (message.kind === 'delta')
+      this.#applyDelta(incoming); // An ack-mode delta sent again to this node alone.
     else if (message.kind === 'fetch') this.#answerFetch(incoming);
     else this.#core.onDirect(incoming);
   }
@@ -163,7 +171,13 @@ export class DeltaManager implements SessionManager {
     return state && this.#expiry.admit(state, Date.now()) ? state : undefined;
   }
 
-  async resolve(key: string): Promise<SessionState | undefined> {
+  /**
+   * The live session; when this node lacks part of it, once a member gave it whole (see
+   * `WholeSessions.settle`). After a state transfer that failed, a key unknown here is asked of the
+   * members (the route's node first): the transfer may have missed it.
+   */
+  async resolve(key: string, route?: string): Promise<SessionState | undefined> {
+    await this.#whole.settle(key, route, this.stateTransfer.state === 'failed');
     return this.find(key);
   }
 
@@ -222,6 +236,7 @@ export class DeltaManager implements SessionManager {
   /** Expires idle sessions everywhere and forgets old tombstones (the timer calls it unless this process stalled). */
   sweep(now: number): void {
     this.#expiry.sweep(now);
+    this.#whole.sweep();
   }
 
   activeSessions(): number {
@@ -322,7 +337,7 @@ export class DeltaManager implements SessionManager {
   #applyDelta({ message, reply }: Incoming): void {
     if (message.kind !== 'delta') return;
     const { id, s: states, r } = message.body;
-    this.#core.applyStates(states);
+    this.#whole.apply(states, message.node);
     // A resync resends old writes on purpose: they are no sample of replication lag.
     if (!id.startsWith(RESYNC_ID)) this.#core.recordLag(states);
     const ackTo = r ?? reply;

@@ -7,6 +7,7 @@ import type { Decoded } from '../../bus/cluster-bus.ts';
 import type { LogFollower, LogMessage, ReplicationLog } from '../../log/replication-log.ts';
 import type { SnapshotStore } from '../../store/snapshot-store.ts';
 import { SnapshotWriter, type SnapshotWriterOptions } from '../../store/snapshot-writer.ts';
+import type { SessionState } from '../../session/state.ts';
 import type { ReplicaCore } from '../core.ts';
 
 /** The log, the store and their timing. */
@@ -15,6 +16,8 @@ export interface LogReplicaOptions {
   readonly store?: SnapshotStore | undefined;
   readonly snapshot: SnapshotWriterOptions;
   readonly stateTransferTimeoutMs: number;
+  /** Merges a peer's logged delta (`WholeSessions.apply`: a partial one is completed from a member). */
+  readonly apply: (states: SessionState[], from: string) => void;
 }
 
 /** Follows the log into the core's table and writes snapshots behind it. */
@@ -214,7 +217,7 @@ export class LogReplica {
       const { id, s: states, r: ackTo } = decoded.message.body;
       const fromPeer = !decoded.own;
       // Our own messages were applied when committed; the log only tells us their sequence.
-      if (fromPeer) this.core.applyStates(states);
+      if (fromPeer) this.options.apply(states, decoded.message.node);
       // Lag only once caught up: a replayed backlog is old by design, not slow replication.
       if (fromPeer && this.core.ready) this.core.recordLag(states);
       if (fromPeer && ackTo && this.core.ready) this.core.parts.bus.send(ackTo, 'ack', { id });

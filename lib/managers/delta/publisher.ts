@@ -152,15 +152,26 @@ export class DeltaPublisher {
     if (mode === 'ack' && !this.options.connected()) return this.#refuseAck(deltas, route);
     if (this.options.log && mode !== 'persist') this.#noteSent(deltas.map((d) => d.key));
     const id = this.core.nextMessageId();
+    const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
+    // A delta or its ack lost on the way (a server of a NATS cluster died with it) goes again, point to point, to the members that did not ack.
+    const resend = (members: string[]) => {
+      for (const member of members) {
+        try {
+          bus.send(bus.subjects.node(member), 'delta', body);
+        } catch {
+          // Down again: sent once more after the reconnect, or the wait runs out.
+        }
+      }
+    };
     const acked =
       mode === 'ack'
         ? acks.wait(
             id,
             membership.readyMembers().map((m) => m.node),
             this.options.ackTimeoutMs,
+            resend,
           )
         : undefined;
-    const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
     try {
       if (mode === 'persist' && this.options.log) await this.options.log.append(await bus.encode('delta', body), id);
       else bus.send(bus.subjects.delta, 'delta', body);

@@ -1,6 +1,6 @@
 // Owns: unit tests of lib/managers/ack-tracker.ts (waiting for acknowledgements by message id).
-import { describe, expect, it } from 'vitest';
-import { AckTracker } from '../../../lib/managers/ack-tracker.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { AckTracker, RESEND_AFTER_MS } from '../../../lib/managers/ack-tracker.ts';
 
 /** Tracks whether a promise has settled yet, and with what. */
 function settled<T>(promise: Promise<T>): { readonly done: boolean; readonly value: T | undefined } {
@@ -98,5 +98,55 @@ describe('AckTracker', () => {
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(second.done).toBe(false);
     tracker.releaseAll();
+  });
+
+  it('sends an unacknowledged message again to the members still pending, at doubling intervals, until it is acknowledged', async () => {
+    vi.useFakeTimers();
+    try {
+      const tracker = new AckTracker();
+      const resent: string[][] = [];
+      const waiting = settled(tracker.wait('m1', ['a', 'b'], 10_000, (members) => resent.push(members)));
+      tracker.acknowledge('m1', 'a');
+      await vi.advanceTimersByTimeAsync(RESEND_AFTER_MS - 1);
+      expect(resent).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(resent).toEqual([['b']]);
+      await vi.advanceTimersByTimeAsync(2 * RESEND_AFTER_MS);
+      expect(resent).toEqual([['b'], ['b']]);
+      await vi.advanceTimersByTimeAsync(4 * RESEND_AFTER_MS);
+      expect(resent.length).toBe(3);
+      tracker.acknowledge('m1', 'b');
+      await vi.advanceTimersByTimeAsync(0);
+      expect(waiting.done).toBe(true);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(resent.length).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('resendAll sends every waiting message again at once (the connection is back), to its pending members only', async () => {
+    const tracker = new AckTracker();
+    const resent: Array<[string, string[]]> = [];
+    void tracker.wait('m1', ['a', 'b'], 10_000, (members) => resent.push(['m1', members]));
+    void tracker.wait('m2', ['c'], 10_000, (members) => resent.push(['m2', members]));
+    void tracker.wait('m3', ['d'], 10_000); // no way to send it again
+    tracker.acknowledge('m1', 'b');
+    tracker.resendAll();
+    expect(resent).toEqual([
+      ['m1', ['a']],
+      ['m2', ['c']],
+    ]);
+    tracker.releaseAll();
+  });
+
+  it('does not wait for a member that is unreachable (its connection is gone)', async () => {
+    const down = new Set(['b']);
+    const tracker = new AckTracker(undefined, (member) => !down.has(member));
+    expect(await tracker.wait('m0', ['b'], 10_000)).toEqual([]);
+    const waiting = settled(tracker.wait('m1', ['a', 'b'], 10_000));
+    tracker.acknowledge('m1', 'a');
+    await tick();
+    expect(waiting.value).toEqual([]);
   });
 });

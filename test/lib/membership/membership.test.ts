@@ -14,7 +14,14 @@ import { waitFor } from '../../../functions/launch/index.ts';
 import { onCleanup } from '../../kit/memory-nodes.ts';
 import { silentLogger } from '../../kit/logger.ts';
 
-const TIMING: MembershipOptions = { heartbeatIntervalMs: 50, memberDropMs: 300, pingTimeoutMs: 100 };
+/** Probing off (tests of probing turn it on): a member found without responder is dead 100 ms later. */
+const TIMING: MembershipOptions = {
+  heartbeatIntervalMs: 50,
+  memberDropMs: 300,
+  pingTimeoutMs: 100,
+  probeIntervalMs: 0,
+  reconnectGraceMs: 100,
+};
 
 function clusterBus(
   memoryBus: MemoryBus,
@@ -64,10 +71,12 @@ function member(memoryBus: MemoryBus, node: string, options: MembershipOptions =
  */
 function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto.randomUUID()) {
   const bus = clusterBus(memoryBus, node, incarnation);
-  const state = { answering: true, pings: 0, beat, stopAnswering, silence };
+  const state = { answering: true, pings: 0, received: 0, beat, stopAnswering, silence, reconnect };
   let responder = bus.listen(bus.subjects.node(node), onPing);
   function onPing(incoming: Incoming) {
-    if (incoming.message.kind !== 'ping' || !state.answering) return;
+    if (incoming.message.kind !== 'ping') return;
+    state.received++;
+    if (!state.answering) return;
     state.pings++;
     bus.send(incoming.reply!, 'pong', { ready: true });
   }
@@ -82,6 +91,11 @@ function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto
   function silence() {
     responder.unsubscribe();
     responder = { unsubscribe: () => undefined };
+  }
+  /** Subscribed again, as a client that reconnected to the broker. */
+  function reconnect() {
+    responder.unsubscribe();
+    responder = bus.listen(bus.subjects.node(node), onPing);
   }
   onCleanup(() => responder.unsubscribe());
   return state;
@@ -109,7 +123,7 @@ describe('Membership', () => {
   });
 
   it('a hello is answered at once, so a joiner learns the cluster before the next heartbeat', async () => {
-    const slow = { heartbeatIntervalMs: 60_000, memberDropMs: 120_000, pingTimeoutMs: 1000 };
+    const slow = { ...TIMING, heartbeatIntervalMs: 60_000, memberDropMs: 120_000, pingTimeoutMs: 1000 };
     const bus = new MemoryBus();
     const a = member(bus, 'a', slow);
     const b = member(bus, 'b', slow);
@@ -183,8 +197,8 @@ describe('Membership', () => {
     expect(a.membership.has('quiet')).toBe(false);
   });
 
-  it('suspect(): a member whose subject finds no responder is declared dead at once, long before memberDropMs', async () => {
-    const slow = { heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 1_000 };
+  it('suspect(): a member whose subject finds no responder is unreachable at once and dead after reconnectGraceMs, long before memberDropMs', async () => {
+    const slow = { ...TIMING, heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 1_000 };
     const bus = new MemoryBus();
     const a = member(bus, 'a', slow);
     a.membership.start();
@@ -194,13 +208,16 @@ describe('Membership', () => {
     const lastBeat = Date.now();
     gone.silence();
     a.membership.suspect('gone');
+    await waitFor('gone to be unreachable', () => find(a.membership, 'gone')?.state === 'unreachable');
+    expect(a.membership.reachable('gone')).toBe(false);
+    expect(a.membership.readyMembers()).toEqual([]);
     await waitFor('gone to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
     expect(a.leaves).toEqual([['gone', 'dead']]);
     expect(Date.now() - lastBeat).toBeLessThan(slow.memberDropMs);
   });
 
   it('suspect(): a member that answers, or whose ping times out (paused), is kept', async () => {
-    const slow = { heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 100 };
+    const slow = { ...TIMING, heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 100 };
     const bus = new MemoryBus();
     const a = member(bus, 'a', slow);
     a.membership.start();
@@ -222,8 +239,8 @@ describe('Membership', () => {
     expect(a.names().sort()).toEqual(['live', 'paused']);
   });
 
-  it('a member that missed one heartbeat is probed, and dropped at once when its subject is gone', async () => {
-    const timing = { heartbeatIntervalMs: 50, memberDropMs: 10_000, pingTimeoutMs: 100 };
+  it('a member that missed one heartbeat is pinged, and dropped soon after when its subject is gone', async () => {
+    const timing = { ...TIMING, heartbeatIntervalMs: 50, memberDropMs: 10_000, pingTimeoutMs: 100 };
     const bus = new MemoryBus();
     const a = member(bus, 'a', timing);
     a.membership.start();
@@ -270,5 +287,97 @@ describe('Membership', () => {
     await waitFor('b to drop a', () => !b.membership.has('a'));
     expect(b.leaves).toEqual([['a', 'left']]);
     expect(a.membership.members()).toEqual([]);
+  });
+
+  describe('probing the ring (no traffic, heartbeats far apart)', () => {
+    const PROBING: MembershipOptions = {
+      heartbeatIntervalMs: 60_000,
+      memberDropMs: 120_000,
+      pingTimeoutMs: 100,
+      probeIntervalMs: 20,
+      reconnectGraceMs: 200,
+    };
+
+    it('a killed member (its subject left without responder) is found unreachable, then dropped as dead', async () => {
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', PROBING);
+      a.membership.start();
+      const gone = puppet(bus, 'b');
+      gone.beat();
+      await waitFor('a to see b', () => a.membership.has('b'));
+      await waitFor('a to probe b', () => gone.pings >= 2);
+      gone.silence();
+      await waitFor('b to be unreachable', () => find(a.membership, 'b')?.state === 'unreachable');
+      expect(a.leaves).toEqual([]);
+      await waitFor('b to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
+      expect(a.leaves).toEqual([['b', 'dead']]);
+    });
+
+    it('a probe in flight when the member died (never answered) does not hold up the next one', async () => {
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', { ...PROBING, pingTimeoutMs: 60_000 });
+      a.membership.start();
+      const dying = puppet(bus, 'b');
+      dying.beat();
+      await waitFor('a to see b', () => a.membership.has('b'));
+      dying.stopAnswering();
+      const seen = dying.received;
+      await waitFor('a probe to arrive and stay unanswered', () => dying.received > seen);
+      dying.silence();
+      // Found within the test's timeout, long before the unanswered probe's 60 s timeout.
+      await waitFor('b to be unreachable', () => find(a.membership, 'b')?.state === 'unreachable');
+      await waitFor('b to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
+      expect(a.leaves).toEqual([['b', 'dead']]);
+    });
+
+    it('a paused member (subscribed, not answering) is still listed, and not unreachable, after many probes', async () => {
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', PROBING);
+      a.membership.start();
+      const paused = puppet(bus, 'b');
+      paused.beat();
+      await waitFor('a to see b', () => a.membership.has('b'));
+      paused.stopAnswering();
+      const seen = paused.received;
+      await waitFor('five more probes', () => paused.received >= seen + 5, { timeoutMs: 5000 });
+      expect(find(a.membership, 'b')?.state).toBe('alive');
+      expect(a.membership.reachable('b')).toBe(true);
+      expect(a.leaves).toEqual([]);
+    });
+
+    it('a member whose client reconnects within reconnectGraceMs stays a member: unreachable, then alive, never dropped', async () => {
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', { ...PROBING, reconnectGraceMs: 60_000 });
+      a.membership.start();
+      const flaky = puppet(bus, 'b');
+      flaky.beat();
+      await waitFor('a to see b', () => a.membership.has('b'));
+      flaky.silence();
+      a.membership.suspect('b'); // as a late ack would
+      await waitFor('b to be unreachable', () => find(a.membership, 'b')?.state === 'unreachable');
+      const pings = flaky.received;
+      flaky.reconnect();
+      await waitFor('b to be reachable again', () => find(a.membership, 'b')?.state === 'alive');
+      expect(flaky.received).toBeGreaterThan(pings); // found back by a probe, not a heartbeat
+      expect(a.leaves).toEqual([]);
+      expect(a.events).toEqual(['join:b']);
+    });
+
+    it("a member found unreachable by one node is checked by the others, who drop it without their own traffic or probe's turn", async () => {
+      const bus = new MemoryBus();
+      // Ring a -> b -> c -> a: only b probes c.
+      const a = member(bus, 'a', PROBING);
+      const b = member(bus, 'b', PROBING);
+      a.membership.start();
+      b.membership.start();
+      const c = puppet(bus, 'c');
+      c.beat();
+      await waitFor('a and b to see c', () => a.membership.has('c') && b.membership.has('c'));
+      c.silence();
+      await waitFor('b to drop c', () => b.leaves.length > 0, { timeoutMs: 5000 });
+      await waitFor('a to drop c', () => a.leaves.length > 0, { timeoutMs: 5000 });
+      expect(a.leaves).toEqual([['c', 'dead']]);
+      expect(b.leaves).toEqual([['c', 'dead']]);
+    });
   });
 });

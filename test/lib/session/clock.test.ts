@@ -1,7 +1,7 @@
 // Owns: unit tests of lib/session/clock.ts (hybrid logical clock, stamp order).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareStamps, HybridClock, newerStamp, type Stamp } from '../../../lib/session/clock.ts';
+import { type ClockSkew, compareStamps, HybridClock, newerStamp, type Stamp } from '../../../lib/session/clock.ts';
 
 /** A clock whose wall time the test sets. */
 function manualClock(node: string, start = 1_000_000) {
@@ -101,6 +101,44 @@ describe('HybridClock.observe', () => {
     const m = manualClock('a', 1_000_000);
     m.clock.observe([1_000_000 + 60_001, 5, 'b']);
     expect(m.clock.tick()).toEqual([1_000_000, 0, 'a']);
+  });
+
+  it('reports a stamp it does not follow as clock skew', () => {
+    const skews: ClockSkew[] = [];
+    const clock = new HybridClock(
+      'a',
+      () => 1_000_000,
+      (skew) => skews.push(skew),
+    );
+    clock.observe([1_000_000 + 300_000, 5, 'b']);
+    expect(skews).toEqual([{ kind: 'observe', aheadMs: 300_000, from: 'b' }]);
+  });
+
+  it('tickAfter: a write replacing a register stamped by a clock 5 minutes ahead is stamped just after it, and reported', () => {
+    const skews: ClockSkew[] = [];
+    const clock = new HybridClock(
+      'a',
+      () => 1_000_000,
+      (skew) => skews.push(skew),
+    );
+    const ahead: Stamp = [1_300_000, 4, 'b'];
+    clock.observe(ahead);
+    const stamp = clock.tickAfter(ahead);
+    expect(stamp).toEqual([1_300_000, 5, 'a']);
+    expect(compareStamps(stamp, ahead)).toBeGreaterThan(0);
+    expect(skews.map((s) => s.kind)).toEqual(['observe', 'write']);
+  });
+
+  it('tickAfter: an older register or none gives the plain next tick, with nothing reported', () => {
+    const skews: ClockSkew[] = [];
+    const clock = new HybridClock(
+      'a',
+      () => 1_000_000,
+      (skew) => skews.push(skew),
+    );
+    expect(clock.tickAfter([999_000, 7, 'b'])).toEqual([1_000_000, 0, 'a']);
+    expect(clock.tickAfter(undefined)).toEqual([1_000_000, 1, 'a']);
+    expect(skews).toEqual([]);
   });
 
   it('accepts stamps up to exactly one minute in the future', () => {

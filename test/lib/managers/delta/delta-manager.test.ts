@@ -130,16 +130,24 @@ describe('replication between running nodes', () => {
     expect(merged).toMatchObject({ start: true, onlyA: 1, onlyB: 2 });
   });
 
-  it('ended sessions stay as tombstones, then are collected after tombstoneTtlMs', async () => {
-    const [a, b] = await startNodes(new MemoryBus(), ['a', 'b'], { tombstoneTtlMs: 200 });
+  it('ended sessions stay as tombstones past tombstoneTtlMs as long as a copy could still be live (twice the timeout plus grace), then are collected', async () => {
+    const [a, b] = await startNodes(new MemoryBus(), ['a', 'b'], { tombstoneTtlMs: 200, maxInactiveSeconds: 1 });
     const cookie = await setOn(a!, undefined, { x: 1 });
     const key = keyOf(cookie);
     await waitFor('b to hold the session', () => attributesOn(b!, key));
+    const lastAccess = b!.manager.inspect(key)!.lastAccessedAt;
     await call(sessionApp(b!), 'POST', '/invalidate', { cookie });
     await waitFor('a to hold a tombstone', () => a!.manager.inspect(key)?.ended !== undefined);
     expect(a!.manager.sessionCounts()).toEqual({ total: 0, tombstones: 1 });
     expect(b!.stats.sessionsInvalidated).toBe(1);
-    await waitFor('the tombstones to be collected', () => [a!, b!].every((n) => n.manager.inspect(key) === undefined));
+    // Well past the TTL, but a stale copy of a session with a 1 s timeout may live 2 s + 2 touch intervals (1 s each).
+    const ended = Date.now();
+    await waitFor('ten sweeps past the TTL', () => Date.now() - ended > 700, { timeoutMs: 2000 });
+    expect([a!, b!].map((n) => n.manager.inspect(key)?.ended?.reason)).toEqual(['invalidated', 'invalidated']);
+    await waitFor('the tombstones to be collected', () => [a!, b!].every((n) => n.manager.inspect(key) === undefined), {
+      timeoutMs: 8000,
+    });
+    expect(Date.now() - lastAccess).toBeGreaterThanOrEqual(4000);
     expect(a!.manager.sessionCounts()).toEqual({ total: 0, tombstones: 0 });
   });
 });

@@ -1,0 +1,229 @@
+/**
+ * Failover: how fast CLI nodes notice a SIGKILLed member with no traffic at all (found unreachable by
+ * the ring probe, then dropped after the reconnect grace), what the probing costs on the wire when
+ * idle, and how long the nodes stall when one server of a 3-server NATS cluster is SIGKILLed under
+ * ack-mode load (the longest gap between two answered writes per node).
+ */
+import { startNatsCluster } from '../test/kit/nats-fixtures.ts';
+import { ADMIN_HEADERS, startNode, type NodeHandle } from '../test/kit/node-process.ts';
+import { logLines, natsServerOf, PinnedWriters } from '../test/kit/pinned-writers.ts';
+import { waitFor } from '../functions/launch/index.ts';
+import { sleep } from './stats.ts';
+
+/** Settings of the failover section. */
+export interface FailoverOptions {
+  /** SIGKILLs of an idle member (a fresh 3-node cluster each). */
+  kills: number;
+  /** Seconds of idle traffic counted for the probing cost. */
+  idleSec: number;
+  /** Seconds of load after the killed NATS server's nodes reconnected. */
+  serverLossSec: number;
+  log: (line: string) => void;
+}
+
+/** One idle SIGKILL: ms from the kill until each survivor listed the member unreachable, and until it dropped it. */
+export interface IdleKill {
+  unreachableMs: number[];
+  droppedMs: number[];
+}
+
+/** One NATS server SIGKILLed under ack-mode load. */
+export interface ServerLoss {
+  manager: 'delta' | 'backup';
+  /** Nodes that were connected to the killed server. */
+  onKilled: string[];
+  /** Longest time between two writes answered 200, per node, from the kill to the end. */
+  longestGapMs: Record<string, number>;
+  statuses: Record<string, Record<string, number>>;
+  acksTimedOut: number;
+  /** Members some node declared dead (a reconnect is no death: 0 expected). */
+  declaredDead: number;
+}
+
+export interface FailoverResult {
+  idle: IdleKill[];
+  /** Per node, idle: messages sent and received per second, of which pings and pongs (the probes), and bytes. */
+  idleCost: { messagesPerSec: number; probeMessagesPerSec: number; heartbeatsPerSec: number; bytesPerSec: number };
+  serverLoss: ServerLoss[];
+}
+
+interface View {
+  members: { node: string; self: boolean; state: string }[];
+  stats: {
+    acksTimedOut: number;
+    messagesSent: number;
+    messagesReceived: number;
+    bytesSent: number;
+    bytesReceived: number;
+    sent: Record<string, number>;
+    received: Record<string, number>;
+  };
+}
+
+async function view(node: NodeHandle): Promise<View> {
+  const res = await fetch(`${node.url}/cluster`, { headers: ADMIN_HEADERS, signal: AbortSignal.timeout(5000) });
+  return (await res.json()) as View;
+}
+
+async function startThree(name: string, nats: string, extra: { manager?: string; send?: 'ack' } = {}) {
+  const nodes: NodeHandle[] = [];
+  for (let i = 1; i <= 3; i++)
+    nodes.push(
+      await startNode({
+        cluster: name,
+        node: `n${i}`,
+        nats,
+        ...extra,
+        readyTimeoutMs: 60_000,
+        env: { LOG_LEVEL: 'info' },
+      }),
+    );
+  await waitFor(
+    'every node to list the two others',
+    async () => {
+      for (const node of nodes) if ((await view(node)).members.filter((m) => !m.self).length !== 2) return false;
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 50 },
+  );
+  return nodes;
+}
+
+/** Idle SIGKILLs of n1 on `natsUrl`, and the idle traffic of n2 before the first. */
+async function idleKills(natsUrl: string, o: FailoverOptions): Promise<Pick<FailoverResult, 'idle' | 'idleCost'>> {
+  const idle: IdleKill[] = [];
+  let idleCost: FailoverResult['idleCost'] | undefined;
+  for (let k = 0; k < o.kills; k++) {
+    const nodes = await startThree(`bench-fo-idle-${Date.now().toString(36)}-${k}`, natsUrl);
+    try {
+      if (!idleCost) {
+        await sleep(1000);
+        const before = (await view(nodes[1]!)).stats;
+        const started = performance.now();
+        await sleep(o.idleSec * 1000);
+        const after = (await view(nodes[1]!)).stats;
+        const sec = (performance.now() - started) / 1000;
+        const of = (s: View['stats'], kinds: string[]) =>
+          kinds.reduce((sum, kind) => sum + (s.sent[kind] ?? 0) + (s.received[kind] ?? 0), 0);
+        idleCost = {
+          messagesPerSec:
+            (after.messagesSent + after.messagesReceived - before.messagesSent - before.messagesReceived) / sec,
+          probeMessagesPerSec: (of(after, ['ping', 'pong']) - of(before, ['ping', 'pong'])) / sec,
+          heartbeatsPerSec: (of(after, ['hb']) - of(before, ['hb'])) / sec,
+          bytesPerSec: (after.bytesSent + after.bytesReceived - before.bytesSent - before.bytesReceived) / sec,
+        };
+      }
+      const survivors = nodes.slice(1);
+      const unreachableMs: number[] = survivors.map(() => Number.NaN);
+      const droppedMs: number[] = survivors.map(() => Number.NaN);
+      const killed = performance.now();
+      nodes[0]!.kill('SIGKILL');
+      await waitFor(
+        'the survivors to drop n1',
+        async () => {
+          const views = await Promise.all(survivors.map(view));
+          const now = performance.now() - killed;
+          for (const [i, v] of views.entries()) {
+            const n1 = v.members.find((m) => m.node === 'n1');
+            if (Number.isNaN(unreachableMs[i]!) && (!n1 || n1.state === 'unreachable')) unreachableMs[i] = now;
+            if (Number.isNaN(droppedMs[i]!) && !n1) droppedMs[i] = now;
+          }
+          return droppedMs.every((x) => !Number.isNaN(x));
+        },
+        { timeoutMs: 30_000, intervalMs: 5 },
+      );
+      idle.push({ unreachableMs, droppedMs });
+      o.log(
+        `  idle SIGKILL ${k + 1}/${o.kills}: unreachable ${unreachableMs.map(Math.round)} ms, dropped ${droppedMs.map(Math.round)} ms`,
+      );
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.stop()));
+    }
+  }
+  return { idle, idleCost: idleCost! };
+}
+
+/** One server of a 3-server NATS cluster SIGKILLed under ack-mode load (the one n1 uses). */
+async function serverLoss(manager: 'delta' | 'backup', o: FailoverOptions): Promise<ServerLoss> {
+  const cluster = await startNatsCluster({ size: 3 });
+  const nodes = await startThree(`bench-fo-srv-${manager}-${Date.now().toString(36)}`, cluster.urls.join(','), {
+    manager,
+    send: 'ack',
+  });
+  try {
+    const victim = cluster.servers.find((s) => natsServerOf(nodes[0]!).endsWith(`:${s.port}`))!;
+    const onKilled = nodes.filter((n) => natsServerOf(n).endsWith(`:${victim.port}`));
+    const writers = new PinnedWriters(nodes, 2);
+    await writers.start();
+    await sleep(1500);
+    const killedAt = Date.now();
+    victim.kill('SIGKILL');
+    await waitFor(
+      'the nodes on the killed server to reconnect',
+      () =>
+        onKilled.every((node) =>
+          logLines(node, 'channel connection changed').some(
+            (l) => l.status === 'connected' && Number(l.time) >= killedAt,
+          ),
+        ),
+      { timeoutMs: 30_000, intervalMs: 20 },
+    );
+    await sleep(o.serverLossSec * 1000);
+    const endedAt = Date.now();
+    await writers.stop();
+    const views = await Promise.all(nodes.map(view));
+    const result: ServerLoss = {
+      manager,
+      onKilled: onKilled.map((n) => n.node),
+      longestGapMs: Object.fromEntries(nodes.map((n) => [n.node, writers.longestGap(n.node, killedAt, endedAt)])),
+      statuses: Object.fromEntries(nodes.map((n) => [n.node, writers.statuses(n.node, killedAt)])),
+      acksTimedOut: views.reduce((sum, v) => sum + v.stats.acksTimedOut, 0),
+      declaredDead: nodes.reduce((sum, n) => sum + logLines(n, 'member declared dead').length, 0),
+    };
+    o.log(`  NATS server loss (${manager}): longest gaps ${JSON.stringify(result.longestGapMs)} ms`);
+    return result;
+  } finally {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    await cluster.stop();
+  }
+}
+
+/** Runs the failover section: idle SIGKILLs on `natsUrl`, then a NATS server loss per manager. */
+export async function measureFailover(natsUrl: string, o: FailoverOptions): Promise<FailoverResult> {
+  o.log(`failover: ${o.kills} idle SIGKILLs of a member (3 CLI nodes, no traffic)`);
+  const idle = await idleKills(natsUrl, o);
+  o.log('failover: one server of a 3-server NATS cluster SIGKILLed under ack-mode load');
+  const losses: ServerLoss[] = [];
+  for (const manager of ['delta', 'backup'] as const) losses.push(await serverLoss(manager, o));
+  return { ...idle, serverLoss: losses };
+}
+
+/** The failover section of the markdown report. */
+export function formatFailover(f: FailoverResult, o: Omit<FailoverOptions, 'log'>): string[] {
+  const all = (pick: (k: IdleKill) => number[]) => f.idle.flatMap(pick).filter(Number.isFinite);
+  const range = (xs: number[]) => (xs.length ? `${Math.round(Math.min(...xs))}-${Math.round(Math.max(...xs))}` : 'n/a');
+  const c = f.idleCost;
+  return [
+    `Three CLI nodes (delta, async, default timing: probe every 40 ms, reconnect grace 1 s), no traffic; n1 SIGKILLed ${o.kills} times (a fresh cluster each); each survivor's \`/cluster\` polled every 5 ms.`,
+    '',
+    '| after SIGKILL of an idle member | ms (min-max over both survivors and every kill) |',
+    '|---|---|',
+    `| listed \`unreachable\` (acks stop waiting, proxies read from the backup) | ${range(all((k) => k.unreachableMs))} |`,
+    `| dropped as dead (after the reconnect grace) | ${range(all((k) => k.droppedMs))} |`,
+    '',
+    `Idle wire cost per node (${o.idleSec} s): ${c.messagesPerSec.toFixed(1)} messages/s sent+received, of which ${c.probeMessagesPerSec.toFixed(1)} probe pings and pongs and ${c.heartbeatsPerSec.toFixed(1)} heartbeats; ${Math.round(c.bytesPerSec)} bytes/s.`,
+    '',
+    `One server of a 3-server NATS cluster (routes) SIGKILLed under ack-mode load (2 writers per node, each pinned to its node, every node given the three URLs), measured for ${o.serverLossSec} s after the nodes on it reconnected:`,
+    '',
+    '| manager | nodes on the killed server | longest gap between answered writes per node (ms) | answers after the kill | acks timed out | members declared dead |',
+    '|---|---|---|---|---|---|',
+    ...f.serverLoss.map(
+      (s) =>
+        `| ${s.manager} | ${s.onKilled.join(', ')} | ${Object.entries(s.longestGapMs)
+          .map(([n, g]) => `${n} ${g}`)
+          .join(', ')} | ${Object.entries(s.statuses)
+          .map(([n, st]) => `${n} ${JSON.stringify(st)}`)
+          .join(', ')} | ${s.acksTimedOut} | ${s.declaredDead} |`,
+    ),
+  ];
+}

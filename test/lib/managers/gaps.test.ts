@@ -1,0 +1,38 @@
+// Owns: unit tests of lib/managers/gaps.ts on the memory channel: the link probe that takes a broker which stopped
+// answering (a silent partition: no disconnect is ever reported) for a disconnect, and its answer for the reconnect.
+import { describe, expect, it } from 'vitest';
+import { MemoryBus, MemoryChannel } from '../../../lib/channel/memory.ts';
+import { waitFor } from '../../../functions/launch/index.ts';
+import { makeNode } from '../../kit/memory-nodes.ts';
+
+/** A memory channel whose round trips to the "broker" hang while `silent` is set, like a half-open TCP link. */
+class SilentChannel extends MemoryChannel {
+  silent = false;
+  readonly #waiting: Array<() => void> = [];
+
+  async ping(): Promise<void> {
+    if (this.silent) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  speak(): void {
+    this.silent = false;
+    for (const resolve of this.#waiting.splice(0)) resolve();
+  }
+}
+
+describe('gap watch: silent link', () => {
+  for (const manager of ['delta', 'backup'] as const) {
+    it(`${manager}: a broker that stops answering counts as a disconnect past memberDropMs (not ready), its answer as the reconnect`, async () => {
+      const channel = new SilentChannel(new MemoryBus());
+      const node = makeNode(new MemoryBus(), 'a', { channel, manager });
+      await node.start();
+      expect(node.ready).toBe(true);
+      channel.silent = true;
+      // memberDropMs (300 ms) for the probe to count as a disconnect, as long again for the gap to be long.
+      await waitFor('a to be catching up', () => node.manager.catchingUp === true, { timeoutMs: 5000 });
+      expect(node.ready).toBe(false);
+      channel.speak();
+      await waitFor('a to have caught up', () => node.manager.catchingUp === false && node.ready, { timeoutMs: 5000 });
+    });
+  }
+});
