@@ -272,3 +272,24 @@ export async function setOn(
   if (current === undefined) throw new Error(`POST ${path} on ${node.node} gave no session cookie`);
   return current;
 }
+
+/**
+ * Writes `body` to every session at once (started in one event-loop turn, like concurrent requests)
+ * and expects 200 for each; returns the messages `node` sent and received meanwhile, by kind.
+ */
+export async function writeAllAtOnce(
+  node: ClusterNode,
+  cookies: readonly string[],
+  body: Record<string, unknown>,
+): Promise<{ sent: Record<string, number>; received: Record<string, number> }> {
+  const counts = () => ({ sent: { ...node.stats.sent }, received: { ...node.stats.received } });
+  const before = counts();
+  const app = appFor(node);
+  const replies = await Promise.all(cookies.map((cookie) => call(app, 'POST', '/set', { cookie, body })));
+  if (replies.some((r) => r.status !== 200))
+    throw new Error(`a write failed: ${replies.map((r) => r.status).join(', ')}`);
+  const after = counts();
+  const diff = (a: Record<string, number | undefined>, b: Record<string, number | undefined>) =>
+    Object.fromEntries(Object.keys(a).map((kind) => [kind, (a[kind] ?? 0) - (b[kind] ?? 0)]));
+  return { sent: diff(after.sent, before.sent), received: diff(after.received, before.received) };
+}

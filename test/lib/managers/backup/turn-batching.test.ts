@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryBus, MemoryChannel } from '../../../../lib/channel/memory.ts';
 import { waitFor } from '../../../../functions/launch/index.ts';
 import type { BackupManager } from '../../../../lib/managers/backup/backup-manager.ts';
-import { attributesOn, call, makeNode, partsOf, sessionApp, setOn, startNodes } from '../../../kit/memory-nodes.ts';
+import { attributesOn, makeNode, partsOf, setOn, startNodes, writeAllAtOnce } from '../../../kit/memory-nodes.ts';
 import { keyOf } from '../../../kit/cookie-client.ts';
 
 describe('backup manager: request writes of one turn share a message per destination', () => {
@@ -24,13 +24,9 @@ describe('backup manager: request writes of one turn share a message per destina
         }),
       );
 
-      const copiesBefore = a!.stats.sent.copy ?? 0;
-      const acksBefore = a!.stats.received.ack ?? 0;
-      const app = sessionApp(a!);
-      const replies = await Promise.all(cookies.map((cookie) => call(app, 'POST', '/set', { cookie, body: { n: 1 } })));
-      expect(replies.map((r) => r.status)).toEqual(cookies.map(() => 200));
-      expect((a!.stats.sent.copy ?? 0) - copiesBefore).toBe(2);
-      if (mode === 'ack') expect((a!.stats.received.ack ?? 0) - acksBefore).toBe(2);
+      const { sent, received } = await writeAllAtOnce(a!, cookies, { n: 1 });
+      expect(sent.copy).toBe(2);
+      if (mode === 'ack') expect(received.ack).toBe(2);
       const onBackups = () =>
         cookies.every((cookie) => {
           const backup = manager.entry(keyOf(cookie))!.backup === 'b' ? b! : c!;

@@ -23,6 +23,7 @@ import {
   setOn,
   startNodes,
   stopNode,
+  writeAllAtOnce,
 } from '../../../kit/memory-nodes.ts';
 import { silentLogger } from '../../../kit/logger.ts';
 import { FASTER } from '../../../kit/timings.ts';
@@ -418,13 +419,9 @@ describe('ack mode', () => {
     const [a, b, c] = await startNodes(bus, ['a', 'b', 'c'], { sendMode: 'ack' });
     const cookies: string[] = [];
     for (let i = 0; i < 10; i++) cookies.push(await setOn(a!, undefined, { n: 0 }));
-    const sentBefore = a!.stats.sent.delta ?? 0;
-    const acksBefore = a!.stats.received.ack ?? 0;
-    const app = appFor(a!);
-    const replies = await Promise.all(cookies.map((cookie) => call(app, 'POST', '/set', { cookie, body: { n: 1 } })));
-    expect(replies.map((r) => r.status)).toEqual(cookies.map(() => 200));
-    expect((a!.stats.sent.delta ?? 0) - sentBefore).toBe(1);
-    expect((a!.stats.received.ack ?? 0) - acksBefore).toBe(2);
+    const { sent, received } = await writeAllAtOnce(a!, cookies, { n: 1 });
+    expect(sent.delta).toBe(1);
+    expect(received.ack).toBe(2);
     for (const node of [b!, c!])
       expect(cookies.map((cookie) => attributesOn(node, keyOf(cookie))?.n)).toEqual(cookies.map(() => 1));
     expect(a!.stats.acksTimedOut).toBe(0);
