@@ -132,6 +132,11 @@ export function clusterNode(parts: NodeParts): ClusterNode {
     channelWatch: parts.channelWatch,
   };
   // One per node: the keys are imported once, whatever the number of middlewares.
+  // Settles once start() has joined the cluster: a request that names a session while the node joins waits for it.
+  let joined!: () => void;
+  const ready = new Promise<void>((resolve) => {
+    joined = resolve;
+  });
   const versions =
     options.readYourWritesWaitMs > 0 ? new SessionVersions(options.versionCookieKeys, options.cluster) : undefined;
   let direct: { unsubscribe(): void } | undefined;
@@ -195,6 +200,7 @@ export function clusterNode(parts: NodeParts): ClusterNode {
       }
       if (options.clusterKeys) bus.protect(await MessageProtection.create(options.clusterKeys, options.protection));
       await manager.start();
+      joined();
       logger.info(
         { sessions: manager.sessionCounts().total, members: membership.members().length, channel: channel.kind },
         'node ready',
@@ -232,6 +238,7 @@ export function clusterNode(parts: NodeParts): ClusterNode {
           },
           maxActiveSessions: options.maxActiveSessions,
           isDraining: () => drainer.draining,
+          whenReady: () => ready,
           defaultMaxLifetimeSeconds: options.maxLifetimeSeconds,
           principalAttribute: options.principalAttribute,
           ...(versions ? { versions, readYourWritesWaitMs: options.readYourWritesWaitMs } : {}),

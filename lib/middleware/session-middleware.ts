@@ -1,7 +1,8 @@
 /**
  * The Hono middleware: session cookie in, `c.get('session')` for the handler, and after the handler
  * the valve (commit one message, or skip filtered paths) and the route binder (rewrite the cookie's
- * route to this node after a failover).
+ * route to this node after a failover). About 410 lines: the request path, from cookie to commit, reads
+ * top to bottom in one place; its helpers (response, join-wait, session-version) live beside it.
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, generateCookie, getCookie } from 'hono/cookie';
@@ -27,6 +28,7 @@ import type { SessionSchema } from '../session/schema.ts';
 import { Session, type SessionData, type SessionLimits } from '../session/session.ts';
 import { latestStamp, type SessionState } from '../session/state.ts';
 import type { ReplicationStats } from '../stats.ts';
+import { JOIN_WAIT_MS, joinedWithin } from './join-wait.ts';
 import { appendCookie, waitUntilOf } from './response.ts';
 import { newestVersion, type PresentedVersion, type SessionVersions } from './session-version.ts';
 
@@ -99,6 +101,12 @@ export interface MiddlewareParts {
   readonly limits?: Partial<SessionLimits>;
   /** New sessions are refused (503) while this node holds this many; <= 0: unlimited (Tomcat's default -1). */
   readonly maxActiveSessions?: number;
+  /**
+   * Resolves once the node joined the cluster (state transfer done). A request that names a session while the node
+   * is not ready yet waits for it (at most {@link JOIN_WAIT_MS}), then 503: never a new session for a key it is about
+   * to receive. Absent: no wait.
+   */
+  readonly whenReady?: () => Promise<void>;
   /** True while the node drains: a request whose session is not served here gets 503 + Retry-After (another node takes it). */
   readonly isDraining?: () => boolean;
   /** Absolute lifetime of new sessions in seconds; 0 or absent: none. */
@@ -283,6 +291,9 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
       return errorResponse(c, new NodeCatchingUpError());
     }
     const requested = parseSessionId(getCookie(c, cookie.name, cookie.prefix));
+    // Joining: the session may be on its way in the state transfer. Wait for it rather than start a new one.
+    if (requested && !manager.ready && parts.whenReady && !(await joinedWithin(parts.whenReady(), JOIN_WAIT_MS)))
+      return errorResponse(c, new NodeCatchingUpError());
     const presented = requested ? await presentedVersion(c, requested.key) : { kind: 'none' as const };
     let state = requested ? await resolve(requested.key, requested.route) : undefined;
     if (requested && presented.kind === 'valid' && !(state instanceof SessionIncompleteError))

@@ -5,7 +5,7 @@ import { MemoryBus } from '../../../lib/channel/memory.ts';
 import { DEFAULT_FILTER, type SessionVariables } from '../../../lib/middleware/session-middleware.ts';
 import { newSessionKey, parseSessionId } from '../../../lib/session/ids.ts';
 import { waitFor } from '../../../functions/launch/index.ts';
-import { appFor, attributesOn, call, sessionApp, setOn, startNodes } from '../../kit/memory-nodes.ts';
+import { appFor, attributesOn, call, makeNode, sessionApp, setOn, startNodes } from '../../kit/memory-nodes.ts';
 import { keyOf } from '../../kit/cookie-client.ts';
 
 /** Attributes of one Set-Cookie line, lower-cased names. */
@@ -405,5 +405,37 @@ describe('send mode persist', () => {
     // A session created by a refused request does not stay behind either.
     expect((await call(app, 'POST', '/set', { body: { other: true } })).status).toBe(503);
     expect(a!.manager.activeSessions()).toBe(1);
+  });
+});
+
+describe('a request while the node joins', () => {
+  it.each(['delta', 'backup'] as const)(
+    '%s: a request naming a session waits for the state transfer instead of starting a new, empty session',
+    async (manager) => {
+      const bus = new MemoryBus();
+      const [a] = await startNodes(bus, ['a'], { manager });
+      const wrote = await call(sessionApp(a!), 'POST', '/set', { body: { v: 1 } });
+      expect(wrote.status).toBe(200);
+      const joiner = makeNode(bus, 'b', { manager });
+      const joining = joiner.start();
+      expect(joiner.ready).toBe(false);
+      const read = await call(sessionApp(joiner), 'GET', '/get', { cookie: wrote.cookie! });
+      await joining;
+      expect(read.status, read.text).toBe(200);
+      const body = JSON.parse(read.text) as { id: string; attributes: Record<string, unknown> };
+      expect(keyOf(body.id)).toBe(keyOf(wrote.cookie!));
+      expect(body.attributes).toEqual({ v: 1 });
+    },
+  );
+
+  it('a request without a session cookie is served at once while the node joins', async () => {
+    const bus = new MemoryBus();
+    await startNodes(bus, ['a']);
+    const joiner = makeNode(bus, 'b');
+    const joining = joiner.start();
+    const fresh = await call(sessionApp(joiner), 'POST', '/set', { body: { v: 1 } });
+    expect(joiner.ready).toBe(false);
+    expect(fresh.status).toBe(200);
+    await joining;
   });
 });
