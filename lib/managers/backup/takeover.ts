@@ -12,9 +12,13 @@ import type { Ownership } from './ownership.ts';
 /**
  * How long a fetch may go unanswered before the next holder is asked as well (hedged request): the
  * broker may still route a request to a dead process's connection it has not seen close, and that
- * request would wait `fetchTimeoutMs`. The first answer with live data wins.
+ * request would wait `fetchTimeoutMs`. The first answer with live data wins. 250 ms, not less: a live primary
+ * that is merely slow (its deliveries late, the machine loaded) must answer first, because the next holder's
+ * copy may be older when ownership broadcasts lag (with 20 ms, round-robin traffic through HAProxy in ack mode
+ * lost an acknowledged increment in 2 of 3 runs of test/e2e/read-your-writes.test.ts). A primary whose
+ * connection closed answers at once ("no responders") and is skipped without waiting.
  */
-export const FETCH_HEDGE_MS = 20;
+export const FETCH_HEDGE_MS = 250;
 
 type Fetched = { entry?: OwnershipEntry; state?: SessionState } | undefined;
 
