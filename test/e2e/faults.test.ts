@@ -11,6 +11,8 @@ import {
   CookieClient,
   freePort,
   LOCAL_AWS,
+  logLines,
+  seeEachOther,
   startDynamoDbLocal,
   startNatsCluster,
   startNatsServer,
@@ -19,7 +21,6 @@ import {
   waitFor,
   type DynamoDbLocalHandle,
   type NatsClusterHandle,
-  type NatsServerHandle,
   type NodeHandle,
   type StartNodeOptions,
 } from '../kit/index.ts';
@@ -52,7 +53,7 @@ async function startNodes(
   const nodes: NodeHandle[] = [];
   // One after another: each later node joins by state transfer from the earlier ones.
   for (let i = 1; i <= count; i++) nodes.push(await start({ cluster, node: `n${i}`, ...opts }));
-  await waitForMembers(nodes);
+  await seeEachOther(nodes, 45_000, { exactly: true });
   return nodes;
 }
 
@@ -87,39 +88,13 @@ async function view(node: NodeHandle): Promise<ClusterView> {
   return (await res.json()) as ClusterView;
 }
 
-async function waitForMembers(nodes: NodeHandle[], timeoutMs = 45_000): Promise<void> {
-  await waitFor(
-    `members ${nodes.map((n) => n.node).join(',')} ready on every node`,
-    async () => {
-      for (const node of nodes) {
-        const others = (await view(node)).members
-          .filter((m) => !m.self && m.ready)
-          .map((m) => m.node)
-          .sort()
-          .join();
-        if (
-          others !==
-          nodes
-            .filter((n) => n !== node)
-            .map((n) => n.node)
-            .sort()
-            .join()
-        )
-          throw new Error(`${node.node} sees [${others}]`);
-      }
-      return true;
-    },
-    { timeoutMs, intervalMs: 100 },
-  );
-}
-
-/** Pino log lines of a node that match `msg`. */
-function logs(node: NodeHandle, msg: string): Array<Record<string, any>> {
-  return node
-    .output()
-    .split('\n')
-    .filter((line) => line.startsWith('{') && line.includes(`"msg":"${msg}"`))
-    .map((line) => JSON.parse(line) as Record<string, any>);
+/** The fields of the `resync: merged the state of every ready member` log line the figures print. */
+interface ResyncLine {
+  reason: string;
+  donors: string[];
+  sessionsReceived: number;
+  repaired: number;
+  ms: number;
 }
 
 /** The key part of a session id (`key.route`). */
@@ -296,7 +271,7 @@ describe('faults', () => {
     const restartedAt = Date.now();
     const duringOutage = traffic.total - beforeKill;
 
-    await waitForMembers(nodes, 60_000);
+    await seeEachOther(nodes, 60_000, { exactly: true });
     const membersMs = Date.now() - restartedAt;
     await sleep(3000);
     await traffic.stop();
@@ -311,10 +286,10 @@ describe('faults', () => {
       expect(v.stats.resyncs, JSON.stringify(v.stats)).toBeGreaterThanOrEqual(1);
     }
     for (const node of nodes) {
-      expect(logs(node, 'channel connection changed').some((l) => l.status === 'disconnected')).toBe(true);
-      expect(logs(node, 'resync: merged the state of every ready member').some((l) => l.reason === 'reconnect')).toBe(
-        true,
-      );
+      expect(logLines(node, 'channel connection changed').some((l) => l.status === 'disconnected')).toBe(true);
+      expect(
+        logLines(node, 'resync: merged the state of every ready member').some((l) => l.reason === 'reconnect'),
+      ).toBe(true);
     }
     const repairs = views.map((v) => v.stats.resyncRepairs);
     console.info(
@@ -330,8 +305,8 @@ describe('faults', () => {
     const nodes = await startNodes(uniqueCluster('fault-failover'), 3, { nats: urls, send: 'ack' });
     const serverOf = (node: NodeHandle) => {
       const lines = [
-        ...logs(node, 'connected to NATS'),
-        ...logs(node, 'channel connection changed').filter((l) => l.status === 'connected'),
+        ...logLines(node, 'connected to NATS'),
+        ...logLines(node, 'channel connection changed').filter((l) => l.status === 'connected'),
       ];
       return String(lines.at(-1)?.server ?? lines.at(-1)?.detail);
     };
@@ -349,7 +324,9 @@ describe('faults', () => {
     const reconnected = await waitFor(
       'n1 to reconnect to another server',
       () =>
-        logs(nodes[0]!, 'channel connection changed').find((l) => l.status === 'connected' && l.time >= killedAt - 50),
+        logLines(nodes[0]!, 'channel connection changed').find(
+          (l) => l.status === 'connected' && l.time >= killedAt - 50,
+        ),
       { timeoutMs: 30_000, intervalMs: 50 },
     );
     const failoverMs = reconnected.time - killedAt;
@@ -363,12 +340,14 @@ describe('faults', () => {
 
     expect(traffic.failures, traffic.summary()).toEqual([]);
     expect(traffic.statuses.get('500') ?? 0).toBe(0);
-    await waitForMembers(nodes, 60_000);
+    await seeEachOther(nodes, 60_000, { exactly: true });
     const convergeMs = await traffic.converged(nodes);
     for (const [i, from] of nodes.entries()) await expectReplication(from, nodes[(i + 1) % nodes.length]!);
     // Each node that failed over merged the others' state and sent its own (for nodes that never reconnected).
     for (const node of nodes.filter((n) => onVictim.includes(n.node))) {
-      const resync = logs(node, 'resync: merged the state of every ready member').find((l) => l.reason === 'reconnect');
+      const resync = logLines<ResyncLine>(node, 'resync: merged the state of every ready member').find(
+        (l) => l.reason === 'reconnect',
+      );
       expect(resync, node.node).toBeDefined();
       expect(resync!.pushed, node.node).toBeGreaterThan(0);
     }
@@ -403,11 +382,14 @@ describe('faults', () => {
     const droppedOn = await lists();
     n3.kill('SIGCONT');
     const resumedAt = Date.now();
-    await waitForMembers(nodes, 60_000);
+    await seeEachOther(nodes, 60_000, { exactly: true });
     const rejoinMs = Date.now() - resumedAt;
     const resync = await waitFor(
       'n3 to resynchronise',
-      () => logs(n3, 'resync: merged the state of every ready member').find((l) => l.time >= resumedAt - 50),
+      () =>
+        logLines<ResyncLine>(n3, 'resync: merged the state of every ready member').find(
+          (l) => l.time >= resumedAt - 50,
+        ),
       { timeoutMs: 60_000, intervalMs: 100 },
     );
     targets = [n1, n2, n3];
@@ -417,7 +399,7 @@ describe('faults', () => {
     expect(traffic.failures, traffic.summary()).toEqual([]);
     expect(traffic.statuses.get('500') ?? 0).toBe(0);
     expect(droppedOn, 'n1 and n2 dropped n3 while it was stopped').toEqual([false, false]);
-    expect(logs(n3, 'this process stalled: deltas may have been missed').length).toBeGreaterThanOrEqual(1);
+    expect(logLines(n3, 'this process stalled: deltas may have been missed').length).toBeGreaterThanOrEqual(1);
     const convergeMs = await traffic.converged(nodes);
     const v3 = await view(n3);
     expect(v3.stats.resyncs).toBeGreaterThanOrEqual(1);
@@ -465,18 +447,22 @@ describe('faults', () => {
 
     const reconnect = await waitFor(
       'n3 to reconnect',
-      () => logs(n3, 'channel connection changed').find((l) => l.status === 'connected' && l.time >= resumedAt - 50),
+      () =>
+        logLines(n3, 'channel connection changed').find((l) => l.status === 'connected' && l.time >= resumedAt - 50),
       { timeoutMs: 30_000, intervalMs: 50 },
     );
-    expect(logs(n3, 'channel connection changed').some((l) => l.status === 'disconnected')).toBe(true);
+    expect(logLines(n3, 'channel connection changed').some((l) => l.status === 'disconnected')).toBe(true);
     const resync = await waitFor(
       'n3 to resynchronise after the reconnect',
-      () => logs(n3, 'resync: merged the state of every ready member').find((l) => l.time >= reconnect.time),
+      () =>
+        logLines<ResyncLine>(n3, 'resync: merged the state of every ready member').find(
+          (l) => l.time >= reconnect.time,
+        ),
       { timeoutMs: 60_000, intervalMs: 100 },
     );
     expect(traffic.failures, traffic.summary()).toEqual([]);
     expect(traffic.statuses.get('200'), traffic.summary()).toBe(48 * 8);
-    await waitForMembers(nodes, 60_000);
+    await seeEachOther(nodes, 60_000, { exactly: true });
     const convergeMs = await traffic.converged(nodes);
     const v3 = await view(n3);
     expect(v3.stats.resyncs).toBeGreaterThan(before.stats.resyncs);
@@ -529,7 +515,7 @@ describe('faults', () => {
     );
     expect(failing.itemsWritten).toBe(0);
     expect(failing.dirty).toBe(10);
-    expect(logs(n1, 'snapshot write failed, will retry').length).toBeGreaterThan(0);
+    expect(logLines(n1, 'snapshot write failed, will retry').length).toBeGreaterThan(0);
 
     let ddb: DynamoDbLocalHandle | undefined;
     const client = new DynamoDBClient({ endpoint, ...LOCAL_AWS, maxAttempts: 2 });

@@ -15,6 +15,7 @@ import {
   createTlsFiles,
   createUserNKey,
   CookieClient,
+  seeEachOther,
   startNatsServer,
   startNode,
   waitFor,
@@ -101,35 +102,9 @@ async function view(node: NodeHandle): Promise<ClusterView> {
   return (await res.json()) as ClusterView;
 }
 
-async function waitForMembers(nodes: NodeHandle[]): Promise<void> {
-  await waitFor(
-    `${nodes.map((n) => n.node).join(',')} to see each other`,
-    async () => {
-      for (const node of nodes) {
-        const others = (await view(node)).members
-          .filter((m) => !m.self && m.ready)
-          .map((m) => m.node)
-          .sort()
-          .join();
-        if (
-          others !==
-          nodes
-            .filter((n) => n !== node)
-            .map((n) => n.node)
-            .sort()
-            .join()
-        )
-          return false;
-      }
-      return true;
-    },
-    { timeoutMs: 30_000, intervalMs: 100 },
-  );
-}
-
 /** A write on `from` (ack mode) reads back on `to`, and both report a healthy channel. */
 async function expectReplication(from: NodeHandle, to: NodeHandle): Promise<void> {
-  await waitForMembers([from, to]);
+  await seeEachOther([from, to], 30_000, { exactly: true });
   const client = new CookieClient();
   const value = `v-${Math.random().toString(36).slice(2)}`;
   const put = await client.request(from.url, 'PUT', '/session/attributes/secret', JSON.stringify(value));

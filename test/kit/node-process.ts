@@ -148,14 +148,22 @@ export async function readyPeers(node: NodeHandle): Promise<string[]> {
   return view.members.filter((member) => member.ready && !member.self).map((member) => member.node);
 }
 
-/** Waits until every node lists every other one as a ready member. */
-export async function seeEachOther(nodes: readonly NodeHandle[], timeoutMs = 30_000): Promise<void> {
+/**
+ * Waits until every node lists every other one as a ready member; with `exactly`, none besides them (a dropped or
+ * replaced member is gone too).
+ */
+export async function seeEachOther(
+  nodes: readonly NodeHandle[],
+  timeoutMs = 30_000,
+  { exactly = false }: { exactly?: boolean } = {},
+): Promise<void> {
   await waitFor(
-    `${nodes.map((node) => node.node).join(',')} to see each other`,
+    `${nodes.map((node) => node.node).join(',')} to see each other${exactly ? ' and no one else' : ''}`,
     async () => {
       for (const node of nodes) {
         const peers = await readyPeers(node);
         if (nodes.some((other) => other !== node && !peers.includes(other.node))) return false;
+        if (exactly && peers.length !== nodes.length - 1) return false;
       }
       return true;
     },

@@ -3,13 +3,16 @@
 import { CookieClient } from './cookie-client.ts';
 import type { NodeHandle } from './node-process.ts';
 
-/** Pino log lines of `node` whose message is `msg`. */
-export function logLines(node: NodeHandle, msg: string): Array<Record<string, unknown>> {
+/** One pino log line: its time and message, and the fields `T` names (any other field is unknown). */
+export type PinoLine<T extends object = object> = T & { time: number; msg: string } & Record<string, unknown>;
+
+/** Pino log lines of `node` whose message is `msg`; `T` types the fields the caller reads. */
+export function logLines<T extends object = object>(node: NodeHandle, msg: string): Array<PinoLine<T>> {
   return node
     .output()
     .split('\n')
     .filter((line) => line.startsWith('{') && line.includes(`"msg":"${msg}"`))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
+    .map((line) => JSON.parse(line) as PinoLine<T>);
 }
 
 /** The NATS server `node` is connected to now (its last connect or reconnect log line). */
