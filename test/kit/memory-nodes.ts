@@ -293,3 +293,20 @@ export async function writeAllAtOnce(
     Object.fromEntries(Object.keys(a).map((kind) => [kind, (a[kind] ?? 0) - (b[kind] ?? 0)]));
   return { sent: diff(after.sent, before.sent), received: diff(after.received, before.received) };
 }
+
+/**
+ * A counter app on one node: `POST /counter` increments the session's `n` and answers `{ n, node }`, `GET /counter`
+ * answers `{ n }`.
+ */
+export function counterApp(node: ClusterNode) {
+  const app = new Hono<{ Variables: SessionVariables }>();
+  app.use(node.middleware());
+  app.post('/counter', (c) => {
+    const session = c.get('session');
+    const n = (session.get<number>('n') ?? 0) + 1;
+    session.set('n', n);
+    return c.json({ n, node: node.node });
+  });
+  app.get('/counter', (c) => c.json({ n: c.get('session').get<number>('n') ?? 0 }));
+  return app;
+}

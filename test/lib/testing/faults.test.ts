@@ -1,19 +1,11 @@
 // Owns: unit tests of lib/testing: each fault of FaultInjector on raw channels (drop, duplicate,
 // reorder, delay, partition, freeze, heal, scopes, seeded probability), and createTestCluster:
 // cookies kept across nodes, clients apart, and replication converging after each fault heals.
-import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  ChannelRequestError,
-  MemoryBus,
-  MemoryChannel,
-  type Channel,
-  type ChannelStatus,
-  type ClusterNode,
-  type SessionVariables,
-} from '../../../lib/index.ts';
+import { ChannelRequestError, MemoryBus, MemoryChannel, type Channel, type ChannelStatus } from '../../../lib/index.ts';
 import { createTestCluster, FaultInjector, faultyChannel, type TestCluster } from '../../../lib/testing/index.ts';
 import { waitFor } from '../../../functions/launch/index.ts';
+import { counterApp } from '../../kit/memory-nodes.ts';
 
 const text = (data: Uint8Array) => new TextDecoder().decode(data);
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -139,20 +131,6 @@ describe('FaultInjector on raw channels', () => {
     expect(n2.statuses).toEqual(['connected']);
   });
 });
-
-/** A counter app on one node. */
-function counterApp(node: ClusterNode) {
-  const app = new Hono<{ Variables: SessionVariables }>();
-  app.use(node.middleware());
-  app.post('/counter', (c) => {
-    const session = c.get('session');
-    const n = (session.get<number>('n') ?? 0) + 1;
-    session.set('n', n);
-    return c.json({ n, node: node.node });
-  });
-  app.get('/counter', (c) => c.json({ n: c.get('session').get<number>('n') ?? 0 }));
-  return app;
-}
 
 const clusters: TestCluster[] = [];
 afterEach(async () => {

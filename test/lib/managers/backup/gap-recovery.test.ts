@@ -2,26 +2,11 @@
 // injector: a node that missed an ownership broadcast is reconciled after its reconnect, a cut-off or
 // unreconciled node ends nothing, a primary without data asks instead of answering "new session",
 // and an entry nobody holds data for is ended everywhere.
-import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ClusterNode, SessionVariables } from '../../../../lib/index.ts';
 import type { BackupManager } from '../../../../lib/managers/backup/backup-manager.ts';
 import { createTestCluster, type TestCluster } from '../../../../lib/testing/index.ts';
 import { waitFor } from '../../../../functions/launch/index.ts';
-import { attributesOn } from '../../../kit/memory-nodes.ts';
-
-/** A counter app on one node. */
-function counterApp(node: ClusterNode) {
-  const app = new Hono<{ Variables: SessionVariables }>();
-  app.use(node.middleware());
-  app.post('/counter', (c) => {
-    const session = c.get('session');
-    const n = (session.get<number>('n') ?? 0) + 1;
-    session.set('n', n);
-    return c.json({ n });
-  });
-  return app;
-}
+import { attributesOn, counterApp } from '../../../kit/memory-nodes.ts';
 
 const clusters: TestCluster[] = [];
 afterEach(async () => {
