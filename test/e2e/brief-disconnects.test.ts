@@ -81,7 +81,12 @@ describe('one server of a 3-server NATS cluster killed under ack-mode load', () 
 
       const writers = new PinnedWriters(nodes, 2);
       await writers.start();
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // Load established before the kill: every node answered a few writes.
+      await waitFor(
+        'every node to answer writes',
+        () => nodes.every((node) => (writers.answered.get(node.node)?.length ?? 0) >= 20),
+        { timeoutMs: 30_000, intervalMs: 50 },
+      );
       const killedAt = Date.now();
       cluster.servers[victim]!.kill('SIGKILL');
       // Every node on the killed server reconnects elsewhere.
