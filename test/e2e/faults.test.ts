@@ -149,6 +149,11 @@ class Traffic {
     this.#running = false;
   }
 
+  /** Resolves once the clients have had 30 writes answered 200: load is established before a fault. */
+  flowing(): Promise<unknown> {
+    return waitFor('traffic to flow', () => this.total >= 30, { timeoutMs: 30_000, intervalMs: 50 });
+  }
+
   get total(): number {
     return this.acked.reduce((sum, m) => sum + m.size, 0);
   }
@@ -259,7 +264,7 @@ describe('faults', () => {
     const traffic = new Traffic(() => nodes, { clients: 6, pauseMs: 30 });
     await traffic.open();
     traffic.start();
-    await sleep(2000);
+    await traffic.flowing();
 
     const beforeKill = traffic.total;
     nats.kill('SIGKILL');
@@ -317,7 +322,7 @@ describe('faults', () => {
     const traffic = new Traffic(() => nodes, { clients: 6, pauseMs: 30 });
     await traffic.open();
     traffic.start();
-    await sleep(2000);
+    await traffic.flowing();
     cluster.servers[victim]!.kill('SIGKILL');
     const killedAt = Date.now();
     // n1's client reconnects to one of the other URLs.
@@ -367,7 +372,7 @@ describe('faults', () => {
     await traffic.open();
     targets = [n1, n2]; // A paused process would hold requests: write through the others.
     traffic.start();
-    await sleep(1000);
+    await traffic.flowing();
 
     n3.kill('SIGSTOP');
     const stoppedAt = Date.now();
