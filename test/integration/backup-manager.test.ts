@@ -694,7 +694,10 @@ describe('backup manager: gap recovery', () => {
     expect(n1.manager.entry(key)).toMatchObject({ primary: 'n1' });
     faults.heal();
     await waitForPlacement(nodes, [key], new Map([[key, 2]]));
+    // The resync starts a moment after the reported reconnect; the placement may have converged just before it.
+    await waitFor('n1 to resync and repair', () => n1.sessions.stats.resyncs >= 1, { timeoutMs: 10_000 });
     expect(n1.sessions.stats.resyncs).toBeGreaterThanOrEqual(1);
+    await waitFor('n1 to count the repair', () => n1.sessions.stats.resyncRepairs >= 1, { timeoutMs: 10_000 });
     expect(n1.sessions.stats.resyncRepairs).toBeGreaterThanOrEqual(1);
     // Used on n3 for longer than the timeout as n1 last saw it: nobody ends it.
     for (let v = 3; v <= 12; v++) {
