@@ -308,15 +308,17 @@ function fromWire(wire: WireState): SessionState {
     }
     attributes.set(name, { stamp: stamp as Stamp, value, bytes: value === undefined ? 0 : wireBytes(value) });
   }
-  return {
+  // Assigned, not spread: every replicated write passes here.
+  const state: SessionState = {
     key: wire.k,
     createdAt: wire.c,
     lastAccessedAt: wire.a,
     lastAccessedBy: wire.ab,
     maxInactive: { seconds: wire.m[0], stamp: wire.m[1] as Stamp },
-    ...(wire.l ? { maxLifetime: { seconds: wire.l[0], stamp: wire.l[1] as Stamp } } : {}),
     attributes,
-    ...(wire.e ? { ended: { stamp: wire.e[0] as Stamp, reason: wire.e[1] } } : {}),
-    ...(wire.b ? { base: wire.b as Stamp } : {}),
   };
+  if (wire.l) state.maxLifetime = { seconds: wire.l[0], stamp: wire.l[1] as Stamp };
+  if (wire.e) state.ended = { stamp: wire.e[0] as Stamp, reason: wire.e[1] };
+  if (wire.b) state.base = wire.b as Stamp;
+  return state;
 }
