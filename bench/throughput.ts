@@ -44,6 +44,8 @@ export interface ThroughputRun {
   durationSec: number;
   /** Target-process CPU time per request, microseconds. */
   targetCpuUsPerReq: number;
+  /** CPU time per request of each peer (receiving the target's replication), mean over the peers, microseconds; 0 without peers. */
+  peerCpuUsPerReq: number;
   cpu: CpuShare;
   /** Delta messages the target sent per request (about 1 with replication on, 0 off). */
   deltasPerRequest: number;
@@ -171,6 +173,12 @@ export async function measureRun(
     non2xx: result.non2xx,
     durationSec: round(result.duration, 2),
     targetCpuUsPerReq: round(((after.target - before.target) * 1000) / Math.max(1, requests), 0),
+    peerCpuUsPerReq: round(
+      (after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0) * 1000) /
+        Math.max(1, others.length) /
+        Math.max(1, requests),
+      1,
+    ),
     cpu: {
       target: share(after.target - before.target),
       peers: share(after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0)),

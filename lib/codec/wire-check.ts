@@ -2,7 +2,7 @@
  * The wire forms of sessions, stamps and ownership entries, and hand-written checks of the bodies of
  * the kinds every write sends (`delta`, `copy`, `ack`, `map`, and the probes' `ping` and `pong`).
  * Each check accepts exactly what the zod schema of `envelope.ts` accepts, but reads the parsed JSON
- * in place instead of copying every object and array, about a third of a receiver's decode time.
+ * in place instead of copying every object and array (half the decode time of a delta of 8 sessions).
  * `decodeEnvelope` tries these first and, when one fails, runs zod, which names the problem; a
  * property test keeps the two in agreement.
  */
