@@ -4,7 +4,8 @@
  * started with `--expose-gc` (a full collection before each heap reading); the sessions are created
  * through the session middleware (`app.request`) of a node alone on the in-process channel, so the
  * figure is what a node holds per session it serves: the session table, the pending-replication
- * bookkeeping and, for backup, the ownership map (a replica holds the same table).
+ * bookkeeping and, for backup, the ownership map (a replica holds the same table). Then Tomcat's figure
+ * for the same sessions (see `tomcat-memory.ts`), unless Tomcat or a JDK is missing.
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -12,12 +13,15 @@ import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
 import { createCluster, MemoryBus, MemoryChannel, type SessionVariables } from '../lib/index.ts';
 import { consoleLogger } from '../lib/logger.ts';
+import { measureTomcatMemory, type TomcatMemoryResult } from './tomcat-memory.ts';
 
 /** Settings of the memory section. */
 export interface MemoryOptions {
   sessions: number;
   /** Attribute bytes per session (split over 4 attributes). */
   attributeBytes: number;
+  /** Measure Tomcat's figure too (env `BENCH_MEMORY_TOMCAT=0` turns it off). */
+  tomcat: boolean;
   log: (line: string) => void;
 }
 
@@ -36,12 +40,17 @@ export interface MemoryRow {
 
 export interface MemoryResult {
   rows: MemoryRow[];
+  /** Tomcat's figure for the same sessions; `skipped` says why it is missing, `error` why it failed. */
+  tomcat: TomcatMemoryResult & { error?: string };
   loadAverage: { start: number; end: number };
+  /** Seconds the whole section took. */
+  durationSec: number;
 }
 
-/** Runs each manager's measurement in its own child process. */
+/** Runs each manager's measurement in its own child process, then Tomcat's. */
 export async function measureMemory(options: MemoryOptions): Promise<MemoryResult> {
   const start = os.loadavg()[0]!;
+  const started = performance.now();
   const rows: MemoryRow[] = [];
   for (const manager of ['delta', 'backup'] as const) {
     options.log(`memory: ${manager}, ${options.sessions} sessions of ${options.attributeBytes} B of attributes`);
@@ -66,7 +75,22 @@ export async function measureMemory(options: MemoryOptions): Promise<MemoryResul
     );
     rows.push(row);
   }
-  return { rows, loadAverage: { start, end: os.loadavg()[0]! } };
+  let tomcat: MemoryResult['tomcat'];
+  if (!options.tomcat) tomcat = { skipped: 'turned off (BENCH_MEMORY_TOMCAT=0)', rows: [] };
+  else
+    try {
+      tomcat = await measureTomcatMemory(options);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      options.log(`memory: Tomcat failed: ${message}`);
+      tomcat = { error: message, rows: [] };
+    }
+  return {
+    rows,
+    tomcat,
+    loadAverage: { start, end: os.loadavg()[0]! },
+    durationSec: Math.round((performance.now() - started) / 1000),
+  };
 }
 
 function heap(): number {
