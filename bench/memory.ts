@@ -1,11 +1,11 @@
 /**
  * Memory: heap bytes per session held by one node, for sessions carrying about 1 KiB of attributes
- * (4 attributes of 256 characters, constant names), at 100,000 sessions. Each manager runs in a fresh child process
- * started with `--expose-gc` (a full collection before each heap reading); the sessions are created
- * through the session middleware (`app.request`) of a node alone on the in-process channel, so the
- * figure is what a node holds per session it serves: the session table, the pending-replication
- * bookkeeping and, for backup, the ownership map (a replica holds the same table). Then Tomcat's figure
- * for the same sessions (see `tomcat-memory.ts`), unless Tomcat or a JDK is missing.
+ * (4 attributes of 256 characters, constant names), at 100,000 sessions. Each manager runs in a fresh
+ * child process started with `--expose-gc` (a full collection before each heap reading); the sessions
+ * are created through the session middleware (`app.request`) of a node alone on the in-process
+ * channel, so the figure is what a node holds per session it serves: the session table, the
+ * pending-replication bookkeeping and, for backup, the ownership map (a replica holds the same table).
+ * Then Tomcat's figure for the same sessions (see `tomcat-memory.ts`), unless Tomcat or a JDK is missing.
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
