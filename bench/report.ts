@@ -649,21 +649,57 @@ function formatMemory(m: MemoryResult, heading: Heading, out: string[]): void {
   out.push(
     'One node alone on the in-process channel, in a fresh child process (`--expose-gc`, a full collection before each reading); ' +
       'the sessions are created through the session middleware (`app.request`, 64 at a time), each with 4 attributes of 256 characters; ' +
-      `heap growth divided by the sessions. ${load(m.loadAverage)}.`,
+      `heap growth divided by the sessions. ${load(m.loadAverage)}; the section took ${m.durationSec} s.`,
   );
   out.push('');
+  const t = m.tomcat;
+  const joined = t.rows.find((x) => x.node === 'joined');
+  const tomcatRows = t.rows.map((x) => ({
+    label: x.node === 'joined' ? 'Tomcat DeltaManager, after the join' : 'Tomcat DeltaManager, serving node',
+    row: x,
+  }));
   out.push(
     table(
-      ['manager', 'sessions', 'attribute bytes / session', 'heap bytes / session', 'overhead beyond the attributes'],
-      m.rows.map((x) => [
-        x.manager,
-        int(x.sessions),
-        int(x.attributeBytes),
-        int(x.heapBytesPerSession),
-        ratio(x.heapBytesPerSession / x.attributeBytes),
-      ]),
+      [
+        'node',
+        'sessions',
+        'attribute bytes / session',
+        'heap bytes / session',
+        'overhead beyond the attributes',
+        'vs Tomcat after the join',
+      ],
+      [...m.rows.map((x) => ({ label: `this project, ${x.manager} manager`, row: x })), ...tomcatRows].map(
+        ({ label, row }) => [
+          label,
+          int(row.sessions),
+          int(row.attributeBytes),
+          int(row.heapBytesPerSession),
+          ratio(row.heapBytesPerSession / row.attributeBytes),
+          joined ? ratio(row.heapBytesPerSession / joined.heapBytesPerSession) : 'n/a',
+        ],
+      ),
     ),
   );
+  out.push('');
+  if (t.skipped) out.push(`Tomcat not measured: ${t.skipped}.`);
+  else if (t.error) out.push(`Tomcat measurement failed: \`${t.error.split('\n')[0]!.replaceAll('`', "'")}\`.`);
+  else {
+    out.push(
+      `Tomcat: ${t.version}, ${t.java}; two instances in throwaway CATALINA_BASEs, one cluster (SimpleTcpCluster, DeltaManager, static membership on loopback), ` +
+        'a servlet that creates a session and sets the same 4 attributes. The serving node created the sessions alone (its row is its growth over them); ' +
+        `the other node then started and received all of them in the DeltaManager state transfer (its row is its heap after the join minus its heap after joining the 500 warm-up sessions). ` +
+        `Heap: \`jcmd GC.run\` twice, then \`GC.heap_info\` (used). Creating the sessions took ${t.createSec} s, the join (JVM start to serving with every session) ${t.joinSec} s. ` +
+        `JVM flags (\`jcmd VM.flags\`): \`${t.jvmFlags}\`.`,
+    );
+    out.push('');
+    for (const x of t.rows)
+      out.push(
+        `- ${x.node === 'joined' ? 'after the join' : 'serving node'}: live bytes (\`GC.class_histogram\`) ${int(x.liveBytesPerSession)} / session; ` +
+          `largest classes (bytes and instances per session): ${x.topClasses
+            .map((c) => `${c.name} ${int(c.bytesPerSession)} (${num(c.instancesPerSession)})`)
+            .join(', ')}.`,
+      );
+  }
   out.push('');
 }
 
