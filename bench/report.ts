@@ -40,7 +40,7 @@ export interface BenchReport {
   settings: {
     floor: { n: number; warmup: number; payloadBytes: number; replyBytes: number };
     lag: { n: number; warmup: number; chunks: number };
-    throughput: { connections: number; durationSec: number; warmupSec: number; rounds: number };
+    throughput: { connections: number; durationSec: number; warmupSec: number; rounds: number; reads: number };
     managers: Omit<ManagersOptions, 'log'>;
     crypto: Omit<CryptoOptions, 'log'>;
     failover: Omit<FailoverOptions, 'log'>;
@@ -246,6 +246,23 @@ function formatThroughput(
     `With replication ON the peers and nats-server run on the same ${r.cpus} cores as the target and the load generator (see the CPU columns below), ` +
       `so ON/OFF req/s here also measures that contention. The last column (OFF / ON target CPU per request) is the ON/OFF throughput to expect ` +
       `when the target alone is CPU-bound. OFF is not free of replication work: the in-process channel still encodes each delta and delivers it back to the node itself, which decodes it.`,
+  );
+  out.push('');
+  out.push(
+    `Reads: ${t.reads} sequential \`GET /session\` per run from one keep-alive client with one session's cookie (the cookie is never updated, as in the anchor bench's lag trials), ` +
+      `alternating ON and OFF, ${t.rounds} runs each, pooled. ON reads on a peer of the node that wrote the session (the read whose round trip bounds the replication lag), OFF on the replication-off node.`,
+  );
+  out.push('');
+  out.push(
+    table(
+      ['nodes', 'ON read p50 / p90 / p99 (ms)', 'OFF read p50 / p90 / p99 (ms)', 'target CPU/read ON / OFF (us)'],
+      tp.summary.map((s) => [
+        String(s.nodes),
+        `${ms(s.reads.on.latency.p50)} / ${ms(s.reads.on.latency.p90)} / ${ms(s.reads.on.latency.p99)}`,
+        `${ms(s.reads.off.latency.p50)} / ${ms(s.reads.off.latency.p90)} / ${ms(s.reads.off.latency.p99)}`,
+        `${s.reads.on.targetCpuUsPerReq} / ${s.reads.off.targetCpuUsPerReq}`,
+      ]),
+    ),
   );
   out.push('');
   out.push(`All runs (CPU as % of one core during the run; ${r.cpus} cores in total):`);

@@ -76,6 +76,7 @@ const SETTINGS: BenchReport['settings'] = {
     durationSec: QUICK ? 2 : 6,
     warmupSec: QUICK ? 1 : 2,
     rounds: Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 2)),
+    reads: QUICK ? 300 : 2000,
   },
   managers: {
     sizes: intList('BENCH_MANAGER_SIZES', [2, 4, 8]),
