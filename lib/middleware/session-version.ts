@@ -1,7 +1,8 @@
 /**
  * The session version a client is told (read-your-writes on any node): the newest stamp of its session
  * as the answering node left it, in a companion cookie bound to the session key by an HMAC-SHA256
- * (`hmac-sha256.ts`, synchronous: it runs on nearly every request). A node whose copy is older than the version a client presents catches up before it
+ * (`@noble/hashes`, synchronous: it runs on nearly every request, and WebCrypto's sign is a thread-pool
+ * round trip on Node). A node whose copy is older than the version a client presents catches up before it
  * answers, or refuses (see the middleware).
  *
  * Value: `<wall ms base36>.<counter base36>.<node>.<mac>`, the MAC being the first 128 bits of
@@ -12,8 +13,9 @@
  * session key alone: only a client that holds the session's key can forge its version, which can only
  * make its own requests wait.
  */
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { checkClusterKeys, type ClusterKeyConfig } from '../codec/protection.ts';
-import { HmacSha256 } from './hmac-sha256.ts';
 import { newerStamp, type Stamp } from '../session/clock.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
 import { latestStamp, type SessionState } from '../session/state.ts';
@@ -34,8 +36,8 @@ export type PresentedVersion =
 /** Issues and checks session version cookies with the cluster's keys (the first signs, any verifies). */
 export class SessionVersions {
   /** The keys once derived (at once without cluster keys); until then `#derived` resolves to them. */
-  #keys: readonly HmacSha256[] | undefined;
-  readonly #derived: Promise<readonly HmacSha256[]>;
+  #keys: readonly MacKey[] | undefined;
+  readonly #derived: Promise<readonly MacKey[]>;
   /** True when the versions are signed with cluster keys (false: bound to the session key only). */
   readonly signed: boolean;
 
@@ -48,7 +50,7 @@ export class SessionVersions {
     this.signed = raw !== undefined;
     if (raw) this.#derived = Promise.all(raw.map(derive)).then((derived) => (this.#keys = derived));
     else {
-      this.#keys = [new HmacSha256(PUBLIC_KEY)];
+      this.#keys = [macKey(PUBLIC_KEY)];
       this.#derived = Promise.resolve(this.#keys);
     }
   }
@@ -90,19 +92,30 @@ export function newestVersion(states: readonly (SessionState | undefined)[]): St
 }
 
 /** The HMAC key derived from a cluster key with HKDF-SHA256 (WebCrypto: once per key, at start). */
-async function derive(secret: Uint8Array<ArrayBuffer>): Promise<HmacSha256> {
+async function derive(secret: Uint8Array<ArrayBuffer>): Promise<MacKey> {
   const base = await crypto.subtle.importKey('raw', secret, 'HKDF', false, ['deriveBits']);
   const bits = await crypto.subtle.deriveBits(
     { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info: INFO },
     base,
     256,
   );
-  return new HmacSha256(new Uint8Array(bits));
+  return macKey(new Uint8Array(bits));
+}
+
+/** An HMAC-SHA256 key with its pads hashed once; each MAC starts from a copy. */
+type MacKey = ReturnType<typeof hmac.create>;
+
+function macKey(key: Uint8Array): MacKey {
+  return hmac.create(sha256, key);
 }
 
 /** `scope` is `<cluster>|<session key>`. */
-function mac(key: HmacSha256, scope: string, [wall, counter, node]: Stamp): Uint8Array {
-  return key.sign(utf8.encode(`v1|${scope}|${wall}|${counter}|${node}`)).subarray(0, MAC_BYTES);
+function mac(key: MacKey, scope: string, [wall, counter, node]: Stamp): Uint8Array {
+  return key
+    .clone()
+    .update(utf8.encode(`v1|${scope}|${wall}|${counter}|${node}`))
+    .digest()
+    .subarray(0, MAC_BYTES);
 }
 
 /** Compares in time independent of where the first difference is (both are base64url text). */
