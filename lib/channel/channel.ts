@@ -76,6 +76,9 @@ export interface Channel {
   ping?(): Promise<void>;
   /** Registers a listener for connection state changes. */
   onStatus(listener: (status: ChannelStatus, detail?: string) => void): void;
-  /** Closes the channel; later calls fail with `ChannelRequestError` kind `closed`. */
+  /**
+   * Closes the channel; later calls fail with `ChannelRequestError` kind `closed`, and so do requests
+   * still in flight (at once, not at their timeout).
+   */
   close(): Promise<void>;
 }

@@ -67,6 +67,8 @@ export class MemoryChannel implements Channel {
   readonly kind = 'memory';
   readonly ordered: boolean = true;
   #closed = false;
+  /** Ends each request in flight with `closed` (called by `close`). */
+  readonly #inFlight = new Set<() => void>();
 
   constructor(readonly bus: MemoryBus = defaultMemoryBus) {}
 
@@ -105,20 +107,18 @@ export class MemoryChannel implements Channel {
     assertPublishSubject(subject);
     const inbox = this.bus.inbox();
     return new Promise((resolve, reject) => {
-      const subscription = this.subscribe(inbox, (reply) => {
+      const settle = (outcome: Uint8Array | ChannelRequestError) => {
         clearTimeout(timer);
         subscription.unsubscribe();
-        resolve(reply.data);
-      });
-      const timer = setTimeout(() => {
-        subscription.unsubscribe();
-        reject(new ChannelRequestError('timeout', subject));
-      }, options.timeoutMs);
-      if (this.#publish(subject, data, inbox) === 0) {
-        clearTimeout(timer);
-        subscription.unsubscribe();
-        reject(new ChannelRequestError('no-responders', subject));
-      }
+        this.#inFlight.delete(closed);
+        if (outcome instanceof ChannelRequestError) reject(outcome);
+        else resolve(outcome);
+      };
+      const closed = () => settle(new ChannelRequestError('closed', subject));
+      const subscription = this.subscribe(inbox, (reply) => settle(reply.data));
+      const timer = setTimeout(() => settle(new ChannelRequestError('timeout', subject)), options.timeoutMs);
+      this.#inFlight.add(closed);
+      if (this.#publish(subject, data, inbox) === 0) settle(new ChannelRequestError('no-responders', subject));
     });
   }
 
@@ -134,9 +134,11 @@ export class MemoryChannel implements Channel {
     listener('connected');
   }
 
+  /** Later calls fail with `closed`, and so do the requests still in flight. */
   async close(): Promise<void> {
     this.#closed = true;
     this.bus.removeOwner(this);
+    for (const closed of [...this.#inFlight]) closed();
   }
 
   #publish(subject: string, data: Uint8Array, reply: string | undefined): number {

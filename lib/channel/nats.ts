@@ -116,7 +116,11 @@ export class NatsChannel implements Channel {
     ) {
       return new ChannelRequestError('timeout', subject, { cause });
     }
-    if (cause instanceof errors.ClosedConnectionError || cause instanceof errors.DrainingConnectionError)
+    if (
+      cause instanceof errors.ClosedConnectionError ||
+      cause instanceof errors.DrainingConnectionError ||
+      endedByClose(cause)
+    )
       return new ChannelRequestError('closed', subject, { cause });
     return cause instanceof Error ? cause : new Error(String(cause));
   }
@@ -134,6 +138,16 @@ export class NatsChannel implements Channel {
       else if (status.type === 'close') this.#emit('closed');
     }
   }
+}
+
+/**
+ * Whether a request failed because the connection closed while it was in flight: nats.js rejects those
+ * with a `RequestError` "connection closed" (wrapping one with the same message), and marks them no other way.
+ */
+function endedByClose(cause: unknown): boolean {
+  for (let error = cause; error instanceof errors.RequestError; error = error.cause)
+    if (error.message === 'connection closed') return true;
+  return false;
 }
 
 /** A one-line account of a server error, naming the subject for permission violations. */

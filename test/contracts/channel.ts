@@ -308,5 +308,24 @@ export function describeChannelContract(
       expect(() => a!.subscribe(`${prefix}.f`, () => undefined)).toThrow(expect.objectContaining({ kind: 'closed' }));
       await expect(a!.close()).resolves.toBeUndefined(); // idempotent
     });
+
+    it('a request in flight when the channel closes rejects with kind closed, before its timeout', async () => {
+      const [a, b] = await channels(2);
+      const heard = collector();
+      b!.subscribe(`${prefix}.pending`, heard.handler);
+      await ready(b!);
+      const timeout = 20_000;
+      const started = Date.now();
+      const pending = a!
+        .request(`${prefix}.pending`, utf8.encode('?'), { timeoutMs: timeout })
+        .catch((e: unknown) => e);
+      // The request reached the responder, which never answers: it is in flight.
+      await waitFor('the request at the responder', () => heard.got.length === 1, { timeoutMs });
+      await a!.close();
+      const error = await pending;
+      expect(error).toBeInstanceOf(ChannelRequestError);
+      expect(error).toMatchObject({ kind: 'closed' });
+      expect(Date.now() - started).toBeLessThan(timeout);
+    });
   });
 }
