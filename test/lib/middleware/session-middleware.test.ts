@@ -1,12 +1,13 @@
 // Owns: unit tests of lib/middleware/session-middleware.ts through Hono's app.request (cookie, valve, route binder).
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { MemoryBus } from '../../../lib/channel/memory.ts';
+import { MemoryBus, MemoryChannel } from '../../../lib/channel/memory.ts';
 import { DEFAULT_FILTER, type SessionVariables } from '../../../lib/middleware/session-middleware.ts';
 import { newSessionKey, parseSessionId } from '../../../lib/session/ids.ts';
 import { waitFor } from '../../../functions/launch/index.ts';
 import { appFor, attributesOn, call, makeNode, sessionApp, setOn, startNodes } from '../../kit/memory-nodes.ts';
 import { keyOf } from '../../kit/cookie-client.ts';
+import { holdingChannel } from '../../kit/holding-channel.ts';
 
 /** Attributes of one Set-Cookie line, lower-cased names. */
 function cookieAttributes(line: string): Map<string, string> {
@@ -430,12 +431,19 @@ describe('a request while the node joins', () => {
 
   it('a request without a session cookie is served at once while the node joins', async () => {
     const bus = new MemoryBus();
-    await startNodes(bus, ['a']);
-    const joiner = makeNode(bus, 'b');
+    // The donor holds back what arrives on its own subject: the joiner's page request waits there until released.
+    const donor = holdingChannel(new MemoryChannel(bus), ['sessrep.test.node.a']);
+    await startNodes(bus, ['a'], { channel: donor });
+    donor.hold();
+    // A budget far beyond the test: the join ends with the release, not with a timeout.
+    const joiner = makeNode(bus, 'b', { stateTransferTimeoutMs: 60_000 });
     const joining = joiner.start();
+    await waitFor('the state transfer under way', () => joiner.manager.stateTransfer.state === 'running');
     const fresh = await call(sessionApp(joiner), 'POST', '/set', { body: { v: 1 } });
     expect(joiner.ready).toBe(false);
     expect(fresh.status).toBe(200);
+    donor.release();
     await joining;
+    expect(joiner.ready).toBe(true);
   });
 });
