@@ -7,7 +7,7 @@
 import type { ChannelSubscription } from '../channel/channel.ts';
 import type { Incoming } from '../bus/cluster-bus.ts';
 import type { OwnershipEntry } from '../codec/envelope.ts';
-import { ChannelRequestError } from '../errors.ts';
+import { ChannelRequestError, MalformedMessageError } from '../errors.ts';
 import { sessionFields } from '../logger.ts';
 import { cloneState, latestStamp, liveUntil, type EndReason, type SessionState } from '../session/state.ts';
 import { AckTracker } from './ack-tracker.ts';
@@ -181,7 +181,8 @@ export class ReplicaCore {
   /**
    * Asks `node` for its ownership entry and live state of `key` (a `fetch`): `answered` with what it
    * holds, `gone` when nobody listens on its subject (its process is likely gone: it is suspected at
-   * once), or `unreachable` when it did not answer within `timeoutMs`.
+   * once), or `unreachable` when it did not answer within `timeoutMs` or its answer was of no use (of
+   * another kind, or not decodable). Rejects only on an error that is none of these.
    */
   async fetch(node: string, key: string, timeoutMs: number): Promise<FetchOutcome> {
     const { bus, logger } = this.parts;
@@ -192,6 +193,11 @@ export class ReplicaCore {
       const [state] = reply.body.s;
       return { kind: 'answered', ...(entry ? { entry } : {}), ...(state ? { state } : {}) };
     } catch (error) {
+      // An answer that does not decode (another cluster's keys, a foreign responder) is no answer, like one of another kind.
+      if (error instanceof MalformedMessageError) {
+        logger.warn({ ...sessionFields([key]), from: node, error: error.message }, 'fetch failed');
+        return { kind: 'unreachable' };
+      }
       if (!(error instanceof ChannelRequestError)) throw error;
       logger.warn({ ...sessionFields([key]), from: node, error: error.kind }, 'fetch failed');
       if (error.kind !== 'no-responders') return { kind: 'unreachable' };
