@@ -385,6 +385,23 @@ describe('async mode', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(ASYNC_SYNC_MS - 5);
     expect(channel.held).toHaveLength(1);
   });
+
+  it("a read that only refreshed the access time is answered once its touch left, without the broker's round trip", async () => {
+    const bus = new MemoryBus();
+    const a = await writerNode(bus, 'a');
+    const channel = new HeldSyncChannel(bus);
+    const b = await writerNode(bus, 'b', { channel });
+    const key = await a.write(undefined, (s) => s.set('x', 1));
+    await waitFor('b to hold the session', () => b.manager.find(key));
+    await b.write(key, () => {}); // b never sent this session: its read sends a touch
+    expect(channel.held).toHaveLength(0);
+    await waitFor('a to get the touch', () => a.manager.inspect(key)?.lastAccessedBy === 'b');
+    // A write in the same mode still waits for the broker.
+    const writing = b.write(key, (s) => s.set('x', 2));
+    await waitFor('the write to ask the broker', () => channel.held.length === 1);
+    channel.held[0]!();
+    await writing;
+  });
 });
 
 describe('ack mode', () => {
