@@ -13,17 +13,22 @@ interface Waiter {
   readonly pending: Set<string>;
   readonly done: (timedOut: string[]) => void;
   readonly timer: ReturnType<typeof setTimeout>;
-  readonly late: ReturnType<typeof setTimeout>;
+  /** When the wait began. */
+  readonly since: number;
   readonly resend: Resend | undefined;
+  /** The next check for silent members. */
+  late?: ReturnType<typeof setTimeout>;
   /** The next retransmission. */
   retry?: ReturnType<typeof setTimeout>;
 }
 
 /**
- * How long an acknowledgement may take before its member is checked (a ping that finds a dead
- * process's subject gone ends the wait at once); a late but live member is not dropped for it.
+ * How long a member may stay silent (no ack of any message) while an acknowledgement from it is
+ * awaited before it is checked, and again every as long while it stays so: a ping that finds a dead
+ * process's subject gone ends the wait at once. A member that acknowledged another message meanwhile
+ * is alive, merely late, and is not checked; one that is checked and answers (or is paused) stays.
  */
-export const ACK_LATE_MS = 20;
+export const ACK_LATE_MS = 10;
 
 /**
  * When an unacknowledged message is first sent again; each later retransmission waits twice as long
@@ -36,9 +41,11 @@ export const RESEND_AFTER_MS = 100;
 /** Tracks outstanding acknowledgements by message id. */
 export class AckTracker {
   readonly #waiters = new Map<string, Waiter>();
+  /** When each member last acknowledged anything. */
+  readonly #lastAck = new Map<string, number>();
 
   constructor(
-    /** Called with the members still pending `ACK_LATE_MS` after a wait began. */
+    /** Called with the pending members silent since a wait began, `ACK_LATE_MS` after it began and every `ACK_LATE_MS` after. */
     private readonly onLate: (members: string[]) => void = () => {},
     /** False for a member not to wait for (its connection is gone: it catches up once back). */
     private readonly reachable: (member: string) => boolean = () => true,
@@ -54,14 +61,9 @@ export class AckTracker {
     if (pending.size === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.#finish(id, [...pending]), timeoutMs);
-      const late = setTimeout(
-        () => {
-          if (this.#waiters.get(id)?.pending === pending) this.onLate([...pending]);
-        },
-        Math.min(ACK_LATE_MS, timeoutMs),
-      );
-      const waiter: Waiter = { pending, done: resolve, timer, late, resend };
+      const waiter: Waiter = { pending, done: resolve, timer, since: Date.now(), resend };
       this.#waiters.set(id, waiter);
+      this.#scheduleLateCheck(id, waiter);
       if (resend) this.#scheduleResend(id, waiter, RESEND_AFTER_MS);
     });
   }
@@ -73,6 +75,7 @@ export class AckTracker {
 
   /** Records an acknowledgement from `node`. */
   acknowledge(id: string, node: string): void {
+    this.#lastAck.set(node, Date.now());
     const waiter = this.#waiters.get(id);
     if (!waiter) return;
     waiter.pending.delete(node);
@@ -81,6 +84,7 @@ export class AckTracker {
 
   /** A member left (or cannot be reached): no waiter expects it any longer. */
   forget(node: string): void {
+    this.#lastAck.delete(node);
     for (const [id, waiter] of this.#waiters) {
       if (waiter.pending.delete(node) && waiter.pending.size === 0) this.#finish(id, []);
     }
@@ -102,6 +106,15 @@ export class AckTracker {
   /** Resolves every waiter now (shutdown); members still pending count as timed out. */
   releaseAll(): void {
     for (const [id, waiter] of this.#waiters) this.#finish(id, [...waiter.pending]);
+  }
+
+  #scheduleLateCheck(id: string, waiter: Waiter): void {
+    waiter.late = setTimeout(() => {
+      if (this.#waiters.get(id) !== waiter) return;
+      const silent = [...waiter.pending].filter((member) => (this.#lastAck.get(member) ?? 0) < waiter.since);
+      if (silent.length > 0) this.onLate(silent);
+      this.#scheduleLateCheck(id, waiter);
+    }, ACK_LATE_MS);
   }
 
   #scheduleResend(id: string, waiter: Waiter, delayMs: number): void {

@@ -143,7 +143,10 @@ describe('a member that keeps its subscriptions but does not answer (paused, or 
     await write;
     expect(written).toBe(200);
     // The touch reached c too: it knows b served the session last (its expiry leaves the session to b).
-    await waitFor('c to apply the touch and the write', () => c.sessions.manager.inspect(client.key)?.lastAccessedBy === 'b');
+    await waitFor(
+      'c to apply the touch and the write',
+      () => c.sessions.manager.inspect(client.key)?.lastAccessedBy === 'b',
+    );
     expect((await client.request(c, 'GET', '/session')).json).toMatchObject({ attributes: { x: 2 } });
     await waitFor('b to have no ack outstanding', () => b!.sessions.manager.drainRemaining() === 0);
     expect(b!.sessions.stats.acksTimedOut).toBe(0);

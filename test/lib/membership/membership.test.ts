@@ -330,6 +330,35 @@ describe('Membership', () => {
       expect(a.leaves).toEqual([['b', 'dead']]);
     });
 
+    it('a suspicion that comes while a ping to the member is in flight is followed up once the probe interval allows another ping', async () => {
+      // a probes m (its successor), never z: only suspicions (late acks, others' heartbeats) ping z.
+      const slow = {
+        ...PROBING,
+        heartbeatIntervalMs: 10_000,
+        memberDropMs: 60_000,
+        pingTimeoutMs: 60_000,
+        probeIntervalMs: 300,
+      };
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', slow);
+      a.membership.start();
+      const m = puppet(bus, 'm');
+      const z = puppet(bus, 'z');
+      m.beat();
+      z.beat();
+      await waitFor('a to see m and z', () => a.membership.has('m') && a.membership.has('z'));
+      // z was killed, but the broker has not seen its connection close yet: the first ping is never answered.
+      z.stopAnswering();
+      a.membership.suspect('z');
+      await waitFor('the ping to reach z', () => z.received === 1);
+      z.silence(); // now its subscriptions are gone
+      a.membership.suspect('z'); // a second hint, while the first ping is in flight
+      await waitFor('z to be found unreachable', () => find(a.membership, 'z')?.state === 'unreachable', {
+        timeoutMs: 5000,
+      });
+      expect(find(a.membership, 'm')?.state).toBe('alive');
+    });
+
     it('a paused member (subscribed, not answering) is still listed, and not unreachable, after many probes', async () => {
       const bus = new MemoryBus();
       const a = member(bus, 'a', PROBING);
