@@ -219,7 +219,7 @@ export class DeltaManager implements SessionManager {
     if (!options.replicate) for (const delta of changes.deltas) if (!delta.ended) pending.stash(delta);
     if (deltas.length === 0) return;
     // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere. A touch
-    // (nothing stashed goes with it) is no write to acknowledge: the request is answered once it left.
+    // (nothing stashed goes with it) is no write to acknowledge: the request is answered at once, it leaves with the turn's batch.
     const touch = !changes.modified && deltas.every((delta) => !pending.stashed(delta.key));
     const outgoing = deltas.flatMap((delta) => pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;

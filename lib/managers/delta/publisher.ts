@@ -3,10 +3,9 @@
  * share messages (one broker round, one decode per peer); `ack` writes wait for every ready member
  * (and are refused while disconnected, where nats.js would drop them); `persist` writes go to the
  * replication log and resolve once it stored them. A touch (only the access time changed) rides in
- * the same messages but resolves once handed to the channel: nobody reads it back, so it waits
- * neither for the broker nor for acks (an ack-mode touch is still tracked and sent again). With a
- * log, keys sent while disconnected or just before are kept in an outbox and sent again after the
- * catch-up.
+ * the same messages but resolves at once: nobody reads it back, so it waits neither for the turn's
+ * end nor the broker nor acks (an ack-mode touch is still tracked and sent again). With a log, keys
+ * sent while disconnected or just before are kept in an outbox and sent again after the catch-up.
  */
 import type { ReplicationLog } from '../../log/replication-log.ts';
 import { sessionWireBytes } from '../../codec/wire-size.ts';
@@ -55,9 +54,6 @@ export class DeltaPublisher {
   /** Resolves with the outcome of the batch's acknowledgements (ack mode). */
   #batchAcked: Promise<SendOutcome> = Promise.resolve('sent');
   #settleBatchAcked: (outcome: Promise<SendOutcome>) => void = () => {};
-  /** Resolves once the current turn's batch was handed to the channel (what a touch waits for). */
-  #batchHanded: Promise<SendOutcome> = Promise.resolve('sent');
-  #markBatchHanded: () => void = () => {};
   /** Log mode: keys whose latest change may not have reached the broker. */
   readonly #outbox = new Set<string>();
   /** Log mode: when each key was last sent, oldest first. */
@@ -79,7 +75,7 @@ export class DeltaPublisher {
    * that, so a read on another node right after the response finds the write; without the round trip
    * the answer raced the broker's delivery), when every ready member acknowledged the batch or
    * `ackTimeoutMs` passed (ack: one ack per member and message, not per write), or when the log
-   * stored them (persist). With `touch` (async and ack), once the batch was handed to the channel.
+   * stored them (persist). With `touch` (async and ack), at once (an ack touch is refused while disconnected).
    */
   async publish(deltas: SessionState[], mode: SendMode, route?: string, touch = false): Promise<SendOutcome> {
     if (mode === 'persist') return this.#send(deltas, mode, route);
@@ -91,10 +87,9 @@ export class DeltaPublisher {
       this.#batchScheduled = true;
       this.#batchSent = new Promise((resolve) => (this.#markBatchSent = () => resolve('sent')));
       this.#batchAcked = new Promise((resolve) => (this.#settleBatchAcked = resolve));
-      this.#batchHanded = new Promise((resolve) => (this.#markBatchHanded = () => resolve('sent')));
       nextTurn(() => this.flush());
     }
-    if (touch) return this.#batchHanded;
+    if (touch) return 'sent';
     return mode === 'ack' ? this.#batchAcked : this.#batchSent;
   }
 
@@ -136,7 +131,6 @@ export class DeltaPublisher {
       outcomes.push(this.#send(message, ack ? 'ack' : 'async'));
     }
     this.#settleBatchAcked(Promise.all(outcomes).then(worstOutcome));
-    this.#markBatchHanded();
     const markSent = this.#markBatchSent;
     const confirmed = anyAsync && this.options.connected() ? this.core.parts.bus.sync(ASYNC_SYNC_MS) : undefined;
     if (confirmed) void confirmed.then(markSent);

@@ -386,7 +386,7 @@ describe('async mode', () => {
     expect(channel.held).toHaveLength(1);
   });
 
-  it("a read that only refreshed the access time is answered once its touch left, without the broker's round trip", async () => {
+  it("a read that only refreshed the access time is answered at once: its touch leaves with the turn's batch, without the broker's round trip", async () => {
     const bus = new MemoryBus();
     const a = await writerNode(bus, 'a');
     const channel = new HeldSyncChannel(bus);
@@ -394,6 +394,7 @@ describe('async mode', () => {
     const key = await a.write(undefined, (s) => s.set('x', 1));
     await waitFor('b to hold the session', () => b.manager.find(key));
     await b.write(key, () => {}); // b never sent this session: its read sends a touch
+    expect(a.manager.inspect(key)?.lastAccessedBy).toBe('a'); // answered before the turn's batch left
     expect(channel.held).toHaveLength(0);
     await waitFor('a to get the touch', () => a.manager.inspect(key)?.lastAccessedBy === 'b');
     // A write in the same mode still waits for the broker.
