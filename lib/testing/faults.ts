@@ -174,6 +174,8 @@ class FaultyChannel implements Channel {
   /** Outgoing and incoming work held while this node is frozen, in order. */
   readonly #held: Array<() => void> = [];
   #reordered: { send: () => void; timer: ReturnType<typeof setTimeout> } | undefined;
+  /** Set by `close()`: delayed messages due afterwards are lost. */
+  #closed = false;
   readonly #detach: () => void;
 
   constructor(
@@ -218,7 +220,7 @@ class FaultyChannel implements Channel {
     if (delayMs > 0) {
       this.faults.counts.delayed++;
       const now = deliver;
-      deliver = () => void setTimeout(now, delayMs);
+      deliver = () => void setTimeout(() => this.#sendLate(now), delayMs);
     }
     const previous = this.#reordered;
     if (previous === undefined && hits.some((rule) => rule.kind === 'reorder')) {
@@ -229,6 +231,16 @@ class FaultyChannel implements Channel {
     }
     deliver();
     this.#flushReordered();
+  }
+
+  /** Sends a delayed message; one still delayed when this channel or its connection closed is lost, as in flight on a real link. */
+  #sendLate(send: () => void): void {
+    if (this.#closed) return;
+    try {
+      send();
+    } catch (error) {
+      if (!(error instanceof ChannelRequestError && error.kind === 'closed')) throw error;
+    }
   }
 
   subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): ChannelSubscription {
@@ -269,6 +281,7 @@ class FaultyChannel implements Channel {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     this.#detach();
     clearTimeout(this.#reordered?.timer);
     this.#reordered = undefined;

@@ -169,6 +169,7 @@ describe('backup manager failover with real processes (SIGKILL, ack mode)', () =
     await waitForRepair(survivors, SESSIONS);
   });
 
+  // Two kills, each followed by repair waits of up to 20 s: about 25 s on an idle machine, more under load.
   it('two nodes killed one after the other lose nothing; sessions read back even before the kill is detected', async () => {
     const nodes = await startBackupCluster('e2e-bk-kill2', 4);
     const users = await createUsers(nodes, SESSIONS);
@@ -195,5 +196,5 @@ describe('backup manager failover with real processes (SIGKILL, ack mode)', () =
     await readAll(users, twoLeft);
     const counts = await waitForRepair(twoLeft, SESSIONS);
     for (const c of counts) expect(c.proxy).toBe(0);
-  });
+  }, 90_000);
 });

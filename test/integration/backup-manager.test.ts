@@ -538,8 +538,29 @@ describe('backup manager: failover', () => {
     );
   });
 
+  it("a live primary slower to answer than the hedge delay wins over its backup's older copy (no acknowledged write lost)", async () => {
+    const faults = new FaultInjector();
+    const timings = { sendMode: 'async', memberDropMs: 60_000, pingTimeoutMs: 5_000, fetchTimeoutMs: 10_000 } as const;
+    const { cluster, nodes } = await startCluster('bk-slow-primary', 3, timings, faults);
+    const client = new Client();
+    await client.write(nodes[0]!, 7);
+    const key = client.key;
+    const backup = nodes.find((n) => n.name === nodes[0]!.manager.entry(key)!.backup)!;
+    const proxy = nodes.slice(1).find((n) => n !== backup)!;
+    await waitFor('the backup to hold 7', () => heldValue(backup, key) === 7);
+    // The backup misses the next copy (async: the write is acknowledged without it), so its copy is older.
+    faults.drop({ from: 'n1', subject: `sessrep.${cluster}.node.${backup.name}` });
+    await client.write(nodes[0]!, 8);
+    expect(heldValue(nodes[0]!, key)).toBe(8);
+    expect(heldValue(backup, key)).toBe(7);
+    // The primary is alive but answers late: far past the hedge delay, far below fetchTimeoutMs.
+    faults.delay(600, { from: 'n1' });
+    expect(await client.read(proxy)).toBe(8);
+    expect(proxy.manager.entry(key)?.primary).toBe(proxy.name);
+  });
+
   for (const via of ['proxy', 'backup'] as const)
-    it(`a ${via} whose primary does not answer (its subject held, as before the broker saw the close) serves the backup's copy without waiting out fetchTimeoutMs`, async () => {
+    it(`a ${via} whose dead primary's subject is still held (as before the broker saw the close) serves the backup's copy once the subject is gone, not after fetchTimeoutMs`, async () => {
       const slow = { memberDropMs: 60_000, pingTimeoutMs: 1_000, fetchTimeoutMs: 60_000, ackTimeoutMs: 10_000 };
       const { cluster, nodes } = await startCluster(`bk-hedge-${via}`, 3, slow);
       const client = new Client();
@@ -551,17 +572,24 @@ describe('backup manager: failover', () => {
       const held = holder.subscribe(`sessrep.${cluster}.node.${nodes[0]!.name}`);
       await holder.flush();
       await nodes[0]!.crash();
+      let answeredAt = 0;
+      const read = client.read(reader).finally(() => (answeredAt = Date.now()));
       try {
-        // Within the test's timeout, far below fetchTimeoutMs: the backup's copy was used while the primary kept silent.
-        expect(await client.read(reader)).toBe(7);
-        expect(client.route).toBe(reader.name);
-        expect(reader.manager.entry(client.key)?.primary).toBe(reader.name);
-        // The silent old primary is not made the new backup (a write would wait ackTimeoutMs for it).
-        expect(reader.manager.entry(client.key)?.backup).not.toBe(nodes[0]!.name);
+        // While the subject is held the silent primary may be alive and newer: the backup's copy is not served yet.
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        expect(answeredAt).toBe(0);
       } finally {
         held.unsubscribe();
         await holder.close();
       }
+      const releasedAt = Date.now();
+      expect(await read).toBe(7);
+      expect(answeredAt).toBeGreaterThanOrEqual(releasedAt);
+      expect(answeredAt - releasedAt).toBeLessThan(slow.pingTimeoutMs);
+      expect(client.route).toBe(reader.name);
+      expect(reader.manager.entry(client.key)?.primary).toBe(reader.name);
+      // The silent old primary is not made the new backup (a write would wait ackTimeoutMs for it).
+      expect(reader.manager.entry(client.key)?.backup).not.toBe(nodes[0]!.name);
     });
 
   it("sessions of several hundred kilobytes are re-backed after a crash in copies that fit the broker's max payload", async () => {

@@ -12,13 +12,16 @@ import type { Ownership } from './ownership.ts';
 /**
  * How long a fetch may go unanswered before the next holder is asked as well (hedged request): the
  * broker may still route a request to a dead process's connection it has not seen close, and that
- * request would wait `fetchTimeoutMs`. The first answer with live data wins. 250 ms, not less: a live primary
- * that is merely slow (its deliveries late, the machine loaded) must answer first, because the next holder's
- * copy may be older when ownership broadcasts lag (with 20 ms, round-robin traffic through HAProxy in ack mode
- * lost an acknowledged increment in 2 of 3 runs of test/e2e/read-your-writes.test.ts). A primary whose
- * connection closed answers at once ("no responders") and is skipped without waiting.
+ * request would wait `fetchTimeoutMs`. The next holder's answer is only held, though: its copy may be
+ * older than the silent holder's (ownership broadcasts lag, or an async copy was lost), so it wins only
+ * once the silent holder is verified gone (its subject finds no responder, or it left the membership)
+ * or its fetch failed; a holder that answers late, however late, still wins with its own data. A
+ * holder whose connection closed answers at once ("no responders") and is skipped without waiting.
  */
-export const FETCH_HEDGE_MS = 250;
+export const FETCH_HEDGE_MS = 20;
+
+/** How often a silent holder is checked while the next holder's answer waits on its verdict. */
+const VERIFY_INTERVAL_MS = 10;
 
 type Fetched = { entry?: OwnershipEntry; state?: SessionState } | undefined;
 
@@ -63,8 +66,8 @@ export class Takeover {
    * (for a key unknown here, the node the cookie's route names), following any newer entry a reply
    * brings. Even a backup asks the primary first, for writes still on their way (async mode); when the
    * primary does not answer, the backup serves its own copy. A holder that has not answered within
-   * `FETCH_HEDGE_MS` is not waited for alone: the next one is asked too, and the first answer with live
-   * data wins; a member known unreachable is not asked at all. A node that did not answer, or answered
+   * `FETCH_HEDGE_MS` is not waited for alone: the next one is asked too, but its data wins only once the
+   * silent one failed or is verified gone (see `#hedgedFetch`); a member known unreachable is not asked at all. A node that did not answer, or answered
    * without the data, is not made the new backup. A node named primary or backup that holds no data
    * (its copy was lost before it was promoted) asks every ready member before it gives up.
    */
@@ -146,7 +149,9 @@ export class Takeover {
 
   /**
    * Fetches from `first`, and from `second` as well once `first` has not answered within
-   * `FETCH_HEDGE_MS` (or failed); yields each answer as it comes, until one brings live data.
+   * `FETCH_HEDGE_MS`; yields each answer as it comes, until one brings live data. While `first` is
+   * silent, live data from `second` is held back, not yielded: it is yielded once `first` answered
+   * without data, failed, or is verified gone (see `FETCH_HEDGE_MS`); if `first` answers with data, that wins.
    */
   async *#hedgedFetch(
     fetch: (node: string) => Promise<Fetched>,
@@ -159,6 +164,7 @@ export class Takeover {
         node,
         fetch(node).then((found): [string, Fetched] => [node, found]),
       );
+    const live = ([, found]: [string, Fetched]) => found?.state !== undefined && !found.state.ended;
     ask(first);
     if (second !== undefined) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -170,16 +176,54 @@ export class Takeover {
       if (early) {
         waiting.delete(first);
         yield early;
-        if (early[1]?.state && !early[1].state.ended) return;
+        if (live(early)) return;
       }
       ask(second);
     }
-    while (waiting.size > 0) {
-      const answer = await Promise.race(waiting.values());
-      waiting.delete(answer[0]);
-      yield answer;
-      if (answer[1]?.state && !answer[1].state.ended) return;
+    const verdict = new AbortController();
+    try {
+      let held: [string, Fetched] | undefined;
+      let firstGone: Promise<[string, Fetched]> | undefined;
+      while (waiting.size > 0) {
+        const pending = [...waiting.values()];
+        const firstSilent = waiting.has(first);
+        if (held && firstSilent) pending.push((firstGone ??= this.#gone(first, verdict.signal).then(() => held!)));
+        const answer = await Promise.race(pending);
+        if (answer === held) {
+          yield held;
+          return;
+        }
+        waiting.delete(answer[0]);
+        if (firstSilent && answer[0] !== first && live(answer)) {
+          held = answer;
+          continue;
+        }
+        yield answer;
+        if (live(answer)) return;
+        if (answer[0] === first && held) {
+          yield held;
+          return;
+        }
+      }
+    } finally {
+      verdict.abort();
     }
+  }
+
+  /**
+   * Resolves once `node` is verified gone: no longer a member, or its subject found no responder. It is
+   * checked at once and then every `VERIFY_INTERVAL_MS` (the membership sends at most one ping per probe
+   * interval); never resolves once `signal` aborts. A paused or slow node keeps its subscription, so it
+   * stays until `memberDropMs` of silence removes it.
+   */
+  async #gone(node: string, signal: AbortSignal): Promise<void> {
+    const { membership } = this.core.parts;
+    while (!signal.aborted) {
+      if (!membership.has(node) || !membership.reachable(node)) return;
+      membership.suspect(node);
+      await new Promise((resolve) => setTimeout(resolve, VERIFY_INTERVAL_MS));
+    }
+    await new Promise<never>(() => undefined);
   }
 
   async #fetch(node: string, key: string): Promise<Fetched> {
