@@ -16,8 +16,6 @@ interface Waiter {
   /** When the wait began. */
   readonly since: number;
   readonly resend: Resend | undefined;
-  /** The next check for silent members. */
-  late?: ReturnType<typeof setTimeout>;
   /** The next retransmission. */
   retry?: ReturnType<typeof setTimeout>;
 }
@@ -43,9 +41,11 @@ export class AckTracker {
   readonly #waiters = new Map<string, Waiter>();
   /** When each member last acknowledged anything. */
   readonly #lastAck = new Map<string, number>();
+  /** Checks every `ACK_LATE_MS` for silent members while any message waits. */
+  #lateCheck?: ReturnType<typeof setInterval>;
 
   constructor(
-    /** Called with the pending members silent since a wait began, `ACK_LATE_MS` after it began and every `ACK_LATE_MS` after. */
+    /** Called every `ACK_LATE_MS` with the members silent since a wait for them began at least `ACK_LATE_MS` ago. */
     private readonly onLate: (members: string[]) => void = () => {},
     /** False for a member not to wait for (its connection is gone: it catches up once back). */
     private readonly reachable: (member: string) => boolean = () => true,
@@ -63,7 +63,7 @@ export class AckTracker {
       const timer = setTimeout(() => this.#finish(id, [...pending]), timeoutMs);
       const waiter: Waiter = { pending, done: resolve, timer, since: Date.now(), resend };
       this.#waiters.set(id, waiter);
-      this.#scheduleLateCheck(id, waiter);
+      this.#lateCheck ??= setInterval(() => this.#checkLate(), ACK_LATE_MS);
       if (resend) this.#scheduleResend(id, waiter, RESEND_AFTER_MS);
     });
   }
@@ -108,13 +108,15 @@ export class AckTracker {
     for (const [id, waiter] of this.#waiters) this.#finish(id, [...waiter.pending]);
   }
 
-  #scheduleLateCheck(id: string, waiter: Waiter): void {
-    waiter.late = setTimeout(() => {
-      if (this.#waiters.get(id) !== waiter) return;
-      const silent = [...waiter.pending].filter((member) => (this.#lastAck.get(member) ?? 0) < waiter.since);
-      if (silent.length > 0) this.onLate(silent);
-      this.#scheduleLateCheck(id, waiter);
-    }, ACK_LATE_MS);
+  /** Names the members silent since a wait for them began at least `ACK_LATE_MS` ago (waiters are in start order). */
+  #checkLate(): void {
+    const now = Date.now();
+    const silent = new Set<string>();
+    for (const waiter of this.#waiters.values()) {
+      if (now - waiter.since < ACK_LATE_MS) break;
+      for (const member of waiter.pending) if ((this.#lastAck.get(member) ?? 0) < waiter.since) silent.add(member);
+    }
+    if (silent.size > 0) this.onLate([...silent]);
   }
 
   #scheduleResend(id: string, waiter: Waiter, delayMs: number): void {
@@ -130,8 +132,11 @@ export class AckTracker {
     if (!waiter) return;
     this.#waiters.delete(id);
     clearTimeout(waiter.timer);
-    clearTimeout(waiter.late);
     clearTimeout(waiter.retry);
+    if (this.#waiters.size === 0) {
+      clearInterval(this.#lateCheck);
+      this.#lateCheck = undefined;
+    }
     waiter.done(timedOut);
   }
 }
