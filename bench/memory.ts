@@ -1,10 +1,11 @@
 /**
  * Memory: heap bytes per session held by one node, for sessions carrying about 1 KiB of attributes
- * (4 attributes of 256 characters), at 100,000 sessions. Each manager runs in a fresh child process
- * started with `--expose-gc` (a full collection before each heap reading); the sessions are created
- * through the session middleware (`app.request`) of a node alone on the in-process channel, so the
- * figure is what a node holds per session it serves: the session table, the pending-replication
- * bookkeeping and, for backup, the ownership map (a replica holds the same table).
+ * (4 attributes of 256 characters, constant names), at 100,000 sessions. Each manager runs in a fresh
+ * child process started with `--expose-gc` (a full collection before each heap reading); the sessions
+ * are created through the session middleware (`app.request`) of a node alone on the in-process
+ * channel, so the figure is what a node holds per session it serves: the session table, the
+ * pending-replication bookkeeping and, for backup, the ownership map (a replica holds the same table).
+ * Then Tomcat's figure for the same sessions (see `tomcat-memory.ts`), unless Tomcat or a JDK is missing.
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -12,12 +13,15 @@ import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
 import { createCluster, MemoryBus, MemoryChannel, type SessionVariables } from '../lib/index.ts';
 import { consoleLogger } from '../lib/logger.ts';
+import { measureTomcatMemory, type TomcatMemoryResult } from './tomcat-memory.ts';
 
 /** Settings of the memory section. */
 export interface MemoryOptions {
   sessions: number;
   /** Attribute bytes per session (split over 4 attributes). */
   attributeBytes: number;
+  /** Measure Tomcat's figure too (env `BENCH_MEMORY_TOMCAT=0` turns it off). */
+  tomcat: boolean;
   log: (line: string) => void;
 }
 
@@ -36,12 +40,17 @@ export interface MemoryRow {
 
 export interface MemoryResult {
   rows: MemoryRow[];
+  /** Tomcat's figure for the same sessions; `skipped` says why it is missing, `error` why it failed. */
+  tomcat: TomcatMemoryResult & { error?: string };
   loadAverage: { start: number; end: number };
+  /** Seconds the whole section took. */
+  durationSec: number;
 }
 
-/** Runs each manager's measurement in its own child process. */
+/** Runs each manager's measurement in its own child process, then Tomcat's. */
 export async function measureMemory(options: MemoryOptions): Promise<MemoryResult> {
   const start = os.loadavg()[0]!;
+  const started = performance.now();
   const rows: MemoryRow[] = [];
   for (const manager of ['delta', 'backup'] as const) {
     options.log(`memory: ${manager}, ${options.sessions} sessions of ${options.attributeBytes} B of attributes`);
@@ -66,8 +75,29 @@ export async function measureMemory(options: MemoryOptions): Promise<MemoryResul
     );
     rows.push(row);
   }
-  return { rows, loadAverage: { start, end: os.loadavg()[0]! } };
+  let tomcat: MemoryResult['tomcat'];
+  if (!options.tomcat) tomcat = { skipped: 'turned off (BENCH_MEMORY_TOMCAT=0)', rows: [] };
+  else
+    try {
+      tomcat = await measureTomcatMemory(options);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      options.log(`memory: Tomcat failed: ${message}`);
+      tomcat = { error: message, rows: [] };
+    }
+  return {
+    rows,
+    tomcat,
+    loadAverage: { start, end: os.loadavg()[0]! },
+    durationSec: Math.round((performance.now() - started) / 1000),
+  };
 }
+
+/**
+ * The attribute names: constants shared by every session, as an app's literal names are (and as in
+ * the Tomcat servlet); names built per request would add a copy of each to every session.
+ */
+const ATTRIBUTE_NAMES = ['attr0', 'attr1', 'attr2', 'attr3'];
 
 function heap(): number {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -93,7 +123,7 @@ async function child(manager: 'delta' | 'backup', sessions: number, attributeByt
   app.post('/w', (c) => {
     const session = c.get('session');
     const n = Math.floor(Math.random() * 1e9).toString(36);
-    for (let i = 0; i < 4; i++) session.set(`attr${i}`, `${n}${'x'.repeat(part - n.length)}`);
+    for (const name of ATTRIBUTE_NAMES) session.set(name, `${n}${'x'.repeat(part - n.length)}`);
     return c.text('ok');
   });
   const create = async (count: number) => {

@@ -40,7 +40,7 @@ export interface BenchReport {
   settings: {
     floor: { n: number; warmup: number; payloadBytes: number; replyBytes: number };
     lag: { n: number; warmup: number; chunks: number };
-    throughput: { connections: number; durationSec: number; warmupSec: number; rounds: number };
+    throughput: { connections: number; durationSec: number; warmupSec: number; rounds: number; reads: number };
     managers: Omit<ManagersOptions, 'log'>;
     crypto: Omit<CryptoOptions, 'log'>;
     failover: Omit<FailoverOptions, 'log'>;
@@ -248,6 +248,23 @@ function formatThroughput(
       `when the target alone is CPU-bound. OFF is not free of replication work: the in-process channel still encodes each delta and delivers it back to the node itself, which decodes it.`,
   );
   out.push('');
+  out.push(
+    `Reads: ${t.reads} sequential \`GET /session\` per run from one keep-alive client with one session's cookie (the cookie is never updated, as in the anchor bench's lag trials), ` +
+      `alternating ON and OFF, ${t.rounds} runs each, pooled. ON reads on a peer of the node that wrote the session (the read whose round trip bounds the replication lag), OFF on the replication-off node.`,
+  );
+  out.push('');
+  out.push(
+    table(
+      ['nodes', 'ON read p50 / p90 / p99 (ms)', 'OFF read p50 / p90 / p99 (ms)', 'target CPU/read ON / OFF (us)'],
+      tp.summary.map((s) => [
+        String(s.nodes),
+        `${ms(s.reads.on.latency.p50)} / ${ms(s.reads.on.latency.p90)} / ${ms(s.reads.on.latency.p99)}`,
+        `${ms(s.reads.off.latency.p50)} / ${ms(s.reads.off.latency.p90)} / ${ms(s.reads.off.latency.p99)}`,
+        `${s.reads.on.targetCpuUsPerReq} / ${s.reads.off.targetCpuUsPerReq}`,
+      ]),
+    ),
+  );
+  out.push('');
   out.push(`All runs (CPU as % of one core during the run; ${r.cpus} cores in total):`);
   out.push('');
   out.push(
@@ -268,6 +285,7 @@ function runsTable(rows: { label: string[]; run: ThroughputRunFigures }[], label
       'errors / non-2xx',
       'deltas / req',
       'target CPU/req (us)',
+      'CPU/req per peer (us)',
       'CPU target',
       'CPU peers',
       'CPU nats-server',
@@ -280,6 +298,7 @@ function runsTable(rows: { label: string[]; run: ThroughputRunFigures }[], label
       `${x.errors} / ${x.non2xx}`,
       String(x.deltasPerRequest),
       String(x.targetCpuUsPerReq),
+      String(x.peerCpuUsPerReq),
       `${x.cpu.target} %`,
       `${x.cpu.peers} %`,
       `${x.cpu.natsServer} %`,
@@ -632,21 +651,57 @@ function formatMemory(m: MemoryResult, heading: Heading, out: string[]): void {
   out.push(
     'One node alone on the in-process channel, in a fresh child process (`--expose-gc`, a full collection before each reading); ' +
       'the sessions are created through the session middleware (`app.request`, 64 at a time), each with 4 attributes of 256 characters; ' +
-      `heap growth divided by the sessions. ${load(m.loadAverage)}.`,
+      `heap growth divided by the sessions. ${load(m.loadAverage)}; the section took ${m.durationSec} s.`,
   );
   out.push('');
+  const t = m.tomcat;
+  const joined = t.rows.find((x) => x.node === 'joined');
+  const tomcatRows = t.rows.map((x) => ({
+    label: x.node === 'joined' ? 'Tomcat DeltaManager, after the join' : 'Tomcat DeltaManager, serving node',
+    row: x,
+  }));
   out.push(
     table(
-      ['manager', 'sessions', 'attribute bytes / session', 'heap bytes / session', 'overhead beyond the attributes'],
-      m.rows.map((x) => [
-        x.manager,
-        int(x.sessions),
-        int(x.attributeBytes),
-        int(x.heapBytesPerSession),
-        ratio(x.heapBytesPerSession / x.attributeBytes),
-      ]),
+      [
+        'node',
+        'sessions',
+        'attribute bytes / session',
+        'heap bytes / session',
+        'overhead beyond the attributes',
+        'vs Tomcat after the join',
+      ],
+      [...m.rows.map((x) => ({ label: `this project, ${x.manager} manager`, row: x })), ...tomcatRows].map(
+        ({ label, row }) => [
+          label,
+          int(row.sessions),
+          int(row.attributeBytes),
+          int(row.heapBytesPerSession),
+          ratio(row.heapBytesPerSession / row.attributeBytes),
+          joined ? ratio(row.heapBytesPerSession / joined.heapBytesPerSession) : 'n/a',
+        ],
+      ),
     ),
   );
+  out.push('');
+  if (t.skipped) out.push(`Tomcat not measured: ${t.skipped}.`);
+  else if (t.error) out.push(`Tomcat measurement failed: \`${t.error.split('\n')[0]!.replaceAll('`', "'")}\`.`);
+  else {
+    out.push(
+      `Tomcat: ${t.version}, ${t.java}; two instances in throwaway CATALINA_BASEs, one cluster (SimpleTcpCluster, DeltaManager, static membership on loopback), ` +
+        'a servlet that creates a session and sets the same 4 attributes. The serving node created the sessions alone (its row is its growth over them); ' +
+        `the other node then started and received all of them in the DeltaManager state transfer (its row is its heap after the join minus its heap after joining the 500 warm-up sessions). ` +
+        `Heap: \`jcmd GC.run\` twice, then \`GC.heap_info\` (used). Creating the sessions took ${t.createSec} s, the join (JVM start to serving with every session) ${t.joinSec} s. ` +
+        `JVM flags (\`jcmd VM.flags\`): \`${t.jvmFlags}\`.`,
+    );
+    out.push('');
+    for (const x of t.rows)
+      out.push(
+        `- ${x.node === 'joined' ? 'after the join' : 'serving node'}: live bytes (\`GC.class_histogram\`) ${int(x.liveBytesPerSession)} / session; ` +
+          `largest classes (bytes and instances per session): ${x.topClasses
+            .map((c) => `${c.name} ${int(c.bytesPerSession)} (${num(c.instancesPerSession)})`)
+            .join(', ')}.`,
+      );
+  }
   out.push('');
 }
 

@@ -13,7 +13,8 @@
  * - `BENCH_QUICK=1` shrinks every phase (for trying the script, not for figures);
  * - `BENCH_ROUNDS=N` sets the ON/OFF pairs of the throughput section;
  * - `BENCH_MANAGER_SIZES=2,4,8` the cluster sizes of the managers section, `BENCH_SCALE_SIZES=2,4,8,16`
- *   those of the scale section; `BENCH_MEMORY_SESSIONS=100000` the sessions of the memory section;
+ *   those of the scale section; `BENCH_MEMORY_SESSIONS=100000` the sessions of the memory section,
+ *   `BENCH_MEMORY_TOMCAT=0` leaves out its Tomcat measurement (Debian's tomcat10 and a JDK; skipped without them);
  * - `BENCH_PERSIST_SIZES=10000,100000` the session counts joined with; `BENCH_PERSIST_BUDGET_SEC=200`
  *   the persistence section's budget (a size that would exceed it is replaced by 50,000).
  */
@@ -76,6 +77,7 @@ const SETTINGS: BenchReport['settings'] = {
     durationSec: QUICK ? 2 : 6,
     warmupSec: QUICK ? 1 : 2,
     rounds: Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 2)),
+    reads: QUICK ? 300 : 2000,
   },
   managers: {
     sizes: intList('BENCH_MANAGER_SIZES', [2, 4, 8]),
@@ -89,7 +91,11 @@ const SETTINGS: BenchReport['settings'] = {
     lag: { n: QUICK ? 60 : 800, warmup: QUICK ? 20 : 200, chunks: QUICK ? 2 : 4 },
     throughput: { connections: 20, durationSec: QUICK ? 2 : 5, warmupSec: QUICK ? 1 : 2, rounds: QUICK ? 1 : 2 },
   },
-  memory: { sessions: intList('BENCH_MEMORY_SESSIONS', [QUICK ? 10_000 : 100_000])[0]!, attributeBytes: 1024 },
+  memory: {
+    sessions: intList('BENCH_MEMORY_SESSIONS', [QUICK ? 10_000 : 100_000])[0]!,
+    attributeBytes: 1024,
+    tomcat: process.env.BENCH_MEMORY_TOMCAT !== '0',
+  },
   scale: {
     sizes: intList('BENCH_SCALE_SIZES', QUICK ? [2, 4] : [2, 4, 8, 16]),
     sessionsPerNode: 8,

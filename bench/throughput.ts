@@ -1,10 +1,11 @@
 /** Throughput of `POST /counter` over real HTTP: CLI node processes under autocannon load, replication ON vs OFF. */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import autocannon from 'autocannon';
 import { ADMIN_HEADERS, startNode, type NodeHandle } from '../test/kit/node-process.ts';
 import { waitFor } from '../functions/launch/index.ts';
-import { round, sleep } from './stats.ts';
+import { round, sleep, summarize, type Summary } from './stats.ts';
 
 /** Settings of the throughput part. */
 export interface ThroughputOptions {
@@ -18,6 +19,8 @@ export interface ThroughputOptions {
   warmupSec: number;
   /** ON/OFF pairs per size (run alternately). */
   rounds: number;
+  /** Sequential `GET /session` reads per read run (see {@link ReadRun}). */
+  reads: number;
   /** Progress lines go here. */
   log: (line: string) => void;
 }
@@ -44,9 +47,23 @@ export interface ThroughputRun {
   durationSec: number;
   /** Target-process CPU time per request, microseconds. */
   targetCpuUsPerReq: number;
+  /** CPU time per request of each peer (receiving the target's replication), mean over the peers, microseconds; 0 without peers. */
+  peerCpuUsPerReq: number;
   cpu: CpuShare;
   /** Delta messages the target sent per request (about 1 with replication on, 0 off). */
   deltasPerRequest: number;
+}
+
+/**
+ * Sequential `GET /session` requests from one keep-alive client with one session's cookie: ON on a
+ * peer of the node that wrote the session (the read of the anchor bench's lag trials, whose p50 is
+ * about one such round trip), OFF on the replication-off node.
+ */
+export interface ReadRun {
+  /** Round trip in ms, every round pooled. */
+  latency: Summary;
+  /** Target-process CPU time per read, microseconds. */
+  targetCpuUsPerReq: number;
 }
 
 /** Best-of figures for one cluster size. */
@@ -56,6 +73,8 @@ export interface ThroughputSummary {
   off: ThroughputRun;
   /** on.reqPerSec / off.reqPerSec. */
   ratio: number;
+  /** Sequential reads, ON (on a peer of the writer) and OFF. */
+  reads: { on: ReadRun; off: ReadRun };
   /** Target-process CPU per request, mean over every run, microseconds. */
   targetCpuUsPerReq: { on: number; off: number };
   /**
@@ -116,6 +135,37 @@ export async function createSessions(node: NodeHandle, count: number): Promise<s
   return cookies;
 }
 
+/** Times `count` sequential `GET /session` requests with `cookie` on `node`, one keep-alive connection; adds them to `into`. */
+async function readLoop(
+  node: NodeHandle,
+  cookie: string,
+  count: number,
+  into: { ms: number[]; cpuMs: number },
+): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = () =>
+    new Promise<void>((resolve, reject) => {
+      const request = http.get(`${node.url}/session`, { agent, headers: { cookie } }, (response) => {
+        response.resume();
+        response.on('end', () =>
+          response.statusCode === 200 ? resolve() : reject(new Error(`GET /session: ${response.statusCode}`)),
+        );
+      });
+      request.on('error', reject);
+    });
+  try {
+    const cpuBefore = cpuMs(node.pid);
+    for (let i = 0; i < count; i++) {
+      const started = performance.now();
+      await get();
+      into.ms.push(performance.now() - started);
+    }
+    into.cpuMs += cpuMs(node.pid) - cpuBefore;
+  } finally {
+    agent.destroy();
+  }
+}
+
 /** Runs autocannon against `POST /counter` on `node`, one pre-created session cookie per connection. */
 export function cannon(node: NodeHandle, cookies: string[], durationSec: number) {
   let next = 0;
@@ -171,6 +221,12 @@ export async function measureRun(
     non2xx: result.non2xx,
     durationSec: round(result.duration, 2),
     targetCpuUsPerReq: round(((after.target - before.target) * 1000) / Math.max(1, requests), 0),
+    peerCpuUsPerReq: round(
+      (after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0) * 1000) /
+        Math.max(1, others.length) /
+        Math.max(1, requests),
+      1,
+    ),
     cpu: {
       target: share(after.target - before.target),
       peers: share(after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0)),
@@ -195,6 +251,7 @@ export async function measureThroughput(
   const started: NodeHandle[] = [];
   const common = { extraArgs: ['--log-level', 'warn'], readyTimeoutMs: 30_000 };
   const runs: ThroughputRun[] = [];
+  const reads = new Map<number, { on: ReadRun; off: ReadRun }>();
   try {
     options.log('starting the replication-off node (no --nats)');
     const off = await startNode({ cluster: `bench-off-${tag}`, node: 'solo', ...common });
@@ -221,6 +278,28 @@ export async function measureThroughput(
       options.log(`${size} nodes: warming up ${options.warmupSec}s on each target`);
       await cannon(target, cookiesOn, options.warmupSec);
       await cannon(off, cookiesOff, options.warmupSec);
+
+      // The reads: a session written on the target, read on a peer (ON), and one on the OFF node.
+      const readOn = { ms: [] as number[], cpuMs: 0 };
+      const readOff = { ms: [] as number[], cpuMs: 0 };
+      const reader = peers[0] ?? target;
+      const [readCookieOn] = await createSessions(target, 1);
+      const [readCookieOff] = await createSessions(off, 1);
+      await readLoop(reader, readCookieOn!, Math.ceil(options.reads / 4), { ms: [], cpuMs: 0 });
+      await readLoop(off, readCookieOff!, Math.ceil(options.reads / 4), { ms: [], cpuMs: 0 });
+      for (let r = 1; r <= options.rounds; r++) {
+        await readLoop(reader, readCookieOn!, options.reads, readOn);
+        await readLoop(off, readCookieOff!, options.reads, readOff);
+      }
+      const readRun = (x: { ms: number[]; cpuMs: number }): ReadRun => ({
+        latency: summarize(x.ms),
+        targetCpuUsPerReq: round((x.cpuMs * 1000) / Math.max(1, x.ms.length), 0),
+      });
+      reads.set(size, { on: readRun(readOn), off: readRun(readOff) });
+      options.log(
+        `${size} nodes, sequential GET /session: p50 ON (a peer) ${round(reads.get(size)!.on.latency.p50, 3)} ms, ` +
+          `OFF ${round(reads.get(size)!.off.latency.p50, 3)} ms; target CPU ${reads.get(size)!.on.targetCpuUsPerReq} / ${reads.get(size)!.off.targetCpuUsPerReq} us/read`,
+      );
 
       for (let r = 1; r <= options.rounds; r++) {
         for (const replication of ['on', 'off'] as const) {
@@ -266,6 +345,7 @@ export async function measureThroughput(
       on,
       off,
       ratio: round(on.reqPerSec / off.reqPerSec, 3),
+      reads: reads.get(size)!,
       targetCpuUsPerReq,
       cpuRatio: round(targetCpuUsPerReq.off / targetCpuUsPerReq.on, 3),
     };

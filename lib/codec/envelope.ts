@@ -8,6 +8,16 @@ import type { Stamp } from '../session/clock.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
 import type { AttributeRegister, SessionState } from '../session/state.ts';
 import { decodeValue, wireBytes } from '../session/values.ts';
+import {
+  checkHotBody,
+  isHotKind,
+  isJsonObject,
+  isString,
+  isToken,
+  type WireEntry,
+  type WireStamp,
+  type WireState,
+} from './wire-check.ts';
 
 /**
  * Where one session lives (backup manager): the wire form of an ownership entry, decoded. `backup`
@@ -25,35 +35,7 @@ export interface OwnershipEntry {
 /** Version of the envelope format; a node drops messages of any other version. */
 export const WIRE_VERSION = 1;
 
-/** A hybrid-clock stamp on the wire: [wall time in ms, counter, node]. */
-type WireStamp = [wall: number, counter: number, node: string];
-
-/** One session state on the wire (short keys keep messages small). */
-interface WireState {
-  /** The session key. */
-  k: string;
-  /** Created at, ms since the epoch. */
-  c: number;
-  /** Last accessed at, ms since the epoch. */
-  a: number;
-  /** The node that last accessed it. */
-  ab: string;
-  /** The idle timeout in seconds, with the stamp of its last change. */
-  m: [seconds: number, stamp: WireStamp];
-  /** Attributes: name, stamp and encoded value (no value: removed). */
-  x: [name: string, stamp: WireStamp, value?: string][];
-  /** Set when the session ended: the stamp and why. */
-  e?: [stamp: WireStamp, reason: 'invalidated' | 'expired' | 'regenerated'];
-  /** The absolute lifetime in seconds, with the stamp of its last change; older nodes ignore it. */
-  l?: [seconds: number, stamp: WireStamp];
-  /** A partial delta's base: the newest stamp of the state its writer changed (`SessionState.base`); older nodes ignore it. */
-  b?: WireStamp;
-}
-
-/** Ownership entry (backup manager) on the wire: [key, primary, backup, stamp, ended?]. */
-type WireEntry = [key: string, primary: string, backup: string, stamp: WireStamp, ended?: 1];
-
-/** The body of each message kind as it travels (sessions as {@link WireState}, entries as {@link WireEntry}); `bodies` validates them. */
+/** The body of each message kind as it travels (sessions as {@link WireState}, entries as {@link WireEntry}); `bodySchemas` validates them. */
 interface WireBodies {
   delta: { id: string; s: WireState[]; r?: string };
   ack: { id: string };
@@ -102,7 +84,8 @@ const wireEntry: z.ZodType<WireEntry> = z.tuple([
   z.literal(1).optional(),
 ]);
 
-const bodies: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
+/** The zod schema of each kind's body: the specification (the hand checks of `wire-check.ts` accept exactly the same). */
+export const bodySchemas: { readonly [K in MessageKind]: z.ZodType<WireBodies[K]> } = {
   /** Delta manager: one request's changes; `r` is where to acknowledge (ack mode), kept in the body so it survives a replay. */
   delta: z.object({ id: z.string().min(1).max(64), s: z.array(wireState), r: z.string().max(256).optional() }),
   ack: z.object({ id: z.string().min(1).max(64) }),
@@ -191,7 +174,7 @@ const envelope = z.object({
   c: z.string(),
   n: token,
   i: z.string().min(1).max(64),
-  k: z.enum(Object.keys(bodies) as [MessageKind, ...MessageKind[]]),
+  k: z.enum(Object.keys(bodySchemas) as [MessageKind, ...MessageKind[]]),
   b: z.unknown(),
 });
 
@@ -226,6 +209,12 @@ export function decodeEnvelope(data: Uint8Array, cluster: string): Envelope {
   } catch (cause) {
     throw new MalformedMessageError('malformed', 'not a UTF-8 JSON message', { cause });
   }
+  // The kinds every write sends are checked by hand (see wire-check.ts); anything they reject goes to zod for the reason.
+  if (isJsonObject(json) && json.v === WIRE_VERSION && json.c === cluster && isHotKind(json.k)) {
+    const { n, i, k } = json;
+    const body = isToken(n) && isString(i, 1, 64) ? checkHotBody(k, json.b) : undefined;
+    if (body) return toEnvelope(cluster, n as string, i as string, k, body);
+  }
   const head = envelope.safeParse(json);
   if (!head.success) throw new MalformedMessageError('malformed', `bad envelope: ${z.prettifyError(head.error)}`);
   const { v, c, n, i, k, b } = head.data;
@@ -233,13 +222,23 @@ export function decodeEnvelope(data: Uint8Array, cluster: string): Envelope {
     throw new MalformedMessageError('unsupported-version', `wire version ${v}, expected ${WIRE_VERSION}`);
   if (c !== cluster)
     throw new MalformedMessageError('foreign-cluster', `message for cluster "${c}" on cluster "${cluster}"`);
-  const parsed = bodies[k].safeParse(b);
+  const parsed = bodySchemas[k].safeParse(b);
   if (!parsed.success) throw new MalformedMessageError('malformed', `bad ${k} body: ${z.prettifyError(parsed.error)}`);
-  const decoded: Record<string, unknown> = { ...(parsed.data as object) };
-  if (Array.isArray(decoded.s)) decoded.s = (decoded.s as WireState[]).map(fromWire);
-  if (Array.isArray(decoded.e)) decoded.e = (decoded.e as WireEntry[]).map(entryFromWire);
-  // The body was validated against `bodies[k]` just above: kind and body agree.
-  return { cluster: c, node: n, incarnation: i, kind: k, body: decoded } as Envelope;
+  return toEnvelope(c, n, i, k, { ...(parsed.data as object) });
+}
+
+/** The decoded message of a body that passed the check of its kind: its sessions and entries converted in place. */
+function toEnvelope(
+  cluster: string,
+  node: string,
+  incarnation: string,
+  kind: MessageKind,
+  body: Record<string, unknown>,
+): Envelope {
+  if (Array.isArray(body.s)) body.s = (body.s as WireState[]).map(fromWire);
+  if (Array.isArray(body.e)) body.e = (body.e as WireEntry[]).map(entryFromWire);
+  // The body was validated against the schema of `kind`: kind and body agree.
+  return { cluster, node, incarnation, kind, body } as Envelope;
 }
 
 /** Encodes one session state as JSON text (the wire form), e.g. for a snapshot item. */
@@ -309,15 +308,17 @@ function fromWire(wire: WireState): SessionState {
     }
     attributes.set(name, { stamp: stamp as Stamp, value, bytes: value === undefined ? 0 : wireBytes(value) });
   }
-  return {
+  // Assigned, not spread: every replicated write passes here.
+  const state: SessionState = {
     key: wire.k,
     createdAt: wire.c,
     lastAccessedAt: wire.a,
     lastAccessedBy: wire.ab,
     maxInactive: { seconds: wire.m[0], stamp: wire.m[1] as Stamp },
-    ...(wire.l ? { maxLifetime: { seconds: wire.l[0], stamp: wire.l[1] as Stamp } } : {}),
     attributes,
-    ...(wire.e ? { ended: { stamp: wire.e[0] as Stamp, reason: wire.e[1] } } : {}),
-    ...(wire.b ? { base: wire.b as Stamp } : {}),
   };
+  if (wire.l) state.maxLifetime = { seconds: wire.l[0], stamp: wire.l[1] as Stamp };
+  if (wire.e) state.ended = { stamp: wire.e[0] as Stamp, reason: wire.e[1] };
+  if (wire.b) state.base = wire.b as Stamp;
+  return state;
 }

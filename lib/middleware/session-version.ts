@@ -1,7 +1,8 @@
 /**
  * The session version a client is told (read-your-writes on any node): the newest stamp of its session
  * as the answering node left it, in a companion cookie bound to the session key by an HMAC-SHA256
- * (WebCrypto). A node whose copy is older than the version a client presents catches up before it
+ * (`@noble/hashes`, synchronous: it runs on nearly every request, and WebCrypto's sign is a thread-pool
+ * round trip on Node). A node whose copy is older than the version a client presents catches up before it
  * answers, or refuses (see the middleware).
  *
  * Value: `<wall ms base36>.<counter base36>.<node>.<mac>`, the MAC being the first 128 bits of
@@ -12,6 +13,8 @@
  * session key alone: only a client that holds the session's key can forge its version, which can only
  * make its own requests wait.
  */
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { checkClusterKeys, type ClusterKeyConfig } from '../codec/protection.ts';
 import { newerStamp, type Stamp } from '../session/clock.ts';
 import { TOKEN_PATTERN } from '../session/ids.ts';
@@ -32,26 +35,32 @@ export type PresentedVersion =
 
 /** Issues and checks session version cookies with the cluster's keys (the first signs, any verifies). */
 export class SessionVersions {
-  readonly #keys: Promise<CryptoKey[]>;
+  /** The keys once derived (at once without cluster keys); until then `#derived` resolves to them. */
+  #keys: readonly MacKey[] | undefined;
+  readonly #derived: Promise<readonly MacKey[]>;
   /** True when the versions are signed with cluster keys (false: bound to the session key only). */
   readonly signed: boolean;
 
   readonly #cluster: string;
 
-  /** Checks the keys at once (`InvalidOptionsError`); imports them in the background. `cluster` is bound into every MAC. */
+  /** Checks the keys at once (`InvalidOptionsError`); derives them in the background. `cluster` is bound into every MAC. */
   constructor(keys: readonly ClusterKeyConfig[] | undefined, cluster = '') {
     this.#cluster = cluster;
     const raw = keys && keys.length > 0 ? [...checkClusterKeys(keys).values()] : undefined;
     this.signed = raw !== undefined;
-    this.#keys = raw ? Promise.all(raw.map(derive)) : importHmac(PUBLIC_KEY).then((key) => [key]);
+    if (raw) this.#derived = Promise.all(raw.map(derive)).then((derived) => (this.#keys = derived));
+    else {
+      this.#keys = [macKey(PUBLIC_KEY)];
+      this.#derived = Promise.resolve(this.#keys);
+    }
   }
 
   /** The cookie value telling the client that its session `key` is at `version`. */
   async encode(key: string, version: Stamp): Promise<string> {
-    const [signing] = await this.#keys;
+    const [signing] = this.#keys ?? (await this.#derived);
     const [wall, counter, node] = version;
-    const text = `${wall.toString(36)}.${counter.toString(36)}.${node}`;
-    return `${text}.${toBase64Url(await mac(signing!, `${this.#cluster}|${key}`, version))}`;
+    const tag = toBase64Url(mac(signing!, `${this.#cluster}|${key}`, version));
+    return `${wall.toString(36)}.${counter.toString(36)}.${node}.${tag}`;
   }
 
   /** Reads a presented cookie value for session `key`: none, a version this cluster issued for that key, or invalid. */
@@ -62,9 +71,9 @@ export class SessionVersions {
     const version: Stamp = [Number.parseInt(match[1]!, 36), Number.parseInt(match[2]!, 36), match[3]!];
     if (!Number.isSafeInteger(version[0]) || !TOKEN_PATTERN.test(version[2])) return { kind: 'invalid' };
     // Compared as text: a non-canonical encoding of the right MAC (other padding bits) is refused too.
-    const presented = utf8.encode(match[4]!);
-    for (const candidate of await this.#keys) {
-      if (equal(utf8.encode(toBase64Url(await mac(candidate, `${this.#cluster}|${key}`, version))), presented))
+    const presented = match[4]!;
+    for (const candidate of this.#keys ?? (await this.#derived)) {
+      if (equal(toBase64Url(mac(candidate, `${this.#cluster}|${key}`, version)), presented))
         return { kind: 'valid', version };
     }
     return { kind: 'invalid' };
@@ -82,31 +91,38 @@ export function newestVersion(states: readonly (SessionState | undefined)[]): St
   return newest;
 }
 
-async function derive(secret: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
+/** The HMAC key derived from a cluster key with HKDF-SHA256 (WebCrypto: once per key, at start). */
+async function derive(secret: Uint8Array<ArrayBuffer>): Promise<MacKey> {
   const base = await crypto.subtle.importKey('raw', secret, 'HKDF', false, ['deriveBits']);
   const bits = await crypto.subtle.deriveBits(
     { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info: INFO },
     base,
     256,
   );
-  return importHmac(new Uint8Array(bits));
+  return macKey(new Uint8Array(bits));
 }
 
-function importHmac(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
-  return crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+/** An HMAC-SHA256 key with its pads hashed once; each MAC starts from a copy. */
+type MacKey = ReturnType<typeof hmac.create>;
+
+function macKey(key: Uint8Array): MacKey {
+  return hmac.create(sha256, key);
 }
 
 /** `scope` is `<cluster>|<session key>`. */
-async function mac(key: CryptoKey, scope: string, [wall, counter, node]: Stamp): Promise<Uint8Array> {
-  const signed = await crypto.subtle.sign('HMAC', key, utf8.encode(`v1|${scope}|${wall}|${counter}|${node}`));
-  return new Uint8Array(signed, 0, MAC_BYTES);
+function mac(key: MacKey, scope: string, [wall, counter, node]: Stamp): Uint8Array {
+  return key
+    .clone()
+    .update(utf8.encode(`v1|${scope}|${wall}|${counter}|${node}`))
+    .digest()
+    .subarray(0, MAC_BYTES);
 }
 
-/** Compares in time independent of where the first difference is. */
-function equal(a: Uint8Array, b: Uint8Array): boolean {
+/** Compares in time independent of where the first difference is (both are base64url text). */
+function equal(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
   return diff === 0;
 }
 

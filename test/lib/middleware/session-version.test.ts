@@ -22,6 +22,37 @@ describe('SessionVersions', () => {
     expect(versions.signed).toBe(keys !== undefined);
   });
 
+  it.each([
+    ['signed with a cluster key', [keyA]],
+    ['without keys', undefined],
+  ])(
+    '%s: the MAC is the documented HMAC-SHA256, as WebCrypto computes it (nodes of other releases agree)',
+    async (_, keys) => {
+      const utf8 = new TextEncoder();
+      const secret = keys
+        ? new Uint8Array(
+            await crypto.subtle.deriveBits(
+              {
+                name: 'HKDF',
+                hash: 'SHA-256',
+                salt: new Uint8Array(0),
+                info: utf8.encode('session-replication version cookie v1'),
+              },
+              await crypto.subtle.importKey('raw', Buffer.from(keyA.secret, 'base64'), 'HKDF', false, ['deriveBits']),
+              256,
+            ),
+          )
+        : utf8.encode('session-replication: unsigned session version v1');
+      const hmac = await crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+      const session = newSessionKey();
+      const signed = await crypto.subtle.sign('HMAC', hmac, utf8.encode(`v1|shop|${session}|${version.join('|')}`));
+      const tag = Buffer.from(signed.slice(0, 16)).toString('base64url');
+      expect(await new SessionVersions(keys, 'shop').encode(session, version)).toBe(
+        `${version[0].toString(36)}.${version[1].toString(36)}.${version[2]}.${tag}`,
+      );
+    },
+  );
+
   it('no cookie is none; garbage, another session, an altered stamp or MAC are invalid', async () => {
     const versions = new SessionVersions([keyA]);
     const session = newSessionKey();

@@ -1,7 +1,7 @@
 // Owns: unit and property tests of lib/session/values.ts (attribute values on the wire).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { byteLength, decodeValue, encodeValue } from '../../../lib/session/values.ts';
+import { byteLength, decodeValue, encodeValue, wireBytes } from '../../../lib/session/values.ts';
 import { UnserializableValueError } from '../../../lib/errors.ts';
 
 const roundTrip = (value: unknown) => decodeValue(encodeValue('attr', value).text);
@@ -147,6 +147,21 @@ describe('byteLength', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary' }), (text) => {
         expect(byteLength(text)).toBe(new TextEncoder().encode(text).length);
+      }),
+    );
+  });
+});
+
+describe('wireBytes', () => {
+  it('equals the UTF-8 length of the text as a JSON string, escapes included, for any string', () => {
+    const escapes = fc.constantFrom('"', '\\', '\n', '\u0000', '\u001f', '\u007f', '\ud800', 'é', '€', '😀');
+    const text = fc.oneof(
+      fc.string({ unit: 'binary' }),
+      fc.array(fc.oneof(fc.string({ unit: 'grapheme-ascii' }), escapes)).map((parts) => parts.join('')),
+    );
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(wireBytes(t)).toBe(new TextEncoder().encode(JSON.stringify(t)).length);
       }),
     );
   });

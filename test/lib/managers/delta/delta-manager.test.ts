@@ -376,6 +376,38 @@ describe('async mode', () => {
     expect(keys.map((key) => b.manager.find(key)?.attributes.has('i'))).toEqual([true, true, true]);
   });
 
+  it('writes made while the broker has not confirmed the previous batch leave together after it, in one message with one round trip; an ack write does not wait', async () => {
+    const bus = new MemoryBus();
+    const channel = new HeldSyncChannel(bus);
+    const a = await writerNode(bus, 'a', { channel });
+    const b = await writerNode(bus, 'b');
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    const first = a.write(undefined, (s) => s.set('i', 0));
+    await waitFor('the first batch to ask the broker', () => channel.held.length === 1);
+    const sentBefore = a.stats.sent.delta ?? 0;
+    const later: Array<Promise<string>> = [];
+    for (const i of [1, 2]) {
+      later.push(a.write(undefined, (s) => s.set('i', i)));
+      await turn();
+      await turn();
+    }
+    // Held here until the first round trip returns: not sent, no second round trip yet.
+    expect(a.stats.sent.delta ?? 0).toBe(sentBefore);
+    expect(channel.held).toHaveLength(1);
+    channel.held[0]!();
+    await first;
+    await waitFor('the held writes to leave with the next round trip', () => channel.held.length === 2);
+    expect(a.stats.sent.delta).toBe(sentBefore + 1);
+    channel.held[1]!();
+    const keys = await Promise.all(later);
+    expect(keys.map((key) => b.manager.find(key)?.attributes.has('i'))).toEqual([true, true]);
+    // An ack write leaves at once, even while an async round trip is in flight.
+    void a.write(undefined, (s) => s.set('i', 3));
+    await waitFor('the async write to ask the broker', () => channel.held.length === 3);
+    const acked = await a.write(undefined, (s) => s.set('i', 4), 'ack');
+    expect(b.manager.find(acked)?.attributes.has('i')).toBe(true);
+  });
+
   it(`answers after ${ASYNC_SYNC_MS} ms when the broker does not confirm (a stalled broker delays, never blocks, async writes)`, async () => {
     const bus = new MemoryBus();
     const channel = new HeldSyncChannel(bus);
