@@ -130,7 +130,7 @@ describe('a member that keeps its subscriptions but does not answer (paused, or 
     const read = await client.request(b!, 'GET', '/session');
     expect(read.status).toBe(200);
     expect(read.json).toMatchObject({ isNew: false, attributes: { x: 1 } });
-    expect(silent!.held).toBeGreaterThan(0); // the touch is there, unacknowledged
+    await waitFor('the touch to reach c, which holds it unacknowledged', () => silent!.held > 0);
     expect(b!.sessions.stats.acksTimedOut).toBe(0);
 
     // A write is still acknowledged by every member before it is answered.
