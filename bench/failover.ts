@@ -1,8 +1,10 @@
 /**
  * Failover: how fast CLI nodes notice a SIGKILLed member with no traffic at all (found unreachable by
  * the ring probe, then dropped after the reconnect grace), what the probing costs on the wire when
- * idle, and how long the nodes stall when one server of a 3-server NATS cluster is SIGKILLed under
- * ack-mode load (the longest gap between two answered writes per node).
+ * idle, how long a survivor takes to serve a session correctly (and to answer the next write) when a
+ * member is SIGKILLed right after a burst of writes (the side-by-side bench's failover step), and how
+ * long the nodes stall when one server of a 3-server NATS cluster is SIGKILLed under ack-mode load
+ * (the longest gap between two answered writes per node).
  */
 import { startNatsCluster } from '../test/kit/nats-fixtures.ts';
 import { ADMIN_HEADERS, startNode, type NodeHandle } from '../test/kit/node-process.ts';
@@ -18,6 +20,8 @@ export interface FailoverOptions {
   idleSec: number;
   /** Seconds of load after the killed NATS server's nodes reconnected. */
   serverLossSec: number;
+  /** Sessions written on n1 (1-5 increments each, 16 at a time) before each burst kill. */
+  burstSessions: number;
   log: (line: string) => void;
 }
 
@@ -40,8 +44,18 @@ export interface ServerLoss {
   declaredDead: number;
 }
 
+/** One SIGKILL of n1 right after the last answer of a burst of writes on it, in one send mode (delta manager). */
+export interface BurstKill {
+  send: 'async' | 'ack';
+  /** ms from the kill until a read on n2 showed a session's last value. */
+  firstReadMs: number;
+  /** ms from that read's answer until the next write on n2 (another session) was answered. */
+  nextWriteMs: number;
+}
+
 export interface FailoverResult {
   idle: IdleKill[];
+  burst: BurstKill[];
   /** Per node, idle: messages sent and received per second, of which pings and pongs (the probes), and bytes. */
   idleCost: { messagesPerSec: number; probeMessagesPerSec: number; heartbeatsPerSec: number; bytesPerSec: number };
   serverLoss: ServerLoss[];
@@ -65,7 +79,7 @@ async function view(node: NodeHandle): Promise<View> {
   return (await res.json()) as View;
 }
 
-async function startThree(name: string, nats: string, extra: { manager?: string; send?: 'ack' } = {}) {
+async function startThree(name: string, nats: string, extra: { manager?: string; send?: 'async' | 'ack' } = {}) {
   const nodes: NodeHandle[] = [];
   for (let i = 1; i <= 3; i++)
     nodes.push(
@@ -143,6 +157,63 @@ async function idleKills(natsUrl: string, o: FailoverOptions): Promise<Pick<Fail
   return { idle, idleCost: idleCost! };
 }
 
+/** A request to `node` carrying `cookie` (`SESSIONID=...`); resolves with the status, JSON body and the cookie it set. */
+async function call(node: NodeHandle, method: string, path: string, cookie?: string) {
+  const res = await fetch(`${node.url}${path}`, {
+    method,
+    headers: cookie ? { cookie } : {},
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = (await res.json().catch(() => ({}))) as { counter?: number; attributes?: { counter?: number } };
+  const set = res.headers.getSetCookie().find((c) => c.startsWith('SESSIONID='));
+  return { status: res.status, body, cookie: set ? set.split(';')[0]! : cookie };
+}
+
+/**
+ * SIGKILLs n1 right after the last answer of a burst of increments on it (`burstSessions` sessions,
+ * 1-5 increments each, 16 at a time), then reads session 0 on n2 until it shows its last value
+ * (a fresh connection, as a load balancer's retry), then increments session 1 on n2.
+ */
+async function burstKill(natsUrl: string, send: 'async' | 'ack', k: number, o: FailoverOptions): Promise<BurstKill> {
+  const nodes = await startThree(`bench-fo-burst-${send}-${Date.now().toString(36)}-${k}`, natsUrl, { send });
+  try {
+    const [n1, n2] = nodes as [NodeHandle, NodeHandle, NodeHandle];
+    const cookies: (string | undefined)[] = [];
+    const counters: number[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = next++; i < o.burstSessions; i = next++)
+          for (let n = 0; n <= i % 5; n++) {
+            const reply = await call(n1, 'POST', '/counter', cookies[i]);
+            cookies[i] = reply.cookie;
+            counters[i] = reply.body.counter ?? Number.NaN;
+          }
+      }),
+    );
+    const killed = performance.now();
+    n1.kill('SIGKILL');
+    let firstReadMs = Number.NaN;
+    while (performance.now() - killed < 10_000) {
+      const reply = await call(n2, 'GET', '/session', cookies[0]);
+      if (reply.status === 200 && reply.body.attributes?.counter === counters[0]) {
+        firstReadMs = performance.now() - killed;
+        break;
+      }
+      await sleep(2);
+    }
+    const writing = performance.now();
+    const write = await call(n2, 'POST', '/counter', cookies[1]);
+    const nextWriteMs = write.status === 200 ? performance.now() - writing : Number.NaN;
+    o.log(
+      `  burst SIGKILL (${send}) ${k + 1}/${o.kills}: first correct read ${firstReadMs.toFixed(1)} ms, next write ${nextWriteMs.toFixed(1)} ms`,
+    );
+    return { send, firstReadMs, nextWriteMs };
+  } finally {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+  }
+}
+
 /** One server of a 3-server NATS cluster SIGKILLed under ack-mode load (the one n1 uses). */
 async function serverLoss(manager: 'delta' | 'backup', o: FailoverOptions): Promise<ServerLoss> {
   const cluster = await startNatsCluster({ size: 3 });
@@ -192,10 +263,14 @@ async function serverLoss(manager: 'delta' | 'backup', o: FailoverOptions): Prom
 export async function measureFailover(natsUrl: string, o: FailoverOptions): Promise<FailoverResult> {
   o.log(`failover: ${o.kills} idle SIGKILLs of a member (3 CLI nodes, no traffic)`);
   const idle = await idleKills(natsUrl, o);
+  o.log(`failover: ${o.kills} SIGKILLs of a member right after a burst of writes on it, per send mode`);
+  const burst: BurstKill[] = [];
+  for (let k = 0; k < o.kills; k++)
+    for (const send of ['async', 'ack'] as const) burst.push(await burstKill(natsUrl, send, k, o));
   o.log('failover: one server of a 3-server NATS cluster SIGKILLed under ack-mode load');
   const losses: ServerLoss[] = [];
   for (const manager of ['delta', 'backup'] as const) losses.push(await serverLoss(manager, o));
-  return { ...idle, serverLoss: losses };
+  return { ...idle, burst, serverLoss: losses };
 }
 
 /** The failover section of the markdown report. */
@@ -212,6 +287,19 @@ export function formatFailover(f: FailoverResult, o: Omit<FailoverOptions, 'log'
     `| dropped as dead (after the reconnect grace) | ${range(all((k) => k.droppedMs))} |`,
     '',
     `Idle wire cost per node (${o.idleSec} s): ${c.messagesPerSec.toFixed(1)} messages/s sent+received, of which ${c.probeMessagesPerSec.toFixed(1)} probe pings and pongs and ${c.heartbeatsPerSec.toFixed(1)} heartbeats; ${Math.round(c.bytesPerSec)} bytes/s.`,
+    '',
+    `n1 SIGKILLed right after the last answer of a burst of increments on it (${o.burstSessions} sessions, 1-5 increments each, 16 at a time; delta manager; a fresh cluster each, ${o.kills} per mode); ms, median (min-max):`,
+    '',
+    '| send mode | kill → first correct read on n2 | then the next write on n2 answered |',
+    '|---|---|---|',
+    ...(['async', 'ack'] as const).map((send) => {
+      const runs = (f.burst ?? []).filter((b) => b.send === send);
+      const cell = (xs: number[]) => {
+        const ok = xs.filter(Number.isFinite).sort((a, b) => a - b);
+        return ok.length ? `${ok[ok.length >> 1]!.toFixed(1)} (${range(ok)})` : 'n/a';
+      };
+      return `| ${send} | ${cell(runs.map((b) => b.firstReadMs))} | ${cell(runs.map((b) => b.nextWriteMs))} |`;
+    }),
     '',
     `One server of a 3-server NATS cluster (routes) SIGKILLed under ack-mode load (2 writers per node, each pinned to its node, every node given the three URLs), measured for ${o.serverLossSec} s after the nodes on it reconnected:`,
     '',

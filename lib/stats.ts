@@ -27,6 +27,8 @@ export class ReplicationStats {
   readonly dropped: Partial<Record<DropReason, number>> = {};
   /** Ack-mode commits that waited the full `ackTimeoutMs` for some member. */
   acksTimedOut = 0;
+  /** Ack-mode messages sent again, point to point, to a member that had not acknowledged them in time (one per member). */
+  messagesResent = 0;
   /** Requests whose path matched the valve's filter and were not replicated. */
   filteredRequests = 0;
   /** Requests answered 413 because the session would exceed `maxSessionBytes`. */

@@ -68,6 +68,7 @@ function formatValue(value: number): string {
 const COUNTERS: ReadonlyArray<readonly [field: string, name: string, help: string]> = [
   ['bytesSent', 'sessrep_bytes_sent_total', 'Bytes of replication messages sent.'],
   ['bytesReceived', 'sessrep_bytes_received_total', 'Bytes of replication messages received, dropped ones included.'],
+  ['messagesResent', 'sessrep_messages_resent_total', 'Ack-mode messages sent again to a member that had not acknowledged them in time.'],
   ['acksTimedOut', 'sessrep_acks_timed_out_total', 'Ack-mode commits that waited the full ack timeout for some replica.'],
   ['filteredRequests', 'sessrep_requests_filtered_total', "Requests the valve's filter kept from replicating."],
   ['oversizedRejected', 'sessrep_requests_oversized_total', 'Requests answered 413 because the session would exceed maxSessionBytes.'],

@@ -13,17 +13,20 @@ interface Waiter {
   readonly pending: Set<string>;
   readonly done: (timedOut: string[]) => void;
   readonly timer: ReturnType<typeof setTimeout>;
-  readonly late: ReturnType<typeof setTimeout>;
+  /** When the wait began. */
+  readonly since: number;
   readonly resend: Resend | undefined;
   /** The next retransmission. */
   retry?: ReturnType<typeof setTimeout>;
 }
 
 /**
- * How long an acknowledgement may take before its member is checked (a ping that finds a dead
- * process's subject gone ends the wait at once); a late but live member is not dropped for it.
+ * How long a member may stay silent (no ack of any message) while an acknowledgement from it is
+ * awaited before it is checked, and again every as long while it stays so: a ping that finds a dead
+ * process's subject gone ends the wait at once. A member that acknowledged another message meanwhile
+ * is alive, merely late, and is not checked; one that is checked and answers (or is paused) stays.
  */
-export const ACK_LATE_MS = 20;
+export const ACK_LATE_MS = 10;
 
 /**
  * When an unacknowledged message is first sent again; each later retransmission waits twice as long
@@ -36,9 +39,13 @@ export const RESEND_AFTER_MS = 100;
 /** Tracks outstanding acknowledgements by message id. */
 export class AckTracker {
   readonly #waiters = new Map<string, Waiter>();
+  /** When each member last acknowledged anything. */
+  readonly #lastAck = new Map<string, number>();
+  /** Checks every `ACK_LATE_MS` for silent members while any message waits. */
+  #lateCheck?: ReturnType<typeof setInterval>;
 
   constructor(
-    /** Called with the members still pending `ACK_LATE_MS` after a wait began. */
+    /** Called every `ACK_LATE_MS` with the members silent since a wait for them began at least `ACK_LATE_MS` ago. */
     private readonly onLate: (members: string[]) => void = () => {},
     /** False for a member not to wait for (its connection is gone: it catches up once back). */
     private readonly reachable: (member: string) => boolean = () => true,
@@ -54,14 +61,9 @@ export class AckTracker {
     if (pending.size === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.#finish(id, [...pending]), timeoutMs);
-      const late = setTimeout(
-        () => {
-          if (this.#waiters.get(id)?.pending === pending) this.onLate([...pending]);
-        },
-        Math.min(ACK_LATE_MS, timeoutMs),
-      );
-      const waiter: Waiter = { pending, done: resolve, timer, late, resend };
+      const waiter: Waiter = { pending, done: resolve, timer, since: Date.now(), resend };
       this.#waiters.set(id, waiter);
+      this.#lateCheck ??= setInterval(() => this.#checkLate(), ACK_LATE_MS);
       if (resend) this.#scheduleResend(id, waiter, RESEND_AFTER_MS);
     });
   }
@@ -73,6 +75,7 @@ export class AckTracker {
 
   /** Records an acknowledgement from `node`. */
   acknowledge(id: string, node: string): void {
+    this.#lastAck.set(node, Date.now());
     const waiter = this.#waiters.get(id);
     if (!waiter) return;
     waiter.pending.delete(node);
@@ -81,6 +84,7 @@ export class AckTracker {
 
   /** A member left (or cannot be reached): no waiter expects it any longer. */
   forget(node: string): void {
+    this.#lastAck.delete(node);
     for (const [id, waiter] of this.#waiters) {
       if (waiter.pending.delete(node) && waiter.pending.size === 0) this.#finish(id, []);
     }
@@ -104,6 +108,17 @@ export class AckTracker {
     for (const [id, waiter] of this.#waiters) this.#finish(id, [...waiter.pending]);
   }
 
+  /** Names the members silent since a wait for them began at least `ACK_LATE_MS` ago (waiters are in start order). */
+  #checkLate(): void {
+    const now = Date.now();
+    const silent = new Set<string>();
+    for (const waiter of this.#waiters.values()) {
+      if (now - waiter.since < ACK_LATE_MS) break;
+      for (const member of waiter.pending) if ((this.#lastAck.get(member) ?? 0) < waiter.since) silent.add(member);
+    }
+    if (silent.size > 0) this.onLate([...silent]);
+  }
+
   #scheduleResend(id: string, waiter: Waiter, delayMs: number): void {
     waiter.retry = setTimeout(() => {
       if (this.#waiters.get(id) !== waiter) return;
@@ -117,8 +132,11 @@ export class AckTracker {
     if (!waiter) return;
     this.#waiters.delete(id);
     clearTimeout(waiter.timer);
-    clearTimeout(waiter.late);
     clearTimeout(waiter.retry);
+    if (this.#waiters.size === 0) {
+      clearInterval(this.#lateCheck);
+      this.#lateCheck = undefined;
+    }
     waiter.done(timedOut);
   }
 }

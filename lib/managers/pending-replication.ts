@@ -28,6 +28,11 @@ export class PendingReplication {
     else this.#unsent.set(delta.key, cloneState(delta));
   }
 
+  /** Whether a filtered request's change of `key` waits to leave with the next replicated commit. */
+  stashed(key: string): boolean {
+    return this.#unsent.has(key);
+  }
+
   /**
    * The delta to send now (merged with anything stashed), or undefined when it is only a touch and
    * the last send of this session is more recent than the touch interval.

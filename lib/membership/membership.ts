@@ -81,6 +81,8 @@ export class Membership {
   readonly #probing = new Map<string, number>();
   /** Unreachable members' checks at the end of their reconnect grace. */
   readonly #confirming = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Pings asked for while one was in flight, sent once the probe interval allows. */
+  readonly #followUps = new Map<string, ReturnType<typeof setTimeout>>();
   #subscription?: ChannelSubscription;
   #timer?: ReturnType<typeof setInterval>;
   #probeTimer?: ReturnType<typeof setInterval>;
@@ -203,8 +205,9 @@ export class Membership {
     this.#running = false;
     clearInterval(this.#timer);
     clearInterval(this.#probeTimer);
-    for (const timer of this.#confirming.values()) clearTimeout(timer);
+    for (const timer of [...this.#confirming.values(), ...this.#followUps.values()]) clearTimeout(timer);
     this.#confirming.clear();
+    this.#followUps.clear();
     try {
       this.bus.send(this.bus.subjects.heartbeat, 'hb', { started: this.startedAt, ready: false, leaving: true });
     } catch {
@@ -297,19 +300,30 @@ export class Membership {
   }
 
   /**
-   * Pings `member` unless a ping to it went within the last probe interval. "No responders" marks it
-   * unreachable, and dead once that lasted `reconnectGraceMs` (counted from this node's own reconnect,
-   * if later); an answer or a timeout (it is subscribed, so connected) to a ping sent since makes an
-   * unreachable member reachable again.
+   * Pings `member` unless a ping to it went within the last probe interval; then, unless it is
+   * unreachable already, once the interval allows (a suspicion is never dropped). "No responders"
+   * marks it unreachable, and dead once that lasted `reconnectGraceMs` (counted from this node's own
+   * reconnect, if later); an answer or a timeout (it is subscribed, so connected) to a ping sent since
+   * makes an unreachable member reachable again.
    */
   #ping(member: MemberInfo): void {
-    if (!this.#running || this.#members.get(member.node) !== member) return;
-    // One ping at a time per member, except that a ping sent just before the member died is never answered:
-    // after a probe interval another goes, which finds its subject gone.
+    if (!this.#running || this.#members.get(member.node) !== member || !this.#channelUp) return;
+    // One ping at a time per member, except that a ping sent just before the member died is never answered
+    // (the broker had not yet seen its connection close): after a probe interval another goes, which finds its subject gone.
     const now = Date.now();
     const inFlight = this.#probing.get(member.node);
-    if (!this.#channelUp || (inFlight !== undefined && now - inFlight < Math.max(this.options.probeIntervalMs, 20)))
+    const waitMs = inFlight === undefined ? 0 : inFlight + Math.max(this.options.probeIntervalMs, 20) - now;
+    if (waitMs > 0) {
+      if (!this.#followUps.has(member.node) && member.state !== 'unreachable')
+        this.#followUps.set(
+          member.node,
+          setTimeout(() => {
+            this.#followUps.delete(member.node);
+            if (member.state !== 'unreachable') this.#ping(member);
+          }, waitMs),
+        );
       return;
+    }
     this.#probing.set(member.node, now);
     this.bus
       .request(this.bus.subjects.node(member.node), 'ping', {}, this.options.pingTimeoutMs)
@@ -404,8 +418,10 @@ export class Membership {
 
   #remove(member: MemberInfo, reason: LeaveReason): void {
     this.#members.delete(member.node);
-    clearTimeout(this.#confirming.get(member.node));
-    this.#confirming.delete(member.node);
+    for (const timers of [this.#confirming, this.#followUps]) {
+      clearTimeout(timers.get(member.node));
+      timers.delete(member.node);
+    }
     if (reason === 'dead') this.logger.warn({ member: member.node, reason }, 'member declared dead');
     else this.logger.info({ member: member.node, reason }, 'member left');
     for (const listener of this.#leaveListeners) listener(member, reason);

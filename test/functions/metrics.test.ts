@@ -147,6 +147,7 @@ describe('GET /metrics', () => {
       sessrep_bytes_sent_total: 'counter',
       sessrep_bytes_received_total: 'counter',
       sessrep_acks_timed_out_total: 'counter',
+      sessrep_messages_resent_total: 'counter',
       sessrep_replication_errors_total: 'counter',
       sessrep_sessions_created_total: 'counter',
       sessrep_sessions_expired_total: 'counter',

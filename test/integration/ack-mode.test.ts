@@ -1,6 +1,15 @@
 // Owns: integration tests of send mode `ack`: a write answered on one node is visible on the first read on another.
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { CookieClient, Harness, uniqueCluster, waitFor, waitForConvergence } from '../kit/index.ts';
+import { holdingChannel, type HoldingChannel } from '../kit/holding-channel.ts';
+import {
+  CookieClient,
+  createNatsNode,
+  Harness,
+  uniqueCluster,
+  waitFor,
+  waitForConvergence,
+  waitForMembership,
+} from '../kit/index.ts';
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -96,5 +105,50 @@ describe('a member that dies in ack mode (its NATS connection gone, no leave sen
     expect(a!.sessions.stats.acksTimedOut).toBe(0);
     expect((await client.request(b!, 'GET', '/session')).json).toMatchObject({ isNew: false, attributes: { x: 2 } });
     console.info(`[it-ack-dead] the write after the death answered in ${writeMs} ms`);
+  });
+});
+
+describe('a member that keeps its subscriptions but does not answer (paused, or killed before the broker saw its connection close)', () => {
+  it('a read that only refreshed the access time is answered without its ack, a write still waits for it, and the touch reaches it once it answers', async () => {
+    const cluster = uniqueCluster('it-ack-touch');
+    harness = new Harness(inject('natsUrl'), cluster, { sendMode: 'ack', ackTimeoutMs: 4000 });
+    const [a, b] = await harness.start('a', 'b');
+    let silent: HoldingChannel | undefined;
+    // c receives nothing on the delta subject and its own subject (deltas, resends, pings) while held: it never acks.
+    const c = await createNatsNode(inject('natsUrl'), cluster, 'c', harness.options, (inner) => {
+      silent = holdingChannel(inner, [`sessrep.${cluster}.delta`, `sessrep.${cluster}.node.c`]);
+      return silent;
+    });
+    harness.nodes.push(c);
+    await c.sessions.start();
+    await waitForMembership(harness.nodes);
+    const client = new CookieClient();
+    expect((await client.request(a!, 'PUT', '/session/attributes/x', '1')).status).toBe(200);
+    silent!.hold();
+
+    // b never served this session: its read sends a touch, which c does not acknowledge.
+    const read = await client.request(b!, 'GET', '/session');
+    expect(read.status).toBe(200);
+    expect(read.json).toMatchObject({ isNew: false, attributes: { x: 1 } });
+    await waitFor('the touch to reach c, which holds it unacknowledged', () => silent!.held > 0);
+    expect(b!.sessions.stats.acksTimedOut).toBe(0);
+
+    // A write is still acknowledged by every member before it is answered.
+    const heldBefore = silent!.held;
+    let written: number | undefined;
+    const write = client.request(b!, 'PUT', '/session/attributes/x', '2').then((reply) => (written = reply.status));
+    await waitFor('the write to reach c (held)', () => silent!.held > heldBefore);
+    expect(written).toBeUndefined();
+    silent!.release();
+    await write;
+    expect(written).toBe(200);
+    // The touch reached c too: it knows b served the session last (its expiry leaves the session to b).
+    await waitFor(
+      'c to apply the touch and the write',
+      () => c.sessions.manager.inspect(client.key)?.lastAccessedBy === 'b',
+    );
+    expect((await client.request(c, 'GET', '/session')).json).toMatchObject({ attributes: { x: 2 } });
+    await waitFor('b to have no ack outstanding', () => b!.sessions.manager.drainRemaining() === 0);
+    expect(b!.sessions.stats.acksTimedOut).toBe(0);
   });
 });

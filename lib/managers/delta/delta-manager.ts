@@ -218,10 +218,12 @@ export class DeltaManager implements SessionManager {
     const deltas = options.replicate ? changes.deltas : changes.deltas.filter((delta) => delta.ended);
     if (!options.replicate) for (const delta of changes.deltas) if (!delta.ended) pending.stash(delta);
     if (deltas.length === 0) return;
-    // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere.
+    // An unchanged session is sent only as a rate-limited touch that keeps it alive elsewhere. A touch
+    // (nothing stashed goes with it) is no write to acknowledge: the request is answered at once, it leaves with the turn's batch.
+    const touch = !changes.modified && deltas.every((delta) => !pending.stashed(delta.key));
     const outgoing = deltas.flatMap((delta) => pending.due(delta, changes.modified, now) ?? []);
     if (outgoing.length === 0) return;
-    const outcome = await this.#publisher.publish(outgoing, options.mode, options.route);
+    const outcome = await this.#publisher.publish(outgoing, options.mode, options.route, touch);
     if (options.mode === 'async') return;
     if (outcome === 'refused') {
       for (const { key, state } of before) {

@@ -2,8 +2,10 @@
  * `DeltaPublisher`: puts the delta manager's writes on the wire. Async writes of one event-loop turn
  * share messages (one broker round, one decode per peer); `ack` writes wait for every ready member
  * (and are refused while disconnected, where nats.js would drop them); `persist` writes go to the
- * replication log and resolve once it stored them. With a log, keys sent while disconnected or just
- * before are kept in an outbox and sent again after the catch-up.
+ * replication log and resolve once it stored them. A touch (only the access time changed) rides in
+ * the same messages but resolves at once: nobody reads it back, so it waits neither for the turn's
+ * end nor the broker nor acks (an ack-mode touch is still tracked and sent again). With a log, keys
+ * sent while disconnected or just before are kept in an outbox and sent again after the catch-up.
  */
 import type { ReplicationLog } from '../../log/replication-log.ts';
 import { sessionWireBytes } from '../../codec/wire-size.ts';
@@ -75,20 +77,21 @@ export class DeltaPublisher {
    * that, so a read on another node right after the response finds the write; without the round trip
    * the answer raced the broker's delivery), when every ready member acknowledged the batch or
    * `ackTimeoutMs` passed (ack: one ack per member and message, not per write), or when the log
-   * stored them (persist).
+   * stored them (persist). With `touch` (async and ack), at once (an ack touch is refused while disconnected).
    */
-  async publish(deltas: SessionState[], mode: SendMode, route?: string): Promise<SendOutcome> {
+  async publish(deltas: SessionState[], mode: SendMode, route?: string, touch = false): Promise<SendOutcome> {
     if (mode === 'persist') return this.#send(deltas, mode, route);
     if (mode === 'ack' && !this.options.connected()) return this.#refuseAck(deltas, route);
     this.#batch.push(...deltas);
     if (mode === 'ack') this.#batchAck = true;
-    else this.#batchAsync = true;
+    else if (!touch) this.#batchAsync = true;
     if (!this.#batchScheduled) {
       this.#batchScheduled = true;
       this.#batchSent = new Promise((resolve) => (this.#markBatchSent = () => resolve('sent')));
       this.#batchAcked = new Promise((resolve) => (this.#settleBatchAcked = resolve));
       nextTurn(() => this.#flushTurn());
     } else if (mode === 'ack' && this.#confirming) nextTurn(() => this.#flushTurn()); // An ack write never waits for a round trip.
+    if (touch) return 'sent';
     return mode === 'ack' ? this.#batchAcked : this.#batchSent;
   }
 
@@ -177,6 +180,7 @@ export class DeltaPublisher {
     const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
     // A delta or its ack lost on the way (a server of a NATS cluster died with it) goes again, point to point, to the members that did not ack.
     const resend = (members: string[]) => {
+      stats.messagesResent += members.length;
       for (const member of members) {
         try {
           bus.send(bus.subjects.node(member), 'delta', body);

@@ -1,6 +1,6 @@
 // Owns: unit tests of lib/managers/ack-tracker.ts (waiting for acknowledgements by message id).
 import { describe, expect, it, vi } from 'vitest';
-import { AckTracker, RESEND_AFTER_MS } from '../../../lib/managers/ack-tracker.ts';
+import { ACK_LATE_MS, AckTracker, RESEND_AFTER_MS } from '../../../lib/managers/ack-tracker.ts';
 
 /** Tracks whether a promise has settled yet, and with what. */
 function settled<T>(promise: Promise<T>): { readonly done: boolean; readonly value: T | undefined } {
@@ -120,6 +120,32 @@ describe('AckTracker', () => {
       expect(waiting.done).toBe(true);
       await vi.advanceTimersByTimeAsync(60_000);
       expect(resent.length).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('names the members silent (no ack of any message) since a wait for them began, every ACK_LATE_MS while they stay so, once per check', async () => {
+    vi.useFakeTimers();
+    try {
+      const late: string[][] = [];
+      const tracker = new AckTracker((members) => late.push(members));
+      const one = settled(tracker.wait('m1', ['a', 'b'], 10_000));
+      const two = settled(tracker.wait('m2', ['a', 'b'], 10_000));
+      await vi.advanceTimersByTimeAsync(1);
+      tracker.acknowledge('m2', 'a'); // a is alive, just late with m1: it is not named
+      await vi.advanceTimersByTimeAsync(ACK_LATE_MS - 2);
+      expect(late).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(late).toEqual([['b']]);
+      await vi.advanceTimersByTimeAsync(ACK_LATE_MS);
+      expect(late).toEqual([['b'], ['b']]);
+      for (const id of ['m1', 'm2']) tracker.acknowledge(id, 'b');
+      tracker.acknowledge('m1', 'a');
+      await vi.advanceTimersByTimeAsync(10 * ACK_LATE_MS);
+      expect(late).toHaveLength(2);
+      expect(vi.getTimerCount()).toBe(0); // nothing waits: no check runs
+      expect([one.value, two.value]).toEqual([[], []]);
     } finally {
       vi.useRealTimers();
     }

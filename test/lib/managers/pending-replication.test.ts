@@ -41,11 +41,13 @@ describe('PendingReplication', () => {
     pending.due(delta(1000), true, 1000);
     pending.stash(delta(1100, { a: '1' }));
     pending.stash(delta(1200, { b: '2' }));
+    expect(pending.stashed(KEY)).toBe(true); // so this touch carries changes: an ack-mode commit waits for its acks
     const out = pending.due(delta(1300), false, 1300);
     expect(out).toBeDefined();
     expect([...out!.attributes.keys()].sort()).toEqual(['a', 'b']);
     expect(out!.lastAccessedAt).toBe(1300);
     // Sent once: the stash is empty now.
+    expect(pending.stashed(KEY)).toBe(false);
     expect(pending.due(delta(1400), false, 1400)).toBeUndefined();
   });
 

@@ -101,6 +101,19 @@ function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto
   return state;
 }
 
+type Puppet = ReturnType<typeof puppet>;
+
+/** Member `a` started with `options`, and beating puppets named `names` that it lists. */
+async function watching(options: MembershipOptions, names: string[]) {
+  const bus = new MemoryBus();
+  const a = member(bus, 'a', options);
+  a.membership.start();
+  const puppets = names.map((name) => puppet(bus, name));
+  for (const p of puppets) p.beat();
+  await waitFor(`a to see ${names.join(', ')}`, () => names.every((name) => a.membership.has(name)));
+  return { a, puppets };
+}
+
 const find = (membership: Membership, node: string): MemberInfo | undefined =>
   membership.members().find((m) => m.node === node);
 
@@ -218,14 +231,8 @@ describe('Membership', () => {
 
   it('suspect(): a member that answers, or whose ping times out (paused), is kept', async () => {
     const slow = { ...TIMING, heartbeatIntervalMs: 5_000, memberDropMs: 10_000, pingTimeoutMs: 100 };
-    const bus = new MemoryBus();
-    const a = member(bus, 'a', slow);
-    a.membership.start();
-    const live = puppet(bus, 'live');
-    const paused = puppet(bus, 'paused');
-    live.beat();
-    paused.beat();
-    await waitFor('a to see both', () => a.membership.has('live') && a.membership.has('paused'));
+    const { a, puppets } = await watching(slow, ['live', 'paused']);
+    const [live, paused] = puppets as [Puppet, Puppet];
     paused.stopAnswering(); // still subscribed: the broker does not answer no-responders for it
     a.membership.suspect('live');
     a.membership.suspect('paused');
@@ -328,6 +335,29 @@ describe('Membership', () => {
       await waitFor('b to be unreachable', () => find(a.membership, 'b')?.state === 'unreachable');
       await waitFor('b to be dead', () => a.leaves.length > 0, { timeoutMs: 5000 });
       expect(a.leaves).toEqual([['b', 'dead']]);
+    });
+
+    it('a suspicion that comes while a ping to the member is in flight is followed up once the probe interval allows another ping', async () => {
+      // a probes m (its successor), never z: only suspicions (late acks, others' heartbeats) ping z.
+      const slow = {
+        ...PROBING,
+        heartbeatIntervalMs: 10_000,
+        memberDropMs: 60_000,
+        pingTimeoutMs: 60_000,
+        probeIntervalMs: 300,
+      };
+      const { a, puppets } = await watching(slow, ['m', 'z']);
+      const z = puppets[1]!;
+      // z was killed, but the broker has not seen its connection close yet: the first ping is never answered.
+      z.stopAnswering();
+      a.membership.suspect('z');
+      await waitFor('the ping to reach z', () => z.received === 1);
+      z.silence(); // now its subscriptions are gone
+      a.membership.suspect('z'); // a second hint, while the first ping is in flight
+      await waitFor('z to be found unreachable', () => find(a.membership, 'z')?.state === 'unreachable', {
+        timeoutMs: 5000,
+      });
+      expect(find(a.membership, 'm')?.state).toBe('alive');
     });
 
     it('a paused member (subscribed, not answering) is still listed, and not unreachable, after many probes', async () => {
