@@ -63,7 +63,6 @@ export interface BenchReport {
 }
 
 const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
-const ms1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 const int = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
 const num = (x: number, digits = 2) => (Number.isFinite(x) ? String(Number(x.toFixed(digits))) : 'n/a');
 const load = (l: { start: number; end: number }) => `load average ${l.start.toFixed(2)} -> ${l.end.toFixed(2)}`;

@@ -273,7 +273,7 @@ describe('per-cluster subject permissions', () => {
     await new Promise((r) => setTimeout(r, 1500));
     const after = await view(b1);
     expect(after.members.map((m) => m.node)).toEqual(['b1']);
-    expect(after.stats.received['hb'] ?? 0).toBe(before.stats.received['hb'] ?? 0);
+    expect(after.stats.received.hb ?? 0).toBe(before.stats.received.hb ?? 0);
     expect(after.stats.received['state-req'] ?? 0).toBe(before.stats.received['state-req'] ?? 0);
     expect((await new CookieClient({ cookie: owner.cookie! }).request(b1.url, 'GET', '/session')).json).toMatchObject({
       attributes: { secret: 'b-only' },

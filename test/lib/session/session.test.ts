@@ -94,7 +94,7 @@ describe('attributes', () => {
     expect(Object.getPrototypeOf(all)).toBeNull();
     expect(Object.keys(all).sort()).toEqual(['__proto__', 'constructor']);
     // biome-ignore lint/suspicious/noProto: the test reads back an attribute named __proto__ on a null-prototype object
-    expect(all['__proto__']).toEqual({ polluted: true });
+    expect(all.__proto__).toEqual({ polluted: true });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 

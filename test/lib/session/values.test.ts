@@ -99,7 +99,7 @@ describe('encodeValue / decodeValue', () => {
       fc.property(fc.string({ unit: 'binary', maxLength: 50 }), (value) => {
         const { text, bytes } = encodeValue('x', value);
         expect(bytes).toBeGreaterThanOrEqual(byteLength(text));
-        expect(encodeValue('x', value + value + '€').bytes).toBeGreaterThan(bytes);
+        expect(encodeValue('x', `${value + value}€`).bytes).toBeGreaterThan(bytes);
       }),
     );
     const euro = encodeValue('x', '€€');
