@@ -49,6 +49,8 @@ export class AckTracker {
     private readonly onLate: (members: string[]) => void = () => {},
     /** False for a member not to wait for (its connection is gone: it catches up once back). */
     private readonly reachable: (member: string) => boolean = () => true,
+    /** Called with how many members a message was just sent again to (`stats.messagesResent`). */
+    private readonly onResend: (count: number) => void = () => {},
   ) {}
 
   /**
@@ -95,7 +97,7 @@ export class AckTracker {
    * what it sent just before the disconnect, or the acks to it, may be lost).
    */
   resendAll(): void {
-    for (const waiter of this.#waiters.values()) waiter.resend?.([...waiter.pending]);
+    for (const waiter of this.#waiters.values()) this.#resend(waiter);
   }
 
   /** Stops waiting for one message (it was never sent). */
@@ -122,9 +124,15 @@ export class AckTracker {
   #scheduleResend(id: string, waiter: Waiter, delayMs: number): void {
     waiter.retry = setTimeout(() => {
       if (this.#waiters.get(id) !== waiter) return;
-      waiter.resend?.([...waiter.pending]);
+      this.#resend(waiter);
       this.#scheduleResend(id, waiter, delayMs * 2);
     }, delayMs);
+  }
+
+  #resend(waiter: Waiter): void {
+    if (!waiter.resend || waiter.pending.size === 0) return;
+    this.onResend(waiter.pending.size);
+    waiter.resend([...waiter.pending]);
   }
 
   #finish(id: string, timedOut: string[]): void {

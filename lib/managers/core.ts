@@ -56,6 +56,7 @@ export class ReplicaCore {
         for (const node of members) parts.membership.suspect(node);
       },
       (node) => parts.membership.reachable(node),
+      (count) => (parts.stats.messagesResent += count),
     );
     this.pending = new PendingReplication(options.touchIntervalMs);
     if (parts.observer) this.table.observe(parts.observer);

@@ -179,7 +179,6 @@ export class CopySender {
       if (mode === 'ack')
         waits.push(
           this.core.acks.wait(id, holders, this.ackTimeoutMs, (pending) => {
-            stats.messagesResent += pending.length;
             for (const holder of pending) sendTo(holder, true);
           }),
         );

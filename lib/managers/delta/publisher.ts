@@ -180,7 +180,6 @@ export class DeltaPublisher {
     const body = { id, s: deltas, ...(mode === 'ack' ? { r: bus.subjects.node(bus.identity.node) } : {}) };
     // A delta or its ack lost on the way (a server of a NATS cluster died with it) goes again, point to point, to the members that did not ack.
     const resend = (members: string[]) => {
-      stats.messagesResent += members.length;
       for (const member of members) {
         try {
           bus.send(bus.subjects.node(member), 'delta', body);

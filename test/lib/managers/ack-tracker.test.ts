@@ -151,8 +151,9 @@ describe('AckTracker', () => {
     }
   });
 
-  it('resendAll sends every waiting message again at once (the connection is back), to its pending members only', async () => {
-    const tracker = new AckTracker();
+  it('resendAll sends every waiting message again at once (the connection is back), to its pending members only, and counts them', async () => {
+    let counted = 0;
+    const tracker = new AckTracker(undefined, undefined, (count) => (counted += count));
     const resent: Array<[string, string[]]> = [];
     void tracker.wait('m1', ['a', 'b'], 10_000, (members) => resent.push(['m1', members]));
     void tracker.wait('m2', ['c'], 10_000, (members) => resent.push(['m2', members]));
@@ -163,6 +164,7 @@ describe('AckTracker', () => {
       ['m1', ['a']],
       ['m2', ['c']],
     ]);
+    expect(counted).toBe(2);
     tracker.releaseAll();
   });
 
