@@ -6,8 +6,11 @@
  * caught up (resync done, or log replayed to the stream's end). While it is open the node ends no
  * session. It is long, and the node not ready, when a disconnect lasted longer than `afterMs`, or a
  * stall longer than `afterMs` came with a disconnect (the server cut the node off, so what it missed
- * is gone); a stall alone loses nothing (the connection kept the messages) and only opens the gap.
- * A round trip to the broker that does not come back within `afterMs` counts as a disconnect (a
+ * is gone); a stall alone loses nothing (the connection kept the messages) and only opens the gap,
+ * but what the connection kept is read only after the resume: until a round trip to the broker begun
+ * after it came back, the node serves nothing either. The first request after a stall may be handled
+ * before the watch's own tick (both were waiting when the process ran again), so the serving gate
+ * (`long`) reads the event-loop clock itself. A round trip to the broker that does not come back within `afterMs` counts as a disconnect (a
  * silent partition, which the client itself notices only minutes later).
  */
 import type { ReplicaCore } from './core.ts';
@@ -27,9 +30,15 @@ export interface GapHandlers {
 export class GapWatch {
   #channelUp = true;
   #disconnectedAt = 0;
-  /** Open from a disconnect or stall until `close()`; `stall`: it began with one; `long`: see the header. */
-  #gap?: { long: boolean; stall?: boolean };
+  /**
+   * Open from a disconnect or stall until `close()`; `stall`: it began with one, `drained` once a round trip begun
+   * after it came back; `long`: see the header.
+   */
+  #gap?: { long: boolean; stall?: boolean; drained?: boolean };
   #stallWatch?: ReturnType<typeof setInterval>;
+  /** When the event loop last ran the watch's tick (or a stall was noticed). */
+  #lastTick = Date.now();
+  #handlers?: GapHandlers;
   /** The round trip to the broker in flight (see `#probeLink`). */
   #probe?: { since: number };
   /** The channel counts as down because a round trip did not come back. */
@@ -51,39 +60,56 @@ export class GapWatch {
     return this.#gap !== undefined;
   }
 
-  /** True while a gap longer than `afterMs` is open: the table may be stale, the node serves nothing. */
+  /**
+   * True while a gap longer than `afterMs` is open, or a stall's kept messages may not have been read yet: the table
+   * may be stale, the node serves nothing. Notices a stall that the watch's tick has not seen yet.
+   */
   get long(): boolean {
+    const now = Date.now();
+    this.#noticeStall(now);
     const gap = this.#gap;
     if (!gap) return false;
-    if (!gap.long && !this.#channelUp && Date.now() - this.#disconnectedAt > this.afterMs) gap.long = true;
-    return gap.long;
+    if (!gap.long && !this.#channelUp && now - this.#disconnectedAt > this.afterMs) gap.long = true;
+    return gap.long || (gap.stall === true && gap.drained !== true);
   }
 
   /** Starts watching the channel's status, the event loop and the link to the broker. */
   watch(handlers: GapHandlers): void {
     const { afterMs } = this;
+    this.#handlers = handlers;
     this.core.parts.bus.channel.onStatus((status) => {
       if (status === 'disconnected' || status === 'reconnecting' || status === 'closed') this.#down(handlers);
       else if (status === 'connected') this.#up(handlers);
     });
-    let last = Date.now();
+    this.#lastTick = Date.now();
     this.#stallWatch = setInterval(
       () => {
         const now = Date.now();
-        if (now - last > afterMs && this.core.ready) {
-          this.core.parts.logger.warn({ stalledMs: now - last }, 'this process stalled: deltas may have been missed');
-          // A disconnect noticed on resume, before this tick, was part of the stall.
-          if (this.#gap && !this.#channelUp) this.#gap.long = true;
-          else if (this.#gap) this.#gap.stall = true;
-          else this.#gap = { long: false, stall: true };
-          this.#probe = undefined; // A round trip begun before the stall says nothing about the link.
-          handlers.repair('stall');
-        }
-        last = now;
+        this.#noticeStall(now);
+        this.#lastTick = now;
         if (this.core.ready) this.#probeLink(now, handlers);
       },
       Math.max(50, Math.min(1000, Math.floor(afterMs / 4))),
     );
+  }
+
+  /** Opens a stall gap when the event loop did not run the watch's tick for longer than `afterMs`. */
+  #noticeStall(now: number): void {
+    const handlers = this.#handlers;
+    if (!handlers || now - this.#lastTick <= this.afterMs || !this.core.ready) return;
+    this.core.parts.logger.warn(
+      { stalledMs: now - this.#lastTick },
+      'this process stalled: deltas may have been missed',
+    );
+    this.#lastTick = now;
+    // A disconnect noticed on resume, before this, was part of the stall.
+    if (this.#gap && !this.#channelUp) this.#gap.long = true;
+    else if (this.#gap) this.#gap.stall = true;
+    else this.#gap = { long: false, stall: true };
+    this.#gap.drained = this.core.parts.bus.channel.ping === undefined; // No round trip to wait for.
+    this.#probe = undefined; // A round trip begun before the stall says nothing about the link.
+    handlers.repair('stall');
+    this.#probeLink(now, handlers);
   }
 
   /**
@@ -113,6 +139,8 @@ export class GapWatch {
     const settled = (answered: boolean) => {
       if (this.#probe !== started) return;
       this.#probe = undefined;
+      // Everything the connection kept during a stall was read before this answer.
+      if (answered && this.#gap?.stall) this.#gap.drained = true;
       if (answered && this.#silent) {
         this.core.parts.logger.info({ silentMs: Date.now() - started.since }, 'the broker answers again');
         this.#up(handlers);

@@ -172,7 +172,8 @@ describe("createLambdaHandler with the user's app", () => {
   it('a newer version, the log unreachable and the writer gone: 503 with Retry-After, never the older copy', async () => {
     const { state, log } = faultyLog('shop-slow');
     const a = newHandler('shop-slow', { log });
-    const b = newHandler('shop-slow', { log, readYourWritesWaitMs: 300, catchUp: { timeoutMs: 200 } });
+    // stallMs 50: the restarted follower has most of the 300 ms wait to deliver (with the default 250 ms, only 50 ms).
+    const b = newHandler('shop-slow', { log, readYourWritesWaitMs: 300, catchUp: { timeoutMs: 200, stallMs: 50 } });
     await b.start();
     let cookies = nextCookies(
       [],

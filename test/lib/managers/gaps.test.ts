@@ -1,5 +1,6 @@
 // Owns: unit tests of lib/managers/gaps.ts on the memory channel: the link probe that takes a broker which stopped
-// answering (a silent partition: no disconnect is ever reported) for a disconnect, and its answer for the reconnect.
+// answering (a silent partition: no disconnect is ever reported) for a disconnect, and its answer for the reconnect;
+// a stall past memberDropMs seen by the first request after it, before the watch's own tick.
 import { describe, expect, it } from 'vitest';
 import { MemoryBus, MemoryChannel } from '../../../lib/channel/memory.ts';
 import { waitFor } from '../../../functions/launch/index.ts';
@@ -33,6 +34,36 @@ describe('gap watch: silent link', () => {
       expect(node.ready).toBe(false);
       channel.speak();
       await waitFor('a to have caught up', () => node.manager.catchingUp === false && node.ready, { timeoutMs: 5000 });
+    });
+  }
+});
+
+/** Blocks the event loop for `ms`, as a SIGSTOP or a long GC pause does. */
+function stallFor(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    // busy: nothing else runs
+  }
+}
+
+describe('gap watch: stall', () => {
+  for (const manager of ['delta', 'backup'] as const) {
+    it(`${manager}: the first request after a stall past memberDropMs is held back before the watch ticks, until a round trip to the broker came back`, async () => {
+      const channel = new SilentChannel(new MemoryBus());
+      const node = makeNode(new MemoryBus(), 'a', { channel, manager });
+      await node.start();
+      expect(node.manager.catchingUp).toBe(false);
+      // What the connection kept during the stall is read only after it: the broker's answer to a round trip begun
+      // after the resume proves it was. Hold that answer back.
+      channel.silent = true;
+      stallFor(450); // memberDropMs is 300 ms here
+      // Synchronously after the stall, as a request already waiting in the socket is handled: no timer has run yet.
+      expect(node.manager.catchingUp).toBe(true);
+      expect(node.ready).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(node.manager.catchingUp, 'still held while the round trip is out').toBe(true);
+      channel.speak();
+      await waitFor('a to serve again', () => node.manager.catchingUp === false && node.ready, { timeoutMs: 5000 });
     });
   }
 });
