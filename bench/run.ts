@@ -282,6 +282,19 @@ async function main(): Promise<void> {
   if (Object.keys(report.errors).length > 0) process.exitCode = 1;
 }
 
+/** The bench is set through the environment (see the header); an argument gets the usage, never a run. */
+function usage(args: readonly string[]): void {
+  if (args.length === 0) return;
+  const help = args.every((arg) => arg === '--help' || arg === '-h');
+  (help ? process.stdout : process.stderr).write(
+    `${help ? '' : `bench: unexpected argument(s) ${args.join(' ')}\n`}usage: [BENCH_SECTIONS=${SECTIONS.join(',')}] ` +
+      '[BENCH_QUICK=1] [BENCH_ROUNDS=N] npm run bench\n' +
+      'sections run in that order; more settings (cluster sizes, session counts) are documented in bench/run.ts.\n',
+  );
+  process.exit(help ? 0 : 2);
+}
+
+usage(process.argv.slice(2));
 main().then(
   () => process.exit(process.exitCode ?? 0),
   (error: unknown) => {
