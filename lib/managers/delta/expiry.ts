@@ -3,10 +3,11 @@
  * everywhere, one touch interval after its timeout (a newer access elsewhere may not have been sent
  * yet), and only from a caught-up view: not after this process stalled, not while disconnected or
  * catching up. Any other node declines to serve a session idle past its timeout plus two touch
- * intervals, and drops it locally at twice its timeout (Tomcat's replica expiry): if its last server
- * is still there it ends it, and a resync brings back what a stale view dropped too early.
+ * intervals, and drops it locally at twice its timeout (Tomcat's replica expiry), or a sweep interval
+ * past its lifetime's end: if its last server is still there it ends it first, and a resync brings
+ * back what a stale view dropped too early.
  */
-import { isIdleExpired, type SessionState } from '../../session/state.ts';
+import { isIdleExpired, lifetimeEnd, type SessionState } from '../../session/state.ts';
 import type { ReplicaCore } from '../core.ts';
 import { touchIntervalFor } from '../pending-replication.ts';
 
@@ -62,7 +63,7 @@ export class StallAwareExpiry {
     for (const state of this.core.table.expired(now, (s) => this.#graceFor(s))) {
       if (this.#servedHere(state)) {
         if (mayEnd) this.end(state);
-      } else if (isIdleExpired(state, now, state.maxInactive.seconds * 1000 + this.#graceFor(state))) {
+      } else if (this.#dropDue(state, now)) {
         this.core.table.remove(state.key);
         this.core.pending.forget(state.key);
         this.core.parts.logger.debug(
@@ -85,6 +86,18 @@ export class StallAwareExpiry {
     if (!this.#mayEnd(now)) return true;
     this.end(state);
     return false;
+  }
+
+  /**
+   * Whether a copy served last elsewhere may be dropped here: idle twice its interval, or past its lifetime by a
+   * sweep interval and the grace, so that its server's end arrives first (a replicated `ended` listener hears it).
+   */
+  #dropDue(state: SessionState, now: number): boolean {
+    const grace = this.#graceFor(state);
+    const idleMs = state.maxInactive.seconds * 1000;
+    if (idleMs > 0 && now - state.lastAccessedAt >= 2 * idleMs + grace) return true;
+    const lifetime = lifetimeEnd(state);
+    return lifetime !== undefined && now >= lifetime + this.options.sweepIntervalMs + grace;
   }
 
   /** Whether this node's view is fresh enough to end sessions. */

@@ -315,6 +315,23 @@ describe('expiry', () => {
     );
   });
 
+  it("a replica keeps its copy past the lifetime's end until the writer's end arrives: a replicated listener hears it", async () => {
+    const bus = new MemoryBus();
+    // No timer sweeps: the test runs each node's sweep itself, the replica's first, at the lifetime's end.
+    const [a, b] = await startNodes(bus, ['a', 'b'], { maxLifetimeSeconds: 1, sweepIntervalMs: 600_000 });
+    const endedOnB: string[] = [];
+    b!.on('ended', (e) => endedOnB.push(`${e.origin} ${e.node} ${e.reason}`), { replicated: true });
+    const key = keyOf(await setOn(a!, undefined, { x: 1 }));
+    await waitFor('b to hold it', () => attributesOn(b!, key));
+    const createdAt = a!.manager.inspect(key)!.createdAt;
+    await waitFor('the lifetime to end', () => Date.now() >= createdAt + 1000, { timeoutMs: 3000 });
+    b!.manager.sweep(Date.now());
+    expect(b!.manager.inspect(key), 'the replica still holds the session').toBeDefined();
+    a!.manager.sweep(Date.now());
+    await waitFor("a's end on b", () => endedOnB.length > 0);
+    expect(endedOnB).toEqual(['remote a expired']);
+  });
+
   it('a session with maxInactive 0 never expires', async () => {
     const bus = new MemoryBus();
     const node = await writerNode(bus, 'a');
