@@ -39,6 +39,8 @@ export class GapWatch {
   /** When the event loop last ran the watch's tick (or a stall was noticed). */
   #lastTick = Date.now();
   #handlers?: GapHandlers;
+  /** Requests waiting until a stall's kept messages were read (see `drained`). */
+  #drainWaiters: Array<() => void> = [];
   /** The round trip to the broker in flight (see `#probeLink`). */
   #probe?: { since: number };
   /** The channel counts as down because a round trip did not come back. */
@@ -71,6 +73,23 @@ export class GapWatch {
     if (!gap) return false;
     if (!gap.long && !this.#channelUp && now - this.#disconnectedAt > this.afterMs) gap.long = true;
     return gap.long || (gap.stall === true && gap.drained !== true);
+  }
+
+  /**
+   * After a stall past `afterMs` (noticed now if the watch's tick has not run yet): resolves once a round trip to the
+   * broker begun after it came back (what the connection kept was read), or the gap turned long or closed; undefined
+   * when nothing waits. A request awaits it before it reads the table: awaiting also lets the event loop read the
+   * socket, where a caller that never yields (requests in a loop in one process) would starve it.
+   */
+  drained(): Promise<void> | undefined {
+    this.#noticeStall(Date.now());
+    const gap = this.#gap;
+    if (!gap?.stall || gap.drained === true || gap.long) return undefined;
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #releaseDrainWaiters(): void {
+    for (const resolve of this.#drainWaiters.splice(0)) resolve();
   }
 
   /** Starts watching the channel's status, the event loop and the link to the broker. */
@@ -140,7 +159,10 @@ export class GapWatch {
       if (this.#probe !== started) return;
       this.#probe = undefined;
       // Everything the connection kept during a stall was read before this answer.
-      if (answered && this.#gap?.stall) this.#gap.drained = true;
+      if (answered && this.#gap?.stall) {
+        this.#gap.drained = true;
+        this.#releaseDrainWaiters();
+      }
       if (answered && this.#silent) {
         this.core.parts.logger.info({ silentMs: Date.now() - started.since }, 'the broker answers again');
         this.#up(handlers);
@@ -158,6 +180,7 @@ export class GapWatch {
     this.#disconnectedAt = Date.now();
     this.#gap ??= { long: false };
     if (this.#gap.stall) this.#gap.long = true;
+    this.#releaseDrainWaiters();
     handlers.disconnected();
   }
 
@@ -172,12 +195,15 @@ export class GapWatch {
 
   /** The manager caught up: the gap closes (unless the channel went down again meanwhile). */
   close(): void {
-    if (this.#channelUp) this.#gap = undefined;
+    if (!this.#channelUp) return;
+    this.#gap = undefined;
+    this.#releaseDrainWaiters();
   }
 
   /** Stops watching the event loop. */
   stop(): void {
     clearInterval(this.#stallWatch);
+    this.#releaseDrainWaiters();
   }
 
   /** A `RepairRunner` for this node's gaps: a repair runs again (after `retryMs` when it fell short) only while the node is ready. */

@@ -95,6 +95,12 @@ export interface SessionManager {
    * caught up: it serves no session until then. @default false (a manager without gap handling)
    */
   readonly catchingUp?: boolean;
+  /**
+   * After this process stalled past `memberDropMs`: resolves once it read what its connection kept meanwhile (or
+   * found itself cut off, then `catchingUp`); undefined when nothing waits. The middleware awaits it first.
+   * @default undefined (a manager without gap handling)
+   */
+  drained?(): Promise<void> | undefined;
   /** Subscribes, joins the cluster and runs state transfer; resolves when ready. */
   start(): Promise<void>;
   /** Leaves the cluster gracefully and stops timers. */

@@ -287,6 +287,9 @@ export function sessionMiddleware<Data extends SessionData = SessionData>(
   };
 
   return createMiddleware<{ Variables: SessionVariables<Data> }>(async function replicatedSession(c, next) {
+    // Just after a stall: the deltas that came meanwhile may still wait in the socket. A round trip reads them.
+    const draining = manager.drained?.();
+    if (draining && !(await joinedWithin(draining, JOIN_WAIT_MS))) return errorResponse(c, new NodeCatchingUpError());
     if (manager.catchingUp) {
       // Its table may be stale after a gap: another node serves the request (nothing was done here).
       return errorResponse(c, new NodeCatchingUpError());

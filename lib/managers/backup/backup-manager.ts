@@ -110,6 +110,11 @@ export class BackupManager implements SessionManager {
     return this.#core.ready && !this.catchingUp;
   }
 
+  /** See `SessionManager.drained` (`GapWatch.drained`). */
+  drained(): Promise<void> | undefined {
+    return this.#core.ready ? this.#watch.drained() : undefined;
+  }
+
   /** True while this node, after a long gap (see `GapWatch.long`), has not reconciled: it serves no session until then. */
   get catchingUp(): boolean {
     return this.#core.ready && this.#watch.long;

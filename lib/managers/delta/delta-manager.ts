@@ -117,6 +117,11 @@ export class DeltaManager implements SessionManager {
     return this.#core.ready && !this.catchingUp;
   }
 
+  /** See `SessionManager.drained` (`GapWatch.drained`). */
+  drained(): Promise<void> | undefined {
+    return this.#core.ready ? this.#gaps?.drained() : undefined;
+  }
+
   /**
    * True while this node, after a long gap (see `GapWatch.long`), has not caught up:
    * its table may be stale, so it serves no session (the middleware answers 503).

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBus, MemoryChannel } from '../../../lib/channel/memory.ts';
 import { waitFor } from '../../../functions/launch/index.ts';
-import { makeNode } from '../../kit/memory-nodes.ts';
+import { call, makeNode, sessionApp } from '../../kit/memory-nodes.ts';
 
 /** A memory channel whose round trips to the "broker" hang while `silent` is set, like a half-open TCP link. */
 class SilentChannel extends MemoryChannel {
@@ -52,6 +52,7 @@ describe('gap watch: stall', () => {
       const channel = new SilentChannel(new MemoryBus());
       const node = makeNode(new MemoryBus(), 'a', { channel, manager });
       await node.start();
+      const app = sessionApp(node);
       expect(node.manager.catchingUp).toBe(false);
       // What the connection kept during the stall is read only after it: the broker's answer to a round trip begun
       // after the resume proves it was. Hold that answer back.
@@ -60,10 +61,29 @@ describe('gap watch: stall', () => {
       // Synchronously after the stall, as a request already waiting in the socket is handled: no timer has run yet.
       expect(node.manager.catchingUp).toBe(true);
       expect(node.ready).toBe(false);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(node.manager.catchingUp, 'still held while the round trip is out').toBe(true);
+      let answered: number | undefined;
+      const request = call(app, 'POST', '/set', { body: { x: 1 } }).then((res) => (answered = res.status));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(answered, 'the request waits while the round trip is out').toBeUndefined();
       channel.speak();
-      await waitFor('a to serve again', () => node.manager.catchingUp === false && node.ready, { timeoutMs: 5000 });
+      expect(await request).toBe(200);
+      expect(node.manager.catchingUp).toBe(false);
+      expect(node.ready).toBe(true);
+    });
+
+    it(`${manager}: requests in a loop that never yields to the event loop past memberDropMs are served, each stall costing one round trip`, async () => {
+      const node = makeNode(new MemoryBus(), 'a', { manager });
+      await node.start();
+      const app = sessionApp(node);
+      const cookie = (await call(app, 'POST', '/set', { body: { x: 1 } })).cookie;
+      const until = Date.now() + 1000; // memberDropMs is 300 ms here
+      let served = 0;
+      while (Date.now() < until) {
+        const res = await call(app, 'GET', '/get', { cookie });
+        expect(res.status).toBe(200);
+        served++;
+      }
+      expect(served).toBeGreaterThan(10);
     });
   }
 });
