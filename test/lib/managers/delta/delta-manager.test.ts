@@ -506,7 +506,8 @@ describe('ack mode', () => {
 
   it('the ack writes of one turn share one message: one ack per member, and every write is on every member when answered', async () => {
     const bus = new MemoryBus();
-    const [a, b, c] = await startNodes(bus, ['a', 'b', 'c'], { sendMode: 'ack' });
+    // memberDropMs 5000: a lag under load is no stall or lost member here (its repair would send messages of its own).
+    const [a, b, c] = await startNodes(bus, ['a', 'b', 'c'], { sendMode: 'ack', memberDropMs: 5000 });
     const cookies: string[] = [];
     for (let i = 0; i < 10; i++) cookies.push(await setOn(a!, undefined, { n: 0 }));
     const { sent, received } = await writeAllAtOnce(a!, cookies, { n: 1 });
