@@ -202,6 +202,14 @@ export function formatReport(r: BenchReport): string {
 
 type Heading = (title: string) => void;
 
+/** Mean CPU per request of each part of an N-node ON run, `target + peers + nats-server + load generator` in µs. */
+function machineCpu(runs: readonly ThroughputRun[], nodes: number): string {
+  const on = runs.filter((r) => r.nodes === nodes && r.replication === 'on');
+  const mean = (part: keyof ThroughputRun['cpuUsPerReq']) =>
+    Math.round(on.reduce((sum, r) => sum + r.cpuUsPerReq[part], 0) / Math.max(1, on.length));
+  return `${mean('target')} + ${mean('peers')} + ${mean('natsServer')} + ${mean('loadGenerator')}`;
+}
+
 function formatThroughput(
   r: BenchReport,
   tp: NonNullable<BenchReport['throughput']>,
@@ -227,6 +235,8 @@ function formatThroughput(
         'OFF latency avg / p99 (ms)',
         'target CPU/request ON / OFF (us, mean of runs)',
         'OFF / ON CPU per request',
+        'machine CPU/request ON: target + peers + nats-server + load generator (us)',
+        'CPU ceiling of ON / OFF',
       ],
       tp.summary.map((s) => [
         String(s.nodes),
@@ -237,12 +247,16 @@ function formatThroughput(
         `${s.off.latencyAvgMs} / ${s.off.latencyP99Ms}`,
         `${s.targetCpuUsPerReq.on} / ${s.targetCpuUsPerReq.off}`,
         pct(s.cpuRatio),
+        machineCpu(tp.runs, s.nodes),
+        pct(s.cpuCeiling),
       ]),
     ),
   );
   out.push('');
   out.push(
-    `With replication ON the peers and nats-server run on the same ${r.cpus} cores as the target and the load generator (see the CPU columns below), ` +
+    `CPU ceiling of ON / OFF: each run's rate is at most one core over the target's CPU per request (one thread) and at most the ${r.cpus} cores over the machine's ` +
+      `(target + peers + nats-server + load generator; OFF: target + load generator), means of the runs; the ceiling divides ON's bound by OFF's. ` +
+      `With replication ON the peers and nats-server run on the same ${r.cpus} cores as the target and the load generator (see the CPU columns below), ` +
       `so ON/OFF req/s here also measures that contention. The last column (OFF / ON target CPU per request) is the ON/OFF throughput to expect ` +
       `when the target alone is CPU-bound. OFF is not free of replication work: the in-process channel still encodes each delta and delivers it back to the node itself, which decodes it.`,
   );

@@ -1,4 +1,5 @@
 /** Throughput of `POST /counter` over real HTTP: CLI node processes under autocannon load, replication ON vs OFF. */
+import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -50,6 +51,8 @@ export interface ThroughputRun {
   /** CPU time per request of each peer (receiving the target's replication), mean over the peers, microseconds; 0 without peers. */
   peerCpuUsPerReq: number;
   cpu: CpuShare;
+  /** CPU time per request of each part of the machine, microseconds (`peers`: all of them together). */
+  cpuUsPerReq: CpuShare;
   /** Delta messages the target sent per request (about 1 with replication on, 0 off). */
   deltasPerRequest: number;
 }
@@ -82,6 +85,13 @@ export interface ThroughputSummary {
    * and peers and nats-server do not share its cores.
    */
   cpuRatio: number;
+  /**
+   * The ON/OFF throughput the CPU allows at most: each run's rate is bounded by the target's one thread (1 s of CPU
+   * over its CPU per request) and by the machine's cores (their seconds over the CPU per request of the target, the
+   * peers, nats-server and the load generator; OFF without the idle peers, as the anchor bench's baseline has
+   * none); means over the runs.
+   */
+  cpuCeiling: number;
 }
 
 /** Linux clock ticks per second for /proc/<pid>/stat. */
@@ -212,6 +222,8 @@ export async function measureRun(
   };
   const requests = result['2xx'] + result.non2xx;
   const share = (ms: number) => round((100 * ms) / wallMs, 1);
+  const perRequest = (ms: number) => round((ms * 1000) / Math.max(1, requests), 1);
+  const peersMs = after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0);
   return {
     reqPerSec: round(result['2xx'] / result.duration, 0),
     requests,
@@ -232,6 +244,12 @@ export async function measureRun(
       peers: share(after.peers.reduce((s, x, i) => s + x - before.peers[i]!, 0)),
       natsServer: share(after.nats - before.nats),
       loadGenerator: share(after.self - before.self),
+    },
+    cpuUsPerReq: {
+      target: perRequest(after.target - before.target),
+      peers: perRequest(peersMs),
+      natsServer: perRequest(after.nats - before.nats),
+      loadGenerator: perRequest(after.self - before.self),
     },
     deltasPerRequest: round((after.deltas - before.deltas) / Math.max(1, requests), 3),
   };
@@ -340,6 +358,20 @@ export async function measureThroughput(
       return round(xs.reduce((a, b) => a + b, 0) / xs.length, 0);
     };
     const targetCpuUsPerReq = { on: meanCpu('on'), off: meanCpu('off') };
+    const meanOf = (replication: 'on' | 'off', parts: (cpu: CpuShare) => number) => {
+      const xs = runs.filter((r) => r.nodes === size && r.replication === replication).map((r) => parts(r.cpuUsPerReq));
+      return xs.reduce((a, b) => a + b, 0) / xs.length;
+    };
+    const cores = os.cpus().length;
+    const bound = (targetUs: number, machineUs: number) => Math.min(1 / targetUs, cores / machineUs);
+    const boundOff = bound(
+      meanOf('off', (c) => c.target),
+      meanOf('off', (c) => c.target + c.loadGenerator),
+    );
+    const boundOn = bound(
+      meanOf('on', (c) => c.target),
+      meanOf('on', (c) => c.target + c.peers + c.natsServer + c.loadGenerator),
+    );
     return {
       nodes: size,
       on,
@@ -348,6 +380,7 @@ export async function measureThroughput(
       reads: reads.get(size)!,
       targetCpuUsPerReq,
       cpuRatio: round(targetCpuUsPerReq.off / targetCpuUsPerReq.on, 3),
+      cpuCeiling: round(boundOn / boundOff, 3),
     };
   });
   return { runs, summary };
