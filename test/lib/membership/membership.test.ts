@@ -64,6 +64,8 @@ function member(memoryBus: MemoryBus, node: string, options: MembershipOptions =
     names: () => membership.members().map((m) => m.node),
     /** Heartbeats received from other processes so far. */
     heartbeats: () => stats.received.hb ?? 0,
+    /** Messages of `kind` received from other processes so far. */
+    received: (kind: keyof ReplicationStats['received']) => stats.received[kind] ?? 0,
   };
 }
 
@@ -80,6 +82,7 @@ function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto
     /** When `dieOnNextPing` took effect. */
     diedAt: undefined as number | undefined,
     beat,
+    talk,
     stopAnswering,
     silence,
     reconnect,
@@ -102,6 +105,10 @@ function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto
   }
   function beat(body: Partial<MessageBody<'hb'>> = {}) {
     bus.send(bus.subjects.heartbeat, 'hb', { started: 1_000, ready: true, ...body });
+  }
+  /** A point-to-point message to `node` other than a heartbeat or a pong (an ack, as a live member sends). */
+  function talk(to: string) {
+    bus.send(bus.subjects.node(to), 'ack', { id: `${node}-talk` });
   }
   /** Still subscribed, but never answers: pings time out. */
   function stopAnswering() {
@@ -415,6 +422,32 @@ describe('Membership', () => {
       expect(b.received).toBe(retried);
       expect(find(a.membership, 'b')?.state).toBe('alive');
       expect(a.leaves).toEqual([]);
+    });
+
+    it('a successor heard from within the last probe interval (any message) is not pinged; once it falls silent, it is', async () => {
+      const { a, puppets } = await watching({ ...PROBING, probeIntervalMs: 100 }, ['b']);
+      const b = puppets[0]!;
+      const talking = setInterval(() => b.talk('a'), 10); // as a member sending deltas or acks
+      onCleanup(() => clearInterval(talking));
+      await waitFor('a to hear b talk', () => a.received('ack') >= 3);
+      await waitFor('pings sent before b talked to arrive', () => a.received('ack') >= 12);
+      const pinged = b.received;
+      await waitFor('five probe intervals of talk', () => a.received('ack') >= 62, { timeoutMs: 5000 });
+      expect(b.received).toBe(pinged);
+      clearInterval(talking);
+      await waitFor('b, now silent, to be pinged', () => b.received > pinged);
+      expect(find(a.membership, 'b')?.state).toBe('alive');
+    });
+
+    it('an idle successor that answered a ping is not pinged again within the probe interval: one ping every other interval', async () => {
+      const { puppets } = await watching({ ...PROBING, probeIntervalMs: 50 }, ['b']);
+      const b = puppets[0]!;
+      await waitFor('a first probe answered', () => b.pings >= 1);
+      const first = Date.now();
+      const from = b.pings;
+      await waitFor('five more probes answered', () => b.pings >= from + 5, { timeoutMs: 5000 });
+      // Pinging every interval would take about 250 ms; every other one, about 500 (timers only run late).
+      expect(Date.now() - first).toBeGreaterThanOrEqual(400);
     });
 
     it('a paused member (subscribed, not answering) is still listed, and not unreachable, after many probes', async () => {
