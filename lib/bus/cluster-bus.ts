@@ -92,9 +92,9 @@ export class ClusterBus {
   }
 
   /**
-   * Calls `listener` with every message of another process this bus hands to a `listen` handler or
-   * returns as a `request`'s reply (never its own, never a dropped one): membership's sign of life of
-   * its sender.
+   * Calls `listener` with every message of another process this bus hands to a `listen` handler (never
+   * its own, never a dropped one, never the reply to one of its own requests): membership's sign of
+   * life of its sender.
    */
   onReceived(listener: (message: Envelope) => void): void {
     this.#receivedListeners.push(listener);
@@ -174,7 +174,6 @@ export class ClusterBus {
     const reply = await this.channel.request(subject, data, { timeoutMs });
     const decoded = await this.decode(reply, subject);
     if (!decoded) throw new MalformedMessageError('malformed', `unusable reply on ${subject}`);
-    if (!decoded.own) for (const listener of this.#receivedListeners) listener(decoded.message);
     return decoded.message;
   }
 

@@ -3,9 +3,10 @@
  * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea).
  *
  * Fast detection without traffic: each node pings its successor in the ring of members (by node id)
- * every `probeIntervalMs`, unless it heard from it since the previous probe (any message: a heartbeat,
- * a delta, an ack, the answer to that probe's ping): its connection just delivered, and a killed
- * process sends nothing. So a busy successor is not pinged, and an idle one every other interval. A broker drops a closed connection's subscriptions at once, so "no
+ * every `probeIntervalMs`, unless it heard from it since the previous probe (a heartbeat, a delta, an
+ * ack): its connection just delivered, and a killed process sends nothing. So a busy successor is not
+ * pinged. Probes do not count, neither the answers to this node's pings (an idle successor skipped
+ * every other probe would be found up to a probe interval later) nor its own pings. A broker drops a closed connection's subscriptions at once, so "no
  * responders" on a member's own subject means its connection is gone. A member that missed one
  * heartbeat, or was pointed at by a late ack or a failed fetch, is pinged the same way. The broker sees
  * a killed process's connection close only tens of ms after the kill (the kernel tears the process down
@@ -64,8 +65,8 @@ export interface MembershipOptions {
   /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
   /**
-   * How often this node pings its successor in the ring, unless it heard from it since the previous
-   * probe (0: never; detection then waits for a missed heartbeat).
+   * How often this node pings its successor in the ring, unless it received a message from it since
+   * the previous probe (0: never; detection then waits for a missed heartbeat).
    */
   readonly probeIntervalMs: number;
   /** How long a member's subject must stay without responder before it is declared dead (its client may be reconnecting). */
@@ -111,7 +112,7 @@ export class Membership {
   readonly #unanswered = new Map<string, number>();
   /** The retry of each member's unanswered ping, due `PING_RETRY_MS` after it (see `PING_RETRY_WINDOW_MS`). */
   readonly #retries = new Map<string, ReturnType<typeof setTimeout>>();
-  /** When this node last received a message from each member (this incarnation of it). */
+  /** When this node last received a message from each member (this incarnation of it), pings and pongs aside. */
   readonly #heardAt = new Map<string, number>();
   /** When the latest probe round began. */
   #probedAt = 0;
@@ -134,7 +135,8 @@ export class Membership {
     readonly startedAt: number = Date.now(),
   ) {
     bus.onReceived((message) => {
-      if (this.#members.get(message.node)?.incarnation === message.incarnation)
+      // A ping is its sender's own probe (in a ring of two, of this node): counted, it would stop this node's probes of it.
+      if (message.kind !== 'ping' && this.#members.get(message.node)?.incarnation === message.incarnation)
         this.#heardAt.set(message.node, Date.now());
     });
   }

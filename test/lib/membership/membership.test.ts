@@ -424,7 +424,7 @@ describe('Membership', () => {
       expect(a.leaves).toEqual([]);
     });
 
-    it('a successor heard from within the last probe interval (any message) is not pinged; once it falls silent, it is', async () => {
+    it('a successor heard from since the previous probe (a message it sent of its own accord) is not pinged; once it falls silent, it is', async () => {
       const { a, puppets } = await watching({ ...PROBING, probeIntervalMs: 100 }, ['b']);
       const b = puppets[0]!;
       const talking = setInterval(() => b.talk('a'), 10); // as a member sending deltas or acks
@@ -439,15 +439,28 @@ describe('Membership', () => {
       expect(find(a.membership, 'b')?.state).toBe('alive');
     });
 
-    it('an idle successor that answered a ping is not pinged again within the probe interval: one ping every other interval', async () => {
-      const { puppets } = await watching({ ...PROBING, probeIntervalMs: 50 }, ['b']);
+    it("an idle successor is pinged at every probe: the answers to this node's own pings do not count as hearing from it", async () => {
+      const { puppets } = await watching({ ...PROBING, probeIntervalMs: 100 }, ['b']);
       const b = puppets[0]!;
       await waitFor('a first probe answered', () => b.pings >= 1);
       const first = Date.now();
       const from = b.pings;
       await waitFor('five more probes answered', () => b.pings >= from + 5, { timeoutMs: 5000 });
-      // Pinging every interval would take about 250 ms; every other one, about 500 (timers only run late).
-      expect(Date.now() - first).toBeGreaterThanOrEqual(400);
+      // At every probe that takes about 500 ms; skipping the probe after each answer would take at least 1000.
+      expect(Date.now() - first).toBeLessThan(900);
+    });
+
+    it("in a ring of two, each pings the other at every probe: the other's pings do not count as hearing from it", async () => {
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', { ...PROBING, probeIntervalMs: 50 });
+      const b = member(bus, 'b', { ...PROBING, probeIntervalMs: 50 });
+      a.membership.start();
+      b.membership.start();
+      await waitFor('a to see b', () => a.membership.has('b') && b.membership.has('a'));
+      const [toA, toB] = [a.received('ping'), b.received('ping')];
+      await waitFor('b to ping a six more times', () => a.received('ping') >= toA + 6, { timeoutMs: 5000 });
+      // Both probe on the same timers of this process: a pinged b about as often.
+      expect(b.received('ping') - toB).toBeGreaterThanOrEqual(3);
     });
 
     it('a paused member (subscribed, not answering) is still listed, and not unreachable, after many probes', async () => {
