@@ -1,7 +1,7 @@
 /**
  * Failover: how fast CLI nodes notice a SIGKILLed member with no traffic at all (found unreachable by
- * the ring probe, then dropped after the reconnect grace), what the probing costs on the wire when
- * idle, how long a survivor takes to serve a session correctly (and to answer the next write) when a
+ * the ring probe, then dropped after the reconnect grace) and while they serve reads, what the probing
+ * costs on the wire when idle, how long a survivor takes to serve a session correctly (and to answer the next write) when a
  * member is SIGKILLed right after a burst of writes (the side-by-side bench's failover step), and how
  * long the nodes stall when one server of a 3-server NATS cluster is SIGKILLed under ack-mode load
  * (the longest gap between two answered writes per node).
@@ -53,8 +53,18 @@ export interface BurstKill {
   nextWriteMs: number;
 }
 
+/** One SIGKILL of n1 right after a burst of writes on it, the survivors serving reads meanwhile. */
+export interface LoadedKill {
+  /** ms from the kill until each survivor (n2, n3) logged n1 unreachable, by the survivor's log timestamp. */
+  unreachableMs: number[];
+  /** Reads the survivors answered from the kill until both had. */
+  reads: number;
+}
+
 export interface FailoverResult {
   idle: IdleKill[];
+  /** Absent in reports from before this measurement. */
+  loaded?: LoadedKill[];
   burst: BurstKill[];
   /** Per node, idle: messages sent and received per second, of which pings and pongs (the probes), and bytes. */
   idleCost: { messagesPerSec: number; probeMessagesPerSec: number; heartbeatsPerSec: number; bytesPerSec: number };
@@ -169,6 +179,69 @@ async function call(node: NodeHandle, method: string, path: string, cookie?: str
   return { status: res.status, body, cookie: set ? set.split(';')[0]! : cookie };
 }
 
+/** `sessions` sessions written on `node`, 1-5 increments each, 16 at a time: their cookies and last counters. */
+async function writeBurst(node: NodeHandle, sessions: number) {
+  const cookies: (string | undefined)[] = [];
+  const counters: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      for (let i = next++; i < sessions; i = next++)
+        for (let n = 0; n <= i % 5; n++) {
+          const reply = await call(node, 'POST', '/counter', cookies[i]);
+          cookies[i] = reply.cookie;
+          counters[i] = reply.body.counter ?? Number.NaN;
+        }
+    }),
+  );
+  return { cookies, counters };
+}
+
+/**
+ * SIGKILLs n1 right after the last answer of a burst of writes on it (async mode), then has 16 clients
+ * read those sessions on n2 and n3 (alternately, back to back) until both survivors logged n1
+ * unreachable (the log line's timestamp, not a `/cluster` poll that would wait behind the reads).
+ */
+async function loadedKill(natsUrl: string, k: number, o: FailoverOptions): Promise<LoadedKill> {
+  const nodes = await startThree(`bench-fo-load-${Date.now().toString(36)}-${k}`, natsUrl);
+  try {
+    const [n1, ...survivors] = nodes as [NodeHandle, NodeHandle, NodeHandle];
+    const { cookies } = await writeBurst(n1, o.burstSessions);
+    const killedAt = Date.now();
+    n1.kill('SIGKILL');
+    let reading = true;
+    let reads = 0;
+    const readers = Array.from({ length: 16 }, async (_, j) => {
+      for (let i = j; reading; i = (i + 16) % o.burstSessions) {
+        await call(survivors[i % 2]!, 'GET', '/session', cookies[i]);
+        reads++;
+      }
+    });
+    const unreachableAt = (node: NodeHandle) =>
+      logLines<{ member?: string }>(node, 'member unreachable: its subject has no responder').find(
+        (l) => l.member === 'n1' && Number(l.time) >= killedAt,
+      )?.time;
+    try {
+      await waitFor(
+        'both survivors to log n1 unreachable',
+        () => survivors.every((n) => unreachableAt(n) !== undefined),
+        {
+          timeoutMs: 30_000,
+          intervalMs: 5,
+        },
+      );
+    } finally {
+      reading = false;
+      await Promise.allSettled(readers);
+    }
+    const unreachableMs = survivors.map((n) => Number(unreachableAt(n)) - killedAt);
+    o.log(`  loaded SIGKILL ${k + 1}/${o.kills}: unreachable ${unreachableMs.join(',')} ms (${reads} reads meanwhile)`);
+    return { unreachableMs, reads };
+  } finally {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+  }
+}
+
 /**
  * SIGKILLs n1 right after the last answer of a burst of increments on it (`burstSessions` sessions,
  * 1-5 increments each, 16 at a time), then reads session 0 on n2 until it shows its last value
@@ -178,19 +251,7 @@ async function burstKill(natsUrl: string, send: 'async' | 'ack', k: number, o: F
   const nodes = await startThree(`bench-fo-burst-${send}-${Date.now().toString(36)}-${k}`, natsUrl, { send });
   try {
     const [n1, n2] = nodes as [NodeHandle, NodeHandle, NodeHandle];
-    const cookies: (string | undefined)[] = [];
-    const counters: number[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        for (let i = next++; i < o.burstSessions; i = next++)
-          for (let n = 0; n <= i % 5; n++) {
-            const reply = await call(n1, 'POST', '/counter', cookies[i]);
-            cookies[i] = reply.cookie;
-            counters[i] = reply.body.counter ?? Number.NaN;
-          }
-      }),
-    );
+    const { cookies, counters } = await writeBurst(n1, o.burstSessions);
     const killed = performance.now();
     n1.kill('SIGKILL');
     let firstReadMs = Number.NaN;
@@ -263,6 +324,9 @@ async function serverLoss(manager: 'delta' | 'backup', o: FailoverOptions): Prom
 export async function measureFailover(natsUrl: string, o: FailoverOptions): Promise<FailoverResult> {
   o.log(`failover: ${o.kills} idle SIGKILLs of a member (3 CLI nodes, no traffic)`);
   const idle = await idleKills(natsUrl, o);
+  o.log(`failover: ${o.kills} SIGKILLs of a member right after a burst of writes on it, the survivors serving reads`);
+  const loaded: LoadedKill[] = [];
+  for (let k = 0; k < o.kills; k++) loaded.push(await loadedKill(natsUrl, k, o));
   o.log(`failover: ${o.kills} SIGKILLs of a member right after a burst of writes on it, per send mode`);
   const burst: BurstKill[] = [];
   for (let k = 0; k < o.kills; k++)
@@ -270,7 +334,7 @@ export async function measureFailover(natsUrl: string, o: FailoverOptions): Prom
   o.log('failover: one server of a 3-server NATS cluster SIGKILLed under ack-mode load');
   const losses: ServerLoss[] = [];
   for (const manager of ['delta', 'backup'] as const) losses.push(await serverLoss(manager, o));
-  return { ...idle, burst, serverLoss: losses };
+  return { ...idle, loaded, burst, serverLoss: losses };
 }
 
 /** The failover section of the markdown report. */
@@ -286,6 +350,12 @@ export function formatFailover(f: FailoverResult, o: Omit<FailoverOptions, 'log'
     `| listed \`unreachable\` (acks stop waiting, proxies read from the backup) | ${range(all((k) => k.unreachableMs))} |`,
     `| dropped as dead (after the reconnect grace) | ${range(all((k) => k.droppedMs))} |`,
     '',
+    ...(f.loaded
+      ? [
+          `Under load: n1 SIGKILLed right after a burst of writes on it (${o.burstSessions} sessions, 1-5 increments each, 16 at a time), then 16 clients read those sessions on n2 and n3 back to back; ms from the kill until each survivor logged n1 \`unreachable\` (its log timestamp), per kill (n2, n3): ${f.loaded.map((k) => k.unreachableMs.join('/')).join(', ')}; min-max ${range(f.loaded.flatMap((k) => k.unreachableMs).filter(Number.isFinite))}.`,
+          '',
+        ]
+      : []),
     `Idle wire cost per node (${o.idleSec} s): ${c.messagesPerSec.toFixed(1)} messages/s sent+received, of which ${c.probeMessagesPerSec.toFixed(1)} probe pings and pongs and ${c.heartbeatsPerSec.toFixed(1)} heartbeats; ${Math.round(c.bytesPerSec)} bytes/s.`,
     '',
     `n1 SIGKILLed right after the last answer of a burst of increments on it (${o.burstSessions} sessions, 1-5 increments each, 16 at a time; delta manager; a fresh cluster each, ${o.kills} per mode); ms, median (min-max):`,

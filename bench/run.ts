@@ -2,7 +2,7 @@
  * `npm run bench`: NATS floor, replication lag (async and ack) and HTTP throughput ON vs OFF for 2 and
  * 3 nodes; the delta vs backup managers (traffic per write and lag for 2, 4, 8 nodes); message
  * protection cost (no key vs encrypt vs sign); failover (an idle member SIGKILLed: noticed and dropped;
- * the probes' idle cost; a member SIGKILLed right after a burst of writes: first correct read and next write on a
+ * one SIGKILLed while the survivors serve reads: noticed; the probes' idle cost; a member SIGKILLed right after a burst of writes: first correct read and next write on a
  * survivor; one server of a 3-server NATS cluster SIGKILLed under ack load); persistence (DynamoDB coalescing, join from the
  * DynamoDB snapshot + JetStream vs from a peer); memory (heap bytes per session held); scale (backup
  * traffic per write from 2 to 16 node processes).

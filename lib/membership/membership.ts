@@ -3,9 +3,16 @@
  * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea).
  *
  * Fast detection without traffic: each node pings its successor in the ring of members (by node id)
- * every `probeIntervalMs`. A broker drops a closed connection's subscriptions at once, so "no
+ * every `probeIntervalMs`, unless it heard from it since the previous probe (a heartbeat, a delta, an
+ * ack): its connection just delivered, and a killed process sends nothing. So a busy successor is not
+ * pinged. Probes do not count, neither the answers to this node's pings (an idle successor skipped
+ * every other probe would be found up to a probe interval later) nor its own pings. A broker drops a closed connection's subscriptions at once, so "no
  * responders" on a member's own subject means its connection is gone. A member that missed one
- * heartbeat, or was pointed at by a late ack or a failed fetch, is pinged the same way. Such a member
+ * heartbeat, or was pointed at by a late ack or a failed fetch, is pinged the same way. The broker sees
+ * a killed process's connection close only tens of ms after the kill (the kernel tears the process down
+ * before it closes its sockets), so a ping sent meanwhile reaches its subscriptions and is never
+ * answered: one unanswered after `PING_RETRY_MS` is followed by another, for up to
+ * `PING_RETRY_WINDOW_MS`, instead of waiting for the next probe. Such a member
  * is `unreachable`: nobody waits for its acks and it is announced in heartbeats so every node checks it
  * itself. It is declared dead only when its subject stayed without responder for `reconnectGraceMs`
  * (a process killed), not when its client came back meanwhile (a reconnect: a link reset, a server of a
@@ -57,7 +64,10 @@ export interface MembershipOptions {
   readonly memberDropMs: number;
   /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
-  /** How often this node pings its successor in the ring (0: never; detection then waits for a missed heartbeat). */
+  /**
+   * How often this node pings its successor in the ring, unless it received a message from it since
+   * the previous probe (0: never; detection then waits for a missed heartbeat).
+   */
   readonly probeIntervalMs: number;
   /** How long a member's subject must stay without responder before it is declared dead (its client may be reconnecting). */
   readonly reconnectGraceMs: number;
@@ -66,6 +76,21 @@ export interface MembershipOptions {
 }
 
 type Listener<T extends unknown[]> = (...args: T) => void;
+
+/**
+ * How long a ping may go unanswered before another follows it: a live member answers in about a
+ * millisecond, while a ping that reached a killed member's subscriptions before the broker saw its
+ * connection close is never answered (the next one finds its subject gone).
+ */
+export const PING_RETRY_MS = 10;
+
+/**
+ * How long after the first unanswered ping such retries go on: long enough for the broker to see a
+ * killed process's connection close (measured 20-100 ms after SIGKILL on this repo's 2-core test
+ * machine, the longer under load), short enough that a paused member gets at most ten pings in a row;
+ * after it, probes and hints ping it at most once a probe interval, as before.
+ */
+export const PING_RETRY_WINDOW_MS = 100;
 
 /** Tracks the other live members of the cluster. */
 export class Membership {
@@ -83,6 +108,14 @@ export class Membership {
   readonly #confirming = new Map<string, ReturnType<typeof setTimeout>>();
   /** Pings asked for while one was in flight, sent once the probe interval allows. */
   readonly #followUps = new Map<string, ReturnType<typeof setTimeout>>();
+  /** When the first of the pings to each member that are all still unanswered was sent. */
+  readonly #unanswered = new Map<string, number>();
+  /** The retry of each member's unanswered ping, due `PING_RETRY_MS` after it (see `PING_RETRY_WINDOW_MS`). */
+  readonly #retries = new Map<string, ReturnType<typeof setTimeout>>();
+  /** When this node last received a message from each member (this incarnation of it), pings and pongs aside. */
+  readonly #heardAt = new Map<string, number>();
+  /** When the latest probe round began. */
+  #probedAt = 0;
   #subscription?: ChannelSubscription;
   #timer?: ReturnType<typeof setInterval>;
   #probeTimer?: ReturnType<typeof setInterval>;
@@ -100,7 +133,13 @@ export class Membership {
     private readonly logger: Logger,
     /** This process's start time. */
     readonly startedAt: number = Date.now(),
-  ) {}
+  ) {
+    bus.onReceived((message) => {
+      // A ping is its sender's own probe (in a ring of two, of this node): counted, it would stop this node's probes of it.
+      if (message.kind !== 'ping' && this.#members.get(message.node)?.incarnation === message.incarnation)
+        this.#heardAt.set(message.node, Date.now());
+    });
+  }
 
   /** The heartbeat period: a member answers a hello at once and beats at least this often. */
   get heartbeatIntervalMs(): number {
@@ -119,6 +158,7 @@ export class Membership {
       } else if (status !== 'error') this.#channelUp = false;
     });
     this.#beat(true);
+    this.#probedAt = Date.now();
     this.#timer = setInterval(() => this.#tick(), this.options.heartbeatIntervalMs);
     if (this.options.probeIntervalMs > 0)
       this.#probeTimer = setInterval(() => this.#probe(), this.options.probeIntervalMs);
@@ -205,9 +245,12 @@ export class Membership {
     this.#running = false;
     clearInterval(this.#timer);
     clearInterval(this.#probeTimer);
-    for (const timer of [...this.#confirming.values(), ...this.#followUps.values()]) clearTimeout(timer);
-    this.#confirming.clear();
-    this.#followUps.clear();
+    for (const timers of [this.#confirming, this.#followUps, this.#retries]) {
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+    }
+    this.#unanswered.clear();
+    this.#heardAt.clear();
     try {
       this.bus.send(this.bus.subjects.heartbeat, 'hb', { started: this.startedAt, ready: false, leaving: true });
     } catch {
@@ -287,34 +330,43 @@ export class Membership {
     for (const node of body.unreachable ?? []) if (node !== this.bus.identity.node) this.suspect(node);
   }
 
-  /** Pings this node's successor in the ring of reachable members (by node id), and every unreachable member. */
+  /**
+   * Pings this node's successor in the ring of reachable members (by node id) unless a message from it
+   * arrived since the previous probe, and every unreachable member.
+   */
   #probe(): void {
+    const previous = this.#probedAt;
+    this.#probedAt = Date.now();
     if (!this.#channelUp) return;
     const self = this.bus.identity.node;
     const ring = [...this.#members.values()]
       .filter((m) => m.state !== 'unreachable')
       .sort((a, b) => (a.node < b.node ? -1 : 1));
     const successor = ring.find((m) => m.node > self) ?? ring[0];
-    if (successor) this.#ping(successor);
+    if (successor && (this.#heardAt.get(successor.node) ?? 0) < previous) this.#ping(successor);
     for (const member of this.#members.values()) if (member.state === 'unreachable') this.#ping(member);
   }
 
   /**
-   * Pings `member` unless a ping to it went within the last probe interval; then, unless it is
-   * unreachable already, once the interval allows (a suspicion is never dropped). "No responders"
-   * marks it unreachable, and dead once that lasted `reconnectGraceMs` (counted from this node's own
-   * reconnect, if later); an answer or a timeout (it is subscribed, so connected) to a ping sent since
-   * makes an unreachable member reachable again.
+   * Pings `member` unless a ping to it is in flight; then, unless it is unreachable already, once the
+   * in-flight one went unanswered for `PING_RETRY_MS` (within `PING_RETRY_WINDOW_MS` of the first
+   * unanswered ping; after it, for a probe interval), so a suspicion is never dropped. An unanswered
+   * ping is followed by another `PING_RETRY_MS` later within that window, without a further hint.
+   * "No responders" marks it unreachable, and dead once that lasted `reconnectGraceMs` (counted from
+   * this node's own reconnect, if later); an answer or a timeout (it is subscribed, so connected) to a
+   * ping sent since makes an unreachable member reachable again.
    */
   #ping(member: MemberInfo): void {
     if (!this.#running || this.#members.get(member.node) !== member || !this.#channelUp) return;
-    // One ping at a time per member, except that a ping sent just before the member died is never answered
-    // (the broker had not yet seen its connection close): after a probe interval another goes, which finds its subject gone.
     const now = Date.now();
     const inFlight = this.#probing.get(member.node);
-    const waitMs = inFlight === undefined ? 0 : inFlight + Math.max(this.options.probeIntervalMs, 20) - now;
+    const unansweredSince = this.#unanswered.get(member.node);
+    const quick = unansweredSince !== undefined && now - unansweredSince < PING_RETRY_WINDOW_MS;
+    const spacing = quick ? PING_RETRY_MS : Math.max(this.options.probeIntervalMs, 20);
+    const waitMs = inFlight === undefined ? 0 : inFlight + spacing - now;
     if (waitMs > 0) {
-      if (!this.#followUps.has(member.node) && member.state !== 'unreachable')
+      // A retry already due covers this hint.
+      if (!this.#followUps.has(member.node) && !this.#retries.has(member.node) && member.state !== 'unreachable')
         this.#followUps.set(
           member.node,
           setTimeout(() => {
@@ -325,12 +377,25 @@ export class Membership {
       return;
     }
     this.#probing.set(member.node, now);
+    if (member.state !== 'unreachable') {
+      const since = unansweredSince ?? now;
+      this.#unanswered.set(member.node, since);
+      if (now + PING_RETRY_MS - since < PING_RETRY_WINDOW_MS && !this.#retries.has(member.node))
+        this.#retries.set(
+          member.node,
+          setTimeout(() => {
+            this.#retries.delete(member.node);
+            if (this.#unanswered.has(member.node) && member.state !== 'unreachable') this.#ping(member);
+          }, PING_RETRY_MS),
+        );
+    }
     this.bus
       .request(this.bus.subjects.node(member.node), 'ping', {}, this.options.pingTimeoutMs)
       .then(
         () => {
-          if (this.#members.get(member.node) === member && this.#sentSinceUnreachable(member, now))
-            this.#reachableAgain(member);
+          if (this.#members.get(member.node) !== member) return;
+          this.#answered(member);
+          if (this.#sentSinceUnreachable(member, now)) this.#reachableAgain(member);
         },
         (error: unknown) => {
           if (this.#members.get(member.node) !== member || !this.#running || !(error instanceof ChannelRequestError))
@@ -338,6 +403,7 @@ export class Membership {
           if (error.kind === 'timeout' && this.#sentSinceUnreachable(member, now) && this.#channelUp)
             this.#reachableAgain(member);
           if (error.kind !== 'no-responders' || !this.#channelUp) return;
+          this.#answered(member); // Its subject is gone: no retry can bring an answer.
           const at = Date.now();
           if (member.state !== 'unreachable') {
             member.state = 'unreachable';
@@ -359,6 +425,13 @@ export class Membership {
       .finally(() => {
         if (this.#probing.get(member.node) === now) this.#probing.delete(member.node);
       });
+  }
+
+  /** Ends the run of unanswered pings to `member` (an answer came, or "no responders"): no retry is due. */
+  #answered(member: MemberInfo): void {
+    this.#unanswered.delete(member.node);
+    clearTimeout(this.#retries.get(member.node));
+    this.#retries.delete(member.node);
   }
 
   #confirm(member: MemberInfo): void {
@@ -418,10 +491,12 @@ export class Membership {
 
   #remove(member: MemberInfo, reason: LeaveReason): void {
     this.#members.delete(member.node);
-    for (const timers of [this.#confirming, this.#followUps]) {
+    for (const timers of [this.#confirming, this.#followUps, this.#retries]) {
       clearTimeout(timers.get(member.node));
       timers.delete(member.node);
     }
+    this.#unanswered.delete(member.node);
+    this.#heardAt.delete(member.node);
     if (reason === 'dead') this.logger.warn({ member: member.node, reason }, 'member declared dead');
     else this.logger.info({ member: member.node, reason }, 'member left');
     for (const listener of this.#leaveListeners) listener(member, reason);

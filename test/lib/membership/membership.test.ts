@@ -5,6 +5,8 @@ import { MemoryBus, MemoryChannel } from '../../../lib/channel/memory.ts';
 import type { MessageBody } from '../../../lib/codec/envelope.ts';
 import {
   Membership,
+  PING_RETRY_MS,
+  PING_RETRY_WINDOW_MS,
   type LeaveReason,
   type MemberInfo,
   type MembershipOptions,
@@ -62,6 +64,8 @@ function member(memoryBus: MemoryBus, node: string, options: MembershipOptions =
     names: () => membership.members().map((m) => m.node),
     /** Heartbeats received from other processes so far. */
     heartbeats: () => stats.received.hb ?? 0,
+    /** Messages of `kind` received from other processes so far. */
+    received: (kind: keyof ReplicationStats['received']) => stats.received[kind] ?? 0,
   };
 }
 
@@ -71,17 +75,40 @@ function member(memoryBus: MemoryBus, node: string, options: MembershipOptions =
  */
 function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto.randomUUID()) {
   const bus = clusterBus(memoryBus, node, incarnation);
-  const state = { answering: true, pings: 0, received: 0, beat, stopAnswering, silence, reconnect };
+  const state = {
+    answering: true,
+    pings: 0,
+    received: 0,
+    /** When `dieOnNextPing` took effect. */
+    diedAt: undefined as number | undefined,
+    beat,
+    talk,
+    stopAnswering,
+    silence,
+    reconnect,
+    dieOnNextPing,
+  };
+  let dying = false;
   let responder = bus.listen(bus.subjects.node(node), onPing);
   function onPing(incoming: Incoming) {
     if (incoming.message.kind !== 'ping') return;
     state.received++;
+    if (dying) {
+      dying = false;
+      state.diedAt = Date.now();
+      silence();
+      return;
+    }
     if (!state.answering) return;
     state.pings++;
     bus.send(incoming.reply!, 'pong', { ready: true });
   }
   function beat(body: Partial<MessageBody<'hb'>> = {}) {
     bus.send(bus.subjects.heartbeat, 'hb', { started: 1_000, ready: true, ...body });
+  }
+  /** A point-to-point message to `node` other than a heartbeat or a pong (an ack, as a live member sends). */
+  function talk(to: string) {
+    bus.send(bus.subjects.node(to), 'ack', { id: `${node}-talk` });
   }
   /** Still subscribed, but never answers: pings time out. */
   function stopAnswering() {
@@ -91,6 +118,13 @@ function puppet(memoryBus: MemoryBus, node: string, incarnation: string = crypto
   function silence() {
     responder.unsubscribe();
     responder = { unsubscribe: () => undefined };
+  }
+  /**
+   * Killed just before the next ping arrives, the broker not yet aware: that ping is never answered,
+   * and the subscriptions are gone right after it (the broker saw the connection close).
+   */
+  function dieOnNextPing() {
+    dying = true;
   }
   /** Subscribed again, as a client that reconnected to the broker. */
   function reconnect() {
@@ -337,7 +371,7 @@ describe('Membership', () => {
       expect(a.leaves).toEqual([['b', 'dead']]);
     });
 
-    it('a suspicion that comes while a ping to the member is in flight is followed up once the probe interval allows another ping', async () => {
+    it('a suspicion that comes while a ping to the member is in flight, after the quick retries, is followed up once the probe interval allows another ping', async () => {
       // a probes m (its successor), never z: only suspicions (late acks, others' heartbeats) ping z.
       const slow = {
         ...PROBING,
@@ -348,16 +382,85 @@ describe('Membership', () => {
       };
       const { a, puppets } = await watching(slow, ['m', 'z']);
       const z = puppets[1]!;
-      // z was killed, but the broker has not seen its connection close yet: the first ping is never answered.
+      // z was killed, but the broker has not seen its connection close for longer than the quick retries went on.
       z.stopAnswering();
+      const suspected = Date.now();
       a.membership.suspect('z');
-      await waitFor('the ping to reach z', () => z.received === 1);
+      await waitFor('the quick retries to end', () => z.received >= 1 && Date.now() - suspected > 150);
       z.silence(); // now its subscriptions are gone
       a.membership.suspect('z'); // a second hint, while the first ping is in flight
       await waitFor('z to be found unreachable', () => find(a.membership, 'z')?.state === 'unreachable', {
         timeoutMs: 5000,
       });
       expect(find(a.membership, 'm')?.state).toBe('alive');
+    });
+
+    it('a ping that reached the member before its connection was seen closed (never answered) is followed by another within ~10 ms, not a probe interval later', async () => {
+      // No probe tick and no other hint during the test: only the retry of the unanswered ping can find b gone.
+      const { a, puppets } = await watching({ ...PROBING, probeIntervalMs: 60_000, pingTimeoutMs: 60_000 }, ['b']);
+      const b = puppets[0]!;
+      b.dieOnNextPing();
+      a.membership.suspect('b');
+      await waitFor('b to be unreachable', () => find(a.membership, 'b')?.state === 'unreachable', { timeoutMs: 5000 });
+      expect(Date.now() - b.diedAt!).toBeLessThan(1000);
+      expect(b.received).toBe(1);
+    });
+
+    it('a member that stays subscribed without answering (paused) gets at most ten pings in quick succession, then none without a hint or a probe', async () => {
+      const { a, puppets } = await watching({ ...PROBING, probeIntervalMs: 60_000, pingTimeoutMs: 60_000 }, ['b']);
+      const b = puppets[0]!;
+      b.stopAnswering();
+      const suspected = Date.now();
+      a.membership.suspect('b');
+      await waitFor('a second ping (the first retry)', () => b.received >= 2);
+      // The retries stop PING_RETRY_WINDOW_MS (100) after the first ping; well after that, the count stays.
+      await waitFor('300 ms to pass', () => Date.now() - suspected >= 300);
+      const retried = b.received;
+      expect(retried).toBeGreaterThanOrEqual(2);
+      expect(retried).toBeLessThanOrEqual(PING_RETRY_WINDOW_MS / PING_RETRY_MS);
+      await waitFor('300 more ms to pass', () => Date.now() - suspected >= 600);
+      expect(b.received).toBe(retried);
+      expect(find(a.membership, 'b')?.state).toBe('alive');
+      expect(a.leaves).toEqual([]);
+    });
+
+    it('a successor heard from since the previous probe (a message it sent of its own accord) is not pinged; once it falls silent, it is', async () => {
+      const { a, puppets } = await watching({ ...PROBING, probeIntervalMs: 100 }, ['b']);
+      const b = puppets[0]!;
+      const talking = setInterval(() => b.talk('a'), 10); // as a member sending deltas or acks
+      onCleanup(() => clearInterval(talking));
+      await waitFor('a to hear b talk', () => a.received('ack') >= 3);
+      await waitFor('pings sent before b talked to arrive', () => a.received('ack') >= 12);
+      const pinged = b.received;
+      await waitFor('five probe intervals of talk', () => a.received('ack') >= 62, { timeoutMs: 5000 });
+      expect(b.received).toBe(pinged);
+      clearInterval(talking);
+      await waitFor('b, now silent, to be pinged', () => b.received > pinged);
+      expect(find(a.membership, 'b')?.state).toBe('alive');
+    });
+
+    it("an idle successor is pinged at every probe: the answers to this node's own pings do not count as hearing from it", async () => {
+      const { puppets } = await watching({ ...PROBING, probeIntervalMs: 100 }, ['b']);
+      const b = puppets[0]!;
+      await waitFor('a first probe answered', () => b.pings >= 1);
+      const first = Date.now();
+      const from = b.pings;
+      await waitFor('five more probes answered', () => b.pings >= from + 5, { timeoutMs: 5000 });
+      // At every probe that takes about 500 ms; skipping the probe after each answer would take at least 1000.
+      expect(Date.now() - first).toBeLessThan(900);
+    });
+
+    it("in a ring of two, each pings the other at every probe: the other's pings do not count as hearing from it", async () => {
+      const bus = new MemoryBus();
+      const a = member(bus, 'a', { ...PROBING, probeIntervalMs: 50 });
+      const b = member(bus, 'b', { ...PROBING, probeIntervalMs: 50 });
+      a.membership.start();
+      b.membership.start();
+      await waitFor('a to see b', () => a.membership.has('b') && b.membership.has('a'));
+      const [toA, toB] = [a.received('ping'), b.received('ping')];
+      await waitFor('b to ping a six more times', () => a.received('ping') >= toA + 6, { timeoutMs: 5000 });
+      // Both probe on the same timers of this process: a pinged b about as often.
+      expect(b.received('ping') - toB).toBeGreaterThanOrEqual(3);
     });
 
     it('a paused member (subscribed, not answering) is still listed, and not unreachable, after many probes', async () => {
