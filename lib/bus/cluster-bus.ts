@@ -74,7 +74,6 @@ export class ClusterBus {
   /** The broker round trip in flight (`sync`), and the one that follows it for what was sent meanwhile. */
   #roundTrip: Promise<void> | undefined;
   #nextRoundTrip: Promise<void> | undefined;
-  readonly #receivedListeners: Array<(message: Envelope) => void> = [];
 
   constructor(
     readonly channel: Channel,
@@ -89,15 +88,6 @@ export class ClusterBus {
   /** Turns on authenticated (and, in `encrypt` mode, encrypted) messages for everything sent and received. */
   protect(protection: MessageProtection): void {
     this.#protection = protection;
-  }
-
-  /**
-   * Calls `listener` with every message of another process this bus hands to a `listen` handler (never
-   * its own, never a dropped one, never the reply to one of its own requests): membership's sign of
-   * life of its sender.
-   */
-  onReceived(listener: (message: Envelope) => void): void {
-    this.#receivedListeners.push(listener);
   }
 
   /** Publishes a message; with `reply`, receivers answer to that subject. */
@@ -254,7 +244,6 @@ export class ClusterBus {
   #deliver(decoded: Decoded | undefined, raw: ChannelMessage, handler: (incoming: Incoming) => void): void {
     if (!decoded || decoded.own) return;
     const { message } = decoded;
-    for (const listener of this.#receivedListeners) listener(message);
     try {
       handler({ message, ...(raw.reply !== undefined ? { reply: raw.reply } : {}) });
     } catch (error) {

@@ -82,9 +82,7 @@ export interface ClusterOptions {
   readonly pingTimeoutMs?: number;
   /**
    * How often a node pings its successor in the ring of members, so that a killed member (its subject
-   * left without responder by the broker) is noticed without traffic. A successor this node received a
-   * message from since the previous probe (a heartbeat, a delta, an ack; not a ping or its answer) is
-   * not pinged, so a busy one is not pinged at all. 0 turns it off. Milliseconds.
+   * left without responder by the broker) is noticed without traffic. 0 turns it off. Milliseconds.
    * @default 40, or 0 on the SNS/SQS channel (where a ping is an SQS message)
    */
   readonly probeIntervalMs?: number;

@@ -3,10 +3,7 @@
  * and a direct ping before a silent member is declared dead (Tomcat's TcpFailureDetector idea).
  *
  * Fast detection without traffic: each node pings its successor in the ring of members (by node id)
- * every `probeIntervalMs`, unless it heard from it since the previous probe (a heartbeat, a delta, an
- * ack): its connection just delivered, and a killed process sends nothing. So a busy successor is not
- * pinged. Probes do not count, neither the answers to this node's pings (an idle successor skipped
- * every other probe would be found up to a probe interval later) nor its own pings. A broker drops a closed connection's subscriptions at once, so "no
+ * every `probeIntervalMs`. A broker drops a closed connection's subscriptions at once, so "no
  * responders" on a member's own subject means its connection is gone. A member that missed one
  * heartbeat, or was pointed at by a late ack or a failed fetch, is pinged the same way. The broker sees
  * a killed process's connection close only tens of ms after the kill (the kernel tears the process down
@@ -64,10 +61,7 @@ export interface MembershipOptions {
   readonly memberDropMs: number;
   /** How long the verifying ping waits. */
   readonly pingTimeoutMs: number;
-  /**
-   * How often this node pings its successor in the ring, unless it received a message from it since
-   * the previous probe (0: never; detection then waits for a missed heartbeat).
-   */
+  /** How often this node pings its successor in the ring (0: never; detection then waits for a missed heartbeat). */
   readonly probeIntervalMs: number;
   /** How long a member's subject must stay without responder before it is declared dead (its client may be reconnecting). */
   readonly reconnectGraceMs: number;
@@ -112,10 +106,6 @@ export class Membership {
   readonly #unanswered = new Map<string, number>();
   /** The retry of each member's unanswered ping, due `PING_RETRY_MS` after it (see `PING_RETRY_WINDOW_MS`). */
   readonly #retries = new Map<string, ReturnType<typeof setTimeout>>();
-  /** When this node last received a message from each member (this incarnation of it), pings and pongs aside. */
-  readonly #heardAt = new Map<string, number>();
-  /** When the latest probe round began. */
-  #probedAt = 0;
   #subscription?: ChannelSubscription;
   #timer?: ReturnType<typeof setInterval>;
   #probeTimer?: ReturnType<typeof setInterval>;
@@ -133,13 +123,7 @@ export class Membership {
     private readonly logger: Logger,
     /** This process's start time. */
     readonly startedAt: number = Date.now(),
-  ) {
-    bus.onReceived((message) => {
-      // A ping is its sender's own probe (in a ring of two, of this node): counted, it would stop this node's probes of it.
-      if (message.kind !== 'ping' && this.#members.get(message.node)?.incarnation === message.incarnation)
-        this.#heardAt.set(message.node, Date.now());
-    });
-  }
+  ) {}
 
   /** The heartbeat period: a member answers a hello at once and beats at least this often. */
   get heartbeatIntervalMs(): number {
@@ -158,7 +142,6 @@ export class Membership {
       } else if (status !== 'error') this.#channelUp = false;
     });
     this.#beat(true);
-    this.#probedAt = Date.now();
     this.#timer = setInterval(() => this.#tick(), this.options.heartbeatIntervalMs);
     if (this.options.probeIntervalMs > 0)
       this.#probeTimer = setInterval(() => this.#probe(), this.options.probeIntervalMs);
@@ -250,7 +233,6 @@ export class Membership {
       timers.clear();
     }
     this.#unanswered.clear();
-    this.#heardAt.clear();
     try {
       this.bus.send(this.bus.subjects.heartbeat, 'hb', { started: this.startedAt, ready: false, leaving: true });
     } catch {
@@ -330,20 +312,15 @@ export class Membership {
     for (const node of body.unreachable ?? []) if (node !== this.bus.identity.node) this.suspect(node);
   }
 
-  /**
-   * Pings this node's successor in the ring of reachable members (by node id) unless a message from it
-   * arrived since the previous probe, and every unreachable member.
-   */
+  /** Pings this node's successor in the ring of reachable members (by node id), and every unreachable member. */
   #probe(): void {
-    const previous = this.#probedAt;
-    this.#probedAt = Date.now();
     if (!this.#channelUp) return;
     const self = this.bus.identity.node;
     const ring = [...this.#members.values()]
       .filter((m) => m.state !== 'unreachable')
       .sort((a, b) => (a.node < b.node ? -1 : 1));
     const successor = ring.find((m) => m.node > self) ?? ring[0];
-    if (successor && (this.#heardAt.get(successor.node) ?? 0) < previous) this.#ping(successor);
+    if (successor) this.#ping(successor);
     for (const member of this.#members.values()) if (member.state === 'unreachable') this.#ping(member);
   }
 
@@ -496,7 +473,6 @@ export class Membership {
       timers.delete(member.node);
     }
     this.#unanswered.delete(member.node);
-    this.#heardAt.delete(member.node);
     if (reason === 'dead') this.logger.warn({ member: member.node, reason }, 'member declared dead');
     else this.logger.info({ member: member.node, reason }, 'member left');
     for (const listener of this.#leaveListeners) listener(member, reason);
