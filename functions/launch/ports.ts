@@ -1,16 +1,41 @@
 /** Free TCP ports for the servers the launcher starts. */
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 
-/** A TCP port that was free on `host` a moment ago (listens on port 0, reads it, closes). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
+/**
+ * Ports this process handed out already. The kernel's bind to port 0 gives a just-closed port again
+ * often (a NATS cluster once got one port for a server's clients and its route), so each is handed out
+ * once per process.
+ */
+const handedOut = new Set<number>();
+
+/** Listens on port 0 of `host` and returns the server with the port the kernel chose. */
+async function listenOnAnyPort(host: string): Promise<{ server: Server; port: number }> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, host, () => resolve());
   });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+/**
+ * A TCP port that was free on `host` a moment ago and that this process has not handed out before
+ * (listens on port 0, reads it, closes). A repeat is held open while the kernel is asked again.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const held: Server[] = [];
+  try {
+    for (;;) {
+      const { server, port } = await listenOnAnyPort(host);
+      held.push(server);
+      if (!handedOut.has(port)) {
+        handedOut.add(port);
+        return port;
+      }
+    }
+  } finally {
+    await Promise.all(held.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+  }
 }
 
 /** Whether `port` can be bound on `host` now. */

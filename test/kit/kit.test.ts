@@ -75,6 +75,14 @@ describe('ports', () => {
     await new Promise<void>((resolve, reject) => s.once('error', reject).listen(port, '127.0.0.1', resolve));
     await new Promise((r) => s.close(r));
   });
+
+  it('freePort never hands out the same port twice in one process (a cluster gets distinct ports)', async () => {
+    // The kernel's bind(0) gives a just-closed port again often enough: 260 of 2000 calls repeated one
+    // before, and a NATS cluster once got the same port as one server's client and route port.
+    const ports: number[] = [];
+    for (let i = 0; i < 1000; i++) ports.push(await freePort());
+    expect(new Set(ports).size).toBe(ports.length);
+  });
 });
 
 describe('portIsFree', () => {

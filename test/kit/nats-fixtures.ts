@@ -167,6 +167,18 @@ export interface NatsClusterHandle {
  * until a message published on each server reaches a subscriber on every other one.
  */
 export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<NatsClusterHandle> {
+  // Ports are chosen before the servers bind them, so another process may take one meanwhile:
+  // a bind failure picks new ports and starts again (three tries).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNatsClusterOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startNatsClusterOnce(opts: NatsClusterOptions): Promise<NatsClusterHandle> {
   const size = opts.size ?? 3;
   const clientPorts: number[] = [];
   const routePorts: number[] = [];
