@@ -215,6 +215,7 @@ async function acquireLock(dir: string): Promise<() => void> {
       continue;
     }
     if (Date.now() > deadline) throw new Error(`packTarball: ${dir} still held after ${LOCK_WAIT_MS} ms`);
+    // Kept: the poll interval of this loop, which already waits on a condition (the mkdir above succeeding).
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -13,14 +13,20 @@ afterEach(async () => {
   await Promise.all(clusters.splice(0).map((cluster) => cluster.stop()));
 });
 
-/** Three backup-manager nodes whose sessions expire after 2 s idle (an unanswered ack or fetch gives up well before). */
+/** Sessions expire after this long idle (an unanswered ack or fetch gives up well before). */
+const MAX_INACTIVE_SECONDS = 2;
+/** The sweep interval (createTestCluster's default, spelled out: a test waits a number of sweeps). */
+const SWEEP_INTERVAL_MS = 50;
+
+/** Three backup-manager nodes whose sessions expire after MAX_INACTIVE_SECONDS idle. */
 async function start(): Promise<TestCluster> {
   const cluster = await createTestCluster({
     nodes: 3,
     app: counterApp,
     manager: 'backup',
     sendMode: 'ack',
-    maxInactiveSeconds: 2,
+    maxInactiveSeconds: MAX_INACTIVE_SECONDS,
+    sweepIntervalMs: SWEEP_INTERVAL_MS,
     fetchTimeoutMs: 300,
     ackTimeoutMs: 200,
   });
@@ -42,13 +48,14 @@ async function onlyKey(cluster: TestCluster): Promise<string> {
   });
 }
 
-/** Keeps using the session on node `index` every 200 ms for `ms`, checking the counter goes on from `from`. */
+/** Keeps using the session on node `index` every tenth of its timeout for `ms`, checking the counter goes on from `from`. */
 async function keepUsing(cluster: TestCluster, index: number, from: number, ms: number): Promise<number> {
   let n = from;
   const until = Date.now() + ms;
   while (Date.now() < until) {
     expect(await post(cluster, index)).toBe(++n);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Kept: paces the uses (time must pass while the session is in use; no condition to wait on).
+    await new Promise((resolve) => setTimeout(resolve, MAX_INACTIVE_SECONDS * 100));
   }
   return n;
 }
@@ -69,7 +76,7 @@ describe('backup manager gap recovery', () => {
     await waitFor('n1 to learn that n3 is primary', () => managerOf(cluster, 0).entry(key)?.primary === 'n3');
     expect(managerOf(cluster, 0).inspect(key)).toBeUndefined();
     // Longer than the timeout as n1 last saw it: the session in use on n3 lives on.
-    const n = await keepUsing(cluster, 2, 2, 3000);
+    const n = await keepUsing(cluster, 2, 2, 1.5 * MAX_INACTIVE_SECONDS * 1000);
     expect(await post(cluster, 0)).toBe(n + 1);
     expect(cluster.nodes.reduce((sum, node) => sum + node.stats.sessionsExpired, 0)).toBe(0);
   });
@@ -81,7 +88,7 @@ describe('backup manager gap recovery', () => {
     cluster.faults.partition('n1');
     await waitFor("n2 to take n1's session over", () => managerOf(cluster, 1).entry(key)?.primary === 'n2');
     // n1 sees the session idle for longer than its timeout.
-    const n = await keepUsing(cluster, 1, 1, 3000);
+    const n = await keepUsing(cluster, 1, 1, 1.5 * MAX_INACTIVE_SECONDS * 1000);
     expect(managerOf(cluster, 0).inspect(key)?.ended).toBeUndefined();
     expect(cluster.nodes[0]!.stats.sessionsExpired).toBe(0);
     cluster.faults.heal();
@@ -109,13 +116,13 @@ describe('backup manager gap recovery', () => {
     expect(await post(cluster, 0)).toBe(1);
     const key = await onlyKey(cluster);
     cluster.faults.partition('n1');
-    const deadline = Date.now() + 2600;
-    while (Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     // Idle past its timeout on every node, but n1 is cut off: only the connected nodes end it.
     await waitFor(
       'the connected nodes to end the idle session',
       () => !managerOf(cluster, 1).entry(key) || managerOf(cluster, 1).entry(key)?.ended,
     );
+    // Kept: proves n1 does NOT end it (no condition to wait on); a dozen of its sweeps past the timeout.
+    await new Promise((resolve) => setTimeout(resolve, 12 * SWEEP_INTERVAL_MS));
     expect(managerOf(cluster, 0).entry(key)?.ended).toBeUndefined();
     cluster.faults.heal();
     await waitFor(

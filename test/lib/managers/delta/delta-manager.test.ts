@@ -628,7 +628,8 @@ describe('stop', () => {
 
 describe('expiry after a stall', () => {
   it('a process that was paused does not expire sessions on its stale view until it caught up, then does', async () => {
-    const [a] = await startNodes(new MemoryBus(), ['a'], { sweepIntervalMs: 50 });
+    const sweepIntervalMs = 50;
+    const [a] = await startNodes(new MemoryBus(), ['a'], { sweepIntervalMs });
     // A session this node served last, long ago by its view: expirable at once.
     const clock = new HybridClock('a');
     const session = new Session({ node: 'a', clock, maxSessionBytes: 1 << 20, defaultMaxInactiveSeconds: 1 });
@@ -642,7 +643,8 @@ describe('expiry after a stall', () => {
     while (Date.now() < until) {
       // busy: no timers fire
     }
-    await new Promise((resolve) => setTimeout(resolve, 150)); // several (late, then normal) ticks
+    // Kept: proves those ticks expire nothing (no condition to wait on): several (late, then normal) sweep ticks.
+    await new Promise((resolve) => setTimeout(resolve, 3 * sweepIntervalMs));
     expect(a!.manager.find(key)).toBeDefined();
     expect(a!.stats.sessionsExpired).toBe(0);
     // Once the pause is over, the sweep expires it as usual.
