@@ -8,6 +8,7 @@ import { encodeEnvelope } from '../../lib/codec/envelope.ts';
 import { decodeValue } from '../../lib/session/values.ts';
 import { createCluster, type ClusterOptions, type ClusterNode } from '../../lib/index.ts';
 import type { BackupManager } from '../../lib/managers/backup/backup-manager.ts';
+import { FETCH_HEDGE_MS } from '../../lib/managers/backup/takeover.ts';
 import { FaultInjector, faultyChannel } from '../../lib/testing/index.ts';
 import { CookieClient, FAST, memoryLogger, uniqueCluster, waitFor, type LogLine } from '../kit/index.ts';
 
@@ -578,7 +579,9 @@ describe('backup manager: failover', () => {
       const read = client.read(reader).finally(() => (answeredAt = Date.now()));
       try {
         // While the subject is held the silent primary may be alive and newer: the backup's copy is not served yet.
-        await new Promise((resolve) => setTimeout(resolve, 400));
+        // Kept: proves the read does NOT answer (no condition to wait on); twenty hedge delays, where a hedged read
+        // that served the backup's copy too early would long have answered.
+        await new Promise((resolve) => setTimeout(resolve, 20 * FETCH_HEDGE_MS));
         expect(answeredAt).toBe(0);
       } finally {
         held.unsubscribe();
@@ -708,7 +711,8 @@ describe('backup manager: expiry and invalidation', () => {
 describe('backup manager: gap recovery', () => {
   it('a node that missed the broadcast of a takeover reconciles after its reconnect: no stale primary, and the session in use elsewhere outlives its timeout', async () => {
     const faults = new FaultInjector();
-    const { nodes } = await startCluster('bk-gap', 3, { maxInactiveSeconds: 2 }, faults);
+    const maxInactiveSeconds = 2;
+    const { nodes } = await startCluster('bk-gap', 3, { maxInactiveSeconds }, faults);
     const [n1, n2, n3] = nodes as [BNode, BNode, BNode];
     const client = new Client();
     await client.write(n1, 1);
@@ -730,9 +734,10 @@ describe('backup manager: gap recovery', () => {
     await waitFor('n1 to count the repair', () => n1.sessions.stats.resyncRepairs >= 1, { timeoutMs: 10_000 });
     expect(n1.sessions.stats.resyncRepairs).toBeGreaterThanOrEqual(1);
     // Used on n3 for longer than the timeout as n1 last saw it: nobody ends it.
+    // Kept: time must pass while the session is in use (no condition); ten uses 0.15 x the timeout apart = 1.5 x the timeout.
     for (let v = 3; v <= 12; v++) {
       await client.write(n3, v);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await new Promise((resolve) => setTimeout(resolve, 0.15 * maxInactiveSeconds * 1000));
     }
     expect(await client.read(n2)).toBe(12);
     expect(await client.read(n1)).toBe(12);

@@ -72,7 +72,8 @@ describe('expiry everywhere over NATS', () => {
   });
 
   it('reads on B keep a 2 s session alive on every node well past its timeout; an untouched one expires', async () => {
-    harness = new Harness(inject('natsUrl'), uniqueCluster('it-touch'), { maxInactiveSeconds: 2 });
+    const maxInactiveSeconds = 2;
+    harness = new Harness(inject('natsUrl'), uniqueCluster('it-touch'), { maxInactiveSeconds });
     const nodes = await harness.start('a', 'b', 'c');
     const [a, b] = nodes;
     const touched = new CookieClient();
@@ -89,7 +90,8 @@ describe('expiry everywhere over NATS', () => {
         const reply = await touched.request(b!, 'GET', '/session');
         expect(reply.json, `touch ${touches}`).toMatchObject({ isNew: false, attributes: { v: 1 } });
         touches++;
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        // Kept: paces the reads (time must pass while the session is in use); one every tenth of the timeout.
+        await new Promise((resolve) => setTimeout(resolve, maxInactiveSeconds * 100));
       }
     })();
     try {
@@ -122,7 +124,8 @@ describe('expiry everywhere over NATS', () => {
     const [a, b] = nodes;
     const client = new CookieClient();
     await client.request(a!, 'POST', '/counter');
-    await client.request(a!, 'PUT', '/session/max-inactive-interval', '2');
+    const maxInactiveSeconds = 2;
+    await client.request(a!, 'PUT', '/session/max-inactive-interval', String(maxInactiveSeconds));
     await waitForConvergence(nodes, [client.key]);
     const started = Date.now();
     let reads = 0;
@@ -135,7 +138,8 @@ describe('expiry everywhere over NATS', () => {
         attributes: { counter: 1 },
       });
       reads++;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Kept: paces the reads (time must pass while the session is in use); one every tenth of its interval.
+      await new Promise((resolve) => setTimeout(resolve, maxInactiveSeconds * 100));
     }
     await waitForEnded(nodes, client.key, 'expired');
   });

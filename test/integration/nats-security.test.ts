@@ -9,6 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { natsAuthOptions } from '../../functions/node/node-server.ts';
 import { NatsChannel } from '../../lib/channel/nats.ts';
+import { resolveOptions } from '../../lib/cluster/index.ts';
 import type { ChannelStatus } from '../../lib/index.ts';
 import {
   ADMIN_HEADERS,
@@ -270,7 +271,9 @@ describe('per-cluster subject permissions', () => {
     if (stolen.status === 200) expect(stolen.json).toMatchObject({ isNew: true, attributes: {} });
 
     // Cluster B never heard from it: b1 saw no new member and received nothing more than before.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Kept: proves something does NOT arrive (no condition to wait on); three of the rogue's heartbeat intervals
+    // (the CLI nodes run the default) on top of the time it has already run.
+    await new Promise((r) => setTimeout(r, 3 * resolveOptions({ cluster: 'B' }).heartbeatIntervalMs));
     const after = await view(b1);
     expect(after.members.map((m) => m.node)).toEqual(['b1']);
     expect(after.stats.received.hb ?? 0).toBe(before.stats.received.hb ?? 0);
