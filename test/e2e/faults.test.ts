@@ -154,6 +154,19 @@ class Traffic {
     return waitFor('traffic to flow', () => this.total >= 30, { timeoutMs: 30_000, intervalMs: 50 });
   }
 
+  /**
+   * Resolves once every client has had `writes` more writes answered 200 than when called (each client writes
+   * through the targets in turn): load goes on after a recovery, not just a fixed time.
+   */
+  progressed(writes: number, timeoutMs = 30_000): Promise<unknown> {
+    const from = this.acked.map((m) => m.size);
+    return waitFor(
+      `every client to have ${writes} more writes answered 200`,
+      () => this.acked.every((m, i) => m.size >= from[i]! + writes),
+      { timeoutMs, intervalMs: 50 },
+    );
+  }
+
   get total(): number {
     return this.acked.reduce((sum, m) => sum + m.size, 0);
   }
@@ -254,8 +267,6 @@ async function expectReplication(from: NodeHandle, to: NodeHandle, timeoutMs = 5
   );
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe('faults', () => {
   it('the nats-server restarted during ack-mode traffic: no acknowledged write is lost, membership re-forms, replication resumes', async () => {
     const nats = await startNatsServer();
@@ -270,7 +281,12 @@ describe('faults', () => {
     nats.kill('SIGKILL');
     await nats.process.exited;
     const killedAt = Date.now();
-    await sleep(5000); // Longer than memberDropMs + pingTimeoutMs: every node drops the others.
+    // Past memberDropMs + pingTimeoutMs: every node drops the others (awaited: under load it takes longer).
+    await waitFor(
+      'every node to drop the others',
+      async () => (await Promise.all(nodes.map(view))).every((v) => v.members.every((m) => m.self)),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
     const again = await startNatsServer({ port: nats.port });
     servers.push(again);
     const restartedAt = Date.now();
@@ -278,7 +294,18 @@ describe('faults', () => {
 
     await seeEachOther(nodes, 60_000, { exactly: true });
     const membersMs = Date.now() - restartedAt;
-    await sleep(3000);
+    // Traffic goes on until every node resynchronised after the reconnect and every client wrote through each node again.
+    await waitFor(
+      'every node to resynchronise after the reconnect',
+      () =>
+        nodes.every((node) =>
+          logLines<ResyncLine>(node, 'resync: merged the state of every ready member').some(
+            (l) => l.reason === 'reconnect',
+          ),
+        ),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    await traffic.progressed(3 * nodes.length);
     await traffic.stop();
 
     expect(traffic.failures, traffic.summary()).toEqual([]);
@@ -340,7 +367,20 @@ describe('faults', () => {
     const replicatedAt = Date.now();
     for (const other of nodes.slice(1)) await expectReplication(nodes[0]!, other, 15_000);
     const replicationMs = Date.now() - killedAt;
-    await sleep(3000);
+    // Traffic goes on until the nodes that failed over resynchronised and every client wrote through each node again.
+    await waitFor(
+      'the nodes on the killed server to resynchronise after the reconnect',
+      () =>
+        nodes
+          .filter((n) => onVictim.includes(n.node))
+          .every((node) =>
+            logLines<ResyncLine>(node, 'resync: merged the state of every ready member').some(
+              (l) => l.reason === 'reconnect',
+            ),
+          ),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    await traffic.progressed(3 * nodes.length);
     await traffic.stop();
 
     expect(traffic.failures, traffic.summary()).toEqual([]);
@@ -398,7 +438,8 @@ describe('faults', () => {
       { timeoutMs: 60_000, intervalMs: 100 },
     );
     targets = [n1, n2, n3];
-    await sleep(2000);
+    // Traffic goes on until every client wrote through each node again (n3 included).
+    await traffic.progressed(3 * nodes.length);
     await traffic.stop();
 
     expect(traffic.failures, traffic.summary()).toEqual([]);
