@@ -129,7 +129,8 @@ async function faultRun(fault: Fault): Promise<void> {
     for (let turn = i; running; turn++) {
       await user.write(others[turn % 2]!);
       await user.read(serving[turn % serving.length]!);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Kept: paces the load (not a wait for anything): a turn every twentieth of the timeout keeps the sessions in use.
+      await new Promise((resolve) => setTimeout(resolve, (BACKUP.maxInactive! * 1000) / 20));
     }
   });
 

@@ -2,6 +2,7 @@
 // NATS cluster lost (every node keeps answering writes, measured as the longest gap between two answered
 // writes per node), and one node's link reset and restored at once (nobody drops it, its primaries stay).
 import { afterEach, describe, expect, it } from 'vitest';
+import { resolveOptions } from '../../lib/cluster/index.ts';
 import {
   ADMIN_HEADERS,
   logLines,
@@ -100,7 +101,11 @@ describe('one server of a 3-server NATS cluster killed under ack-mode load', () 
           ),
         { timeoutMs: 30_000, intervalMs: 50 },
       );
-      await new Promise((resolve) => setTimeout(resolve, 4000));
+      // Kept: proves no write waits out ackTimeoutMs and nobody is declared dead (no condition to wait on): load
+      // goes on until a write stuck since the kill would have timed out and a silent member been dropped (defaults).
+      const { ackTimeoutMs, memberDropMs, pingTimeoutMs } = resolveOptions({ cluster: name });
+      const outlastMs = Math.max(ackTimeoutMs, memberDropMs + pingTimeoutMs) + 1000;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, killedAt + outlastMs - Date.now())));
       const endedAt = Date.now();
       await writers.stop();
 

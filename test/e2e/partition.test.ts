@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { resolveOptions } from '../../lib/cluster/index.ts';
 import {
   cleanupsAfterEach,
   seeEachOther,
@@ -26,11 +27,12 @@ import {
 
 const cleanups = cleanupsAfterEach();
 
-/** Short timeouts: touch interval 1 s, a replica's grace 2 s, sweeps every 300 ms. */
-const SHORT: Pick<StartNodeOptions, 'maxInactive' | 'extraArgs'> = {
+/** Short timeouts: touch interval 1 s, a replica's grace 2 s, sweeps every SWEEP_INTERVAL_MS. */
+const SWEEP_INTERVAL_MS = 300;
+const SHORT = {
   maxInactive: 4,
-  extraArgs: ['--sweep-interval-ms', '300'],
-};
+  extraArgs: ['--sweep-interval-ms', String(SWEEP_INTERVAL_MS)],
+} satisfies Pick<StartNodeOptions, 'maxInactive' | 'extraArgs'>;
 
 async function start(opts: StartNodeOptions): Promise<NodeHandle> {
   const node = await startNode({ readyTimeoutMs: 30_000, ...opts, env: { LOG_LEVEL: 'info', ...opts.env } });
@@ -117,8 +119,12 @@ describe('partitions and stalls', () => {
     user.every(b, 700);
     const cutAt = Date.now();
     await link.cut();
-    // Longer than maxInactive plus a replica's grace plus several sweeps on a's frozen view.
-    await new Promise((resolve) => setTimeout(resolve, 9000));
+    // Kept: the cut must outlast maxInactive plus a replica's grace (two touch intervals) plus several sweeps on a's
+    // frozen view, to prove a ends nothing (no condition to wait on).
+    const { touchIntervalMs } = resolveOptions({ cluster, maxInactiveSeconds: SHORT.maxInactive });
+    await new Promise((resolve) =>
+      setTimeout(resolve, SHORT.maxInactive * 1000 + 2 * touchIntervalMs + 10 * SWEEP_INTERVAL_MS),
+    );
     await link.heal();
     const cutMs = Date.now() - cutAt;
     await seeEachOther([a, b], 60_000);

@@ -78,6 +78,7 @@ class SteadyLoad {
           this.newcomers.push(user);
           await this.#count(user);
           await this.#count(user);
+          // Kept: paces the load (not a wait for anything): about ten new sessions a second.
           await sleep(100);
         }
       })(),

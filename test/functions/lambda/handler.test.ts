@@ -430,11 +430,12 @@ describe('several execution environments', () => {
 
   it('a frozen environment (SIGSTOP) catches up before serving on thaw, and its sweep does not expire sessions used elsewhere', async () => {
     const cluster = 'lambda-freeze';
-    const a = newRuntime(config({ cluster, maxInactive: 2, sweepEveryMs: 100 }));
+    const maxInactive = 2;
+    const a = newRuntime(config({ cluster, maxInactive, sweepEveryMs: 100 }));
     // maxInactive 2 s: a session untouched for 2 s (+2 s grace for one last used elsewhere) is expired by a sweep.
     const frozen = await startWorker({
       SESSREP_CLUSTER: cluster,
-      SESSREP_MAX_INACTIVE: '2',
+      SESSREP_MAX_INACTIVE: String(maxInactive),
       SESSREP_SWEEP_INTERVAL_MS: '100',
       SESSREP_CATCHUP_TIMEOUT_MS: '10000',
     });
@@ -448,8 +449,10 @@ describe('several execution environments', () => {
     frozen.child.kill('SIGSTOP');
     try {
       // 6 s of use on `a` while the other instance hears nothing: its copy says "idle since 6 s".
+      // Kept: the freeze must outlast maxInactive plus the grace (no condition to wait on); 12 uses a quarter
+      // of the timeout apart = 3 x maxInactive.
       for (let i = 0; i < 12; i++) {
-        await sleep(500);
+        await sleep((maxInactive * 1000) / 4);
         const r = (await a(urlEvent('POST', '/counter', { cookie }))) as Result;
         cookie = sessionCookie(r) ?? cookie;
       }
