@@ -45,6 +45,10 @@ export class GapWatch {
   #probe?: { since: number };
   /** The channel counts as down because a round trip did not come back. */
   #silent = false;
+  /** The ready members when the open gap began (see `membersBack`). */
+  #membersBefore: readonly string[] = [];
+  /** The ready members at the watch's latest tick: before a stall, the tick before it. */
+  #membersAtTick: readonly string[] = [];
 
   constructor(
     private readonly core: ReplicaCore,
@@ -106,6 +110,7 @@ export class GapWatch {
         const now = Date.now();
         this.#noticeStall(now);
         this.#lastTick = now;
+        this.#membersAtTick = this.#readyMembers();
         if (this.core.ready) this.#probeLink(now, handlers);
       },
       Math.max(50, Math.min(1000, Math.floor(afterMs / 4))),
@@ -124,7 +129,11 @@ export class GapWatch {
     // A disconnect noticed on resume, before this, was part of the stall.
     if (this.#gap && !this.#channelUp) this.#gap.long = true;
     else if (this.#gap) this.#gap.stall = true;
-    else this.#gap = { long: false, stall: true };
+    else {
+      this.#gap = { long: false, stall: true };
+      // The members may have dropped each other meanwhile: who was there is what the last tick before the stall saw.
+      this.#membersBefore = this.#membersAtTick;
+    }
     this.#gap.drained = this.core.parts.bus.channel.ping === undefined; // No round trip to wait for.
     this.#probe = undefined; // A round trip begun before the stall says nothing about the link.
     handlers.repair('stall');
@@ -178,7 +187,10 @@ export class GapWatch {
     if (!this.#channelUp) return;
     this.#channelUp = false;
     this.#disconnectedAt = Date.now();
-    this.#gap ??= { long: false };
+    if (!this.#gap) {
+      this.#gap = { long: false };
+      this.#membersBefore = this.#readyMembers();
+    }
     if (this.#gap.stall) this.#gap.long = true;
     this.#releaseDrainWaiters();
     handlers.disconnected();
@@ -206,11 +218,40 @@ export class GapWatch {
     this.#releaseDrainWaiters();
   }
 
-  /** A `RepairRunner` for this node's gaps: a repair runs again (after `retryMs` when it fell short) only while the node is ready. */
+  /**
+   * A `RepairRunner` for this node's gaps: a repair runs again (after `retryMs` when it fell short) only while the
+   * node is ready; one scheduled after a gap runs early once `membersBack`.
+   */
   runner(repair: (reason: GapReason) => Promise<boolean>, retryMs: () => number): RepairRunner {
-    return new RepairRunner(repair, retryMs, () => this.core.ready);
+    return new RepairRunner(
+      repair,
+      retryMs,
+      () => this.core.ready,
+      (since) => this.membersBack(since),
+    );
+  }
+
+  /**
+   * Whether the channel is up and every member that was ready when the open gap began was heard from (a heartbeat
+   * or a ping answer) at or after `since` and is ready: a repair that merges their state needs nobody else. A
+   * member that is not back (dead, or still cut off itself) keeps this false, and the repair waits its full delay.
+   */
+  membersBack(since: number): boolean {
+    if (!this.#channelUp) return false;
+    const members = new Map(this.core.parts.membership.members().map((member) => [member.node, member]));
+    return this.#membersBefore.every((node) => {
+      const member = members.get(node);
+      return member?.ready === true && member.state !== 'unreachable' && member.lastSeen >= since;
+    });
+  }
+
+  #readyMembers(): string[] {
+    return this.core.parts.membership.readyMembers().map((member) => member.node);
   }
 }
+
+/** How often a repair scheduled after a gap checks whether the members are back (see `RepairRunner.scheduleAfterGap`). */
+export const MEMBERS_BACK_CHECK_MS = 25;
 
 /**
  * Runs one gap repair at a time (the delta resync, the backup gap recovery). A reason given while a
@@ -219,6 +260,7 @@ export class GapWatch {
  */
 export class RepairRunner {
   #timer?: ReturnType<typeof setTimeout>;
+  #early?: ReturnType<typeof setInterval>;
   #running = false;
   #again?: GapReason;
 
@@ -226,6 +268,8 @@ export class RepairRunner {
     private readonly repair: (reason: GapReason) => Promise<boolean>,
     private readonly retryMs: () => number,
     private readonly active: () => boolean,
+    /** Whether the members a repair needs were all heard from since the given time (see `GapWatch.membersBack`). */
+    private readonly membersBack: (since: number) => boolean = () => false,
   ) {}
 
   /** True while a repair runs. */
@@ -239,13 +283,34 @@ export class RepairRunner {
       this.#again = reason;
       return;
     }
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#run(reason), delayMs);
+    this.stop();
+    this.#timer = setTimeout(() => this.#start(reason), delayMs);
+  }
+
+  /**
+   * After a gap: runs a repair `delayMs` from now (members have time to be back), or right after the one running.
+   * After a reconnect it runs as soon as every member that was there before the gap was heard from since now. A
+   * stall alone kept the connection, and the serving gate waits for a round trip that reads what it held
+   * (`drained`); closing the gap early would end that wait, so a stall's repair keeps the full delay.
+   */
+  scheduleAfterGap(reason: GapReason, delayMs: number): void {
+    this.schedule(reason, delayMs);
+    if (this.#running || reason !== 'reconnect') return;
+    const since = Date.now();
+    this.#early = setInterval(() => {
+      if (this.membersBack(since)) this.#start(reason);
+    }, MEMBERS_BACK_CHECK_MS);
   }
 
   /** Cancels a scheduled repair. */
   stop(): void {
     clearTimeout(this.#timer);
+    clearInterval(this.#early);
+  }
+
+  #start(reason: GapReason): void {
+    this.stop();
+    void this.#run(reason);
   }
 
   async #run(reason: GapReason): Promise<void> {

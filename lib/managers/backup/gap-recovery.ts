@@ -51,10 +51,13 @@ export class GapRecovery {
     return !this.gaps.open && this.gaps.channelUp && !this.#runner.running;
   }
 
-  /** Reconciles `gaps.afterMs` after every channel reconnect and every stall (members have time to be back). */
+  /**
+   * Reconciles after every channel reconnect and every stall, once the members are back and at the latest
+   * `gaps.afterMs` later (see `RepairRunner.scheduleAfterGap`).
+   */
   watch(): void {
     this.gaps.watch({
-      repair: (reason) => this.#runner.schedule(reason, this.gaps.afterMs),
+      repair: (reason) => this.#runner.scheduleAfterGap(reason, this.gaps.afterMs),
       disconnected: () => undefined,
     });
   }

@@ -16,7 +16,7 @@ export const RESYNC_ID = 'resync-';
 
 /** Timing of resyncs. */
 export interface ResyncOptions {
-  /** How long after a reconnect or stall the resync runs (members have time to be back). */
+  /** How long after a reconnect or stall the resync runs at the latest (members have time to be back; it runs as soon as they are). */
   readonly resyncAfterMs: number;
   readonly stateTransferTimeoutMs: number;
   /** A page's budget: a live member answers at once. */
@@ -51,9 +51,9 @@ export class Resync {
     this.#runner.stop();
   }
 
-  /** Runs a resync `resyncAfterMs` from now (members have time to be back). */
+  /** Runs a resync once the members are back, at the latest `resyncAfterMs` from now (see `RepairRunner.scheduleAfterGap`). */
   schedule(reason: GapReason): void {
-    this.#runner.schedule(reason, this.options.resyncAfterMs);
+    this.#runner.scheduleAfterGap(reason, this.options.resyncAfterMs);
   }
 
   /**

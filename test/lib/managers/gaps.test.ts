@@ -3,8 +3,9 @@
 // a stall past memberDropMs seen by the first request after it, before the watch's own tick.
 import { describe, expect, it } from 'vitest';
 import { MemoryBus, MemoryChannel } from '../../../lib/channel/memory.ts';
+import { FaultInjector, faultyChannel } from '../../../lib/testing/faults.ts';
 import { waitFor } from '../../../functions/launch/index.ts';
-import { call, makeNode, sessionApp } from '../../kit/memory-nodes.ts';
+import { call, makeNode, sessionApp, stopNode } from '../../kit/memory-nodes.ts';
 
 /** A memory channel whose round trips to the "broker" hang while `silent` is set, like a half-open TCP link. */
 class SilentChannel extends MemoryChannel {
@@ -84,6 +85,59 @@ describe('gap watch: stall', () => {
         served++;
       }
       expect(served).toBeGreaterThan(10);
+    });
+  }
+});
+
+describe('gap watch: catching up once the members are back', () => {
+  /** Three nodes on one bus, each through `faults`; memberDropMs long against the 50 ms heartbeats. */
+  async function threeNodes(manager: 'delta' | 'backup', faults: FaultInjector) {
+    const bus = new MemoryBus();
+    const nodes = ['n1', 'n2', 'n3'].map((name) =>
+      makeNode(bus, name, {
+        manager,
+        memberDropMs: 2000,
+        channel: faultyChannel(new MemoryChannel(bus), name, faults),
+      }),
+    );
+    for (const node of nodes) await node.start();
+    await waitFor('every node to see the others ready', () =>
+      nodes.every((node) => node.membership.readyMembers().length === 2),
+    );
+    return nodes;
+  }
+
+  for (const manager of ['delta', 'backup'] as const) {
+    it(`${manager}: a node cut off past memberDropMs serves again once every member it had was heard from, not memberDropMs after the reconnect`, async () => {
+      const faults = new FaultInjector();
+      const [, , n3] = await threeNodes(manager, faults);
+      faults.partition('n3');
+      await waitFor('n3 to be catching up', () => n3!.manager.catchingUp === true, { timeoutMs: 10_000 });
+      faults.heal();
+      const healedAt = Date.now();
+      // Heartbeats every 50 ms bring both members back at once; the old rule waited memberDropMs (2 s) more.
+      await waitFor('n3 to have caught up', () => n3!.manager.catchingUp === false && n3!.ready, {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+      });
+      expect(Date.now() - healedAt, 'caught up before memberDropMs passed after the reconnect').toBeLessThan(1500);
+    });
+
+    it(`${manager}: a member it had that is not back holds the catch-up until memberDropMs after the reconnect`, async () => {
+      const faults = new FaultInjector();
+      const [, n2, n3] = await threeNodes(manager, faults);
+      faults.partition('n3');
+      await waitFor('n3 to be catching up', () => n3!.manager.catchingUp === true, { timeoutMs: 10_000 });
+      await stopNode(n2!); // Gone while n3 was cut off: n3 never hears it again.
+      faults.heal();
+      const healedAt = Date.now();
+      await waitFor('n3 to have caught up', () => n3!.manager.catchingUp === false && n3!.ready, {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+      });
+      expect(Date.now() - healedAt, 'waited memberDropMs for the member that did not come back').toBeGreaterThanOrEqual(
+        1900,
+      );
     });
   }
 });
