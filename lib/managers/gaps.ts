@@ -251,7 +251,7 @@ export class GapWatch {
 }
 
 /** How often a repair scheduled after a gap checks whether the members are back (see `RepairRunner.scheduleAfterGap`). */
-export const MEMBERS_BACK_CHECK_MS = 25;
+const MEMBERS_BACK_CHECK_MS = 25;
 
 /**
  * Runs one gap repair at a time (the delta resync, the backup gap recovery). A reason given while a
@@ -269,7 +269,7 @@ export class RepairRunner {
     private readonly retryMs: () => number,
     private readonly active: () => boolean,
     /** Whether the members a repair needs were all heard from since the given time (see `GapWatch.membersBack`). */
-    private readonly membersBack: (since: number) => boolean = () => false,
+    private readonly membersBack: (since: number) => boolean,
   ) {}
 
   /** True while a repair runs. */

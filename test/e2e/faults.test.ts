@@ -267,6 +267,20 @@ async function expectReplication(from: NodeHandle, to: NodeHandle, timeoutMs = 5
   );
 }
 
+/** Resolves once each of `nodes` logged a resync after a reconnect. */
+function resyncedAfterReconnect(nodes: NodeHandle[]): Promise<unknown> {
+  return waitFor(
+    `${nodes.map((n) => n.node).join(', ')} to resynchronise after the reconnect`,
+    () =>
+      nodes.every((node) =>
+        logLines<ResyncLine>(node, 'resync: merged the state of every ready member').some(
+          (l) => l.reason === 'reconnect',
+        ),
+      ),
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+}
+
 describe('faults', () => {
   it('the nats-server restarted during ack-mode traffic: no acknowledged write is lost, membership re-forms, replication resumes', async () => {
     const nats = await startNatsServer();
@@ -295,16 +309,7 @@ describe('faults', () => {
     await seeEachOther(nodes, 60_000, { exactly: true });
     const membersMs = Date.now() - restartedAt;
     // Traffic goes on until every node resynchronised after the reconnect and every client wrote through each node again.
-    await waitFor(
-      'every node to resynchronise after the reconnect',
-      () =>
-        nodes.every((node) =>
-          logLines<ResyncLine>(node, 'resync: merged the state of every ready member').some(
-            (l) => l.reason === 'reconnect',
-          ),
-        ),
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
+    await resyncedAfterReconnect(nodes);
     await traffic.progressed(3 * nodes.length);
     await traffic.stop();
 
@@ -368,18 +373,7 @@ describe('faults', () => {
     for (const other of nodes.slice(1)) await expectReplication(nodes[0]!, other, 15_000);
     const replicationMs = Date.now() - killedAt;
     // Traffic goes on until the nodes that failed over resynchronised and every client wrote through each node again.
-    await waitFor(
-      'the nodes on the killed server to resynchronise after the reconnect',
-      () =>
-        nodes
-          .filter((n) => onVictim.includes(n.node))
-          .every((node) =>
-            logLines<ResyncLine>(node, 'resync: merged the state of every ready member').some(
-              (l) => l.reason === 'reconnect',
-            ),
-          ),
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
+    await resyncedAfterReconnect(nodes.filter((n) => onVictim.includes(n.node)));
     await traffic.progressed(3 * nodes.length);
     await traffic.stop();
 
